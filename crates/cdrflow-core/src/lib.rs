@@ -1,0 +1,24 @@
+//! cdrflow-core: the pure heart of the pipeline.
+//!
+//! Data flows through these modules in this order, with no I/O anywhere:
+//!
+//! ```text
+//! raw bytes ─ json ─ decode (per-format) ─ normalize ─ mediation ─┬─ dedup
+//!                                                                 ├─ rating
+//!                                                                 └─ aggregate ─▶ Checkpoint
+//! ```
+//!
+//! A [`mediation::Checkpoint`] is what a store commits atomically with the
+//! source positions it came from; that is the whole exactly-once contract.
+
+pub mod aggregate;
+pub mod decode;
+pub mod dedup;
+pub mod json;
+pub mod mediation;
+pub mod model;
+pub mod money;
+pub mod normalize;
+pub mod rating;
+pub mod reject;
+pub mod synth;

@@ -1,0 +1,332 @@
+//! The mediation operator: raw records in, a checkpoint of effects out.
+//!
+//! Modelled on Arroyo's operator interface. [`Mediator::process_batch`]
+//! decodes, validates, normalises, deduplicates, rates and aggregates a batch;
+//! [`Mediator::handle_watermark`] ages out dedup state; [`Mediator::checkpoint`]
+//! hands over everything accumulated since the last checkpoint — summary
+//! deltas, rejects, new dedup entries, counters — for the store to commit in
+//! one transaction together with the source positions. Nothing here does I/O.
+
+use std::collections::BTreeMap;
+
+use crate::aggregate::SummaryDelta;
+use crate::decode::{decode, DecodeOptions};
+use crate::dedup::{minute_of, DedupEntry, DedupIndex, RecordKey};
+use crate::model::{Kind, SourcePosition};
+use crate::normalize::{format_timestamp, EpochMillis, SummaryZone};
+use crate::rating::Rater;
+use crate::reject::{RejectReason, Rejection};
+
+/// A record as read from a source, before anything is known about it.
+#[derive(Clone, Copy, Debug)]
+pub struct RawRecord<'a> {
+    /// The source it came from: a file path, `stdin`, a Kafka topic.
+    pub origin: &'a str,
+    pub position: SourcePosition,
+    pub payload: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MediationConfig {
+    pub decode: DecodeOptions,
+    /// The calendar that decides a summary's date.
+    pub zone: SummaryZone,
+    /// How far behind the newest event a duplicate is still recognised.
+    pub dedup_window_ms: i64,
+    /// Event times further than this ahead of the wall clock are refused:
+    /// one bogus far-future record would otherwise push the watermark
+    /// forward and make every real record look late.
+    pub max_future_skew_ms: i64,
+}
+
+impl Default for MediationConfig {
+    fn default() -> Self {
+        MediationConfig {
+            decode: DecodeOptions::default(),
+            zone: SummaryZone::UTC,
+            dedup_window_ms: 7 * 86_400_000,
+            max_future_skew_ms: 86_400_000,
+        }
+    }
+}
+
+/// Why a record was dropped as a duplicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DuplicateReason {
+    /// Its `cdr_id` / `event_id` was already accepted.
+    SameRecordId,
+    /// It carries no id, and the same line of the same source was already accepted.
+    SameSourcePosition,
+}
+
+impl DuplicateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateReason::SameRecordId => "same_record_id",
+            DuplicateReason::SameSourcePosition => "same_source_position",
+        }
+    }
+}
+
+/// A refused record, kept with everything needed to understand and replay it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedRecord {
+    pub rejection: Rejection,
+    pub origin: String,
+    pub position: SourcePosition,
+    pub payload: Vec<u8>,
+}
+
+/// Running counts since the last checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub records_in: u64,
+    pub accepted: BTreeMap<Kind, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    pub duplicates: BTreeMap<DuplicateReason, u64>,
+}
+
+impl Counts {
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.values().sum()
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn duplicates_total(&self) -> u64 {
+        self.duplicates.values().sum()
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.records_in += other.records_in;
+        for (k, v) in &other.accepted {
+            *self.accepted.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.duplicates {
+            *self.duplicates.entry(*k).or_default() += v;
+        }
+    }
+}
+
+/// Everything a store must commit, atomically, with the source positions.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub summaries: SummaryDelta,
+    pub rejects: Vec<RejectedRecord>,
+    pub dedup_entries: Vec<DedupEntry>,
+    pub counts: Counts,
+    /// The newest accepted event time so far (not just in this checkpoint).
+    pub watermark: Option<EpochMillis>,
+    /// The newest event time accepted in this checkpoint, for latency metrics.
+    pub newest_event_in_checkpoint: Option<EpochMillis>,
+}
+
+impl Checkpoint {
+    pub fn is_empty(&self) -> bool {
+        self.counts.records_in == 0
+    }
+}
+
+/// The state a mediator resumes from: what the store committed last.
+#[derive(Debug, Default)]
+pub struct MediatorState {
+    pub watermark: Option<EpochMillis>,
+    pub dedup_entries: Vec<DedupEntry>,
+}
+
+pub struct Mediator<'r> {
+    config: MediationConfig,
+    rater: &'r dyn Rater,
+    dedup: DedupIndex,
+    watermark: Option<EpochMillis>,
+    evicted_at_watermark: Option<EpochMillis>,
+    pending: Checkpoint,
+}
+
+impl<'r> Mediator<'r> {
+    pub fn new(config: MediationConfig, rater: &'r dyn Rater, state: MediatorState) -> Mediator<'r> {
+        let mut mediator = Mediator {
+            config,
+            rater,
+            dedup: DedupIndex::with_entries(state.dedup_entries),
+            watermark: state.watermark,
+            evicted_at_watermark: None,
+            pending: Checkpoint::default(),
+        };
+        mediator.handle_watermark();
+        mediator
+    }
+
+    /// Processes one batch. `now` is the wall clock, used only to refuse
+    /// event times from the future.
+    pub fn process_batch<'a>(&mut self, records: impl IntoIterator<Item = RawRecord<'a>>, now: EpochMillis) {
+        for record in records {
+            self.process_one(record, now);
+        }
+        self.handle_watermark();
+    }
+
+    fn process_one(&mut self, record: RawRecord<'_>, now: EpochMillis) {
+        self.pending.counts.records_in += 1;
+        let cdr = match decode(record.payload, record.position, &self.config.decode) {
+            Ok(cdr) => cdr,
+            Err(rejection) => return self.reject(record, rejection),
+        };
+        if cdr.start_time > now + self.config.max_future_skew_ms {
+            let detail = format!(
+                "event time {} is more than {} h ahead of the clock ({})",
+                format_timestamp(cdr.start_time),
+                self.config.max_future_skew_ms / 3_600_000,
+                format_timestamp(now)
+            );
+            return self.reject(record, Rejection::new(RejectReason::TimeInFuture, detail));
+        }
+        if let Some(watermark) = self.watermark {
+            if cdr.start_time < watermark - self.config.dedup_window_ms {
+                let detail = format!(
+                    "event time {} is more than {} days behind the newest event ({}); duplicates can no longer be ruled out",
+                    format_timestamp(cdr.start_time),
+                    self.config.dedup_window_ms / 86_400_000,
+                    format_timestamp(watermark)
+                );
+                return self.reject(record, Rejection::new(RejectReason::LateBeyondDedupWindow, detail));
+            }
+        }
+        let cost = match self.rater.rate(&cdr) {
+            Ok(cost) => cost,
+            Err(e) => return self.reject(record, Rejection::new(RejectReason::RatingFailed, e.to_string())),
+        };
+        let (key, duplicate_reason) = match &cdr.record_id {
+            Some(id) => (RecordKey::from_id(cdr.kind, id), DuplicateReason::SameRecordId),
+            None => (
+                RecordKey::from_position(record.origin, record.position, record.payload),
+                DuplicateReason::SameSourcePosition,
+            ),
+        };
+        let event_minute = minute_of(cdr.start_time);
+        if !self.dedup.insert(key, event_minute) {
+            *self.pending.counts.duplicates.entry(duplicate_reason).or_default() += 1;
+            return;
+        }
+        self.pending.dedup_entries.push(DedupEntry { key, event_minute });
+        self.pending.summaries.add(&cdr, self.config.zone.day_of(cdr.start_time), cost);
+        *self.pending.counts.accepted.entry(cdr.kind).or_default() += 1;
+        self.watermark = Some(self.watermark.map_or(cdr.start_time, |w| w.max(cdr.start_time)));
+        self.pending.newest_event_in_checkpoint =
+            Some(self.pending.newest_event_in_checkpoint.map_or(cdr.start_time, |w| w.max(cdr.start_time)));
+    }
+
+    fn reject(&mut self, record: RawRecord<'_>, rejection: Rejection) {
+        *self.pending.counts.rejected.entry(rejection.reason).or_default() += 1;
+        self.pending.rejects.push(RejectedRecord {
+            rejection,
+            origin: record.origin.to_string(),
+            position: record.position,
+            payload: record.payload.to_vec(),
+        });
+    }
+
+    /// Ages dedup state out of the window. Cheap to call often: it only
+    /// sweeps when the watermark has moved by a tenth of the window.
+    pub fn handle_watermark(&mut self) {
+        let Some(watermark) = self.watermark else { return };
+        let step = self.config.dedup_window_ms / 10;
+        if self.evicted_at_watermark.is_some_and(|at| watermark - at < step) {
+            return;
+        }
+        self.dedup.evict_before(minute_of(watermark - self.config.dedup_window_ms));
+        self.evicted_at_watermark = Some(watermark);
+    }
+
+    /// Takes everything since the last checkpoint, for the store to commit.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let mut checkpoint = std::mem::take(&mut self.pending);
+        checkpoint.watermark = self.watermark;
+        checkpoint
+    }
+
+    /// Records processed since the last checkpoint.
+    pub fn pending_records(&self) -> u64 {
+        self.pending.counts.records_in
+    }
+
+    /// The oldest event minute the dedup state must keep, for pruning the store.
+    pub fn dedup_horizon_minute(&self) -> Option<i32> {
+        self.watermark.map(|w| minute_of(w - self.config.dedup_window_ms))
+    }
+
+    pub fn dedup_len(&self) -> usize {
+        self.dedup.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::parse_timestamp;
+    use crate::rating::{Tariff, TariffOverrides};
+
+    fn record(line: u64, payload: &str) -> RawRecord<'_> {
+        RawRecord { origin: "test", position: SourcePosition::Line { line, byte_offset: 0 }, payload: payload.as_bytes() }
+    }
+
+    fn voice(id: &str, time: &str, seconds: u64) -> String {
+        format!(r#"{{"cdr_id":"{id}","msisdn":"0821234567","start_time":"{time}","call_type":"voice","call_duration_sec":{seconds}}}"#)
+    }
+
+    #[test]
+    fn dedups_rejects_and_aggregates() {
+        let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
+        let a = voice("a", "2024-03-01T10:00:00Z", 60);
+        let b = voice("b", "2024-03-01T11:00:00Z", 1);
+        let late = voice("c", "2024-02-01T11:00:00Z", 1);
+        let future = voice("d", "2024-03-12T11:00:00Z", 1);
+        let no_id = r#"{"msisdn":"0821234567","start_time":"2024-03-01T12:00:00Z","call_type":"voice","call_duration_sec":1}"#;
+        let batch = [
+            record(1, &a),
+            record(2, &a),
+            record(3, &b),
+            record(4, "garbage"),
+            record(5, &late),
+            record(6, &future),
+            record(7, no_id),
+            record(7, no_id),
+            record(8, no_id),
+        ];
+        mediator.process_batch(batch, now);
+        let cp = mediator.checkpoint();
+        assert_eq!(cp.counts.records_in, 9);
+        assert_eq!(cp.counts.accepted_total(), 4);
+        assert_eq!(cp.counts.duplicates[&DuplicateReason::SameRecordId], 1);
+        assert_eq!(cp.counts.duplicates[&DuplicateReason::SameSourcePosition], 1);
+        let reasons: Vec<_> = cp.rejects.iter().map(|r| r.rejection.reason).collect();
+        assert_eq!(reasons, [RejectReason::MalformedJson, RejectReason::LateBeyondDedupWindow, RejectReason::TimeInFuture]);
+        let rows: Vec<_> = cp.summaries.rows().collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].totals.duration_sec, 63);
+        assert_eq!(rows[0].totals.cost_micros, 1_000_000 + 3 * 16_667);
+        assert_eq!(cp.dedup_entries.len(), 4);
+        assert!(mediator.checkpoint().is_empty());
+    }
+
+    #[test]
+    fn resumed_state_still_recognises_duplicates() {
+        let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
+        let a = voice("a", "2024-03-01T10:00:00Z", 60);
+        let mut first = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        first.process_batch([record(1, &a)], now);
+        let cp = first.checkpoint();
+        let state = MediatorState { watermark: cp.watermark, dedup_entries: cp.dedup_entries };
+        let mut second = Mediator::new(MediationConfig::default(), &tariff, state);
+        second.process_batch([record(1, &a)], now);
+        assert_eq!(second.checkpoint().counts.duplicates_total(), 1);
+    }
+}

@@ -1,0 +1,165 @@
+//! Exact decimal arithmetic for money and decimal counters.
+//!
+//! Amounts never pass through floating point: a decimal literal from JSON or
+//! the tariff file is parsed digit by digit into an integer mantissa with a
+//! decimal scale, and money is carried as whole micro-units (10^-6).
+
+use std::fmt;
+
+/// Micro-units per currency unit: every amount in cdrflow has 6 decimals.
+pub const MICROS_PER_UNIT: i128 = 1_000_000;
+
+/// An exact decimal number: `mantissa × 10^-scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    pub mantissa: i128,
+    pub scale: u32,
+}
+
+/// Why a decimal literal was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("`{0}` is not a decimal number")]
+    Syntax(String),
+    #[error("`{0}` has too many digits to be represented exactly")]
+    TooLarge(String),
+}
+
+impl Decimal {
+    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+
+    /// Parses a JSON-style number (`-12`, `150.5`, `1.5e3`) exactly.
+    pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
+        let syntax = || DecimalError::Syntax(text.to_string());
+        let too_large = || DecimalError::TooLarge(text.to_string());
+        let bytes = text.as_bytes();
+        let (negative, mut i) = match bytes.first() {
+            Some(b'-') => (true, 1),
+            Some(b'+') => (false, 1),
+            _ => (false, 0),
+        };
+        let mut mantissa: i128 = 0;
+        let mut scale: i64 = 0;
+        let mut digits = 0usize;
+        let mut seen_point = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b @ b'0'..=b'9' => {
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(i128::from(b - b'0')))
+                        .ok_or_else(too_large)?;
+                    digits += 1;
+                    if seen_point {
+                        scale += 1;
+                    }
+                }
+                b'.' if !seen_point => seen_point = true,
+                b'e' | b'E' => break,
+                _ => return Err(syntax()),
+            }
+            i += 1;
+        }
+        if digits == 0 {
+            return Err(syntax());
+        }
+        if i < bytes.len() {
+            // Exponent part: shifts the scale.
+            let exponent: i64 = text[i + 1..].parse().map_err(|_| syntax())?;
+            scale -= exponent;
+        }
+        if scale < 0 {
+            let factor = 10i128.checked_pow(u32::try_from(-scale).map_err(|_| too_large())?);
+            mantissa = factor
+                .and_then(|f| mantissa.checked_mul(f))
+                .ok_or_else(too_large)?;
+            scale = 0;
+        }
+        let scale = u32::try_from(scale).map_err(|_| too_large())?;
+        if scale > 30 {
+            return Err(too_large());
+        }
+        Ok(Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale })
+    }
+
+    /// The value times `10^shift`, when that is a whole number.
+    pub fn scaled_to_integer(self, shift: u32) -> Option<i128> {
+        let factor = 10i128.checked_pow(shift)?;
+        let scaled = self.mantissa.checked_mul(factor)?;
+        let divisor = 10i128.checked_pow(self.scale)?;
+        (scaled % divisor == 0).then(|| scaled / divisor)
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.mantissa < 0
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.mantissa);
+        }
+        let divisor = 10i128.pow(self.scale);
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        let abs = self.mantissa.unsigned_abs();
+        let divisor = divisor as u128;
+        write!(f, "{sign}{}.{:0width$}", abs / divisor, abs % divisor, width = self.scale as usize)
+    }
+}
+
+/// Divides `numerator / denominator`, rounding half away from zero.
+pub fn div_round_half_away(numerator: i128, denominator: i128) -> i128 {
+    debug_assert!(denominator > 0);
+    let quotient = numerator / denominator;
+    let remainder = numerator % denominator;
+    if remainder.unsigned_abs() * 2 >= denominator.unsigned_abs() {
+        quotient + numerator.signum()
+    } else {
+        quotient
+    }
+}
+
+/// Formats micro-units as a decimal with exactly six places: `16667` → `0.016667`.
+pub fn format_micros(micros: i128) -> String {
+    Decimal { mantissa: micros, scale: 6 }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(Decimal::parse("150.5").unwrap(), Decimal { mantissa: 1505, scale: 1 });
+        assert_eq!(Decimal::parse("-0.25").unwrap(), Decimal { mantissa: -25, scale: 2 });
+        assert_eq!(Decimal::parse("1.5e3").unwrap(), Decimal { mantissa: 1500, scale: 0 });
+        assert_eq!(Decimal::parse("15e-1").unwrap(), Decimal { mantissa: 15, scale: 1 });
+        assert!(Decimal::parse("1.2.3").is_err());
+        assert!(Decimal::parse("").is_err());
+        assert!(Decimal::parse("abc").is_err());
+    }
+
+    #[test]
+    fn scales_to_whole_units_only_when_exact() {
+        let mb = Decimal::parse("150.5").unwrap();
+        assert_eq!(mb.scaled_to_integer(6), Some(150_500_000));
+        assert_eq!(Decimal::parse("0.0000001").unwrap().scaled_to_integer(6), None);
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        assert_eq!(div_round_half_away(5, 10), 1);
+        assert_eq!(div_round_half_away(4, 10), 0);
+        assert_eq!(div_round_half_away(-5, 10), -1);
+        assert_eq!(div_round_half_away(-4, 10), 0);
+        assert_eq!(div_round_half_away(1_000_000, 60), 16_667);
+    }
+
+    #[test]
+    fn formats_six_places() {
+        assert_eq!(format_micros(16_667), "0.016667");
+        assert_eq!(format_micros(49_000_000_000_000), "49000000.000000");
+        assert_eq!(format_micros(-1), "-0.000001");
+    }
+}

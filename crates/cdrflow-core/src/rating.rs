@@ -1,0 +1,269 @@
+//! Rating: what a record costs, exactly.
+//!
+//! The pipeline only sees the [`Rater`] trait. [`Tariff`] is seed 000's flat
+//! price list (data per GB, voice per minute billed in increments, a price per
+//! SMS and per activation); a full catalogue with plans, destinations by
+//! prefix, time bands and bundles is another `Rater` and plugs in unchanged.
+
+use serde::Deserialize;
+
+use crate::model::{Cdr, Kind};
+use crate::money::{div_round_half_away, Decimal, MICROS_PER_UNIT};
+
+/// The tariff cdrflow ships with: seed 000's prices.
+pub const DEFAULT_TARIFF_TOML: &str = include_str!("../../../config/tariff.toml");
+
+/// Prices a record. Implementations are pure and shared across threads.
+pub trait Rater: Send + Sync {
+    /// The record's cost in micro-units of [`Rater::currency`], rounded half
+    /// away from zero to 6 decimals.
+    fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError>;
+
+    /// The currency costs are expressed in (seed 000: WAK).
+    fn currency(&self) -> &str;
+
+    /// The currency recharge amounts are in.
+    fn recharge_currency(&self) -> &str;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RatingError {
+    #[error("the cost of this record does not fit in 64 bits of micro-units")]
+    Overflow,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TariffError {
+    #[error("tariff file is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("tariff value `{field}` = `{value}` is invalid: {why}")]
+    Value { field: &'static str, value: String, why: String },
+}
+
+/// The tariff file's shape (see `config/tariff.toml`). Prices are strings so
+/// that they stay exact decimals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TariffFile {
+    currency: String,
+    wak_per_zar: String,
+    bytes_per_gb: u64,
+    data: DataPrices,
+    voice: VoicePrices,
+    sms: SmsPrices,
+    activation: ActivationPrices,
+    recharge: RechargeSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataPrices {
+    zar_per_gb: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoicePrices {
+    zar_per_minute: String,
+    billing_increment_sec: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsPrices {
+    zar_per_message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivationPrices {
+    zar_per_activation: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RechargeSettings {
+    currency: String,
+}
+
+/// Overrides that seed 000 took from the environment.
+#[derive(Debug, Default, Clone)]
+pub struct TariffOverrides {
+    pub wak_per_zar: Option<String>,
+    pub bytes_per_gb: Option<u64>,
+}
+
+/// A price per unit as an exact fraction: `cost_micros = round(units × numerator / denominator)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UnitPrice {
+    numerator: i128,
+    denominator: i128,
+}
+
+impl UnitPrice {
+    /// `price × rate` per `per_units` units, in micro-units.
+    fn new(price: Decimal, rate: Decimal, per_units: i128) -> UnitPrice {
+        let numerator = price.mantissa * rate.mantissa * MICROS_PER_UNIT;
+        let denominator = per_units * 10i128.pow(price.scale + rate.scale);
+        let divisor = gcd(numerator, denominator).max(1);
+        UnitPrice { numerator: numerator / divisor, denominator: denominator / divisor }
+    }
+
+    fn cost(self, units: u64) -> Result<i64, RatingError> {
+        let scaled = i128::from(units).checked_mul(self.numerator).ok_or(RatingError::Overflow)?;
+        i64::try_from(div_round_half_away(scaled, self.denominator)).map_err(|_| RatingError::Overflow)
+    }
+}
+
+/// Seed 000's flat tariff, generalised to all five kinds.
+#[derive(Debug, Clone)]
+pub struct Tariff {
+    currency: String,
+    recharge_currency: String,
+    per_byte: UnitPrice,
+    per_second: UnitPrice,
+    billing_increment_sec: u64,
+    per_sms: UnitPrice,
+    per_activation: UnitPrice,
+}
+
+impl Tariff {
+    pub fn from_toml(text: &str, overrides: &TariffOverrides) -> Result<Tariff, TariffError> {
+        let file: TariffFile = toml::from_str(text)?;
+        let wak_per_zar = overrides.wak_per_zar.clone().unwrap_or(file.wak_per_zar);
+        let bytes_per_gb = overrides.bytes_per_gb.unwrap_or(file.bytes_per_gb);
+        let rate = price("wak_per_zar", &wak_per_zar)?;
+        if bytes_per_gb == 0 {
+            return Err(TariffError::Value { field: "bytes_per_gb", value: "0".into(), why: "must be positive".into() });
+        }
+        if file.voice.billing_increment_sec == 0 {
+            return Err(TariffError::Value {
+                field: "voice.billing_increment_sec",
+                value: "0".into(),
+                why: "must be at least 1 (1 = per-second billing)".into(),
+            });
+        }
+        Ok(Tariff {
+            currency: file.currency,
+            recharge_currency: file.recharge.currency,
+            per_byte: UnitPrice::new(price("data.zar_per_gb", &file.data.zar_per_gb)?, rate, i128::from(bytes_per_gb)),
+            per_second: UnitPrice::new(price("voice.zar_per_minute", &file.voice.zar_per_minute)?, rate, 60),
+            billing_increment_sec: file.voice.billing_increment_sec,
+            per_sms: UnitPrice::new(price("sms.zar_per_message", &file.sms.zar_per_message)?, rate, 1),
+            per_activation: UnitPrice::new(
+                price("activation.zar_per_activation", &file.activation.zar_per_activation)?,
+                rate,
+                1,
+            ),
+        })
+    }
+
+    /// The shipped tariff with seed 000's environment overrides applied.
+    pub fn default_with(overrides: &TariffOverrides) -> Result<Tariff, TariffError> {
+        Tariff::from_toml(DEFAULT_TARIFF_TOML, overrides)
+    }
+}
+
+impl Rater for Tariff {
+    fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError> {
+        match cdr.kind {
+            Kind::Data => {
+                let bytes = cdr.uplink_bytes.checked_add(cdr.downlink_bytes).ok_or(RatingError::Overflow)?;
+                self.per_byte.cost(bytes)
+            }
+            Kind::Voice => {
+                let increment = self.billing_increment_sec;
+                let billed = cdr.duration_sec.div_ceil(increment).checked_mul(increment).ok_or(RatingError::Overflow)?;
+                self.per_second.cost(billed)
+            }
+            Kind::Sms => self.per_sms.cost(1),
+            Kind::Activation => self.per_activation.cost(1),
+            Kind::Recharge => Ok(0),
+        }
+    }
+
+    fn currency(&self) -> &str {
+        &self.currency
+    }
+
+    fn recharge_currency(&self) -> &str {
+        &self.recharge_currency
+    }
+}
+
+fn price(field: &'static str, text: &str) -> Result<Decimal, TariffError> {
+    let invalid = |why: String| TariffError::Value { field, value: text.to_string(), why };
+    let value = Decimal::parse(text).map_err(|e| invalid(e.to_string()))?;
+    if value.is_negative() {
+        return Err(invalid("prices must not be negative".into()));
+    }
+    if value.scale > 9 {
+        return Err(invalid("use at most 9 decimal places".into()));
+    }
+    Ok(value)
+}
+
+fn gcd(a: i128, b: i128) -> i128 {
+    let (mut a, mut b) = (a.abs(), b.abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, DecodeOptions};
+    use crate::model::SourcePosition;
+
+    fn cost(line: &str, tariff: &Tariff) -> i64 {
+        let cdr = decode(line.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default()).unwrap();
+        tariff.rate(&cdr).unwrap()
+    }
+
+    fn data(bytes: u64) -> String {
+        format!(r#"{{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"v","up_bytes":0,"down_bytes":{bytes}}}"#)
+    }
+
+    fn voice(seconds: u64) -> String {
+        format!(r#"{{"msisdn":"27821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":{seconds}}}"#)
+    }
+
+    #[test]
+    fn seed_000_prices_round_half_away_to_six_places() {
+        let t = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        assert_eq!(cost(&voice(1), &t), 16_667); // 0.016667
+        assert_eq!(cost(&voice(60), &t), 1_000_000);
+        assert_eq!(cost(&data(20_408), &t), 1_000); // 0.00099999 -> 0.001000
+        assert_eq!(cost(&data(10_204), &t), 500); // 0.000499996 -> 0.000500
+        assert_eq!(cost(&data(1_000_000_000), &t), 49_000_000);
+        // A petabyte session: 49,000,000 WAK, no overflow.
+        assert_eq!(cost(&data(1_000_000_000_000_000), &t), 49_000_000_000_000);
+        assert_eq!(cost(&data(0), &t), 0);
+    }
+
+    #[test]
+    fn environment_overrides_apply() {
+        let overrides = TariffOverrides { wak_per_zar: Some("2.5".into()), bytes_per_gb: Some(1 << 30) };
+        let t = Tariff::default_with(&overrides).unwrap();
+        assert_eq!(cost(&voice(60), &t), 2_500_000);
+        assert_eq!(cost(&data(1 << 30), &t), 122_500_000);
+    }
+
+    #[test]
+    fn billing_increments_round_calls_up() {
+        let text = DEFAULT_TARIFF_TOML.replace("billing_increment_sec = 1", "billing_increment_sec = 60");
+        let t = Tariff::from_toml(&text, &TariffOverrides::default()).unwrap();
+        assert_eq!(cost(&voice(1), &t), 1_000_000);
+        assert_eq!(cost(&voice(61), &t), 2_000_000);
+    }
+
+    #[test]
+    fn refuses_inexact_or_bad_prices() {
+        let text = DEFAULT_TARIFF_TOML.replace(r#"zar_per_gb = "49.00""#, "zar_per_gb = 49.0");
+        assert!(matches!(Tariff::from_toml(&text, &TariffOverrides::default()), Err(TariffError::Toml(_))));
+        let overrides = TariffOverrides { wak_per_zar: Some("-1".into()), ..Default::default() };
+        assert!(Tariff::default_with(&overrides).is_err());
+    }
+}

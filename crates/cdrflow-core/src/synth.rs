@@ -1,0 +1,326 @@
+//! Synthetic, realistic CDRs for demos, tests and benchmarks.
+//!
+//! Deterministic: the same [`SynthConfig`] always yields the same lines.
+//! Seed 003's traffic mix (50% data, 25% calls, 15% SMS, 7% recharges, 3%
+//! activations), peak hours, regions with their cell towers, subscriber
+//! numbers in the spellings operators really send — and on request, faults:
+//! broken records, duplicates and late arrivals.
+
+use std::fmt::Write as _;
+
+use crate::normalize::{format_timestamp, EpochMillis};
+
+/// Which of the source formats to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynthFormat {
+    /// All three formats interleaved: half telecom_events, a quarter each cdr_data and cdr_voice.
+    Mixed,
+    TelecomEvents,
+    CdrData,
+    CdrVoice,
+}
+
+impl SynthFormat {
+    pub fn parse(text: &str) -> Result<SynthFormat, String> {
+        match text {
+            "mixed" => Ok(SynthFormat::Mixed),
+            "telecom-events" => Ok(SynthFormat::TelecomEvents),
+            "cdr-data" => Ok(SynthFormat::CdrData),
+            "cdr-voice" => Ok(SynthFormat::CdrVoice),
+            _ => Err(format!("unknown format `{text}`; expected mixed, telecom-events, cdr-data or cdr-voice")),
+        }
+    }
+}
+
+/// Fault rates, each a fraction of emitted records in [0, 1].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Faults {
+    pub bad: f64,
+    pub duplicate: f64,
+    pub late: f64,
+}
+
+impl Faults {
+    /// Parses `bad=0.01,dup=0.02,late=0.005`.
+    pub fn parse(text: &str) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault `{part}` should look like name=rate, e.g. bad=0.01"))?;
+            let rate: f64 = value.parse().map_err(|_| format!("fault rate `{value}` is not a number"))?;
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("fault rate `{value}` must be between 0 and 1"));
+            }
+            match name {
+                "bad" => faults.bad = rate,
+                "dup" | "duplicate" => faults.duplicate = rate,
+                "late" => faults.late = rate,
+                _ => return Err(format!("unknown fault `{name}`; expected bad, dup or late")),
+            }
+        }
+        Ok(faults)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SynthConfig {
+    pub seed: u64,
+    pub format: SynthFormat,
+    pub subscribers: u32,
+    /// First day of traffic (UTC midnight).
+    pub start: EpochMillis,
+    pub days: u32,
+    pub faults: Faults,
+}
+
+/// What the generator decided for a line, so tests can build ground truth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    Clean,
+    Bad,
+    Duplicate,
+    Late,
+}
+
+const REGIONS: [&str; 9] =
+    ["Gauteng", "Western Cape", "KwaZulu-Natal", "Eastern Cape", "Free State", "Limpopo", "Mpumalanga", "North West", "Northern Cape"];
+const DATA_TYPES: [&str; 6] = ["video", "social", "browsing", "streaming", "gaming", "email"];
+const CALL_TYPES: [&str; 3] = ["voice", "international", "roaming"];
+const ACTIVATIONS: [&str; 4] = ["data_bundle", "roaming", "caller_tune", "voicemail"];
+/// Relative traffic per hour of day: quiet nights, peaks 9-12 and 18-22.
+const HOUR_WEIGHTS: [u32; 24] = [1, 1, 1, 1, 1, 2, 3, 4, 5, 8, 8, 8, 6, 5, 5, 5, 5, 6, 8, 8, 8, 8, 4, 2];
+const RECENT_LINES: usize = 256;
+
+pub struct Synth {
+    config: SynthConfig,
+    rng: SplitMix64,
+    subscribers: Vec<u64>,
+    emitted: u64,
+    recent: Vec<String>,
+}
+
+impl Synth {
+    pub fn new(config: SynthConfig) -> Synth {
+        let mut rng = SplitMix64(config.seed);
+        let subscribers = (0..config.subscribers.max(1)).map(|_| 2_782_000_0000 + rng.below(10_000_000)).collect();
+        Synth { config, rng, subscribers, emitted: 0, recent: Vec::with_capacity(RECENT_LINES) }
+    }
+
+    /// Writes the next line (without newline) into `out` and says what it is.
+    pub fn next_line(&mut self, out: &mut String) -> LineKind {
+        out.clear();
+        self.emitted += 1;
+        let faults = self.config.faults;
+        let roll = self.rng.unit();
+        let kind = if roll < faults.bad {
+            LineKind::Bad
+        } else if roll < faults.bad + faults.duplicate && !self.recent.is_empty() {
+            LineKind::Duplicate
+        } else if roll < faults.bad + faults.duplicate + faults.late {
+            LineKind::Late
+        } else {
+            LineKind::Clean
+        };
+        match kind {
+            LineKind::Bad => self.bad_line(out),
+            LineKind::Duplicate => {
+                let i = self.rng.below(self.recent.len() as u64) as usize;
+                out.push_str(&self.recent[i]);
+            }
+            LineKind::Late | LineKind::Clean => {
+                let time = if kind == LineKind::Late {
+                    // Up to two days before the traffic starts: out of order, but within the dedup window.
+                    self.config.start - 1 - self.rng.below(2 * 86_400_000) as i64
+                } else {
+                    self.event_time()
+                };
+                self.clean_line(time, out);
+                if self.recent.len() < RECENT_LINES {
+                    self.recent.push(out.clone());
+                } else {
+                    let i = self.rng.below(RECENT_LINES as u64) as usize;
+                    self.recent[i].clone_from(out);
+                }
+            }
+        }
+        kind
+    }
+
+    fn event_time(&mut self) -> EpochMillis {
+        let day = self.rng.below(u64::from(self.config.days.max(1))) as i64;
+        let total: u32 = HOUR_WEIGHTS.iter().sum();
+        let mut pick = self.rng.below(u64::from(total)) as u32;
+        let hour = HOUR_WEIGHTS
+            .iter()
+            .position(|&w| {
+                if pick < w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .expect("pick < total") as i64;
+        let second = self.rng.below(3600) as i64;
+        self.config.start + ((day * 24 + hour) * 3600 + second) * 1000
+    }
+
+    /// The subscriber's number, in one of the spellings operators send.
+    fn msisdn(&mut self) -> String {
+        let n = self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize];
+        let national = n % 1_000_000_000;
+        match self.rng.below(20) {
+            0 => format!("0{national}"),
+            1 => format!("+27 {} {:03} {:04}", national / 10_000_000, national / 10_000 % 1000, national % 10_000),
+            2 => format!("{n}"),
+            _ => format!("+{n}"),
+        }
+    }
+
+    fn clean_line(&mut self, time: EpochMillis, out: &mut String) {
+        let format = match self.config.format {
+            SynthFormat::Mixed => match self.rng.below(4) {
+                0 | 1 => SynthFormat::TelecomEvents,
+                2 => SynthFormat::CdrData,
+                _ => SynthFormat::CdrVoice,
+            },
+            other => other,
+        };
+        let msisdn = self.msisdn();
+        let at = format_timestamp(time);
+        let id = self.emitted;
+        let seed = self.config.seed;
+        match format {
+            SynthFormat::CdrData => {
+                let data_type = DATA_TYPES[self.rng.below(6) as usize];
+                let (up, down) = (self.rng.below(5_000_000), self.rng.below(50_000_000));
+                let _ = write!(
+                    out,
+                    r#"{{"cdr_id":"d{seed}-{id}","msisdn":"{msisdn}","event_datetime":"{at}","data_type":"{data_type}","up_bytes":{up},"down_bytes":{down}}}"#
+                );
+            }
+            SynthFormat::CdrVoice => {
+                let call_type = CALL_TYPES[self.rng.below(3) as usize];
+                let seconds = 1 + self.rng.below(3600);
+                let _ = write!(
+                    out,
+                    r#"{{"cdr_id":"v{seed}-{id}","msisdn":"{msisdn}","start_time":"{at}","call_type":"{call_type}","call_duration_sec":{seconds}}}"#
+                );
+            }
+            SynthFormat::TelecomEvents | SynthFormat::Mixed => self.telecom_event(&msisdn, &at, out),
+        }
+    }
+
+    fn telecom_event(&mut self, msisdn: &str, at: &str, out: &mut String) {
+        let region_index = self.rng.below(REGIONS.len() as u64);
+        let region = REGIONS[region_index as usize];
+        let tower = 1000 + region_index * 1000 + self.rng.below(400);
+        let event_id = format!("{:016x}-{:016x}", self.rng.next(), self.rng.next());
+        let direction = if self.rng.below(2) == 0 { "outgoing" } else { "incoming" };
+        let roll = self.rng.below(100);
+        let _ = write!(out, r#"{{"event_id":"{event_id}","msisdn":"{msisdn}","#);
+        match roll {
+            0..=49 => {
+                // Decimal megabytes, as seed 003 sends them: whole kilobytes, never float noise.
+                let kb = self.rng.below(500_000);
+                let _ = write!(out, r#""event_type":"data_session","data_mb":{}.{:03},"#, kb / 1000, kb % 1000);
+            }
+            50..=74 => {
+                let seconds = 1 + self.rng.below(1800);
+                let _ = write!(out, r#""event_type":"call","event_subtype":"{direction}","duration_seconds":{seconds},"#);
+            }
+            75..=89 => {
+                let _ = write!(out, r#""event_type":"sms","event_subtype":"{direction}","#);
+            }
+            90..=96 => {
+                let amount = [10, 20, 29, 50, 100, 200, 500][self.rng.below(7) as usize];
+                let _ = write!(out, r#""event_type":"balance_recharge","event_subtype":"voucher","amount":{amount}.00,"#);
+            }
+            _ => {
+                let service = ACTIVATIONS[self.rng.below(4) as usize];
+                let _ = write!(out, r#""event_type":"service_activation","event_subtype":"{service}","#);
+            }
+        }
+        let _ = write!(out, r#""region":"{region}","cell_tower_id":{tower},"timestamp":"{at}"}}"#);
+    }
+
+    fn bad_line(&mut self, out: &mut String) {
+        let at = format_timestamp(self.event_time());
+        let id = self.emitted;
+        let _ = match self.rng.below(7) {
+            0 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":10"#),
+            1 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":-5,"down_bytes":10}}"#),
+            2 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"7701234****","start_time":"{at}","call_type":"voice","call_duration_sec":30}}"#),
+            3 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"{at}","call_type":"voice"}}"#),
+            4 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"2024-02-30T10:00:00Z","call_type":"voice","call_duration_sec":30}}"#),
+            5 => write!(out, r#"{{"event_id":"bad-{id}","msisdn":"+27821234567","event_type":"data_session","data_mb":"lots","timestamp":"{at}"}}"#),
+            _ => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"","up_bytes":1,"down_bytes":1}}"#),
+        };
+    }
+}
+
+/// SplitMix64: tiny, fast and good enough for synthetic traffic.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, DecodeOptions};
+    use crate::model::{Kind, SourcePosition};
+
+    fn config(faults: Faults) -> SynthConfig {
+        SynthConfig { seed: 7, format: SynthFormat::Mixed, subscribers: 100, start: 1_709_251_200_000, days: 2, faults }
+    }
+
+    #[test]
+    fn deterministic_and_decodable() {
+        let (mut a, mut b) = (Synth::new(config(Faults::default())), Synth::new(config(Faults::default())));
+        let (mut la, mut lb) = (String::new(), String::new());
+        let mut kinds = std::collections::BTreeMap::new();
+        for _ in 0..5000 {
+            a.next_line(&mut la);
+            b.next_line(&mut lb);
+            assert_eq!(la, lb);
+            let cdr = decode(la.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default())
+                .unwrap_or_else(|e| panic!("{la}: {e}"));
+            *kinds.entry(cdr.kind).or_insert(0) += 1;
+        }
+        assert_eq!(kinds.len(), 5, "all five kinds appear: {kinds:?}");
+        assert!(kinds[&Kind::Data] > kinds[&Kind::Voice], "{kinds:?}");
+    }
+
+    #[test]
+    fn injects_faults_at_the_requested_rates() {
+        let mut synth = Synth::new(config(Faults { bad: 0.1, duplicate: 0.1, late: 0.1 }));
+        let mut line = String::new();
+        let mut bad = 0;
+        for _ in 0..10_000 {
+            if synth.next_line(&mut line) == LineKind::Bad {
+                bad += 1;
+                assert!(decode(line.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default()).is_err(), "{line}");
+            }
+        }
+        assert!((800..1200).contains(&bad), "{bad}");
+        assert_eq!(Faults::parse("bad=0.01, dup=0.5").unwrap(), Faults { bad: 0.01, duplicate: 0.5, late: 0.0 });
+        assert!(Faults::parse("bad=2").is_err());
+    }
+}
