@@ -1,0 +1,127 @@
+//! cdrflow-store: the one place results are written and read.
+//!
+//! Every store implements [`Store`]. Its central promise is
+//! [`Store::commit`]: a checkpoint's summary deltas, rejects, dedup entries,
+//! counters and the source positions they came from become visible together
+//! or not at all. Restart from the stored positions and state, and each
+//! record counts exactly once.
+//!
+//! - [`sqlite::SqliteStore`]: the embedded default, one file in the data dir.
+
+use cdrflow_core::aggregate::Totals;
+use cdrflow_core::dedup::DedupEntry;
+use cdrflow_core::mediation::{Checkpoint, Counts};
+use cdrflow_core::model::Kind;
+use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
+
+pub mod schema;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the store at {path}: {why}")]
+    Open { path: String, why: String },
+    #[error("the {kind} total for {msisdn} on {date} ({service_type}) no longer fits in 64 bits")]
+    TotalOverflow { kind: Kind, msisdn: Msisdn, date: Day, service_type: String },
+    #[error("the store's schema is version {found}, newer than this cdrflow understands ({known}); upgrade cdrflow")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How far a source has been consumed and committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceCursor {
+    /// A stable name of the source, e.g. `file:/data/cdr.jsonl`.
+    pub source: String,
+    /// The next byte (files) or offset (Kafka) to read.
+    pub next_offset: i64,
+    /// The number of lines consumed (files); 0 for Kafka.
+    pub lines: i64,
+    /// A fingerprint of the source's identity (files: a hash of the first bytes),
+    /// so that a replaced file is not mistaken for the one already read.
+    pub fingerprint: String,
+}
+
+/// What a mediator needs to resume exactly where the last commit left off.
+#[derive(Debug, Default)]
+pub struct ResumeState {
+    pub watermark: Option<EpochMillis>,
+    pub dedup_entries: Vec<DedupEntry>,
+}
+
+/// One stored daily summary row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRecord {
+    pub kind: Kind,
+    pub msisdn: String,
+    pub date: Day,
+    pub service_type: String,
+    pub totals: Totals,
+}
+
+/// One stored rejected record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredReject {
+    pub id: i64,
+    pub reason: String,
+    pub detail: String,
+    pub origin: String,
+    pub position: String,
+    pub payload: Vec<u8>,
+    pub rejected_at: String,
+}
+
+/// A filter for rejected records, paged by id.
+#[derive(Clone, Debug, Default)]
+pub struct RejectQuery {
+    pub reason: Option<String>,
+    pub after_id: i64,
+    pub limit: Option<u32>,
+}
+
+/// A subscriber ranked by cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopSubscriber {
+    pub msisdn: String,
+    pub cost_micros: i128,
+}
+
+/// What one commit writes.
+pub struct Commit<'a> {
+    pub checkpoint: &'a Checkpoint,
+    pub cursors: &'a [SourceCursor],
+    /// Dedup state with event minutes before this can be dropped.
+    pub dedup_horizon_minute: Option<i32>,
+}
+
+pub trait Store: Send {
+    /// The state the last commit left behind: the watermark, and the dedup
+    /// entries within `dedup_window_ms` of it.
+    fn resume_state(&mut self, dedup_window_ms: i64) -> Result<ResumeState>;
+
+    /// Where `source` was last committed, if ever.
+    fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>>;
+
+    /// Writes a checkpoint and the source cursors in one transaction.
+    fn commit(&mut self, commit: Commit<'_>) -> Result<()>;
+
+    /// One subscriber's summaries for the inclusive date range.
+    fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>>;
+
+    /// Every summary row, in (kind, msisdn, date, type) order.
+    fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()>;
+
+    /// Rejected records matching `query`, oldest first.
+    fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()>;
+
+    /// Lifetime counters: records in, accepted by kind, rejected by reason, duplicates by reason.
+    fn counts(&mut self) -> Result<Counts>;
+
+    /// The `limit` subscribers with the highest total cost.
+    fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>>;
+}

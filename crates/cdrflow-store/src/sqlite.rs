@@ -1,0 +1,456 @@
+//! The embedded store: one SQLite file, WAL mode, one transaction per checkpoint.
+//!
+//! Money is kept as integer micro-units (`total_cost_wak_micros`) so sums stay
+//! exact; `total_cost_wak` is a generated column that shows the same value as
+//! a decimal with six places, under seed 000's name. SQLite silently turns an
+//! overflowing integer sum into a float, so every measure carries a CHECK
+//! that it is still an integer: an overflow aborts the commit instead.
+
+use std::path::Path;
+
+use cdrflow_core::aggregate::Totals;
+use cdrflow_core::dedup::{minute_of, DedupEntry};
+use cdrflow_core::mediation::{Counts, DuplicateReason};
+use cdrflow_core::model::Kind;
+use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::reject::RejectReason;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
+use crate::{
+    Commit, RejectQuery, ResumeState, Result, SourceCursor, Store, StoreError, StoredReject, SummaryRecord,
+    TopSubscriber,
+};
+
+/// Schema migrations, applied in order; a version is never edited once released.
+fn migrations() -> Vec<(i64, String)> {
+    let mut v1 = String::new();
+    for table in &SUMMARY_TABLES {
+        v1.push_str(&summary_ddl(table));
+    }
+    v1.push_str(
+        "CREATE TABLE rejected_records (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            position TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            rejected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        );
+        CREATE INDEX rejected_records_by_reason ON rejected_records (reason, id);
+        CREATE TABLE source_positions (
+            source TEXT PRIMARY KEY,
+            next_offset INTEGER NOT NULL,
+            lines INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE dedup_state (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            max_minute INTEGER NOT NULL,
+            entries BLOB NOT NULL
+        );
+        CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE pipeline_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    );
+    vec![(1, v1)]
+}
+
+fn stored_column(measure: Measure) -> String {
+    if measure.is_money() {
+        format!("{}_micros", measure.column())
+    } else {
+        measure.column().to_string()
+    }
+}
+
+fn summary_ddl(table: &SummaryTable) -> String {
+    let mut columns = String::new();
+    for &m in table.measures {
+        let stored = stored_column(m);
+        columns.push_str(&format!("    {stored} INTEGER NOT NULL CHECK (typeof({stored}) = 'integer'),\n"));
+        if m.is_money() {
+            columns.push_str(&format!(
+                "    {} TEXT GENERATED ALWAYS AS (printf('%d.%06d', {stored} / 1000000, {stored} % 1000000)) VIRTUAL,\n",
+                m.column()
+            ));
+        }
+    }
+    format!(
+        "CREATE TABLE {name} (\n    msisdn TEXT NOT NULL,\n    event_date TEXT NOT NULL,\n    {ty} TEXT NOT NULL,\n{columns}    PRIMARY KEY (msisdn, event_date, {ty})\n) WITHOUT ROWID;\n",
+        name = table.name,
+        ty = table.type_column,
+    )
+}
+
+fn upsert_sql(table: &SummaryTable) -> String {
+    let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
+    let placeholders = vec!["?"; stored.len() + 3].join(", ");
+    let updates: Vec<String> = stored.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {name} (msisdn, event_date, {ty}, {cols}) VALUES ({placeholders})
+         ON CONFLICT (msisdn, event_date, {ty}) DO UPDATE SET {updates}",
+        name = table.name,
+        ty = table.type_column,
+        cols = stored.join(", "),
+        updates = updates.join(", "),
+    )
+}
+
+fn select_sql(table: &SummaryTable, filter: &str) -> String {
+    let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
+    format!(
+        "SELECT msisdn, event_date, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn, event_date, {ty}",
+        name = table.name,
+        ty = table.type_column,
+        cols = stored.join(", "),
+    )
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and applies migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open { path: dir.display().to_string(), why: e.to_string() })?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), why: e.to_string() })?;
+        // WAL with FULL sync: a commit survives a crash of the process or the machine.
+        // Commits are per checkpoint, not per record, so the fsync is cheap.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -131_072)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )?;
+        let current: i64 = self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+        let all = migrations();
+        let known = all.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew { found: current, known });
+        }
+        for (version, sql) in all.into_iter().filter(|(v, _)| *v > current) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(&sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                [version],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn write_summaries(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+        let mut statements = Vec::with_capacity(SUMMARY_TABLES.len());
+        for table in &SUMMARY_TABLES {
+            statements.push(tx.prepare_cached(&upsert_sql(table))?);
+        }
+        let mut msisdn_buf = String::with_capacity(16);
+        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(8);
+        for row in commit.checkpoint.summaries.rows() {
+            let index = SUMMARY_TABLES.iter().position(|t| t.kind == row.kind).expect("table per kind");
+            let table = &SUMMARY_TABLES[index];
+            msisdn_buf.clear();
+            use std::fmt::Write;
+            let _ = write!(msisdn_buf, "{}", row.msisdn);
+            values.clear();
+            values.push(msisdn_buf.clone().into());
+            values.push(row.day.to_string().into());
+            values.push(row.service_type.to_string().into());
+            for &m in table.measures {
+                let value = i64::try_from(m.value(row.totals)).map_err(|_| StoreError::TotalOverflow {
+                    kind: row.kind,
+                    msisdn: row.msisdn,
+                    date: row.day,
+                    service_type: row.service_type.to_string(),
+                })?;
+                values.push(value.into());
+            }
+            statements[index].execute(rusqlite::params_from_iter(values.drain(..)))?;
+        }
+        Ok(())
+    }
+
+    fn read_summaries(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        visit: &mut dyn FnMut(SummaryRecord),
+    ) -> Result<()> {
+        for table in &SUMMARY_TABLES {
+            let mut stmt = self.conn.prepare_cached(&select_sql(table, filter))?;
+            let mut rows = stmt.query(args)?;
+            while let Some(row) = rows.next()? {
+                let date: String = row.get(1)?;
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    let value: i64 = row.get(3 + i)?;
+                    m.set(&mut totals, i128::from(value));
+                }
+                visit(SummaryRecord {
+                    kind: table.kind,
+                    msisdn: row.get(0)?,
+                    date: Day::parse(&date).ok_or_else(|| StoreError::Corrupt(format!("bad event_date `{date}`")))?,
+                    service_type: row.get(2)?,
+                    totals,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn resume_state(&mut self, dedup_window_ms: i64) -> Result<ResumeState> {
+        let watermark: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM pipeline_state WHERE key = 'watermark_ms'", [], |r| r.get(0))
+            .optional()?;
+        let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
+        let mut stmt = self.conn.prepare("SELECT entries FROM dedup_state WHERE max_minute >= ?")?;
+        let mut rows = stmt.query([horizon])?;
+        let mut dedup_entries = Vec::new();
+        while let Some(row) = rows.next()? {
+            let blob = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+        }
+        Ok(ResumeState { watermark, dedup_entries })
+    }
+
+    fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT source, next_offset, lines, fingerprint FROM source_positions WHERE source = ?",
+                [source],
+                |r| Ok(SourceCursor { source: r.get(0)?, next_offset: r.get(1)?, lines: r.get(2)?, fingerprint: r.get(3)? }),
+            )
+            .optional()?)
+    }
+
+    fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        SqliteStore::write_summaries(&tx, &commit)?;
+        let checkpoint = commit.checkpoint;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
+            )?;
+            for r in &checkpoint.rejects {
+                insert.execute(params![
+                    r.rejection.reason.as_str(),
+                    r.rejection.detail,
+                    r.origin,
+                    r.position.to_string(),
+                    r.payload
+                ])?;
+            }
+        }
+        if !checkpoint.dedup_entries.is_empty() {
+            let mut blob = Vec::with_capacity(checkpoint.dedup_entries.len() * DedupEntry::ENCODED_LEN);
+            checkpoint.dedup_entries.iter().for_each(|e| e.encode_into(&mut blob));
+            let max_minute = checkpoint.dedup_entries.iter().map(|e| e.event_minute).max().expect("non-empty");
+            tx.execute("INSERT INTO dedup_state (max_minute, entries) VALUES (?, ?)", params![max_minute, blob])?;
+        }
+        if let Some(horizon) = commit.dedup_horizon_minute {
+            tx.execute("DELETE FROM dedup_state WHERE max_minute < ?", [horizon])?;
+        }
+        {
+            let mut bump = tx.prepare_cached(
+                "INSERT INTO pipeline_counters (name, value) VALUES (?, ?)
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            )?;
+            for (name, value) in counter_entries(&checkpoint.counts) {
+                bump.execute(params![name, value as i64])?;
+            }
+        }
+        if let Some(watermark) = checkpoint.watermark {
+            tx.execute(
+                "INSERT INTO pipeline_state (key, value) VALUES ('watermark_ms', ?)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                [watermark],
+            )?;
+        }
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO source_positions (source, next_offset, lines, fingerprint, updated_at)
+                 VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
+                     fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+            )?;
+            for c in commit.cursors {
+                upsert.execute(params![c.source, c.next_offset, c.lines, c.fingerprint])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>> {
+        let mut out = Vec::new();
+        let (m, f, t) = (msisdn.to_string(), from.to_string(), to.to_string());
+        self.read_summaries("WHERE msisdn = ?1 AND event_date BETWEEN ?2 AND ?3", &[&m, &f, &t], &mut |r| out.push(r))?;
+        Ok(out)
+    }
+
+    fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()> {
+        self.read_summaries("", &[], visit)
+    }
+
+    fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, reason, detail, origin, position, payload, rejected_at FROM rejected_records
+             WHERE id > ?1 AND (?2 IS NULL OR reason = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let limit = query.limit.map_or(-1, i64::from);
+        let mut rows = stmt.query(params![query.after_id, query.reason, limit])?;
+        while let Some(r) = rows.next()? {
+            visit(StoredReject {
+                id: r.get(0)?,
+                reason: r.get(1)?,
+                detail: r.get(2)?,
+                origin: r.get(3)?,
+                position: r.get(4)?,
+                payload: r.get(5)?,
+                rejected_at: r.get(6)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        let mut stmt = self.conn.prepare("SELECT name, value FROM pipeline_counters")?;
+        let mut rows = stmt.query([])?;
+        let mut counts = Counts::default();
+        while let Some(r) = rows.next()? {
+            let name: String = r.get(0)?;
+            let value: i64 = r.get(1)?;
+            apply_counter(&mut counts, &name, value as u64);
+        }
+        Ok(counts)
+    }
+
+    fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>> {
+        let parts: Vec<String> = SUMMARY_TABLES
+            .iter()
+            .filter(|t| t.measures.contains(&Measure::Cost))
+            .map(|t| format!("SELECT msisdn, total_cost_wak_micros AS cost FROM {}", t.name))
+            .collect();
+        let sql = format!(
+            "SELECT msisdn, sum(cost) AS total FROM ({}) GROUP BY msisdn ORDER BY total DESC, msisdn LIMIT ?",
+            parts.join(" UNION ALL ")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(TopSubscriber { msisdn: r.get(0)?, cost_micros: i128::from(r.get::<_, i64>(1)?) })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// The counters a checkpoint adds, by stored name.
+pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
+    let mut out = vec![("records_in".to_string(), counts.records_in)];
+    out.extend(counts.accepted.iter().map(|(k, v)| (format!("accepted.{k}"), *v)));
+    out.extend(counts.rejected.iter().map(|(k, v)| (format!("rejected.{k}"), *v)));
+    out.extend(counts.duplicates.iter().map(|(k, v)| (format!("duplicates.{}", k.as_str()), *v)));
+    out.retain(|(_, v)| *v > 0);
+    out
+}
+
+/// The inverse of [`counter_entries`]; unknown names are ignored.
+pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
+    match name.split_once('.') {
+        None if name == "records_in" => counts.records_in = value,
+        Some(("accepted", kind)) => {
+            if let Some(kind) = Kind::parse(kind) {
+                counts.accepted.insert(kind, value);
+            }
+        }
+        Some(("rejected", reason)) => {
+            if let Some(reason) = RejectReason::parse(reason) {
+                counts.rejected.insert(reason, value);
+            }
+        }
+        Some(("duplicates", reason)) => {
+            let reason = [DuplicateReason::SameRecordId, DuplicateReason::SameSourcePosition]
+                .into_iter()
+                .find(|r| r.as_str() == reason);
+            if let Some(reason) = reason {
+                counts.duplicates.insert(reason, value);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdrflow_core::mediation::{MediationConfig, Mediator, MediatorState, RawRecord};
+    use cdrflow_core::model::SourcePosition;
+    use cdrflow_core::normalize::{normalize_msisdn, parse_timestamp, CountryCode};
+    use cdrflow_core::rating::{Tariff, TariffOverrides};
+
+    #[test]
+    fn commits_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("cdrflow-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = SqliteStore::open(&dir.join("s.db")).unwrap();
+        let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        let lines = [
+            r#"{"cdr_id":"1","msisdn":"0821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"video","up_bytes":1000000000000000,"down_bytes":20408}"#,
+            r#"{"cdr_id":"2","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+            r#"{"cdr_id":"3","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":-1}"#,
+        ];
+        let records = lines.iter().enumerate().map(|(i, l)| RawRecord {
+            origin: "t",
+            position: SourcePosition::Line { line: i as u64 + 1, byte_offset: 0 },
+            payload: l.as_bytes(),
+        });
+        mediator.process_batch(records, parse_timestamp("2024-03-02T00:00:00Z").unwrap());
+        let checkpoint = mediator.checkpoint();
+        let cursor = SourceCursor { source: "file:t".into(), next_offset: 99, lines: 3, fingerprint: "f".into() };
+        store.commit(Commit { checkpoint: &checkpoint, cursors: &[cursor.clone()], dedup_horizon_minute: None }).unwrap();
+
+        let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
+        let day = Day::parse("2024-03-01").unwrap();
+        let usage = store.usage(msisdn, day, day).unwrap();
+        assert_eq!(usage.len(), 2);
+        assert_eq!(usage[0].totals.up_bytes, 1_000_000_000_000_000);
+        assert_eq!(usage[0].totals.cost_micros, 49_000_000_000_000 + 1_000);
+        assert_eq!(usage[1].totals.cost_micros, 16_667);
+        let text: String = store
+            .conn
+            .query_row("SELECT total_cost_wak FROM daily_voice_summary", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(text, "0.016667");
+        assert_eq!(store.cursor("file:t").unwrap(), Some(cursor));
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.records_in, counts.accepted_total(), counts.rejected_total()), (3, 2, 1));
+        let mut rejects = Vec::new();
+        store.rejects(&RejectQuery::default(), &mut |r| rejects.push(r)).unwrap();
+        assert_eq!(rejects[0].reason, "negative_value");
+        assert_eq!(rejects[0].payload, lines[2].as_bytes());
+        let resumed = store.resume_state(7 * 86_400_000).unwrap();
+        assert_eq!(resumed.dedup_entries.len(), 2);
+        assert_eq!(resumed.watermark, Some(parse_timestamp("2024-03-01T10:00:00Z").unwrap()));
+        assert_eq!(store.top_subscribers(5).unwrap()[0].msisdn, "+27821234567");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
