@@ -63,6 +63,10 @@ pub struct SummaryDelta {
 }
 
 impl SummaryDelta {
+    pub fn with_capacity(rows: usize) -> SummaryDelta {
+        SummaryDelta { rows: FxHashMap::with_capacity_and_hasher(rows, Default::default()), ..SummaryDelta::default() }
+    }
+
     pub fn add(&mut self, cdr: &Cdr<'_>, day: Day, cost_micros: i64) {
         let type_id = self.intern(&cdr.service_type);
         let key = DeltaKey { kind: cdr.kind, msisdn: cdr.served_msisdn, day, type_id };

@@ -1,7 +1,8 @@
 //! The mediation operator: raw records in, a checkpoint of effects out.
 //!
 //! Modelled on Arroyo's operator interface. [`Mediator::process_batch`]
-//! decodes, validates, normalises, deduplicates, rates and aggregates a batch;
+//! decodes, validates, normalises, rates, deduplicates and aggregates a batch
+//! (the first steps, in [`Classifier`], may run on several threads);
 //! [`Mediator::handle_watermark`] ages out dedup state; [`Mediator::checkpoint`]
 //! hands over everything accumulated since the last checkpoint — summary
 //! deltas, rejects, new dedup entries, counters — for the store to commit in
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::aggregate::SummaryDelta;
 use crate::decode::{decode, DecodeOptions};
 use crate::dedup::{minute_of, DedupEntry, DedupIndex, RecordKey};
-use crate::model::{Kind, SourcePosition};
+use crate::model::{Cdr, Kind, SourcePosition};
 use crate::normalize::{format_timestamp, EpochMillis, SummaryZone};
 use crate::rating::Rater;
 use crate::reject::{RejectReason, Rejection};
@@ -139,9 +140,51 @@ pub struct MediatorState {
     pub dedup_entries: Vec<DedupEntry>,
 }
 
-pub struct Mediator<'r> {
+/// The stateless half of mediation: decode, validate, normalise and rate one
+/// record. It reads no shared state, so a batch can be classified on several
+/// threads at once; [`Mediator::admit`] then applies the results in order.
+#[derive(Clone, Copy)]
+pub struct Classifier<'r> {
     config: MediationConfig,
     rater: &'r dyn Rater,
+}
+
+/// A record that passed classification: valid, normalised and rated.
+#[derive(Debug)]
+pub struct Rated<'a> {
+    pub cdr: Cdr<'a>,
+    pub cost_micros: i64,
+    pub key: RecordKey,
+    pub duplicate_reason: DuplicateReason,
+}
+
+impl<'r> Classifier<'r> {
+    /// `now` is the wall clock, used only to refuse event times from the future.
+    pub fn classify<'a>(&self, record: RawRecord<'a>, now: EpochMillis) -> Result<Rated<'a>, Rejection> {
+        let cdr = decode(record.payload, record.position, &self.config.decode)?;
+        if cdr.start_time > now + self.config.max_future_skew_ms {
+            let detail = format!(
+                "event time {} is more than {} h ahead of the clock ({})",
+                format_timestamp(cdr.start_time),
+                self.config.max_future_skew_ms / 3_600_000,
+                format_timestamp(now)
+            );
+            return Err(Rejection::new(RejectReason::TimeInFuture, detail));
+        }
+        let cost_micros = self.rater.rate(&cdr).map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?;
+        let (key, duplicate_reason) = match &cdr.record_id {
+            Some(id) => (RecordKey::from_id(cdr.kind, id), DuplicateReason::SameRecordId),
+            None => (
+                RecordKey::from_position(record.origin, record.position, record.payload),
+                DuplicateReason::SameSourcePosition,
+            ),
+        };
+        Ok(Rated { cdr, cost_micros, key, duplicate_reason })
+    }
+}
+
+pub struct Mediator<'r> {
+    classifier: Classifier<'r>,
     dedup: DedupIndex,
     watermark: Option<EpochMillis>,
     evicted_at_watermark: Option<EpochMillis>,
@@ -151,8 +194,7 @@ pub struct Mediator<'r> {
 impl<'r> Mediator<'r> {
     pub fn new(config: MediationConfig, rater: &'r dyn Rater, state: MediatorState) -> Mediator<'r> {
         let mut mediator = Mediator {
-            config,
-            rater,
+            classifier: Classifier { config, rater },
             dedup: DedupIndex::with_entries(state.dedup_entries),
             watermark: state.watermark,
             evicted_at_watermark: None,
@@ -162,59 +204,48 @@ impl<'r> Mediator<'r> {
         mediator
     }
 
-    /// Processes one batch. `now` is the wall clock, used only to refuse
-    /// event times from the future.
+    /// The stateless half, to classify records on other threads.
+    pub fn classifier(&self) -> Classifier<'r> {
+        self.classifier
+    }
+
+    /// Processes one batch on this thread.
     pub fn process_batch<'a>(&mut self, records: impl IntoIterator<Item = RawRecord<'a>>, now: EpochMillis) {
         for record in records {
-            self.process_one(record, now);
+            let classified = self.classifier.classify(record, now);
+            self.admit(record, classified);
         }
         self.handle_watermark();
     }
 
-    fn process_one(&mut self, record: RawRecord<'_>, now: EpochMillis) {
+    /// Applies a classified record, in source order: rejects it, drops it as a
+    /// late arrival or duplicate (first wins), or adds it to the summaries.
+    pub fn admit(&mut self, record: RawRecord<'_>, classified: Result<Rated<'_>, Rejection>) {
         self.pending.counts.records_in += 1;
-        let cdr = match decode(record.payload, record.position, &self.config.decode) {
-            Ok(cdr) => cdr,
+        let rated = match classified {
+            Ok(rated) => rated,
             Err(rejection) => return self.reject(record, rejection),
         };
-        if cdr.start_time > now + self.config.max_future_skew_ms {
-            let detail = format!(
-                "event time {} is more than {} h ahead of the clock ({})",
-                format_timestamp(cdr.start_time),
-                self.config.max_future_skew_ms / 3_600_000,
-                format_timestamp(now)
-            );
-            return self.reject(record, Rejection::new(RejectReason::TimeInFuture, detail));
-        }
+        let cdr = &rated.cdr;
+        let window = self.classifier.config.dedup_window_ms;
         if let Some(watermark) = self.watermark {
-            if cdr.start_time < watermark - self.config.dedup_window_ms {
+            if cdr.start_time < watermark - window {
                 let detail = format!(
                     "event time {} is more than {} days behind the newest event ({}); duplicates can no longer be ruled out",
                     format_timestamp(cdr.start_time),
-                    self.config.dedup_window_ms / 86_400_000,
+                    window / 86_400_000,
                     format_timestamp(watermark)
                 );
                 return self.reject(record, Rejection::new(RejectReason::LateBeyondDedupWindow, detail));
             }
         }
-        let cost = match self.rater.rate(&cdr) {
-            Ok(cost) => cost,
-            Err(e) => return self.reject(record, Rejection::new(RejectReason::RatingFailed, e.to_string())),
-        };
-        let (key, duplicate_reason) = match &cdr.record_id {
-            Some(id) => (RecordKey::from_id(cdr.kind, id), DuplicateReason::SameRecordId),
-            None => (
-                RecordKey::from_position(record.origin, record.position, record.payload),
-                DuplicateReason::SameSourcePosition,
-            ),
-        };
         let event_minute = minute_of(cdr.start_time);
-        if !self.dedup.insert(key, event_minute) {
-            *self.pending.counts.duplicates.entry(duplicate_reason).or_default() += 1;
+        if !self.dedup.insert(rated.key, event_minute) {
+            *self.pending.counts.duplicates.entry(rated.duplicate_reason).or_default() += 1;
             return;
         }
-        self.pending.dedup_entries.push(DedupEntry { key, event_minute });
-        self.pending.summaries.add(&cdr, self.config.zone.day_of(cdr.start_time), cost);
+        self.pending.dedup_entries.push(DedupEntry { key: rated.key, event_minute });
+        self.pending.summaries.add(cdr, self.classifier.config.zone.day_of(cdr.start_time), rated.cost_micros);
         *self.pending.counts.accepted.entry(cdr.kind).or_default() += 1;
         self.watermark = Some(self.watermark.map_or(cdr.start_time, |w| w.max(cdr.start_time)));
         self.pending.newest_event_in_checkpoint =
@@ -235,17 +266,24 @@ impl<'r> Mediator<'r> {
     /// sweeps when the watermark has moved by a tenth of the window.
     pub fn handle_watermark(&mut self) {
         let Some(watermark) = self.watermark else { return };
-        let step = self.config.dedup_window_ms / 10;
+        let window = self.classifier.config.dedup_window_ms;
+        let step = window / 10;
         if self.evicted_at_watermark.is_some_and(|at| watermark - at < step) {
             return;
         }
-        self.dedup.evict_before(minute_of(watermark - self.config.dedup_window_ms));
+        self.dedup.evict_before(minute_of(watermark - window));
         self.evicted_at_watermark = Some(watermark);
     }
 
     /// Takes everything since the last checkpoint, for the store to commit.
     pub fn checkpoint(&mut self) -> Checkpoint {
-        let mut checkpoint = std::mem::take(&mut self.pending);
+        // The next delta starts at the size of this one: regrowing a hash map
+        // from empty on every checkpoint costs more than the aggregation itself.
+        let capacity = self.pending.summaries.len();
+        let mut checkpoint = std::mem::replace(
+            &mut self.pending,
+            Checkpoint { summaries: SummaryDelta::with_capacity(capacity), ..Checkpoint::default() },
+        );
         checkpoint.watermark = self.watermark;
         checkpoint
     }
@@ -257,7 +295,7 @@ impl<'r> Mediator<'r> {
 
     /// The oldest event minute the dedup state must keep, for pruning the store.
     pub fn dedup_horizon_minute(&self) -> Option<i32> {
-        self.watermark.map(|w| minute_of(w - self.config.dedup_window_ms))
+        self.watermark.map(|w| minute_of(w - self.classifier.config.dedup_window_ms))
     }
 
     pub fn dedup_len(&self) -> usize {

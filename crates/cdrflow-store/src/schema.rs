@@ -70,6 +70,7 @@ pub struct SummaryTable {
     pub measures: &'static [Measure],
 }
 
+/// One table per kind, in `Kind` order, so `SUMMARY_TABLES[kind as usize]` is the kind's table.
 pub const SUMMARY_TABLES: [SummaryTable; 5] = [
     SummaryTable {
         kind: Kind::Data,

@@ -1,0 +1,8 @@
+//! One module per subcommand: argument parsing next to what the command does.
+
+pub mod export;
+pub mod generate;
+pub mod process;
+pub mod rejected;
+pub mod run;
+pub mod usage;

@@ -1,0 +1,150 @@
+//! Settings shared by every command, resolved as flags > environment >
+//! config file > defaults. Clap reads flags and environment into `Option`s;
+//! the config file fills what both left empty; defaults fill the rest.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cdrflow_core::decode::{DecodeOptions, Format};
+use cdrflow_core::mediation::MediationConfig;
+use cdrflow_core::normalize::{CountryCode, SummaryZone};
+use cdrflow_core::rating::{Tariff, TariffOverrides};
+use cdrflow_store::sqlite::SqliteStore;
+use cdrflow_store::Store;
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "./cdrflow-data";
+pub const DEFAULT_CONFIG_FILE: &str = "cdrflow.toml";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Defaults to ./cdrflow.toml when it exists.
+    #[arg(long, global = true, env = "CDRFLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the embedded store and generated files [default: ./cdrflow-data]
+    #[arg(long, global = true, env = "CDRFLOW_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Tariff file (TOML) [default: the shipped seed 000 tariff]
+    #[arg(long, global = true, env = "CDRFLOW_TARIFF", value_name = "FILE")]
+    pub tariff: Option<PathBuf>,
+
+    /// Country code given to national numbers (leading 0) [default: 27]
+    #[arg(long, global = true, env = "DEFAULT_COUNTRY_CODE", value_name = "CC")]
+    pub default_country_code: Option<String>,
+
+    /// Zone whose calendar decides the summary date: UTC or a fixed offset like +02:00 [default: UTC]
+    #[arg(long, global = true, env = "CDRFLOW_SUMMARY_ZONE", value_name = "ZONE")]
+    pub summary_zone: Option<String>,
+
+    /// How many days behind the newest event a duplicate is still caught [default: 7]
+    #[arg(long, global = true, env = "CDRFLOW_DEDUP_WINDOW_DAYS", value_name = "DAYS")]
+    pub dedup_window_days: Option<u32>,
+
+    /// WAK per ZAR, overriding the tariff file (seed 000's variable)
+    #[arg(long, global = true, env = "WAK_PER_ZAR", value_name = "RATE")]
+    pub wak_per_zar: Option<String>,
+
+    /// Bytes per billed GB, overriding the tariff file (seed 000's variable)
+    #[arg(long, global = true, env = "BYTES_PER_GB", value_name = "BYTES")]
+    pub bytes_per_gb: Option<u64>,
+}
+
+/// The config file's keys; each mirrors a flag of the same name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    tariff: Option<PathBuf>,
+    default_country_code: Option<String>,
+    summary_zone: Option<String>,
+    dedup_window_days: Option<u32>,
+    wak_per_zar: Option<String>,
+    bytes_per_gb: Option<u64>,
+    batch_size: Option<usize>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub tariff_file: Option<PathBuf>,
+    pub tariff_overrides: TariffOverrides,
+    pub country_code: CountryCode,
+    pub zone: SummaryZone,
+    pub dedup_window_days: u32,
+    /// From the config file only; commands with a `--batch-size` flag override it.
+    pub batch_size: Option<usize>,
+}
+
+impl Settings {
+    pub fn resolve(args: &GlobalArgs) -> Result<Settings> {
+        let file = load_config_file(args.config.as_deref())?;
+        let country = args.default_country_code.clone().or(file.default_country_code);
+        let zone = args.summary_zone.clone().or(file.summary_zone);
+        let dedup_window_days = args.dedup_window_days.or(file.dedup_window_days).unwrap_or(7);
+        if dedup_window_days == 0 {
+            bail!("the dedup window must be at least 1 day");
+        }
+        Ok(Settings {
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tariff_file: args.tariff.clone().or(file.tariff),
+            tariff_overrides: TariffOverrides {
+                wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
+                bytes_per_gb: args.bytes_per_gb.or(file.bytes_per_gb),
+            },
+            country_code: match country {
+                Some(text) => CountryCode::parse(&text).map_err(anyhow::Error::msg)?,
+                None => CountryCode::default(),
+            },
+            zone: match zone {
+                Some(text) => SummaryZone::parse(&text).map_err(anyhow::Error::msg)?,
+                None => SummaryZone::UTC,
+            },
+            dedup_window_days,
+            batch_size: file.batch_size,
+        })
+    }
+
+    pub fn tariff(&self) -> Result<Tariff> {
+        match &self.tariff_file {
+            None => Ok(Tariff::default_with(&self.tariff_overrides)?),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the tariff file {}", path.display()))?;
+                Tariff::from_toml(&text, &self.tariff_overrides)
+                    .with_context(|| format!("in the tariff file {}", path.display()))
+            }
+        }
+    }
+
+    pub fn mediation(&self, format: Format) -> MediationConfig {
+        MediationConfig {
+            decode: DecodeOptions { format, default_country_code: self.country_code },
+            zone: self.zone,
+            dedup_window_ms: i64::from(self.dedup_window_days) * 86_400_000,
+            ..MediationConfig::default()
+        }
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("cdrflow.db")
+    }
+
+    pub fn open_store(&self) -> Result<Box<dyn Store>> {
+        let path = self.sqlite_path();
+        let store = SqliteStore::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+        Ok(Box::new(store))
+    }
+}
+
+fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok(ConfigFile::default()),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {} is invalid", path.display()))
+}

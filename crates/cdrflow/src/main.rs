@@ -1,0 +1,71 @@
+//! The `cdrflow` command: wiring between the pure core, the sources and the stores.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod config;
+mod pipeline;
+mod progress;
+mod sources;
+mod views;
+
+use config::GlobalArgs;
+
+/// Real-time CDR pipeline: validate, normalise, deduplicate, rate and
+/// summarise call detail records, exactly once.
+#[derive(Parser)]
+#[command(name = "cdrflow", version, propagate_version = true)]
+#[command(after_help = "Settings resolve as: flags > environment > config file (./cdrflow.toml) > defaults.\n\
+Start with `cdrflow run` for a demo, then `cdrflow usage <MSISDN>`.")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process CDR files (or stdin) into the store, exactly once
+    Process(commands::process::ProcessArgs),
+    /// Show one subscriber's daily usage summaries
+    Usage(commands::usage::UsageArgs),
+    /// Export stored results
+    #[command(subcommand)]
+    Export(commands::export::ExportCommand),
+    /// List rejected records with their reasons
+    Rejected(commands::rejected::RejectedArgs),
+    /// Generate synthetic, realistic CDRs
+    Generate(commands::generate::GenerateArgs),
+    /// The main job in one command: generate → process → store, with a report
+    Run(commands::run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CDRFLOW_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = config::Settings::resolve(&cli.global).and_then(|settings| match cli.command {
+        Command::Process(args) => commands::process::run(&settings, args),
+        Command::Usage(args) => commands::usage::run(&settings, args),
+        Command::Export(command) => commands::export::run(&settings, command),
+        Command::Rejected(args) => commands::rejected::run(&settings, args),
+        Command::Generate(args) => commands::generate::run(&settings, args),
+        Command::Run(args) => commands::run::run(&settings, args),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
