@@ -11,26 +11,52 @@ use rustc_hash::FxHashMap;
 use crate::model::{Cdr, Kind};
 use crate::normalize::{Day, Msisdn};
 
-/// The measures of one summary row. Wide integers: per-record values are
-/// 64-bit, and sums of many of them must not wrap.
+/// The measures of one summary row. 64-bit like the stores' columns: a sum
+/// that would not fit is refused at admission (see [`SummaryDelta::add`])
+/// rather than failing a whole commit later.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub records: u64,
-    pub up_bytes: u128,
-    pub down_bytes: u128,
-    pub duration_sec: u128,
-    pub cost_micros: i128,
-    pub amount_micros: i128,
+    pub up_bytes: u64,
+    pub down_bytes: u64,
+    pub duration_sec: u64,
+    pub cost_micros: i64,
+    pub amount_micros: i64,
 }
 
+/// A sum exceeded 2^63-1 (the stores' integer range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TotalOverflow;
+
 impl Totals {
-    pub fn add(&mut self, other: &Totals) {
-        self.records += other.records;
-        self.up_bytes += other.up_bytes;
-        self.down_bytes += other.down_bytes;
-        self.duration_sec += other.duration_sec;
-        self.cost_micros += other.cost_micros;
-        self.amount_micros += other.amount_micros;
+    /// The measures of a single record.
+    pub fn of(cdr: &Cdr<'_>, cost_micros: i64) -> Totals {
+        Totals {
+            records: 1,
+            up_bytes: cdr.uplink_bytes,
+            down_bytes: cdr.downlink_bytes,
+            duration_sec: cdr.duration_sec,
+            cost_micros,
+            amount_micros: cdr.amount.map_or(0, |a| a.micros),
+        }
+    }
+
+    /// `self + other`, or `TotalOverflow` when any measure leaves the signed 64-bit range.
+    pub fn checked_add(&self, other: &Totals) -> Result<Totals, TotalOverflow> {
+        let unsigned = |a: u64, b: u64| {
+            a.checked_add(b)
+                .filter(|v| *v <= i64::MAX as u64)
+                .ok_or(TotalOverflow)
+        };
+        let signed = |a: i64, b: i64| a.checked_add(b).ok_or(TotalOverflow);
+        Ok(Totals {
+            records: unsigned(self.records, other.records)?,
+            up_bytes: unsigned(self.up_bytes, other.up_bytes)?,
+            down_bytes: unsigned(self.down_bytes, other.down_bytes)?,
+            duration_sec: unsigned(self.duration_sec, other.duration_sec)?,
+            cost_micros: signed(self.cost_micros, other.cost_micros)?,
+            amount_micros: signed(self.amount_micros, other.amount_micros)?,
+        })
     }
 }
 
@@ -64,23 +90,42 @@ pub struct SummaryDelta {
 
 impl SummaryDelta {
     pub fn with_capacity(rows: usize) -> SummaryDelta {
-        SummaryDelta { rows: FxHashMap::with_capacity_and_hasher(rows, Default::default()), ..SummaryDelta::default() }
+        SummaryDelta {
+            rows: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
+            ..SummaryDelta::default()
+        }
     }
 
-    pub fn add(&mut self, cdr: &Cdr<'_>, day: Day, cost_micros: i64) {
-        let type_id = self.intern(&cdr.service_type);
-        let key = DeltaKey { kind: cdr.kind, msisdn: cdr.served_msisdn, day, type_id };
-        let totals = self.rows.entry(key).or_default();
-        totals.records += 1;
-        totals.up_bytes += u128::from(cdr.uplink_bytes);
-        totals.down_bytes += u128::from(cdr.downlink_bytes);
-        totals.duration_sec += u128::from(cdr.duration_sec);
-        totals.cost_micros += i128::from(cost_micros);
-        totals.amount_micros += cdr.amount.map_or(0, |a| i128::from(a.micros));
+    /// Adds one record's measures to its row; refuses sums that would overflow.
+    pub fn add(
+        &mut self,
+        kind: Kind,
+        msisdn: Msisdn,
+        day: Day,
+        service_type: &str,
+        usage: &Totals,
+    ) -> Result<(), TotalOverflow> {
+        let type_id = self.intern(service_type);
+        let totals = self
+            .rows
+            .entry(DeltaKey {
+                kind,
+                msisdn,
+                day,
+                type_id,
+            })
+            .or_default();
+        *totals = totals.checked_add(usage)?;
+        Ok(())
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.type_ids.get(name) {
+        // Most feeds have a handful of types: a scan beats hashing the string.
+        if self.type_names.len() <= 16 {
+            if let Some(id) = self.type_names.iter().position(|t| **t == *name) {
+                return id as u32;
+            }
+        } else if let Some(&id) = self.type_ids.get(name) {
             return id;
         }
         let id = u32::try_from(self.type_names.len()).expect("fewer than 2^32 types per batch");
@@ -111,8 +156,16 @@ impl SummaryDelta {
     pub fn merge(&mut self, other: &SummaryDelta) {
         for row in other.rows() {
             let type_id = self.intern(row.service_type);
-            let key = DeltaKey { kind: row.kind, msisdn: row.msisdn, day: row.day, type_id };
-            self.rows.entry(key).or_default().add(row.totals);
+            let key = DeltaKey {
+                kind: row.kind,
+                msisdn: row.msisdn,
+                day: row.day,
+                type_id,
+            };
+            let totals = self.rows.entry(key).or_default();
+            *totals = totals
+                .checked_add(row.totals)
+                .expect("merged deltas stay within 64 bits");
         }
     }
 }

@@ -35,17 +35,25 @@ impl Format {
             "cdr-data" | "cdr_data" => Ok(Format::CdrData),
             "cdr-voice" | "cdr_voice" => Ok(Format::CdrVoice),
             "telecom-events" | "telecom_events" => Ok(Format::TelecomEvents),
-            _ => Err(format!("unknown format `{text}`; expected one of {}", Format::NAMES.join(", "))),
+            _ => Err(format!(
+                "unknown format `{text}`; expected one of {}",
+                Format::NAMES.join(", ")
+            )),
         }
     }
 }
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = [Format::Auto, Format::CdrData, Format::CdrVoice, Format::TelecomEvents]
-            .iter()
-            .position(|x| x == self)
-            .expect("listed");
+        let i = [
+            Format::Auto,
+            Format::CdrData,
+            Format::CdrVoice,
+            Format::TelecomEvents,
+        ]
+        .iter()
+        .position(|x| x == self)
+        .expect("listed");
         f.write_str(Format::NAMES[i])
     }
 }
@@ -77,9 +85,26 @@ macro_rules! known_fields {
 }
 
 known_fields!(
-    cdr_id, event_id, msisdn, event_datetime, data_type, up_bytes, down_bytes, start_time, call_type,
-    call_duration_sec, event_type, event_subtype, duration_seconds, data_mb, amount, region, cell_tower_id,
-    timestamp, other_party, radio_technology,
+    cdr_id,
+    event_id,
+    msisdn,
+    event_datetime,
+    data_type,
+    up_bytes,
+    down_bytes,
+    start_time,
+    call_type,
+    call_duration_sec,
+    event_type,
+    event_subtype,
+    duration_seconds,
+    data_mb,
+    amount,
+    region,
+    cell_tower_id,
+    timestamp,
+    other_party,
+    radio_technology,
 );
 
 /// Settings that shape decoding.
@@ -90,7 +115,11 @@ pub struct DecodeOptions {
 }
 
 /// Decodes and validates one record.
-pub fn decode<'a>(payload: &'a [u8], position: SourcePosition, options: &DecodeOptions) -> Result<Cdr<'a>, Rejection> {
+pub fn decode<'a>(
+    payload: &'a [u8],
+    position: SourcePosition,
+    options: &DecodeOptions,
+) -> Result<Cdr<'a>, Rejection> {
     let mut fields = Fields::default();
     let mut duplicate = None;
     for_each_field(payload, |key, value| {
@@ -100,7 +129,10 @@ pub fn decode<'a>(payload: &'a [u8], position: SourcePosition, options: &DecodeO
     })
     .map_err(json_rejection)?;
     if let Some(name) = duplicate {
-        return Err(Rejection::new(RejectReason::DuplicateField, format!("field `{name}` appears more than once")));
+        return Err(Rejection::new(
+            RejectReason::DuplicateField,
+            format!("field `{name}` appears more than once"),
+        ));
     }
     let format = match options.format {
         Format::Auto => detect(&fields)?,
@@ -116,22 +148,32 @@ pub fn decode<'a>(payload: &'a [u8], position: SourcePosition, options: &DecodeO
 
 fn json_rejection(error: JsonError) -> Rejection {
     match error {
-        JsonError::InvalidUtf8 => Rejection::new(RejectReason::InvalidUtf8, "the record is not valid UTF-8"),
-        JsonError::NotAnObject(kind) => {
-            Rejection::new(RejectReason::NotAnObject, format!("the record is a JSON {kind}, not an object"))
+        JsonError::InvalidUtf8 => {
+            Rejection::new(RejectReason::InvalidUtf8, "the record is not valid UTF-8")
         }
-        JsonError::Malformed { at, expected } => {
-            Rejection::new(RejectReason::MalformedJson, format!("invalid JSON at byte {at}: expected {expected}"))
-        }
+        JsonError::NotAnObject(kind) => Rejection::new(
+            RejectReason::NotAnObject,
+            format!("the record is a JSON {kind}, not an object"),
+        ),
+        JsonError::Malformed { at, expected } => Rejection::new(
+            RejectReason::MalformedJson,
+            format!("invalid JSON at byte {at}: expected {expected}"),
+        ),
     }
 }
 
 fn detect(fields: &Fields<'_>) -> Result<Format, Rejection> {
     if fields.event_type.is_some() {
         Ok(Format::TelecomEvents)
-    } else if fields.event_datetime.is_some() || fields.data_type.is_some() || fields.up_bytes.is_some() {
+    } else if fields.event_datetime.is_some()
+        || fields.data_type.is_some()
+        || fields.up_bytes.is_some()
+    {
         Ok(Format::CdrData)
-    } else if fields.start_time.is_some() || fields.call_type.is_some() || fields.call_duration_sec.is_some() {
+    } else if fields.start_time.is_some()
+        || fields.call_type.is_some()
+        || fields.call_duration_sec.is_some()
+    {
         Ok(Format::CdrVoice)
     } else {
         Err(Rejection::new(
@@ -141,12 +183,19 @@ fn detect(fields: &Fields<'_>) -> Result<Format, Rejection> {
     }
 }
 
-fn decode_cdr_data<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptions) -> Result<Cdr<'a>, Rejection> {
+fn decode_cdr_data<'a>(
+    f: &Fields<'a>,
+    position: SourcePosition,
+    o: &DecodeOptions,
+) -> Result<Cdr<'a>, Rejection> {
     Ok(Cdr {
         record_id: optional_string(f.cdr_id, "cdr_id")?,
         kind: Kind::Data,
         service_type: service_type(required(f.data_type, "data_type")?, "data_type")?,
-        start_time: timestamp(required(f.event_datetime, "event_datetime")?, "event_datetime")?,
+        start_time: timestamp(
+            required(f.event_datetime, "event_datetime")?,
+            "event_datetime",
+        )?,
         uplink_bytes: counter(required(f.up_bytes, "up_bytes")?, "up_bytes")?,
         downlink_bytes: counter(required(f.down_bytes, "down_bytes")?, "down_bytes")?,
         duration_sec: 0,
@@ -154,19 +203,30 @@ fn decode_cdr_data<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptio
     })
 }
 
-fn decode_cdr_voice<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptions) -> Result<Cdr<'a>, Rejection> {
+fn decode_cdr_voice<'a>(
+    f: &Fields<'a>,
+    position: SourcePosition,
+    o: &DecodeOptions,
+) -> Result<Cdr<'a>, Rejection> {
     Ok(Cdr {
         record_id: optional_string(f.cdr_id, "cdr_id")?,
         kind: Kind::Voice,
         service_type: service_type(required(f.call_type, "call_type")?, "call_type")?,
         start_time: timestamp(required(f.start_time, "start_time")?, "start_time")?,
-        duration_sec: counter(required(f.call_duration_sec, "call_duration_sec")?, "call_duration_sec")?,
+        duration_sec: counter(
+            required(f.call_duration_sec, "call_duration_sec")?,
+            "call_duration_sec",
+        )?,
         direction: Direction::Outgoing,
         ..common(f, position, o)?
     })
 }
 
-fn decode_telecom_event<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptions) -> Result<Cdr<'a>, Rejection> {
+fn decode_telecom_event<'a>(
+    f: &Fields<'a>,
+    position: SourcePosition,
+    o: &DecodeOptions,
+) -> Result<Cdr<'a>, Rejection> {
     let event_type = string(required(f.event_type, "event_type")?, "event_type")?;
     let kind = match event_type.trim() {
         "call" => Kind::Voice,
@@ -199,7 +259,12 @@ fn decode_telecom_event<'a>(f: &Fields<'a>, position: SourcePosition, o: &Decode
         ..common(f, position, o)?
     };
     match kind {
-        Kind::Voice => cdr.duration_sec = counter(required(f.duration_seconds, "duration_seconds")?, "duration_seconds")?,
+        Kind::Voice => {
+            cdr.duration_sec = counter(
+                required(f.duration_seconds, "duration_seconds")?,
+                "duration_seconds",
+            )?
+        }
         Kind::Data => cdr.downlink_bytes = megabytes(required(f.data_mb, "data_mb")?)?,
         Kind::Recharge => cdr.amount = Some(amount(required(f.amount, "amount")?)?),
         Kind::Sms | Kind::Activation => {}
@@ -208,10 +273,18 @@ fn decode_telecom_event<'a>(f: &Fields<'a>, position: SourcePosition, o: &Decode
 }
 
 /// Fields shared by every format; the format-specific decoders override the rest.
-fn common<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptions) -> Result<Cdr<'a>, Rejection> {
+fn common<'a>(
+    f: &Fields<'a>,
+    position: SourcePosition,
+    o: &DecodeOptions,
+) -> Result<Cdr<'a>, Rejection> {
     let raw_msisdn = string(required(f.msisdn, "msisdn")?, "msisdn")?;
-    let served_msisdn = normalize_msisdn(&raw_msisdn, o.default_country_code)
-        .map_err(|why| Rejection::new(RejectReason::InvalidMsisdn, format!("msisdn `{raw_msisdn}` {why}")))?;
+    let served_msisdn = normalize_msisdn(&raw_msisdn, o.default_country_code).map_err(|why| {
+        Rejection::new(
+            RejectReason::InvalidMsisdn,
+            format!("msisdn `{raw_msisdn}` {why}"),
+        )
+    })?;
     Ok(Cdr {
         record_id: None,
         kind: Kind::Data,
@@ -237,26 +310,44 @@ fn common<'a>(f: &Fields<'a>, position: SourcePosition, o: &DecodeOptions) -> Re
 
 fn required<'a>(value: Option<JsonValue<'a>>, name: &str) -> Result<JsonValue<'a>, Rejection> {
     match value {
-        None => Err(Rejection::new(RejectReason::MissingField, format!("required field `{name}` is missing"))),
-        Some(JsonValue::Null) => Err(Rejection::new(RejectReason::MissingField, format!("required field `{name}` is null"))),
+        None => Err(Rejection::new(
+            RejectReason::MissingField,
+            format!("required field `{name}` is missing"),
+        )),
+        Some(JsonValue::Null) => Err(Rejection::new(
+            RejectReason::MissingField,
+            format!("required field `{name}` is null"),
+        )),
         Some(v) => Ok(v),
     }
 }
 
 fn wrong_type(value: JsonValue<'_>, name: &str, expected: &str) -> Rejection {
-    Rejection::new(RejectReason::WrongType, format!("field `{name}` is a {}, expected {expected}", value.type_name()))
+    Rejection::new(
+        RejectReason::WrongType,
+        format!(
+            "field `{name}` is a {}, expected {expected}",
+            value.type_name()
+        ),
+    )
 }
 
 fn string<'a>(value: JsonValue<'a>, name: &str) -> Result<Cow<'a, str>, Rejection> {
     match value {
         JsonValue::String { .. } => value.as_str().ok_or_else(|| {
-            Rejection::new(RejectReason::MalformedJson, format!("field `{name}` holds an invalid escape sequence"))
+            Rejection::new(
+                RejectReason::MalformedJson,
+                format!("field `{name}` holds an invalid escape sequence"),
+            )
         }),
         other => Err(wrong_type(other, name, "a string")),
     }
 }
 
-fn optional_string<'a>(value: Option<JsonValue<'a>>, name: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+fn optional_string<'a>(
+    value: Option<JsonValue<'a>>,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
     match value {
         None | Some(JsonValue::Null) => Ok(None),
         Some(v) => string(v, name).map(Some),
@@ -268,9 +359,14 @@ fn service_type<'a>(value: JsonValue<'a>, name: &str) -> Result<Cow<'a, str>, Re
     let text = string(value, name)?;
     let trimmed_len = text.trim().len();
     if trimmed_len == 0 {
-        return Err(Rejection::new(RejectReason::EmptyType, format!("field `{name}` is empty")));
+        return Err(Rejection::new(
+            RejectReason::EmptyType,
+            format!("field `{name}` is empty"),
+        ));
     }
-    let already_normal = trimmed_len == text.len() && !text.bytes().any(|b| b.is_ascii_uppercase()) && text.is_ascii();
+    let already_normal = trimmed_len == text.len()
+        && !text.bytes().any(|b| b.is_ascii_uppercase())
+        && text.is_ascii();
     Ok(match text {
         Cow::Borrowed(s) if already_normal => Cow::Borrowed(s),
         other => Cow::Owned(other.trim().to_lowercase()),
@@ -284,9 +380,10 @@ fn timestamp(value: JsonValue<'_>, name: &str) -> Result<i64, Rejection> {
             RejectReason::UnparsableTime,
             format!("field `{name}` = `{text}` is not an RFC 3339 / ISO 8601 time"),
         ),
-        TimeError::Impossible => {
-            Rejection::new(RejectReason::ImpossibleTime, format!("field `{name}` = `{text}` is not a real date and time"))
-        }
+        TimeError::Impossible => Rejection::new(
+            RejectReason::ImpossibleTime,
+            format!("field `{name}` = `{text}` is not a real date and time"),
+        ),
     })
 }
 
@@ -298,33 +395,65 @@ fn counter(value: JsonValue<'_>, name: &str) -> Result<u64, Rejection> {
     if let Ok(n) = text.parse::<u64>() {
         return Ok(n);
     }
-    let decimal = Decimal::parse(text)
-        .map_err(|_| Rejection::new(RejectReason::ValueTooLarge, format!("field `{name}` = {text} is too large")))?;
+    let decimal = Decimal::parse(text).map_err(|_| {
+        Rejection::new(
+            RejectReason::ValueTooLarge,
+            format!("field `{name}` = {text} is too large"),
+        )
+    })?;
     if decimal.is_negative() {
-        return Err(Rejection::new(RejectReason::NegativeValue, format!("field `{name}` = {text}; counters must be >= 0")));
+        return Err(Rejection::new(
+            RejectReason::NegativeValue,
+            format!("field `{name}` = {text}; counters must be >= 0"),
+        ));
     }
     let whole = decimal.scaled_to_integer(0).ok_or_else(|| {
-        Rejection::new(RejectReason::NotAnInteger, format!("field `{name}` = {text} is not a whole number"))
+        Rejection::new(
+            RejectReason::NotAnInteger,
+            format!("field `{name}` = {text} is not a whole number"),
+        )
     })?;
-    u64::try_from(whole)
-        .map_err(|_| Rejection::new(RejectReason::ValueTooLarge, format!("field `{name}` = {text} exceeds 2^64-1")))
+    u64::try_from(whole).map_err(|_| {
+        Rejection::new(
+            RejectReason::ValueTooLarge,
+            format!("field `{name}` = {text} exceeds 2^64-1"),
+        )
+    })
 }
 
 /// Decimal megabytes (10^6 bytes) into whole bytes, exactly.
 fn megabytes(value: JsonValue<'_>) -> Result<u64, Rejection> {
     let JsonValue::Number(text) = value else {
-        return Err(wrong_type(value, "data_mb", "a non-negative number of megabytes"));
+        return Err(wrong_type(
+            value,
+            "data_mb",
+            "a non-negative number of megabytes",
+        ));
     };
-    let decimal = Decimal::parse(text)
-        .map_err(|_| Rejection::new(RejectReason::ValueTooLarge, format!("field `data_mb` = {text} is too large")))?;
+    let decimal = Decimal::parse(text).map_err(|_| {
+        Rejection::new(
+            RejectReason::ValueTooLarge,
+            format!("field `data_mb` = {text} is too large"),
+        )
+    })?;
     if decimal.is_negative() {
-        return Err(Rejection::new(RejectReason::NegativeValue, format!("field `data_mb` = {text}; volumes must be >= 0")));
+        return Err(Rejection::new(
+            RejectReason::NegativeValue,
+            format!("field `data_mb` = {text}; volumes must be >= 0"),
+        ));
     }
     let bytes = decimal.scaled_to_integer(6).ok_or_else(|| {
-        Rejection::new(RejectReason::NotAnInteger, format!("field `data_mb` = {text} is not a whole number of bytes"))
+        Rejection::new(
+            RejectReason::NotAnInteger,
+            format!("field `data_mb` = {text} is not a whole number of bytes"),
+        )
     })?;
-    u64::try_from(bytes)
-        .map_err(|_| Rejection::new(RejectReason::ValueTooLarge, format!("field `data_mb` = {text} exceeds 2^64-1 bytes")))
+    u64::try_from(bytes).map_err(|_| {
+        Rejection::new(
+            RejectReason::ValueTooLarge,
+            format!("field `data_mb` = {text} exceeds 2^64-1 bytes"),
+        )
+    })
 }
 
 /// A recharge amount: non-negative, at most 6 decimals.
@@ -332,12 +461,22 @@ fn amount(value: JsonValue<'_>) -> Result<Amount, Rejection> {
     let JsonValue::Number(text) = value else {
         return Err(wrong_type(value, "amount", "a number"));
     };
-    let invalid = |why: &str| Rejection::new(RejectReason::InvalidAmount, format!("field `amount` = {text} {why}"));
+    let invalid = |why: &str| {
+        Rejection::new(
+            RejectReason::InvalidAmount,
+            format!("field `amount` = {text} {why}"),
+        )
+    };
     let decimal = Decimal::parse(text).map_err(|_| invalid("is too large"))?;
     if decimal.is_negative() {
-        return Err(Rejection::new(RejectReason::NegativeValue, format!("field `amount` = {text}; amounts must be >= 0")));
+        return Err(Rejection::new(
+            RejectReason::NegativeValue,
+            format!("field `amount` = {text}; amounts must be >= 0"),
+        ));
     }
-    let micros = decimal.scaled_to_integer(6).ok_or_else(|| invalid("has more than 6 decimal places"))?;
+    let micros = decimal
+        .scaled_to_integer(6)
+        .ok_or_else(|| invalid("has more than 6 decimal places"))?;
     let micros = i64::try_from(micros).map_err(|_| invalid("is too large"))?;
     Ok(Amount { micros })
 }
@@ -347,30 +486,43 @@ mod tests {
     use super::*;
     use crate::normalize::parse_timestamp;
 
-    const AT: SourcePosition = SourcePosition::Line { line: 1, byte_offset: 0 };
+    const AT: SourcePosition = SourcePosition::Line {
+        line: 1,
+        byte_offset: 0,
+    };
 
     fn ok(line: &str) -> Cdr<'_> {
-        decode(line.as_bytes(), AT, &DecodeOptions::default()).unwrap_or_else(|e| panic!("{line}: {e}"))
+        decode(line.as_bytes(), AT, &DecodeOptions::default())
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
     }
 
     fn reason(line: &str) -> RejectReason {
-        decode(line.as_bytes(), AT, &DecodeOptions::default()).expect_err(line).reason
+        decode(line.as_bytes(), AT, &DecodeOptions::default())
+            .expect_err(line)
+            .reason
     }
 
     #[test]
     fn decodes_seed_000_data() {
-        let cdr = ok(r#"{"cdr_id":"d1","msisdn":"0821234567","event_datetime":"2024-03-01T10:00:00+02:00","data_type":" Video ","up_bytes":100,"down_bytes":2000,"extra":[1]}"#);
+        let cdr = ok(
+            r#"{"cdr_id":"d1","msisdn":"0821234567","event_datetime":"2024-03-01T10:00:00+02:00","data_type":" Video ","up_bytes":100,"down_bytes":2000,"extra":[1]}"#,
+        );
         assert_eq!(cdr.kind, Kind::Data);
         assert_eq!(cdr.record_id.as_deref(), Some("d1"));
         assert_eq!(cdr.served_msisdn.to_string(), "+27821234567");
         assert_eq!(cdr.service_type, "video");
-        assert_eq!(cdr.start_time, parse_timestamp("2024-03-01T08:00:00Z").unwrap());
+        assert_eq!(
+            cdr.start_time,
+            parse_timestamp("2024-03-01T08:00:00Z").unwrap()
+        );
         assert_eq!((cdr.uplink_bytes, cdr.downlink_bytes), (100, 2000));
     }
 
     #[test]
     fn decodes_seed_000_voice() {
-        let cdr = ok(r#"{"msisdn":"+27 82 123 4567","start_time":"2024-03-01T10:00:00Z","call_type":"VOICE","call_duration_sec":61}"#);
+        let cdr = ok(
+            r#"{"msisdn":"+27 82 123 4567","start_time":"2024-03-01T10:00:00Z","call_type":"VOICE","call_duration_sec":61}"#,
+        );
         assert_eq!(cdr.kind, Kind::Voice);
         assert_eq!(cdr.record_id, None);
         assert_eq!(cdr.service_type, "voice");
@@ -380,63 +532,128 @@ mod tests {
     #[test]
     fn decodes_seed_003_events() {
         let base = r#""msisdn":"77011234567","timestamp":"2025-11-09T10:30:15Z","region":"Almaty","cell_tower_id":1523"#;
-        let data = format!(r#"{{"event_id":"e1","event_type":"data_session","event_subtype":"outgoing","data_mb":150.5,{base}}}"#);
+        let data = format!(
+            r#"{{"event_id":"e1","event_type":"data_session","event_subtype":"outgoing","data_mb":150.5,{base}}}"#
+        );
         let cdr = ok(&data);
         assert_eq!((cdr.kind, cdr.downlink_bytes), (Kind::Data, 150_500_000));
         assert_eq!(cdr.region.as_deref(), Some("Almaty"));
         assert_eq!(cdr.cell_id.as_deref(), Some("1523"));
-        let call = format!(r#"{{"event_type":"call","event_subtype":"incoming","duration_seconds":245,{base}}}"#);
+        let call = format!(
+            r#"{{"event_type":"call","event_subtype":"incoming","duration_seconds":245,{base}}}"#
+        );
         let cdr = ok(&call);
-        assert_eq!((cdr.kind, cdr.direction, cdr.duration_sec), (Kind::Voice, Direction::Incoming, 245));
+        assert_eq!(
+            (cdr.kind, cdr.direction, cdr.duration_sec),
+            (Kind::Voice, Direction::Incoming, 245)
+        );
         let recharge = format!(r#"{{"event_type":"balance_recharge","amount":5000.25,{base}}}"#);
-        assert_eq!(ok(&recharge).amount, Some(Amount { micros: 5_000_250_000 }));
-        assert_eq!(ok(&format!(r#"{{"event_type":"sms",{base}}}"#)).kind, Kind::Sms);
-        let activation = format!(r#"{{"event_type":"service_activation","event_subtype":"Roaming",{base}}}"#);
+        assert_eq!(
+            ok(&recharge).amount,
+            Some(Amount {
+                micros: 5_000_250_000
+            })
+        );
+        assert_eq!(
+            ok(&format!(r#"{{"event_type":"sms",{base}}}"#)).kind,
+            Kind::Sms
+        );
+        let activation =
+            format!(r#"{{"event_type":"service_activation","event_subtype":"Roaming",{base}}}"#);
         let activation = ok(&activation);
-        assert_eq!((activation.kind, activation.service_type.as_ref()), (Kind::Activation, "roaming"));
+        assert_eq!(
+            (activation.kind, activation.service_type.as_ref()),
+            (Kind::Activation, "roaming")
+        );
     }
 
     #[test]
     fn names_every_rejection() {
-        let data = |fields: &str| format!(r#"{{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"video",{fields}}}"#);
+        let data = |fields: &str| {
+            format!(
+                r#"{{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"video",{fields}}}"#
+            )
+        };
         assert_eq!(reason("{not json"), RejectReason::MalformedJson);
         assert_eq!(reason("[1]"), RejectReason::NotAnObject);
         assert_eq!(reason(r#"{"foo":1}"#), RejectReason::UnknownFormat);
         assert_eq!(reason(&data(r#""up_bytes":1"#)), RejectReason::MissingField);
-        assert_eq!(reason(&data(r#""up_bytes":"1","down_bytes":1"#)), RejectReason::WrongType);
-        assert_eq!(reason(&data(r#""up_bytes":-1,"down_bytes":1"#)), RejectReason::NegativeValue);
-        assert_eq!(reason(&data(r#""up_bytes":1.5,"down_bytes":1"#)), RejectReason::NotAnInteger);
-        assert_eq!(reason(&data(r#""up_bytes":1e30,"down_bytes":1"#)), RejectReason::ValueTooLarge);
-        assert_eq!(reason(&data(r#""up_bytes":1,"down_bytes":1,"down_bytes":2"#)), RejectReason::DuplicateField);
-        assert_eq!(ok(&data(r#""up_bytes":1.0,"down_bytes":1000000000000000"#)).downlink_bytes, 1_000_000_000_000_000);
         assert_eq!(
-            reason(r#"{"msisdn":"27821234567","event_datetime":"2024-02-30T10:00:00Z","data_type":"v","up_bytes":1,"down_bytes":1}"#),
+            reason(&data(r#""up_bytes":"1","down_bytes":1"#)),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(&data(r#""up_bytes":-1,"down_bytes":1"#)),
+            RejectReason::NegativeValue
+        );
+        assert_eq!(
+            reason(&data(r#""up_bytes":1.5,"down_bytes":1"#)),
+            RejectReason::NotAnInteger
+        );
+        assert_eq!(
+            reason(&data(r#""up_bytes":1e30,"down_bytes":1"#)),
+            RejectReason::ValueTooLarge
+        );
+        assert_eq!(
+            reason(&data(r#""up_bytes":1,"down_bytes":1,"down_bytes":2"#)),
+            RejectReason::DuplicateField
+        );
+        assert_eq!(
+            ok(&data(r#""up_bytes":1.0,"down_bytes":1000000000000000"#)).downlink_bytes,
+            1_000_000_000_000_000
+        );
+        assert_eq!(
+            reason(
+                r#"{"msisdn":"27821234567","event_datetime":"2024-02-30T10:00:00Z","data_type":"v","up_bytes":1,"down_bytes":1}"#
+            ),
             RejectReason::ImpossibleTime
         );
         assert_eq!(
-            reason(r#"{"msisdn":"27821234567","event_datetime":"today","data_type":"v","up_bytes":1,"down_bytes":1}"#),
+            reason(
+                r#"{"msisdn":"27821234567","event_datetime":"today","data_type":"v","up_bytes":1,"down_bytes":1}"#
+            ),
             RejectReason::UnparsableTime
         );
         assert_eq!(
-            reason(r#"{"msisdn":"12","event_datetime":"2024-02-03T10:00:00Z","data_type":"v","up_bytes":1,"down_bytes":1}"#),
+            reason(
+                r#"{"msisdn":"12","event_datetime":"2024-02-03T10:00:00Z","data_type":"v","up_bytes":1,"down_bytes":1}"#
+            ),
             RejectReason::InvalidMsisdn
         );
         assert_eq!(
-            reason(r#"{"msisdn":"27821234567","event_datetime":"2024-02-03T10:00:00Z","data_type":"  ","up_bytes":1,"down_bytes":1}"#),
+            reason(
+                r#"{"msisdn":"27821234567","event_datetime":"2024-02-03T10:00:00Z","data_type":"  ","up_bytes":1,"down_bytes":1}"#
+            ),
             RejectReason::EmptyType
         );
-        assert_eq!(reason(r#"{"event_type":"fax","msisdn":"27821234567","timestamp":"2024-02-03T10:00:00Z"}"#), RejectReason::UnknownEventType);
         assert_eq!(
-            reason(r#"{"event_type":"balance_recharge","amount":1.0000001,"msisdn":"27821234567","timestamp":"2024-02-03T10:00:00Z"}"#),
+            reason(
+                r#"{"event_type":"fax","msisdn":"27821234567","timestamp":"2024-02-03T10:00:00Z"}"#
+            ),
+            RejectReason::UnknownEventType
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_type":"balance_recharge","amount":1.0000001,"msisdn":"27821234567","timestamp":"2024-02-03T10:00:00Z"}"#
+            ),
             RejectReason::InvalidAmount
         );
-        assert_eq!(reason(&data(r#""up_bytes":1,"down_bytes":null"#)), RejectReason::MissingField);
+        assert_eq!(
+            reason(&data(r#""up_bytes":1,"down_bytes":null"#)),
+            RejectReason::MissingField
+        );
     }
 
     #[test]
     fn forced_format_overrides_detection() {
-        let options = DecodeOptions { format: Format::CdrVoice, ..Default::default() };
+        let options = DecodeOptions {
+            format: Format::CdrVoice,
+            ..Default::default()
+        };
         let line = br#"{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"v","up_bytes":1,"down_bytes":1}"#;
-        assert_eq!(decode(line, AT, &options).unwrap_err().reason, RejectReason::MissingField);
+        assert_eq!(
+            decode(line, AT, &options).unwrap_err().reason,
+            RejectReason::MissingField
+        );
     }
 }

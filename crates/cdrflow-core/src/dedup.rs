@@ -90,6 +90,11 @@ impl DedupIndex {
         }
     }
 
+    /// Forgets one identity (a record that was refused after all).
+    pub fn remove(&mut self, key: RecordKey) {
+        self.seen.remove(&key);
+    }
+
     /// Forgets identities whose event minute is before `horizon_minute`.
     pub fn evict_before(&mut self, horizon_minute: i32) {
         self.seen.retain(|_, minute| *minute >= horizon_minute);
@@ -114,14 +119,20 @@ mod tests {
         let a = RecordKey::from_id(Kind::Data, "a");
         assert!(index.insert(a, 10));
         assert!(!index.insert(a, 20));
-        assert!(index.insert(RecordKey::from_id(Kind::Voice, "a"), 10), "ids are scoped per kind");
+        assert!(
+            index.insert(RecordKey::from_id(Kind::Voice, "a"), 10),
+            "ids are scoped per kind"
+        );
         index.evict_before(11);
         assert!(index.insert(a, 30));
     }
 
     #[test]
     fn positions_make_distinct_keys() {
-        let at = |line| SourcePosition::Line { line, byte_offset: 0 };
+        let at = |line| SourcePosition::Line {
+            line,
+            byte_offset: 0,
+        };
         let same = RecordKey::from_position("f", at(1), b"x");
         assert_eq!(same, RecordKey::from_position("f", at(1), b"x"));
         assert_ne!(same, RecordKey::from_position("f", at(2), b"x"));
@@ -131,7 +142,16 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        let entries = [DedupEntry { key: RecordKey(u128::MAX - 7), event_minute: -3 }, DedupEntry { key: RecordKey(5), event_minute: 28_000_000 }];
+        let entries = [
+            DedupEntry {
+                key: RecordKey(u128::MAX - 7),
+                event_minute: -3,
+            },
+            DedupEntry {
+                key: RecordKey(5),
+                event_minute: 28_000_000,
+            },
+        ];
         let mut blob = Vec::new();
         entries.iter().for_each(|e| e.encode_into(&mut blob));
         assert_eq!(DedupEntry::decode_all(&blob).collect::<Vec<_>>(), entries);

@@ -11,7 +11,10 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonValue<'a> {
     /// The raw text between the quotes; `escaped` says whether it holds `\` escapes.
-    String { raw: &'a [u8], escaped: bool },
+    String {
+        raw: &'a [u8],
+        escaped: bool,
+    },
     /// The number exactly as written.
     Number(&'a str),
     Bool(bool),
@@ -36,7 +39,10 @@ impl<'a> JsonValue<'a> {
     /// The string's text with escapes decoded; borrows when there are none.
     pub fn as_str(&self) -> Option<Cow<'a, str>> {
         match *self {
-            JsonValue::String { raw, escaped: false } => {
+            JsonValue::String {
+                raw,
+                escaped: false,
+            } => {
                 // Validated as UTF-8 for the whole record before fields are read.
                 std::str::from_utf8(raw).ok().map(Cow::Borrowed)
             }
@@ -66,7 +72,12 @@ pub fn for_each_field<'a>(
     p.skip_ws();
     match p.peek() {
         Some(b'{') => {}
-        None => return Err(JsonError::Malformed { at: 0, expected: "a JSON object, found an empty line" }),
+        None => {
+            return Err(JsonError::Malformed {
+                at: 0,
+                expected: "a JSON object, found an empty line",
+            })
+        }
         Some(_) => {
             let kind = p.value()?;
             p.skip_ws();
@@ -159,7 +170,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8], value: JsonValue<'a>) -> Result<JsonValue<'a>, JsonError> {
+    fn literal(
+        &mut self,
+        word: &'static [u8],
+        value: JsonValue<'a>,
+    ) -> Result<JsonValue<'a>, JsonError> {
         if self.input[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(value)
@@ -175,14 +190,19 @@ impl<'a> Parser<'a> {
         loop {
             // Fast scan to the next quote, backslash or control byte.
             let rest = &self.input[self.pos..];
-            let skip = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let skip = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
             match skip {
                 None => return Err(self.error_at(self.input.len(), "a closing `\"`")),
                 Some(n) => self.pos += n,
             }
             match self.next() {
                 Some(b'"') => {
-                    return Ok(JsonValue::String { raw: &self.input[start..self.pos - 1], escaped });
+                    return Ok(JsonValue::String {
+                        raw: &self.input[start..self.pos - 1],
+                        escaped,
+                    });
                 }
                 Some(b'\\') => {
                     escaped = true;
@@ -198,7 +218,9 @@ impl<'a> Parser<'a> {
                         _ => return Err(self.error_at(self.pos - 1, "a valid escape after `\\`")),
                     }
                 }
-                _ => return Err(self.error_at(self.pos - 1, "no raw control characters in a string")),
+                _ => {
+                    return Err(self.error_at(self.pos - 1, "no raw control characters in a string"))
+                }
             }
         }
     }
@@ -304,13 +326,16 @@ mod tests {
 
     fn fields(input: &str) -> Result<Vec<(String, JsonValue<'_>)>, JsonError> {
         let mut out = Vec::new();
-        for_each_field(input.as_bytes(), |k, v| out.push((String::from_utf8(k.to_vec()).unwrap(), v)))?;
+        for_each_field(input.as_bytes(), |k, v| {
+            out.push((String::from_utf8(k.to_vec()).unwrap(), v))
+        })?;
         Ok(out)
     }
 
     #[test]
     fn reads_flat_objects() {
-        let f = fields(r#" {"a": "x", "b":-1.5e2,"c":true,"d":null,"e":{"n":[1,2,{}]},"f":[]} "#).unwrap();
+        let f = fields(r#" {"a": "x", "b":-1.5e2,"c":true,"d":null,"e":{"n":[1,2,{}]},"f":[]} "#)
+            .unwrap();
         assert_eq!(f.len(), 6);
         assert_eq!(f[0].1.as_str().unwrap(), "x");
         assert_eq!(f[1].1, JsonValue::Number("-1.5e2"));
@@ -326,11 +351,26 @@ mod tests {
 
     #[test]
     fn refuses_bad_json() {
-        for bad in [r#"{"a":1"#, r#"{"a" 1}"#, r#"{"a":01}"#, r#"{"a":1,}"#, r#"{"a":tru}"#, "{'a':1}", r#"{"a":1} x"#, ""] {
-            assert!(matches!(fields(bad), Err(JsonError::Malformed { .. })), "{bad}");
+        for bad in [
+            r#"{"a":1"#,
+            r#"{"a" 1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":tru}"#,
+            "{'a':1}",
+            r#"{"a":1} x"#,
+            "",
+        ] {
+            assert!(
+                matches!(fields(bad), Err(JsonError::Malformed { .. })),
+                "{bad}"
+            );
         }
         assert_eq!(fields("[1,2]"), Err(JsonError::NotAnObject("array")));
         assert_eq!(fields("\"s\""), Err(JsonError::NotAnObject("string")));
-        assert_eq!(for_each_field(b"{\"a\":\"\xff\"}", |_, _| {}), Err(JsonError::InvalidUtf8));
+        assert_eq!(
+            for_each_field(b"{\"a\":\"\xff\"}", |_, _| {}),
+            Err(JsonError::InvalidUtf8)
+        );
     }
 }

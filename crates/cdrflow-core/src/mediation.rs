@@ -8,13 +8,14 @@
 //! deltas, rejects, new dedup entries, counters — for the store to commit in
 //! one transaction together with the source positions. Nothing here does I/O.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::aggregate::SummaryDelta;
+use crate::aggregate::{SummaryDelta, Totals};
 use crate::decode::{decode, DecodeOptions};
 use crate::dedup::{minute_of, DedupEntry, DedupIndex, RecordKey};
-use crate::model::{Cdr, Kind, SourcePosition};
-use crate::normalize::{format_timestamp, EpochMillis, SummaryZone};
+use crate::model::{Kind, SourcePosition};
+use crate::normalize::{format_timestamp, Day, EpochMillis, Msisdn, SummaryZone};
 use crate::rating::Rater;
 use crate::reject::{RejectReason, Rejection};
 
@@ -149,18 +150,28 @@ pub struct Classifier<'r> {
     rater: &'r dyn Rater,
 }
 
-/// A record that passed classification: valid, normalised and rated.
+/// A record that passed classification: valid, normalised and rated. Only
+/// what admission needs, kept small because batches of these are moved around.
 #[derive(Debug)]
 pub struct Rated<'a> {
-    pub cdr: Cdr<'a>,
-    pub cost_micros: i64,
+    pub kind: Kind,
+    pub msisdn: Msisdn,
+    pub service_type: Cow<'a, str>,
+    pub start_time: EpochMillis,
+    /// The summary date, in the configured zone.
+    pub day: Day,
+    pub usage: Totals,
     pub key: RecordKey,
     pub duplicate_reason: DuplicateReason,
 }
 
 impl<'r> Classifier<'r> {
     /// `now` is the wall clock, used only to refuse event times from the future.
-    pub fn classify<'a>(&self, record: RawRecord<'a>, now: EpochMillis) -> Result<Rated<'a>, Rejection> {
+    pub fn classify<'a>(
+        &self,
+        record: RawRecord<'a>,
+        now: EpochMillis,
+    ) -> Result<Rated<'a>, Rejection> {
         let cdr = decode(record.payload, record.position, &self.config.decode)?;
         if cdr.start_time > now + self.config.max_future_skew_ms {
             let detail = format!(
@@ -171,15 +182,30 @@ impl<'r> Classifier<'r> {
             );
             return Err(Rejection::new(RejectReason::TimeInFuture, detail));
         }
-        let cost_micros = self.rater.rate(&cdr).map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?;
+        let cost_micros = self
+            .rater
+            .rate(&cdr)
+            .map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?;
         let (key, duplicate_reason) = match &cdr.record_id {
-            Some(id) => (RecordKey::from_id(cdr.kind, id), DuplicateReason::SameRecordId),
+            Some(id) => (
+                RecordKey::from_id(cdr.kind, id),
+                DuplicateReason::SameRecordId,
+            ),
             None => (
                 RecordKey::from_position(record.origin, record.position, record.payload),
                 DuplicateReason::SameSourcePosition,
             ),
         };
-        Ok(Rated { cdr, cost_micros, key, duplicate_reason })
+        Ok(Rated {
+            kind: cdr.kind,
+            msisdn: cdr.served_msisdn,
+            start_time: cdr.start_time,
+            day: self.config.zone.day_of(cdr.start_time),
+            usage: Totals::of(&cdr, cost_micros),
+            service_type: cdr.service_type,
+            key,
+            duplicate_reason,
+        })
     }
 }
 
@@ -192,7 +218,11 @@ pub struct Mediator<'r> {
 }
 
 impl<'r> Mediator<'r> {
-    pub fn new(config: MediationConfig, rater: &'r dyn Rater, state: MediatorState) -> Mediator<'r> {
+    pub fn new(
+        config: MediationConfig,
+        rater: &'r dyn Rater,
+        state: MediatorState,
+    ) -> Mediator<'r> {
         let mut mediator = Mediator {
             classifier: Classifier { config, rater },
             dedup: DedupIndex::with_entries(state.dedup_entries),
@@ -210,7 +240,11 @@ impl<'r> Mediator<'r> {
     }
 
     /// Processes one batch on this thread.
-    pub fn process_batch<'a>(&mut self, records: impl IntoIterator<Item = RawRecord<'a>>, now: EpochMillis) {
+    pub fn process_batch<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = RawRecord<'a>>,
+        now: EpochMillis,
+    ) {
         for record in records {
             let classified = self.classifier.classify(record, now);
             self.admit(record, classified);
@@ -226,34 +260,72 @@ impl<'r> Mediator<'r> {
             Ok(rated) => rated,
             Err(rejection) => return self.reject(record, rejection),
         };
-        let cdr = &rated.cdr;
         let window = self.classifier.config.dedup_window_ms;
         if let Some(watermark) = self.watermark {
-            if cdr.start_time < watermark - window {
+            if rated.start_time < watermark - window {
                 let detail = format!(
                     "event time {} is more than {} days behind the newest event ({}); duplicates can no longer be ruled out",
-                    format_timestamp(cdr.start_time),
+                    format_timestamp(rated.start_time),
                     window / 86_400_000,
                     format_timestamp(watermark)
                 );
-                return self.reject(record, Rejection::new(RejectReason::LateBeyondDedupWindow, detail));
+                return self.reject(
+                    record,
+                    Rejection::new(RejectReason::LateBeyondDedupWindow, detail),
+                );
             }
         }
-        let event_minute = minute_of(cdr.start_time);
+        let event_minute = minute_of(rated.start_time);
         if !self.dedup.insert(rated.key, event_minute) {
-            *self.pending.counts.duplicates.entry(rated.duplicate_reason).or_default() += 1;
+            *self
+                .pending
+                .counts
+                .duplicates
+                .entry(rated.duplicate_reason)
+                .or_default() += 1;
             return;
         }
-        self.pending.dedup_entries.push(DedupEntry { key: rated.key, event_minute });
-        self.pending.summaries.add(cdr, self.classifier.config.zone.day_of(cdr.start_time), rated.cost_micros);
-        *self.pending.counts.accepted.entry(cdr.kind).or_default() += 1;
-        self.watermark = Some(self.watermark.map_or(cdr.start_time, |w| w.max(cdr.start_time)));
-        self.pending.newest_event_in_checkpoint =
-            Some(self.pending.newest_event_in_checkpoint.map_or(cdr.start_time, |w| w.max(cdr.start_time)));
+        if self
+            .pending
+            .summaries
+            .add(
+                rated.kind,
+                rated.msisdn,
+                rated.day,
+                &rated.service_type,
+                &rated.usage,
+            )
+            .is_err()
+        {
+            // Not counted, so not seen: a corrected copy must still be accepted.
+            self.dedup.remove(rated.key);
+            let detail = format!(
+                "adding this record would take the {} total of {} on {} past 2^63-1",
+                rated.kind, rated.msisdn, rated.day
+            );
+            return self.reject(record, Rejection::new(RejectReason::ValueTooLarge, detail));
+        }
+        self.pending.dedup_entries.push(DedupEntry {
+            key: rated.key,
+            event_minute,
+        });
+        *self.pending.counts.accepted.entry(rated.kind).or_default() += 1;
+        let t = rated.start_time;
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.pending.newest_event_in_checkpoint = Some(
+            self.pending
+                .newest_event_in_checkpoint
+                .map_or(t, |w| w.max(t)),
+        );
     }
 
     fn reject(&mut self, record: RawRecord<'_>, rejection: Rejection) {
-        *self.pending.counts.rejected.entry(rejection.reason).or_default() += 1;
+        *self
+            .pending
+            .counts
+            .rejected
+            .entry(rejection.reason)
+            .or_default() += 1;
         self.pending.rejects.push(RejectedRecord {
             rejection,
             origin: record.origin.to_string(),
@@ -265,10 +337,15 @@ impl<'r> Mediator<'r> {
     /// Ages dedup state out of the window. Cheap to call often: it only
     /// sweeps when the watermark has moved by a tenth of the window.
     pub fn handle_watermark(&mut self) {
-        let Some(watermark) = self.watermark else { return };
+        let Some(watermark) = self.watermark else {
+            return;
+        };
         let window = self.classifier.config.dedup_window_ms;
         let step = window / 10;
-        if self.evicted_at_watermark.is_some_and(|at| watermark - at < step) {
+        if self
+            .evicted_at_watermark
+            .is_some_and(|at| watermark - at < step)
+        {
             return;
         }
         self.dedup.evict_before(minute_of(watermark - window));
@@ -282,7 +359,10 @@ impl<'r> Mediator<'r> {
         let capacity = self.pending.summaries.len();
         let mut checkpoint = std::mem::replace(
             &mut self.pending,
-            Checkpoint { summaries: SummaryDelta::with_capacity(capacity), ..Checkpoint::default() },
+            Checkpoint {
+                summaries: SummaryDelta::with_capacity(capacity),
+                ..Checkpoint::default()
+            },
         );
         checkpoint.watermark = self.watermark;
         checkpoint
@@ -295,7 +375,8 @@ impl<'r> Mediator<'r> {
 
     /// The oldest event minute the dedup state must keep, for pruning the store.
     pub fn dedup_horizon_minute(&self) -> Option<i32> {
-        self.watermark.map(|w| minute_of(w - self.classifier.config.dedup_window_ms))
+        self.watermark
+            .map(|w| minute_of(w - self.classifier.config.dedup_window_ms))
     }
 
     pub fn dedup_len(&self) -> usize {
@@ -310,17 +391,30 @@ mod tests {
     use crate::rating::{Tariff, TariffOverrides};
 
     fn record(line: u64, payload: &str) -> RawRecord<'_> {
-        RawRecord { origin: "test", position: SourcePosition::Line { line, byte_offset: 0 }, payload: payload.as_bytes() }
+        RawRecord {
+            origin: "test",
+            position: SourcePosition::Line {
+                line,
+                byte_offset: 0,
+            },
+            payload: payload.as_bytes(),
+        }
     }
 
     fn voice(id: &str, time: &str, seconds: u64) -> String {
-        format!(r#"{{"cdr_id":"{id}","msisdn":"0821234567","start_time":"{time}","call_type":"voice","call_duration_sec":{seconds}}}"#)
+        format!(
+            r#"{{"cdr_id":"{id}","msisdn":"0821234567","start_time":"{time}","call_type":"voice","call_duration_sec":{seconds}}}"#
+        )
     }
 
     #[test]
     fn dedups_rejects_and_aggregates() {
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-        let mut mediator = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        let mut mediator = Mediator::new(
+            MediationConfig::default(),
+            &tariff,
+            MediatorState::default(),
+        );
         let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
         let a = voice("a", "2024-03-01T10:00:00Z", 60);
         let b = voice("b", "2024-03-01T11:00:00Z", 1);
@@ -343,9 +437,19 @@ mod tests {
         assert_eq!(cp.counts.records_in, 9);
         assert_eq!(cp.counts.accepted_total(), 4);
         assert_eq!(cp.counts.duplicates[&DuplicateReason::SameRecordId], 1);
-        assert_eq!(cp.counts.duplicates[&DuplicateReason::SameSourcePosition], 1);
+        assert_eq!(
+            cp.counts.duplicates[&DuplicateReason::SameSourcePosition],
+            1
+        );
         let reasons: Vec<_> = cp.rejects.iter().map(|r| r.rejection.reason).collect();
-        assert_eq!(reasons, [RejectReason::MalformedJson, RejectReason::LateBeyondDedupWindow, RejectReason::TimeInFuture]);
+        assert_eq!(
+            reasons,
+            [
+                RejectReason::MalformedJson,
+                RejectReason::LateBeyondDedupWindow,
+                RejectReason::TimeInFuture
+            ]
+        );
         let rows: Vec<_> = cp.summaries.rows().collect();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].totals.duration_sec, 63);
@@ -359,10 +463,17 @@ mod tests {
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
         let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
         let a = voice("a", "2024-03-01T10:00:00Z", 60);
-        let mut first = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        let mut first = Mediator::new(
+            MediationConfig::default(),
+            &tariff,
+            MediatorState::default(),
+        );
         first.process_batch([record(1, &a)], now);
         let cp = first.checkpoint();
-        let state = MediatorState { watermark: cp.watermark, dedup_entries: cp.dedup_entries };
+        let state = MediatorState {
+            watermark: cp.watermark,
+            dedup_entries: cp.dedup_entries,
+        };
         let mut second = Mediator::new(MediationConfig::default(), &tariff, state);
         second.process_batch([record(1, &a)], now);
         assert_eq!(second.checkpoint().counts.duplicates_total(), 1);

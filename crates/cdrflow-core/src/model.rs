@@ -16,7 +16,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Data, Kind::Voice, Kind::Sms, Kind::Recharge, Kind::Activation];
+    pub const ALL: [Kind; 5] = [
+        Kind::Data,
+        Kind::Voice,
+        Kind::Sms,
+        Kind::Recharge,
+        Kind::Activation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,8 +66,12 @@ pub enum SourcePosition {
 impl fmt::Display for SourcePosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourcePosition::Line { line, byte_offset } => write!(f, "line {line} (byte {byte_offset})"),
-            SourcePosition::Kafka { partition, offset } => write!(f, "partition {partition} offset {offset}"),
+            SourcePosition::Line { line, byte_offset } => {
+                write!(f, "line {line} (byte {byte_offset})")
+            }
+            SourcePosition::Kafka { partition, offset } => {
+                write!(f, "partition {partition} offset {offset}")
+            }
         }
     }
 }

@@ -26,7 +26,10 @@ pub enum DecimalError {
 }
 
 impl Decimal {
-    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+    pub const ZERO: Decimal = Decimal {
+        mantissa: 0,
+        scale: 0,
+    };
 
     /// Parses a JSON-style number (`-12`, `150.5`, `1.5e3`) exactly.
     pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
@@ -79,7 +82,10 @@ impl Decimal {
         if scale > 30 {
             return Err(too_large());
         }
-        Ok(Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale })
+        Ok(Decimal {
+            mantissa: if negative { -mantissa } else { mantissa },
+            scale,
+        })
     }
 
     /// The value times `10^shift`, when that is a whole number.
@@ -104,7 +110,13 @@ impl fmt::Display for Decimal {
         let sign = if self.mantissa < 0 { "-" } else { "" };
         let abs = self.mantissa.unsigned_abs();
         let divisor = divisor as u128;
-        write!(f, "{sign}{}.{:0width$}", abs / divisor, abs % divisor, width = self.scale as usize)
+        write!(
+            f,
+            "{sign}{}.{:0width$}",
+            abs / divisor,
+            abs % divisor,
+            width = self.scale as usize
+        )
     }
 }
 
@@ -122,7 +134,11 @@ pub fn div_round_half_away(numerator: i128, denominator: i128) -> i128 {
 
 /// Formats micro-units as a decimal with exactly six places: `16667` → `0.016667`.
 pub fn format_micros(micros: i128) -> String {
-    Decimal { mantissa: micros, scale: 6 }.to_string()
+    Decimal {
+        mantissa: micros,
+        scale: 6,
+    }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -131,10 +147,34 @@ mod tests {
 
     #[test]
     fn parses_exactly() {
-        assert_eq!(Decimal::parse("150.5").unwrap(), Decimal { mantissa: 1505, scale: 1 });
-        assert_eq!(Decimal::parse("-0.25").unwrap(), Decimal { mantissa: -25, scale: 2 });
-        assert_eq!(Decimal::parse("1.5e3").unwrap(), Decimal { mantissa: 1500, scale: 0 });
-        assert_eq!(Decimal::parse("15e-1").unwrap(), Decimal { mantissa: 15, scale: 1 });
+        assert_eq!(
+            Decimal::parse("150.5").unwrap(),
+            Decimal {
+                mantissa: 1505,
+                scale: 1
+            }
+        );
+        assert_eq!(
+            Decimal::parse("-0.25").unwrap(),
+            Decimal {
+                mantissa: -25,
+                scale: 2
+            }
+        );
+        assert_eq!(
+            Decimal::parse("1.5e3").unwrap(),
+            Decimal {
+                mantissa: 1500,
+                scale: 0
+            }
+        );
+        assert_eq!(
+            Decimal::parse("15e-1").unwrap(),
+            Decimal {
+                mantissa: 15,
+                scale: 1
+            }
+        );
         assert!(Decimal::parse("1.2.3").is_err());
         assert!(Decimal::parse("").is_err());
         assert!(Decimal::parse("abc").is_err());
@@ -144,7 +184,10 @@ mod tests {
     fn scales_to_whole_units_only_when_exact() {
         let mb = Decimal::parse("150.5").unwrap();
         assert_eq!(mb.scaled_to_integer(6), Some(150_500_000));
-        assert_eq!(Decimal::parse("0.0000001").unwrap().scaled_to_integer(6), None);
+        assert_eq!(
+            Decimal::parse("0.0000001").unwrap().scaled_to_integer(6),
+            None
+        );
     }
 
     #[test]

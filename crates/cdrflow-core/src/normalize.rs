@@ -32,10 +32,15 @@ impl CountryCode {
     /// Accepts `27`, `+27`: one to three digits, not starting with 0.
     pub fn parse(text: &str) -> Result<CountryCode, String> {
         let digits = text.trim().trim_start_matches('+');
-        if (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
+        if (1..=3).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+        {
             Ok(CountryCode(digits.parse().expect("checked digits")))
         } else {
-            Err(format!("`{text}` is not a country calling code (1-3 digits, e.g. 27 or +27)"))
+            Err(format!(
+                "`{text}` is not a country calling code (1-3 digits, e.g. 27 or +27)"
+            ))
         }
     }
 }
@@ -66,8 +71,12 @@ pub fn normalize_msisdn(raw: &str, default_cc: CountryCode) -> Result<Msisdn, &'
                 len += 1;
             }
             b' ' | b'-' | b'.' | b'(' | b')' => {}
-            b'+' if i == 0 || (len == 0 && !plus && raw[..i].bytes().all(|c| c == b' ')) => plus = true,
-            _ => return Err("contains characters other than digits, `+`, spaces, dashes, dots and parentheses"),
+            b'+' if i == 0 || (len == 0 && !plus && raw[..i].bytes().all(|c| c == b' ')) => {
+                plus = true
+            }
+            _ => return Err(
+                "contains characters other than digits, `+`, spaces, dashes, dots and parentheses",
+            ),
         }
     }
     let digits = &digits[..len];
@@ -158,7 +167,9 @@ impl SummaryZone {
         }
         parse_offset(t.as_bytes())
             .map(|offset_seconds| SummaryZone { offset_seconds })
-            .ok_or_else(|| format!("`{text}` is not a zone: use UTC or a fixed offset such as +02:00"))
+            .ok_or_else(|| {
+                format!("`{text}` is not a zone: use UTC or a fixed offset such as +02:00")
+            })
     }
 
     pub fn day_of(self, at: EpochMillis) -> Day {
@@ -180,7 +191,13 @@ pub enum TimeError {
 /// a space for `T`, no offset meaning UTC) into UTC milliseconds.
 pub fn parse_timestamp(text: &str) -> Result<EpochMillis, TimeError> {
     let b = text.trim().as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(TimeError::Unparsable);
     }
     let field = |range: std::ops::Range<usize>| num(&b[range]).ok_or(TimeError::Unparsable);
@@ -208,7 +225,8 @@ pub fn parse_timestamp(text: &str) -> Result<EpochMillis, TimeError> {
         return Err(TimeError::Impossible);
     }
     let day = Day::from_ymd(year, month, day).ok_or(TimeError::Impossible)?;
-    let seconds = i64::from(day.0) * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - i64::from(offset);
+    let seconds = i64::from(day.0) * 86_400 + i64::from(hour * 3600 + minute * 60 + second)
+        - i64::from(offset);
     Ok(seconds * 1000 + i64::from(millis))
 }
 
@@ -239,7 +257,10 @@ fn num(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(b.iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0')))
+    Some(
+        b.iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0')),
+    )
 }
 
 fn is_leap(year: i32) -> bool {
@@ -289,7 +310,15 @@ mod tests {
 
     #[test]
     fn one_subscriber_in_every_spelling() {
-        for spelling in ["+27 82 123 4567", "27821234567", "0821234567", "0027821234567", "+27-82-123-4567", "(082) 123.4567", " +27821234567"] {
+        for spelling in [
+            "+27 82 123 4567",
+            "27821234567",
+            "0821234567",
+            "0027821234567",
+            "+27-82-123-4567",
+            "(082) 123.4567",
+            " +27821234567",
+        ] {
             assert_eq!(e164(spelling).as_deref(), Ok("+27821234567"), "{spelling}");
         }
     }
@@ -297,14 +326,27 @@ mod tests {
     #[test]
     fn national_numbers_take_the_configured_country_code() {
         let kz = CountryCode::parse("+7").unwrap();
-        assert_eq!(normalize_msisdn("07011234567", kz).unwrap().to_string(), "+77011234567");
+        assert_eq!(
+            normalize_msisdn("07011234567", kz).unwrap().to_string(),
+            "+77011234567"
+        );
         assert!(CountryCode::parse("0").is_err());
         assert!(CountryCode::parse("1234").is_err());
     }
 
     #[test]
     fn refuses_what_is_not_a_number() {
-        for bad in ["", "1234567", "+1234567890123456", "7701234****", "abc", "+0821234567", "27 82 +1234567", "0", "000027821234567"] {
+        for bad in [
+            "",
+            "1234567",
+            "+1234567890123456",
+            "7701234****",
+            "abc",
+            "+0821234567",
+            "27 82 +1234567",
+            "0",
+            "000027821234567",
+        ] {
             assert!(e164(bad).is_err(), "{bad} should be refused");
         }
         assert_eq!(e164("+123456789012345").as_deref(), Ok("+123456789012345"));
@@ -319,18 +361,39 @@ mod tests {
         assert_eq!(parse_timestamp("2024-03-01 10:00:00").unwrap(), base);
         assert_eq!(parse_timestamp("2024-03-01T12:00:00+02:00").unwrap(), base);
         assert_eq!(parse_timestamp("2024-03-01T05:30:00-0430").unwrap(), base);
-        assert_eq!(parse_timestamp("2024-03-01T10:00:00.250Z").unwrap(), base + 250);
-        assert_eq!(parse_timestamp("2024-03-01T10:00:00.123456789+00:00").unwrap(), base + 123);
+        assert_eq!(
+            parse_timestamp("2024-03-01T10:00:00.250Z").unwrap(),
+            base + 250
+        );
+        assert_eq!(
+            parse_timestamp("2024-03-01T10:00:00.123456789+00:00").unwrap(),
+            base + 123
+        );
         assert_eq!(format_timestamp(base), "2024-03-01T10:00:00Z");
     }
 
     #[test]
     fn refuses_impossible_and_unparsable_times() {
-        assert_eq!(parse_timestamp("2023-02-29T00:00:00Z"), Err(TimeError::Impossible));
-        assert_eq!(parse_timestamp("2024-13-01T00:00:00Z"), Err(TimeError::Impossible));
-        assert_eq!(parse_timestamp("2024-01-01T24:00:00Z"), Err(TimeError::Impossible));
+        assert_eq!(
+            parse_timestamp("2023-02-29T00:00:00Z"),
+            Err(TimeError::Impossible)
+        );
+        assert_eq!(
+            parse_timestamp("2024-13-01T00:00:00Z"),
+            Err(TimeError::Impossible)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-01T24:00:00Z"),
+            Err(TimeError::Impossible)
+        );
         assert!(parse_timestamp("2024-02-29T00:00:00Z").is_ok());
-        for bad in ["yesterday", "2024-01-01", "2024-01-01T00:00:00+25:00", "2024-01-01T00:00:00.Z", "1709287200"] {
+        for bad in [
+            "yesterday",
+            "2024-01-01",
+            "2024-01-01T00:00:00+25:00",
+            "2024-01-01T00:00:00.Z",
+            "1709287200",
+        ] {
             assert_eq!(parse_timestamp(bad), Err(TimeError::Unparsable), "{bad}");
         }
     }
@@ -338,8 +401,17 @@ mod tests {
     #[test]
     fn summary_date_follows_the_configured_zone() {
         let late_evening = parse_timestamp("2024-03-01T23:30:00Z").unwrap();
-        assert_eq!(SummaryZone::UTC.day_of(late_evening).to_string(), "2024-03-01");
-        assert_eq!(SummaryZone::parse("+02:00").unwrap().day_of(late_evening).to_string(), "2024-03-02");
+        assert_eq!(
+            SummaryZone::UTC.day_of(late_evening).to_string(),
+            "2024-03-01"
+        );
+        assert_eq!(
+            SummaryZone::parse("+02:00")
+                .unwrap()
+                .day_of(late_evening)
+                .to_string(),
+            "2024-03-02"
+        );
         assert_eq!(Day::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
         assert_eq!(Day::parse("1969-12-31").unwrap().0, -1);
         assert!(Day::parse("2024-02-30").is_none());

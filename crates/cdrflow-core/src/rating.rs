@@ -37,7 +37,11 @@ pub enum TariffError {
     #[error("tariff file is not valid TOML: {0}")]
     Toml(#[from] toml::de::Error),
     #[error("tariff value `{field}` = `{value}` is invalid: {why}")]
-    Value { field: &'static str, value: String, why: String },
+    Value {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// The tariff file's shape (see `config/tariff.toml`). Prices are strings so
@@ -106,12 +110,18 @@ impl UnitPrice {
         let numerator = price.mantissa * rate.mantissa * MICROS_PER_UNIT;
         let denominator = per_units * 10i128.pow(price.scale + rate.scale);
         let divisor = gcd(numerator, denominator).max(1);
-        UnitPrice { numerator: numerator / divisor, denominator: denominator / divisor }
+        UnitPrice {
+            numerator: numerator / divisor,
+            denominator: denominator / divisor,
+        }
     }
 
     fn cost(self, units: u64) -> Result<i64, RatingError> {
-        let scaled = i128::from(units).checked_mul(self.numerator).ok_or(RatingError::Overflow)?;
-        i64::try_from(div_round_half_away(scaled, self.denominator)).map_err(|_| RatingError::Overflow)
+        let scaled = i128::from(units)
+            .checked_mul(self.numerator)
+            .ok_or(RatingError::Overflow)?;
+        i64::try_from(div_round_half_away(scaled, self.denominator))
+            .map_err(|_| RatingError::Overflow)
     }
 }
 
@@ -134,7 +144,11 @@ impl Tariff {
         let bytes_per_gb = overrides.bytes_per_gb.unwrap_or(file.bytes_per_gb);
         let rate = price("wak_per_zar", &wak_per_zar)?;
         if bytes_per_gb == 0 {
-            return Err(TariffError::Value { field: "bytes_per_gb", value: "0".into(), why: "must be positive".into() });
+            return Err(TariffError::Value {
+                field: "bytes_per_gb",
+                value: "0".into(),
+                why: "must be positive".into(),
+            });
         }
         if file.voice.billing_increment_sec == 0 {
             return Err(TariffError::Value {
@@ -146,12 +160,27 @@ impl Tariff {
         Ok(Tariff {
             currency: file.currency,
             recharge_currency: file.recharge.currency,
-            per_byte: UnitPrice::new(price("data.zar_per_gb", &file.data.zar_per_gb)?, rate, i128::from(bytes_per_gb)),
-            per_second: UnitPrice::new(price("voice.zar_per_minute", &file.voice.zar_per_minute)?, rate, 60),
+            per_byte: UnitPrice::new(
+                price("data.zar_per_gb", &file.data.zar_per_gb)?,
+                rate,
+                i128::from(bytes_per_gb),
+            ),
+            per_second: UnitPrice::new(
+                price("voice.zar_per_minute", &file.voice.zar_per_minute)?,
+                rate,
+                60,
+            ),
             billing_increment_sec: file.voice.billing_increment_sec,
-            per_sms: UnitPrice::new(price("sms.zar_per_message", &file.sms.zar_per_message)?, rate, 1),
+            per_sms: UnitPrice::new(
+                price("sms.zar_per_message", &file.sms.zar_per_message)?,
+                rate,
+                1,
+            ),
             per_activation: UnitPrice::new(
-                price("activation.zar_per_activation", &file.activation.zar_per_activation)?,
+                price(
+                    "activation.zar_per_activation",
+                    &file.activation.zar_per_activation,
+                )?,
                 rate,
                 1,
             ),
@@ -168,12 +197,19 @@ impl Rater for Tariff {
     fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError> {
         match cdr.kind {
             Kind::Data => {
-                let bytes = cdr.uplink_bytes.checked_add(cdr.downlink_bytes).ok_or(RatingError::Overflow)?;
+                let bytes = cdr
+                    .uplink_bytes
+                    .checked_add(cdr.downlink_bytes)
+                    .ok_or(RatingError::Overflow)?;
                 self.per_byte.cost(bytes)
             }
             Kind::Voice => {
                 let increment = self.billing_increment_sec;
-                let billed = cdr.duration_sec.div_ceil(increment).checked_mul(increment).ok_or(RatingError::Overflow)?;
+                let billed = cdr
+                    .duration_sec
+                    .div_ceil(increment)
+                    .checked_mul(increment)
+                    .ok_or(RatingError::Overflow)?;
                 self.per_second.cost(billed)
             }
             Kind::Sms => self.per_sms.cost(1),
@@ -192,7 +228,11 @@ impl Rater for Tariff {
 }
 
 fn price(field: &'static str, text: &str) -> Result<Decimal, TariffError> {
-    let invalid = |why: String| TariffError::Value { field, value: text.to_string(), why };
+    let invalid = |why: String| TariffError::Value {
+        field,
+        value: text.to_string(),
+        why,
+    };
     let value = Decimal::parse(text).map_err(|e| invalid(e.to_string()))?;
     if value.is_negative() {
         return Err(invalid("prices must not be negative".into()));
@@ -218,16 +258,28 @@ mod tests {
     use crate::model::SourcePosition;
 
     fn cost(line: &str, tariff: &Tariff) -> i64 {
-        let cdr = decode(line.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default()).unwrap();
+        let cdr = decode(
+            line.as_bytes(),
+            SourcePosition::Line {
+                line: 1,
+                byte_offset: 0,
+            },
+            &DecodeOptions::default(),
+        )
+        .unwrap();
         tariff.rate(&cdr).unwrap()
     }
 
     fn data(bytes: u64) -> String {
-        format!(r#"{{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"v","up_bytes":0,"down_bytes":{bytes}}}"#)
+        format!(
+            r#"{{"msisdn":"27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"v","up_bytes":0,"down_bytes":{bytes}}}"#
+        )
     }
 
     fn voice(seconds: u64) -> String {
-        format!(r#"{{"msisdn":"27821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":{seconds}}}"#)
+        format!(
+            r#"{{"msisdn":"27821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":{seconds}}}"#
+        )
     }
 
     #[test]
@@ -245,7 +297,10 @@ mod tests {
 
     #[test]
     fn environment_overrides_apply() {
-        let overrides = TariffOverrides { wak_per_zar: Some("2.5".into()), bytes_per_gb: Some(1 << 30) };
+        let overrides = TariffOverrides {
+            wak_per_zar: Some("2.5".into()),
+            bytes_per_gb: Some(1 << 30),
+        };
         let t = Tariff::default_with(&overrides).unwrap();
         assert_eq!(cost(&voice(60), &t), 2_500_000);
         assert_eq!(cost(&data(1 << 30), &t), 122_500_000);
@@ -253,7 +308,8 @@ mod tests {
 
     #[test]
     fn billing_increments_round_calls_up() {
-        let text = DEFAULT_TARIFF_TOML.replace("billing_increment_sec = 1", "billing_increment_sec = 60");
+        let text =
+            DEFAULT_TARIFF_TOML.replace("billing_increment_sec = 1", "billing_increment_sec = 60");
         let t = Tariff::from_toml(&text, &TariffOverrides::default()).unwrap();
         assert_eq!(cost(&voice(1), &t), 1_000_000);
         assert_eq!(cost(&voice(61), &t), 2_000_000);
@@ -262,8 +318,14 @@ mod tests {
     #[test]
     fn refuses_inexact_or_bad_prices() {
         let text = DEFAULT_TARIFF_TOML.replace(r#"zar_per_gb = "49.00""#, "zar_per_gb = 49.0");
-        assert!(matches!(Tariff::from_toml(&text, &TariffOverrides::default()), Err(TariffError::Toml(_))));
-        let overrides = TariffOverrides { wak_per_zar: Some("-1".into()), ..Default::default() };
+        assert!(matches!(
+            Tariff::from_toml(&text, &TariffOverrides::default()),
+            Err(TariffError::Toml(_))
+        ));
+        let overrides = TariffOverrides {
+            wak_per_zar: Some("-1".into()),
+            ..Default::default()
+        };
         assert!(Tariff::default_with(&overrides).is_err());
     }
 }

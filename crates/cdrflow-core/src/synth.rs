@@ -27,7 +27,9 @@ impl SynthFormat {
             "telecom-events" => Ok(SynthFormat::TelecomEvents),
             "cdr-data" => Ok(SynthFormat::CdrData),
             "cdr-voice" => Ok(SynthFormat::CdrVoice),
-            _ => Err(format!("unknown format `{text}`; expected mixed, telecom-events, cdr-data or cdr-voice")),
+            _ => Err(format!(
+                "unknown format `{text}`; expected mixed, telecom-events, cdr-data or cdr-voice"
+            )),
         }
     }
 }
@@ -45,10 +47,12 @@ impl Faults {
     pub fn parse(text: &str) -> Result<Faults, String> {
         let mut faults = Faults::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("fault `{part}` should look like name=rate, e.g. bad=0.01"))?;
-            let rate: f64 = value.parse().map_err(|_| format!("fault rate `{value}` is not a number"))?;
+            let (name, value) = part.split_once('=').ok_or_else(|| {
+                format!("fault `{part}` should look like name=rate, e.g. bad=0.01")
+            })?;
+            let rate: f64 = value
+                .parse()
+                .map_err(|_| format!("fault rate `{value}` is not a number"))?;
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("fault rate `{value}` must be between 0 and 1"));
             }
@@ -83,13 +87,31 @@ pub enum LineKind {
     Late,
 }
 
-const REGIONS: [&str; 9] =
-    ["Gauteng", "Western Cape", "KwaZulu-Natal", "Eastern Cape", "Free State", "Limpopo", "Mpumalanga", "North West", "Northern Cape"];
-const DATA_TYPES: [&str; 6] = ["video", "social", "browsing", "streaming", "gaming", "email"];
+const REGIONS: [&str; 9] = [
+    "Gauteng",
+    "Western Cape",
+    "KwaZulu-Natal",
+    "Eastern Cape",
+    "Free State",
+    "Limpopo",
+    "Mpumalanga",
+    "North West",
+    "Northern Cape",
+];
+const DATA_TYPES: [&str; 6] = [
+    "video",
+    "social",
+    "browsing",
+    "streaming",
+    "gaming",
+    "email",
+];
 const CALL_TYPES: [&str; 3] = ["voice", "international", "roaming"];
 const ACTIVATIONS: [&str; 4] = ["data_bundle", "roaming", "caller_tune", "voicemail"];
 /// Relative traffic per hour of day: quiet nights, peaks 9-12 and 18-22.
-const HOUR_WEIGHTS: [u32; 24] = [1, 1, 1, 1, 1, 2, 3, 4, 5, 8, 8, 8, 6, 5, 5, 5, 5, 6, 8, 8, 8, 8, 4, 2];
+const HOUR_WEIGHTS: [u32; 24] = [
+    1, 1, 1, 1, 1, 2, 3, 4, 5, 8, 8, 8, 6, 5, 5, 5, 5, 6, 8, 8, 8, 8, 4, 2,
+];
 const RECENT_LINES: usize = 256;
 
 pub struct Synth {
@@ -103,8 +125,16 @@ pub struct Synth {
 impl Synth {
     pub fn new(config: SynthConfig) -> Synth {
         let mut rng = SplitMix64(config.seed);
-        let subscribers = (0..config.subscribers.max(1)).map(|_| 2_782_000_0000 + rng.below(10_000_000)).collect();
-        Synth { config, rng, subscribers, emitted: 0, recent: Vec::with_capacity(RECENT_LINES) }
+        let subscribers = (0..config.subscribers.max(1))
+            .map(|_| 2_782_000_0000 + rng.below(10_000_000))
+            .collect();
+        Synth {
+            config,
+            rng,
+            subscribers,
+            emitted: 0,
+            recent: Vec::with_capacity(RECENT_LINES),
+        }
     }
 
     /// Writes the next line (without newline) into `out` and says what it is.
@@ -172,7 +202,12 @@ impl Synth {
         let national = n % 1_000_000_000;
         match self.rng.below(20) {
             0 => format!("0{national}"),
-            1 => format!("+27 {} {:03} {:04}", national / 10_000_000, national / 10_000 % 1000, national % 10_000),
+            1 => format!(
+                "+27 {} {:03} {:04}",
+                national / 10_000_000,
+                national / 10_000 % 1000,
+                national % 10_000
+            ),
             2 => format!("{n}"),
             _ => format!("+{n}"),
         }
@@ -208,7 +243,9 @@ impl Synth {
                     r#"{{"cdr_id":"v{seed}-{id}","msisdn":"{msisdn}","start_time":"{at}","call_type":"{call_type}","call_duration_sec":{seconds}}}"#
                 );
             }
-            SynthFormat::TelecomEvents | SynthFormat::Mixed => self.telecom_event(&msisdn, &at, out),
+            SynthFormat::TelecomEvents | SynthFormat::Mixed => {
+                self.telecom_event(&msisdn, &at, out)
+            }
         }
     }
 
@@ -217,45 +254,87 @@ impl Synth {
         let region = REGIONS[region_index as usize];
         let tower = 1000 + region_index * 1000 + self.rng.below(400);
         let event_id = format!("{:016x}-{:016x}", self.rng.next(), self.rng.next());
-        let direction = if self.rng.below(2) == 0 { "outgoing" } else { "incoming" };
+        let direction = if self.rng.below(2) == 0 {
+            "outgoing"
+        } else {
+            "incoming"
+        };
         let roll = self.rng.below(100);
         let _ = write!(out, r#"{{"event_id":"{event_id}","msisdn":"{msisdn}","#);
         match roll {
             0..=49 => {
                 // Decimal megabytes, as seed 003 sends them: whole kilobytes, never float noise.
                 let kb = self.rng.below(500_000);
-                let _ = write!(out, r#""event_type":"data_session","data_mb":{}.{:03},"#, kb / 1000, kb % 1000);
+                let _ = write!(
+                    out,
+                    r#""event_type":"data_session","data_mb":{}.{:03},"#,
+                    kb / 1000,
+                    kb % 1000
+                );
             }
             50..=74 => {
                 let seconds = 1 + self.rng.below(1800);
-                let _ = write!(out, r#""event_type":"call","event_subtype":"{direction}","duration_seconds":{seconds},"#);
+                let _ = write!(
+                    out,
+                    r#""event_type":"call","event_subtype":"{direction}","duration_seconds":{seconds},"#
+                );
             }
             75..=89 => {
                 let _ = write!(out, r#""event_type":"sms","event_subtype":"{direction}","#);
             }
             90..=96 => {
                 let amount = [10, 20, 29, 50, 100, 200, 500][self.rng.below(7) as usize];
-                let _ = write!(out, r#""event_type":"balance_recharge","event_subtype":"voucher","amount":{amount}.00,"#);
+                let _ = write!(
+                    out,
+                    r#""event_type":"balance_recharge","event_subtype":"voucher","amount":{amount}.00,"#
+                );
             }
             _ => {
                 let service = ACTIVATIONS[self.rng.below(4) as usize];
-                let _ = write!(out, r#""event_type":"service_activation","event_subtype":"{service}","#);
+                let _ = write!(
+                    out,
+                    r#""event_type":"service_activation","event_subtype":"{service}","#
+                );
             }
         }
-        let _ = write!(out, r#""region":"{region}","cell_tower_id":{tower},"timestamp":"{at}"}}"#);
+        let _ = write!(
+            out,
+            r#""region":"{region}","cell_tower_id":{tower},"timestamp":"{at}"}}"#
+        );
     }
 
     fn bad_line(&mut self, out: &mut String) {
         let at = format_timestamp(self.event_time());
         let id = self.emitted;
         let _ = match self.rng.below(7) {
-            0 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":10"#),
-            1 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":-5,"down_bytes":10}}"#),
-            2 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"7701234****","start_time":"{at}","call_type":"voice","call_duration_sec":30}}"#),
-            3 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"{at}","call_type":"voice"}}"#),
-            4 => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"2024-02-30T10:00:00Z","call_type":"voice","call_duration_sec":30}}"#),
-            5 => write!(out, r#"{{"event_id":"bad-{id}","msisdn":"+27821234567","event_type":"data_session","data_mb":"lots","timestamp":"{at}"}}"#),
-            _ => write!(out, r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"","up_bytes":1,"down_bytes":1}}"#),
+            0 => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":10"#
+            ),
+            1 => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"video","up_bytes":-5,"down_bytes":10}}"#
+            ),
+            2 => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"7701234****","start_time":"{at}","call_type":"voice","call_duration_sec":30}}"#
+            ),
+            3 => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"{at}","call_type":"voice"}}"#
+            ),
+            4 => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","start_time":"2024-02-30T10:00:00Z","call_type":"voice","call_duration_sec":30}}"#
+            ),
+            5 => write!(
+                out,
+                r#"{{"event_id":"bad-{id}","msisdn":"+27821234567","event_type":"data_session","data_mb":"lots","timestamp":"{at}"}}"#
+            ),
+            _ => write!(
+                out,
+                r#"{{"cdr_id":"bad-{id}","msisdn":"+27821234567","event_datetime":"{at}","data_type":"","up_bytes":1,"down_bytes":1}}"#
+            ),
         };
     }
 }
@@ -288,20 +367,37 @@ mod tests {
     use crate::model::{Kind, SourcePosition};
 
     fn config(faults: Faults) -> SynthConfig {
-        SynthConfig { seed: 7, format: SynthFormat::Mixed, subscribers: 100, start: 1_709_251_200_000, days: 2, faults }
+        SynthConfig {
+            seed: 7,
+            format: SynthFormat::Mixed,
+            subscribers: 100,
+            start: 1_709_251_200_000,
+            days: 2,
+            faults,
+        }
     }
 
     #[test]
     fn deterministic_and_decodable() {
-        let (mut a, mut b) = (Synth::new(config(Faults::default())), Synth::new(config(Faults::default())));
+        let (mut a, mut b) = (
+            Synth::new(config(Faults::default())),
+            Synth::new(config(Faults::default())),
+        );
         let (mut la, mut lb) = (String::new(), String::new());
         let mut kinds = std::collections::BTreeMap::new();
         for _ in 0..5000 {
             a.next_line(&mut la);
             b.next_line(&mut lb);
             assert_eq!(la, lb);
-            let cdr = decode(la.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default())
-                .unwrap_or_else(|e| panic!("{la}: {e}"));
+            let cdr = decode(
+                la.as_bytes(),
+                SourcePosition::Line {
+                    line: 1,
+                    byte_offset: 0,
+                },
+                &DecodeOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{la}: {e}"));
             *kinds.entry(cdr.kind).or_insert(0) += 1;
         }
         assert_eq!(kinds.len(), 5, "all five kinds appear: {kinds:?}");
@@ -310,17 +406,39 @@ mod tests {
 
     #[test]
     fn injects_faults_at_the_requested_rates() {
-        let mut synth = Synth::new(config(Faults { bad: 0.1, duplicate: 0.1, late: 0.1 }));
+        let mut synth = Synth::new(config(Faults {
+            bad: 0.1,
+            duplicate: 0.1,
+            late: 0.1,
+        }));
         let mut line = String::new();
         let mut bad = 0;
         for _ in 0..10_000 {
             if synth.next_line(&mut line) == LineKind::Bad {
                 bad += 1;
-                assert!(decode(line.as_bytes(), SourcePosition::Line { line: 1, byte_offset: 0 }, &DecodeOptions::default()).is_err(), "{line}");
+                assert!(
+                    decode(
+                        line.as_bytes(),
+                        SourcePosition::Line {
+                            line: 1,
+                            byte_offset: 0
+                        },
+                        &DecodeOptions::default()
+                    )
+                    .is_err(),
+                    "{line}"
+                );
             }
         }
         assert!((800..1200).contains(&bad), "{bad}");
-        assert_eq!(Faults::parse("bad=0.01, dup=0.5").unwrap(), Faults { bad: 0.01, duplicate: 0.5, late: 0.0 });
+        assert_eq!(
+            Faults::parse("bad=0.01, dup=0.5").unwrap(),
+            Faults {
+                bad: 0.01,
+                duplicate: 0.5,
+                late: 0.0
+            }
+        );
         assert!(Faults::parse("bad=2").is_err());
     }
 }

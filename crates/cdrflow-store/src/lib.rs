@@ -24,7 +24,12 @@ pub enum StoreError {
     #[error("cannot open the store at {path}: {why}")]
     Open { path: String, why: String },
     #[error("the {kind} total for {msisdn} on {date} ({service_type}) no longer fits in 64 bits")]
-    TotalOverflow { kind: Kind, msisdn: Msisdn, date: Day, service_type: String },
+    TotalOverflow {
+        kind: Kind,
+        msisdn: Msisdn,
+        date: Day,
+        service_type: String,
+    },
     #[error("the store's schema is version {found}, newer than this cdrflow understands ({known}); upgrade cdrflow")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("stored data is inconsistent: {0}")]

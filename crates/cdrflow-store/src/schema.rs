@@ -41,20 +41,20 @@ impl Measure {
     pub fn value(self, totals: &Totals) -> i128 {
         match self {
             Measure::Records => i128::from(totals.records),
-            Measure::UpBytes => totals.up_bytes as i128,
-            Measure::DownBytes => totals.down_bytes as i128,
-            Measure::DurationSec => totals.duration_sec as i128,
-            Measure::Cost => totals.cost_micros,
-            Measure::Amount => totals.amount_micros,
+            Measure::UpBytes => i128::from(totals.up_bytes),
+            Measure::DownBytes => i128::from(totals.down_bytes),
+            Measure::DurationSec => i128::from(totals.duration_sec),
+            Measure::Cost => i128::from(totals.cost_micros),
+            Measure::Amount => i128::from(totals.amount_micros),
         }
     }
 
-    pub fn set(self, totals: &mut Totals, value: i128) {
+    pub fn set(self, totals: &mut Totals, value: i64) {
         match self {
             Measure::Records => totals.records = value as u64,
-            Measure::UpBytes => totals.up_bytes = value as u128,
-            Measure::DownBytes => totals.down_bytes = value as u128,
-            Measure::DurationSec => totals.duration_sec = value as u128,
+            Measure::UpBytes => totals.up_bytes = value as u64,
+            Measure::DownBytes => totals.down_bytes = value as u64,
+            Measure::DurationSec => totals.duration_sec = value as u64,
             Measure::Cost => totals.cost_micros = value,
             Measure::Amount => totals.amount_micros = value,
         }
@@ -76,7 +76,12 @@ pub const SUMMARY_TABLES: [SummaryTable; 5] = [
         kind: Kind::Data,
         name: "daily_data_summary",
         type_column: "data_type",
-        measures: &[Measure::Records, Measure::UpBytes, Measure::DownBytes, Measure::Cost],
+        measures: &[
+            Measure::Records,
+            Measure::UpBytes,
+            Measure::DownBytes,
+            Measure::Cost,
+        ],
     },
     SummaryTable {
         kind: Kind::Voice,
@@ -105,5 +110,8 @@ pub const SUMMARY_TABLES: [SummaryTable; 5] = [
 ];
 
 pub fn table_for(kind: Kind) -> &'static SummaryTable {
-    SUMMARY_TABLES.iter().find(|t| t.kind == kind).expect("every kind has a table")
+    SUMMARY_TABLES
+        .iter()
+        .find(|t| t.kind == kind)
+        .expect("every kind has a table")
 }

@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite file, WAL mode, one transaction per checkpoint.
 //!
-//! Summaries live in `*_totals` tables with integer measures and money in
-//! micro-units (`total_cost_wak_micros`), so sums stay exact and upserts stay
-//! cheap. Seed 000's names (`daily_data_summary` with `total_cost_wak`, ...)
+//! Summaries live in `*_totals` tables keyed by integers (E.164 digits, day
+//! number) with integer measures and money in micro-units
+//! (`total_cost_wak_micros`), so sums stay exact and upserts stay cheap. Seed 000's names (`daily_data_summary` with `total_cost_wak`, ...)
 //! are views over them that show money as decimals with six places. (A
 //! generated column did the same but made every upsert ~30% slower.) SQLite silently turns an
 //! overflowing integer sum into a float, so every measure carries a CHECK
@@ -20,8 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    Commit, RejectQuery, ResumeState, Result, SourceCursor, Store, StoreError, StoredReject, SummaryRecord,
-    TopSubscriber,
+    Commit, RejectQuery, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
+    SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -77,10 +77,12 @@ fn summary_ddl(table: &SummaryTable) -> String {
     let mut columns = String::new();
     for &m in table.measures {
         let stored = stored_column(m);
-        columns.push_str(&format!("    {stored} INTEGER NOT NULL CHECK (typeof({stored}) = 'integer'),\n"));
+        columns.push_str(&format!(
+            "    {stored} INTEGER NOT NULL CHECK (typeof({stored}) = 'integer'),\n"
+        ));
     }
     format!(
-        "CREATE TABLE {name} (\n    msisdn TEXT NOT NULL,\n    event_date TEXT NOT NULL,\n    {ty} TEXT NOT NULL,\n{columns}    PRIMARY KEY (msisdn, event_date, {ty})\n) WITHOUT ROWID;\n",
+        "CREATE TABLE {name} (\n    msisdn_digits INTEGER NOT NULL,\n    event_day INTEGER NOT NULL,\n    {ty} TEXT NOT NULL,\n{columns}    PRIMARY KEY (msisdn_digits, event_day, {ty})\n) WITHOUT ROWID;\n",
         name = storage_table(table),
         ty = table.type_column,
     )
@@ -94,14 +96,17 @@ fn summary_view_ddl(table: &SummaryTable) -> String {
         .map(|&m| {
             if m.is_money() {
                 let stored = stored_column(m);
-                format!("printf('%d.%06d', {stored} / 1000000, {stored} % 1000000) AS {}", m.column())
+                format!(
+                    "printf('%d.%06d', {stored} / 1000000, {stored} % 1000000) AS {}",
+                    m.column()
+                )
             } else {
                 m.column().to_string()
             }
         })
         .collect();
     format!(
-        "CREATE VIEW {name} AS SELECT msisdn, event_date, {ty}, {columns} FROM {storage};\n",
+        "CREATE VIEW {name} AS SELECT '+' || msisdn_digits AS msisdn, date(event_day * 86400, 'unixepoch') AS event_date, {ty}, {columns} FROM {storage};\n",
         name = table.name,
         ty = table.type_column,
         columns = columns.join(", "),
@@ -112,10 +117,13 @@ fn summary_view_ddl(table: &SummaryTable) -> String {
 fn upsert_sql(table: &SummaryTable) -> String {
     let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
     let placeholders = vec!["?"; stored.len() + 3].join(", ");
-    let updates: Vec<String> = stored.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
+    let updates: Vec<String> = stored
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
     format!(
-        "INSERT INTO {name} (msisdn, event_date, {ty}, {cols}) VALUES ({placeholders})
-         ON CONFLICT (msisdn, event_date, {ty}) DO UPDATE SET {updates}",
+        "INSERT INTO {name} (msisdn_digits, event_day, {ty}, {cols}) VALUES ({placeholders})
+         ON CONFLICT (msisdn_digits, event_day, {ty}) DO UPDATE SET {updates}",
         name = storage_table(table),
         ty = table.type_column,
         cols = stored.join(", "),
@@ -126,7 +134,7 @@ fn upsert_sql(table: &SummaryTable) -> String {
 fn select_sql(table: &SummaryTable, filter: &str) -> String {
     let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
     format!(
-        "SELECT msisdn, event_date, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn, event_date, {ty}",
+        "SELECT msisdn_digits, event_day, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn_digits, event_day, {ty}",
         name = storage_table(table),
         ty = table.type_column,
         cols = stored.join(", "),
@@ -142,16 +150,20 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         disable_memory_statistics();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open { path: dir.display().to_string(), why: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: dir.display().to_string(),
+                why: e.to_string(),
+            })?;
         }
         // Each store is used by one thread at a time: SQLite's own locking is pure overhead.
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), why: e.to_string() })?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
         // WAL with FULL sync: a commit survives a crash of the process or the machine.
         // Commits are per checkpoint, not per record, so the fsync is cheap.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -167,11 +179,18 @@ impl SqliteStore {
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
-        let current: i64 = self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+        let current: i64 = self.conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
         let all = migrations();
         let known = all.last().map_or(0, |m| m.0);
         if current > known {
-            return Err(StoreError::SchemaTooNew { found: current, known });
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
         }
         for (version, sql) in all.into_iter().filter(|(v, _)| *v > current) {
             let tx = self.conn.transaction()?;
@@ -193,30 +212,31 @@ impl SqliteStore {
         // In primary-key order, consecutive upserts touch neighbouring B-tree
         // pages: several times faster than hash order on a large table.
         let mut rows: Vec<_> = commit.checkpoint.summaries.rows().collect();
-        rows.sort_unstable_by(|a, b| (a.kind, a.msisdn, a.day, a.service_type).cmp(&(b.kind, b.msisdn, b.day, b.service_type)));
-        let mut msisdn = String::with_capacity(16);
-        let mut date = String::with_capacity(10);
+        rows.sort_unstable_by(|a, b| {
+            (a.kind, a.msisdn, a.day, a.service_type).cmp(&(
+                b.kind,
+                b.msisdn,
+                b.day,
+                b.service_type,
+            ))
+        });
         let mut measures = [0i64; 6];
         for row in rows {
             let index = row.kind as usize;
             let table = &SUMMARY_TABLES[index];
             debug_assert_eq!(table.kind, row.kind);
-            msisdn.clear();
-            date.clear();
-            use std::fmt::Write;
-            let _ = write!(msisdn, "{}", row.msisdn);
-            let _ = write!(date, "{}", row.day);
             for (slot, &m) in measures.iter_mut().zip(table.measures) {
-                *slot = i64::try_from(m.value(row.totals)).map_err(|_| StoreError::TotalOverflow {
-                    kind: row.kind,
-                    msisdn: row.msisdn,
-                    date: row.day,
-                    service_type: row.service_type.to_string(),
-                })?;
+                *slot =
+                    i64::try_from(m.value(row.totals)).map_err(|_| StoreError::TotalOverflow {
+                        kind: row.kind,
+                        msisdn: row.msisdn,
+                        date: row.day,
+                        service_type: row.service_type.to_string(),
+                    })?;
             }
             let stmt = &mut statements[index];
-            stmt.raw_bind_parameter(1, &msisdn)?;
-            stmt.raw_bind_parameter(2, &date)?;
+            stmt.raw_bind_parameter(1, row.msisdn.digits() as i64)?;
+            stmt.raw_bind_parameter(2, row.day.0)?;
             stmt.raw_bind_parameter(3, row.service_type)?;
             for (i, value) in measures[..table.measures.len()].iter().enumerate() {
                 stmt.raw_bind_parameter(4 + i, value)?;
@@ -236,16 +256,16 @@ impl SqliteStore {
             let mut stmt = self.conn.prepare_cached(&select_sql(table, filter))?;
             let mut rows = stmt.query(args)?;
             while let Some(row) = rows.next()? {
-                let date: String = row.get(1)?;
+                let digits: i64 = row.get(0)?;
                 let mut totals = Totals::default();
                 for (i, &m) in table.measures.iter().enumerate() {
                     let value: i64 = row.get(3 + i)?;
-                    m.set(&mut totals, i128::from(value));
+                    m.set(&mut totals, value);
                 }
                 visit(SummaryRecord {
                     kind: table.kind,
-                    msisdn: row.get(0)?,
-                    date: Day::parse(&date).ok_or_else(|| StoreError::Corrupt(format!("bad event_date `{date}`")))?,
+                    msisdn: Msisdn::from_digits(digits as u64).to_string(),
+                    date: Day(row.get(1)?),
                     service_type: row.get(2)?,
                     totals,
                 });
@@ -259,17 +279,30 @@ impl Store for SqliteStore {
     fn resume_state(&mut self, dedup_window_ms: i64) -> Result<ResumeState> {
         let watermark: Option<i64> = self
             .conn
-            .query_row("SELECT value FROM pipeline_state WHERE key = 'watermark_ms'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM pipeline_state WHERE key = 'watermark_ms'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
-        let mut stmt = self.conn.prepare("SELECT entries FROM dedup_state WHERE max_minute >= ?")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entries FROM dedup_state WHERE max_minute >= ?")?;
         let mut rows = stmt.query([horizon])?;
         let mut dedup_entries = Vec::new();
         while let Some(row) = rows.next()? {
-            let blob = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+            let blob = row
+                .get_ref(0)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            dedup_entries
+                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
         }
-        Ok(ResumeState { watermark, dedup_entries })
+        Ok(ResumeState {
+            watermark,
+            dedup_entries,
+        })
     }
 
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
@@ -302,10 +335,22 @@ impl Store for SqliteStore {
             }
         }
         if !checkpoint.dedup_entries.is_empty() {
-            let mut blob = Vec::with_capacity(checkpoint.dedup_entries.len() * DedupEntry::ENCODED_LEN);
-            checkpoint.dedup_entries.iter().for_each(|e| e.encode_into(&mut blob));
-            let max_minute = checkpoint.dedup_entries.iter().map(|e| e.event_minute).max().expect("non-empty");
-            tx.execute("INSERT INTO dedup_state (max_minute, entries) VALUES (?, ?)", params![max_minute, blob])?;
+            let mut blob =
+                Vec::with_capacity(checkpoint.dedup_entries.len() * DedupEntry::ENCODED_LEN);
+            checkpoint
+                .dedup_entries
+                .iter()
+                .for_each(|e| e.encode_into(&mut blob));
+            let max_minute = checkpoint
+                .dedup_entries
+                .iter()
+                .map(|e| e.event_minute)
+                .max()
+                .expect("non-empty");
+            tx.execute(
+                "INSERT INTO dedup_state (max_minute, entries) VALUES (?, ?)",
+                params![max_minute, blob],
+            )?;
         }
         if let Some(horizon) = commit.dedup_horizon_minute {
             tx.execute("DELETE FROM dedup_state WHERE max_minute < ?", [horizon])?;
@@ -343,8 +388,12 @@ impl Store for SqliteStore {
 
     fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>> {
         let mut out = Vec::new();
-        let (m, f, t) = (msisdn.to_string(), from.to_string(), to.to_string());
-        self.read_summaries("WHERE msisdn = ?1 AND event_date BETWEEN ?2 AND ?3", &[&m, &f, &t], &mut |r| out.push(r))?;
+        let digits = msisdn.digits() as i64;
+        self.read_summaries(
+            "WHERE msisdn_digits = ?1 AND event_day BETWEEN ?2 AND ?3",
+            &[&digits, &from.0, &to.0],
+            &mut |r| out.push(r),
+        )?;
         Ok(out)
     }
 
@@ -374,7 +423,9 @@ impl Store for SqliteStore {
     }
 
     fn counts(&mut self) -> Result<Counts> {
-        let mut stmt = self.conn.prepare("SELECT name, value FROM pipeline_counters")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM pipeline_counters")?;
         let mut rows = stmt.query([])?;
         let mut counts = Counts::default();
         while let Some(r) = rows.next()? {
@@ -389,15 +440,24 @@ impl Store for SqliteStore {
         let parts: Vec<String> = SUMMARY_TABLES
             .iter()
             .filter(|t| t.measures.contains(&Measure::Cost))
-            .map(|t| format!("SELECT msisdn, total_cost_wak_micros AS cost FROM {}", storage_table(t)))
+            .map(|t| {
+                format!(
+                    "SELECT msisdn_digits, total_cost_wak_micros AS cost FROM {}",
+                    storage_table(t)
+                )
+            })
             .collect();
         let sql = format!(
-            "SELECT msisdn, sum(cost) AS total FROM ({}) GROUP BY msisdn ORDER BY total DESC, msisdn LIMIT ?",
+            "SELECT msisdn_digits, sum(cost) AS total FROM ({}) GROUP BY msisdn_digits ORDER BY total DESC, msisdn_digits LIMIT ?",
             parts.join(" UNION ALL ")
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([limit], |r| {
-            Ok(TopSubscriber { msisdn: r.get(0)?, cost_micros: i128::from(r.get::<_, i64>(1)?) })
+            let digits: i64 = r.get(0)?;
+            Ok(TopSubscriber {
+                msisdn: Msisdn::from_digits(digits as u64).to_string(),
+                cost_micros: i128::from(r.get::<_, i64>(1)?),
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -412,7 +472,12 @@ fn disable_memory_statistics() {
         // SAFETY: sqlite3_config is called before any connection exists (guarded by
         // `Once`, and `open` is the only way this crate creates connections), which
         // is the documented precondition; SQLITE_CONFIG_MEMSTATUS takes one int.
-        let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int) };
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            )
+        };
         if rc != rusqlite::ffi::SQLITE_OK {
             // Only possible if SQLite was initialised elsewhere first: harmless, just slower.
         }
@@ -422,9 +487,24 @@ fn disable_memory_statistics() {
 /// The counters a checkpoint adds, by stored name.
 pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
     let mut out = vec![("records_in".to_string(), counts.records_in)];
-    out.extend(counts.accepted.iter().map(|(k, v)| (format!("accepted.{k}"), *v)));
-    out.extend(counts.rejected.iter().map(|(k, v)| (format!("rejected.{k}"), *v)));
-    out.extend(counts.duplicates.iter().map(|(k, v)| (format!("duplicates.{}", k.as_str()), *v)));
+    out.extend(
+        counts
+            .accepted
+            .iter()
+            .map(|(k, v)| (format!("accepted.{k}"), *v)),
+    );
+    out.extend(
+        counts
+            .rejected
+            .iter()
+            .map(|(k, v)| (format!("rejected.{k}"), *v)),
+    );
+    out.extend(
+        counts
+            .duplicates
+            .iter()
+            .map(|(k, v)| (format!("duplicates.{}", k.as_str()), *v)),
+    );
     out.retain(|(_, v)| *v > 0);
     out
 }
@@ -444,9 +524,12 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
             }
         }
         Some(("duplicates", reason)) => {
-            let reason = [DuplicateReason::SameRecordId, DuplicateReason::SameSourcePosition]
-                .into_iter()
-                .find(|r| r.as_str() == reason);
+            let reason = [
+                DuplicateReason::SameRecordId,
+                DuplicateReason::SameSourcePosition,
+            ]
+            .into_iter()
+            .find(|r| r.as_str() == reason);
             if let Some(reason) = reason {
                 counts.duplicates.insert(reason, value);
             }
@@ -469,7 +552,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = SqliteStore::open(&dir.join("s.db")).unwrap();
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-        let mut mediator = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+        let mut mediator = Mediator::new(
+            MediationConfig::default(),
+            &tariff,
+            MediatorState::default(),
+        );
         let lines = [
             r#"{"cdr_id":"1","msisdn":"0821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"video","up_bytes":1000000000000000,"down_bytes":20408}"#,
             r#"{"cdr_id":"2","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
@@ -477,13 +564,27 @@ mod tests {
         ];
         let records = lines.iter().enumerate().map(|(i, l)| RawRecord {
             origin: "t",
-            position: SourcePosition::Line { line: i as u64 + 1, byte_offset: 0 },
+            position: SourcePosition::Line {
+                line: i as u64 + 1,
+                byte_offset: 0,
+            },
             payload: l.as_bytes(),
         });
         mediator.process_batch(records, parse_timestamp("2024-03-02T00:00:00Z").unwrap());
         let checkpoint = mediator.checkpoint();
-        let cursor = SourceCursor { source: "file:t".into(), next_offset: 99, lines: 3, fingerprint: "f".into() };
-        store.commit(Commit { checkpoint: &checkpoint, cursors: &[cursor.clone()], dedup_horizon_minute: None }).unwrap();
+        let cursor = SourceCursor {
+            source: "file:t".into(),
+            next_offset: 99,
+            lines: 3,
+            fingerprint: "f".into(),
+        };
+        store
+            .commit(Commit {
+                checkpoint: &checkpoint,
+                cursors: &[cursor.clone()],
+                dedup_horizon_minute: None,
+            })
+            .unwrap();
 
         let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
         let day = Day::parse("2024-03-01").unwrap();
@@ -492,21 +593,44 @@ mod tests {
         assert_eq!(usage[0].totals.up_bytes, 1_000_000_000_000_000);
         assert_eq!(usage[0].totals.cost_micros, 49_000_000_000_000 + 1_000);
         assert_eq!(usage[1].totals.cost_micros, 16_667);
-        let text: String = store
+        let seed_row: (String, String, String) = store
             .conn
-            .query_row("SELECT total_cost_wak FROM daily_voice_summary", [], |r| r.get(0))
+            .query_row(
+                "SELECT msisdn, event_date, total_cost_wak FROM daily_voice_summary",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
-        assert_eq!(text, "0.016667");
+        assert_eq!(
+            seed_row,
+            (
+                "+27821234567".into(),
+                "2024-03-01".into(),
+                "0.016667".into()
+            )
+        );
         assert_eq!(store.cursor("file:t").unwrap(), Some(cursor));
         let counts = store.counts().unwrap();
-        assert_eq!((counts.records_in, counts.accepted_total(), counts.rejected_total()), (3, 2, 1));
+        assert_eq!(
+            (
+                counts.records_in,
+                counts.accepted_total(),
+                counts.rejected_total()
+            ),
+            (3, 2, 1)
+        );
         let mut rejects = Vec::new();
-        store.rejects(&RejectQuery::default(), &mut |r| rejects.push(r)).unwrap();
+        store
+            .rejects(&RejectQuery::default(), &mut |r| rejects.push(r))
+            .unwrap();
         assert_eq!(rejects[0].reason, "negative_value");
         assert_eq!(rejects[0].payload, lines[2].as_bytes());
         let resumed = store.resume_state(7 * 86_400_000).unwrap();
         assert_eq!(resumed.dedup_entries.len(), 2);
-        assert_eq!(resumed.watermark, Some(parse_timestamp("2024-03-01T10:00:00Z").unwrap()));
+        assert_eq!(
+            resumed.watermark,
+            Some(parse_timestamp("2024-03-01T10:00:00Z").unwrap())
+        );
         assert_eq!(store.top_subscribers(5).unwrap()[0].msisdn, "+27821234567");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -39,7 +39,12 @@ pub struct GlobalArgs {
     pub summary_zone: Option<String>,
 
     /// How many days behind the newest event a duplicate is still caught [default: 7]
-    #[arg(long, global = true, env = "CDRFLOW_DEDUP_WINDOW_DAYS", value_name = "DAYS")]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_DEDUP_WINDOW_DAYS",
+        value_name = "DAYS"
+    )]
     pub dedup_window_days: Option<u32>,
 
     /// WAK per ZAR, overriding the tariff file (seed 000's variable)
@@ -81,14 +86,24 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(args: &GlobalArgs) -> Result<Settings> {
         let file = load_config_file(args.config.as_deref())?;
-        let country = args.default_country_code.clone().or(file.default_country_code);
+        let country = args
+            .default_country_code
+            .clone()
+            .or(file.default_country_code);
         let zone = args.summary_zone.clone().or(file.summary_zone);
-        let dedup_window_days = args.dedup_window_days.or(file.dedup_window_days).unwrap_or(7);
+        let dedup_window_days = args
+            .dedup_window_days
+            .or(file.dedup_window_days)
+            .unwrap_or(7);
         if dedup_window_days == 0 {
             bail!("the dedup window must be at least 1 day");
         }
         Ok(Settings {
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -121,7 +136,10 @@ impl Settings {
 
     pub fn mediation(&self, format: Format) -> MediationConfig {
         MediationConfig {
-            decode: DecodeOptions { format, default_country_code: self.country_code },
+            decode: DecodeOptions {
+                format,
+                default_country_code: self.country_code,
+            },
             zone: self.zone,
             dedup_window_ms: i64::from(self.dedup_window_days) * 86_400_000,
             ..MediationConfig::default()
@@ -134,7 +152,8 @@ impl Settings {
 
     pub fn open_store(&self) -> Result<Box<dyn Store>> {
         let path = self.sqlite_path();
-        let store = SqliteStore::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+        let store = SqliteStore::open(&path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
         Ok(Box::new(store))
     }
 }
@@ -145,6 +164,7 @@ fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {
         None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
         None => return Ok(ConfigFile::default()),
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("the config file {} is invalid", path.display()))
 }

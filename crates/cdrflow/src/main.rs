@@ -17,8 +17,10 @@ use config::GlobalArgs;
 /// summarise call detail records, exactly once.
 #[derive(Parser)]
 #[command(name = "cdrflow", version, propagate_version = true)]
-#[command(after_help = "Settings resolve as: flags > environment > config file (./cdrflow.toml) > defaults.\n\
-Start with `cdrflow run` for a demo, then `cdrflow usage <MSISDN>`.")]
+#[command(
+    after_help = "Settings resolve as: flags > environment > config file (./cdrflow.toml) > defaults.\n\
+Start with `cdrflow run` for a demo, then `cdrflow usage <MSISDN>`."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -48,7 +50,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CDRFLOW_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CDRFLOW_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
         .init();

@@ -10,7 +10,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
-use cdrflow_core::mediation::{Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord};
+use cdrflow_core::mediation::{
+    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord,
+};
 use cdrflow_core::rating::Rater;
 use cdrflow_store::{Commit, SourceCursor, Store};
 
@@ -62,7 +64,11 @@ impl RunReport {
         }
         line.push_str(&format!(", duplicates {}", c.duplicates_total()));
         if !c.duplicates.is_empty() {
-            let reasons: Vec<String> = c.duplicates.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+            let reasons: Vec<String> = c
+                .duplicates
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.as_str()))
+                .collect();
             line.push_str(&format!(" ({})", reasons.join(", ")));
         }
         line
@@ -76,7 +82,9 @@ struct PendingCommit {
 }
 
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Processes `inputs` in order into `store`, committing every `batch_size` records.
@@ -92,13 +100,19 @@ pub fn process_inputs(
     let mut mediator = Mediator::new(
         options.mediation,
         rater,
-        MediatorState { watermark: state.watermark, dedup_entries: state.dedup_entries },
+        MediatorState {
+            watermark: state.watermark,
+            dedup_entries: state.dedup_entries,
+        },
     );
     let mut opened = Vec::with_capacity(inputs.len());
     for input in inputs {
         opened.push(OpenedInput::open(input, |key| Ok(store.cursor(key)?))?);
     }
-    let total_bytes: u64 = opened.iter().filter_map(|o| o.size.map(|s| s - o.start_offset)).sum();
+    let total_bytes: u64 = opened
+        .iter()
+        .filter_map(|o| o.size.map(|s| s - o.start_offset))
+        .sum();
     progress.set_total_bytes(total_bytes);
 
     let (sender, receiver) = sync_channel::<PendingCommit>(1);
@@ -108,9 +122,18 @@ pub fn process_inputs(
             .name("store-writer".into())
             .spawn_scoped(scope, move || commit_loop(store, receiver))
             .context("cannot start the store writer thread")?;
-        let produced = produce(&mut mediator, &mut opened, options, &sender, progress, &mut report);
+        let produced = produce(
+            &mut mediator,
+            &mut opened,
+            options,
+            &sender,
+            progress,
+            &mut report,
+        );
         drop(sender);
-        let committed = writer.join().map_err(|_| anyhow!("the store writer thread panicked"))?;
+        let committed = writer
+            .join()
+            .map_err(|_| anyhow!("the store writer thread panicked"))?;
         // A failed commit closes the channel, which surfaces in `produce` as a send error: report the cause.
         committed?;
         produced
@@ -128,13 +151,21 @@ fn produce(
     progress: &mut Progress,
     report: &mut RunReport,
 ) -> Result<()> {
-    let send = |mediator: &mut Mediator<'_>, cursor: Option<SourceCursor>, report: &mut RunReport| -> Result<()> {
+    let send = |mediator: &mut Mediator<'_>,
+                cursor: Option<SourceCursor>,
+                report: &mut RunReport|
+     -> Result<()> {
         let checkpoint = mediator.checkpoint();
         report.counts.add(&checkpoint.counts);
         report.checkpoints += 1;
-        let pending =
-            PendingCommit { checkpoint, cursors: cursor.into_iter().collect(), dedup_horizon_minute: mediator.dedup_horizon_minute() };
-        sender.send(pending).map_err(|_| anyhow!("the store stopped accepting commits"))
+        let pending = PendingCommit {
+            checkpoint,
+            cursors: cursor.into_iter().collect(),
+            dedup_horizon_minute: mediator.dedup_horizon_minute(),
+        };
+        sender
+            .send(pending)
+            .map_err(|_| anyhow!("the store stopped accepting commits"))
     };
     for input in opened.iter_mut() {
         let origin = input.origin.clone();
@@ -143,7 +174,10 @@ fn produce(
             .for_each_chunk(|chunk, cursors| {
                 mediate_chunk(mediator, chunk, options.classify_threads);
                 cursor = (chunk.end_offset(), chunk.first_line + chunk.line_count());
-                progress.advance(chunk.data.len() as u64, report.counts.records_in + mediator.pending_records());
+                progress.advance(
+                    chunk.data.len() as u64,
+                    report.counts.records_in + mediator.pending_records(),
+                );
                 report.bytes += chunk.data.len() as u64;
                 if mediator.pending_records() >= options.batch_size as u64 {
                     send(mediator, cursors.cursor(cursor.0, cursor.1), report)?;
@@ -171,10 +205,24 @@ fn mediate_chunk(mediator: &mut Mediator<'_>, chunk: &Chunk<'_>, threads: usize)
         let mut slices = records.chunks(slice_len);
         let first = slices.next().unwrap_or(&[]);
         let others: Vec<_> = slices
-            .map(|slice| scope.spawn(move || slice.iter().map(|r| classifier.classify(*r, now)).collect::<Vec<_>>()))
+            .map(|slice| {
+                scope.spawn(move || {
+                    slice
+                        .iter()
+                        .map(|r| classifier.classify(*r, now))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        let mut all = vec![first.iter().map(|r| classifier.classify(*r, now)).collect::<Vec<_>>()];
-        all.extend(others.into_iter().map(|h| h.join().expect("classification does not panic")));
+        let mut all = vec![first
+            .iter()
+            .map(|r| classifier.classify(*r, now))
+            .collect::<Vec<_>>()];
+        all.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("classification does not panic")),
+        );
         all
     });
     for (record, outcome) in records.iter().zip(classified.into_iter().flatten()) {
@@ -194,7 +242,12 @@ fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Resu
                 dedup_horizon_minute: pending.dedup_horizon_minute,
             })
             .context("committing a checkpoint to the store")?;
-        tracing::debug!(rows, records = pending.checkpoint.counts.records_in, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint committed");
+        tracing::debug!(
+            rows,
+            records = pending.checkpoint.counts.records_in,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint committed"
+        );
     }
     Ok(())
 }

@@ -50,12 +50,21 @@ impl Progress {
         let bar = if self.total_bytes > 0 {
             let fraction = (self.bytes_done as f64 / self.total_bytes as f64).min(1.0);
             let filled = (fraction * BAR_WIDTH as f64) as usize;
-            format!("[{}{}] {:>3.0}% ", "#".repeat(filled), "-".repeat(BAR_WIDTH - filled), fraction * 100.0)
+            format!(
+                "[{}{}] {:>3.0}% ",
+                "#".repeat(filled),
+                "-".repeat(BAR_WIDTH - filled),
+                fraction * 100.0
+            )
         } else {
             String::new()
         };
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{} {bar}{} records, {:.0} CDR/s", self.label, self.records, rate);
+        let _ = write!(
+            err,
+            "\r\x1b[2K{} {bar}{} records, {:.0} CDR/s",
+            self.label, self.records, rate
+        );
         let _ = err.flush();
     }
 

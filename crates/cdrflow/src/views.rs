@@ -7,7 +7,8 @@ use cdrflow_store::{StoredReject, SummaryRecord};
 use serde_json::{json, Map, Value};
 
 /// The CSV export header; the first columns are a compatibility contract.
-pub const CSV_HEADER: &str = "kind,msisdn,date,type,up_bytes,down_bytes,duration_sec,cost,records,amount";
+pub const CSV_HEADER: &str =
+    "kind,msisdn,date,type,up_bytes,down_bytes,duration_sec,cost,records,amount";
 
 /// A summary as JSON: only the measures its kind has; money as decimal strings.
 pub fn summary_json(record: &SummaryRecord) -> Value {
@@ -18,7 +19,11 @@ pub fn summary_json(record: &SummaryRecord) -> Value {
     object.insert("type".into(), json!(record.service_type));
     for &measure in table_for(record.kind).measures {
         let value = measure.value(&record.totals);
-        let shown = if measure.is_money() { json!(format_micros(value)) } else { json!(value as u128 as u64) };
+        let shown = if measure.is_money() {
+            json!(format_micros(value))
+        } else {
+            json!(value as u128 as u64)
+        };
         let name = match measure {
             Measure::Records => "records",
             Measure::UpBytes => "up_bytes",
@@ -76,7 +81,11 @@ pub fn reject_json(reject: &StoredReject) -> Value {
         Err(_) => {
             // Not text: keep it losslessly as hex, and readable as best we can.
             value["payload"] = json!(String::from_utf8_lossy(&reject.payload));
-            value["payload_hex"] = json!(reject.payload.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            value["payload_hex"] = json!(reject
+                .payload
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>());
         }
     }
     value

@@ -28,7 +28,10 @@ pub struct ExportSummariesArgs {
 pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
     let ExportCommand::Summaries(args) = command;
     let sink: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);

@@ -70,7 +70,10 @@ impl GenerateArgs {
 
 pub fn run(_settings: &Settings, args: GenerateArgs) -> Result<()> {
     let sink: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     generate(&args, sink)

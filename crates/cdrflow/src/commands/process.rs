@@ -4,7 +4,9 @@ use anyhow::Result;
 use cdrflow_core::decode::Format;
 
 use crate::config::Settings;
-use crate::pipeline::{default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE};
+use crate::pipeline::{
+    default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
+};
 use crate::progress::Progress;
 use crate::sources::file::Input;
 
@@ -35,12 +37,24 @@ pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
 }
 
 /// Runs the pipeline over `args.files`; shared with `cdrflow run`.
-pub fn process(settings: &Settings, args: &ProcessArgs, progress: &mut Progress) -> Result<RunReport> {
+pub fn process(
+    settings: &Settings,
+    args: &ProcessArgs,
+    progress: &mut Progress,
+) -> Result<RunReport> {
     let tariff = settings.tariff()?;
     let mut store = settings.open_store()?;
     let inputs: Vec<Input> = args.files.iter().map(|f| Input::parse(f)).collect();
-    let batch_size = args.batch_size.or(settings.batch_size).unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+    let batch_size = args
+        .batch_size
+        .or(settings.batch_size)
+        .unwrap_or(DEFAULT_BATCH_SIZE)
+        .max(1);
     let classify_threads = args.threads.unwrap_or_else(default_classify_threads).max(1);
-    let options = PipelineOptions { mediation: settings.mediation(args.format), batch_size, classify_threads };
+    let options = PipelineOptions {
+        mediation: settings.mediation(args.format),
+        batch_size,
+        classify_threads,
+    };
     process_inputs(store.as_mut(), &tariff, &inputs, &options, progress)
 }

@@ -28,10 +28,17 @@ pub fn run(settings: &Settings, args: RejectedArgs) -> Result<()> {
     if let Some(reason) = &args.reason {
         if RejectReason::parse(reason).is_none() {
             let known: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
-            bail!("unknown reason `{reason}`; known reasons: {}", known.join(", "));
+            bail!(
+                "unknown reason `{reason}`; known reasons: {}",
+                known.join(", ")
+            );
         }
     }
-    let query = RejectQuery { reason: args.reason, after_id: 0, limit: args.limit };
+    let query = RejectQuery {
+        reason: args.reason,
+        after_id: 0,
+        limit: args.limit,
+    };
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut write_error = None;
     settings.open_store()?.rejects(&query, &mut |reject| {

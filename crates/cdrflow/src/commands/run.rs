@@ -46,7 +46,11 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file: PathBuf = dir.join(format!("run-{seed}.jsonl"));
 
-    eprintln!("cdrflow run: generating {} CDRs (seed {seed}) into {}", args.count, file.display());
+    eprintln!(
+        "cdrflow run: generating {} CDRs (seed {seed}) into {}",
+        args.count,
+        file.display()
+    );
     let generate_args = GenerateArgs {
         count: args.count,
         rate: 0,
@@ -58,11 +62,20 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         faults: args.faults,
         output: Some(file.clone()),
     };
-    let sink = std::fs::File::create(&file).with_context(|| format!("cannot create {}", file.display()))?;
+    let sink = std::fs::File::create(&file)
+        .with_context(|| format!("cannot create {}", file.display()))?;
     generate(&generate_args, Box::new(sink))?;
 
-    eprintln!("cdrflow run: processing into {}", settings.sqlite_path().display());
-    let process_args = ProcessArgs { files: vec![file.display().to_string()], format: Format::Auto, batch_size: args.batch_size, threads: None };
+    eprintln!(
+        "cdrflow run: processing into {}",
+        settings.sqlite_path().display()
+    );
+    let process_args = ProcessArgs {
+        files: vec![file.display().to_string()],
+        format: Format::Auto,
+        batch_size: args.batch_size,
+        threads: None,
+    };
     let report = process(settings, &process_args, &mut Progress::new("processing"))?;
 
     let mut store = settings.open_store()?;
@@ -70,7 +83,11 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let top = store.top_subscribers(5)?;
     println!("\n== cdrflow run report ==");
     println!("this run      {}", report.summary_line());
-    println!("throughput    {:.0} CDR/s over {} checkpoints", report.records_per_second(), report.checkpoints);
+    println!(
+        "throughput    {:.0} CDR/s over {} checkpoints",
+        report.records_per_second(),
+        report.checkpoints
+    );
     println!("rejected by reason:");
     if report.counts.rejected.is_empty() {
         println!("  (none)");
@@ -80,7 +97,11 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     }
     println!("top subscribers by cost (all time):");
     for t in &top {
-        println!("  {:<16} {:>16} WAK", t.msisdn, format_micros(t.cost_micros));
+        println!(
+            "  {:<16} {:>16} WAK",
+            t.msisdn,
+            format_micros(t.cost_micros)
+        );
     }
     println!(
         "store totals  {} records in, {} accepted, {} rejected, {} duplicates",

@@ -42,7 +42,10 @@ pub fn run(settings: &Settings, args: UsageArgs) -> Result<()> {
     };
     let (from, to) = match (args.date, args.from, args.to) {
         (Some(day), _, _) => (day, day),
-        (None, from, to) => (from.unwrap_or(Day(i32::MIN / 2)), to.unwrap_or(Day(i32::MAX / 2))),
+        (None, from, to) => (
+            from.unwrap_or(Day(i32::MIN / 2)),
+            to.unwrap_or(Day(i32::MAX / 2)),
+        ),
     };
     if from > to {
         bail!("--from {from} is after --to {to}");
@@ -50,18 +53,34 @@ pub fn run(settings: &Settings, args: UsageArgs) -> Result<()> {
     let rows = settings.open_store()?.usage(msisdn, from, to)?;
     if args.json {
         let summaries: Vec<_> = rows.iter().map(summary_json).collect();
-        println!("{}", json!({ "msisdn": msisdn.to_string(), "summaries": summaries }));
+        println!(
+            "{}",
+            json!({ "msisdn": msisdn.to_string(), "summaries": summaries })
+        );
         return Ok(());
     }
     if rows.is_empty() {
         println!("no usage for {msisdn} in that period");
         return Ok(());
     }
-    println!("{:<10} {:<10} {:<14} {:>8} {:>15} {:>15} {:>12} {:>16}", "kind", "date", "type", "records", "up_bytes", "down_bytes", "duration_s", "cost/amount");
+    println!(
+        "{:<10} {:<10} {:<14} {:>8} {:>15} {:>15} {:>12} {:>16}",
+        "kind", "date", "type", "records", "up_bytes", "down_bytes", "duration_s", "cost/amount"
+    );
     for row in &rows {
         let measures = table_for(row.kind).measures;
-        let show = |m: Measure| if measures.contains(&m) { m.value(&row.totals).to_string() } else { "-".into() };
-        let money = if measures.contains(&Measure::Amount) { row.totals.amount_micros } else { row.totals.cost_micros };
+        let show = |m: Measure| {
+            if measures.contains(&m) {
+                m.value(&row.totals).to_string()
+            } else {
+                "-".into()
+            }
+        };
+        let money = if measures.contains(&Measure::Amount) {
+            row.totals.amount_micros
+        } else {
+            row.totals.cost_micros
+        };
         println!(
             "{:<10} {:<10} {:<14} {:>8} {:>15} {:>15} {:>12} {:>16}",
             row.kind.as_str(),
@@ -71,7 +90,7 @@ pub fn run(settings: &Settings, args: UsageArgs) -> Result<()> {
             show(Measure::UpBytes),
             show(Measure::DownBytes),
             show(Measure::DurationSec),
-            format_micros(money)
+            format_micros(i128::from(money))
         );
     }
     Ok(())

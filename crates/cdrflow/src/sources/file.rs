@@ -57,7 +57,10 @@ pub struct CursorTemplate {
 
 impl OpenedInput {
     /// Opens `input`, resuming from `cursor` when it still describes this file.
-    pub fn open(input: &Input, lookup: impl FnOnce(&str) -> Result<Option<SourceCursor>>) -> Result<OpenedInput> {
+    pub fn open(
+        input: &Input,
+        lookup: impl FnOnce(&str) -> Result<Option<SourceCursor>>,
+    ) -> Result<OpenedInput> {
         let path = match input {
             Input::Stdin => {
                 return Ok(OpenedInput {
@@ -66,22 +69,32 @@ impl OpenedInput {
                     start_offset: 0,
                     start_line: 0,
                     size: None,
-                    cursors: CursorTemplate { source_key: None, fingerprint_prefix: Vec::new() },
+                    cursors: CursorTemplate {
+                        source_key: None,
+                        fingerprint_prefix: Vec::new(),
+                    },
                 })
             }
             Input::Path(path) => path,
         };
-        let canonical = path.canonicalize().with_context(|| format!("cannot open {}", path.display()))?;
+        let canonical = path
+            .canonicalize()
+            .with_context(|| format!("cannot open {}", path.display()))?;
         let origin = canonical.display().to_string();
         let source_key = format!("file:{origin}");
-        let mut file = File::open(&canonical).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file =
+            File::open(&canonical).with_context(|| format!("cannot open {}", path.display()))?;
         let size = file.metadata()?.len();
         let mut prefix = Vec::new();
-        (&mut file).take(FINGERPRINT_BYTES).read_to_end(&mut prefix)?;
+        (&mut file)
+            .take(FINGERPRINT_BYTES)
+            .read_to_end(&mut prefix)?;
         let (mut start_offset, mut start_line) = (0, 0);
         if let Some(cursor) = lookup(&source_key)? {
             let committed = cursor.next_offset as u64;
-            let same_file = committed <= size && fingerprint(&prefix[..prefix.len().min(committed as usize)]) == cursor.fingerprint;
+            let same_file = committed <= size
+                && fingerprint(&prefix[..prefix.len().min(committed as usize)])
+                    == cursor.fingerprint;
             if same_file {
                 (start_offset, start_line) = (committed, cursor.lines as u64);
             } else {
@@ -95,12 +108,18 @@ impl OpenedInput {
             start_offset,
             start_line,
             size: Some(size),
-            cursors: CursorTemplate { source_key: Some(source_key), fingerprint_prefix: prefix },
+            cursors: CursorTemplate {
+                source_key: Some(source_key),
+                fingerprint_prefix: prefix,
+            },
         })
     }
 
     /// Calls `visit` with each chunk of whole lines, in order.
-    pub fn for_each_chunk(&mut self, mut visit: impl FnMut(&Chunk<'_>, &CursorTemplate) -> Result<()>) -> Result<()> {
+    pub fn for_each_chunk(
+        &mut self,
+        mut visit: impl FnMut(&Chunk<'_>, &CursorTemplate) -> Result<()>,
+    ) -> Result<()> {
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut filled = 0usize;
         let mut offset = self.start_offset;
@@ -124,7 +143,12 @@ impl OpenedInput {
                     continue;
                 }
             };
-            let chunk = Chunk { origin: &self.origin, data: &buf[..end], first_offset: offset, first_line: line };
+            let chunk = Chunk {
+                origin: &self.origin,
+                data: &buf[..end],
+                first_offset: offset,
+                first_line: line,
+            };
             visit(&chunk, &self.cursors)?;
             line += chunk.line_count();
             offset += end as u64;
@@ -180,7 +204,11 @@ impl<'a> Chunk<'a> {
             if payload.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(RawRecord { origin: self.origin, position: SourcePosition::Line { line, byte_offset }, payload });
+            return Some(RawRecord {
+                origin: self.origin,
+                position: SourcePosition::Line { line, byte_offset },
+                payload,
+            });
         })
     }
 
@@ -211,22 +239,49 @@ mod tests {
             start_offset: 0,
             start_line: 0,
             size: None,
-            cursors: CursorTemplate { source_key: None, fingerprint_prefix: Vec::new() },
+            cursors: CursorTemplate {
+                source_key: None,
+                fingerprint_prefix: Vec::new(),
+            },
         };
         let mut seen = Vec::new();
+        let mut lines = 0;
         input
             .for_each_chunk(|chunk, _| {
-                seen.extend(chunk.records().map(|r| (r.position, String::from_utf8(r.payload.to_vec()).unwrap())));
-                assert_eq!(chunk.line_count(), 5);
+                seen.extend(
+                    chunk
+                        .records()
+                        .map(|r| (r.position, String::from_utf8(r.payload.to_vec()).unwrap())),
+                );
+                lines += chunk.line_count();
                 Ok(())
             })
             .unwrap();
+        assert_eq!(lines, 5);
         assert_eq!(
             seen,
             [
-                (SourcePosition::Line { line: 1, byte_offset: 0 }, "{\"a\":1}".to_string()),
-                (SourcePosition::Line { line: 4, byte_offset: 13 }, "{\"b\":2}".to_string()),
-                (SourcePosition::Line { line: 5, byte_offset: 21 }, "{\"c\":3}".to_string()),
+                (
+                    SourcePosition::Line {
+                        line: 1,
+                        byte_offset: 0
+                    },
+                    "{\"a\":1}".to_string()
+                ),
+                (
+                    SourcePosition::Line {
+                        line: 4,
+                        byte_offset: 13
+                    },
+                    "{\"b\":2}".to_string()
+                ),
+                (
+                    SourcePosition::Line {
+                        line: 5,
+                        byte_offset: 21
+                    },
+                    "{\"c\":3}".to_string()
+                ),
             ]
         );
     }
