@@ -81,7 +81,7 @@ pub struct SummaryRow<'a> {
 /// Summary changes since the last checkpoint. Type labels are interned per
 /// delta so the map key is small and fixed-size, and the interner empties
 /// with the delta, which keeps memory bounded by the batch.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SummaryDelta {
     rows: FxHashMap<DeltaKey, Totals>,
     type_ids: HashMap<Box<str>, u32, rustc_hash::FxBuildHasher>,

@@ -7,6 +7,7 @@
 //! record counts exactly once.
 //!
 //! - [`sqlite::SqliteStore`]: the embedded default, one file in the data dir.
+//! - [`postgres_store::PgStore`]: the shared store for several processes.
 
 use cdrflow_core::aggregate::Totals;
 use cdrflow_core::dedup::DedupEntry;
@@ -14,6 +15,7 @@ use cdrflow_core::mediation::{Checkpoint, Counts};
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 
+pub mod postgres_store;
 pub mod schema;
 pub mod sqlite;
 
@@ -34,6 +36,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("partition {topic}[{partition}] now belongs to another consumer (epoch {epoch} is stale); its batch was not committed")]
+    Fenced { topic: String, partition: i32, epoch: i64 },
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -96,23 +102,102 @@ pub struct TopSubscriber {
     pub cost_micros: i128,
 }
 
-/// What one commit writes.
-pub struct Commit<'a> {
+/// A Kafka partition's committed position, guarded by the owner's epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaCursor {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    /// The epoch returned by [`Store::claim_partitions`]; a commit carrying an
+    /// older epoch than the stored one is refused ([`StoreError::Fenced`]).
+    pub epoch: i64,
+}
+
+/// A position to commit with a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    File(SourceCursor),
+    Kafka(KafkaCursor),
+}
+
+/// A partition this process now owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionClaim {
+    pub topic: String,
+    pub partition: i32,
+    /// Where to resume; `None` when nothing was ever committed for it.
+    pub next_offset: Option<i64>,
+    pub epoch: i64,
+}
+
+/// The scope of mediation state (watermark, dedup entries) that travels with
+/// a unit of ownership: `files` for file inputs, `kafka:TOPIC:PARTITION` for
+/// a partition, so whoever owns a partition next inherits exactly its state.
+pub fn kafka_scope(topic: &str, partition: i32) -> String {
+    format!("kafka:{topic}:{partition}")
+}
+
+pub const FILES_SCOPE: &str = "files";
+
+/// One scope's share of a commit.
+pub struct CommitPart<'a> {
+    pub scope: &'a str,
     pub checkpoint: &'a Checkpoint,
-    pub cursors: &'a [SourceCursor],
-    /// Dedup state with event minutes before this can be dropped.
+    /// This scope's dedup state with event minutes before this can be dropped.
     pub dedup_horizon_minute: Option<i32>,
 }
 
+/// What one commit writes, all or nothing.
+pub struct Commit<'a> {
+    pub parts: &'a [CommitPart<'a>],
+    pub cursors: &'a [Cursor],
+}
+
+impl Commit<'_> {
+    /// The summary deltas of all parts, merged so each key appears once.
+    pub fn merged_summaries(&self) -> std::borrow::Cow<'_, cdrflow_core::aggregate::SummaryDelta> {
+        match self.parts {
+            [only] => std::borrow::Cow::Borrowed(&only.checkpoint.summaries),
+            parts => {
+                let mut merged = cdrflow_core::aggregate::SummaryDelta::default();
+                for part in parts {
+                    merged.merge(&part.checkpoint.summaries);
+                }
+                std::borrow::Cow::Owned(merged)
+            }
+        }
+    }
+}
+
+/// Where `replay` moves a group's positions to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayTarget {
+    Beginning,
+    Offset(i64),
+}
+
 pub trait Store: Send {
-    /// The state the last commit left behind: the watermark, and the dedup
-    /// entries within `dedup_window_ms` of it.
-    fn resume_state(&mut self, dedup_window_ms: i64) -> Result<ResumeState>;
+    /// The state the last commit left behind in `scope`: the watermark, and
+    /// the dedup entries within `dedup_window_ms` of it.
+    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState>;
+
+    /// Takes ownership of Kafka partitions for `group`: bumps each one's epoch
+    /// (fencing any previous owner) and returns where to resume.
+    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>>;
+
+    /// Moves `group`'s stored positions (all topics, or those listed) so the
+    /// next run re-reads from `target`; also bumps epochs to fence running consumers.
+    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64>;
+
+    /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
+    fn clear_results(&mut self) -> Result<()>;
 
     /// Where `source` was last committed, if ever.
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>>;
 
-    /// Writes a checkpoint and the source cursors in one transaction.
+    /// Writes a checkpoint and the source cursors in one transaction; refuses
+    /// the whole commit with [`StoreError::Fenced`] when a Kafka cursor's epoch is stale.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()>;
 
     /// One subscriber's summaries for the inclusive date range.

@@ -20,8 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    Commit, RejectQuery, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
-    SummaryRecord, TopSubscriber,
+    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError,
+    StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -51,11 +51,22 @@ fn migrations() -> Vec<(i64, String)> {
         ) WITHOUT ROWID;
         CREATE TABLE dedup_state (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope TEXT NOT NULL,
             max_minute INTEGER NOT NULL,
             entries BLOB NOT NULL
         );
+        CREATE INDEX dedup_state_by_scope ON dedup_state (scope, max_minute);
+        CREATE TABLE kafka_offsets (
+            consumer_group TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            next_offset INTEGER,
+            epoch INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (consumer_group, topic, partition)
+        ) WITHOUT ROWID;
         CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE pipeline_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+        CREATE TABLE pipeline_state (scope TEXT PRIMARY KEY, watermark_ms INTEGER NOT NULL) WITHOUT ROWID;",
     );
     vec![(1, v1)]
 }
@@ -211,7 +222,8 @@ impl SqliteStore {
         }
         // In primary-key order, consecutive upserts touch neighbouring B-tree
         // pages: several times faster than hash order on a large table.
-        let mut rows: Vec<_> = commit.checkpoint.summaries.rows().collect();
+        let merged = commit.merged_summaries();
+        let mut rows: Vec<_> = merged.rows().collect();
         rows.sort_unstable_by(|a, b| {
             (a.kind, a.msisdn, a.day, a.service_type).cmp(&(
                 b.kind,
@@ -276,33 +288,73 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn resume_state(&mut self, dedup_window_ms: i64) -> Result<ResumeState> {
+    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
         let watermark: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT value FROM pipeline_state WHERE key = 'watermark_ms'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT watermark_ms FROM pipeline_state WHERE scope = ?", [scope], |r| r.get(0))
             .optional()?;
         let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entries FROM dedup_state WHERE max_minute >= ?")?;
-        let mut rows = stmt.query([horizon])?;
+        let mut stmt = self.conn.prepare("SELECT entries FROM dedup_state WHERE scope = ? AND max_minute >= ?")?;
+        let mut rows = stmt.query(params![scope, horizon])?;
         let mut dedup_entries = Vec::new();
         while let Some(row) = rows.next()? {
-            let blob = row
-                .get_ref(0)?
-                .as_blob()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            dedup_entries
-                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+            let blob = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
         }
-        Ok(ResumeState {
-            watermark,
-            dedup_entries,
-        })
+        Ok(ResumeState { watermark, dedup_entries })
+    }
+
+    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>> {
+        let tx = self.conn.transaction()?;
+        let mut claims = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let (next_offset, epoch): (Option<i64>, i64) = tx.query_row(
+                "INSERT INTO kafka_offsets (consumer_group, topic, partition, next_offset, epoch, updated_at)
+                 VALUES (?1, ?2, ?3, NULL, 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET epoch = epoch + 1, updated_at = excluded.updated_at
+                 RETURNING next_offset, epoch",
+                params![group, topic, partition],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            claims.push(PartitionClaim { topic: topic.clone(), partition: *partition, next_offset, epoch });
+        }
+        tx.commit()?;
+        Ok(claims)
+    }
+
+    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64> {
+        let offset = match target {
+            ReplayTarget::Beginning => None,
+            ReplayTarget::Offset(o) => Some(*o),
+        };
+        let tx = self.conn.transaction()?;
+        let mut changed = 0;
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE kafka_offsets SET next_offset = ?1, epoch = epoch + 1 WHERE consumer_group = ?2 AND (?3 IS NULL OR topic = ?3)",
+            )?;
+            if topics.is_empty() {
+                changed += stmt.execute(params![offset, group, None::<String>])? as u64;
+            }
+            for topic in topics {
+                changed += stmt.execute(params![offset, group, topic])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    fn clear_results(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in &SUMMARY_TABLES {
+            tx.execute(&format!("DELETE FROM {}", storage_table(table)), [])?;
+        }
+        tx.execute_batch(
+            "DELETE FROM rejected_records; DELETE FROM dedup_state; DELETE FROM pipeline_counters;
+             DELETE FROM pipeline_state; DELETE FROM source_positions;",
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
@@ -318,14 +370,42 @@ impl Store for SqliteStore {
 
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
         let tx = self.conn.transaction()?;
+        // Fence first: a consumer that lost a partition must not write anything.
+        for cursor in commit.cursors {
+            match cursor {
+                Cursor::Kafka(k) => {
+                    let updated = tx.execute(
+                        "UPDATE kafka_offsets SET next_offset = ?1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4 AND epoch = ?5",
+                        params![k.next_offset, k.group, k.topic, k.partition, k.epoch],
+                    )?;
+                    if updated == 0 {
+                        return Err(StoreError::Fenced { topic: k.topic.clone(), partition: k.partition, epoch: k.epoch });
+                    }
+                }
+                Cursor::File(c) => {
+                    tx.execute(
+                        "INSERT INTO source_positions (source, next_offset, lines, fingerprint, updated_at)
+                         VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                         ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
+                             fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+                        params![c.source, c.next_offset, c.lines, c.fingerprint],
+                    )?;
+                }
+            }
+        }
         SqliteStore::write_summaries(&tx, &commit)?;
-        let checkpoint = commit.checkpoint;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
-            )?;
+        let mut insert_reject = tx.prepare_cached(
+            "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
+        )?;
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO pipeline_counters (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        )?;
+        for part in commit.parts {
+            let checkpoint = part.checkpoint;
             for r in &checkpoint.rejects {
-                insert.execute(params![
+                insert_reject.execute(params![
                     r.rejection.reason.as_str(),
                     r.rejection.detail,
                     r.origin,
@@ -333,55 +413,27 @@ impl Store for SqliteStore {
                     r.payload
                 ])?;
             }
-        }
-        if !checkpoint.dedup_entries.is_empty() {
-            let mut blob =
-                Vec::with_capacity(checkpoint.dedup_entries.len() * DedupEntry::ENCODED_LEN);
-            checkpoint
-                .dedup_entries
-                .iter()
-                .for_each(|e| e.encode_into(&mut blob));
-            let max_minute = checkpoint
-                .dedup_entries
-                .iter()
-                .map(|e| e.event_minute)
-                .max()
-                .expect("non-empty");
-            tx.execute(
-                "INSERT INTO dedup_state (max_minute, entries) VALUES (?, ?)",
-                params![max_minute, blob],
-            )?;
-        }
-        if let Some(horizon) = commit.dedup_horizon_minute {
-            tx.execute("DELETE FROM dedup_state WHERE max_minute < ?", [horizon])?;
-        }
-        {
-            let mut bump = tx.prepare_cached(
-                "INSERT INTO pipeline_counters (name, value) VALUES (?, ?)
-                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            )?;
+            if let Some((max_minute, blob)) = encode_dedup(&checkpoint.dedup_entries) {
+                tx.execute(
+                    "INSERT INTO dedup_state (scope, max_minute, entries) VALUES (?, ?, ?)",
+                    params![part.scope, max_minute, blob],
+                )?;
+            }
+            if let Some(horizon) = part.dedup_horizon_minute {
+                tx.execute("DELETE FROM dedup_state WHERE scope = ? AND max_minute < ?", params![part.scope, horizon])?;
+            }
             for (name, value) in counter_entries(&checkpoint.counts) {
                 bump.execute(params![name, value as i64])?;
             }
-        }
-        if let Some(watermark) = checkpoint.watermark {
-            tx.execute(
-                "INSERT INTO pipeline_state (key, value) VALUES ('watermark_ms', ?)
-                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                [watermark],
-            )?;
-        }
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO source_positions (source, next_offset, lines, fingerprint, updated_at)
-                 VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                 ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
-                     fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-            )?;
-            for c in commit.cursors {
-                upsert.execute(params![c.source, c.next_offset, c.lines, c.fingerprint])?;
+            if let Some(watermark) = checkpoint.watermark {
+                tx.execute(
+                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES (?, ?)
+                     ON CONFLICT (scope) DO UPDATE SET watermark_ms = max(watermark_ms, excluded.watermark_ms)",
+                    params![part.scope, watermark],
+                )?;
             }
         }
+        drop((insert_reject, bump));
         tx.commit()?;
         Ok(())
     }
@@ -484,6 +536,14 @@ fn disable_memory_statistics() {
     });
 }
 
+/// A checkpoint's new dedup entries as one blob, with their newest minute.
+pub(crate) fn encode_dedup(entries: &[DedupEntry]) -> Option<(i32, Vec<u8>)> {
+    let max_minute = entries.iter().map(|e| e.event_minute).max()?;
+    let mut blob = Vec::with_capacity(entries.len() * DedupEntry::ENCODED_LEN);
+    entries.iter().for_each(|e| e.encode_into(&mut blob));
+    Some((max_minute, blob))
+}
+
 /// The counters a checkpoint adds, by stored name.
 pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
     let mut out = vec![("records_in".to_string(), counts.records_in)];
@@ -541,6 +601,7 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CommitPart;
     use cdrflow_core::mediation::{MediationConfig, Mediator, MediatorState, RawRecord};
     use cdrflow_core::model::SourcePosition;
     use cdrflow_core::normalize::{normalize_msisdn, parse_timestamp, CountryCode};
@@ -578,13 +639,8 @@ mod tests {
             lines: 3,
             fingerprint: "f".into(),
         };
-        store
-            .commit(Commit {
-                checkpoint: &checkpoint,
-                cursors: &[cursor.clone()],
-                dedup_horizon_minute: None,
-            })
-            .unwrap();
+        let parts = [CommitPart { scope: crate::FILES_SCOPE, checkpoint: &checkpoint, dedup_horizon_minute: None }];
+        store.commit(Commit { parts: &parts, cursors: &[Cursor::File(cursor.clone())] }).unwrap();
 
         let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
         let day = Day::parse("2024-03-01").unwrap();
@@ -625,7 +681,7 @@ mod tests {
             .unwrap();
         assert_eq!(rejects[0].reason, "negative_value");
         assert_eq!(rejects[0].payload, lines[2].as_bytes());
-        let resumed = store.resume_state(7 * 86_400_000).unwrap();
+        let resumed = store.resume_state(crate::FILES_SCOPE, 7 * 86_400_000).unwrap();
         assert_eq!(resumed.dedup_entries.len(), 2);
         assert_eq!(
             resumed.watermark,

@@ -14,7 +14,7 @@ use cdrflow_core::mediation::{
     Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord,
 };
 use cdrflow_core::rating::Rater;
-use cdrflow_store::{Commit, SourceCursor, Store};
+use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE};
 
 use crate::progress::Progress;
 use crate::sources::file::{Chunk, Input, OpenedInput};
@@ -77,7 +77,7 @@ impl RunReport {
 
 struct PendingCommit {
     checkpoint: Checkpoint,
-    cursors: Vec<SourceCursor>,
+    cursors: Vec<Cursor>,
     dedup_horizon_minute: Option<i32>,
 }
 
@@ -96,7 +96,7 @@ pub fn process_inputs(
     progress: &mut Progress,
 ) -> Result<RunReport> {
     let started = Instant::now();
-    let state = store.resume_state(options.mediation.dedup_window_ms)?;
+    let state = store.resume_state(FILES_SCOPE, options.mediation.dedup_window_ms)?;
     let mut mediator = Mediator::new(
         options.mediation,
         rater,
@@ -160,7 +160,7 @@ fn produce(
         report.checkpoints += 1;
         let pending = PendingCommit {
             checkpoint,
-            cursors: cursor.into_iter().collect(),
+            cursors: cursor.into_iter().map(Cursor::File).collect(),
             dedup_horizon_minute: mediator.dedup_horizon_minute(),
         };
         sender
@@ -237,9 +237,12 @@ fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Resu
         let rows = pending.checkpoint.summaries.len();
         store
             .commit(Commit {
-                checkpoint: &pending.checkpoint,
+                parts: &[CommitPart {
+                    scope: FILES_SCOPE,
+                    checkpoint: &pending.checkpoint,
+                    dedup_horizon_minute: pending.dedup_horizon_minute,
+                }],
                 cursors: &pending.cursors,
-                dedup_horizon_minute: pending.dedup_horizon_minute,
             })
             .context("committing a checkpoint to the store")?;
         tracing::debug!(

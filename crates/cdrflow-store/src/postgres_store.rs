@@ -1,0 +1,418 @@
+//! The shared store: PostgreSQL, for several cdrflow processes at once.
+//!
+//! Seed 000's tables appear under their own names and columns
+//! (`daily_data_summary(msisdn, event_date, data_type, total_up_bytes,
+//! total_down_bytes, total_cost_wak)`, ...), money as exact `NUMERIC(20,6)`.
+//! A checkpoint's summary rows go in as one `INSERT ... SELECT FROM unnest(...)
+//! ON CONFLICT DO UPDATE` per table — one round trip, not one per row — with
+//! money passed as integer micro-units and divided inside PostgreSQL, exactly.
+//! Processes sharing the database are kept apart by the epoch on each Kafka
+//! partition's offset row: a commit with a stale epoch is refused whole.
+
+use cdrflow_core::aggregate::Totals;
+use cdrflow_core::dedup::DedupEntry;
+use cdrflow_core::dedup::minute_of;
+use cdrflow_core::mediation::Counts;
+use cdrflow_core::normalize::{Day, Msisdn};
+use postgres::{Client, NoTls, Transaction};
+
+use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
+use crate::sqlite::{apply_counter, counter_entries, encode_dedup};
+use crate::{
+    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError,
+    StoredReject, SummaryRecord, TopSubscriber,
+};
+
+/// Serialises migrations between processes starting at the same time.
+const MIGRATION_LOCK: i64 = 0x6364_7266_6c6f_77; // "cdrflow"
+
+fn migrations() -> Vec<(i32, String)> {
+    let mut v1 = String::new();
+    for table in &SUMMARY_TABLES {
+        let columns: Vec<String> = table
+            .measures
+            .iter()
+            .map(|&m| {
+                let ty = if m.is_money() { "NUMERIC(20,6)" } else { "BIGINT" };
+                format!("{} {ty} NOT NULL", m.column())
+            })
+            .collect();
+        v1.push_str(&format!(
+            "CREATE TABLE {name} (msisdn TEXT NOT NULL, event_date DATE NOT NULL, {ty} TEXT NOT NULL, {columns},
+                 PRIMARY KEY (msisdn, event_date, {ty}));\n",
+            name = table.name,
+            ty = table.type_column,
+            columns = columns.join(", "),
+        ));
+    }
+    v1.push_str(
+        "CREATE TABLE rejected_records (
+            id BIGSERIAL PRIMARY KEY,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            position TEXT NOT NULL,
+            payload BYTEA NOT NULL,
+            rejected_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX rejected_records_by_reason ON rejected_records (reason, id);
+        CREATE TABLE source_positions (
+            source TEXT PRIMARY KEY,
+            next_offset BIGINT NOT NULL,
+            lines BIGINT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE TABLE kafka_offsets (
+            consumer_group TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            next_offset BIGINT,
+            epoch BIGINT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer_group, topic, partition)
+        );
+        CREATE TABLE dedup_state (
+            id BIGSERIAL PRIMARY KEY,
+            scope TEXT NOT NULL,
+            max_minute INTEGER NOT NULL,
+            entries BYTEA NOT NULL
+        );
+        CREATE INDEX dedup_state_by_scope ON dedup_state (scope, max_minute);
+        CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+        CREATE TABLE pipeline_state (scope TEXT PRIMARY KEY, watermark_ms BIGINT NOT NULL);",
+    );
+    vec![(1, v1)]
+}
+
+fn upsert_sql(table: &SummaryTable) -> String {
+    let mut inputs = vec!["$1::text[]".to_string(), "$2::int[]".to_string(), "$3::text[]".to_string()];
+    let mut selects = vec!["m".to_string(), "DATE '1970-01-01' + d".to_string(), "t".to_string()];
+    for (i, &m) in table.measures.iter().enumerate() {
+        inputs.push(format!("${}::bigint[]", i + 4));
+        let name = format!("v{i}");
+        selects.push(if m.is_money() { format!("{name}::numeric / 1000000") } else { name });
+    }
+    let aliases: Vec<String> =
+        ["m", "d", "t"].iter().map(|s| s.to_string()).chain((0..table.measures.len()).map(|i| format!("v{i}"))).collect();
+    let columns: Vec<&str> = table.measures.iter().map(|m| m.column()).collect();
+    let updates: Vec<String> = columns.iter().map(|c| format!("{c} = {name}.{c} + excluded.{c}", name = table.name)).collect();
+    format!(
+        "INSERT INTO {name} (msisdn, event_date, {ty}, {cols})
+         SELECT {selects} FROM unnest({inputs}) AS u({aliases})
+         ON CONFLICT (msisdn, event_date, {ty}) DO UPDATE SET {updates}",
+        name = table.name,
+        ty = table.type_column,
+        cols = columns.join(", "),
+        selects = selects.join(", "),
+        inputs = inputs.join(", "),
+        aliases = aliases.join(", "),
+        updates = updates.join(", "),
+    )
+}
+
+fn select_sql(table: &SummaryTable, filter: &str) -> String {
+    let columns: Vec<String> = table
+        .measures
+        .iter()
+        .map(|&m| if m.is_money() { format!("({} * 1000000)::bigint", m.column()) } else { m.column().to_string() })
+        .collect();
+    format!(
+        "SELECT msisdn, (event_date - DATE '1970-01-01')::int, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn, event_date, {ty}",
+        name = table.name,
+        ty = table.type_column,
+        cols = columns.join(", "),
+    )
+}
+
+pub struct PgStore {
+    client: Client,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host/db`) and applies migrations.
+    pub fn connect(url: &str) -> Result<PgStore> {
+        let client = Client::connect(url, NoTls)
+            .map_err(|e| StoreError::Open { path: redact(url), why: e.to_string() })?;
+        let mut store = PgStore { client };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )?;
+        let current: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?.get(0);
+        let all = migrations();
+        let known = all.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::SchemaTooNew { found: i64::from(current), known: i64::from(known) });
+        }
+        for (version, sql) in all.into_iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(&sql)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write_summaries(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+        let merged = commit.merged_summaries();
+        for table in &SUMMARY_TABLES {
+            let rows: Vec<_> = merged.rows().filter(|r| r.kind == table.kind).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let msisdns: Vec<String> = rows.iter().map(|r| r.msisdn.to_string()).collect();
+            let days: Vec<i32> = rows.iter().map(|r| r.day.0).collect();
+            let types: Vec<&str> = rows.iter().map(|r| r.service_type).collect();
+            let measures: Vec<Vec<i64>> = table
+                .measures
+                .iter()
+                .map(|&m| {
+                    rows.iter()
+                        .map(|r| {
+                            i64::try_from(m.value(r.totals)).map_err(|_| StoreError::TotalOverflow {
+                                kind: r.kind,
+                                msisdn: r.msisdn,
+                                date: r.day,
+                                service_type: r.service_type.to_string(),
+                            })
+                        })
+                        .collect::<Result<Vec<i64>>>()
+                })
+                .collect::<Result<_>>()?;
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&msisdns, &days, &types];
+            params.extend(measures.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
+            tx.execute(&upsert_sql(table), &params)?;
+        }
+        Ok(())
+    }
+
+    fn read_summaries(
+        &mut self,
+        filter: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+        visit: &mut dyn FnMut(SummaryRecord),
+    ) -> Result<()> {
+        for table in &SUMMARY_TABLES {
+            for row in self.client.query(&select_sql(table, filter), args)? {
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    m.set(&mut totals, row.get::<_, i64>(3 + i));
+                }
+                visit(SummaryRecord {
+                    kind: table.kind,
+                    msisdn: row.get(0),
+                    date: Day(row.get(1)),
+                    service_type: row.get(2),
+                    totals,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store for PgStore {
+    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
+        let watermark: Option<i64> = self
+            .client
+            .query_opt("SELECT watermark_ms FROM pipeline_state WHERE scope = $1", &[&scope])?
+            .map(|r| r.get(0));
+        let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
+        let mut dedup_entries = Vec::new();
+        for row in self
+            .client
+            .query("SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2", &[&scope, &horizon])?
+        {
+            let blob: &[u8] = row.get(0);
+            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+        }
+        Ok(ResumeState { watermark, dedup_entries })
+    }
+
+    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>> {
+        let mut tx = self.client.transaction()?;
+        let mut claims = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let row = tx.query_one(
+                "INSERT INTO kafka_offsets (consumer_group, topic, partition, next_offset, epoch) VALUES ($1, $2, $3, NULL, 1)
+                 ON CONFLICT (consumer_group, topic, partition)
+                 DO UPDATE SET epoch = kafka_offsets.epoch + 1, updated_at = now()
+                 RETURNING next_offset, epoch",
+                &[&group, topic, partition],
+            )?;
+            claims.push(PartitionClaim { topic: topic.clone(), partition: *partition, next_offset: row.get(0), epoch: row.get(1) });
+        }
+        tx.commit()?;
+        Ok(claims)
+    }
+
+    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64> {
+        let offset = match target {
+            ReplayTarget::Beginning => None,
+            ReplayTarget::Offset(o) => Some(*o),
+        };
+        let topics: Option<&[String]> = (!topics.is_empty()).then_some(topics);
+        Ok(self.client.execute(
+            "UPDATE kafka_offsets SET next_offset = $1, epoch = epoch + 1, updated_at = now()
+             WHERE consumer_group = $2 AND ($3::text[] IS NULL OR topic = ANY($3))",
+            &[&offset, &group, &topics],
+        )?)
+    }
+
+    fn clear_results(&mut self) -> Result<()> {
+        let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
+        self.client.batch_execute(&format!(
+            "TRUNCATE {}, rejected_records, dedup_state, pipeline_counters, pipeline_state, source_positions",
+            tables.join(", ")
+        ))?;
+        Ok(())
+    }
+
+    fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
+        Ok(self
+            .client
+            .query_opt("SELECT source, next_offset, lines, fingerprint FROM source_positions WHERE source = $1", &[&source])?
+            .map(|r| SourceCursor { source: r.get(0), next_offset: r.get(1), lines: r.get(2), fingerprint: r.get(3) }))
+    }
+
+    fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        for cursor in commit.cursors {
+            match cursor {
+                Cursor::Kafka(k) => {
+                    let updated = tx.execute(
+                        "UPDATE kafka_offsets SET next_offset = $1, updated_at = now()
+                         WHERE consumer_group = $2 AND topic = $3 AND partition = $4 AND epoch = $5",
+                        &[&k.next_offset, &k.group, &k.topic, &k.partition, &k.epoch],
+                    )?;
+                    if updated == 0 {
+                        return Err(StoreError::Fenced { topic: k.topic.clone(), partition: k.partition, epoch: k.epoch });
+                    }
+                }
+                Cursor::File(c) => {
+                    tx.execute(
+                        "INSERT INTO source_positions (source, next_offset, lines, fingerprint) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
+                             fingerprint = excluded.fingerprint, updated_at = now()",
+                        &[&c.source, &c.next_offset, &c.lines, &c.fingerprint],
+                    )?;
+                }
+            }
+        }
+        PgStore::write_summaries(&mut tx, &commit)?;
+        let insert_reject = tx.prepare(
+            "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES ($1, $2, $3, $4, $5)",
+        )?;
+        for part in commit.parts {
+            let checkpoint = part.checkpoint;
+            for r in &checkpoint.rejects {
+                tx.execute(
+                    &insert_reject,
+                    &[&r.rejection.reason.as_str(), &r.rejection.detail, &r.origin, &r.position.to_string(), &r.payload],
+                )?;
+            }
+            if let Some((max_minute, blob)) = encode_dedup(&checkpoint.dedup_entries) {
+                tx.execute(
+                    "INSERT INTO dedup_state (scope, max_minute, entries) VALUES ($1, $2, $3)",
+                    &[&part.scope, &max_minute, &blob],
+                )?;
+            }
+            if let Some(horizon) = part.dedup_horizon_minute {
+                tx.execute("DELETE FROM dedup_state WHERE scope = $1 AND max_minute < $2", &[&part.scope, &horizon])?;
+            }
+            for (name, value) in counter_entries(&checkpoint.counts) {
+                tx.execute(
+                    "INSERT INTO pipeline_counters (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value",
+                    &[&name, &(value as i64)],
+                )?;
+            }
+            if let Some(watermark) = checkpoint.watermark {
+                tx.execute(
+                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES ($1, $2)
+                     ON CONFLICT (scope) DO UPDATE SET watermark_ms = greatest(pipeline_state.watermark_ms, excluded.watermark_ms)",
+                    &[&part.scope, &watermark],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>> {
+        let mut out = Vec::new();
+        let m = msisdn.to_string();
+        self.read_summaries(
+            "WHERE msisdn = $1 AND event_date BETWEEN DATE '1970-01-01' + $2::int AND DATE '1970-01-01' + $3::int",
+            &[&m, &from.0, &to.0],
+            &mut |r| out.push(r),
+        )?;
+        Ok(out)
+    }
+
+    fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()> {
+        self.read_summaries("", &[], visit)
+    }
+
+    fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()> {
+        let limit = query.limit.map(i64::from);
+        for r in self.client.query(
+            "SELECT id, reason, detail, origin, position, payload,
+                    to_char(rejected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+             FROM rejected_records WHERE id > $1 AND ($2::text IS NULL OR reason = $2) ORDER BY id LIMIT $3",
+            &[&query.after_id, &query.reason, &limit],
+        )? {
+            visit(StoredReject {
+                id: r.get(0),
+                reason: r.get(1),
+                detail: r.get(2),
+                origin: r.get(3),
+                position: r.get(4),
+                payload: r.get(5),
+                rejected_at: r.get(6),
+            });
+        }
+        Ok(())
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        let mut counts = Counts::default();
+        for r in self.client.query("SELECT name, value FROM pipeline_counters", &[])? {
+            apply_counter(&mut counts, r.get(0), r.get::<_, i64>(1) as u64);
+        }
+        Ok(counts)
+    }
+
+    fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>> {
+        let parts: Vec<String> = SUMMARY_TABLES
+            .iter()
+            .filter(|t| t.measures.contains(&Measure::Cost))
+            .map(|t| format!("SELECT msisdn, total_cost_wak FROM {}", t.name))
+            .collect();
+        let sql = format!(
+            "SELECT msisdn, (sum(total_cost_wak) * 1000000)::bigint AS total FROM ({}) AS costs
+             GROUP BY msisdn ORDER BY total DESC, msisdn LIMIT $1",
+            parts.join(" UNION ALL ")
+        );
+        let rows = self.client.query(&sql, &[&i64::from(limit)])?;
+        Ok(rows.iter().map(|r| TopSubscriber { msisdn: r.get(0), cost_micros: i128::from(r.get::<_, i64>(1)) }).collect())
+    }
+}
