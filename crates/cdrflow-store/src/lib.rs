@@ -37,7 +37,11 @@ pub enum StoreError {
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("partition {topic}[{partition}] now belongs to another consumer (epoch {epoch} is stale); its batch was not committed")]
-    Fenced { topic: String, partition: i32, epoch: i64 },
+    Fenced {
+        topic: String,
+        partition: i32,
+        epoch: i64,
+    },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] postgres::Error),
 }
@@ -175,6 +179,24 @@ impl Commit<'_> {
 pub enum ReplayTarget {
     Beginning,
     Offset(i64),
+    /// Per partition: (topic, partition, offset).
+    Offsets(Vec<(String, i32, i64)>),
+}
+
+impl ReplayTarget {
+    /// The offset `topic[partition]` moves to; `None` means the beginning,
+    /// and `Err(())` that the partition is not part of the target.
+    pub fn offset_for(&self, topic: &str, partition: i32) -> std::result::Result<Option<i64>, ()> {
+        match self {
+            ReplayTarget::Beginning => Ok(None),
+            ReplayTarget::Offset(o) => Ok(Some(*o)),
+            ReplayTarget::Offsets(list) => list
+                .iter()
+                .find(|(t, p, _)| t == topic && *p == partition)
+                .map(|(_, _, o)| Some(*o))
+                .ok_or(()),
+        }
+    }
 }
 
 pub trait Store: Send {
@@ -184,11 +206,20 @@ pub trait Store: Send {
 
     /// Takes ownership of Kafka partitions for `group`: bumps each one's epoch
     /// (fencing any previous owner) and returns where to resume.
-    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>>;
+    fn claim_partitions(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<PartitionClaim>>;
 
     /// Moves `group`'s stored positions (all topics, or those listed) so the
     /// next run re-reads from `target`; also bumps epochs to fence running consumers.
-    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64>;
+    fn reset_kafka_offsets(
+        &mut self,
+        group: &str,
+        topics: &[String],
+        target: &ReplayTarget,
+    ) -> Result<u64>;
 
     /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
     fn clear_results(&mut self) -> Result<()>;

@@ -10,8 +10,8 @@
 //! partition's offset row: a commit with a stale epoch is refused whole.
 
 use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::DedupEntry;
 use cdrflow_core::dedup::minute_of;
+use cdrflow_core::dedup::DedupEntry;
 use cdrflow_core::mediation::Counts;
 use cdrflow_core::normalize::{Day, Msisdn};
 use postgres::{Client, NoTls, Transaction};
@@ -19,8 +19,8 @@ use postgres::{Client, NoTls, Transaction};
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries, encode_dedup};
 use crate::{
-    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError,
-    StoredReject, SummaryRecord, TopSubscriber,
+    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor,
+    Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Serialises migrations between processes starting at the same time.
@@ -33,7 +33,11 @@ fn migrations() -> Vec<(i32, String)> {
             .measures
             .iter()
             .map(|&m| {
-                let ty = if m.is_money() { "NUMERIC(20,6)" } else { "BIGINT" };
+                let ty = if m.is_money() {
+                    "NUMERIC(20,6)"
+                } else {
+                    "BIGINT"
+                };
                 format!("{} {ty} NOT NULL", m.column())
             })
             .collect();
@@ -86,17 +90,35 @@ fn migrations() -> Vec<(i32, String)> {
 }
 
 fn upsert_sql(table: &SummaryTable) -> String {
-    let mut inputs = vec!["$1::text[]".to_string(), "$2::int[]".to_string(), "$3::text[]".to_string()];
-    let mut selects = vec!["m".to_string(), "DATE '1970-01-01' + d".to_string(), "t".to_string()];
+    let mut inputs = vec![
+        "$1::text[]".to_string(),
+        "$2::int[]".to_string(),
+        "$3::text[]".to_string(),
+    ];
+    let mut selects = vec![
+        "m".to_string(),
+        "DATE '1970-01-01' + d".to_string(),
+        "t".to_string(),
+    ];
     for (i, &m) in table.measures.iter().enumerate() {
         inputs.push(format!("${}::bigint[]", i + 4));
         let name = format!("v{i}");
-        selects.push(if m.is_money() { format!("{name}::numeric / 1000000") } else { name });
+        selects.push(if m.is_money() {
+            format!("{name}::numeric / 1000000")
+        } else {
+            name
+        });
     }
-    let aliases: Vec<String> =
-        ["m", "d", "t"].iter().map(|s| s.to_string()).chain((0..table.measures.len()).map(|i| format!("v{i}"))).collect();
+    let aliases: Vec<String> = ["m", "d", "t"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..table.measures.len()).map(|i| format!("v{i}")))
+        .collect();
     let columns: Vec<&str> = table.measures.iter().map(|m| m.column()).collect();
-    let updates: Vec<String> = columns.iter().map(|c| format!("{c} = {name}.{c} + excluded.{c}", name = table.name)).collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = {name}.{c} + excluded.{c}", name = table.name))
+        .collect();
     format!(
         "INSERT INTO {name} (msisdn, event_date, {ty}, {cols})
          SELECT {selects} FROM unnest({inputs}) AS u({aliases})
@@ -115,7 +137,13 @@ fn select_sql(table: &SummaryTable, filter: &str) -> String {
     let columns: Vec<String> = table
         .measures
         .iter()
-        .map(|&m| if m.is_money() { format!("({} * 1000000)::bigint", m.column()) } else { m.column().to_string() })
+        .map(|&m| {
+            if m.is_money() {
+                format!("({} * 1000000)::bigint", m.column())
+            } else {
+                m.column().to_string()
+            }
+        })
         .collect();
     format!(
         "SELECT msisdn, (event_date - DATE '1970-01-01')::int, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn, event_date, {ty}",
@@ -132,8 +160,10 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`) and applies migrations.
     pub fn connect(url: &str) -> Result<PgStore> {
-        let client = Client::connect(url, NoTls)
-            .map_err(|e| StoreError::Open { path: redact(url), why: e.to_string() })?;
+        let client = Client::connect(url, NoTls).map_err(|e| StoreError::Open {
+            path: redact(url),
+            why: e.to_string(),
+        })?;
         let mut store = PgStore { client };
         store.migrate()?;
         Ok(store)
@@ -145,15 +175,26 @@ impl PgStore {
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )?;
-        let current: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?.get(0);
+        let current: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .get(0);
         let all = migrations();
         let known = all.last().map_or(0, |m| m.0);
         if current > known {
-            return Err(StoreError::SchemaTooNew { found: i64::from(current), known: i64::from(known) });
+            return Err(StoreError::SchemaTooNew {
+                found: i64::from(current),
+                known: i64::from(known),
+            });
         }
         for (version, sql) in all.into_iter().filter(|(v, _)| *v > current) {
             tx.batch_execute(&sql)?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -175,18 +216,25 @@ impl PgStore {
                 .map(|&m| {
                     rows.iter()
                         .map(|r| {
-                            i64::try_from(m.value(r.totals)).map_err(|_| StoreError::TotalOverflow {
-                                kind: r.kind,
-                                msisdn: r.msisdn,
-                                date: r.day,
-                                service_type: r.service_type.to_string(),
+                            i64::try_from(m.value(r.totals)).map_err(|_| {
+                                StoreError::TotalOverflow {
+                                    kind: r.kind,
+                                    msisdn: r.msisdn,
+                                    date: r.day,
+                                    service_type: r.service_type.to_string(),
+                                }
                             })
                         })
                         .collect::<Result<Vec<i64>>>()
                 })
                 .collect::<Result<_>>()?;
-            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&msisdns, &days, &types];
-            params.extend(measures.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                vec![&msisdns, &days, &types];
+            params.extend(
+                measures
+                    .iter()
+                    .map(|v| v as &(dyn postgres::types::ToSql + Sync)),
+            );
             tx.execute(&upsert_sql(table), &params)?;
         }
         Ok(())
@@ -233,21 +281,32 @@ impl Store for PgStore {
     fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
         let watermark: Option<i64> = self
             .client
-            .query_opt("SELECT watermark_ms FROM pipeline_state WHERE scope = $1", &[&scope])?
+            .query_opt(
+                "SELECT watermark_ms FROM pipeline_state WHERE scope = $1",
+                &[&scope],
+            )?
             .map(|r| r.get(0));
         let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
         let mut dedup_entries = Vec::new();
-        for row in self
-            .client
-            .query("SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2", &[&scope, &horizon])?
-        {
+        for row in self.client.query(
+            "SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2",
+            &[&scope, &horizon],
+        )? {
             let blob: &[u8] = row.get(0);
-            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+            dedup_entries
+                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
         }
-        Ok(ResumeState { watermark, dedup_entries })
+        Ok(ResumeState {
+            watermark,
+            dedup_entries,
+        })
     }
 
-    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>> {
+    fn claim_partitions(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<PartitionClaim>> {
         let mut tx = self.client.transaction()?;
         let mut claims = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
@@ -258,23 +317,45 @@ impl Store for PgStore {
                  RETURNING next_offset, epoch",
                 &[&group, topic, partition],
             )?;
-            claims.push(PartitionClaim { topic: topic.clone(), partition: *partition, next_offset: row.get(0), epoch: row.get(1) });
+            claims.push(PartitionClaim {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: row.get(0),
+                epoch: row.get(1),
+            });
         }
         tx.commit()?;
         Ok(claims)
     }
 
-    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64> {
-        let offset = match target {
-            ReplayTarget::Beginning => None,
-            ReplayTarget::Offset(o) => Some(*o),
-        };
-        let topics: Option<&[String]> = (!topics.is_empty()).then_some(topics);
-        Ok(self.client.execute(
-            "UPDATE kafka_offsets SET next_offset = $1, epoch = epoch + 1, updated_at = now()
-             WHERE consumer_group = $2 AND ($3::text[] IS NULL OR topic = ANY($3))",
-            &[&offset, &group, &topics],
-        )?)
+    fn reset_kafka_offsets(
+        &mut self,
+        group: &str,
+        topics: &[String],
+        target: &ReplayTarget,
+    ) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        let rows = tx.query(
+            "SELECT topic, partition FROM kafka_offsets WHERE consumer_group = $1 FOR UPDATE",
+            &[&group],
+        )?;
+        let mut changed = 0;
+        for row in rows {
+            let (topic, partition): (String, i32) = (row.get(0), row.get(1));
+            if !topics.is_empty() && !topics.contains(&topic) {
+                continue;
+            }
+            let Ok(offset) = target.offset_for(&topic, partition) else {
+                continue;
+            };
+            changed += tx.execute(
+                "UPDATE kafka_offsets SET next_offset = $1, epoch = epoch + 1, updated_at = now()
+                 WHERE consumer_group = $2 AND topic = $3 AND partition = $4",
+                &[&offset, &group, &topic, &partition],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed)
     }
 
     fn clear_results(&mut self) -> Result<()> {
@@ -304,7 +385,11 @@ impl Store for PgStore {
                         &[&k.next_offset, &k.group, &k.topic, &k.partition, &k.epoch],
                     )?;
                     if updated == 0 {
-                        return Err(StoreError::Fenced { topic: k.topic.clone(), partition: k.partition, epoch: k.epoch });
+                        return Err(StoreError::Fenced {
+                            topic: k.topic.clone(),
+                            partition: k.partition,
+                            epoch: k.epoch,
+                        });
                     }
                 }
                 Cursor::File(c) => {
@@ -326,7 +411,13 @@ impl Store for PgStore {
             for r in &checkpoint.rejects {
                 tx.execute(
                     &insert_reject,
-                    &[&r.rejection.reason.as_str(), &r.rejection.detail, &r.origin, &r.position.to_string(), &r.payload],
+                    &[
+                        &r.rejection.reason.as_str(),
+                        &r.rejection.detail,
+                        &r.origin,
+                        &r.position.to_string(),
+                        &r.payload,
+                    ],
                 )?;
             }
             if let Some((max_minute, blob)) = encode_dedup(&checkpoint.dedup_entries) {
@@ -336,7 +427,10 @@ impl Store for PgStore {
                 )?;
             }
             if let Some(horizon) = part.dedup_horizon_minute {
-                tx.execute("DELETE FROM dedup_state WHERE scope = $1 AND max_minute < $2", &[&part.scope, &horizon])?;
+                tx.execute(
+                    "DELETE FROM dedup_state WHERE scope = $1 AND max_minute < $2",
+                    &[&part.scope, &horizon],
+                )?;
             }
             for (name, value) in counter_entries(&checkpoint.counts) {
                 tx.execute(
@@ -395,7 +489,10 @@ impl Store for PgStore {
 
     fn counts(&mut self) -> Result<Counts> {
         let mut counts = Counts::default();
-        for r in self.client.query("SELECT name, value FROM pipeline_counters", &[])? {
+        for r in self
+            .client
+            .query("SELECT name, value FROM pipeline_counters", &[])?
+        {
             apply_counter(&mut counts, r.get(0), r.get::<_, i64>(1) as u64);
         }
         Ok(counts)
@@ -413,6 +510,12 @@ impl Store for PgStore {
             parts.join(" UNION ALL ")
         );
         let rows = self.client.query(&sql, &[&i64::from(limit)])?;
-        Ok(rows.iter().map(|r| TopSubscriber { msisdn: r.get(0), cost_micros: i128::from(r.get::<_, i64>(1)) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| TopSubscriber {
+                msisdn: r.get(0),
+                cost_micros: i128::from(r.get::<_, i64>(1)),
+            })
+            .collect())
     }
 }

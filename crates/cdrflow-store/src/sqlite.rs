@@ -20,8 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError,
-    StoredReject, SummaryRecord, TopSubscriber,
+    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor,
+    Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -291,20 +291,37 @@ impl Store for SqliteStore {
     fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
         let watermark: Option<i64> = self
             .conn
-            .query_row("SELECT watermark_ms FROM pipeline_state WHERE scope = ?", [scope], |r| r.get(0))
+            .query_row(
+                "SELECT watermark_ms FROM pipeline_state WHERE scope = ?",
+                [scope],
+                |r| r.get(0),
+            )
             .optional()?;
         let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
-        let mut stmt = self.conn.prepare("SELECT entries FROM dedup_state WHERE scope = ? AND max_minute >= ?")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entries FROM dedup_state WHERE scope = ? AND max_minute >= ?")?;
         let mut rows = stmt.query(params![scope, horizon])?;
         let mut dedup_entries = Vec::new();
         while let Some(row) = rows.next()? {
-            let blob = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            dedup_entries.extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+            let blob = row
+                .get_ref(0)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            dedup_entries
+                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
         }
-        Ok(ResumeState { watermark, dedup_entries })
+        Ok(ResumeState {
+            watermark,
+            dedup_entries,
+        })
     }
 
-    fn claim_partitions(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<PartitionClaim>> {
+    fn claim_partitions(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<PartitionClaim>> {
         let tx = self.conn.transaction()?;
         let mut claims = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
@@ -316,29 +333,42 @@ impl Store for SqliteStore {
                 params![group, topic, partition],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            claims.push(PartitionClaim { topic: topic.clone(), partition: *partition, next_offset, epoch });
+            claims.push(PartitionClaim {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset,
+                epoch,
+            });
         }
         tx.commit()?;
         Ok(claims)
     }
 
-    fn reset_kafka_offsets(&mut self, group: &str, topics: &[String], target: &ReplayTarget) -> Result<u64> {
-        let offset = match target {
-            ReplayTarget::Beginning => None,
-            ReplayTarget::Offset(o) => Some(*o),
-        };
+    fn reset_kafka_offsets(
+        &mut self,
+        group: &str,
+        topics: &[String],
+        target: &ReplayTarget,
+    ) -> Result<u64> {
         let tx = self.conn.transaction()?;
+        let rows: Vec<(String, i32)> = {
+            let mut stmt =
+                tx.prepare("SELECT topic, partition FROM kafka_offsets WHERE consumer_group = ?")?;
+            let rows = stmt.query_map([group], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         let mut changed = 0;
+        for (topic, partition) in rows
+            .into_iter()
+            .filter(|(t, _)| topics.is_empty() || topics.contains(t))
         {
-            let mut stmt = tx.prepare(
-                "UPDATE kafka_offsets SET next_offset = ?1, epoch = epoch + 1 WHERE consumer_group = ?2 AND (?3 IS NULL OR topic = ?3)",
-            )?;
-            if topics.is_empty() {
-                changed += stmt.execute(params![offset, group, None::<String>])? as u64;
-            }
-            for topic in topics {
-                changed += stmt.execute(params![offset, group, topic])? as u64;
-            }
+            let Ok(offset) = target.offset_for(&topic, partition) else {
+                continue;
+            };
+            changed += tx.execute(
+                "UPDATE kafka_offsets SET next_offset = ?1, epoch = epoch + 1 WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4",
+                params![offset, group, topic, partition],
+            )? as u64;
         }
         tx.commit()?;
         Ok(changed)
@@ -380,7 +410,11 @@ impl Store for SqliteStore {
                         params![k.next_offset, k.group, k.topic, k.partition, k.epoch],
                     )?;
                     if updated == 0 {
-                        return Err(StoreError::Fenced { topic: k.topic.clone(), partition: k.partition, epoch: k.epoch });
+                        return Err(StoreError::Fenced {
+                            topic: k.topic.clone(),
+                            partition: k.partition,
+                            epoch: k.epoch,
+                        });
                     }
                 }
                 Cursor::File(c) => {
@@ -420,7 +454,10 @@ impl Store for SqliteStore {
                 )?;
             }
             if let Some(horizon) = part.dedup_horizon_minute {
-                tx.execute("DELETE FROM dedup_state WHERE scope = ? AND max_minute < ?", params![part.scope, horizon])?;
+                tx.execute(
+                    "DELETE FROM dedup_state WHERE scope = ? AND max_minute < ?",
+                    params![part.scope, horizon],
+                )?;
             }
             for (name, value) in counter_entries(&checkpoint.counts) {
                 bump.execute(params![name, value as i64])?;
@@ -639,8 +676,17 @@ mod tests {
             lines: 3,
             fingerprint: "f".into(),
         };
-        let parts = [CommitPart { scope: crate::FILES_SCOPE, checkpoint: &checkpoint, dedup_horizon_minute: None }];
-        store.commit(Commit { parts: &parts, cursors: &[Cursor::File(cursor.clone())] }).unwrap();
+        let parts = [CommitPart {
+            scope: crate::FILES_SCOPE,
+            checkpoint: &checkpoint,
+            dedup_horizon_minute: None,
+        }];
+        store
+            .commit(Commit {
+                parts: &parts,
+                cursors: &[Cursor::File(cursor.clone())],
+            })
+            .unwrap();
 
         let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
         let day = Day::parse("2024-03-01").unwrap();
@@ -681,7 +727,9 @@ mod tests {
             .unwrap();
         assert_eq!(rejects[0].reason, "negative_value");
         assert_eq!(rejects[0].payload, lines[2].as_bytes());
-        let resumed = store.resume_state(crate::FILES_SCOPE, 7 * 86_400_000).unwrap();
+        let resumed = store
+            .resume_state(crate::FILES_SCOPE, 7 * 86_400_000)
+            .unwrap();
         assert_eq!(resumed.dedup_entries.len(), 2);
         assert_eq!(
             resumed.watermark,

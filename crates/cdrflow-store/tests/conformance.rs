@@ -9,8 +9,8 @@ use cdrflow_core::rating::{Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
 use cdrflow_store::sqlite::SqliteStore;
 use cdrflow_store::{
-    kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, RejectQuery, ReplayTarget, SourceCursor, Store, StoreError,
-    FILES_SCOPE,
+    kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, RejectQuery, ReplayTarget, SourceCursor,
+    Store, StoreError, FILES_SCOPE,
 };
 
 const LINES: [&str; 4] = [
@@ -22,10 +22,17 @@ const LINES: [&str; 4] = [
 
 fn checkpoint(lines: &[&str]) -> Checkpoint {
     let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-    let mut mediator = Mediator::new(MediationConfig::default(), &tariff, MediatorState::default());
+    let mut mediator = Mediator::new(
+        MediationConfig::default(),
+        &tariff,
+        MediatorState::default(),
+    );
     let records = lines.iter().enumerate().map(|(i, l)| RawRecord {
         origin: "t",
-        position: SourcePosition::Line { line: i as u64 + 1, byte_offset: 0 },
+        position: SourcePosition::Line {
+            line: i as u64 + 1,
+            byte_offset: 0,
+        },
         payload: l.as_bytes(),
     });
     mediator.process_batch(records, parse_timestamp("2024-03-02T00:00:00Z").unwrap());
@@ -33,12 +40,18 @@ fn checkpoint(lines: &[&str]) -> Checkpoint {
 }
 
 fn postgres_store(name: &str) -> PgStore {
-    let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin_url} for this test: {e}"));
+    let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("PostgreSQL must be reachable at {admin_url} for this test: {e}")
+    });
     let db = format!("cdrflow_test_{name}_{}", std::process::id());
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
     let url = match admin_url.rfind('/') {
         Some(i) => format!("{}/{db}", &admin_url[..i]),
         None => unreachable!("a URL with a database"),
@@ -47,18 +60,38 @@ fn postgres_store(name: &str) -> PgStore {
 }
 
 fn sqlite_store(name: &str) -> SqliteStore {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("store-{name}-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("store-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     SqliteStore::open(&dir.join("s.db")).unwrap()
 }
 
 fn commits_and_reads_back(store: &mut dyn Store) {
     let cp = checkpoint(&LINES);
-    let cursor = SourceCursor { source: "file:t".into(), next_offset: 99, lines: 4, fingerprint: "f".into() };
-    let parts = [CommitPart { scope: FILES_SCOPE, checkpoint: &cp, dedup_horizon_minute: None }];
-    store.commit(Commit { parts: &parts, cursors: &[Cursor::File(cursor.clone())] }).unwrap();
+    let cursor = SourceCursor {
+        source: "file:t".into(),
+        next_offset: 99,
+        lines: 4,
+        fingerprint: "f".into(),
+    };
+    let parts = [CommitPart {
+        scope: FILES_SCOPE,
+        checkpoint: &cp,
+        dedup_horizon_minute: None,
+    }];
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[Cursor::File(cursor.clone())],
+        })
+        .unwrap();
     // A second commit adds to the same rows.
-    store.commit(Commit { parts: &parts, cursors: &[] }).unwrap();
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[],
+        })
+        .unwrap();
 
     let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
     let day = Day::parse("2024-03-01").unwrap();
@@ -69,30 +102,61 @@ fn commits_and_reads_back(store: &mut dyn Store) {
     assert_eq!(data.totals.up_bytes, 2_000_000_000_000_000);
     assert_eq!(data.totals.cost_micros, 2 * (49_000_000_000_000 + 1_000));
     let voice = usage.iter().find(|r| r.kind.as_str() == "voice").unwrap();
-    assert_eq!((voice.totals.duration_sec, voice.totals.cost_micros), (2, 2 * 16_667));
-    let recharge = usage.iter().find(|r| r.kind.as_str() == "recharge").unwrap();
+    assert_eq!(
+        (voice.totals.duration_sec, voice.totals.cost_micros),
+        (2, 2 * 16_667)
+    );
+    let recharge = usage
+        .iter()
+        .find(|r| r.kind.as_str() == "recharge")
+        .unwrap();
     assert_eq!(recharge.totals.amount_micros, 25_000_000);
-    assert!(store.usage(msisdn, Day(day.0 + 1), Day(day.0 + 5)).unwrap().is_empty());
+    assert!(store
+        .usage(msisdn, Day(day.0 + 1), Day(day.0 + 5))
+        .unwrap()
+        .is_empty());
 
     assert_eq!(store.cursor("file:t").unwrap(), Some(cursor));
     let counts = store.counts().unwrap();
-    assert_eq!((counts.records_in, counts.accepted_total(), counts.rejected_total()), (8, 6, 2));
+    assert_eq!(
+        (
+            counts.records_in,
+            counts.accepted_total(),
+            counts.rejected_total()
+        ),
+        (8, 6, 2)
+    );
     let mut rejects = Vec::new();
-    store.rejects(&RejectQuery::default(), &mut |r| rejects.push(r)).unwrap();
+    store
+        .rejects(&RejectQuery::default(), &mut |r| rejects.push(r))
+        .unwrap();
     assert_eq!(rejects.len(), 2);
     assert_eq!(rejects[0].reason, "negative_value");
     assert_eq!(rejects[0].payload, LINES[2].as_bytes());
     let mut filtered = Vec::new();
-    let query = RejectQuery { reason: Some("malformed_json".into()), ..Default::default() };
+    let query = RejectQuery {
+        reason: Some("malformed_json".into()),
+        ..Default::default()
+    };
     store.rejects(&query, &mut |r| filtered.push(r)).unwrap();
     assert!(filtered.is_empty());
 
     let resumed = store.resume_state(FILES_SCOPE, 7 * 86_400_000).unwrap();
     assert_eq!(resumed.dedup_entries.len(), 6);
-    assert_eq!(resumed.watermark, Some(parse_timestamp("2024-03-01T10:00:00Z").unwrap()));
-    assert!(store.resume_state("kafka:other:0", 7 * 86_400_000).unwrap().dedup_entries.is_empty());
+    assert_eq!(
+        resumed.watermark,
+        Some(parse_timestamp("2024-03-01T10:00:00Z").unwrap())
+    );
+    assert!(store
+        .resume_state("kafka:other:0", 7 * 86_400_000)
+        .unwrap()
+        .dedup_entries
+        .is_empty());
     let top = store.top_subscribers(5).unwrap();
-    assert_eq!((top[0].msisdn.as_str(), top[0].cost_micros), ("+27821234567", 2 * (49_000_000_000_000 + 1_000 + 16_667)));
+    assert_eq!(
+        (top[0].msisdn.as_str(), top[0].cost_micros),
+        ("+27821234567", 2 * (49_000_000_000_000 + 1_000 + 16_667))
+    );
     let mut all = 0;
     store.for_each_summary(&mut |_| all += 1).unwrap();
     assert_eq!(all, 3);
@@ -108,26 +172,76 @@ fn fences_a_consumer_that_lost_its_partition(store: &mut dyn Store) {
     assert_eq!(first[0].next_offset, None);
     let cp = checkpoint(&LINES[..2]);
     let scope = kafka_scope("cdr_data", 0);
-    let parts = [CommitPart { scope: &scope, checkpoint: &cp, dedup_horizon_minute: None }];
+    let parts = [CommitPart {
+        scope: &scope,
+        checkpoint: &cp,
+        dedup_horizon_minute: None,
+    }];
     let cursor = |next_offset, epoch| {
-        Cursor::Kafka(KafkaCursor { group: "g".into(), topic: "cdr_data".into(), partition: 0, next_offset, epoch })
+        Cursor::Kafka(KafkaCursor {
+            group: "g".into(),
+            topic: "cdr_data".into(),
+            partition: 0,
+            next_offset,
+            epoch,
+        })
     };
-    store.commit(Commit { parts: &parts, cursors: &[cursor(2, first[0].epoch)] }).unwrap();
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[cursor(2, first[0].epoch)],
+        })
+        .unwrap();
 
     // Another member takes the partition over: the old owner's commit is refused whole.
     let second = store.claim_partitions("g", &partitions).unwrap();
-    assert_eq!((second[0].next_offset, second[0].epoch), (Some(2), first[0].epoch + 1));
-    let refused = store.commit(Commit { parts: &parts, cursors: &[cursor(4, first[0].epoch)] });
-    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
-    assert_eq!(store.counts().unwrap().records_in, 2, "a fenced commit writes nothing");
-    store.commit(Commit { parts: &parts, cursors: &[cursor(4, second[0].epoch)] }).unwrap();
-    assert_eq!(store.resume_state(&scope, 7 * 86_400_000).unwrap().dedup_entries.len(), 4);
+    assert_eq!(
+        (second[0].next_offset, second[0].epoch),
+        (Some(2), first[0].epoch + 1)
+    );
+    let refused = store.commit(Commit {
+        parts: &parts,
+        cursors: &[cursor(4, first[0].epoch)],
+    });
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.counts().unwrap().records_in,
+        2,
+        "a fenced commit writes nothing"
+    );
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[cursor(4, second[0].epoch)],
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .resume_state(&scope, 7 * 86_400_000)
+            .unwrap()
+            .dedup_entries
+            .len(),
+        4
+    );
 
     // Replay moves positions back and fences the current owner.
-    assert_eq!(store.reset_kafka_offsets("g", &[], &ReplayTarget::Beginning).unwrap(), 1);
+    assert_eq!(
+        store
+            .reset_kafka_offsets("g", &[], &ReplayTarget::Beginning)
+            .unwrap(),
+        1
+    );
     let third = store.claim_partitions("g", &partitions).unwrap();
     assert_eq!(third[0].next_offset, None);
-    assert!(store.commit(Commit { parts: &parts, cursors: &[cursor(6, second[0].epoch)] }).is_err());
+    assert!(store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[cursor(6, second[0].epoch)]
+        })
+        .is_err());
 }
 
 #[test]

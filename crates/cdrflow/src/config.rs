@@ -9,6 +9,7 @@ use cdrflow_core::decode::{DecodeOptions, Format};
 use cdrflow_core::mediation::MediationConfig;
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
 use cdrflow_core::rating::{Tariff, TariffOverrides};
+use cdrflow_store::postgres_store::PgStore;
 use cdrflow_store::sqlite::SqliteStore;
 use cdrflow_store::Store;
 use serde::Deserialize;
@@ -25,6 +26,10 @@ pub struct GlobalArgs {
     /// Directory for the embedded store and generated files [default: ./cdrflow-data]
     #[arg(long, global = true, env = "CDRFLOW_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Store: postgres://USER@HOST/DB, or sqlite:PATH [default: sqlite in the data dir]
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
+    pub store: Option<String>,
 
     /// Tariff file (TOML) [default: the shipped seed 000 tariff]
     #[arg(long, global = true, env = "CDRFLOW_TARIFF", value_name = "FILE")]
@@ -61,6 +66,7 @@ pub struct GlobalArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     tariff: Option<PathBuf>,
     default_country_code: Option<String>,
     summary_zone: Option<String>,
@@ -74,6 +80,8 @@ struct ConfigFile {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// `None`: the embedded SQLite store in the data dir.
+    pub store: Option<String>,
     pub tariff_file: Option<PathBuf>,
     pub tariff_overrides: TariffOverrides,
     pub country_code: CountryCode,
@@ -104,6 +112,7 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            store: args.store.clone().or(file.store),
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -146,16 +155,38 @@ impl Settings {
         }
     }
 
-    pub fn sqlite_path(&self) -> PathBuf {
-        self.data_dir.join("cdrflow.db")
+    /// Where results go, for messages.
+    pub fn store_label(&self) -> String {
+        match &self.store {
+            Some(url) if is_postgres(url) => "PostgreSQL".to_string(),
+            Some(url) => url.clone(),
+            None => self.data_dir.join("cdrflow.db").display().to_string(),
+        }
     }
 
     pub fn open_store(&self) -> Result<Box<dyn Store>> {
-        let path = self.sqlite_path();
-        let store = SqliteStore::open(&path)
-            .with_context(|| format!("opening the store {}", path.display()))?;
-        Ok(Box::new(store))
+        match &self.store {
+            Some(url) if is_postgres(url) => Ok(Box::new(PgStore::connect(url)?)),
+            Some(url) => {
+                let Some(path) = url.strip_prefix("sqlite:") else {
+                    bail!("unknown store `{url}`: use postgres://USER@HOST/DB or sqlite:PATH");
+                };
+                let store = SqliteStore::open(Path::new(path))
+                    .with_context(|| format!("opening the store {path}"))?;
+                Ok(Box::new(store))
+            }
+            None => {
+                let path = self.data_dir.join("cdrflow.db");
+                let store = SqliteStore::open(&path)
+                    .with_context(|| format!("opening the store {}", path.display()))?;
+                Ok(Box::new(store))
+            }
+        }
     }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod kafka;
 mod pipeline;
 mod progress;
 mod sources;
@@ -40,6 +41,8 @@ enum Command {
     Export(commands::export::ExportCommand),
     /// List rejected records with their reasons
     Rejected(commands::rejected::RejectedArgs),
+    /// Move a consumer group's positions back (and optionally rebuild all results)
+    Replay(commands::replay::ReplayArgs),
     /// Generate synthetic, realistic CDRs
     Generate(commands::generate::GenerateArgs),
     /// The main job in one command: generate → process → store, with a report
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Usage(args) => commands::usage::run(&settings, args),
         Command::Export(command) => commands::export::run(&settings, command),
         Command::Rejected(args) => commands::rejected::run(&settings, args),
+        Command::Replay(args) => commands::replay::run(&settings, args),
         Command::Generate(args) => commands::generate::run(&settings, args),
         Command::Run(args) => commands::run::run(&settings, args),
     });

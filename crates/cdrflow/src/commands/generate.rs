@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cdrflow_core::normalize::Day;
+use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
 use cdrflow_core::synth::{Faults, Synth, SynthConfig, SynthFormat};
+use rdkafka::producer::BaseRecord;
 
 use crate::commands::usage::parse_day;
 use crate::config::Settings;
+use crate::kafka::{ensure_topics, flush, producer, send, KafkaArgs, COMPRESSIONS};
 use crate::pipeline::now_millis;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,8 +49,23 @@ pub struct GenerateArgs {
     pub faults: Faults,
 
     /// Write to FILE instead of stdout
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", conflicts_with = "to")]
     pub output: Option<PathBuf>,
+
+    /// Publish to Kafka instead: data to TOPIC_DATA, voice to TOPIC_VOICE, events to TOPIC_EVENTS
+    #[arg(long, value_parser = ["kafka"])]
+    pub to: Option<String>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Producer compression (with --to kafka)
+    #[arg(long, default_value = "lz4", value_parser = COMPRESSIONS)]
+    pub compression: String,
+
+    /// Partitions of topics that do not exist yet (with --to kafka)
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
 }
 
 impl GenerateArgs {
@@ -69,6 +86,9 @@ impl GenerateArgs {
 }
 
 pub fn run(_settings: &Settings, args: GenerateArgs) -> Result<()> {
+    if args.to.is_some() {
+        return generate_to_kafka(&args);
+    }
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -82,22 +102,77 @@ pub fn run(_settings: &Settings, args: GenerateArgs) -> Result<()> {
 /// Writes `args.count` lines to `sink`, paced to `args.rate` when set.
 pub fn generate(args: &GenerateArgs, sink: Box<dyn Write>) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, sink);
+    for_each_line(args, |line, pace| {
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        if pace {
+            out.flush()?;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Publishes `args.count` records to Kafka, keyed by MSISDN so that one
+/// subscriber's records (and any duplicates of them) share a partition.
+pub fn generate_to_kafka(args: &GenerateArgs) -> Result<()> {
+    let k = &args.kafka;
+    ensure_topics(
+        &k.bootstrap,
+        &[&k.topic_data, &k.topic_voice, &k.topic_events],
+        args.partitions,
+    )?;
+    let producer = producer(&k.bootstrap, &args.compression)?;
+    let country = CountryCode::default();
+    for_each_line(args, |line, _| {
+        let topic = if line.contains("\"event_type\"") {
+            &k.topic_events
+        } else if line.contains("\"call_type\"") || line.contains("\"start_time\"") {
+            &k.topic_voice
+        } else {
+            &k.topic_data
+        };
+        let key = msisdn_key(line, country);
+        send(
+            &producer,
+            BaseRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(line.as_bytes()),
+        )
+    })?;
+    flush(&producer)
+}
+
+/// The E.164 MSISDN of a generated line, or its raw spelling when invalid.
+fn msisdn_key(line: &str, country: CountryCode) -> String {
+    let raw = line
+        .split_once("\"msisdn\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(m, _)| m);
+    normalize_msisdn(raw, country).map_or_else(|_| raw.to_string(), |m| m.to_string())
+}
+
+/// Calls `emit(line, pace_point)` for each generated line, sleeping to hold `args.rate`.
+fn for_each_line(
+    args: &GenerateArgs,
+    mut emit: impl FnMut(&str, bool) -> Result<()>,
+) -> Result<()> {
     let mut synth = Synth::new(args.synth_config());
     let mut line = String::with_capacity(256);
     let started = Instant::now();
+    // Pace in small steps so a consumer sees a steady stream, not bursts.
+    let step = (args.rate / 100).max(1);
     for emitted in 1..=args.count {
         synth.next_line(&mut line);
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        if args.rate > 0 && emitted % (args.rate / 100).max(1) == 0 {
-            // Pace in small steps so a consumer sees a steady stream, not bursts.
-            out.flush()?;
+        let pace = args.rate > 0 && emitted % step == 0;
+        emit(&line, pace)?;
+        if pace {
             let due = Duration::from_secs_f64(emitted as f64 / args.rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
     }
-    out.flush()?;
     Ok(())
 }

@@ -4,5 +4,6 @@ pub mod export;
 pub mod generate;
 pub mod process;
 pub mod rejected;
+pub mod replay;
 pub mod run;
 pub mod usage;

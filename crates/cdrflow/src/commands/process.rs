@@ -1,37 +1,104 @@
-//! `cdrflow process`: files or stdin into the store, exactly once.
+//! `cdrflow process`: files, stdin or Kafka topics into the store, exactly once.
 
-use anyhow::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
 use cdrflow_core::decode::Format;
 
 use crate::config::Settings;
+use crate::kafka::{KafkaArgs, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP};
 use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
 use crate::sources::file::Input;
+use crate::sources::kafka::{consume, KafkaSourceOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    File,
+    Kafka,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ProcessArgs {
     /// Newline-delimited JSON files; `-` reads stdin. Re-running over a file
     /// already processed changes nothing; an interrupted run resumes.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(value_name = "FILE", required_unless_present = "from")]
     pub files: Vec<String>,
+
+    /// Where records come from
+    #[arg(long, value_enum, default_value = "file")]
+    pub from: SourceKind,
 
     /// Record format: auto (detected per record), cdr-data, cdr-voice, telecom-events
     #[arg(long, default_value = "auto", value_parser = Format::parse)]
     pub format: Format,
 
-    /// Records per checkpoint (one store transaction); memory grows with it [default: 1000000]
+    /// Records per checkpoint (one store transaction); memory grows with it
+    /// [default: 1000000 for files, 50000 for Kafka]
     #[arg(long, env = "CDRFLOW_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
 
-    /// Threads that decode and rate records [default: the number of CPUs]
+    /// Threads that decode and rate file records [default: the number of CPUs]
     #[arg(long, env = "CDRFLOW_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerArgs {
+    /// Topics to read (comma-separated), or one regex starting with ^
+    /// [default: TOPIC_DATA and TOPIC_VOICE]
+    #[arg(long, value_delimiter = ',', value_name = "TOPICS")]
+    pub topics: Vec<String>,
+
+    /// Consumer group
+    #[arg(long, env = "CDRFLOW_GROUP", default_value = DEFAULT_GROUP)]
+    pub group: String,
+
+    /// Dead-letter topic for rejected records
+    #[arg(long, env = "CDRFLOW_DLQ_TOPIC", default_value = DEFAULT_DLQ_TOPIC)]
+    pub dlq_topic: String,
+
+    /// Keep rejects in the store only, not in a dead-letter topic
+    #[arg(long)]
+    pub no_dlq: bool,
+
+    /// Consumer session timeout: how soon a dead member's partitions move to the others
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub session_timeout_ms: u32,
+
+    /// Commit at least this often while records flow
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    pub commit_interval_ms: u64,
+
+    /// Exit once no record has arrived for this long (for batch-style runs)
+    #[arg(long, value_name = "SECS")]
+    pub idle_exit_secs: Option<u64>,
 }
 
 pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
-    let report = process(settings, &args, &mut Progress::new("processing"))?;
+    let report = match args.from {
+        SourceKind::File => process(settings, &args, &mut Progress::new("processing"))?,
+        SourceKind::Kafka => {
+            let stopping = Arc::new(AtomicBool::new(false));
+            let flag = stopping.clone();
+            ctrlc::set_handler(move || {
+                tracing::info!("stop requested: committing what is in hand");
+                flag.store(true, Ordering::Relaxed);
+            })
+            .context("cannot install the SIGTERM/SIGINT handler")?;
+            process_kafka(settings, &args, stopping)?
+        }
+    };
     eprintln!("{}", report.summary_line());
     Ok(())
 }
@@ -42,6 +109,9 @@ pub fn process(
     args: &ProcessArgs,
     progress: &mut Progress,
 ) -> Result<RunReport> {
+    if args.files.is_empty() {
+        bail!("no input: give FILE arguments (or - for stdin), or --from kafka");
+    }
     let tariff = settings.tariff()?;
     let mut store = settings.open_store()?;
     let inputs: Vec<Input> = args.files.iter().map(|f| Input::parse(f)).collect();
@@ -57,4 +127,45 @@ pub fn process(
         classify_threads,
     };
     process_inputs(store.as_mut(), &tariff, &inputs, &options, progress)
+}
+
+/// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.
+pub fn process_kafka(
+    settings: &Settings,
+    args: &ProcessArgs,
+    stopping: Arc<AtomicBool>,
+) -> Result<RunReport> {
+    // The tariff lives as long as the consumer, which is the rest of the process.
+    let tariff: &'static _ = Box::leak(Box::new(settings.tariff()?));
+    let store = settings.open_store()?;
+    let consumer = &args.consumer;
+    let topics = if consumer.topics.is_empty() {
+        vec![
+            args.kafka.topic_data.clone(),
+            args.kafka.topic_voice.clone(),
+        ]
+    } else {
+        consumer.topics.clone()
+    };
+    let options = KafkaSourceOptions {
+        bootstrap: args.kafka.bootstrap.clone(),
+        topics,
+        group: consumer.group.clone(),
+        dlq_topic: (!consumer.no_dlq).then(|| consumer.dlq_topic.clone()),
+        session_timeout_ms: consumer.session_timeout_ms,
+        batch_size: args
+            .batch_size
+            .or(settings.batch_size)
+            .unwrap_or(50_000)
+            .max(1),
+        commit_interval: Duration::from_millis(consumer.commit_interval_ms),
+        idle_exit: consumer.idle_exit_secs.map(Duration::from_secs),
+    };
+    consume(
+        store,
+        tariff,
+        settings.mediation(args.format),
+        &options,
+        stopping,
+    )
 }

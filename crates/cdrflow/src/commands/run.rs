@@ -1,16 +1,20 @@
-//! `cdrflow run`: the whole job on the embedded store in one command.
+//! `cdrflow run`: the whole job in one command — generate → process → store —
+//! on the embedded store by default, or through Kafka with `--kafka`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use cdrflow_core::decode::Format;
 use cdrflow_core::money::format_micros;
-use cdrflow_core::synth::Faults;
+use cdrflow_core::synth::{Faults, SynthFormat};
 
-use crate::commands::generate::{generate, GenerateArgs};
-use crate::commands::process::{process, ProcessArgs};
+use crate::commands::generate::{generate, generate_to_kafka, GenerateArgs};
+use crate::commands::process::{process, process_kafka, ConsumerArgs, ProcessArgs, SourceKind};
 use crate::config::Settings;
-use crate::pipeline::now_millis;
+use crate::kafka::KafkaArgs;
+use crate::pipeline::{now_millis, RunReport};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
@@ -38,46 +42,115 @@ pub struct RunArgs {
     /// Records per checkpoint
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
+
+    /// Go through Kafka: produce to the topics and consume them as a group member
+    #[arg(long)]
+    pub kafka: bool,
+
+    /// Records per second offered to Kafka (with --kafka); 0 = as fast as possible
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    #[command(flatten)]
+    pub broker: KafkaArgs,
+
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
 }
 
 pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| now_millis() as u64);
-    let dir = settings.data_dir.join("generated");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file: PathBuf = dir.join(format!("run-{seed}.jsonl"));
-
-    eprintln!(
-        "cdrflow run: generating {} CDRs (seed {seed}) into {}",
-        args.count,
-        file.display()
-    );
     let generate_args = GenerateArgs {
         count: args.count,
-        rate: 0,
+        rate: args.rate,
         seed,
-        format: cdrflow_core::synth::SynthFormat::Mixed,
+        format: SynthFormat::Mixed,
         subscribers: args.subscribers,
         days: args.days,
         start: None,
         faults: args.faults,
-        output: Some(file.clone()),
+        output: None,
+        to: None,
+        kafka: args.broker.clone(),
+        compression: "lz4".into(),
+        partitions: 6,
     };
-    let sink = std::fs::File::create(&file)
-        .with_context(|| format!("cannot create {}", file.display()))?;
-    generate(&generate_args, Box::new(sink))?;
-
-    eprintln!(
-        "cdrflow run: processing into {}",
-        settings.sqlite_path().display()
-    );
-    let process_args = ProcessArgs {
-        files: vec![file.display().to_string()],
+    let mut process_args = ProcessArgs {
+        files: Vec::new(),
+        from: SourceKind::File,
         format: Format::Auto,
         batch_size: args.batch_size,
         threads: None,
+        kafka: args.broker.clone(),
+        consumer: args.consumer.clone(),
     };
-    let report = process(settings, &process_args, &mut Progress::new("processing"))?;
+    let report = if args.kafka {
+        run_through_kafka(settings, &generate_args, &mut process_args)?
+    } else {
+        run_from_file(settings, &generate_args, &mut process_args)?
+    };
+    print_report(settings, &report)
+}
 
+fn run_from_file(
+    settings: &Settings,
+    generate_args: &GenerateArgs,
+    process_args: &mut ProcessArgs,
+) -> Result<RunReport> {
+    let dir = settings.data_dir.join("generated");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file: PathBuf = dir.join(format!("run-{}.jsonl", generate_args.seed));
+    eprintln!(
+        "cdrflow run: generating {} CDRs (seed {}) into {}",
+        generate_args.count,
+        generate_args.seed,
+        file.display()
+    );
+    let sink = std::fs::File::create(&file)
+        .with_context(|| format!("cannot create {}", file.display()))?;
+    generate(generate_args, Box::new(sink))?;
+    eprintln!("cdrflow run: processing into {}", settings.store_label());
+    process_args.files = vec![file.display().to_string()];
+    process(settings, process_args, &mut Progress::new("processing"))
+}
+
+fn run_through_kafka(
+    settings: &Settings,
+    generate_args: &GenerateArgs,
+    process_args: &mut ProcessArgs,
+) -> Result<RunReport> {
+    let kafka = &generate_args.kafka;
+    process_args.from = SourceKind::Kafka;
+    if process_args.consumer.topics.is_empty() {
+        process_args.consumer.topics = vec![
+            kafka.topic_data.clone(),
+            kafka.topic_voice.clone(),
+            kafka.topic_events.clone(),
+        ];
+    }
+    process_args.consumer.idle_exit_secs.get_or_insert(5);
+    eprintln!(
+        "cdrflow run: producing {} CDRs (seed {}) to {} and consuming them into {}",
+        generate_args.count,
+        generate_args.seed,
+        kafka.bootstrap,
+        settings.store_label()
+    );
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = stopping.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("cannot install the SIGTERM/SIGINT handler")?;
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(|| generate_to_kafka(generate_args));
+        let consumed = process_kafka(settings, process_args, stopping.clone());
+        producer
+            .join()
+            .map_err(|_| anyhow!("the producer thread panicked"))??;
+        consumed
+    })
+}
+
+fn print_report(settings: &Settings, report: &RunReport) -> Result<()> {
     let mut store = settings.open_store()?;
     let lifetime = store.counts()?;
     let top = store.top_subscribers(5)?;
@@ -111,7 +184,10 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         lifetime.duplicates_total()
     );
     if let Some(first) = top.first() {
-        println!("\nnext: cdrflow usage {}   |   cdrflow rejected --limit 5   |   cdrflow export summaries --format csv", first.msisdn);
+        println!(
+            "\nnext: cdrflow usage {}   |   cdrflow rejected --limit 5   |   cdrflow export summaries --format csv",
+            first.msisdn
+        );
     }
     Ok(())
 }

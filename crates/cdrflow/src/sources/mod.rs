@@ -2,3 +2,4 @@
 //! records with their positions, and knows how to resume from a cursor.
 
 pub mod file;
+pub mod kafka;

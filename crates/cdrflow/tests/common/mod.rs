@@ -9,7 +9,16 @@ use std::process::{Command, Output};
 pub fn cdrflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdrflow"));
     // Isolate from the developer's environment and config file.
-    for var in ["CDRFLOW_DATA_DIR", "CDRFLOW_CONFIG", "CDRFLOW_TARIFF", "DEFAULT_COUNTRY_CODE", "WAK_PER_ZAR", "BYTES_PER_GB", "CDRFLOW_BATCH_SIZE", "DATABASE_URL"] {
+    for var in [
+        "CDRFLOW_DATA_DIR",
+        "CDRFLOW_CONFIG",
+        "CDRFLOW_TARIFF",
+        "DEFAULT_COUNTRY_CODE",
+        "WAK_PER_ZAR",
+        "BYTES_PER_GB",
+        "CDRFLOW_BATCH_SIZE",
+        "DATABASE_URL",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("CDRFLOW_LOG", "warn");
@@ -18,7 +27,8 @@ pub fn cdrflow() -> Command {
 
 /// A fresh, empty directory under the target dir, unique per test.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -36,8 +46,21 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 }
 
 /// `export summaries` as rows keyed by (kind, msisdn, date, type) → the other columns by name.
-pub fn export(data_dir: &Path) -> BTreeMap<(String, String, String, String), BTreeMap<String, String>> {
-    let output = run_ok(cdrflow().arg("--data-dir").arg(data_dir).args(["export", "summaries", "--format", "csv"]));
+pub fn export(
+    data_dir: &Path,
+) -> BTreeMap<(String, String, String, String), BTreeMap<String, String>> {
+    export_with(&["--data-dir", data_dir.to_str().unwrap()])
+}
+
+fn export_with(
+    store_args: &[&str],
+) -> BTreeMap<(String, String, String, String), BTreeMap<String, String>> {
+    let output =
+        run_ok(
+            cdrflow()
+                .args(store_args)
+                .args(["export", "summaries", "--format", "csv"]),
+        );
     let text = String::from_utf8(output.stdout).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
@@ -45,9 +68,21 @@ pub fn export(data_dir: &Path) -> BTreeMap<(String, String, String, String), BTr
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells.len(), header.len(), "{line}");
-        let row: BTreeMap<String, String> = header.iter().zip(&cells).map(|(h, c)| (h.to_string(), c.to_string())).collect();
-        let key = (row["kind"].clone(), row["msisdn"].clone(), row["date"].clone(), row["type"].clone());
-        assert!(rows.insert(key, row).is_none(), "duplicate summary row: {line}");
+        let row: BTreeMap<String, String> = header
+            .iter()
+            .zip(&cells)
+            .map(|(h, c)| (h.to_string(), c.to_string()))
+            .collect();
+        let key = (
+            row["kind"].clone(),
+            row["msisdn"].clone(),
+            row["date"].clone(),
+            row["type"].clone(),
+        );
+        assert!(
+            rows.insert(key, row).is_none(),
+            "duplicate summary row: {line}"
+        );
     }
     rows
 }
@@ -55,4 +90,155 @@ pub fn export(data_dir: &Path) -> BTreeMap<(String, String, String, String), BTr
 /// Formats micro-units the way the CSV does, computed here without the pipeline's code.
 pub fn micros_text(micros: i128) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// A Tansu broker on a free 127.0.0.1 port, stopped on drop. Tests that need
+/// it fail (never skip) when the `tansu` binary is missing.
+pub struct Broker {
+    child: std::process::Child,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let child = Command::new(&tansu)
+            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the Tansu broker (`{tansu}`; install with `cargo install --locked tansu --features dynostore,postgres`): {e}"));
+        let bootstrap = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&bootstrap).is_ok() {
+                return Broker { child, bootstrap };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("Tansu did not listen on {bootstrap} within 10 s");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database on 127.0.0.1:5432; the test fails when the server is unreachable.
+pub fn postgres_database(name: &str) -> String {
+    let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin_url}: {e}"));
+    let db = format!("cdrflow_it_{name}_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()])
+}
+
+/// Ground truth for seed-000 lines (data and voice; no malformed records),
+/// computed with serde_json and integer arithmetic: first copy of each
+/// (kind, cdr_id) wins. Key (kind, msisdn, date, type) → [up, down, duration, cost micros, records].
+pub fn seed_000_truth(lines: &[String]) -> BTreeMap<(String, String, String, String), [i128; 5]> {
+    let mut expected: BTreeMap<(String, String, String, String), [i128; 5]> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = if v.get("data_type").is_some() {
+            "data"
+        } else {
+            "voice"
+        };
+        if !seen.insert((kind, v["cdr_id"].as_str().unwrap().to_string())) {
+            continue;
+        }
+        let time = v
+            .get("event_datetime")
+            .or(v.get("start_time"))
+            .unwrap()
+            .as_str()
+            .unwrap();
+        let ty = v
+            .get("data_type")
+            .or(v.get("call_type"))
+            .unwrap()
+            .as_str()
+            .unwrap();
+        let key = (
+            kind.to_string(),
+            e164(v["msisdn"].as_str().unwrap()),
+            time[..10].to_string(),
+            ty.to_string(),
+        );
+        let e = expected.entry(key).or_default();
+        if kind == "data" {
+            let (up, down) = (
+                v["up_bytes"].as_i64().unwrap() as i128,
+                v["down_bytes"].as_i64().unwrap() as i128,
+            );
+            e[0] += up;
+            e[1] += down;
+            // (bytes × 49 / 10^9) ZAR in micro-units = bytes × 49 / 1000, rounded half up.
+            e[3] += ((up + down) * 49 * 2 + 1000) / 2000;
+        } else {
+            let seconds = v["call_duration_sec"].as_i64().unwrap() as i128;
+            e[2] += seconds;
+            e[3] += (seconds * 1_000_000 * 2 + 60) / 120;
+        }
+        e[4] += 1;
+    }
+    expected
+}
+
+/// Asserts that `export` (from [`export`]) equals `truth` (from [`seed_000_truth`]).
+pub fn assert_matches_truth(
+    actual: &BTreeMap<(String, String, String, String), BTreeMap<String, String>>,
+    truth: &BTreeMap<(String, String, String, String), [i128; 5]>,
+) {
+    assert_eq!(actual.len(), truth.len(), "number of summary rows");
+    for (key, e) in truth {
+        let row = actual
+            .get(key)
+            .unwrap_or_else(|| panic!("missing summary row {key:?}"));
+        let num = |c: &str| row[c].parse::<i128>().unwrap();
+        if key.0 == "data" {
+            assert_eq!(
+                (num("up_bytes"), num("down_bytes")),
+                (e[0], e[1]),
+                "{key:?}"
+            );
+        } else {
+            assert_eq!(num("duration_sec"), e[2], "{key:?}");
+        }
+        assert_eq!(row["cost"], micros_text(e[3]), "{key:?}");
+        assert_eq!(num("records"), e[4], "{key:?}");
+    }
+}
+
+/// E.164 the way the generator's spellings need it, written independently of the pipeline.
+pub fn e164(raw: &str) -> String {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    match digits.strip_prefix('0') {
+        Some(national) if !national.starts_with('0') => format!("+27{national}"),
+        _ => format!("+{digits}"),
+    }
+}
+
+/// `export summaries` of the store at `store_url`.
+pub fn export_store(
+    store_url: &str,
+) -> BTreeMap<(String, String, String, String), BTreeMap<String, String>> {
+    export_with(&["--store", store_url])
 }

@@ -1,0 +1,112 @@
+//! Kafka plumbing shared by the source, the dead-letter sink and the
+//! generator: client settings, topic creation, the producer.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+/// Seed 000's broker address.
+pub const DEFAULT_BOOTSTRAP: &str = "localhost:19092";
+/// Seed 000's consumer group.
+pub const DEFAULT_GROUP: &str = "cdr-summary-unified";
+pub const DEFAULT_DLQ_TOPIC: &str = "cdr.rejected";
+/// Where `generate` sends seed 003's events.
+pub const DEFAULT_EVENTS_TOPIC: &str = "telecom_events";
+
+/// Broker and topic names, with seed 000's environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka/Redpanda bootstrap servers
+    #[arg(long, env = "BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP)]
+    pub bootstrap: String,
+
+    /// Topic of seed 000 data CDRs
+    #[arg(long, env = "TOPIC_DATA", default_value = "cdr_data")]
+    pub topic_data: String,
+
+    /// Topic of seed 000 voice CDRs
+    #[arg(long, env = "TOPIC_VOICE", default_value = "cdr_voice")]
+    pub topic_voice: String,
+
+    /// Topic of seed 003 telecom events
+    #[arg(long, env = "TOPIC_EVENTS", default_value = DEFAULT_EVENTS_TOPIC)]
+    pub topic_events: String,
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "cdrflow");
+    config
+}
+
+/// Creates the topics that do not exist yet, with `partitions` partitions each.
+pub fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = futures_executor::block_on(admin.create_topics(&new_topics, &options))
+        .with_context(|| format!("cannot create topics on {bootstrap}: is the broker running?"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Compression codecs the producer accepts.
+pub const COMPRESSIONS: [&str; 5] = ["none", "lz4", "zstd", "snappy", "gzip"];
+
+/// An idempotent producer with `acks=all`: retries never duplicate or reorder
+/// a partition's records.
+pub fn producer(
+    bootstrap: &str,
+    compression: &str,
+) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", compression)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+pub fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, returned)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = returned;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e).context("cannot queue a record for Kafka"),
+        }
+    }
+}
+
+/// Waits until every queued record is acknowledged.
+pub fn flush(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
+    producer
+        .flush(Duration::from_secs(30))
+        .context("Kafka did not acknowledge the produced records within 30 s")
+}

@@ -1,0 +1,450 @@
+//! The Kafka source: a consumer-group member whose offsets live in the store.
+//!
+//! Exactly-once comes from the pattern Kafka documents as "storing offsets
+//! outside Kafka": each partition's results and its next offset commit in one
+//! store transaction. On assignment the member claims its partitions in the
+//! store (bumping an epoch that fences the previous owner), loads their
+//! mediation state and starts reading at the stored offsets. On revocation it
+//! commits the batch in hand before letting go. Offsets are committed to
+//! Kafka too, after the store, only so that lag tools see progress.
+//!
+//! Each partition has its own mediator (dedup index, watermark): state moves
+//! with the partition. Producers key records by MSISDN, so all copies of a
+//! record land in the same partition, which is what dedup needs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cdrflow_core::mediation::{
+    MediationConfig, Mediator, MediatorState, RawRecord, RejectedRecord,
+};
+use cdrflow_core::model::SourcePosition;
+use cdrflow_core::rating::Rater;
+use cdrflow_store::{kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use crate::kafka::{client_config, ensure_topics, flush, producer, send};
+use crate::pipeline::{now_millis, RunReport};
+
+/// How the consumer runs.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceOptions {
+    pub bootstrap: String,
+    /// Topic names, or a single regex starting with `^`.
+    pub topics: Vec<String>,
+    pub group: String,
+    pub dlq_topic: Option<String>,
+    pub session_timeout_ms: u32,
+    /// Commit after this many records in hand ...
+    pub batch_size: usize,
+    /// ... or after this long, whichever comes first.
+    pub commit_interval: Duration,
+    /// Stop once no record has arrived for this long (batch-style runs, tests).
+    pub idle_exit: Option<Duration>,
+}
+
+struct PartitionWork {
+    topic: String,
+    partition: i32,
+    scope: String,
+    mediator: Mediator<'static>,
+    epoch: i64,
+    /// The next offset to process; records below it are already committed.
+    next_offset: Option<i64>,
+    /// `next_offset` as of the last store commit.
+    committed_offset: Option<i64>,
+}
+
+/// Everything the poll loop and the rebalance callback share.
+struct Worker {
+    store: Box<dyn Store>,
+    rater: &'static dyn Rater,
+    mediation: MediationConfig,
+    group: String,
+    partitions: Vec<PartitionWork>,
+    dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
+    report: RunReport,
+    pending_records: u64,
+    stopping: Arc<AtomicBool>,
+    /// When the assignment last changed: a member between assignments is not idle, just waiting.
+    last_rebalance: Instant,
+}
+
+impl Worker {
+    fn claim(&mut self, tpl: &mut TopicPartitionList) -> Result<()> {
+        self.last_rebalance = Instant::now();
+        let wanted: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let claims = with_retry(&self.stopping, "claiming partitions in the store", || {
+            self.store.claim_partitions(&self.group, &wanted)
+        })?;
+        for claim in claims {
+            let scope = kafka_scope(&claim.topic, claim.partition);
+            let state = self
+                .store
+                .resume_state(&scope, self.mediation.dedup_window_ms)?;
+            let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
+            tpl.set_partition_offset(&claim.topic, claim.partition, offset)?;
+            tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?claim.next_offset, "partition assigned");
+            self.partitions
+                .retain(|p| !(p.topic == claim.topic && p.partition == claim.partition));
+            self.partitions.push(PartitionWork {
+                mediator: Mediator::new(
+                    self.mediation,
+                    self.rater,
+                    MediatorState {
+                        watermark: state.watermark,
+                        dedup_entries: state.dedup_entries,
+                    },
+                ),
+                topic: claim.topic,
+                partition: claim.partition,
+                scope,
+                epoch: claim.epoch,
+                next_offset: claim.next_offset,
+                committed_offset: claim.next_offset,
+            });
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) {
+        let Some(work) = self
+            .partitions
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == topic)
+        else {
+            return; // not ours (any more)
+        };
+        if work.next_offset.is_some_and(|next| offset < next) {
+            return; // already committed
+        }
+        let record = RawRecord {
+            origin: topic,
+            position: SourcePosition::Kafka { partition, offset },
+            payload,
+        };
+        work.mediator
+            .process_batch(std::iter::once(record), now_millis());
+        work.next_offset = Some(offset + 1);
+        self.pending_records += 1;
+    }
+
+    /// Commits every partition's batch in hand, one transaction per partition
+    /// so that losing one partition never discards another's work.
+    fn flush(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
+        let mut kafka_offsets = TopicPartitionList::new();
+        let mut fenced = Vec::new();
+        let mut rejects: Vec<RejectedRecord> = Vec::new();
+        for i in 0..self.partitions.len() {
+            let work = &mut self.partitions[i];
+            let Some(next_offset) = work
+                .next_offset
+                .filter(|n| Some(*n) != work.committed_offset)
+            else {
+                continue;
+            };
+            let checkpoint = work.mediator.checkpoint();
+            let cursor = Cursor::Kafka(KafkaCursor {
+                group: self.group.clone(),
+                topic: work.topic.clone(),
+                partition: work.partition,
+                next_offset,
+                epoch: work.epoch,
+            });
+            let parts = [CommitPart {
+                scope: &work.scope,
+                checkpoint: &checkpoint,
+                dedup_horizon_minute: work.mediator.dedup_horizon_minute(),
+            }];
+            let store = &mut self.store;
+            let outcome = with_retry(&self.stopping, "committing to the store", || {
+                store.commit(Commit {
+                    parts: &parts,
+                    cursors: std::slice::from_ref(&cursor),
+                })
+            });
+            match outcome {
+                Ok(()) => {
+                    work.committed_offset = Some(next_offset);
+                    self.report.counts.add(&checkpoint.counts);
+                    self.report.checkpoints += 1;
+                    kafka_offsets.add_partition_offset(
+                        &work.topic,
+                        work.partition,
+                        Offset::Offset(next_offset),
+                    )?;
+                    rejects.extend(checkpoint.rejects);
+                }
+                Err(e)
+                    if e.downcast_ref::<StoreError>()
+                        .is_some_and(|s| matches!(s, StoreError::Fenced { .. })) =>
+                {
+                    tracing::warn!(topic = %work.topic, partition = work.partition, "{e:#}; dropping its batch, the new owner re-reads it");
+                    fenced.push(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for i in fenced.into_iter().rev() {
+            self.partitions.remove(i);
+        }
+        self.pending_records = 0;
+        if let Some((producer, topic)) = &self.dlq {
+            for reject in &rejects {
+                send_to_dlq(producer, topic, reject)?;
+            }
+            if !rejects.is_empty() {
+                flush(producer)?;
+            }
+        }
+        if kafka_offsets.count() > 0 {
+            // Only for lag tools; the store is the source of truth.
+            if let Err(e) = consumer.commit(&kafka_offsets, CommitMode::Async) {
+                tracing::debug!("offset commit to Kafka failed (harmless): {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn send_to_dlq(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    reject: &RejectedRecord,
+) -> Result<()> {
+    let (partition, offset) = match reject.position {
+        SourcePosition::Kafka { partition, offset } => (partition, offset),
+        SourcePosition::Line { line, .. } => (-1, line as i64),
+    };
+    let (partition, offset) = (partition.to_string(), offset.to_string());
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "cdrflow.reason",
+            value: Some(reject.rejection.reason.as_str()),
+        })
+        .insert(Header {
+            key: "cdrflow.detail",
+            value: Some(reject.rejection.detail.as_str()),
+        })
+        .insert(Header {
+            key: "cdrflow.source.topic",
+            value: Some(reject.origin.as_str()),
+        })
+        .insert(Header {
+            key: "cdrflow.source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "cdrflow.source.offset",
+            value: Some(offset.as_str()),
+        });
+    let key = format!("{}/{partition}/{offset}", reject.origin);
+    send(
+        producer,
+        BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(&reject.payload[..])
+            .headers(headers),
+    )
+}
+
+/// Retries `attempt` with exponential backoff while it fails for reasons other
+/// than fencing; a store that is down must not crash-loop the consumer.
+fn with_retry<T>(
+    stopping: &AtomicBool,
+    what: &str,
+    mut attempt: impl FnMut() -> cdrflow_store::Result<T>,
+) -> Result<T> {
+    let mut delay = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
+            Err(e) => {
+                if stopping.load(Ordering::Relaxed) && started.elapsed() > Duration::from_secs(10) {
+                    return Err(e).with_context(|| {
+                        format!("{what}: giving up after 10 s while shutting down")
+                    });
+                }
+                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The consumer's context: routes rebalances into the shared worker.
+pub struct MemberContext {
+    worker: Arc<Mutex<Worker>>,
+}
+
+impl MemberContext {
+    fn worker(&self) -> MutexGuard<'_, Worker> {
+        lock(&self.worker)
+    }
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.worker().claim(tpl) {
+                    tracing::error!("cannot take the assigned partitions: {e:#}");
+                    return;
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!("cannot assign partitions: {e}");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut worker = self.worker();
+                if let Err(e) = worker.flush(consumer) {
+                    tracing::error!(
+                        "could not commit the batch in hand before giving partitions up: {e:#}"
+                    );
+                }
+                for element in tpl.elements() {
+                    tracing::info!(
+                        topic = element.topic(),
+                        partition = element.partition(),
+                        "partition revoked"
+                    );
+                    worker.partitions.retain(|p| {
+                        !(p.topic == element.topic() && p.partition == element.partition())
+                    });
+                }
+                worker.last_rebalance = Instant::now();
+                drop(worker);
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!("cannot unassign partitions: {e}");
+                }
+            }
+            other => tracing::warn!("rebalance error: {other:?}"),
+        }
+    }
+}
+
+/// Runs the consumer until `stopping` is set (SIGTERM/SIGINT) or it has been idle for `idle_exit`.
+pub fn consume(
+    store: Box<dyn Store>,
+    rater: &'static dyn Rater,
+    mediation: MediationConfig,
+    options: &KafkaSourceOptions,
+    stopping: Arc<AtomicBool>,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let dlq = match &options.dlq_topic {
+        Some(topic) => {
+            ensure_topics(&options.bootstrap, &[topic], 1)?;
+            Some((producer(&options.bootstrap, "lz4")?, topic.clone()))
+        }
+        None => None,
+    };
+    let worker = Arc::new(Mutex::new(Worker {
+        store,
+        rater,
+        mediation,
+        group: options.group.clone(),
+        partitions: Vec::new(),
+        dlq,
+        report: RunReport::default(),
+        pending_records: 0,
+        stopping: stopping.clone(),
+        last_rebalance: Instant::now(),
+    }));
+    let consumer: BaseConsumer<MemberContext> = client_config(&options.bootstrap)
+        .set("group.id", &options.group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("session.timeout.ms", options.session_timeout_ms.to_string())
+        // The coordinator waits this long for members to rejoin a rebalance; the
+        // default (5 min) would stall the group when a member dies mid-rebalance.
+        .set(
+            "max.poll.interval.ms",
+            (options.session_timeout_ms * 2).max(10_000).to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (options.session_timeout_ms / 3).max(100).to_string(),
+        )
+        .create_with_context(MemberContext {
+            worker: worker.clone(),
+        })
+        .with_context(|| format!("cannot create a Kafka consumer for {}", options.bootstrap))?;
+    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("cannot subscribe to {topics:?}"))?;
+    tracing::info!(group = %options.group, topics = ?topics, bootstrap = %options.bootstrap, "consuming");
+
+    let mut last_commit = Instant::now();
+    let mut last_record = Instant::now();
+    while !stopping.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                last_record = Instant::now();
+                let payload = message.payload().unwrap_or_default();
+                let mut worker = lock(&worker);
+                worker.process(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    payload,
+                );
+                if worker.pending_records >= options.batch_size as u64 {
+                    worker.flush(&consumer)?;
+                    last_commit = Instant::now();
+                }
+            }
+            Some(Err(e)) => tracing::warn!("Kafka: {e}"),
+            None => {
+                let quiet = last_record
+                    .elapsed()
+                    .min(lock(&worker).last_rebalance.elapsed());
+                if options.idle_exit.is_some_and(|idle| quiet >= idle) {
+                    tracing::info!(
+                        "no records for {:?}; stopping",
+                        options.idle_exit.unwrap_or_default()
+                    );
+                    break;
+                }
+            }
+        }
+        if last_commit.elapsed() >= options.commit_interval {
+            lock(&worker).flush(&consumer)?;
+            last_commit = Instant::now();
+        }
+    }
+    lock(&worker).flush(&consumer)?;
+    consumer.unsubscribe();
+    let mut report = std::mem::take(&mut lock(&worker).report);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn lock(worker: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
+    worker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
