@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod config;
 mod kafka;
+mod latency;
 mod pipeline;
 mod progress;
 mod sources;

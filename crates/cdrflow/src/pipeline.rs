@@ -16,6 +16,7 @@ use cdrflow_core::mediation::{
 use cdrflow_core::rating::Rater;
 use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE};
 
+use crate::latency::LatencyHistogram;
 use crate::progress::Progress;
 use crate::sources::file::{Chunk, Input, OpenedInput};
 
@@ -40,6 +41,10 @@ pub struct RunReport {
     pub elapsed: Duration,
     pub bytes: u64,
     pub checkpoints: u64,
+    /// Streaming sources: time from the first record to the last.
+    pub active: Option<Duration>,
+    /// Streaming sources: record produced → its commit visible in the store.
+    pub latency: LatencyHistogram,
 }
 
 impl RunReport {
@@ -70,6 +75,16 @@ impl RunReport {
                 .map(|(r, n)| format!("{} {n}", r.as_str()))
                 .collect();
             line.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        if let Some(active) = self.active.filter(|a| !a.is_zero()) {
+            let sustained = c.records_in as f64 / active.as_secs_f64();
+            line.push_str(&format!(
+                "; sustained {sustained:.0} CDR/s over {:.1}s",
+                active.as_secs_f64()
+            ));
+        }
+        if self.latency.count() > 0 {
+            line.push_str(&format!("; produced→committed {}", self.latency.summary()));
         }
         line
     }

@@ -60,7 +60,19 @@ struct PartitionWork {
     next_offset: Option<i64>,
     /// `next_offset` as of the last store commit.
     committed_offset: Option<i64>,
+    /// Producer timestamps of the records in hand, for end-to-end latency.
+    produced_at: Vec<i64>,
+    /// Set while re-reading from `next_offset - rewind` to close an offset gap.
+    rewind: Option<i64>,
 }
+
+/// Offsets re-read when a fetch skips past the expected one. Tansu 0.6 answers
+/// a fetch that starts inside a record batch with the *next* batch, silently
+/// skipping the rest of the containing one; fetching from a little earlier and
+/// skipping what is already processed recovers those records.
+const FIRST_REWIND: i64 = 64;
+/// Beyond this the gap is taken as real (compaction, retention) and accepted.
+const MAX_REWIND: i64 = 1 << 22;
 
 /// Everything the poll loop and the rebalance callback share.
 struct Worker {
@@ -75,6 +87,8 @@ struct Worker {
     stopping: Arc<AtomicBool>,
     /// When the assignment last changed: a member between assignments is not idle, just waiting.
     last_rebalance: Instant,
+    first_record: Option<Instant>,
+    last_record: Option<Instant>,
 }
 
 impl Worker {
@@ -113,22 +127,53 @@ impl Worker {
                 epoch: claim.epoch,
                 next_offset: claim.next_offset,
                 committed_offset: claim.next_offset,
+                produced_at: Vec::new(),
+                rewind: None,
             });
         }
         Ok(())
     }
 
-    fn process(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) {
-        let Some(work) = self
+    /// Processes one record; returns a seek to perform when the partition skipped offsets.
+    fn process(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        produced_at: Option<i64>,
+        payload: &[u8],
+    ) -> Option<(String, i32, i64)> {
+        let work = self
             .partitions
             .iter_mut()
-            .find(|p| p.partition == partition && p.topic == topic)
-        else {
-            return; // not ours (any more)
-        };
-        if work.next_offset.is_some_and(|next| offset < next) {
-            return; // already committed
+            .find(|p| p.partition == partition && p.topic == topic)?;
+        if let Some(next) = work.next_offset {
+            if offset < next {
+                return None; // already processed
+            }
+            if offset > next {
+                let rewind = work.rewind.map_or(FIRST_REWIND, |r| r * 8);
+                if rewind <= MAX_REWIND && work.rewind.is_none_or(|r| next - r > 0) {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        expected = next,
+                        got = offset,
+                        "offset gap; re-reading from {rewind} earlier"
+                    );
+                    work.rewind = Some(rewind);
+                    return Some((topic.to_string(), partition, (next - rewind).max(0)));
+                }
+                tracing::warn!(
+                    topic,
+                    partition,
+                    expected = next,
+                    got = offset,
+                    "offset gap accepted: the records are gone (compaction or retention)"
+                );
+            }
         }
+        work.rewind = None;
         let record = RawRecord {
             origin: topic,
             position: SourcePosition::Kafka { partition, offset },
@@ -137,7 +182,12 @@ impl Worker {
         work.mediator
             .process_batch(std::iter::once(record), now_millis());
         work.next_offset = Some(offset + 1);
+        work.produced_at.extend(produced_at);
         self.pending_records += 1;
+        let now = Instant::now();
+        self.first_record.get_or_insert(now);
+        self.last_record = Some(now);
+        None
     }
 
     /// Commits every partition's batch in hand, one transaction per partition
@@ -177,6 +227,10 @@ impl Worker {
             match outcome {
                 Ok(()) => {
                     work.committed_offset = Some(next_offset);
+                    let committed_at = now_millis();
+                    for produced in work.produced_at.drain(..) {
+                        self.report.latency.record(committed_at - produced);
+                    }
                     self.report.counts.add(&checkpoint.counts);
                     self.report.checkpoints += 1;
                     kafka_offsets.add_partition_offset(
@@ -371,6 +425,8 @@ pub fn consume(
         pending_records: 0,
         stopping: stopping.clone(),
         last_rebalance: Instant::now(),
+        first_record: None,
+        last_record: None,
     }));
     let consumer: BaseConsumer<MemberContext> = client_config(&options.bootstrap)
         .set("group.id", &options.group)
@@ -405,13 +461,26 @@ pub fn consume(
             Some(Ok(message)) => {
                 last_record = Instant::now();
                 let payload = message.payload().unwrap_or_default();
+                let produced_at = message.timestamp().to_millis();
                 let mut worker = lock(&worker);
-                worker.process(
+                let seek = worker.process(
                     message.topic(),
                     message.partition(),
                     message.offset(),
+                    produced_at,
                     payload,
                 );
+                if let Some((topic, partition, offset)) = seek {
+                    // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
+                    if let Err(e) = consumer.seek(
+                        &topic,
+                        partition,
+                        Offset::Offset(offset),
+                        Duration::from_secs(10),
+                    ) {
+                        tracing::warn!(topic, partition, "cannot seek back to {offset}: {e}");
+                    }
+                }
                 if worker.pending_records >= options.batch_size as u64 {
                     worker.flush(&consumer)?;
                     last_commit = Instant::now();
@@ -438,8 +507,12 @@ pub fn consume(
     }
     lock(&worker).flush(&consumer)?;
     consumer.unsubscribe();
-    let mut report = std::mem::take(&mut lock(&worker).report);
+    let mut worker = lock(&worker);
+    let mut report = std::mem::take(&mut worker.report);
     report.elapsed = started.elapsed();
+    if let (Some(first), Some(last)) = (worker.first_record, worker.last_record) {
+        report.active = Some(last - first);
+    }
     Ok(report)
 }
 
