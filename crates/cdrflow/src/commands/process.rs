@@ -138,6 +138,7 @@ pub fn process_kafka(
     // The tariff lives as long as the consumer, which is the rest of the process.
     let tariff: &'static _ = Box::leak(Box::new(settings.tariff()?));
     let store = settings.open_store()?;
+    let commit_store = settings.open_store()?;
     let consumer = &args.consumer;
     let topics = if consumer.topics.is_empty() {
         vec![
@@ -163,6 +164,7 @@ pub fn process_kafka(
     };
     consume(
         store,
+        commit_store,
         tariff,
         settings.mediation(args.format),
         &options,

@@ -13,12 +13,13 @@
 //! record land in the same partition, which is what dedup needs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cdrflow_core::mediation::{
-    MediationConfig, Mediator, MediatorState, RawRecord, RejectedRecord,
+    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord, RejectedRecord,
 };
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
@@ -58,8 +59,8 @@ struct PartitionWork {
     epoch: i64,
     /// The next offset to process; records below it are already committed.
     next_offset: Option<i64>,
-    /// `next_offset` as of the last store commit.
-    committed_offset: Option<i64>,
+    /// `next_offset` as of the last batch handed to the committer.
+    submitted_offset: Option<i64>,
     /// Producer timestamps of the records in hand, for end-to-end latency.
     produced_at: Vec<i64>,
     /// Set while re-reading from `next_offset - rewind` to close an offset gap.
@@ -76,12 +77,13 @@ const MAX_REWIND: i64 = 1 << 22;
 
 /// Everything the poll loop and the rebalance callback share.
 struct Worker {
+    /// For claims and resume state; commits go through `committer`'s own connection.
     store: Box<dyn Store>,
+    committer: Committer,
     rater: &'static dyn Rater,
     mediation: MediationConfig,
     group: String,
     partitions: Vec<PartitionWork>,
-    dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
     report: RunReport,
     pending_records: u64,
     stopping: Arc<AtomicBool>,
@@ -126,7 +128,7 @@ impl Worker {
                 scope,
                 epoch: claim.epoch,
                 next_offset: claim.next_offset,
-                committed_offset: claim.next_offset,
+                submitted_offset: claim.next_offset,
                 produced_at: Vec::new(),
                 rewind: None,
             });
@@ -190,86 +192,253 @@ impl Worker {
         None
     }
 
-    /// Commits every partition's batch in hand, one transaction per partition
-    /// so that losing one partition never discards another's work.
-    fn flush(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
-        let mut kafka_offsets = TopicPartitionList::new();
-        let mut fenced = Vec::new();
-        let mut rejects: Vec<RejectedRecord> = Vec::new();
-        for i in 0..self.partitions.len() {
-            let work = &mut self.partitions[i];
+    /// Hands every partition's batch in hand to the committer, which writes
+    /// them in one store transaction while this thread keeps consuming.
+    fn flush(&mut self) -> Result<()> {
+        let mut parts = Vec::new();
+        for work in &mut self.partitions {
             let Some(next_offset) = work
                 .next_offset
-                .filter(|n| Some(*n) != work.committed_offset)
+                .filter(|n| Some(*n) != work.submitted_offset)
             else {
                 continue;
             };
-            let checkpoint = work.mediator.checkpoint();
-            let cursor = Cursor::Kafka(KafkaCursor {
-                group: self.group.clone(),
-                topic: work.topic.clone(),
-                partition: work.partition,
-                next_offset,
-                epoch: work.epoch,
-            });
-            let parts = [CommitPart {
-                scope: &work.scope,
-                checkpoint: &checkpoint,
+            work.submitted_offset = Some(next_offset);
+            parts.push(JobPart {
+                scope: work.scope.clone(),
+                checkpoint: work.mediator.checkpoint(),
                 dedup_horizon_minute: work.mediator.dedup_horizon_minute(),
-            }];
-            let store = &mut self.store;
-            let outcome = with_retry(&self.stopping, "committing to the store", || {
-                store.commit(Commit {
-                    parts: &parts,
-                    cursors: std::slice::from_ref(&cursor),
-                })
+                cursor: KafkaCursor {
+                    group: self.group.clone(),
+                    topic: work.topic.clone(),
+                    partition: work.partition,
+                    next_offset,
+                    epoch: work.epoch,
+                },
+                produced_at: std::mem::take(&mut work.produced_at),
             });
-            match outcome {
-                Ok(()) => {
-                    work.committed_offset = Some(next_offset);
-                    let committed_at = now_millis();
-                    for produced in work.produced_at.drain(..) {
-                        self.report.latency.record(committed_at - produced);
-                    }
-                    self.report.counts.add(&checkpoint.counts);
-                    self.report.checkpoints += 1;
-                    kafka_offsets.add_partition_offset(
-                        &work.topic,
-                        work.partition,
-                        Offset::Offset(next_offset),
-                    )?;
-                    rejects.extend(checkpoint.rejects);
-                }
-                Err(e)
-                    if e.downcast_ref::<StoreError>()
-                        .is_some_and(|s| matches!(s, StoreError::Fenced { .. })) =>
-                {
-                    tracing::warn!(topic = %work.topic, partition = work.partition, "{e:#}; dropping its batch, the new owner re-reads it");
-                    fenced.push(i);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for i in fenced.into_iter().rev() {
-            self.partitions.remove(i);
         }
         self.pending_records = 0;
-        if let Some((producer, topic)) = &self.dlq {
-            for reject in &rejects {
-                send_to_dlq(producer, topic, reject)?;
-            }
-            if !rejects.is_empty() {
-                flush(producer)?;
-            }
+        if !parts.is_empty() {
+            self.committer.submit(CommitJob { parts })?;
         }
-        if kafka_offsets.count() > 0 {
-            // Only for lag tools; the store is the source of truth.
-            if let Err(e) = consumer.commit(&kafka_offsets, CommitMode::Async) {
-                tracing::debug!("offset commit to Kafka failed (harmless): {e}");
+        Ok(())
+    }
+
+    /// Applies finished commits: counters, latency, Kafka offsets for lag tools, fenced partitions.
+    fn collect(
+        &mut self,
+        consumer: &BaseConsumer<MemberContext>,
+        wait_for_all: bool,
+    ) -> Result<()> {
+        let outcomes = if wait_for_all {
+            self.committer.drain()
+        } else {
+            self.committer.finished()
+        };
+        for outcome in outcomes {
+            let outcome = outcome?;
+            self.report.counts.add(&outcome.counts);
+            self.report.checkpoints += 1;
+            for latency in outcome.latencies_ms {
+                self.report.latency.record(latency);
+            }
+            for fenced in &outcome.fenced {
+                self.partitions.retain(|p| {
+                    !(p.topic == fenced.topic
+                        && p.partition == fenced.partition
+                        && p.epoch == fenced.epoch)
+                });
+            }
+            if !outcome.committed.is_empty() {
+                let mut offsets = TopicPartitionList::new();
+                for c in &outcome.committed {
+                    offsets.add_partition_offset(
+                        &c.topic,
+                        c.partition,
+                        Offset::Offset(c.next_offset),
+                    )?;
+                }
+                // Only for lag tools; the store is the source of truth.
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+                    tracing::debug!("offset commit to Kafka failed (harmless): {e}");
+                }
             }
         }
         Ok(())
     }
+
+    /// Commits everything in hand and waits until it is written.
+    fn flush_and_wait(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
+        self.flush()?;
+        self.collect(consumer, true)
+    }
+}
+
+/// One partition's share of a commit.
+struct JobPart {
+    scope: String,
+    checkpoint: Checkpoint,
+    dedup_horizon_minute: Option<i32>,
+    cursor: KafkaCursor,
+    produced_at: Vec<i64>,
+}
+
+/// A commit prepared on the poll thread and written by the committer thread.
+struct CommitJob {
+    parts: Vec<JobPart>,
+}
+
+/// What a commit did.
+#[derive(Default)]
+struct CommitOutcome {
+    committed: Vec<KafkaCursor>,
+    fenced: Vec<KafkaCursor>,
+    counts: Counts,
+    latencies_ms: Vec<i64>,
+}
+
+/// Writes commits on its own thread and store connection, so that the store's
+/// latency overlaps with consuming instead of adding to it. One job queued
+/// at most: memory stays bounded and a slow store slows the consumer down.
+struct Committer {
+    jobs: Option<SyncSender<CommitJob>>,
+    outcomes: Receiver<Result<CommitOutcome>>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    fn spawn(
+        mut store: Box<dyn Store>,
+        dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
+        stopping: Arc<AtomicBool>,
+    ) -> Result<Committer> {
+        let (jobs, job_queue) = sync_channel::<CommitJob>(1);
+        let (outcome_sender, outcomes) = channel();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                for job in job_queue {
+                    let outcome = write_job(store.as_mut(), job, dlq.as_ref(), &stopping);
+                    if outcome_sender.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            })
+            .context("cannot start the store writer thread")?;
+        Ok(Committer {
+            jobs: Some(jobs),
+            outcomes,
+            in_flight: 0,
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(&mut self, job: CommitJob) -> Result<()> {
+        let jobs = self.jobs.as_ref().expect("committer is running");
+        jobs.send(job)
+            .map_err(|_| anyhow::anyhow!("the store writer thread stopped"))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn finished(&mut self) -> Vec<Result<CommitOutcome>> {
+        let outcomes: Vec<_> = self.outcomes.try_iter().collect();
+        self.in_flight -= outcomes.len();
+        outcomes
+    }
+
+    fn drain(&mut self) -> Vec<Result<CommitOutcome>> {
+        let mut outcomes = Vec::with_capacity(self.in_flight);
+        while self.in_flight > 0 {
+            match self.outcomes.recv() {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => {
+                    outcomes.push(Err(anyhow::anyhow!("the store writer thread stopped")));
+                    self.in_flight = 0;
+                    break;
+                }
+            }
+            self.in_flight -= 1;
+        }
+        outcomes
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Commits a job in one transaction; a fenced partition is dropped and the
+/// rest committed without it. Then its rejects go to the dead-letter topic.
+fn write_job(
+    store: &mut dyn Store,
+    mut job: CommitJob,
+    dlq: Option<&(ThreadedProducer<DefaultProducerContext>, String)>,
+    stopping: &AtomicBool,
+) -> Result<CommitOutcome> {
+    let mut outcome = CommitOutcome::default();
+    while !job.parts.is_empty() {
+        let parts: Vec<CommitPart<'_>> = job
+            .parts
+            .iter()
+            .map(|p| CommitPart {
+                scope: &p.scope,
+                checkpoint: &p.checkpoint,
+                dedup_horizon_minute: p.dedup_horizon_minute,
+            })
+            .collect();
+        let cursors: Vec<Cursor> = job
+            .parts
+            .iter()
+            .map(|p| Cursor::Kafka(p.cursor.clone()))
+            .collect();
+        match with_retry(stopping, "committing to the store", || {
+            store.commit(Commit {
+                parts: &parts,
+                cursors: &cursors,
+            })
+        }) {
+            Ok(()) => break,
+            Err(e) => match e.downcast_ref::<StoreError>() {
+                Some(StoreError::Fenced {
+                    topic, partition, ..
+                }) => {
+                    tracing::warn!("{e:#}; dropping its batch, the new owner re-reads it");
+                    let lost = job
+                        .parts
+                        .iter()
+                        .position(|p| p.cursor.topic == *topic && p.cursor.partition == *partition)
+                        .expect("the fenced partition is in the job");
+                    outcome.fenced.push(job.parts.remove(lost).cursor);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+    let committed_at = now_millis();
+    for part in job.parts {
+        outcome.counts.add(&part.checkpoint.counts);
+        outcome
+            .latencies_ms
+            .extend(part.produced_at.iter().map(|p| committed_at - p));
+        if let Some((producer, topic)) = dlq {
+            for reject in &part.checkpoint.rejects {
+                send_to_dlq(producer, topic, reject)?;
+            }
+        }
+        outcome.committed.push(part.cursor);
+    }
+    if let Some((producer, _)) = dlq {
+        flush(producer)?;
+    }
+    Ok(outcome)
 }
 
 fn send_to_dlq(
@@ -372,7 +541,7 @@ impl ConsumerContext for MemberContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let mut worker = self.worker();
-                if let Err(e) = worker.flush(consumer) {
+                if let Err(e) = worker.flush_and_wait(consumer) {
                     tracing::error!(
                         "could not commit the batch in hand before giving partitions up: {e:#}"
                     );
@@ -401,6 +570,7 @@ impl ConsumerContext for MemberContext {
 /// Runs the consumer until `stopping` is set (SIGTERM/SIGINT) or it has been idle for `idle_exit`.
 pub fn consume(
     store: Box<dyn Store>,
+    commit_store: Box<dyn Store>,
     rater: &'static dyn Rater,
     mediation: MediationConfig,
     options: &KafkaSourceOptions,
@@ -414,13 +584,14 @@ pub fn consume(
         }
         None => None,
     };
+    let committer = Committer::spawn(commit_store, dlq, stopping.clone())?;
     let worker = Arc::new(Mutex::new(Worker {
         store,
+        committer,
         rater,
         mediation,
         group: options.group.clone(),
         partitions: Vec::new(),
-        dlq,
         report: RunReport::default(),
         pending_records: 0,
         stopping: stopping.clone(),
@@ -482,7 +653,7 @@ pub fn consume(
                     }
                 }
                 if worker.pending_records >= options.batch_size as u64 {
-                    worker.flush(&consumer)?;
+                    worker.flush()?;
                     last_commit = Instant::now();
                 }
             }
@@ -501,11 +672,12 @@ pub fn consume(
             }
         }
         if last_commit.elapsed() >= options.commit_interval {
-            lock(&worker).flush(&consumer)?;
+            lock(&worker).flush()?;
             last_commit = Instant::now();
         }
+        lock(&worker).collect(&consumer, false)?;
     }
-    lock(&worker).flush(&consumer)?;
+    lock(&worker).flush_and_wait(&consumer)?;
     consumer.unsubscribe();
     let mut worker = lock(&worker);
     let mut report = std::mem::take(&mut worker.report);
