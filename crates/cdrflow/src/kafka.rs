@@ -46,6 +46,19 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// Applies `CDRFLOW_KAFKA_OPTIONS` (`key=value,key=value`): librdkafka settings
+/// for tuning and diagnosis without a rebuild, e.g. `linger.ms=1`. Call last.
+pub fn with_env_overrides(config: &mut ClientConfig) -> &mut ClientConfig {
+    if let Ok(extra) = std::env::var("CDRFLOW_KAFKA_OPTIONS") {
+        for pair in extra.split(',').filter(|p| !p.trim().is_empty()) {
+            if let Some((key, value)) = pair.split_once('=') {
+                config.set(key.trim(), value.trim());
+            }
+        }
+    }
+    config
+}
+
 /// Creates the topics that do not exist yet, with `partitions` partitions each.
 pub fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
@@ -76,13 +89,15 @@ pub fn producer(
     bootstrap: &str,
     compression: &str,
 ) -> Result<ThreadedProducer<DefaultProducerContext>> {
-    client_config(bootstrap)
+    let mut config = client_config(bootstrap);
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", compression)
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.messages", "1000000");
+    with_env_overrides(&mut config)
         .create()
         .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))
 }

@@ -31,7 +31,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use crate::kafka::{client_config, ensure_topics, flush, producer, send};
+use crate::kafka::{client_config, ensure_topics, flush, producer, send, with_env_overrides};
 use crate::pipeline::{now_millis, RunReport};
 
 /// How the consumer runs.
@@ -599,25 +599,24 @@ pub fn consume(
         first_record: None,
         last_record: None,
     }));
-    let consumer: BaseConsumer<MemberContext> = client_config(&options.bootstrap)
+    let mut config = client_config(&options.bootstrap);
+    config
         .set("group.id", &options.group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("session.timeout.ms", options.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (options.session_timeout_ms / 3).max(100).to_string())
         // The coordinator waits this long for members to rejoin a rebalance; the
         // default (5 min) would stall the group when a member dies mid-rebalance.
-        .set(
-            "max.poll.interval.ms",
-            (options.session_timeout_ms * 2).max(10_000).to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (options.session_timeout_ms / 3).max(100).to_string(),
-        )
-        .create_with_context(MemberContext {
-            worker: worker.clone(),
-        })
+        .set("max.poll.interval.ms", (options.session_timeout_ms * 2).max(10_000).to_string())
+        // Bigger fetches: fewer round trips per record, which is what limits one consumer.
+        .set("max.partition.fetch.bytes", "8388608")
+        // A fetch should return as soon as records arrive, but Tansu 0.6 holds it for
+        // the whole wait (default 500 ms), which became the end-to-end latency.
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer<MemberContext> = with_env_overrides(&mut config)
+        .create_with_context(MemberContext { worker: worker.clone() })
         .with_context(|| format!("cannot create a Kafka consumer for {}", options.bootstrap))?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer
