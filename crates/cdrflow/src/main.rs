@@ -10,6 +10,7 @@ mod kafka;
 mod latency;
 mod pipeline;
 mod progress;
+mod server;
 mod sources;
 mod views;
 
@@ -48,6 +49,16 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// The main job in one command: generate → process → store, with a report
     Run(commands::run::RunArgs),
+    /// Serve the Usage API (HTTP Basic auth) over the configured store
+    Serve(server::ServeArgs),
+    /// Manage API users (name + argon2 password hash)
+    User {
+        /// Users file [default: users.toml in the data dir]
+        #[arg(long, env = "CDRFLOW_USERS", value_name = "FILE")]
+        users: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: server::users::UserCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +79,11 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(&settings, args),
         Command::Generate(args) => commands::generate::run(&settings, args),
         Command::Run(args) => commands::run::run(&settings, args),
+        Command::Serve(args) => server::run(&settings, args),
+        Command::User { users, command } => {
+            let path = users.unwrap_or_else(|| server::users::default_users_file(&settings.data_dir));
+            server::users::run(&path, command)
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
