@@ -81,7 +81,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&settings, args),
         Command::Serve(args) => server::run(&settings, args),
         Command::User { users, command } => {
-            let path = users.unwrap_or_else(|| server::users::default_users_file(&settings.data_dir));
+            let path =
+                users.unwrap_or_else(|| server::users::default_users_file(&settings.data_dir));
             server::users::run(&path, command)
         }
     });

@@ -25,9 +25,12 @@ pub struct User {
 impl UsersFile {
     pub fn load(path: &Path) -> Result<UsersFile> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("the users file {} is invalid", path.display())),
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("the users file {} is invalid", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read the users file {}", path.display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read the users file {}", path.display()))
+            }
         }
     }
 
@@ -38,8 +41,10 @@ impl UsersFile {
         let text = toml::to_string(self).context("cannot encode the users file")?;
         // Write then rename, so a crash never leaves a half-written file.
         let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, text).with_context(|| format!("cannot write {}", temporary.display()))?;
-        std::fs::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        std::fs::write(&temporary, text)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::fs::rename(&temporary, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
     }
 
@@ -53,7 +58,10 @@ impl UsersFile {
         let password_hash = hash_password(password)?;
         match self.users.iter_mut().find(|u| u.name == name) {
             Some(user) => user.password_hash = password_hash,
-            None => self.users.push(User { name: name.to_string(), password_hash }),
+            None => self.users.push(User {
+                name: name.to_string(),
+                password_hash,
+            }),
         }
         Ok(())
     }
@@ -77,7 +85,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(file: UsersFile) -> Result<Authenticator> {
-        Ok(Authenticator { users: file.users, dummy_hash: hash_password("not a real password")? })
+        Ok(Authenticator {
+            users: file.users,
+            dummy_hash: hash_password("not a real password")?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +99,11 @@ impl Authenticator {
         let user = self.users.iter().find(|u| u.name == name);
         let stored = user.map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let matches = PasswordHash::new(stored)
-            .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+            .map(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
             .unwrap_or(false);
         matches && user.is_some()
     }
@@ -98,13 +113,9 @@ impl Authenticator {
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCommand {
     /// Add a user, or set a new password for an existing one (password read from stdin)
-    Add {
-        name: String,
-    },
+    Add { name: String },
     /// Remove a user
-    Remove {
-        name: String,
-    },
+    Remove { name: String },
     /// List user names
     List,
 }
@@ -155,6 +166,9 @@ mod tests {
         assert!(auth.verify("alice", "correct horse"));
         assert!(!auth.verify("alice", "wrong horse"));
         assert!(!auth.verify("mallory", "correct horse"));
-        assert!(!auth.verify("mallory", "not a real password"), "the dummy hash never lets anyone in");
+        assert!(
+            !auth.verify("mallory", "not a real password"),
+            "the dummy hash never lets anyone in"
+        );
     }
 }

@@ -606,17 +606,25 @@ pub fn consume(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("session.timeout.ms", options.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (options.session_timeout_ms / 3).max(100).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (options.session_timeout_ms / 3).max(100).to_string(),
+        )
         // The coordinator waits this long for members to rejoin a rebalance; the
         // default (5 min) would stall the group when a member dies mid-rebalance.
-        .set("max.poll.interval.ms", (options.session_timeout_ms * 2).max(10_000).to_string())
+        .set(
+            "max.poll.interval.ms",
+            (options.session_timeout_ms * 2).max(10_000).to_string(),
+        )
         // Bigger fetches: fewer round trips per record, which is what limits one consumer.
         .set("max.partition.fetch.bytes", "8388608")
         // A fetch should return as soon as records arrive, but Tansu 0.6 holds it for
         // the whole wait (default 500 ms), which became the end-to-end latency.
         .set("fetch.wait.max.ms", "10");
     let consumer: BaseConsumer<MemberContext> = with_env_overrides(&mut config)
-        .create_with_context(MemberContext { worker: worker.clone() })
+        .create_with_context(MemberContext {
+            worker: worker.clone(),
+        })
         .with_context(|| format!("cannot create a Kafka consumer for {}", options.bootstrap))?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer
