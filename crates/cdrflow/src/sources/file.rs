@@ -56,6 +56,21 @@ pub struct CursorTemplate {
 }
 
 impl OpenedInput {
+    /// A stream read from its start that cannot be re-read, so it has no cursor.
+    fn unpositioned(origin: &str, reader: Box<dyn Read + Send>) -> OpenedInput {
+        OpenedInput {
+            origin: origin.into(),
+            reader,
+            start_offset: 0,
+            start_line: 0,
+            size: None,
+            cursors: CursorTemplate {
+                source_key: None,
+                fingerprint_prefix: Vec::new(),
+            },
+        }
+    }
+
     /// Opens `input`, resuming from `cursor` when it still describes this file.
     pub fn open(
         input: &Input,
@@ -63,17 +78,10 @@ impl OpenedInput {
     ) -> Result<OpenedInput> {
         let path = match input {
             Input::Stdin => {
-                return Ok(OpenedInput {
-                    origin: "stdin".into(),
-                    reader: Box::new(std::io::stdin()),
-                    start_offset: 0,
-                    start_line: 0,
-                    size: None,
-                    cursors: CursorTemplate {
-                        source_key: None,
-                        fingerprint_prefix: Vec::new(),
-                    },
-                })
+                return Ok(OpenedInput::unpositioned(
+                    "stdin",
+                    Box::new(std::io::stdin()),
+                ))
             }
             Input::Path(path) => path,
         };
@@ -233,17 +241,7 @@ mod tests {
     #[test]
     fn chunks_keep_positions_and_skip_blank_lines() {
         let text = b"{\"a\":1}\r\n\n  \n{\"b\":2}\n{\"c\":3}";
-        let mut input = OpenedInput {
-            origin: "mem".into(),
-            reader: Box::new(&text[..]),
-            start_offset: 0,
-            start_line: 0,
-            size: None,
-            cursors: CursorTemplate {
-                source_key: None,
-                fingerprint_prefix: Vec::new(),
-            },
-        };
+        let mut input = OpenedInput::unpositioned("mem", Box::new(&text[..]));
         let mut seen = Vec::new();
         let mut lines = 0;
         input
