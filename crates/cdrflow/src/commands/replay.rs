@@ -121,16 +121,14 @@ fn offsets_at(args: &ReplayArgs, time: &str) -> Result<ReplayTarget> {
         }
     }
     let answer = consumer.offsets_for_times(query, Duration::from_secs(10))?;
+    // A partition with no record at or after `time` has nothing to re-read:
+    // it is left out, so its position stays where it is.
     let offsets = answer
         .elements()
         .iter()
-        .map(|e| {
-            let offset = match e.offset() {
-                Offset::Offset(o) => o,
-                // No record at or after `time`: nothing to re-read there.
-                _ => i64::MAX,
-            };
-            (e.topic().to_string(), e.partition(), offset)
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
+            _ => None,
         })
         .collect();
     Ok(ReplayTarget::Offsets(offsets))
