@@ -561,15 +561,13 @@ fn disable_memory_statistics() {
         // SAFETY: sqlite3_config is called before any connection exists (guarded by
         // `Once`, and `open` is the only way this crate creates connections), which
         // is the documented precondition; SQLITE_CONFIG_MEMSTATUS takes one int.
-        let rc = unsafe {
+        // A non-OK answer means SQLite was initialised elsewhere first: harmless, only slower.
+        let _ = unsafe {
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
                 0 as std::os::raw::c_int,
             )
         };
-        if rc != rusqlite::ffi::SQLITE_OK {
-            // Only possible if SQLite was initialised elsewhere first: harmless, just slower.
-        }
     });
 }
 
