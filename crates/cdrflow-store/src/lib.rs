@@ -99,6 +99,15 @@ pub struct RejectQuery {
     pub limit: Option<u32>,
 }
 
+/// One line of a day's overview: all subscribers together, by kind and type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverviewRow {
+    pub kind: Kind,
+    pub service_type: String,
+    pub subscribers: u64,
+    pub totals: Totals,
+}
+
 /// A subscriber ranked by cost.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopSubscriber {
@@ -242,6 +251,9 @@ pub trait Store: Send {
 
     /// Lifetime counters: records in, accepted by kind, rejected by reason, duplicates by reason.
     fn counts(&mut self) -> Result<Counts>;
+
+    /// Totals of `day` by kind and type, across all subscribers.
+    fn overview(&mut self, day: Day) -> Result<Vec<OverviewRow>>;
 
     /// The `limit` subscribers with the highest total cost.
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>>;

@@ -19,8 +19,8 @@ use postgres::{Client, NoTls, Transaction};
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries, encode_dedup};
 use crate::{
-    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor,
-    Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState,
+    SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Serialises migrations between processes starting at the same time.
@@ -496,6 +496,43 @@ impl Store for PgStore {
             apply_counter(&mut counts, r.get(0), r.get::<_, i64>(1) as u64);
         }
         Ok(counts)
+    }
+
+    fn overview(&mut self, day: Day) -> Result<Vec<OverviewRow>> {
+        let mut out = Vec::new();
+        for table in &SUMMARY_TABLES {
+            let sums: Vec<String> = table
+                .measures
+                .iter()
+                .map(|&m| {
+                    if m.is_money() {
+                        format!("(sum({}) * 1000000)::bigint", m.column())
+                    } else {
+                        format!("sum({})::bigint", m.column())
+                    }
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {ty}, count(DISTINCT msisdn), {sums} FROM {name}
+                 WHERE event_date = DATE '1970-01-01' + $1::int GROUP BY {ty} ORDER BY {ty}",
+                ty = table.type_column,
+                sums = sums.join(", "),
+                name = table.name,
+            );
+            for row in self.client.query(&sql, &[&day.0])? {
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    m.set(&mut totals, row.get::<_, i64>(2 + i));
+                }
+                out.push(OverviewRow {
+                    kind: table.kind,
+                    service_type: row.get(0),
+                    subscribers: row.get::<_, i64>(1) as u64,
+                    totals,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>> {

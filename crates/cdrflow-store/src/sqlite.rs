@@ -20,8 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    Commit, Cursor, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor,
-    Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState,
+    SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -523,6 +523,38 @@ impl Store for SqliteStore {
             apply_counter(&mut counts, &name, value as u64);
         }
         Ok(counts)
+    }
+
+    fn overview(&mut self, day: Day) -> Result<Vec<OverviewRow>> {
+        let mut out = Vec::new();
+        for table in &SUMMARY_TABLES {
+            let sums: Vec<String> = table
+                .measures
+                .iter()
+                .map(|&m| format!("sum({})", stored_column(m)))
+                .collect();
+            let sql = format!(
+                "SELECT {ty}, count(DISTINCT msisdn_digits), {sums} FROM {name} WHERE event_day = ? GROUP BY {ty} ORDER BY {ty}",
+                ty = table.type_column,
+                sums = sums.join(", "),
+                name = storage_table(table),
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([day.0])?;
+            while let Some(row) = rows.next()? {
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    m.set(&mut totals, row.get(2 + i)?);
+                }
+                out.push(OverviewRow {
+                    kind: table.kind,
+                    service_type: row.get(0)?,
+                    subscribers: row.get::<_, i64>(1)? as u64,
+                    totals,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>> {

@@ -160,6 +160,22 @@ fn commits_and_reads_back(store: &mut dyn Store) {
     let mut all = 0;
     store.for_each_summary(&mut |_| all += 1).unwrap();
     assert_eq!(all, 3);
+    let overview = store.overview(day).unwrap();
+    assert_eq!(overview.len(), 3, "{overview:#?}");
+    let voice = overview
+        .iter()
+        .find(|r| r.kind.as_str() == "voice")
+        .unwrap();
+    assert_eq!(
+        (
+            voice.service_type.as_str(),
+            voice.subscribers,
+            voice.totals.records,
+            voice.totals.cost_micros
+        ),
+        ("voice", 1, 2, 2 * 16_667)
+    );
+    assert!(store.overview(Day(day.0 + 1)).unwrap().is_empty());
 
     store.clear_results().unwrap();
     assert!(store.usage(msisdn, day, day).unwrap().is_empty());

@@ -12,6 +12,7 @@ use common::{cdrflow, run_ok, temp_dir};
 const CDRS: &str = r#"{"cdr_id":"d1","msisdn":"+27 82 123 4567","event_datetime":"2024-03-02T10:00:00Z","data_type":"video","up_bytes":1000,"down_bytes":19408}
 {"cdr_id":"v1","msisdn":"0821234567","start_time":"2024-03-02T10:00:00Z","call_type":"voice","call_duration_sec":1}
 {"cdr_id":"v2","msisdn":"0821234567","start_time":"2024-03-03T10:00:00Z","call_type":"voice","call_duration_sec":60}
+{broken
 "#;
 
 struct Server(Child);
@@ -167,6 +168,31 @@ fn usage_api_answers_with_exact_costs_and_clear_errors() {
     let (status, body) = get(port, "/usage/0831112222?date=2024-03-02", alice);
     assert_eq!(status, 404, "{body}");
 
+    let (status, overview) = get(port, "/overview?date=2024-03-02", alice);
+    assert_eq!(status, 200, "{overview}");
+    let rows = overview["rows"].as_array().unwrap();
+    let voice = rows.iter().find(|r| r["kind"] == "voice").unwrap();
+    assert_eq!(
+        (voice["records"].as_u64(), voice["cost_wak"].as_str()),
+        (Some(1), Some("0.016667"))
+    );
+    assert_eq!(overview["counters"]["records_in"], 4);
+    assert_eq!(
+        overview["counters"]["rejected_by_reason"]["malformed_json"],
+        1
+    );
+    let (status, rejected) = get(port, "/rejected?reason=malformed_json&limit=5", alice);
+    assert_eq!(status, 200);
+    assert_eq!(rejected["rejects"][0]["payload"], "{broken");
+    assert_eq!(get(port, "/rejected?reason=nonsense", alice).0, 400);
+    assert_eq!(get(port, "/rejected?limit=0", alice).0, 400);
+    let (status, page) = get_text(port, "/", alice);
+    assert!(
+        status == 200 && page.contains("<canvas id=\"throughput\""),
+        "{status}"
+    );
+    assert_eq!(get_text(port, "/", None).0, 401);
+
     assert_eq!(get_text(port, "/metrics", None).0, 401);
     let (status, metrics) = get_text(port, "/metrics", alice);
     assert_eq!(status, 200);
@@ -179,7 +205,7 @@ fn usage_api_answers_with_exact_costs_and_clear_errors() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("cdrflow_records_rejected_total{reason=\"malformed_json\"} 0"),
+        metrics.contains("cdrflow_records_rejected_total{reason=\"malformed_json\"} 1"),
         "{metrics}"
     );
 }

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use cdrflow_core::mediation::DuplicateReason;
 use cdrflow_core::model::Kind;
+use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
 use cdrflow_core::reject::RejectReason;
 use cdrflow_store::Store;
@@ -138,6 +139,9 @@ fn router(state: Shared) -> Router {
     let protected = Router::new()
         .route("/usage/{msisdn}", get(usage))
         .route("/metrics", get(metrics))
+        .route("/rejected", get(rejected))
+        .route("/overview", get(overview))
+        .route("/", get(dashboard))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_credentials,
@@ -329,4 +333,116 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectedQuery {
+    reason: Option<String>,
+    /// Only rejects with an id above this (paging).
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Rejected records, oldest first, paged by id.
+async fn rejected(
+    State(state): State<Shared>,
+    Query(query): Query<RejectedQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(reason) = &query.reason {
+        if RejectReason::parse(reason).is_none() {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`reason` = `{reason}` is not a rejection reason"),
+            ));
+        }
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("`limit` = {limit} must be between 1 and 1000"),
+        ));
+    }
+    let store_query = cdrflow_store::RejectQuery {
+        reason: query.reason,
+        after_id: query.after.unwrap_or(0),
+        limit: Some(limit),
+    };
+    let rejects = tokio::task::spawn_blocking(move || {
+        state.stores.with_store(|s| {
+            let mut out = Vec::new();
+            s.rejects(&store_query, &mut |r| out.push(r))?;
+            Ok(out)
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let next_after = rejects.last().map(|r| r.id);
+    let rejects: Vec<_> = rejects.iter().map(crate::views::reject_json).collect();
+    Ok(Json(
+        json!({ "rejects": rejects, "next_after": next_after }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct OverviewQuery {
+    date: Option<String>,
+}
+
+/// One day at a glance: totals by kind and type, lifetime counters, top subscribers.
+async fn overview(
+    State(state): State<Shared>,
+    Query(query): Query<OverviewQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let today = Day(crate::pipeline::now_millis().div_euclid(86_400_000) as i32);
+    let day = day_param("date", &query.date)?.unwrap_or(today);
+    let (rows, counts, top) = tokio::task::spawn_blocking(move || {
+        state
+            .stores
+            .with_store(|s| Ok((s.overview(day)?, s.counts()?, s.top_subscribers(10)?)))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "kind": r.kind.as_str(),
+                "type": r.service_type,
+                "subscribers": r.subscribers,
+                "records": r.totals.records,
+                "up_bytes": r.totals.up_bytes,
+                "down_bytes": r.totals.down_bytes,
+                "duration_sec": r.totals.duration_sec,
+                "cost_wak": format_micros(i128::from(r.totals.cost_micros)),
+                "amount": format_micros(i128::from(r.totals.amount_micros)),
+            })
+        })
+        .collect();
+    let rejected: serde_json::Map<String, serde_json::Value> = counts
+        .rejected
+        .iter()
+        .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+        .collect();
+    let top: Vec<_> = top
+        .iter()
+        .map(|t| json!({ "msisdn": t.msisdn, "cost_wak": format_micros(t.cost_micros) }))
+        .collect();
+    Ok(Json(json!({
+        "date": day.to_string(),
+        "rows": rows,
+        "counters": {
+            "records_in": counts.records_in,
+            "accepted": counts.accepted_total(),
+            "rejected": counts.rejected_total(),
+            "duplicates": counts.duplicates_total(),
+            "rejected_by_reason": rejected,
+        },
+        "top_subscribers_all_time": top,
+    })))
+}
+
+/// The live dashboard: one self-contained page (no CDN), polling the API.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
