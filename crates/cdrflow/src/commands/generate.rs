@@ -40,7 +40,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub days: u32,
 
-    /// First day of traffic (YYYY-MM-DD) [default: today minus --days, UTC]
+    /// First day of traffic (YYYY-MM-DD) [default: so that the last day is today, UTC]
     #[arg(long, value_parser = parse_day)]
     pub start: Option<Day>,
 
@@ -72,7 +72,7 @@ impl GenerateArgs {
     pub fn synth_config(&self) -> SynthConfig {
         let start = self.start.unwrap_or_else(|| {
             let today = now_millis().div_euclid(86_400_000) as i32;
-            Day(today - self.days.max(1) as i32)
+            Day(today + 1 - self.days.max(1) as i32)
         });
         SynthConfig {
             seed: self.seed,

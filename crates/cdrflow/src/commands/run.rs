@@ -51,6 +51,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
+    /// Address of the dashboard and API served while the job runs
+    #[arg(long, env = "CDRFLOW_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Do not serve the dashboard and API
+    #[arg(long)]
+    pub no_serve: bool,
+
+    /// Keep serving the dashboard and API after the report, until Ctrl-C
+    #[arg(long, conflicts_with = "no_serve")]
+    pub keep_serving: bool,
+
     #[command(flatten)]
     pub broker: KafkaArgs,
 
@@ -60,6 +72,14 @@ pub struct RunArgs {
 
 pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| now_millis() as u64);
+    let served = if args.no_serve {
+        None
+    } else {
+        crate::server::serve_in_background(settings, args.listen)?
+    };
+    if let Some(address) = served {
+        eprintln!("cdrflow run: live dashboard on http://{address}/ (API: http://{address}/usage/{{msisdn}})");
+    }
     let generate_args = GenerateArgs {
         count: args.count,
         rate: args.rate,
@@ -89,7 +109,14 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     } else {
         run_from_file(settings, &generate_args, &mut process_args)?
     };
-    print_report(settings, &report)
+    print_report(settings, &report)?;
+    if let (Some(address), true) = (served, args.keep_serving) {
+        eprintln!("cdrflow run: still serving http://{address}/ — Ctrl-C to stop");
+        loop {
+            std::thread::park();
+        }
+    }
+    Ok(())
 }
 
 fn run_from_file(

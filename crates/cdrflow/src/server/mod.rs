@@ -7,6 +7,7 @@
 
 pub mod users;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -110,29 +111,69 @@ pub fn run(settings: &Settings, args: ServeArgs) -> Result<()> {
             users_path.display()
         );
     }
-    let state = Arc::new(AppState {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "cdrflow serve: dashboard on http://{0}/ and Usage API on http://{0}/usage/{{msisdn}}",
+        listener.local_addr()?
+    );
+    runtime
+        .block_on(axum::serve(listener, router(app_state(settings, auth))).into_future())
+        .context("the HTTP server stopped")
+}
+
+fn app_state(settings: &Settings, auth: Authenticator) -> Shared {
+    Arc::new(AppState {
         stores: StorePool {
             settings: settings.clone(),
             idle: Mutex::new(Vec::new()),
         },
         auth,
         country_code: settings.country_code,
-    });
+    })
+}
+
+/// Serves the API and dashboard on a background thread (for `cdrflow run`).
+/// With no users yet, creates `demo` with a random password and prints it once.
+/// Returns the address, or `None` (with a warning) when `listen` is taken.
+pub fn serve_in_background(settings: &Settings, listen: SocketAddr) -> Result<Option<SocketAddr>> {
+    let users_path = default_users_file(&settings.data_dir);
+    let mut users = UsersFile::load(&users_path)?;
+    if users.users.is_empty() {
+        let password = users::random_password();
+        users.set_password("demo", &password)?;
+        users.save(&users_path)?;
+        eprintln!(
+            "cdrflow run: created API user `demo` with password `{password}` (in {})",
+            users_path.display()
+        );
+    }
+    let auth = Authenticator::new(users)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!(
-            "cdrflow serve: Usage API on http://{}/usage/{{msisdn}}",
-            listener.local_addr()?
-        );
-        axum::serve(listener, router(state))
-            .await
-            .context("the HTTP server stopped")
-    })
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(listen)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("not serving the dashboard: cannot listen on {listen}: {e}");
+            return Ok(None);
+        }
+    };
+    let address = listener.local_addr()?;
+    let app = router(app_state(settings, auth));
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(axum::serve(listener, app).into_future()) {
+                tracing::error!("the HTTP server stopped: {e}");
+            }
+        })?;
+    Ok(Some(address))
 }
 
 fn router(state: Shared) -> Router {

@@ -67,6 +67,17 @@ impl UsersFile {
     }
 }
 
+/// 16 random characters from the OS generator, for generated demo credentials.
+pub fn random_password() -> String {
+    // A salt string is 22 random base64 characters: the same quality we need here.
+    SaltString::generate(&mut OsRng)
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect()
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
