@@ -228,3 +228,27 @@ fn generated_seed_000_traffic_matches_an_independent_computation() {
         .collect();
     assert_matches_truth(&export(&dir), &seed_000_truth(&lines));
 }
+
+#[test]
+fn run_is_the_whole_job_in_one_command() {
+    let dir = temp_dir("run");
+    let out = run_ok(cdrflow().arg("--data-dir").arg(&dir).args([
+        "run",
+        "--count",
+        "20000",
+        "--seed",
+        "4",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("== cdrflow run report =="), "{report}");
+    assert!(report.contains("20000 records"), "{report}");
+    assert!(report.contains("top subscribers by cost"), "{report}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("live dashboard on http://127.0.0.1:"), "{log}");
+    assert!(log.contains("created API user `demo`"), "{log}");
+    assert!(dir.join("users.toml").exists());
+    // Faults are injected by default, and each kind of rejection is named.
+    assert!(report.contains("malformed_json"), "{report}");
+}
