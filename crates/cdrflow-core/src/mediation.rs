@@ -124,8 +124,6 @@ pub struct Checkpoint {
     pub counts: Counts,
     /// The newest accepted event time so far (not just in this checkpoint).
     pub watermark: Option<EpochMillis>,
-    /// The newest event time accepted in this checkpoint, for latency metrics.
-    pub newest_event_in_checkpoint: Option<EpochMillis>,
 }
 
 impl Checkpoint {
@@ -312,11 +310,6 @@ impl<'r> Mediator<'r> {
         *self.pending.counts.accepted.entry(rated.kind).or_default() += 1;
         let t = rated.start_time;
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
-        self.pending.newest_event_in_checkpoint = Some(
-            self.pending
-                .newest_event_in_checkpoint
-                .map_or(t, |w| w.max(t)),
-        );
     }
 
     fn reject(&mut self, record: RawRecord<'_>, rejection: Rejection) {
@@ -377,10 +370,6 @@ impl<'r> Mediator<'r> {
     pub fn dedup_horizon_minute(&self) -> Option<i32> {
         self.watermark
             .map(|w| minute_of(w - self.classifier.config.dedup_window_ms))
-    }
-
-    pub fn dedup_len(&self) -> usize {
-        self.dedup.len()
     }
 }
 

@@ -149,6 +149,27 @@ impl fmt::Display for Day {
     }
 }
 
+/// The inclusive range of days a usage query asks for: one `date`, or
+/// `from`/`to` with either end open.
+pub fn usage_period(
+    date: Option<Day>,
+    from: Option<Day>,
+    to: Option<Day>,
+) -> Result<(Day, Day), String> {
+    let (from, to) = match (date, from, to) {
+        (Some(day), None, None) => (day, day),
+        (Some(_), _, _) => return Err("give either a date or from/to, not both".into()),
+        (None, from, to) => (
+            from.unwrap_or(Day(i32::MIN / 2)),
+            to.unwrap_or(Day(i32::MAX / 2)),
+        ),
+    };
+    if from > to {
+        return Err(format!("from {from} is after to {to}"));
+    }
+    Ok((from, to))
+}
+
 /// The zone whose calendar decides a summary's date. A fixed UTC offset:
 /// CDR dates are business dates, and an offset keeps them stable across DST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -396,6 +417,19 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(bad), Err(TimeError::Unparsable), "{bad}");
         }
+    }
+
+    #[test]
+    fn usage_periods() {
+        let (a, b) = (
+            Day::parse("2024-03-01").unwrap(),
+            Day::parse("2024-03-07").unwrap(),
+        );
+        assert_eq!(usage_period(Some(a), None, None), Ok((a, a)));
+        assert_eq!(usage_period(None, Some(a), Some(b)), Ok((a, b)));
+        assert_eq!(usage_period(None, Some(a), None).unwrap().0, a);
+        assert!(usage_period(None, Some(b), Some(a)).is_err());
+        assert!(usage_period(Some(a), Some(a), None).is_err());
     }
 
     #[test]

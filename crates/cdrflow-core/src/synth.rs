@@ -126,7 +126,7 @@ impl Synth {
     pub fn new(config: SynthConfig) -> Synth {
         let mut rng = SplitMix64(config.seed);
         let subscribers = (0..config.subscribers.max(1))
-            .map(|_| 2_782_000_0000 + rng.below(10_000_000))
+            .map(|_| 27_820_000_000 + rng.below(10_000_000))
             .collect();
         Synth {
             config,

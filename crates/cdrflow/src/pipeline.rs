@@ -39,7 +39,6 @@ pub fn default_classify_threads() -> usize {
 pub struct RunReport {
     pub counts: Counts,
     pub elapsed: Duration,
-    pub bytes: u64,
     pub checkpoints: u64,
     /// Streaming sources: time from the first record to the last.
     pub active: Option<Duration>,
@@ -193,7 +192,6 @@ fn produce(
                     chunk.data.len() as u64,
                     report.counts.records_in + mediator.pending_records(),
                 );
-                report.bytes += chunk.data.len() as u64;
                 if mediator.pending_records() >= options.batch_size as u64 {
                     send(mediator, cursors.cursor(cursor.0, cursor.1), report)?;
                 }

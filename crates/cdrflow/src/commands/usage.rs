@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use cdrflow_core::money::format_micros;
-use cdrflow_core::normalize::{normalize_msisdn, Day};
+use cdrflow_core::normalize::{normalize_msisdn, usage_period, Day};
 use cdrflow_store::schema::{table_for, Measure};
 use serde_json::json;
 
@@ -40,16 +40,7 @@ pub fn run(settings: &Settings, args: UsageArgs) -> Result<()> {
         Ok(m) => m,
         Err(why) => bail!("`{}` is not a subscriber number: it {why}", args.msisdn),
     };
-    let (from, to) = match (args.date, args.from, args.to) {
-        (Some(day), _, _) => (day, day),
-        (None, from, to) => (
-            from.unwrap_or(Day(i32::MIN / 2)),
-            to.unwrap_or(Day(i32::MAX / 2)),
-        ),
-    };
-    if from > to {
-        bail!("--from {from} is after --to {to}");
-    }
+    let (from, to) = usage_period(args.date, args.from, args.to).map_err(anyhow::Error::msg)?;
     let rows = settings.open_store()?.usage(msisdn, from, to)?;
     if args.json {
         let summaries: Vec<_> = rows.iter().map(summary_json).collect();

@@ -23,7 +23,7 @@ use base64::Engine;
 use cdrflow_core::mediation::DuplicateReason;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_micros;
-use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
+use cdrflow_core::normalize::{normalize_msisdn, usage_period, CountryCode, Day};
 use cdrflow_core::reject::RejectReason;
 use cdrflow_store::Store;
 use serde::Deserialize;
@@ -281,25 +281,8 @@ async fn usage(
         day_param("from", &query.from)?,
         day_param("to", &query.to)?,
     );
-    let (from, to) = match (date, from, to) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "give either `date` or `from`/`to`, not both".into(),
-            ))
-        }
-        (Some(day), None, None) => (day, day),
-        (None, from, to) => (
-            from.unwrap_or(Day(i32::MIN / 2)),
-            to.unwrap_or(Day(i32::MAX / 2)),
-        ),
-    };
-    if from > to {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("`from` {from} is after `to` {to}"),
-        ));
-    }
+    let (from, to) =
+        usage_period(date, from, to).map_err(|why| ApiError(StatusCode::BAD_REQUEST, why))?;
     let rows = {
         let state = state.clone();
         tokio::task::spawn_blocking(move || state.stores.with_store(|s| s.usage(msisdn, from, to)))
