@@ -122,6 +122,9 @@ pub struct Checkpoint {
     pub rejects: Vec<RejectedRecord>,
     pub dedup_entries: Vec<DedupEntry>,
     pub counts: Counts,
+    /// Event times of the accepted records, in order: the drivers measure
+    /// event time → committed from them once the store has the checkpoint.
+    pub event_times: Vec<EpochMillis>,
     /// The newest accepted event time so far (not just in this checkpoint).
     pub watermark: Option<EpochMillis>,
 }
@@ -309,6 +312,7 @@ impl<'r> Mediator<'r> {
         });
         *self.pending.counts.accepted.entry(rated.kind).or_default() += 1;
         let t = rated.start_time;
+        self.pending.event_times.push(t);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
     }
 

@@ -12,6 +12,7 @@ mod pipeline;
 mod progress;
 mod server;
 mod sources;
+mod telemetry;
 mod views;
 
 use config::GlobalArgs;

@@ -19,6 +19,7 @@ use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE
 use crate::latency::LatencyHistogram;
 use crate::progress::Progress;
 use crate::sources::file::{Chunk, Input, OpenedInput};
+use crate::telemetry::{telemetry, IngestTimes};
 
 /// Records per checkpoint unless configured otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
@@ -93,6 +94,7 @@ struct PendingCommit {
     checkpoint: Checkpoint,
     cursors: Vec<Cursor>,
     dedup_horizon_minute: Option<i32>,
+    ingested: IngestTimes,
 }
 
 pub fn now_millis() -> i64 {
@@ -165,8 +167,10 @@ fn produce(
     progress: &mut Progress,
     report: &mut RunReport,
 ) -> Result<()> {
+    let mut ingested = IngestTimes::new();
     let send = |mediator: &mut Mediator<'_>,
                 cursor: Option<SourceCursor>,
+                ingested: &mut IngestTimes,
                 report: &mut RunReport|
      -> Result<()> {
         let checkpoint = mediator.checkpoint();
@@ -176,6 +180,7 @@ fn produce(
             checkpoint,
             cursors: cursor.into_iter().map(Cursor::File).collect(),
             dedup_horizon_minute: mediator.dedup_horizon_minute(),
+            ingested: std::mem::take(ingested),
         };
         sender
             .send(pending)
@@ -186,27 +191,38 @@ fn produce(
         let mut cursor = (input.start_offset, input.start_line);
         input
             .for_each_chunk(|chunk, cursors| {
-                mediate_chunk(mediator, chunk, options.classify_threads);
+                let (before, now) = (mediator.pending_records(), now_millis());
+                mediate_chunk(mediator, chunk, options.classify_threads, now);
+                ingested.push((now, mediator.pending_records() - before));
                 cursor = (chunk.end_offset(), chunk.first_line + chunk.line_count());
                 progress.advance(
                     chunk.data.len() as u64,
                     report.counts.records_in + mediator.pending_records(),
                 );
                 if mediator.pending_records() >= options.batch_size as u64 {
-                    send(mediator, cursors.cursor(cursor.0, cursor.1), report)?;
+                    send(
+                        mediator,
+                        cursors.cursor(cursor.0, cursor.1),
+                        &mut ingested,
+                        report,
+                    )?;
                 }
                 Ok(())
             })
             .with_context(|| format!("processing {origin}"))?;
         // Always commit at the end of an input, even an empty checkpoint: it records the cursor.
-        send(mediator, input.cursors.cursor(cursor.0, cursor.1), report)?;
+        send(
+            mediator,
+            input.cursors.cursor(cursor.0, cursor.1),
+            &mut ingested,
+            report,
+        )?;
     }
     Ok(())
 }
 
 /// Classifies a chunk's records on `threads` threads, then admits them in source order.
-fn mediate_chunk(mediator: &mut Mediator<'_>, chunk: &Chunk<'_>, threads: usize) {
-    let now = now_millis();
+fn mediate_chunk(mediator: &mut Mediator<'_>, chunk: &Chunk<'_>, threads: usize, now: i64) {
     if threads <= 1 {
         mediator.process_batch(chunk.records(), now);
         return;
@@ -258,6 +274,12 @@ fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Resu
                 cursors: &pending.cursors,
             })
             .context("committing a checkpoint to the store")?;
+        telemetry().committed(
+            started.elapsed().as_millis() as i64,
+            now_millis(),
+            &pending.checkpoint.event_times,
+            &pending.ingested,
+        );
         tracing::debug!(
             rows,
             records = pending.checkpoint.counts.records_in,

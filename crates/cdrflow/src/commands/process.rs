@@ -13,6 +13,7 @@ use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
+use crate::server::{serve_metrics_in_background, MetricsArgs};
 use crate::sources::file::Input;
 use crate::sources::kafka::{consume, KafkaSourceOptions};
 
@@ -51,6 +52,9 @@ pub struct ProcessArgs {
 
     #[command(flatten)]
     pub consumer: ConsumerArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +90,7 @@ pub struct ConsumerArgs {
 }
 
 pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
+    serve_metrics_in_background(settings, &args.metrics)?;
     let report = match args.from {
         SourceKind::File => process(settings, &args, &mut Progress::new("processing"))?,
         SourceKind::Kafka => {

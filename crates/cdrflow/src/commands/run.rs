@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::kafka::KafkaArgs;
 use crate::pipeline::{now_millis, RunReport};
 use crate::progress::Progress;
+use crate::server::{serve_in_background, serve_metrics_in_background, MetricsArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -68,14 +69,18 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub consumer: ConsumerArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| now_millis() as u64);
     let served = if args.no_serve {
+        serve_metrics_in_background(settings, &args.metrics)?;
         None
     } else {
-        crate::server::serve_in_background(settings, args.listen)?
+        serve_in_background(settings, args.listen, &args.metrics)?
     };
     if let Some(address) = served {
         eprintln!("cdrflow run: live dashboard on http://{address}/ (API: http://{address}/usage/{{msisdn}})");
@@ -103,6 +108,11 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         threads: None,
         kafka: args.broker.clone(),
         consumer: args.consumer.clone(),
+        // Served above, once for the whole run.
+        metrics: MetricsArgs {
+            no_metrics: true,
+            ..args.metrics.clone()
+        },
     };
     let report = if args.kafka {
         run_through_kafka(settings, &generate_args, &mut process_args)?

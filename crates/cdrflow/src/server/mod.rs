@@ -1,19 +1,27 @@
-//! `cdrflow serve`: the Usage API (seed 000) over whichever store is configured.
+//! `cdrflow serve`: the Usage API (seed 000), the live dashboard and the
+//! Prometheus metrics, over whichever store is configured.
 //!
 //! Small, direct axum handlers. Stores are synchronous, so each request runs
 //! its query on tokio's blocking pool with a connection from a small pool.
 //! Every endpoint but `/health` and `/ready` needs HTTP Basic credentials
-//! from the users file (`cdrflow user add`).
+//! from the users file (`cdrflow user add`). `/openapi.json` describes the
+//! API and is checked against the server by schemathesis in CI.
+//!
+//! Processing commands (`process`, `run`) also serve `/metrics`, `/health`
+//! and `/ready` on the metrics address (seed 000's port 8000): what only a
+//! processing process knows — commit and end-to-end latency, Kafka lag — is
+//! measured there (see `telemetry`).
 
 pub mod users;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,22 +34,69 @@ use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{normalize_msisdn, usage_period, CountryCode, Day};
 use cdrflow_core::reject::RejectReason;
 use cdrflow_store::Store;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::telemetry::telemetry;
 use crate::views::summary_json;
 use users::{default_users_file, Authenticator, UsersFile};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address for the API
+    /// Address for the API and dashboard
     #[arg(long, env = "CDRFLOW_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Users file [default: users.toml in the data dir]
     #[arg(long, env = "CDRFLOW_USERS", value_name = "FILE")]
     pub users: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// HTTPS for the API: both files or neither.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key
+    #[arg(
+        long,
+        env = "CDRFLOW_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert
+    #[arg(
+        long,
+        env = "CDRFLOW_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where a process exposes its Prometheus metrics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// Address for /metrics, /health and /ready (seed 000's port 8000)
+    #[arg(
+        long,
+        env = "CDRFLOW_METRICS_LISTEN",
+        default_value = "127.0.0.1:8000",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// Do not serve metrics on a separate address
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 /// Store connections reused across requests.
@@ -70,10 +125,21 @@ impl StorePool {
         }
         Ok(result?)
     }
+
+    /// Runs `query` on the blocking pool.
+    async fn query<T: Send + 'static>(
+        self: &Arc<Self>,
+        query: impl FnOnce(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.clone();
+        Ok(tokio::task::spawn_blocking(move || pool.with_store(query))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))??)
+    }
 }
 
 struct AppState {
-    stores: StorePool,
+    stores: Arc<StorePool>,
     auth: Authenticator,
     country_code: CountryCode,
 }
@@ -99,48 +165,181 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+/// `Query`, with malformed query strings answered as JSON 400s like every other error.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| ApiQuery(query))
+            .map_err(|e: QueryRejection| bad_request(format!("bad query: {}", e.body_text())))
+    }
+}
+
+/// `Path`, with undecodable segments answered as JSON 400s.
+struct ApiPath<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(path)| ApiPath(path))
+            .map_err(|e: PathRejection| bad_request(format!("bad path: {}", e.body_text())))
+    }
+}
+
 pub fn run(settings: &Settings, args: ServeArgs) -> Result<()> {
     let users_path = args
         .users
         .clone()
         .unwrap_or_else(|| default_users_file(&settings.data_dir));
-    let auth = Authenticator::new(UsersFile::load(&users_path)?)?;
-    if auth.is_empty() {
+    let state = app_state(settings, UsersFile::load(&users_path)?)?;
+    if state.auth.is_empty() {
         bail!(
             "no API users in {}; add one with `cdrflow user add NAME`",
             users_path.display()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(args.listen))
+    serve_metrics(state.clone(), &args.metrics)?;
+    let scheme = if args.tls.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!(
-        "cdrflow serve: dashboard on http://{0}/ and Usage API on http://{0}/usage/{{msisdn}}",
+        "cdrflow serve: dashboard on {scheme}://{0}/ and Usage API on {scheme}://{0}/usage/{{msisdn}}",
         listener.local_addr()?
     );
-    runtime
-        .block_on(axum::serve(listener, router(app_state(settings, auth))).into_future())
-        .context("the HTTP server stopped")
+    runtime(None)?.block_on(serve_app(listener, router(state), &args.tls))
 }
 
-fn app_state(settings: &Settings, auth: Authenticator) -> Shared {
-    Arc::new(AppState {
-        stores: StorePool {
+fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    Ok(builder.enable_all().build()?)
+}
+
+/// Serves `app` on `listener`, over HTTPS when `tls` names a certificate.
+async fn serve_app(listener: std::net::TcpListener, app: Router, tls: &TlsArgs) -> Result<()> {
+    listener.set_nonblocking(true)?;
+    match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            // One process-wide provider; a second install is a harmless no-op error.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            axum_server::from_tcp_rustls(listener, config)?
+                .serve(app.into_make_service())
+                .await
+                .context("the HTTPS server stopped")
+        }
+        _ => axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+            .await
+            .context("the HTTP server stopped"),
+    }
+}
+
+fn app_state(settings: &Settings, users: UsersFile) -> Result<Shared> {
+    Ok(Arc::new(AppState {
+        stores: Arc::new(StorePool {
             settings: settings.clone(),
             idle: Mutex::new(Vec::new()),
-        },
-        auth,
+        }),
+        auth: Authenticator::new(users)?,
         country_code: settings.country_code,
-    })
+    }))
 }
 
-/// Serves the API and dashboard on a background thread (for `cdrflow run`).
-/// With no users yet, creates `demo` with a random password and prints it once.
-/// Returns the address, or `None` (with a warning) when `listen` is taken.
-pub fn serve_in_background(settings: &Settings, listen: SocketAddr) -> Result<Option<SocketAddr>> {
+/// Serves `app` from a thread of its own; `None` (with a warning) when
+/// `listen` is taken, so that a busy port never stops the processing.
+fn serve_on_thread(
+    what: &str,
+    listen: SocketAddr,
+    app: Router,
+    tls: TlsArgs,
+) -> Result<Option<SocketAddr>> {
+    let listener = match std::net::TcpListener::bind(listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("not serving {what}: cannot listen on {listen}: {e}");
+            return Ok(None);
+        }
+    };
+    let address = listener.local_addr()?;
+    let runtime = runtime(Some(1))?;
+    let what = what.to_string();
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(serve_app(listener, app, &tls)) {
+                tracing::error!("serving {what} stopped: {e:#}");
+            }
+        })?;
+    Ok(Some(address))
+}
+
+/// Serves `/metrics`, `/health` and `/ready` on the metrics address, unless disabled.
+fn serve_metrics(state: Shared, args: &MetricsArgs) -> Result<()> {
+    if args.no_metrics {
+        return Ok(());
+    }
+    if state.auth.is_empty() {
+        tracing::warn!("/metrics needs credentials and there are no API users yet: add one with `cdrflow user add NAME`");
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_credentials,
+        ))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(state);
+    if let Some(address) = serve_on_thread("metrics", args.metrics_listen, app, TlsArgs::default())?
+    {
+        eprintln!("cdrflow: Prometheus metrics on http://{address}/metrics");
+    }
+    Ok(())
+}
+
+/// For processing commands: metrics on their own address.
+pub fn serve_metrics_in_background(settings: &Settings, args: &MetricsArgs) -> Result<()> {
+    if args.no_metrics {
+        return Ok(());
+    }
+    let users = UsersFile::load(&default_users_file(&settings.data_dir))?;
+    serve_metrics(app_state(settings, users)?, args)
+}
+
+/// Serves the API and dashboard on a background thread (for `cdrflow run`),
+/// and the metrics on theirs. With no users yet, creates `demo` with a
+/// random password and prints it once. Returns the API address, or `None`
+/// (with a warning) when `listen` is taken.
+pub fn serve_in_background(
+    settings: &Settings,
+    listen: SocketAddr,
+    metrics: &MetricsArgs,
+) -> Result<Option<SocketAddr>> {
     let users_path = default_users_file(&settings.data_dir);
     let mut users = UsersFile::load(&users_path)?;
     if users.users.is_empty() {
@@ -152,28 +351,9 @@ pub fn serve_in_background(settings: &Settings, listen: SocketAddr) -> Result<Op
             users_path.display()
         );
     }
-    let auth = Authenticator::new(users)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let listener = match runtime.block_on(tokio::net::TcpListener::bind(listen)) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!("not serving the dashboard: cannot listen on {listen}: {e}");
-            return Ok(None);
-        }
-    };
-    let address = listener.local_addr()?;
-    let app = router(app_state(settings, auth));
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            if let Err(e) = runtime.block_on(axum::serve(listener, app).into_future()) {
-                tracing::error!("the HTTP server stopped: {e}");
-            }
-        })?;
-    Ok(Some(address))
+    let state = app_state(settings, users)?;
+    serve_metrics(state.clone(), metrics)?;
+    serve_on_thread("the dashboard", listen, router(state), TlsArgs::default())
 }
 
 fn router(state: Shared) -> Router {
@@ -182,6 +362,7 @@ fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/rejected", get(rejected))
         .route("/overview", get(overview))
+        .route("/openapi.json", get(openapi))
         .route("/", get(dashboard))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -211,6 +392,7 @@ async fn require_credentials(
         })
         .and_then(|raw| String::from_utf8(raw).ok());
     let accepted = match credentials.as_deref().and_then(|c| c.split_once(':')) {
+        Some((name, password)) if state.auth.verified_before(name, password) => true,
         Some((name, password)) => {
             let (state, name, password) = (state.clone(), name.to_string(), password.to_string());
             // argon2 is deliberately slow: keep it off the async workers.
@@ -239,14 +421,20 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready: the store answers and, when consuming Kafka, partitions are assigned.
 async fn ready(State(state): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
-    tokio::task::spawn_blocking(move || state.stores.with_store(|s| s.counts()))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    state.stores.query(|s| s.counts()).await?;
+    if !telemetry().has_work() {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Kafka partitions assigned to this consumer yet".into(),
+        ));
+    }
     Ok(Json(json!({ "status": "ready" })))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UsageQuery {
     date: Option<String>,
     from: Option<String>,
@@ -257,38 +445,31 @@ fn day_param(name: &str, value: &Option<String>) -> Result<Option<Day>, ApiError
     match value {
         None => Ok(None),
         Some(text) => Day::parse(text).map(Some).ok_or_else(|| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("`{name}` = `{text}` is not a date; use YYYY-MM-DD"),
-            )
+            bad_request(format!("`{name}` = `{text}` is not a date; use YYYY-MM-DD"))
         }),
     }
 }
 
 async fn usage(
     State(state): State<Shared>,
-    Path(raw_msisdn): Path<String>,
-    Query(query): Query<UsageQuery>,
+    ApiPath(raw_msisdn): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let msisdn = normalize_msisdn(&raw_msisdn, state.country_code).map_err(|why| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("`{raw_msisdn}` is not a subscriber number: it {why}"),
-        )
+        bad_request(format!(
+            "`{raw_msisdn}` is not a subscriber number: it {why}"
+        ))
     })?;
     let (date, from, to) = (
         day_param("date", &query.date)?,
         day_param("from", &query.from)?,
         day_param("to", &query.to)?,
     );
-    let (from, to) =
-        usage_period(date, from, to).map_err(|why| ApiError(StatusCode::BAD_REQUEST, why))?;
-    let rows = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || state.stores.with_store(|s| s.usage(msisdn, from, to)))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))??
-    };
+    let (from, to) = usage_period(date, from, to).map_err(bad_request)?;
+    let rows = state
+        .stores
+        .query(move |s| s.usage(msisdn, from, to))
+        .await?;
     if rows.is_empty() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -301,12 +482,11 @@ async fn usage(
     ))
 }
 
-/// Prometheus text exposition of the store's lifetime counters: the same
-/// figures from every replica, since they come from the shared store.
+/// Prometheus text exposition: the store's lifetime counters (the same
+/// figures from every replica, since they come from the shared store), then
+/// this process's own measurements.
 async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
-    let counts = tokio::task::spawn_blocking(move || state.stores.with_store(|s| s.counts()))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let counts = state.stores.query(|s| s.counts()).await?;
     let accepted = |kind: Kind| counts.accepted.get(&kind).copied().unwrap_or(0);
     let mut out = String::new();
     // Seed 000's names first.
@@ -356,10 +536,12 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
             reason.as_str()
         ));
     }
+    telemetry().expose(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RejectedQuery {
     reason: Option<String>,
     /// Only rejects with an id above this (paging).
@@ -370,37 +552,34 @@ struct RejectedQuery {
 /// Rejected records, oldest first, paged by id.
 async fn rejected(
     State(state): State<Shared>,
-    Query(query): Query<RejectedQuery>,
+    ApiQuery(query): ApiQuery<RejectedQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if let Some(reason) = &query.reason {
         if RejectReason::parse(reason).is_none() {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("`reason` = `{reason}` is not a rejection reason"),
-            ));
+            return Err(bad_request(format!(
+                "`reason` = `{reason}` is not a rejection reason"
+            )));
         }
     }
     let limit = query.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("`limit` = {limit} must be between 1 and 1000"),
-        ));
+        return Err(bad_request(format!(
+            "`limit` = {limit} must be between 1 and 1000"
+        )));
     }
     let store_query = cdrflow_store::RejectQuery {
         reason: query.reason,
         after_id: query.after.unwrap_or(0),
         limit: Some(limit),
     };
-    let rejects = tokio::task::spawn_blocking(move || {
-        state.stores.with_store(|s| {
+    let rejects = state
+        .stores
+        .query(move |s| {
             let mut out = Vec::new();
             s.rejects(&store_query, &mut |r| out.push(r))?;
             Ok(out)
         })
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))??;
+        .await?;
     let next_after = rejects.last().map(|r| r.id);
     let rejects: Vec<_> = rejects.iter().map(crate::views::reject_json).collect();
     Ok(Json(
@@ -409,6 +588,7 @@ async fn rejected(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OverviewQuery {
     date: Option<String>,
 }
@@ -416,17 +596,14 @@ struct OverviewQuery {
 /// One day at a glance: totals by kind and type, lifetime counters, top subscribers.
 async fn overview(
     State(state): State<Shared>,
-    Query(query): Query<OverviewQuery>,
+    ApiQuery(query): ApiQuery<OverviewQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let today = Day(crate::pipeline::now_millis().div_euclid(86_400_000) as i32);
     let day = day_param("date", &query.date)?.unwrap_or(today);
-    let (rows, counts, top) = tokio::task::spawn_blocking(move || {
-        state
-            .stores
-            .with_store(|s| Ok((s.overview(day)?, s.counts()?, s.top_subscribers(10)?)))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))??;
+    let (rows, counts, top) = state
+        .stores
+        .query(move |s| Ok((s.overview(day)?, s.counts()?, s.top_subscribers(10)?)))
+        .await?;
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -463,10 +640,75 @@ async fn overview(
             "rejected_by_reason": rejected,
         },
         "top_subscribers_all_time": top,
+        "pipeline": pipeline_json(),
     })))
+}
+
+/// This process's own view of the pipeline, for the dashboard.
+fn pipeline_json() -> serde_json::Value {
+    let t = telemetry();
+    let percentiles = |h: &crate::telemetry::Histogram| {
+        json!({
+            "count": h.count(),
+            "p50_ms": h.quantile_millis(0.5),
+            "p90_ms": h.quantile_millis(0.9),
+            "p99_ms": h.quantile_millis(0.99),
+        })
+    };
+    let lag: Vec<_> = t
+        .lag()
+        .into_iter()
+        .map(|((topic, partition), records)| {
+            json!({ "topic": topic, "partition": partition, "records": records })
+        })
+        .collect();
+    let last_commit = t
+        .last_commit_millis
+        .load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "last_commit_unix_ms": (last_commit > 0).then_some(last_commit),
+        "commit_duration": percentiles(&t.commit_duration),
+        "ingest_to_commit": percentiles(&t.ingest_to_commit),
+        "event_to_commit": percentiles(&t.event_to_commit),
+        "reading_kafka": t.reading_kafka.load(std::sync::atomic::Ordering::Relaxed),
+        "kafka_lag": lag,
+        "dlq_writes": t.dlq_writes.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// The OpenAPI 3.0 description of this API, kept next to the handlers it
+/// describes; CI checks the server against it with schemathesis.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 /// The live dashboard: one self-contained page (no CDN), polling the API.
 async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_lists_every_rejection_reason() {
+        let spec: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let parameters = spec["paths"]["/rejected"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let reason = parameters.iter().find(|p| p["name"] == "reason").unwrap();
+        let listed: Vec<&str> = reason["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let known: Vec<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(listed, known);
+    }
 }

@@ -1,13 +1,17 @@
 //! API users: a TOML file of names and salted argon2 password hashes,
 //! managed by `cdrflow user add|remove|list`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct UsersFile {
@@ -89,17 +93,48 @@ pub fn hash_password(password: &str) -> Result<String> {
 /// Checks credentials. An unknown name is checked against a dummy hash, so
 /// the answer takes as long as for a known one and leaks nothing; argon2's
 /// own comparison is constant-time.
+///
+/// argon2 is slow on purpose (tens of milliseconds), which no API serving
+/// thousands of requests a second can pay per request. So a successful check
+/// is remembered, in memory only, as a keyed BLAKE2b digest of the
+/// credentials under a random per-process key; a later request with the same
+/// credentials is compared against it in constant time instead.
 pub struct Authenticator {
     users: Vec<User>,
     dummy_hash: String,
+    digest_key: [u8; 32],
+    verified: Mutex<HashMap<String, [u8; 64]>>,
 }
 
 impl Authenticator {
     pub fn new(file: UsersFile) -> Result<Authenticator> {
+        let mut digest_key = [0u8; 32];
+        OsRng.fill_bytes(&mut digest_key);
         Ok(Authenticator {
             users: file.users,
             dummy_hash: hash_password("not a real password")?,
+            digest_key,
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn digest(&self, name: &str, password: &str) -> [u8; 64] {
+        let mut hasher = Blake2b512::new();
+        hasher.update(self.digest_key);
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// True when these credentials were verified before: a fast path only,
+    /// never a reason to refuse.
+    pub fn verified_before(&self, name: &str, password: &str) -> bool {
+        let digest = self.digest(name, password);
+        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        verified
+            .get(name)
+            .is_some_and(|known| bool::from(known.ct_eq(&digest)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -116,7 +151,15 @@ impl Authenticator {
                     .is_ok()
             })
             .unwrap_or(false);
-        matches && user.is_some()
+        let accepted = matches && user.is_some();
+        if accepted {
+            let digest = self.digest(name, password);
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), digest);
+        }
+        accepted
     }
 }
 
@@ -174,7 +217,10 @@ mod tests {
         assert!(file.set_password("bob", "short").is_err());
         assert!(file.users[0].password_hash.starts_with("$argon2"));
         let auth = Authenticator::new(file).unwrap();
+        assert!(!auth.verified_before("alice", "correct horse"));
         assert!(auth.verify("alice", "correct horse"));
+        assert!(auth.verified_before("alice", "correct horse"));
+        assert!(!auth.verified_before("alice", "wrong horse"));
         assert!(!auth.verify("alice", "wrong horse"));
         assert!(!auth.verify("mallory", "correct horse"));
         assert!(

@@ -25,7 +25,7 @@ use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
 use cdrflow_store::{kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -33,6 +33,7 @@ use rdkafka::ClientContext;
 
 use crate::kafka::{client_config, ensure_topics, flush, producer, send, with_env_overrides};
 use crate::pipeline::{now_millis, RunReport};
+use crate::telemetry::{telemetry, IngestTimes};
 
 /// How the consumer runs.
 #[derive(Debug, Clone)]
@@ -67,6 +68,37 @@ struct PartitionWork {
     rewind: Option<i64>,
 }
 
+impl PartitionWork {
+    /// Decides what to do when a fetch returns `got` while `next` was expected:
+    /// a seek back to re-read, or `None` to accept the gap.
+    fn rewind_for_gap(&mut self, next: i64, got: i64) -> Option<(String, i32, i64)> {
+        let (topic, partition) = (&self.topic, self.partition);
+        let rewind = self.rewind.map_or(FIRST_REWIND, |r| r * 8);
+        if rewind <= MAX_REWIND && self.rewind.is_none_or(|r| next - r > 0) {
+            tracing::warn!(
+                topic,
+                partition,
+                expected = next,
+                got,
+                "offset gap; re-reading from {rewind} earlier"
+            );
+            self.rewind = Some(rewind);
+            return Some((topic.clone(), partition, (next - rewind).max(0)));
+        }
+        tracing::warn!(
+            topic,
+            partition,
+            expected = next,
+            got,
+            "offset gap accepted: the records are gone (compaction or retention)"
+        );
+        None
+    }
+}
+
+/// Most messages taken from librdkafka's queue per processing step.
+const MAX_POLL_BATCH: usize = 4096;
+
 /// Offsets re-read when a fetch skips past the expected one. Tansu 0.6 answers
 /// a fetch that starts inside a record batch with the *next* batch, silently
 /// skipping the rest of the containing one; fetching from a little earlier and
@@ -86,6 +118,8 @@ struct Worker {
     partitions: Vec<PartitionWork>,
     report: RunReport,
     pending_records: u64,
+    /// When the records in hand were fetched, for ingest → committed latency.
+    ingested: IngestTimes,
     stopping: Arc<AtomicBool>,
     /// When the assignment last changed: a member between assignments is not idle, just waiting.
     last_rebalance: Instant,
@@ -133,63 +167,95 @@ impl Worker {
                 rewind: None,
             });
         }
+        self.publish_assignment();
         Ok(())
     }
 
-    /// Processes one record; returns a seek to perform when the partition skipped offsets.
-    fn process(
+    /// Processes a batch of fetched messages in offset order per partition.
+    /// Returns the seeks to perform for partitions that skipped offsets; the
+    /// rest of such a partition's messages in the batch are left for the re-read.
+    fn process_messages(
         &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        produced_at: Option<i64>,
-        payload: &[u8],
-    ) -> Option<(String, i32, i64)> {
-        let work = self
-            .partitions
-            .iter_mut()
-            .find(|p| p.partition == partition && p.topic == topic)?;
-        if let Some(next) = work.next_offset {
-            if offset < next {
-                return None; // already processed
+        messages: &[BorrowedMessage<'_>],
+        now: i64,
+    ) -> Vec<(String, i32, i64)> {
+        let mut seeks: Vec<(String, i32, i64)> = Vec::new();
+        let mut current: Option<usize> = None;
+        let mut processed = 0u64;
+        for message in messages {
+            let (topic, partition, offset) =
+                (message.topic(), message.partition(), message.offset());
+            if seeks.iter().any(|(t, p, _)| *p == partition && t == topic) {
+                continue;
             }
-            if offset > next {
-                let rewind = work.rewind.map_or(FIRST_REWIND, |r| r * 8);
-                if rewind <= MAX_REWIND && work.rewind.is_none_or(|r| next - r > 0) {
-                    tracing::warn!(
-                        topic,
-                        partition,
-                        expected = next,
-                        got = offset,
-                        "offset gap; re-reading from {rewind} earlier"
-                    );
-                    work.rewind = Some(rewind);
-                    return Some((topic.to_string(), partition, (next - rewind).max(0)));
+            // Messages arrive in runs from one partition: look up only on a change.
+            let index = match current.filter(|&i| {
+                self.partitions[i].partition == partition && self.partitions[i].topic == topic
+            }) {
+                Some(i) => i,
+                None => match self
+                    .partitions
+                    .iter()
+                    .position(|p| p.partition == partition && p.topic == topic)
+                {
+                    Some(i) => i,
+                    None => continue, // revoked while the batch was being fetched
+                },
+            };
+            current = Some(index);
+            let work = &mut self.partitions[index];
+            if let Some(next) = work.next_offset {
+                if offset < next {
+                    continue; // already processed
                 }
-                tracing::warn!(
-                    topic,
-                    partition,
-                    expected = next,
-                    got = offset,
-                    "offset gap accepted: the records are gone (compaction or retention)"
+                if offset > next {
+                    if let Some(seek) = work.rewind_for_gap(next, offset) {
+                        seeks.push(seek);
+                        continue;
+                    }
+                }
+            }
+            work.rewind = None;
+            let record = RawRecord {
+                origin: topic,
+                position: SourcePosition::Kafka { partition, offset },
+                payload: message.payload().unwrap_or_default(),
+            };
+            work.mediator.process_batch(std::iter::once(record), now);
+            work.next_offset = Some(offset + 1);
+            work.produced_at.extend(message.timestamp().to_millis());
+            processed += 1;
+        }
+        if processed > 0 {
+            self.pending_records += processed;
+            self.ingested.push((now, processed));
+            let now = Instant::now();
+            self.first_record.get_or_insert(now);
+            self.last_record = Some(now);
+        }
+        seeks
+    }
+
+    fn publish_assignment(&self) {
+        telemetry()
+            .assigned_partitions
+            .store(self.partitions.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Records behind the high-water mark per partition, from the watermarks
+    /// librdkafka caches from fetch responses (Tansu's ListOffsets is wrong).
+    fn publish_lag(&self, consumer: &BaseConsumer<MemberContext>) {
+        let mut lag = std::collections::BTreeMap::new();
+        for work in &self.partitions {
+            if let Some(high) = cached_high_watermark(consumer, &work.topic, work.partition) {
+                let position = work.next_offset.unwrap_or(0);
+                lag.insert(
+                    (work.topic.clone(), work.partition),
+                    (high - position).max(0),
                 );
             }
         }
-        work.rewind = None;
-        let record = RawRecord {
-            origin: topic,
-            position: SourcePosition::Kafka { partition, offset },
-            payload,
-        };
-        work.mediator
-            .process_batch(std::iter::once(record), now_millis());
-        work.next_offset = Some(offset + 1);
-        work.produced_at.extend(produced_at);
-        self.pending_records += 1;
-        let now = Instant::now();
-        self.first_record.get_or_insert(now);
-        self.last_record = Some(now);
-        None
+        telemetry().set_lag(lag);
     }
 
     /// Hands every partition's batch in hand to the committer, which writes
@@ -219,8 +285,9 @@ impl Worker {
             });
         }
         self.pending_records = 0;
+        let ingested = std::mem::take(&mut self.ingested);
         if !parts.is_empty() {
-            self.committer.submit(CommitJob { parts })?;
+            self.committer.submit(CommitJob { parts, ingested })?;
         }
         Ok(())
     }
@@ -249,6 +316,7 @@ impl Worker {
                         && p.partition == fenced.partition
                         && p.epoch == fenced.epoch)
                 });
+                self.publish_assignment();
             }
             if !outcome.committed.is_empty() {
                 let mut offsets = TopicPartitionList::new();
@@ -287,6 +355,7 @@ struct JobPart {
 /// A commit prepared on the poll thread and written by the committer thread.
 struct CommitJob {
     parts: Vec<JobPart>,
+    ingested: IngestTimes,
 }
 
 /// What a commit did.
@@ -399,13 +468,27 @@ fn write_job(
             .iter()
             .map(|p| Cursor::Kafka(p.cursor.clone()))
             .collect();
+        let started = Instant::now();
         match with_retry(stopping, "committing to the store", || {
             store.commit(Commit {
                 parts: &parts,
                 cursors: &cursors,
             })
         }) {
-            Ok(()) => break,
+            Ok(()) => {
+                let event_times: Vec<i64> = job
+                    .parts
+                    .iter()
+                    .flat_map(|p| p.checkpoint.event_times.iter().copied())
+                    .collect();
+                telemetry().committed(
+                    started.elapsed().as_millis() as i64,
+                    now_millis(),
+                    &event_times,
+                    &job.ingested,
+                );
+                break;
+            }
             Err(e) => match e.downcast_ref::<StoreError>() {
                 Some(StoreError::Fenced {
                     topic, partition, ..
@@ -432,6 +515,9 @@ fn write_job(
             for reject in &part.checkpoint.rejects {
                 send_to_dlq(producer, topic, reject)?;
             }
+            telemetry()
+                .dlq_writes
+                .fetch_add(part.checkpoint.rejects.len() as u64, Ordering::Relaxed);
         }
         outcome.committed.push(part.cursor);
     }
@@ -557,6 +643,7 @@ impl ConsumerContext for MemberContext {
                     });
                 }
                 worker.last_rebalance = Instant::now();
+                worker.publish_assignment();
                 drop(worker);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!("cannot unassign partitions: {e}");
@@ -594,6 +681,7 @@ pub fn consume(
         partitions: Vec::new(),
         report: RunReport::default(),
         pending_records: 0,
+        ingested: IngestTimes::new(),
         stopping: stopping.clone(),
         last_rebalance: Instant::now(),
         first_record: None,
@@ -632,38 +720,16 @@ pub fn consume(
         .with_context(|| format!("cannot subscribe to {topics:?}"))?;
     tracing::info!(group = %options.group, topics = ?topics, bootstrap = %options.bootstrap, "consuming");
 
+    telemetry().reading_kafka.store(true, Ordering::Relaxed);
     let mut last_commit = Instant::now();
     let mut last_record = Instant::now();
+    let mut last_lag = Instant::now();
+    let mut messages = Vec::with_capacity(MAX_POLL_BATCH);
     while !stopping.load(Ordering::Relaxed) {
+        // Wait for one message, then take whatever else is already fetched:
+        // the batch is processed under one lock with one clock reading.
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                last_record = Instant::now();
-                let payload = message.payload().unwrap_or_default();
-                let produced_at = message.timestamp().to_millis();
-                let mut worker = lock(&worker);
-                let seek = worker.process(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    produced_at,
-                    payload,
-                );
-                if let Some((topic, partition, offset)) = seek {
-                    // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
-                    if let Err(e) = consumer.seek(
-                        &topic,
-                        partition,
-                        Offset::Offset(offset),
-                        Duration::from_secs(10),
-                    ) {
-                        tracing::warn!(topic, partition, "cannot seek back to {offset}: {e}");
-                    }
-                }
-                if worker.pending_records >= options.batch_size as u64 {
-                    worker.flush()?;
-                    last_commit = Instant::now();
-                }
-            }
+            Some(Ok(message)) => messages.push(message),
             Some(Err(e)) => tracing::warn!("Kafka: {e}"),
             None => {
                 let quiet = last_record
@@ -678,11 +744,44 @@ pub fn consume(
                 }
             }
         }
-        if last_commit.elapsed() >= options.commit_interval {
-            lock(&worker).flush()?;
+        while !messages.is_empty() && messages.len() < MAX_POLL_BATCH {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => messages.push(message),
+                Some(Err(e)) => {
+                    tracing::warn!("Kafka: {e}");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut worker = lock(&worker);
+        if !messages.is_empty() {
+            last_record = Instant::now();
+            let seeks = worker.process_messages(&messages, now_millis());
+            messages.clear();
+            for (topic, partition, offset) in seeks {
+                // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
+                if let Err(e) = consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                ) {
+                    tracing::warn!(topic, partition, "cannot seek back to {offset}: {e}");
+                }
+            }
+        }
+        if worker.pending_records >= options.batch_size as u64
+            || last_commit.elapsed() >= options.commit_interval
+        {
+            worker.flush()?;
             last_commit = Instant::now();
         }
-        lock(&worker).collect(&consumer, false)?;
+        worker.collect(&consumer, false)?;
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            worker.publish_lag(&consumer);
+            last_lag = Instant::now();
+        }
     }
     lock(&worker).flush_and_wait(&consumer)?;
     consumer.unsubscribe();
@@ -693,6 +792,31 @@ pub fn consume(
         report.active = Some(last - first);
     }
     Ok(report)
+}
+
+/// The high-water mark librdkafka last saw in a fetch response for this
+/// partition (`rd_kafka_get_watermark_offsets`: no request to the broker).
+/// rdkafka 0.39 wraps only the querying variant, hence the direct call.
+fn cached_high_watermark(
+    consumer: &BaseConsumer<MemberContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a
+    // NUL-terminated string that outlives the call; low/high are valid out-pointers.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 fn lock(worker: &Mutex<Worker>) -> MutexGuard<'_, Worker> {

@@ -22,7 +22,73 @@ pub fn cdrflow() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("CDRFLOW_LOG", "warn");
+    // Any free port: tests run in parallel and must not fight over 8000.
+    cmd.env("CDRFLOW_METRICS_LISTEN", "127.0.0.1:0");
     cmd
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests bind it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `path` over plain HTTP, optionally with Basic credentials (`user:password`); returns (status, body).
+pub fn http_get(port: u16, path: &str, credentials: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = credentials.map_or(String::new(), |c| {
+        use base64::Engine;
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    });
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status: u16 = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// GET `path` and parse the body as JSON.
+pub fn http_get_json(port: u16, path: &str, credentials: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(port, path, credentials);
+    (
+        status,
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {body}")),
+    )
 }
 
 /// A fresh, empty directory under the target dir, unique per test.

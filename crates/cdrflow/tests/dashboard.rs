@@ -1,0 +1,154 @@
+//! `cdrflow run` end to end as an operator sees it: the live dashboard in a
+//! real headless Chromium, and the Prometheus metrics checked by promtool.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{cdrflow, free_port, http_get, http_get_json, temp_dir, KillOnDrop};
+
+/// Starts `cdrflow run --keep-serving` and waits until the job is done;
+/// returns the process, the dashboard and metrics ports and the demo credentials.
+fn run_and_keep_serving(name: &str) -> (KillOnDrop, u16, u16, String) {
+    let dir = temp_dir(name);
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut child = cdrflow()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--count", "20000", "--seed", "7", "--keep-serving"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let child = KillOnDrop(child);
+    let (lines, seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut password = None;
+    loop {
+        let line = seen
+            .recv_timeout(Duration::from_secs(120))
+            .expect("cdrflow run reports that it keeps serving");
+        if let Some(rest) = line.split("password `").nth(1) {
+            password = rest.split('`').next().map(str::to_string);
+        }
+        if line.contains("still serving") {
+            break;
+        }
+    }
+    let credentials = format!("demo:{}", password.expect("a demo password is printed"));
+    (child, port, metrics_port, credentials)
+}
+
+#[test]
+fn run_serves_a_live_dashboard_and_valid_metrics() {
+    let (_run, port, metrics_port, credentials) = run_and_keep_serving("dashboard");
+    let demo = Some(credentials.as_str());
+
+    // Metrics on their own port: valid exposition with this process's measurements.
+    assert_eq!(http_get(metrics_port, "/ready", None).0, 200);
+    assert_eq!(http_get(metrics_port, "/metrics", None).0, 401);
+    let (status, metrics) = http_get(metrics_port, "/metrics", demo);
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/run: apt-get install prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        metrics.contains("\ncdrflow_records_in_total 20000\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ncdrflow_ingest_to_commit_seconds_count 20000\n"),
+        "{metrics}"
+    );
+    let last_update: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cdr_last_update_timestamp "))
+        .expect("cdr_last_update_timestamp is exposed")
+        .parse()
+        .unwrap();
+    assert!(last_update > 1.7e9, "{last_update}");
+
+    // The dashboard in a real browser: let it poll a few times, then read the page.
+    let profile = temp_dir("dashboard-chromium");
+    let page = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=7000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("http://{credentials}@127.0.0.1:{port}/"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium is installed (.ci/run: apt-get install chromium)");
+    let dom = String::from_utf8_lossy(&page.stdout);
+    let shown = |id: &str| -> String {
+        let start = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("#{id} is on the page:\n{dom}"));
+        let text = &dom[start..];
+        let text = &text[text.find('>').unwrap() + 1..];
+        text[..text.find('<').unwrap()].replace(',', "")
+    };
+    let attribute = |name: &str| -> u64 {
+        let start = dom
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("{name} is set:\n{dom}"));
+        let value = &dom[start + name.len() + 2..];
+        value[..value.find('"').unwrap()].parse().unwrap()
+    };
+    let (status, overview) = http_get_json(port, "/overview", demo);
+    assert_eq!(status, 200);
+    for counter in ["records_in", "accepted", "rejected", "duplicates"] {
+        assert_eq!(
+            shown(counter),
+            overview["counters"][counter].to_string(),
+            "{counter}: the page shows what the API says"
+        );
+    }
+    assert_eq!(shown("records_in"), "20000");
+    assert!(attribute("data-refreshes") >= 2, "the page updates itself");
+    assert!(
+        attribute("data-points") >= 1,
+        "the throughput chart is drawn"
+    );
+    assert!(dom.contains("<td>read → committed</td>"), "{dom}");
+    assert!(
+        dom.contains("<td>invalid_msisdn</td>"),
+        "rejects by reason are listed"
+    );
+}
