@@ -154,6 +154,7 @@ fn select_sql(table: &SummaryTable, filter: &str) -> String {
 }
 
 pub struct PgStore {
+    url: String,
     client: Client,
 }
 
@@ -164,13 +165,31 @@ impl PgStore {
             path: redact(url),
             why: e.to_string(),
         })?;
-        let mut store = PgStore { client };
+        let mut store = PgStore {
+            url: url.to_string(),
+            client,
+        };
         store.migrate()?;
         Ok(store)
     }
 
+    /// The connection, re-established first if the server closed it (restart,
+    /// failover, network cut), so that a caller retrying a failed commit gets
+    /// a fresh connection rather than the same dead one. An open transaction
+    /// died with the old connection, so nothing half-written survives.
+    fn live_client(&mut self) -> Result<&mut Client> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls).map_err(|e| StoreError::Open {
+                path: redact(&self.url),
+                why: e.to_string(),
+            })?;
+            tracing::info!("reconnected to PostgreSQL");
+        }
+        Ok(&mut self.client)
+    }
+
     fn migrate(&mut self) -> Result<()> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.live_client()?.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -247,7 +266,10 @@ impl PgStore {
         visit: &mut dyn FnMut(SummaryRecord),
     ) -> Result<()> {
         for table in &SUMMARY_TABLES {
-            for row in self.client.query(&select_sql(table, filter), args)? {
+            for row in self
+                .live_client()?
+                .query(&select_sql(table, filter), args)?
+            {
                 let mut totals = Totals::default();
                 for (i, &m) in table.measures.iter().enumerate() {
                     m.set(&mut totals, row.get::<_, i64>(3 + i));
@@ -288,7 +310,7 @@ impl Store for PgStore {
             .map(|r| r.get(0));
         let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
         let mut dedup_entries = Vec::new();
-        for row in self.client.query(
+        for row in self.live_client()?.query(
             "SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2",
             &[&scope, &horizon],
         )? {
@@ -307,7 +329,7 @@ impl Store for PgStore {
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<PartitionClaim>> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.live_client()?.transaction()?;
         let mut claims = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             let row = tx.query_one(
@@ -334,7 +356,7 @@ impl Store for PgStore {
         topics: &[String],
         target: &ReplayTarget,
     ) -> Result<u64> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.live_client()?.transaction()?;
         let rows = tx.query(
             "SELECT topic, partition FROM kafka_offsets WHERE consumer_group = $1 FOR UPDATE",
             &[&group],
@@ -360,7 +382,7 @@ impl Store for PgStore {
 
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
-        self.client.batch_execute(&format!(
+        self.live_client()?.batch_execute(&format!(
             "TRUNCATE {}, rejected_records, dedup_state, pipeline_counters, pipeline_state, source_positions",
             tables.join(", ")
         ))?;
@@ -375,7 +397,7 @@ impl Store for PgStore {
     }
 
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.live_client()?.transaction()?;
         for cursor in commit.cursors {
             match cursor {
                 Cursor::Kafka(k) => {
@@ -468,7 +490,7 @@ impl Store for PgStore {
 
     fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()> {
         let limit = query.limit.map(i64::from);
-        for r in self.client.query(
+        for r in self.live_client()?.query(
             "SELECT id, reason, detail, origin, position, payload,
                     to_char(rejected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
              FROM rejected_records WHERE id > $1 AND ($2::text IS NULL OR reason = $2) ORDER BY id LIMIT $3",
@@ -519,7 +541,7 @@ impl Store for PgStore {
                 sums = sums.join(", "),
                 name = table.name,
             );
-            for row in self.client.query(&sql, &[&day.0])? {
+            for row in self.live_client()?.query(&sql, &[&day.0])? {
                 let mut totals = Totals::default();
                 for (i, &m) in table.measures.iter().enumerate() {
                     m.set(&mut totals, row.get::<_, i64>(2 + i));
@@ -546,7 +568,7 @@ impl Store for PgStore {
              GROUP BY msisdn ORDER BY total DESC, msisdn LIMIT $1",
             parts.join(" UNION ALL ")
         );
-        let rows = self.client.query(&sql, &[&i64::from(limit)])?;
+        let rows = self.live_client()?.query(&sql, &[&i64::from(limit)])?;
         Ok(rows
             .iter()
             .map(|r| TopSubscriber {

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_matches_truth, cdrflow, export_store, postgres_database, run_ok, seed_000_truth,
-    temp_dir, Broker,
+    assert_matches_truth, cdrflow, export_store, free_port, postgres_database, run_ok,
+    seed_000_truth, temp_dir, Broker, Proxy,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -294,5 +294,79 @@ fn sigterm_commits_what_is_in_hand_and_exits_cleanly() {
     wait_ok(member, Duration::from_secs(10), "consumer after SIGTERM");
     assert!(stopped.elapsed() < Duration::from_secs(10));
     // Nothing was committed by interval or size: everything came from the shutdown commit.
+    assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
+}
+
+/// The store goes away mid-stream (every PostgreSQL connection cut for a few
+/// seconds): the consumer retries with backoff, keeps what it holds, and
+/// resumes; nothing is lost or counted twice, and it never exits on its own.
+#[test]
+fn a_store_outage_is_ridden_out_without_loss() {
+    let broker = Broker::start();
+    let store = postgres_database("outage");
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let through_proxy = store.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(through_proxy, store);
+    let dir = temp_dir("kafka-store-outage");
+    let log = dir.join("consumer.log");
+    let member = consumer(
+        &broker,
+        &through_proxy,
+        &["--idle-exit-secs", "8", "--batch-size", "2000"],
+    )
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let (lines, producers) = traffic(&broker, &dir, 20_000, 5_000);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.restore();
+    for p in producers {
+        wait_ok(p, Duration::from_secs(60), "generate --to kafka");
+    }
+    wait_ok(
+        member,
+        Duration::from_secs(90),
+        "consumer after a store outage",
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("committing to the store failed, retrying"),
+        "the outage was felt and retried:\n{logged}"
+    );
+    assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
+}
+
+/// The broker becomes unreachable mid-stream (every connection to it cut for
+/// a few seconds; the broker itself keeps its data, as a network partition
+/// would): producer and consumer reconnect and the totals are exact.
+#[test]
+fn a_broker_outage_is_ridden_out_without_loss() {
+    let broker_port = free_port();
+    let proxy = Proxy::start(&format!("127.0.0.1:{broker_port}"));
+    let broker = Broker::start_advertising(broker_port, proxy.port);
+    let store = postgres_database("broker_outage");
+    let dir = temp_dir("kafka-broker-outage");
+    let member = consumer(
+        &broker,
+        &store,
+        &["--idle-exit-secs", "10", "--batch-size", "2000"],
+    )
+    .spawn()
+    .unwrap();
+    let (lines, producers) = traffic(&broker, &dir, 20_000, 5_000);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.restore();
+    for p in producers {
+        wait_ok(p, Duration::from_secs(90), "generate --to kafka");
+    }
+    wait_ok(
+        member,
+        Duration::from_secs(120),
+        "consumer after a broker outage",
+    );
     assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
 }

@@ -167,22 +167,26 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
+        Broker::start_advertising(port, port)
+    }
+
+    /// A broker that listens on `port` but tells clients to connect to
+    /// `advertised_port` (a [`Proxy`] in front of it, say).
+    pub fn start_advertising(port: u16, advertised_port: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised_port}");
         let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
         let child = Command::new(&tansu)
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the Tansu broker (`{tansu}`; install with `cargo install --locked tansu --features dynostore,postgres`): {e}"));
-        let bootstrap = format!("127.0.0.1:{port}");
+        let listening = format!("127.0.0.1:{port}");
+        let bootstrap = format!("127.0.0.1:{advertised_port}");
         for _ in 0..100 {
-            if std::net::TcpStream::connect(&bootstrap).is_ok() {
+            if std::net::TcpStream::connect(&listening).is_ok() {
                 return Broker { child, bootstrap };
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -195,6 +199,65 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy in front of a real server that a test can cut — every open
+/// connection reset, new ones closed at once — and restore: a network
+/// outage between cdrflow and its store or broker, without touching the
+/// server other tests share.
+pub struct Proxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy {
+            port,
+            cut: Default::default(),
+            open: Default::default(),
+        };
+        let (cut, open, upstream) = (proxy.cut.clone(), proxy.open.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut tracked = open.lock().unwrap();
+                tracked.push(client.try_clone().unwrap());
+                tracked.push(server.try_clone().unwrap());
+                drop(tracked);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
