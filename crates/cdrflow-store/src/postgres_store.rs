@@ -19,8 +19,8 @@ use postgres::{Client, NoTls, Transaction};
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries, encode_dedup};
 use crate::{
-    Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState,
-    SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    Commit, Cursor, KafkaCursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result,
+    ResumeState, SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Serialises migrations between processes starting at the same time.
@@ -219,6 +219,49 @@ impl PgStore {
         Ok(())
     }
 
+    /// Moves every Kafka cursor's partition to its next offset, only where the
+    /// committer still holds the partition's epoch. Any partition not moved
+    /// was claimed by another member since: the whole commit is refused.
+    fn advance_kafka_offsets(tx: &mut Transaction<'_>, cursors: &[Cursor]) -> Result<()> {
+        let kafka: Vec<&KafkaCursor> = cursors
+            .iter()
+            .filter_map(|c| match c {
+                Cursor::Kafka(k) => Some(k),
+                Cursor::File(_) => None,
+            })
+            .collect();
+        if kafka.is_empty() {
+            return Ok(());
+        }
+        let groups: Vec<&str> = kafka.iter().map(|k| k.group.as_str()).collect();
+        let topics: Vec<&str> = kafka.iter().map(|k| k.topic.as_str()).collect();
+        let partitions: Vec<i32> = kafka.iter().map(|k| k.partition).collect();
+        let offsets: Vec<i64> = kafka.iter().map(|k| k.next_offset).collect();
+        let epochs: Vec<i64> = kafka.iter().map(|k| k.epoch).collect();
+        let moved = tx.query(
+            "UPDATE kafka_offsets o SET next_offset = c.next_offset, updated_at = now()
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                  AS c(consumer_group, topic, partition, next_offset, epoch)
+             WHERE o.consumer_group = c.consumer_group AND o.topic = c.topic
+               AND o.partition = c.partition AND o.epoch = c.epoch
+             RETURNING o.topic, o.partition",
+            &[&groups, &topics, &partitions, &offsets, &epochs],
+        )?;
+        let moved: Vec<(String, i32)> = moved.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if let Some(lost) = kafka.iter().find(|k| {
+            !moved
+                .iter()
+                .any(|(t, p)| *t == k.topic && *p == k.partition)
+        }) {
+            return Err(StoreError::Fenced {
+                topic: lost.topic.clone(),
+                partition: lost.partition,
+                epoch: lost.epoch,
+            });
+        }
+        Ok(())
+    }
+
     fn write_summaries(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
         let merged = commit.merged_summaries();
         for table in &SUMMARY_TABLES {
@@ -391,83 +434,103 @@ impl Store for PgStore {
 
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
         Ok(self
-            .client
+            .live_client()?
             .query_opt("SELECT source, next_offset, lines, fingerprint FROM source_positions WHERE source = $1", &[&source])?
             .map(|r| SourceCursor { source: r.get(0), next_offset: r.get(1), lines: r.get(2), fingerprint: r.get(3) }))
     }
 
+    /// One transaction of a fixed handful of set-based statements (arrays
+    /// through `unnest`), whatever the number of partitions, rejects or
+    /// counters: every statement is a round trip to the server, and a
+    /// per-partition statement list made a 12-partition commit cost ~100 ms.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
+        PgStore::advance_kafka_offsets(&mut tx, commit.cursors)?;
         for cursor in commit.cursors {
-            match cursor {
-                Cursor::Kafka(k) => {
-                    let updated = tx.execute(
-                        "UPDATE kafka_offsets SET next_offset = $1, updated_at = now()
-                         WHERE consumer_group = $2 AND topic = $3 AND partition = $4 AND epoch = $5",
-                        &[&k.next_offset, &k.group, &k.topic, &k.partition, &k.epoch],
-                    )?;
-                    if updated == 0 {
-                        return Err(StoreError::Fenced {
-                            topic: k.topic.clone(),
-                            partition: k.partition,
-                            epoch: k.epoch,
-                        });
-                    }
-                }
-                Cursor::File(c) => {
-                    tx.execute(
-                        "INSERT INTO source_positions (source, next_offset, lines, fingerprint) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
-                             fingerprint = excluded.fingerprint, updated_at = now()",
-                        &[&c.source, &c.next_offset, &c.lines, &c.fingerprint],
-                    )?;
-                }
+            if let Cursor::File(c) = cursor {
+                tx.execute(
+                    "INSERT INTO source_positions (source, next_offset, lines, fingerprint) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
+                         fingerprint = excluded.fingerprint, updated_at = now()",
+                    &[&c.source, &c.next_offset, &c.lines, &c.fingerprint],
+                )?;
             }
         }
         PgStore::write_summaries(&mut tx, &commit)?;
-        let insert_reject = tx.prepare(
-            "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES ($1, $2, $3, $4, $5)",
-        )?;
+
+        let rejects: Vec<_> = commit
+            .parts
+            .iter()
+            .flat_map(|p| &p.checkpoint.rejects)
+            .collect();
+        if !rejects.is_empty() {
+            let reasons: Vec<&str> = rejects
+                .iter()
+                .map(|r| r.rejection.reason.as_str())
+                .collect();
+            let details: Vec<&str> = rejects
+                .iter()
+                .map(|r| r.rejection.detail.as_str())
+                .collect();
+            let origins: Vec<&str> = rejects.iter().map(|r| r.origin.as_str()).collect();
+            let positions: Vec<String> = rejects.iter().map(|r| r.position.to_string()).collect();
+            let payloads: Vec<&[u8]> = rejects.iter().map(|r| &r.payload[..]).collect();
+            tx.execute(
+                "INSERT INTO rejected_records (reason, detail, origin, position, payload)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])",
+                &[&reasons, &details, &origins, &positions, &payloads],
+            )?;
+        }
+
+        let (mut scopes, mut max_minutes, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut horizon_scopes, mut horizons) = (Vec::new(), Vec::new());
+        let (mut watermark_scopes, mut watermarks) = (Vec::new(), Vec::new());
+        let mut counts = Counts::default();
         for part in commit.parts {
-            let checkpoint = part.checkpoint;
-            for r in &checkpoint.rejects {
-                tx.execute(
-                    &insert_reject,
-                    &[
-                        &r.rejection.reason.as_str(),
-                        &r.rejection.detail,
-                        &r.origin,
-                        &r.position.to_string(),
-                        &r.payload,
-                    ],
-                )?;
-            }
-            if let Some((max_minute, blob)) = encode_dedup(&checkpoint.dedup_entries) {
-                tx.execute(
-                    "INSERT INTO dedup_state (scope, max_minute, entries) VALUES ($1, $2, $3)",
-                    &[&part.scope, &max_minute, &blob],
-                )?;
+            if let Some((max_minute, blob)) = encode_dedup(&part.checkpoint.dedup_entries) {
+                scopes.push(part.scope);
+                max_minutes.push(max_minute);
+                blobs.push(blob);
             }
             if let Some(horizon) = part.dedup_horizon_minute {
-                tx.execute(
-                    "DELETE FROM dedup_state WHERE scope = $1 AND max_minute < $2",
-                    &[&part.scope, &horizon],
-                )?;
+                horizon_scopes.push(part.scope);
+                horizons.push(horizon);
             }
-            for (name, value) in counter_entries(&checkpoint.counts) {
-                tx.execute(
-                    "INSERT INTO pipeline_counters (name, value) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value",
-                    &[&name, &(value as i64)],
-                )?;
+            if let Some(watermark) = part.checkpoint.watermark {
+                watermark_scopes.push(part.scope);
+                watermarks.push(watermark);
             }
-            if let Some(watermark) = checkpoint.watermark {
-                tx.execute(
-                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES ($1, $2)
-                     ON CONFLICT (scope) DO UPDATE SET watermark_ms = greatest(pipeline_state.watermark_ms, excluded.watermark_ms)",
-                    &[&part.scope, &watermark],
-                )?;
-            }
+            counts.add(&part.checkpoint.counts);
+        }
+        if !scopes.is_empty() {
+            tx.execute(
+                "INSERT INTO dedup_state (scope, max_minute, entries)
+                 SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[])",
+                &[&scopes, &max_minutes, &blobs],
+            )?;
+        }
+        if !horizon_scopes.is_empty() {
+            tx.execute(
+                "DELETE FROM dedup_state d USING unnest($1::text[], $2::int[]) AS h(scope, horizon)
+                 WHERE d.scope = h.scope AND d.max_minute < h.horizon",
+                &[&horizon_scopes, &horizons],
+            )?;
+        }
+        let (names, values): (Vec<String>, Vec<i64>) = counter_entries(&counts)
+            .into_iter()
+            .map(|(name, value)| (name, value as i64))
+            .unzip();
+        tx.execute(
+            "INSERT INTO pipeline_counters (name, value) SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value",
+            &[&names, &values],
+        )?;
+        if !watermark_scopes.is_empty() {
+            tx.execute(
+                "INSERT INTO pipeline_state (scope, watermark_ms) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT (scope) DO UPDATE SET watermark_ms = greatest(pipeline_state.watermark_ms, excluded.watermark_ms)",
+                &[&watermark_scopes, &watermarks],
+            )?;
         }
         tx.commit()?;
         Ok(())

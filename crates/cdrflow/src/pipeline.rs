@@ -11,9 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use cdrflow_core::mediation::{
-    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord,
+    Checkpoint, Classifier, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord,
 };
 use cdrflow_core::rating::Rater;
+use cdrflow_core::reject::Rejection;
 use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE};
 
 use crate::latency::LatencyHistogram;
@@ -228,37 +229,45 @@ fn mediate_chunk(mediator: &mut Mediator<'_>, chunk: &Chunk<'_>, threads: usize,
         return;
     }
     let records: Vec<RawRecord<'_>> = chunk.records().collect();
-    let classifier = mediator.classifier();
-    let slice_len = records.len().div_ceil(threads).max(1);
-    let classified: Vec<Vec<_>> = std::thread::scope(|scope| {
-        let mut slices = records.chunks(slice_len);
-        let first = slices.next().unwrap_or(&[]);
-        let others: Vec<_> = slices
-            .map(|slice| {
-                scope.spawn(move || {
-                    slice
-                        .iter()
-                        .map(|r| classifier.classify(*r, now))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut all = vec![first
-            .iter()
-            .map(|r| classifier.classify(*r, now))
-            .collect::<Vec<_>>()];
-        all.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().expect("classification does not panic")),
-        );
-        all
-    });
-    for (record, outcome) in records.iter().zip(classified.into_iter().flatten()) {
+    let classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
+    for (record, outcome) in records.iter().zip(classified) {
         mediator.admit(*record, outcome);
     }
     mediator.handle_watermark();
 }
+
+/// Classification (decode, validate, normalise, rate) is stateless, so a
+/// batch splits into `threads` slices classified side by side; the results
+/// come back in input order for the in-order admission that dedup needs.
+pub fn classify_in_parallel<'a>(
+    classifier: Classifier<'_>,
+    records: &[RawRecord<'a>],
+    now: i64,
+    threads: usize,
+) -> Vec<Result<Rated<'a>, Rejection>> {
+    let classify = |slice: &[RawRecord<'a>]| -> Vec<_> {
+        slice.iter().map(|r| classifier.classify(*r, now)).collect()
+    };
+    if threads <= 1 || records.len() < 2 * MIN_RECORDS_PER_THREAD {
+        return classify(records);
+    }
+    let slice_len = records.len().div_ceil(threads).max(MIN_RECORDS_PER_THREAD);
+    std::thread::scope(|scope| {
+        let mut slices = records.chunks(slice_len);
+        let first = slices.next().unwrap_or(&[]);
+        let others: Vec<_> = slices
+            .map(|slice| scope.spawn(move || classify(slice)))
+            .collect();
+        let mut all = classify(first);
+        for other in others {
+            all.extend(other.join().expect("classification does not panic"));
+        }
+        all
+    })
+}
+
+/// Below this many records per thread, starting a thread costs more than it saves.
+const MIN_RECORDS_PER_THREAD: usize = 256;
 
 fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Result<()> {
     for pending in receiver {

@@ -43,7 +43,7 @@ pub struct ProcessArgs {
     #[arg(long, env = "CDRFLOW_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
 
-    /// Threads that decode and rate file records [default: the number of CPUs]
+    /// Threads that decode and rate records [default: the number of CPUs]
     #[arg(long, env = "CDRFLOW_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
@@ -166,6 +166,7 @@ pub fn process_kafka(
             .max(1),
         commit_interval: Duration::from_millis(consumer.commit_interval_ms),
         idle_exit: consumer.idle_exit_secs.map(Duration::from_secs),
+        classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
     };
     consume(
         store,

@@ -99,11 +99,17 @@ pub struct MetricsArgs {
     pub no_metrics: bool,
 }
 
-/// Store connections reused across requests.
+/// Store connections reused across requests, at most `STORE_CONNECTIONS` at
+/// once: more would not answer faster on a few cores, and each SQLite
+/// connection keeps its own page cache (so an unbounded pool grew to
+/// gigabytes under load).
 struct StorePool {
     settings: Settings,
     idle: Mutex<Vec<Box<dyn Store>>>,
+    permits: tokio::sync::Semaphore,
 }
+
+const STORE_CONNECTIONS: usize = 8;
 
 impl StorePool {
     fn with_store<T>(
@@ -131,6 +137,11 @@ impl StorePool {
         self: &Arc<Self>,
         query: impl FnOnce(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let pool = self.clone();
         Ok(tokio::task::spawn_blocking(move || pool.with_store(query))
             .await
@@ -264,6 +275,7 @@ fn app_state(settings: &Settings, users: UsersFile) -> Result<Shared> {
         stores: Arc::new(StorePool {
             settings: settings.clone(),
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(STORE_CONNECTIONS),
         }),
         auth: Authenticator::new(users)?,
         country_code: settings.country_code,

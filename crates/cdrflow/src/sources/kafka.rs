@@ -32,7 +32,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::kafka::{client_config, ensure_topics, flush, producer, send, with_env_overrides};
-use crate::pipeline::{now_millis, RunReport};
+use crate::pipeline::{classify_in_parallel, now_millis, RunReport};
 use crate::telemetry::{telemetry, IngestTimes};
 
 /// How the consumer runs.
@@ -50,6 +50,8 @@ pub struct KafkaSourceOptions {
     pub commit_interval: Duration,
     /// Stop once no record has arrived for this long (batch-style runs, tests).
     pub idle_exit: Option<Duration>,
+    /// Threads that decode and rate each poll batch.
+    pub classify_threads: usize,
 }
 
 struct PartitionWork {
@@ -171,17 +173,21 @@ impl Worker {
         Ok(())
     }
 
-    /// Processes a batch of fetched messages in offset order per partition.
-    /// Returns the seeks to perform for partitions that skipped offsets; the
-    /// rest of such a partition's messages in the batch are left for the re-read.
-    fn process_messages(
+    /// Processes a batch of fetched messages in offset order per partition:
+    /// offsets are checked in order, records classified on `threads` threads,
+    /// then admitted in order. Returns the seeks to perform for partitions
+    /// that skipped offsets; the rest of such a partition's messages in the
+    /// batch are left for the re-read.
+    fn process_messages<'m>(
         &mut self,
-        messages: &[BorrowedMessage<'_>],
+        messages: &'m [BorrowedMessage<'_>],
         now: i64,
+        threads: usize,
     ) -> Vec<(String, i32, i64)> {
         let mut seeks: Vec<(String, i32, i64)> = Vec::new();
         let mut current: Option<usize> = None;
-        let mut processed = 0u64;
+        let mut admitted: Vec<usize> = Vec::with_capacity(messages.len());
+        let mut records: Vec<RawRecord<'m>> = Vec::with_capacity(messages.len());
         for message in messages {
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
@@ -216,23 +222,31 @@ impl Worker {
                 }
             }
             work.rewind = None;
-            let record = RawRecord {
+            work.next_offset = Some(offset + 1);
+            work.produced_at.extend(message.timestamp().to_millis());
+            admitted.push(index);
+            records.push(RawRecord {
                 origin: topic,
                 position: SourcePosition::Kafka { partition, offset },
                 payload: message.payload().unwrap_or_default(),
-            };
-            work.mediator.process_batch(std::iter::once(record), now);
-            work.next_offset = Some(offset + 1);
-            work.produced_at.extend(message.timestamp().to_millis());
-            processed += 1;
+            });
         }
-        if processed > 0 {
-            self.pending_records += processed;
-            self.ingested.push((now, processed));
-            let now = Instant::now();
-            self.first_record.get_or_insert(now);
-            self.last_record = Some(now);
+        if records.is_empty() {
+            return seeks;
         }
+        let classifier = self.partitions[admitted[0]].mediator.classifier();
+        let classified = classify_in_parallel(classifier, &records, now, threads);
+        for ((index, record), outcome) in admitted.iter().zip(&records).zip(classified) {
+            self.partitions[*index].mediator.admit(*record, outcome);
+        }
+        for work in &mut self.partitions {
+            work.mediator.handle_watermark();
+        }
+        self.pending_records += records.len() as u64;
+        self.ingested.push((now, records.len() as u64));
+        let now = Instant::now();
+        self.first_record.get_or_insert(now);
+        self.last_record = Some(now);
         seeks
     }
 
@@ -757,7 +771,7 @@ pub fn consume(
         let mut worker = lock(&worker);
         if !messages.is_empty() {
             last_record = Instant::now();
-            let seeks = worker.process_messages(&messages, now_millis());
+            let seeks = worker.process_messages(&messages, now_millis(), options.classify_threads);
             messages.clear();
             for (topic, partition, offset) in seeks {
                 // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.

@@ -249,11 +249,17 @@ impl Proxy {
         proxy
     }
 
-    pub fn cut(&self) {
+    /// Cuts the link; returns how many open connections it reset.
+    pub fn cut(&self) -> usize {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for stream in self.open.lock().unwrap().drain(..) {
+        let mut open = self.open.lock().unwrap();
+        for stream in open.iter() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
+        // Each connection is tracked by both of its ends.
+        let reset = open.len() / 2;
+        open.clear();
+        reset
     }
 
     pub fn restore(&self) {
