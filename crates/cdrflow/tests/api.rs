@@ -4,9 +4,10 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{
-    cdrflow, free_port, http_get, http_get_json, run_ok, temp_dir, wait_for_port, KillOnDrop,
+    cdrflow, http_get, http_get_json, port_in, run_ok, spawn_until, temp_dir, KillOnDrop,
 };
 
 const CDRS: &str = r#"{"cdr_id":"d1","msisdn":"+27 82 123 4567","event_datetime":"2024-03-02T10:00:00Z","data_type":"video","up_bytes":1000,"down_bytes":19408}
@@ -43,20 +44,25 @@ fn store_with_alice(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// `cdrflow serve` over `dir` on a free port, with `extra` arguments.
+/// `cdrflow serve` over `dir` on a port of its choosing, with `extra` arguments.
 fn serve(dir: &std::path::Path, extra: &[&str]) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let server = KillOnDrop(
+    let mut port = None;
+    let server = spawn_until(
         cdrflow()
             .arg("--data-dir")
             .arg(dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .spawn()
-            .unwrap(),
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra),
+        Duration::from_secs(20),
+        |line| {
+            port = line
+                .contains("cdrflow serve: dashboard on")
+                .then(|| port_in(&line.replace("https://", "http://")))
+                .flatten();
+            port.is_some()
+        },
     );
-    wait_for_port(port);
-    (server, port)
+    (server, port.unwrap())
 }
 
 const ALICE: Option<&str> = Some("alice:correct horse");

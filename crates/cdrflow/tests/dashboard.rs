@@ -3,50 +3,45 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{cdrflow, free_port, http_get, http_get_json, temp_dir, KillOnDrop};
+use common::{cdrflow, http_get, http_get_json, port_in, spawn_until, temp_dir, KillOnDrop};
 
 /// Starts `cdrflow run --keep-serving` and waits until the job is done;
 /// returns the process, the dashboard and metrics ports and the demo credentials.
 fn run_and_keep_serving(name: &str) -> (KillOnDrop, u16, u16, String) {
     let dir = temp_dir(name);
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut child = cdrflow()
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["run", "--count", "20000", "--seed", "7", "--keep-serving"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let child = KillOnDrop(child);
-    let (lines, seen) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let mut password = None;
-    loop {
-        let line = seen
-            .recv_timeout(Duration::from_secs(120))
-            .expect("cdrflow run reports that it keeps serving");
-        if let Some(rest) = line.split("password `").nth(1) {
-            password = rest.split('`').next().map(str::to_string);
-        }
-        if line.contains("still serving") {
-            break;
-        }
-    }
+    let (mut port, mut metrics_port, mut password) = (None, None, None);
+    let run = spawn_until(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["run", "--count", "20000", "--seed", "7", "--keep-serving"])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null()),
+        Duration::from_secs(120),
+        |line| {
+            if let Some(rest) = line.split("password `").nth(1) {
+                password = rest.split('`').next().map(str::to_string);
+            }
+            if line.contains("live dashboard on") {
+                port = port_in(line);
+            }
+            if line.contains("Prometheus metrics on") {
+                metrics_port = port_in(line);
+            }
+            line.contains("still serving")
+        },
+    );
     let credentials = format!("demo:{}", password.expect("a demo password is printed"));
-    (child, port, metrics_port, credentials)
+    (
+        run,
+        port.expect("the dashboard address is printed"),
+        metrics_port.expect("the metrics address is printed"),
+        credentials,
+    )
 }
 
 #[test]

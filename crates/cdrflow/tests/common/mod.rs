@@ -27,7 +27,8 @@ pub fn cdrflow() -> Command {
     cmd
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; tests bind it soon after).
+/// A free TCP port on 127.0.0.1, for servers that cannot be told to pick one
+/// (Tansu). Free when asked, so bind it soon after.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -36,15 +37,43 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until something accepts connections on `port`.
-pub fn wait_for_port(port: u16) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing listens on port {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+/// The port in the first `http://127.0.0.1:PORT` of `line`.
+pub fn port_in(line: &str) -> Option<u16> {
+    let rest = line.split("http://127.0.0.1:").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Spawns `command` with stderr piped and hands its stderr lines to `seen`
+/// until it returns true; fails after `within`. The child keeps running.
+pub fn spawn_until(
+    command: &mut Command,
+    within: std::time::Duration,
+    mut seen: impl FnMut(&str) -> bool,
+) -> KillOnDrop {
+    use std::io::BufRead;
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let child = KillOnDrop(child);
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if seen(&line) => return child,
+            Ok(_) => {}
+            Err(_) => panic!("{command:?} did not print what was expected within {within:?}"),
+        }
     }
 }
 
