@@ -3,7 +3,7 @@
 # subscribers, Basic auth) against `cdrflow serve` over a SQLite store holding
 # over 1,000,000 daily summary rows. Two runs: paced at about 5,000 requests/s
 # (the target: p99 under 10 ms), then unpaced (the ceiling). Every request
-# asks for a subscriber's whole history (about 10 rows).
+# asks for a subscriber's whole history (about 19 rows).
 #
 #   bench/api_load.sh [WORKDIR]      (default /tmp/cdrflow-api-bench)
 #

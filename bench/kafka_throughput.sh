@@ -39,7 +39,7 @@ echo "== 2. latency at $rate CDR/s offered for $((2 * count / rate)) s =="
 store=$(fresh_db cdrflow_bench_lat)
 "$bin" generate --to kafka --bootstrap "$bootstrap" --topic-data lat_data --topic-voice lat_voice --count 0 --partitions 6
 "$bin" --store "$store" process --from kafka --bootstrap "$bootstrap" --topics lat_data,lat_voice \
-  --group latency --idle-exit-secs 5 --no-dlq --commit-interval-ms 100 &
+  --group latency --idle-exit-secs 5 --no-dlq &
 consumer=$!
 sleep 4
 for f in cdr-data cdr-voice; do

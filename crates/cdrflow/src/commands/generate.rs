@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
 use cdrflow_core::synth::{Faults, Synth, SynthConfig, SynthFormat};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer};
 
 use crate::commands::usage::parse_day;
 use crate::config::Settings;
@@ -124,6 +124,14 @@ pub fn generate_to_kafka(args: &GenerateArgs) -> Result<()> {
         args.partitions,
     )?;
     let producer = producer(&k.bootstrap, &args.compression)?;
+    // Connect and learn the partition leaders before the first record is
+    // stamped, so that records are not timed waiting for the connection.
+    for topic in [&k.topic_data, &k.topic_voice, &k.topic_events] {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("cannot read the metadata of {topic} from {}", k.bootstrap))?;
+    }
     let country = CountryCode::default();
     for_each_line(args, |line, _| {
         let topic = if line.contains("\"event_type\"") {

@@ -80,8 +80,9 @@ pub struct ConsumerArgs {
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub session_timeout_ms: u32,
 
-    /// Commit at least this often while records flow
-    #[arg(long, default_value_t = 250, value_name = "MS")]
+    /// Commit at least this often while records flow. Short is fast too:
+    /// small commits overlap with consuming instead of stalling it.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
     pub commit_interval_ms: u64,
 
     /// Exit once no record has arrived for this long (for batch-style runs)
