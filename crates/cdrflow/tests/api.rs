@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    cdrflow, http_get, http_get_json, port_in, run_ok, spawn_until, temp_dir, KillOnDrop,
+    add_user, cdrflow, http_get, http_get_json, port_in, run_ok, spawn_until, temp_dir, KillOnDrop,
 };
 
 const CDRS: &str = r#"{"cdr_id":"d1","msisdn":"+27 82 123 4567","event_datetime":"2024-03-02T10:00:00Z","data_type":"video","up_bytes":1000,"down_bytes":19408}
@@ -28,19 +27,7 @@ fn store_with_alice(name: &str) -> std::path::PathBuf {
             .arg("process")
             .arg(&input),
     );
-    let mut add = cdrflow()
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["user", "add", "alice"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    add_user(&dir, "alice", "correct horse");
     dir
 }
 

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_matches_truth, cdrflow, export_store, free_port, postgres_database, run_ok,
-    seed_000_truth, temp_dir, Broker, Proxy,
+    add_user, assert_matches_truth, cdrflow, export_store, free_port, http_get, port_in,
+    postgres_database, run_ok, seed_000_truth, spawn_until, temp_dir, Broker, Proxy,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -363,4 +363,93 @@ fn a_broker_outage_is_ridden_out_without_loss() {
     let broker = Broker::start_advertising(broker_port, proxy.port);
     let store = postgres_database("broker_outage");
     consume_through_an_outage("kafka-broker-outage", &broker, &proxy, &store, &store);
+}
+
+/// A consumer's own metrics port: per-partition lag from fetch responses,
+/// dead-letter writes, end-to-end latency, and readiness once it has partitions.
+#[test]
+fn a_consumer_exposes_lag_dead_letters_and_readiness() {
+    let broker = Broker::start();
+    let store = postgres_database("metrics");
+    let dir = temp_dir("kafka-metrics");
+    add_user(&dir, "scraper", "scrape-password");
+    run_ok(cdrflow().args([
+        "generate",
+        "--format",
+        "cdr-data",
+        "--count",
+        "3000",
+        "--seed",
+        "5",
+        "--faults",
+        "bad=0.05,dup=0,late=0",
+        "--partitions",
+        "6",
+        "--to",
+        "kafka",
+        "--bootstrap",
+        &broker.bootstrap,
+    ]));
+    let mut metrics_port = None;
+    let member = spawn_until(
+        // Some malformed records are events: the generator sends them to telecom_events.
+        consumer(
+            &broker,
+            &store,
+            &["--topics", "cdr_data,cdr_voice,telecom_events"],
+        )
+        .arg("--data-dir")
+        .arg(&dir),
+        Duration::from_secs(30),
+        |line| {
+            metrics_port = line
+                .contains("Prometheus metrics on")
+                .then(|| port_in(line))
+                .flatten();
+            metrics_port.is_some()
+        },
+    );
+    let port = metrics_port.unwrap();
+    let scraper = Some("scraper:scrape-password");
+    let value = |metrics: &str, name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let (status, metrics) = http_get(port, "/metrics", scraper);
+        assert_eq!(status, 200, "{metrics}");
+        let lag_known = (0..6).all(|p| {
+            value(
+                &metrics,
+                &format!("cdrflow_kafka_consumer_lag{{topic=\"cdr_data\",partition=\"{p}\"}}"),
+            ) == Some(0)
+        });
+        if lag_known && value(&metrics, "cdrflow_records_in_total") == Some(3000) {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not catch up:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let rejected: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("cdrflow_records_rejected_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(rejected > 50, "{metrics}");
+    assert_eq!(value(&metrics, "cdrflow_dlq_writes_total"), Some(rejected));
+    assert_eq!(
+        value(&metrics, "cdrflow_ingest_to_commit_seconds_count"),
+        Some(3000)
+    );
+    assert_eq!(http_get(port, "/ready", None).0, 200);
+    assert!(Command::new("kill")
+        .args(["-TERM", &member.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
 }

@@ -27,6 +27,20 @@ pub fn cdrflow() -> Command {
     cmd
 }
 
+/// Adds API user `name` with `password` to the users file of `data_dir`.
+pub fn add_user(data_dir: &Path, name: &str, password: &str) {
+    use std::io::Write;
+    let mut add = cdrflow()
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["user", "add", name])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(add.wait().unwrap().success(), "cdrflow user add {name}");
+}
+
 /// A free TCP port on 127.0.0.1, for servers that cannot be told to pick one
 /// (Tansu). Free when asked, so bind it soon after.
 pub fn free_port() -> u16 {
