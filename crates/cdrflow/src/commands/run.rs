@@ -120,11 +120,17 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         run_from_file(settings, &generate_args, &mut process_args)?
     };
     print_report(settings, &report)?;
-    if let (Some(address), true) = (served, args.keep_serving) {
-        eprintln!("cdrflow run: still serving http://{address}/ — Ctrl-C to stop");
-        loop {
-            std::thread::park();
+    match (served, args.keep_serving) {
+        (Some(address), true) => {
+            eprintln!("cdrflow run: still serving http://{address}/ — Ctrl-C to stop");
+            loop {
+                std::thread::park();
+            }
         }
+        (Some(_), false) => eprintln!(
+            "cdrflow run: the dashboard stops with the run; `cdrflow run --keep-serving` keeps it up, `cdrflow serve` serves the results any time"
+        ),
+        (None, _) => {}
     }
     Ok(())
 }
