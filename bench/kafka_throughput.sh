@@ -15,10 +15,16 @@ bootstrap="127.0.0.1:$port"
 count=${COUNT:-500000}     # per topic
 rate=${RATE:-50000}        # total offered load in phase 2
 
-tansu broker --storage-engine memory://tansu/ --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" >/dev/null 2>&1 &
-broker=$!
+# A fresh in-memory broker per phase: Tansu's memory storage still holding
+# phase 1's million records made phase 2's latency tail several times longer.
+fresh_broker() {
+  [ -n "${broker:-}" ] && { kill "$broker" 2>/dev/null; wait "$broker" 2>/dev/null || true; }
+  tansu broker --storage-engine memory://tansu/ --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" >/dev/null 2>&1 &
+  broker=$!
+  sleep 1
+}
 trap 'kill $broker 2>/dev/null' EXIT
-sleep 1
+fresh_broker
 
 fresh_db() {
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
@@ -36,6 +42,7 @@ wait %2 %3 2>/dev/null || wait
   "$bin" --store "$store" process --from kafka --bootstrap "$bootstrap" --idle-exit-secs 3 --no-dlq
 
 echo "== 2. latency at $rate CDR/s offered for $((2 * count / rate)) s =="
+fresh_broker
 store=$(fresh_db cdrflow_bench_lat)
 "$bin" generate --to kafka --bootstrap "$bootstrap" --topic-data lat_data --topic-voice lat_voice --count 0 --partitions 6
 "$bin" --store "$store" process --from kafka --bootstrap "$bootstrap" --topics lat_data,lat_voice \

@@ -720,6 +720,11 @@ pub fn consume(
         )
         // Bigger fetches: fewer round trips per record, which is what limits one consumer.
         .set("max.partition.fetch.bytes", "8388608")
+        // Keep fetching ahead while this many messages wait locally (default
+        // 100,000): with the default, a consumer with a backlog sat idle
+        // waiting for fetches half the time (180k → 400k CDR/s against Tansu).
+        // Memory stays bounded by queued.max.messages.kbytes (64 MB).
+        .set("queued.min.messages", "1000000")
         // A fetch should return as soon as records arrive, but Tansu 0.6 holds it for
         // the whole wait (default 500 ms), which became the end-to-end latency.
         .set("fetch.wait.max.ms", "10");
@@ -785,13 +790,17 @@ pub fn consume(
                 }
             }
         }
+        worker.collect(&consumer, false)?;
+        // Group commit: on the interval only when the writer is idle. While it
+        // writes, records keep accumulating into the next, larger checkpoint,
+        // whose rows aggregate more — so under load each commit carries more
+        // records per row, and at light load commits stay small and frequent.
         if worker.pending_records >= options.batch_size as u64
-            || last_commit.elapsed() >= options.commit_interval
+            || (last_commit.elapsed() >= options.commit_interval && worker.committer.in_flight == 0)
         {
             worker.flush()?;
             last_commit = Instant::now();
         }
-        worker.collect(&consumer, false)?;
         if last_lag.elapsed() >= Duration::from_secs(1) {
             worker.publish_lag(&consumer);
             last_lag = Instant::now();
