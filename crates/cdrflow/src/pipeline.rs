@@ -286,7 +286,7 @@ fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Resu
         telemetry().committed(
             started.elapsed().as_millis() as i64,
             now_millis(),
-            &pending.checkpoint.event_times,
+            pending.checkpoint.event_times.iter().copied(),
             &pending.ingested,
         );
         tracing::debug!(

@@ -490,15 +490,12 @@ fn write_job(
             })
         }) {
             Ok(()) => {
-                let event_times: Vec<i64> = job
-                    .parts
-                    .iter()
-                    .flat_map(|p| p.checkpoint.event_times.iter().copied())
-                    .collect();
                 telemetry().committed(
                     started.elapsed().as_millis() as i64,
                     now_millis(),
-                    &event_times,
+                    job.parts
+                        .iter()
+                        .flat_map(|p| p.checkpoint.event_times.iter().copied()),
                     &job.ingested,
                 );
                 break;
