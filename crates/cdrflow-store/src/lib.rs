@@ -122,9 +122,31 @@ pub struct KafkaCursor {
     pub topic: String,
     pub partition: i32,
     pub next_offset: i64,
+    /// The stored `next_offset` this batch starts from (`None`: nothing stored
+    /// yet). The update is conditional on it, so that a commit re-sent after
+    /// its outcome was lost (connection cut during COMMIT) is recognised as
+    /// already applied instead of counted twice.
+    pub from_offset: Option<i64>,
     /// The epoch returned by [`Store::claim_partitions`]; a commit carrying an
     /// older epoch than the stored one is refused ([`StoreError::Fenced`]).
     pub epoch: i64,
+}
+
+impl KafkaCursor {
+    /// For a cursor whose conditional update moved nothing, given the stored
+    /// (epoch, next_offset): true when this very commit was applied before.
+    /// Otherwise another member owns the partition now: fenced.
+    pub fn was_applied(&self, stored_epoch: i64, stored_next_offset: Option<i64>) -> bool {
+        stored_epoch == self.epoch && stored_next_offset == Some(self.next_offset)
+    }
+
+    pub fn fenced(&self) -> StoreError {
+        StoreError::Fenced {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            epoch: self.epoch,
+        }
+    }
 }
 
 /// A position to commit with a checkpoint.

@@ -219,10 +219,13 @@ impl PgStore {
         Ok(())
     }
 
-    /// Moves every Kafka cursor's partition to its next offset, only where the
-    /// committer still holds the partition's epoch. Any partition not moved
-    /// was claimed by another member since: the whole commit is refused.
-    fn advance_kafka_offsets(tx: &mut Transaction<'_>, cursors: &[Cursor]) -> Result<()> {
+    /// Moves every Kafka cursor's partition from its `from_offset` to its next
+    /// offset, only where the committer still holds the partition's epoch.
+    /// Returns false when this very commit was applied before (its outcome
+    /// was lost with the connection): the caller then writes nothing. Any
+    /// other partition not moved was claimed by another member since: the
+    /// whole commit is refused.
+    fn advance_kafka_offsets(tx: &mut Transaction<'_>, cursors: &[Cursor]) -> Result<bool> {
         let kafka: Vec<&KafkaCursor> = cursors
             .iter()
             .filter_map(|c| match c {
@@ -231,35 +234,41 @@ impl PgStore {
             })
             .collect();
         if kafka.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let groups: Vec<&str> = kafka.iter().map(|k| k.group.as_str()).collect();
         let topics: Vec<&str> = kafka.iter().map(|k| k.topic.as_str()).collect();
         let partitions: Vec<i32> = kafka.iter().map(|k| k.partition).collect();
         let offsets: Vec<i64> = kafka.iter().map(|k| k.next_offset).collect();
+        let from_offsets: Vec<Option<i64>> = kafka.iter().map(|k| k.from_offset).collect();
         let epochs: Vec<i64> = kafka.iter().map(|k| k.epoch).collect();
         let moved = tx.query(
             "UPDATE kafka_offsets o SET next_offset = c.next_offset, updated_at = now()
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
-                  AS c(consumer_group, topic, partition, next_offset, epoch)
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
+                  AS c(consumer_group, topic, partition, next_offset, from_offset, epoch)
              WHERE o.consumer_group = c.consumer_group AND o.topic = c.topic
                AND o.partition = c.partition AND o.epoch = c.epoch
+               AND o.next_offset IS NOT DISTINCT FROM c.from_offset
              RETURNING o.topic, o.partition",
-            &[&groups, &topics, &partitions, &offsets, &epochs],
+            &[&groups, &topics, &partitions, &offsets, &from_offsets, &epochs],
         )?;
         let moved: Vec<(String, i32)> = moved.iter().map(|r| (r.get(0), r.get(1))).collect();
-        if let Some(lost) = kafka.iter().find(|k| {
+        for unmoved in kafka.iter().filter(|k| {
             !moved
                 .iter()
                 .any(|(t, p)| *t == k.topic && *p == k.partition)
         }) {
-            return Err(StoreError::Fenced {
-                topic: lost.topic.clone(),
-                partition: lost.partition,
-                epoch: lost.epoch,
-            });
+            let stored = tx.query_opt(
+                "SELECT epoch, next_offset FROM kafka_offsets
+                 WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+                &[&unmoved.group, &unmoved.topic, &unmoved.partition],
+            )?;
+            return match stored {
+                Some(row) if unmoved.was_applied(row.get(0), row.get(1)) => Ok(false),
+                _ => Err(unmoved.fenced()),
+            };
         }
-        Ok(())
+        Ok(true)
     }
 
     fn write_summaries(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
@@ -445,7 +454,10 @@ impl Store for PgStore {
     /// per-partition statement list made a 12-partition commit cost ~100 ms.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
-        PgStore::advance_kafka_offsets(&mut tx, commit.cursors)?;
+        if !PgStore::advance_kafka_offsets(&mut tx, commit.cursors)? {
+            // Applied before: the transaction rolls back, nothing counts twice.
+            return Ok(());
+        }
         for cursor in commit.cursors {
             if let Cursor::File(c) = cursor {
                 tx.execute(

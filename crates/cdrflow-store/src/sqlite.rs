@@ -406,15 +406,24 @@ impl Store for SqliteStore {
                 Cursor::Kafka(k) => {
                     let updated = tx.execute(
                         "UPDATE kafka_offsets SET next_offset = ?1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                         WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4 AND epoch = ?5",
-                        params![k.next_offset, k.group, k.topic, k.partition, k.epoch],
+                         WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4 AND epoch = ?5
+                           AND next_offset IS ?6",
+                        params![k.next_offset, k.group, k.topic, k.partition, k.epoch, k.from_offset],
                     )?;
                     if updated == 0 {
-                        return Err(StoreError::Fenced {
-                            topic: k.topic.clone(),
-                            partition: k.partition,
-                            epoch: k.epoch,
-                        });
+                        let stored: Option<(i64, Option<i64>)> = tx
+                            .query_row(
+                                "SELECT epoch, next_offset FROM kafka_offsets
+                                 WHERE consumer_group = ?1 AND topic = ?2 AND partition = ?3",
+                                params![k.group, k.topic, k.partition],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .optional()?;
+                        return match stored {
+                            // Applied before: the transaction rolls back, nothing counts twice.
+                            Some((epoch, next)) if k.was_applied(epoch, next) => Ok(()),
+                            _ => Err(k.fenced()),
+                        };
                     }
                 }
                 Cursor::File(c) => {

@@ -193,21 +193,31 @@ fn fences_a_consumer_that_lost_its_partition(store: &mut dyn Store) {
         checkpoint: &cp,
         dedup_horizon_minute: None,
     }];
-    let cursor = |next_offset, epoch| {
+    let cursor = |from_offset, next_offset, epoch| {
         Cursor::Kafka(KafkaCursor {
             group: "g".into(),
             topic: "cdr_data".into(),
             partition: 0,
             next_offset,
+            from_offset,
             epoch,
         })
     };
-    store
-        .commit(Commit {
-            parts: &parts,
-            cursors: &[cursor(2, first[0].epoch)],
-        })
-        .unwrap();
+    let cursors_0_to_2 = [cursor(None, 2, first[0].epoch)];
+    let commit_0_to_2 = || Commit {
+        parts: &parts,
+        cursors: &cursors_0_to_2,
+    };
+    store.commit(commit_0_to_2()).unwrap();
+    // The same commit again, as a consumer re-sends it when the connection
+    // died during COMMIT and it cannot know whether it was applied: accepted,
+    // and nothing counts twice.
+    store.commit(commit_0_to_2()).unwrap();
+    assert_eq!(
+        store.counts().unwrap().records_in,
+        2,
+        "a re-sent commit writes nothing"
+    );
 
     // Another member takes the partition over: the old owner's commit is refused whole.
     let second = store.claim_partitions("g", &partitions).unwrap();
@@ -217,7 +227,7 @@ fn fences_a_consumer_that_lost_its_partition(store: &mut dyn Store) {
     );
     let refused = store.commit(Commit {
         parts: &parts,
-        cursors: &[cursor(4, first[0].epoch)],
+        cursors: &[cursor(Some(2), 4, first[0].epoch)],
     });
     assert!(
         matches!(refused, Err(StoreError::Fenced { .. })),
@@ -231,7 +241,7 @@ fn fences_a_consumer_that_lost_its_partition(store: &mut dyn Store) {
     store
         .commit(Commit {
             parts: &parts,
-            cursors: &[cursor(4, second[0].epoch)],
+            cursors: &[cursor(Some(2), 4, second[0].epoch)],
         })
         .unwrap();
     assert_eq!(
@@ -255,7 +265,7 @@ fn fences_a_consumer_that_lost_its_partition(store: &mut dyn Store) {
     assert!(store
         .commit(Commit {
             parts: &parts,
-            cursors: &[cursor(6, second[0].epoch)]
+            cursors: &[cursor(Some(4), 6, second[0].epoch)]
         })
         .is_err());
 }

@@ -283,7 +283,7 @@ impl Worker {
             else {
                 continue;
             };
-            work.submitted_offset = Some(next_offset);
+            let from_offset = std::mem::replace(&mut work.submitted_offset, Some(next_offset));
             parts.push(JobPart {
                 scope: work.scope.clone(),
                 checkpoint: work.mediator.checkpoint(),
@@ -293,6 +293,7 @@ impl Worker {
                     topic: work.topic.clone(),
                     partition: work.partition,
                     next_offset,
+                    from_offset,
                     epoch: work.epoch,
                 },
                 produced_at: std::mem::take(&mut work.produced_at),
