@@ -41,6 +41,20 @@ impl Totals {
         }
     }
 
+    /// The largest measure, as a magnitude: how close one record can bring a total to the limit.
+    pub fn largest_measure(&self) -> u64 {
+        [
+            self.up_bytes,
+            self.down_bytes,
+            self.duration_sec,
+            self.cost_micros.unsigned_abs(),
+            self.amount_micros.unsigned_abs(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
     /// `self + other`, or `TotalOverflow` when any measure leaves the signed 64-bit range.
     pub fn checked_add(&self, other: &Totals) -> Result<Totals, TotalOverflow> {
         let unsigned = |a: u64, b: u64| {
@@ -106,17 +120,33 @@ impl SummaryDelta {
         usage: &Totals,
     ) -> Result<(), TotalOverflow> {
         let type_id = self.intern(service_type);
-        let totals = self
-            .rows
-            .entry(DeltaKey {
-                kind,
-                msisdn,
-                day,
-                type_id,
-            })
-            .or_default();
-        *totals = totals.checked_add(usage)?;
+        let key = DeltaKey {
+            kind,
+            msisdn,
+            day,
+            type_id,
+        };
+        // Checked before a row is created: a refused record must leave no empty row behind.
+        match self.rows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut row) => {
+                *row.get_mut() = row.get().checked_add(usage)?;
+            }
+            std::collections::hash_map::Entry::Vacant(row) => {
+                row.insert(Totals::default().checked_add(usage)?);
+            }
+        }
         Ok(())
+    }
+
+    /// The delta's row for a key, if this delta touched it.
+    pub fn row(&self, kind: Kind, msisdn: Msisdn, day: Day, service_type: &str) -> Option<&Totals> {
+        let type_id = *self.type_ids.get(service_type)?;
+        self.rows.get(&DeltaKey {
+            kind,
+            msisdn,
+            day,
+            type_id,
+        })
     }
 
     fn intern(&mut self, name: &str) -> u32 {

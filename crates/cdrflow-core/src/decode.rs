@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::json::{for_each_field, JsonError, JsonValue};
-use crate::model::{Amount, Cdr, Direction, Kind, SourcePosition};
-use crate::money::Decimal;
+use crate::model::{Amount, Cdr, Direction, IdSpace, Kind, SourcePosition};
+use crate::money::{Decimal, DecimalError};
 use crate::normalize::{normalize_msisdn, parse_timestamp, CountryCode, TimeError};
 use crate::reject::{RejectReason, Rejection};
 
@@ -190,6 +190,7 @@ fn decode_cdr_data<'a>(
 ) -> Result<Cdr<'a>, Rejection> {
     Ok(Cdr {
         record_id: optional_string(f.cdr_id, "cdr_id")?,
+        id_space: IdSpace::CdrData,
         kind: Kind::Data,
         service_type: service_type(required(f.data_type, "data_type")?, "data_type")?,
         start_time: timestamp(
@@ -210,6 +211,7 @@ fn decode_cdr_voice<'a>(
 ) -> Result<Cdr<'a>, Rejection> {
     Ok(Cdr {
         record_id: optional_string(f.cdr_id, "cdr_id")?,
+        id_space: IdSpace::CdrVoice,
         kind: Kind::Voice,
         service_type: service_type(required(f.call_type, "call_type")?, "call_type")?,
         start_time: timestamp(required(f.start_time, "start_time")?, "start_time")?,
@@ -252,6 +254,7 @@ fn decode_telecom_event<'a>(
     };
     let mut cdr = Cdr {
         record_id: optional_string(f.event_id, "event_id")?,
+        id_space: IdSpace::TelecomEvents,
         kind,
         service_type: subtype,
         direction,
@@ -287,6 +290,7 @@ fn common<'a>(
     })?;
     Ok(Cdr {
         record_id: None,
+        id_space: IdSpace::CdrData,
         kind: Kind::Data,
         served_msisdn,
         other_party: optional_string(f.other_party, "other_party")?,
@@ -395,11 +399,15 @@ fn counter(value: JsonValue<'_>, name: &str) -> Result<u64, Rejection> {
     if let Ok(n) = text.parse::<u64>() {
         return Ok(n);
     }
-    let decimal = Decimal::parse(text).map_err(|_| {
-        Rejection::new(
+    let decimal = Decimal::parse(text).map_err(|e| match e {
+        DecimalError::TooPrecise(_) => Rejection::new(
+            RejectReason::NotAnInteger,
+            format!("field `{name}` = {text} is not a whole number"),
+        ),
+        _ => Rejection::new(
             RejectReason::ValueTooLarge,
             format!("field `{name}` = {text} is too large"),
-        )
+        ),
     })?;
     if decimal.is_negative() {
         return Err(Rejection::new(
@@ -467,7 +475,10 @@ fn amount(value: JsonValue<'_>) -> Result<Amount, Rejection> {
             format!("field `amount` = {text} {why}"),
         )
     };
-    let decimal = Decimal::parse(text).map_err(|_| invalid("is too large"))?;
+    let decimal = Decimal::parse(text).map_err(|e| match e {
+        DecimalError::TooPrecise(_) => invalid("has more than 6 decimal places"),
+        _ => invalid("is too large"),
+    })?;
     if decimal.is_negative() {
         return Err(Rejection::new(
             RejectReason::NegativeValue,

@@ -5,10 +5,12 @@
 //! index forgets identities whose event time falls out of the window behind
 //! the watermark, so its size follows the window, not the input.
 
+use std::collections::BTreeSet;
+
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed};
 
-use crate::model::{Kind, SourcePosition};
+use crate::model::{IdSpace, Kind, SourcePosition};
 use crate::normalize::EpochMillis;
 
 /// A record identity.
@@ -16,22 +18,30 @@ use crate::normalize::EpochMillis;
 pub struct RecordKey(pub u128);
 
 impl RecordKey {
-    /// The identity of a record that carries its own id. Ids are scoped per
-    /// kind: seed 000's data and voice topics number their CDRs separately.
-    pub fn from_id(kind: Kind, id: &str) -> RecordKey {
-        RecordKey(xxh3_128_with_seed(id.as_bytes(), kind as u64 + 1))
+    /// The identity of a record that carries its own id, within the feed
+    /// that numbered it ([`IdSpace`]).
+    pub fn from_id(space: IdSpace, id: &str) -> RecordKey {
+        // Seed 000's feeds keep the seeds they had when ids were scoped by
+        // kind (data 1, voice 2), so stores written before stay valid.
+        let seed = match space {
+            IdSpace::CdrData => Kind::Data as u64 + 1,
+            IdSpace::CdrVoice => Kind::Voice as u64 + 1,
+            IdSpace::TelecomEvents => 0x7e1e_0000,
+        };
+        RecordKey(xxh3_128_with_seed(id.as_bytes(), seed))
     }
 
-    /// The identity of a record without an id: where it was read, plus its
-    /// bytes. Re-reading the same source yields the same key; two different
-    /// lines never share one.
-    pub fn from_position(origin: &str, position: SourcePosition, payload: &[u8]) -> RecordKey {
+    /// The identity of a record without an id: the identity of the source it
+    /// was read from (for files, a fingerprint of the content, not the path),
+    /// where in it, plus its bytes. Re-reading the same bytes yields the same
+    /// key under any name; two different lines never share one.
+    pub fn from_position(source_id: &str, position: SourcePosition, payload: &[u8]) -> RecordKey {
         let place = match position {
             SourcePosition::Line { line, .. } => line,
             SourcePosition::Kafka { partition, offset } => (partition as u64) << 48 ^ offset as u64,
         };
         // The high bit keeps position seeds apart from the small per-kind id seeds.
-        let seed = xxh3_64_with_seed(origin.as_bytes(), place) | 1 << 63;
+        let seed = xxh3_64_with_seed(source_id.as_bytes(), place) | 1 << 63;
         RecordKey(xxh3_128_with_seed(payload, seed))
     }
 }
@@ -64,19 +74,66 @@ pub fn minute_of(at: EpochMillis) -> i32 {
     at.div_euclid(60_000) as i32
 }
 
-/// The set of identities seen within the window.
-#[derive(Debug, Default)]
+pub fn day_of_minute(minute: i32) -> i32 {
+    minute.div_euclid(MINUTES_PER_DAY)
+}
+
+const MINUTES_PER_DAY: i32 = 1440;
+
+/// Loaded days older than the window kept in memory at most; beyond, the
+/// oldest are forgotten and read from the store again when needed.
+const MAX_LOADED_DAYS: usize = 45;
+
+/// The identities the index can answer for: every identity with an event
+/// minute from `covered_from_minute` on (the window behind the watermark),
+/// plus whole days older than that loaded from the store on demand (a
+/// back-fill of last month's files). For any other minute the store must be
+/// asked first ([`DedupIndex::covers`]).
+#[derive(Debug)]
 pub struct DedupIndex {
     seen: FxHashMap<RecordKey, i32>,
+    covered_from_minute: i32,
+    loaded_days: BTreeSet<i32>,
+}
+
+impl Default for DedupIndex {
+    fn default() -> Self {
+        DedupIndex {
+            seen: FxHashMap::default(),
+            covered_from_minute: i32::MIN,
+            loaded_days: BTreeSet::new(),
+        }
+    }
 }
 
 impl DedupIndex {
-    pub fn with_entries(entries: impl IntoIterator<Item = DedupEntry>) -> DedupIndex {
-        let mut index = DedupIndex::default();
+    /// An index holding every identity from `covered_from_minute` on.
+    pub fn with_entries(
+        entries: impl IntoIterator<Item = DedupEntry>,
+        covered_from_minute: i32,
+    ) -> DedupIndex {
+        let mut index = DedupIndex {
+            covered_from_minute,
+            ..DedupIndex::default()
+        };
         for entry in entries {
             index.seen.insert(entry.key, entry.event_minute);
         }
         index
+    }
+
+    /// Whether the index knows every identity of `event_minute`.
+    pub fn covers(&self, event_minute: i32) -> bool {
+        event_minute >= self.covered_from_minute
+            || self.loaded_days.contains(&day_of_minute(event_minute))
+    }
+
+    /// Adds a whole day's identities read from the store.
+    pub fn load_day(&mut self, day: i32, entries: impl IntoIterator<Item = DedupEntry>) {
+        self.loaded_days.insert(day);
+        for entry in entries {
+            self.seen.insert(entry.key, entry.event_minute);
+        }
     }
 
     /// Records `key`; `true` when it is new, `false` when already seen.
@@ -95,9 +152,19 @@ impl DedupIndex {
         self.seen.remove(&key);
     }
 
-    /// Forgets identities whose event minute is before `horizon_minute`.
+    /// Moves the window's start to `horizon_minute`, forgetting identities
+    /// before it except those of loaded days (at most [`MAX_LOADED_DAYS`]).
     pub fn evict_before(&mut self, horizon_minute: i32) {
-        self.seen.retain(|_, minute| *minute >= horizon_minute);
+        self.covered_from_minute = self.covered_from_minute.max(horizon_minute);
+        let covered_day = day_of_minute(self.covered_from_minute);
+        // A day the window covers whole needs no loading any more.
+        self.loaded_days.retain(|day| *day < covered_day);
+        while self.loaded_days.len() > MAX_LOADED_DAYS {
+            self.loaded_days.pop_first();
+        }
+        let (covered, loaded) = (self.covered_from_minute, &self.loaded_days);
+        self.seen
+            .retain(|_, minute| *minute >= covered || loaded.contains(&day_of_minute(*minute)));
     }
 
     pub fn len(&self) -> usize {
@@ -116,15 +183,40 @@ mod tests {
     #[test]
     fn first_wins_and_old_entries_are_forgotten() {
         let mut index = DedupIndex::default();
-        let a = RecordKey::from_id(Kind::Data, "a");
+        let a = RecordKey::from_id(IdSpace::CdrData, "a");
         assert!(index.insert(a, 10));
         assert!(!index.insert(a, 20));
         assert!(
-            index.insert(RecordKey::from_id(Kind::Voice, "a"), 10),
-            "ids are scoped per kind"
+            index.insert(RecordKey::from_id(IdSpace::TelecomEvents, "a"), 10),
+            "ids are scoped per feed"
         );
         index.evict_before(11);
+        assert!(
+            !index.covers(10),
+            "evicted minutes must be asked of the store"
+        );
         assert!(index.insert(a, 30));
+    }
+
+    #[test]
+    fn loaded_days_stay_known_behind_the_window() {
+        let a = RecordKey::from_id(IdSpace::CdrData, "a");
+        let mut index = DedupIndex::with_entries([], 10 * 1440);
+        assert!(!index.covers(2 * 1440 + 5));
+        index.load_day(
+            2,
+            [DedupEntry {
+                key: a,
+                event_minute: 2 * 1440 + 5,
+            }],
+        );
+        assert!(index.covers(2 * 1440 + 1439));
+        assert!(!index.covers(3 * 1440));
+        index.evict_before(11 * 1440);
+        assert!(
+            !index.insert(a, 2 * 1440 + 5),
+            "a loaded day survives eviction"
+        );
     }
 
     #[test]

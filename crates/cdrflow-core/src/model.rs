@@ -77,6 +77,17 @@ impl fmt::Display for SourcePosition {
 }
 
 /// Money in micro-units of a currency.
+/// Which numbering a record id belongs to. Seed 000's data and voice feeds
+/// and seed 003's event feed each number their records independently, so
+/// `cdr_voice` 1001 and `telecom_events` 1001 are two different records —
+/// whether they arrive from files or from Kafka topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdSpace {
+    CdrData,
+    CdrVoice,
+    TelecomEvents,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Amount {
     pub micros: i64,
@@ -88,6 +99,8 @@ pub struct Amount {
 pub struct Cdr<'a> {
     /// The id the source gave (`cdr_id`, `event_id`), if any.
     pub record_id: Option<Cow<'a, str>>,
+    /// The feed that numbered `record_id`: ids are unique within one feed only.
+    pub id_space: IdSpace,
     pub kind: Kind,
     pub served_msisdn: Msisdn,
     pub other_party: Option<Cow<'a, str>>,

@@ -23,6 +23,8 @@ pub enum DecimalError {
     Syntax(String),
     #[error("`{0}` has too many digits to be represented exactly")]
     TooLarge(String),
+    #[error("`{0}` has more significant decimal places than can be represented exactly")]
+    TooPrecise(String),
 }
 
 impl Decimal {
@@ -45,16 +47,37 @@ impl Decimal {
         let mut scale: i64 = 0;
         let mut digits = 0usize;
         let mut seen_point = false;
+        // Zeros after the point count only once a non-zero digit follows, so
+        // `1.000…0` with any number of zeros is exactly 1.
+        let mut fraction_zeros: i64 = 0;
         while i < bytes.len() {
             match bytes[i] {
+                b'0' if seen_point => {
+                    fraction_zeros += 1;
+                    digits += 1;
+                }
                 b @ b'0'..=b'9' => {
-                    mantissa = mantissa
-                        .checked_mul(10)
+                    let shifted = if seen_point {
+                        let exp = u32::try_from(fraction_zeros + 1).unwrap_or(u32::MAX);
+                        10i128
+                            .checked_pow(exp)
+                            .and_then(|f| mantissa.checked_mul(f))
+                    } else {
+                        mantissa.checked_mul(10)
+                    };
+                    mantissa = shifted
                         .and_then(|m| m.checked_add(i128::from(b - b'0')))
-                        .ok_or_else(too_large)?;
+                        .ok_or_else(|| {
+                            if seen_point {
+                                DecimalError::TooPrecise(text.to_string())
+                            } else {
+                                too_large()
+                            }
+                        })?;
                     digits += 1;
                     if seen_point {
-                        scale += 1;
+                        scale += fraction_zeros + 1;
+                        fraction_zeros = 0;
                     }
                 }
                 b'.' if !seen_point => seen_point = true,
@@ -80,7 +103,7 @@ impl Decimal {
         }
         let scale = u32::try_from(scale).map_err(|_| too_large())?;
         if scale > 30 {
-            return Err(too_large());
+            return Err(DecimalError::TooPrecise(text.to_string()));
         }
         Ok(Decimal {
             mantissa: if negative { -mantissa } else { mantissa },
@@ -144,6 +167,23 @@ pub fn format_micros(micros: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_fractions_are_exact_or_refused_as_too_precise() {
+        let zeros = format!("7.5{}", "0".repeat(40));
+        assert_eq!(
+            Decimal::parse(&zeros).unwrap().scaled_to_integer(6),
+            Some(7_500_000)
+        );
+        let digits = format!("1.{}", "3".repeat(32));
+        let parsed = Decimal::parse(&digits);
+        assert!(matches!(parsed, Err(DecimalError::TooPrecise(_))));
+        let too_many = format!("1.{}", "3".repeat(60));
+        assert!(matches!(
+            Decimal::parse(&too_many),
+            Err(DecimalError::TooPrecise(_))
+        ));
+    }
 
     #[test]
     fn parses_exactly() {

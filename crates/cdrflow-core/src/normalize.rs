@@ -241,10 +241,21 @@ pub fn parse_timestamp(text: &str) -> Result<EpochMillis, TimeError> {
         [b'Z' | b'z'] => 0,
         _ => parse_offset(rest).ok_or(TimeError::Unparsable)?,
     };
-    // Second 60 is a leap second, which RFC 3339 allows.
     if hour > 23 || minute > 59 || second > 60 {
         return Err(TimeError::Impossible);
     }
+    // A leap second (RFC 3339 allows second 60) is the last second of a UTC
+    // day: it is only real at 23:59:60 UTC, and it is counted as 23:59:59 of
+    // that day, so its record keeps its date. Any other second 60 is refused.
+    let second = if second == 60 {
+        let utc_minute = (i64::from(hour * 60 + minute) - i64::from(offset) / 60).rem_euclid(1440);
+        if utc_minute != 1439 {
+            return Err(TimeError::Impossible);
+        }
+        59
+    } else {
+        second
+    };
     let day = Day::from_ymd(year, month, day).ok_or(TimeError::Impossible)?;
     let seconds = i64::from(day.0) * 86_400 + i64::from(hour * 3600 + minute * 60 + second)
         - i64::from(offset);
@@ -323,6 +334,21 @@ fn civil_from_days(z: i32) -> (i32, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leap_second_keeps_its_day_and_other_second_60s_are_refused() {
+        let leap = parse_timestamp("2016-12-31T23:59:60Z").unwrap();
+        assert_eq!(leap, parse_timestamp("2016-12-31T23:59:59Z").unwrap());
+        assert_eq!(
+            parse_timestamp("2017-01-01T01:59:60+02:00").unwrap(),
+            leap,
+            "23:59:60 UTC written in another offset"
+        );
+        assert_eq!(
+            parse_timestamp("2024-03-01T10:00:60Z"),
+            Err(TimeError::Impossible)
+        );
+    }
+
     use super::*;
 
     fn e164(raw: &str) -> Result<String, &'static str> {

@@ -11,7 +11,7 @@
 
 use cdrflow_core::aggregate::Totals;
 use cdrflow_core::dedup::DedupEntry;
-use cdrflow_core::mediation::{Checkpoint, Counts};
+use cdrflow_core::mediation::{Checkpoint, Counts, LookupAnswer, StoreLookup};
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 
@@ -44,6 +44,45 @@ pub enum StoreError {
     },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] postgres::Error),
+    #[error("{source_label} was read by another cdrflow process since this one opened it (its committed position moved from {expected} to {found}); nothing of this checkpoint was written. Run the command again to continue from the new position")]
+    SourceMoved {
+        source_label: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl StoreError {
+    /// Whether trying the same thing again may succeed: the store was
+    /// unreachable or momentarily locked. Anything else (a refused value, a
+    /// fenced partition, a moved cursor) fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Open { .. } => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none()
+                    || e.code().is_some_and(|c| {
+                        let class = &c.code()[..2];
+                        // connection exception, insufficient resources, operator
+                        // intervention (shutdown), system error; serialization failure, deadlock
+                        matches!(class, "08" | "53" | "57" | "58")
+                            || matches!(c.code(), "40001" | "40P01")
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -60,6 +99,13 @@ pub struct SourceCursor {
     /// A fingerprint of the source's identity (files: a hash of the first bytes),
     /// so that a replaced file is not mistaken for the one already read.
     pub fingerprint: String,
+    /// How many leading bytes of the source its identity hashes (files: the
+    /// first 4 KiB, or the whole lines of a smaller file when first committed).
+    pub prefix_len: i64,
+    /// The stored `next_offset` this commit starts from (`None`: nothing
+    /// stored yet). The update is a compare-and-set on it: a second process
+    /// reading the same source at the same time cannot commit it twice.
+    pub from_offset: Option<i64>,
 }
 
 /// What a mediator needs to resume exactly where the last commit left off.
@@ -149,6 +195,24 @@ impl KafkaCursor {
     }
 }
 
+impl SourceCursor {
+    /// For a cursor whose compare-and-set moved nothing, given the stored
+    /// position: true when this very commit was applied before (its outcome
+    /// was lost with the connection).
+    pub fn already_applied(&self, stored_next_offset: Option<i64>) -> bool {
+        stored_next_offset == Some(self.next_offset) && self.from_offset != Some(self.next_offset)
+    }
+
+    pub fn moved(&self, stored_next_offset: Option<i64>) -> StoreError {
+        let show = |o: Option<i64>| o.map_or("nothing".to_string(), |o| format!("byte {o}"));
+        StoreError::SourceMoved {
+            source_label: self.source.clone(),
+            expected: show(self.from_offset),
+            found: show(stored_next_offset),
+        }
+    }
+}
+
 /// A position to commit with a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cursor {
@@ -181,6 +245,43 @@ pub struct CommitPart<'a> {
     pub checkpoint: &'a Checkpoint,
     /// This scope's dedup state with event minutes before this can be dropped.
     pub dedup_horizon_minute: Option<i32>,
+}
+
+/// A checkpoint's new dedup entries, one blob per UTC day of event time, so
+/// that a day can be read back alone when a back-filled record needs it.
+pub(crate) struct DedupBlob {
+    pub min_minute: i32,
+    pub max_minute: i32,
+    pub entries: Vec<u8>,
+}
+
+pub(crate) fn dedup_blobs(entries: &[DedupEntry]) -> Vec<DedupBlob> {
+    let mut by_day: std::collections::BTreeMap<i32, DedupBlob> = Default::default();
+    for entry in entries {
+        let blob = by_day
+            .entry(cdrflow_core::dedup::day_of_minute(entry.event_minute))
+            .or_insert_with(|| DedupBlob {
+                min_minute: entry.event_minute,
+                max_minute: entry.event_minute,
+                entries: Vec::new(),
+            });
+        blob.min_minute = blob.min_minute.min(entry.event_minute);
+        blob.max_minute = blob.max_minute.max(entry.event_minute);
+        entry.encode_into(&mut blob.entries);
+    }
+    by_day.into_values().collect()
+}
+
+/// The first and last minute of a UTC day.
+pub(crate) fn day_minutes(day: i32) -> (i32, i32) {
+    (day * 1440, day * 1440 + 1439)
+}
+
+/// A day range the stores' date types can hold: open ranges arrive as the
+/// extremes of `i32`, which PostgreSQL's DATE arithmetic refuses.
+pub(crate) fn clamp_day(day: Day) -> Day {
+    // 0001-01-01 .. 9999-12-31
+    Day(day.0.clamp(-719_162, 2_932_896))
 }
 
 /// What one commit writes, all or nothing.
@@ -257,6 +358,19 @@ pub trait Store: Send {
 
     /// Where `source` was last committed, if ever.
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>>;
+
+    /// The identity prefix lengths below `below` that stored file cursors
+    /// use (files smaller than 4 KiB when first committed), so that a file
+    /// that has grown since is still recognised.
+    fn short_prefix_lens(&mut self, below: i64) -> Result<Vec<i64>>;
+
+    /// Makes this store handle the only one processing files into the store
+    /// until it is dropped; a second process gets [`StoreError::Busy`].
+    fn lock_files(&mut self) -> Result<()>;
+
+    /// Answers what admission must know from the store (dedup identities of
+    /// days behind the in-memory window, stored totals of rows), in `scope`.
+    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer>;
 
     /// Writes a checkpoint and the source cursors in one transaction; refuses
     /// the whole commit with [`StoreError::Fenced`] when a Kafka cursor's epoch is stale.

@@ -12,15 +12,16 @@
 use cdrflow_core::aggregate::Totals;
 use cdrflow_core::dedup::minute_of;
 use cdrflow_core::dedup::DedupEntry;
-use cdrflow_core::mediation::Counts;
+use cdrflow_core::mediation::{Counts, LookupAnswer, StoreLookup};
 use cdrflow_core::normalize::{Day, Msisdn};
 use postgres::{Client, NoTls, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
-use crate::sqlite::{apply_counter, counter_entries, encode_dedup};
+use crate::sqlite::{apply_counter, counter_entries};
 use crate::{
-    Commit, Cursor, KafkaCursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result,
-    ResumeState, SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaCursor, OverviewRow, PartitionClaim,
+    RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
+    SummaryRecord, TopSubscriber,
 };
 
 /// Serialises migrations between processes starting at the same time.
@@ -86,8 +87,15 @@ fn migrations() -> Vec<(i32, String)> {
         CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
         CREATE TABLE pipeline_state (scope TEXT PRIMARY KEY, watermark_ms BIGINT NOT NULL);",
     );
-    vec![(1, v1)]
+    // v2: as SQLite's v2 (dedup identities per day, file cursors keyed by content).
+    let v2 = "ALTER TABLE dedup_state ADD COLUMN min_minute INTEGER;
+        ALTER TABLE source_positions ADD COLUMN prefix_len BIGINT NOT NULL DEFAULT 4096;"
+        .to_string();
+    vec![(1, v1), (2, v2)]
 }
+
+/// Serialises processes that read files into one store (session lock).
+const FILES_LOCK: i64 = 0x6364_7266_6669_6c65; // "cdrffile"
 
 fn upsert_sql(table: &SummaryTable) -> String {
     let mut inputs = vec![
@@ -133,7 +141,8 @@ fn upsert_sql(table: &SummaryTable) -> String {
     )
 }
 
-fn select_sql(table: &SummaryTable, filter: &str) -> String {
+/// A table's measures as integers (money in micro-units).
+fn measure_columns(table: &SummaryTable) -> String {
     let columns: Vec<String> = table
         .measures
         .iter()
@@ -145,11 +154,18 @@ fn select_sql(table: &SummaryTable, filter: &str) -> String {
             }
         })
         .collect();
+    columns.join(", ")
+}
+
+/// Rows in the same order as SQLite's integer keys: numbers by value (for
+/// E.164 text, by length then digits), types byte-wise.
+fn select_sql(table: &SummaryTable, filter: &str) -> String {
     format!(
-        "SELECT msisdn, (event_date - DATE '1970-01-01')::int, {ty}, {cols} FROM {name} {filter} ORDER BY msisdn, event_date, {ty}",
+        "SELECT msisdn, (event_date - DATE '1970-01-01')::int, {ty}, {cols} FROM {name} {filter}
+         ORDER BY length(msisdn), msisdn, event_date, {ty} COLLATE \"C\"",
         name = table.name,
         ty = table.type_column,
-        cols = columns.join(", "),
+        cols = measure_columns(table),
     )
 }
 
@@ -171,6 +187,11 @@ impl PgStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The URL this store connected to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The connection, re-established first if the server closed it (restart,
@@ -354,7 +375,7 @@ fn redact(url: &str) -> String {
 impl Store for PgStore {
     fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
         let watermark: Option<i64> = self
-            .client
+            .live_client()?
             .query_opt(
                 "SELECT watermark_ms FROM pipeline_state WHERE scope = $1",
                 &[&scope],
@@ -444,8 +465,72 @@ impl Store for PgStore {
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>> {
         Ok(self
             .live_client()?
-            .query_opt("SELECT source, next_offset, lines, fingerprint FROM source_positions WHERE source = $1", &[&source])?
-            .map(|r| SourceCursor { source: r.get(0), next_offset: r.get(1), lines: r.get(2), fingerprint: r.get(3) }))
+            .query_opt("SELECT source, next_offset, lines, fingerprint, prefix_len FROM source_positions WHERE source = $1", &[&source])?
+            .map(|r| SourceCursor { source: r.get(0), next_offset: r.get(1), lines: r.get(2), fingerprint: r.get(3), prefix_len: r.get(4), from_offset: None }))
+    }
+
+    fn short_prefix_lens(&mut self, below: i64) -> Result<Vec<i64>> {
+        Ok(self
+            .live_client()?
+            .query(
+                "SELECT DISTINCT prefix_len FROM source_positions WHERE prefix_len < $1 ORDER BY prefix_len",
+                &[&below],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn lock_files(&mut self) -> Result<()> {
+        let locked: bool = self
+            .live_client()?
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&FILES_LOCK])?
+            .get(0);
+        if locked {
+            Ok(())
+        } else {
+            Err(StoreError::Busy(
+                "another cdrflow process is processing files into this PostgreSQL database; wait for it to finish (or stop it), then run this again".into(),
+            ))
+        }
+    }
+
+    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer> {
+        let mut answer = LookupAnswer::default();
+        for &day in &asked.dedup_days {
+            let (first, last) = day_minutes(day);
+            for row in self.live_client()?.query(
+                "SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2
+                   AND (min_minute IS NULL OR min_minute <= $3)",
+                &[&scope, &first, &last],
+            )? {
+                let blob: &[u8] = row.get(0);
+                answer.dedup_entries.extend(
+                    DedupEntry::decode_all(blob)
+                        .filter(|e| (first..=last).contains(&e.event_minute)),
+                );
+            }
+        }
+        for row in &asked.totals {
+            let table = &SUMMARY_TABLES[row.kind as usize];
+            let columns = measure_columns(table);
+            let found = self.live_client()?.query_opt(
+                &format!(
+                    "SELECT {columns} FROM {name} WHERE msisdn = $1 AND event_date = DATE '1970-01-01' + $2::int AND {ty} = $3",
+                    name = table.name,
+                    ty = table.type_column,
+                ),
+                &[&row.msisdn.to_string(), &row.day.0, &row.service_type],
+            )?;
+            answer.totals.push(found.map(|r| {
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    m.set(&mut totals, r.get::<_, i64>(i));
+                }
+                totals
+            }));
+        }
+        Ok(answer)
     }
 
     /// One transaction of a fixed handful of set-based statements (arrays
@@ -460,12 +545,32 @@ impl Store for PgStore {
         }
         for cursor in commit.cursors {
             if let Cursor::File(c) = cursor {
-                tx.execute(
-                    "INSERT INTO source_positions (source, next_offset, lines, fingerprint) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
-                         fingerprint = excluded.fingerprint, updated_at = now()",
-                    &[&c.source, &c.next_offset, &c.lines, &c.fingerprint],
-                )?;
+                // Compare-and-set on the position this run started from.
+                let moved = match c.from_offset {
+                    None => tx.execute(
+                        "INSERT INTO source_positions (source, next_offset, lines, fingerprint, prefix_len)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source) DO NOTHING",
+                        &[&c.source, &c.next_offset, &c.lines, &c.fingerprint, &c.prefix_len],
+                    )?,
+                    Some(from) => tx.execute(
+                        "UPDATE source_positions SET next_offset = $1, lines = $2, fingerprint = $3, updated_at = now()
+                         WHERE source = $4 AND next_offset = $5",
+                        &[&c.next_offset, &c.lines, &c.fingerprint, &c.source, &from],
+                    )?,
+                };
+                if moved == 0 {
+                    let stored: Option<i64> = tx
+                        .query_opt(
+                            "SELECT next_offset FROM source_positions WHERE source = $1",
+                            &[&c.source],
+                        )?
+                        .map(|r| r.get(0));
+                    return match c.already_applied(stored) {
+                        // Applied before: the transaction rolls back, nothing counts twice.
+                        true => Ok(()),
+                        false => Err(c.moved(stored)),
+                    };
+                }
             }
         }
         PgStore::write_summaries(&mut tx, &commit)?;
@@ -494,15 +599,17 @@ impl Store for PgStore {
             )?;
         }
 
-        let (mut scopes, mut max_minutes, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut scopes, mut min_minutes, mut max_minutes, mut blobs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut horizon_scopes, mut horizons) = (Vec::new(), Vec::new());
         let (mut watermark_scopes, mut watermarks) = (Vec::new(), Vec::new());
         let mut counts = Counts::default();
         for part in commit.parts {
-            if let Some((max_minute, blob)) = encode_dedup(&part.checkpoint.dedup_entries) {
+            for blob in dedup_blobs(&part.checkpoint.dedup_entries) {
                 scopes.push(part.scope);
-                max_minutes.push(max_minute);
-                blobs.push(blob);
+                min_minutes.push(blob.min_minute);
+                max_minutes.push(blob.max_minute);
+                blobs.push(blob.entries);
             }
             if let Some(horizon) = part.dedup_horizon_minute {
                 horizon_scopes.push(part.scope);
@@ -516,9 +623,9 @@ impl Store for PgStore {
         }
         if !scopes.is_empty() {
             tx.execute(
-                "INSERT INTO dedup_state (scope, max_minute, entries)
-                 SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[])",
-                &[&scopes, &max_minutes, &blobs],
+                "INSERT INTO dedup_state (scope, min_minute, max_minute, entries)
+                 SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bytea[])",
+                &[&scopes, &min_minutes, &max_minutes, &blobs],
             )?;
         }
         if !horizon_scopes.is_empty() {
@@ -551,6 +658,7 @@ impl Store for PgStore {
     fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>> {
         let mut out = Vec::new();
         let m = msisdn.to_string();
+        let (from, to) = (clamp_day(from), clamp_day(to));
         self.read_summaries(
             "WHERE msisdn = $1 AND event_date BETWEEN DATE '1970-01-01' + $2::int AND DATE '1970-01-01' + $3::int",
             &[&m, &from.0, &to.0],
@@ -587,7 +695,7 @@ impl Store for PgStore {
     fn counts(&mut self) -> Result<Counts> {
         let mut counts = Counts::default();
         for r in self
-            .client
+            .live_client()?
             .query("SELECT name, value FROM pipeline_counters", &[])?
         {
             apply_counter(&mut counts, r.get(0), r.get::<_, i64>(1) as u64);

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use cdrflow_core::aggregate::Totals;
 use cdrflow_core::dedup::{minute_of, DedupEntry};
-use cdrflow_core::mediation::{Counts, DuplicateReason};
+use cdrflow_core::mediation::{Counts, DuplicateReason, LookupAnswer, StoreLookup};
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, Msisdn};
 use cdrflow_core::reject::RejectReason;
@@ -20,8 +20,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState,
-    SourceCursor, Store, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery,
+    ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
+    SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -68,7 +69,12 @@ fn migrations() -> Vec<(i64, String)> {
         CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE pipeline_state (scope TEXT PRIMARY KEY, watermark_ms INTEGER NOT NULL) WITHOUT ROWID;",
     );
-    vec![(1, v1)]
+    // v2: dedup identities per day of event time (min_minute; NULL for blobs
+    // written before, which may span days), and file cursors keyed by content.
+    let v2 = "ALTER TABLE dedup_state ADD COLUMN min_minute INTEGER;
+        ALTER TABLE source_positions ADD COLUMN prefix_len INTEGER NOT NULL DEFAULT 4096;"
+        .to_string();
+    vec![(1, v1), (2, v2)]
 }
 
 fn stored_column(measure: Measure) -> String {
@@ -154,6 +160,9 @@ fn select_sql(table: &SummaryTable, filter: &str) -> String {
 
 pub struct SqliteStore {
     conn: Connection,
+    path: std::path::PathBuf,
+    /// Held while this handle processes files (see [`Store::lock_files`]).
+    files_lock: Option<std::fs::File>,
 }
 
 impl SqliteStore {
@@ -181,7 +190,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -131_072)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            files_lock: None,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -391,11 +404,95 @@ impl Store for SqliteStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT source, next_offset, lines, fingerprint FROM source_positions WHERE source = ?",
+                "SELECT source, next_offset, lines, fingerprint, prefix_len FROM source_positions WHERE source = ?",
                 [source],
-                |r| Ok(SourceCursor { source: r.get(0)?, next_offset: r.get(1)?, lines: r.get(2)?, fingerprint: r.get(3)? }),
+                |r| Ok(SourceCursor { source: r.get(0)?, next_offset: r.get(1)?, lines: r.get(2)?, fingerprint: r.get(3)?, prefix_len: r.get(4)?, from_offset: None }),
             )
             .optional()?)
+    }
+
+    fn short_prefix_lens(&mut self, below: i64) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT prefix_len FROM source_positions WHERE prefix_len < ? ORDER BY prefix_len",
+        )?;
+        let lens = stmt.query_map([below], |r| r.get(0))?;
+        Ok(lens.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn lock_files(&mut self) -> Result<()> {
+        let lock_path = self.path.with_extension("files.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open {
+                path: lock_path.display().to_string(),
+                why: e.to_string(),
+            })?;
+        // An OS lock: released when the process ends, however it ends.
+        match file.try_lock() {
+            Ok(()) => {
+                self.files_lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy(format!(
+                "another cdrflow process is processing files into {}; wait for it to finish (or stop it), then run this again",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+                path: lock_path.display().to_string(),
+                why: e.to_string(),
+            }),
+        }
+    }
+
+    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer> {
+        let mut answer = LookupAnswer::default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT entries FROM dedup_state WHERE scope = ?1 AND max_minute >= ?2
+               AND (min_minute IS NULL OR min_minute <= ?3)",
+        )?;
+        for &day in &asked.dedup_days {
+            let (first, last) = day_minutes(day);
+            let mut rows = stmt.query(params![scope, first, last])?;
+            while let Some(row) = rows.next()? {
+                let blob = row
+                    .get_ref(0)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                answer.dedup_entries.extend(
+                    DedupEntry::decode_all(blob)
+                        .filter(|e| (first..=last).contains(&e.event_minute)),
+                );
+            }
+        }
+        drop(stmt);
+        for row in &asked.totals {
+            let table = &SUMMARY_TABLES[row.kind as usize];
+            let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
+            let sql = format!(
+                "SELECT {cols} FROM {name} WHERE msisdn_digits = ? AND event_day = ? AND {ty} = ?",
+                cols = stored.join(", "),
+                name = storage_table(table),
+                ty = table.type_column,
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let totals = stmt
+                .query_row(
+                    params![row.msisdn.digits() as i64, row.day.0, row.service_type],
+                    |r| {
+                        let mut totals = Totals::default();
+                        for (i, &m) in table.measures.iter().enumerate() {
+                            m.set(&mut totals, r.get(i)?);
+                        }
+                        Ok(totals)
+                    },
+                )
+                .optional()?;
+            answer.totals.push(totals);
+        }
+        Ok(answer)
     }
 
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
@@ -427,13 +524,35 @@ impl Store for SqliteStore {
                     }
                 }
                 Cursor::File(c) => {
-                    tx.execute(
-                        "INSERT INTO source_positions (source, next_offset, lines, fingerprint, updated_at)
-                         VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                         ON CONFLICT (source) DO UPDATE SET next_offset = excluded.next_offset, lines = excluded.lines,
-                             fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-                        params![c.source, c.next_offset, c.lines, c.fingerprint],
-                    )?;
+                    // Compare-and-set on the position this run started from.
+                    let moved = match c.from_offset {
+                        None => tx.execute(
+                            "INSERT INTO source_positions (source, next_offset, lines, fingerprint, prefix_len, updated_at)
+                             VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                             ON CONFLICT (source) DO NOTHING",
+                            params![c.source, c.next_offset, c.lines, c.fingerprint, c.prefix_len],
+                        )?,
+                        Some(from) => tx.execute(
+                            "UPDATE source_positions SET next_offset = ?, lines = ?, fingerprint = ?,
+                                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                             WHERE source = ? AND next_offset = ?",
+                            params![c.next_offset, c.lines, c.fingerprint, c.source, from],
+                        )?,
+                    };
+                    if moved == 0 {
+                        let stored: Option<i64> = tx
+                            .query_row(
+                                "SELECT next_offset FROM source_positions WHERE source = ?",
+                                [&c.source],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        return match c.already_applied(stored) {
+                            // Applied before: the transaction rolls back, nothing counts twice.
+                            true => Ok(()),
+                            false => Err(c.moved(stored)),
+                        };
+                    }
                 }
             }
         }
@@ -456,10 +575,10 @@ impl Store for SqliteStore {
                     r.payload
                 ])?;
             }
-            if let Some((max_minute, blob)) = encode_dedup(&checkpoint.dedup_entries) {
+            for blob in dedup_blobs(&checkpoint.dedup_entries) {
                 tx.execute(
-                    "INSERT INTO dedup_state (scope, max_minute, entries) VALUES (?, ?, ?)",
-                    params![part.scope, max_minute, blob],
+                    "INSERT INTO dedup_state (scope, min_minute, max_minute, entries) VALUES (?, ?, ?, ?)",
+                    params![part.scope, blob.min_minute, blob.max_minute, blob.entries],
                 )?;
             }
             if let Some(horizon) = part.dedup_horizon_minute {
@@ -487,6 +606,7 @@ impl Store for SqliteStore {
     fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>> {
         let mut out = Vec::new();
         let digits = msisdn.digits() as i64;
+        let (from, to) = (clamp_day(from), clamp_day(to));
         self.read_summaries(
             "WHERE msisdn_digits = ?1 AND event_day BETWEEN ?2 AND ?3",
             &[&digits, &from.0, &to.0],
@@ -612,14 +732,6 @@ fn disable_memory_statistics() {
     });
 }
 
-/// A checkpoint's new dedup entries as one blob, with their newest minute.
-pub(crate) fn encode_dedup(entries: &[DedupEntry]) -> Option<(i32, Vec<u8>)> {
-    let max_minute = entries.iter().map(|e| e.event_minute).max()?;
-    let mut blob = Vec::with_capacity(entries.len() * DedupEntry::ENCODED_LEN);
-    entries.iter().for_each(|e| e.encode_into(&mut blob));
-    Some((max_minute, blob))
-}
-
 /// The counters a checkpoint adds, by stored name.
 pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
     let mut out = vec![("records_in".to_string(), counts.records_in)];
@@ -699,13 +811,18 @@ mod tests {
         let line = r#"{"cdr_id":"2","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#;
         let record = RawRecord {
             origin: "t",
+            source_id: "t",
             position: SourcePosition::Line {
                 line: 1,
                 byte_offset: 0,
             },
             payload: line.as_bytes(),
         };
-        mediator.process_batch([record], parse_timestamp("2024-03-02T00:00:00Z").unwrap());
+        mediator.process_batch(
+            [record],
+            parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
+            |_| cdrflow_core::mediation::LookupAnswer::default(),
+        );
         let checkpoint = mediator.checkpoint();
         let parts = [CommitPart {
             scope: crate::FILES_SCOPE,

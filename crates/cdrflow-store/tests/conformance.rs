@@ -2,8 +2,10 @@
 //! PostgreSQL (a fresh database on 127.0.0.1:5432 — the test fails, never
 //! skips, when the server is unreachable).
 
-use cdrflow_core::mediation::{Checkpoint, MediationConfig, Mediator, MediatorState, RawRecord};
-use cdrflow_core::model::SourcePosition;
+use cdrflow_core::mediation::{
+    Checkpoint, MediationConfig, Mediator, MediatorState, RawRecord, RowKey, StoreLookup,
+};
+use cdrflow_core::model::{Kind, SourcePosition};
 use cdrflow_core::normalize::{normalize_msisdn, parse_timestamp, CountryCode, Day};
 use cdrflow_core::rating::{Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
@@ -29,13 +31,18 @@ fn checkpoint(lines: &[&str]) -> Checkpoint {
     );
     let records = lines.iter().enumerate().map(|(i, l)| RawRecord {
         origin: "t",
+        source_id: "t",
         position: SourcePosition::Line {
             line: i as u64 + 1,
             byte_offset: 0,
         },
         payload: l.as_bytes(),
     });
-    mediator.process_batch(records, parse_timestamp("2024-03-02T00:00:00Z").unwrap());
+    mediator.process_batch(
+        records,
+        parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
+        |_| cdrflow_core::mediation::LookupAnswer::default(),
+    );
     mediator.checkpoint()
 }
 
@@ -73,6 +80,8 @@ fn commits_and_reads_back(store: &mut dyn Store) {
         next_offset: 99,
         lines: 4,
         fingerprint: "f".into(),
+        prefix_len: 4096,
+        from_offset: None,
     };
     let parts = [CommitPart {
         scope: FILES_SCOPE,
@@ -85,6 +94,10 @@ fn commits_and_reads_back(store: &mut dyn Store) {
             cursors: &[Cursor::File(cursor.clone())],
         })
         .unwrap();
+    let cursor = SourceCursor {
+        from_offset: None,
+        ..cursor
+    };
     // A second commit adds to the same rows.
     store
         .commit(Commit {
@@ -288,4 +301,213 @@ fn sqlite_fences_stale_owners() {
 #[test]
 fn postgres_fences_stale_owners() {
     fences_a_consumer_that_lost_its_partition(&mut postgres_store("fence"));
+}
+
+fn file_positions_are_compare_and_set(store: &mut dyn Store) {
+    let cp = checkpoint(&LINES[..2]);
+    let parts = [CommitPart {
+        scope: FILES_SCOPE,
+        checkpoint: &cp,
+        dedup_horizon_minute: None,
+    }];
+    let cursor = |from_offset, next_offset| {
+        Cursor::File(SourceCursor {
+            source: "content:5:abc".into(),
+            next_offset,
+            lines: 0,
+            fingerprint: "f".into(),
+            prefix_len: 5,
+            from_offset,
+        })
+    };
+    let commit = |store: &mut dyn Store, from, next| {
+        store.commit(Commit {
+            parts: &parts,
+            cursors: &[cursor(from, next)],
+        })
+    };
+    commit(store, None, 100).unwrap();
+    // A second run that opened the source before the first committed.
+    let second = commit(store, None, 120);
+    assert!(
+        matches!(second, Err(StoreError::SourceMoved { .. })),
+        "{second:?}"
+    );
+    let stale = commit(store, Some(50), 150);
+    assert!(
+        matches!(stale, Err(StoreError::SourceMoved { .. })),
+        "{stale:?}"
+    );
+    commit(store, Some(100), 150).unwrap();
+    // Re-sent after a lost COMMIT response: recognised, nothing counts twice.
+    commit(store, Some(100), 150).unwrap();
+    assert_eq!(store.counts().unwrap().records_in, 4);
+    assert_eq!(
+        store.cursor("content:5:abc").unwrap().unwrap().next_offset,
+        150
+    );
+    assert_eq!(store.short_prefix_lens(4096).unwrap(), [5]);
+}
+
+fn open_date_ranges_and_lookups(store: &mut dyn Store) {
+    let cp = checkpoint(&LINES);
+    let parts = [CommitPart {
+        scope: FILES_SCOPE,
+        checkpoint: &cp,
+        dedup_horizon_minute: None,
+    }];
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[],
+        })
+        .unwrap();
+    let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
+    let day = Day::parse("2024-03-01").unwrap();
+    assert_eq!(
+        store
+            .usage(msisdn, Day(i32::MIN), Day(i32::MAX))
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(store.usage(msisdn, Day(i32::MIN), day).unwrap().len(), 3);
+    assert!(store
+        .usage(msisdn, Day(day.0 + 1), Day(i32::MAX))
+        .unwrap()
+        .is_empty());
+
+    let data_row = RowKey {
+        kind: Kind::Data,
+        msisdn,
+        day,
+        service_type: "video".into(),
+    };
+    let absent = RowKey {
+        day: Day(day.0 + 1),
+        ..data_row.clone()
+    };
+    let asked = StoreLookup {
+        dedup_days: vec![day.0, day.0 + 1],
+        totals: vec![data_row, absent],
+    };
+    let answer = store.lookup(FILES_SCOPE, &asked).unwrap();
+    let mut keys: Vec<_> = answer.dedup_entries.iter().map(|e| e.key).collect();
+    keys.sort_by_key(|k| k.0);
+    let mut expected: Vec<_> = cp.dedup_entries.iter().map(|e| e.key).collect();
+    expected.sort_by_key(|k| k.0);
+    assert_eq!(
+        keys, expected,
+        "the day's identities, and none of other days"
+    );
+    assert_eq!(answer.totals.len(), 2);
+    assert_eq!(answer.totals[0].unwrap().up_bytes, 1_000_000_000_000_000);
+    assert_eq!(answer.totals[1], None);
+}
+
+/// Both stores list summaries in one order: kind, number by value, day, type byte-wise.
+fn summaries_come_out_in_one_order(store: &mut dyn Store) {
+    let line = |n: &str, t: &str| {
+        format!(
+            r#"{{"msisdn":"{n}","start_time":"2024-03-01T10:00:00Z","call_type":"{t}","call_duration_sec":1}}"#
+        )
+    };
+    let lines = [
+        line("+27821234567", "ab"),
+        line("+3312345678", "ab"),
+        line("+27821234567", "a_b"),
+        line("+447700900123", "ab"),
+        line("+27821234567", "b"),
+    ];
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let cp = checkpoint(&refs);
+    store
+        .commit(Commit {
+            parts: &[CommitPart {
+                scope: FILES_SCOPE,
+                checkpoint: &cp,
+                dedup_horizon_minute: None,
+            }],
+            cursors: &[],
+        })
+        .unwrap();
+    let mut seen = Vec::new();
+    store
+        .for_each_summary(&mut |r| seen.push((r.msisdn, r.service_type)))
+        .unwrap();
+    let mut expected: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["msisdn"].as_str().unwrap().to_string(),
+                v["call_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| {
+        let digits = |m: &str| m[1..].parse::<u64>().unwrap();
+        (digits(&a.0), a.1.as_bytes()).cmp(&(digits(&b.0), b.1.as_bytes()))
+    });
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn sqlite_file_positions_are_compare_and_set() {
+    file_positions_are_compare_and_set(&mut sqlite_store("cas"));
+}
+
+#[test]
+fn postgres_file_positions_are_compare_and_set() {
+    file_positions_are_compare_and_set(&mut postgres_store("cas"));
+}
+
+#[test]
+fn sqlite_open_date_ranges_and_lookups() {
+    open_date_ranges_and_lookups(&mut sqlite_store("ranges"));
+}
+
+#[test]
+fn postgres_open_date_ranges_and_lookups() {
+    open_date_ranges_and_lookups(&mut postgres_store("ranges"));
+}
+
+#[test]
+fn sqlite_summaries_come_out_in_one_order() {
+    summaries_come_out_in_one_order(&mut sqlite_store("order"));
+}
+
+#[test]
+fn postgres_summaries_come_out_in_one_order() {
+    summaries_come_out_in_one_order(&mut postgres_store("order"));
+}
+
+#[test]
+fn one_process_at_a_time_reads_files_into_a_store() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("store-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut first = SqliteStore::open(&dir.join("s.db")).unwrap();
+    let mut second = SqliteStore::open(&dir.join("s.db")).unwrap();
+    first.lock_files().unwrap();
+    assert!(matches!(second.lock_files(), Err(StoreError::Busy(_))));
+    drop(first);
+    second.lock_files().unwrap();
+
+    let mut pg_first = postgres_store("lock");
+    pg_first.lock_files().unwrap();
+    let url = pg_first.url().to_string();
+    let mut pg_second = PgStore::connect(&url).unwrap();
+    assert!(matches!(pg_second.lock_files(), Err(StoreError::Busy(_))));
+    drop(pg_first);
+    // The server releases a session lock when its connection closes.
+    let mut locked = false;
+    for _ in 0..50 {
+        if pg_second.lock_files().is_ok() {
+            locked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(locked);
 }

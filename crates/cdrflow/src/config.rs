@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cdrflow_core::decode::{DecodeOptions, Format};
-use cdrflow_core::mediation::MediationConfig;
+use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
 use cdrflow_core::rating::{Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
@@ -43,7 +43,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CDRFLOW_SUMMARY_ZONE", value_name = "ZONE")]
     pub summary_zone: Option<String>,
 
-    /// How many days behind the newest event a duplicate is still caught [default: 7]
+    /// Days behind the newest event whose record identities stay in memory;
+    /// older days are read from the store when a record needs them [default: 7]
     #[arg(
         long,
         global = true,
@@ -51,6 +52,17 @@ pub struct GlobalArgs {
         value_name = "DAYS"
     )]
     pub dedup_window_days: Option<u32>,
+
+    /// Days behind the newest event a duplicate is still caught; older
+    /// records are refused as late_beyond_dedup_window [default: 62, two
+    /// months of back-filling]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_DEDUP_HORIZON_DAYS",
+        value_name = "DAYS"
+    )]
+    pub dedup_horizon_days: Option<u32>,
 
     /// WAK per ZAR, overriding the tariff file (seed 000's variable)
     #[arg(long, global = true, env = "WAK_PER_ZAR", value_name = "RATE")]
@@ -71,6 +83,7 @@ struct ConfigFile {
     default_country_code: Option<String>,
     summary_zone: Option<String>,
     dedup_window_days: Option<u32>,
+    dedup_horizon_days: Option<u32>,
     wak_per_zar: Option<String>,
     bytes_per_gb: Option<u64>,
     batch_size: Option<usize>,
@@ -87,6 +100,7 @@ pub struct Settings {
     pub country_code: CountryCode,
     pub zone: SummaryZone,
     pub dedup_window_days: u32,
+    pub dedup_horizon_days: u32,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
 }
@@ -105,6 +119,15 @@ impl Settings {
             .unwrap_or(7);
         if dedup_window_days == 0 {
             bail!("the dedup window must be at least 1 day");
+        }
+        let dedup_horizon_days = args
+            .dedup_horizon_days
+            .or(file.dedup_horizon_days)
+            .unwrap_or(DEFAULT_DEDUP_HORIZON_DAYS as u32);
+        if dedup_horizon_days < dedup_window_days {
+            bail!(
+                "the dedup horizon ({dedup_horizon_days} days) must be at least the in-memory dedup window ({dedup_window_days} days)"
+            );
         }
         Ok(Settings {
             data_dir: args
@@ -127,6 +150,7 @@ impl Settings {
                 None => SummaryZone::UTC,
             },
             dedup_window_days,
+            dedup_horizon_days,
             batch_size: file.batch_size,
         })
     }
@@ -151,6 +175,7 @@ impl Settings {
             },
             zone: self.zone,
             dedup_window_ms: i64::from(self.dedup_window_days) * 86_400_000,
+            dedup_horizon_ms: i64::from(self.dedup_horizon_days) * 86_400_000,
             ..MediationConfig::default()
         }
     }

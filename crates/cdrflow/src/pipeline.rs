@@ -19,7 +19,7 @@ use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE
 
 use crate::latency::LatencyHistogram;
 use crate::progress::Progress;
-use crate::sources::file::{Chunk, Input, OpenedInput};
+use crate::sources::file::{Chunk, CursorLookup, Input, OpenedInput, IDENTITY_BYTES};
 use crate::telemetry::{telemetry, IngestTimes};
 
 /// Records per checkpoint unless configured otherwise.
@@ -46,6 +46,8 @@ pub struct RunReport {
     pub active: Option<Duration>,
     /// Streaming sources: record produced → its commit visible in the store.
     pub latency: LatencyHistogram,
+    /// Inputs whose unterminated last line was left for the next run, with its length.
+    pub held_back: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -87,6 +89,11 @@ impl RunReport {
         if self.latency.count() > 0 {
             line.push_str(&format!("; produced→committed {}", self.latency.summary()));
         }
+        for (origin, bytes) in &self.held_back {
+            line.push_str(&format!(
+                "\n{origin}: its last {bytes} bytes have no line end yet and were left for the next run (the file may still be growing); if it is finished, run again with --complete"
+            ));
+        }
         line
     }
 }
@@ -98,6 +105,54 @@ struct PendingCommit {
     ingested: IngestTimes,
 }
 
+/// Work for the store writer thread, done in the order sent: a question
+/// asked after a commit was handed over is answered after it is written, so
+/// answers always include every checkpoint taken before.
+enum WriterJob<'s> {
+    Commit(PendingCommit),
+    Ask(Box<dyn FnOnce(&mut dyn Store) + Send + 's>),
+}
+
+/// The producing side's access to the store, through the writer thread.
+struct StoreAccess<'a, 's> {
+    sender: &'a SyncSender<WriterJob<'s>>,
+}
+
+impl<'s> StoreAccess<'_, 's> {
+    fn ask<T: Send + 's>(
+        &self,
+        question: impl FnOnce(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 's,
+    ) -> Result<T> {
+        let (reply, answer) = sync_channel(1);
+        self.sender
+            .send(WriterJob::Ask(Box::new(move |store| {
+                let _ = reply.send(question(store));
+            })))
+            .map_err(|_| anyhow!("the store stopped accepting commits"))?;
+        let answer = answer
+            .recv()
+            .map_err(|_| anyhow!("the store stopped accepting commits"))?;
+        Ok(answer?)
+    }
+
+    fn commit(&self, pending: PendingCommit) -> Result<()> {
+        self.sender
+            .send(WriterJob::Commit(pending))
+            .map_err(|_| anyhow!("the store stopped accepting commits"))
+    }
+}
+
+impl CursorLookup for StoreAccess<'_, '_> {
+    fn short_prefix_lens(&mut self) -> Result<Vec<i64>> {
+        self.ask(|store| store.short_prefix_lens(IDENTITY_BYTES as i64))
+    }
+
+    fn cursor(&mut self, key: &str) -> Result<Option<SourceCursor>> {
+        let key = key.to_string();
+        self.ask(move |store| store.cursor(&key))
+    }
+}
+
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -105,14 +160,17 @@ pub fn now_millis() -> i64 {
 }
 
 /// Processes `inputs` in order into `store`, committing every `batch_size` records.
+/// `complete`: the files are finished, so a last line without a line end is processed.
 pub fn process_inputs(
     store: &mut dyn Store,
     rater: &dyn Rater,
     inputs: &[Input],
+    complete: bool,
     options: &PipelineOptions,
     progress: &mut Progress,
 ) -> Result<RunReport> {
     let started = Instant::now();
+    store.lock_files()?;
     let state = store.resume_state(FILES_SCOPE, options.mediation.dedup_window_ms)?;
     let mut mediator = Mediator::new(
         options.mediation,
@@ -122,17 +180,9 @@ pub fn process_inputs(
             dedup_entries: state.dedup_entries,
         },
     );
-    let mut opened = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        opened.push(OpenedInput::open(input, |key| Ok(store.cursor(key)?))?);
-    }
-    let total_bytes: u64 = opened
-        .iter()
-        .filter_map(|o| o.size.map(|s| s - o.start_offset))
-        .sum();
-    progress.set_total_bytes(total_bytes);
+    progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
-    let (sender, receiver) = sync_channel::<PendingCommit>(1);
+    let (sender, receiver) = sync_channel::<WriterJob<'_>>(1);
     let mut report = RunReport::default();
     std::thread::scope(|scope| -> Result<()> {
         let writer = std::thread::Builder::new()
@@ -141,9 +191,10 @@ pub fn process_inputs(
             .context("cannot start the store writer thread")?;
         let produced = produce(
             &mut mediator,
-            &mut opened,
+            inputs,
+            complete,
             options,
-            &sender,
+            &StoreAccess { sender: &sender },
             progress,
             &mut report,
         );
@@ -162,9 +213,10 @@ pub fn process_inputs(
 
 fn produce(
     mediator: &mut Mediator<'_>,
-    opened: &mut [OpenedInput],
+    inputs: &[Input],
+    complete: bool,
     options: &PipelineOptions,
-    sender: &SyncSender<PendingCommit>,
+    store: &StoreAccess<'_, '_>,
     progress: &mut Progress,
     report: &mut RunReport,
 ) -> Result<()> {
@@ -177,23 +229,23 @@ fn produce(
         let checkpoint = mediator.checkpoint();
         report.counts.add(&checkpoint.counts);
         report.checkpoints += 1;
-        let pending = PendingCommit {
+        store.commit(PendingCommit {
             checkpoint,
             cursors: cursor.into_iter().map(Cursor::File).collect(),
             dedup_horizon_minute: mediator.dedup_horizon_minute(),
             ingested: std::mem::take(ingested),
-        };
-        sender
-            .send(pending)
-            .map_err(|_| anyhow!("the store stopped accepting commits"))
+        })
     };
-    for input in opened.iter_mut() {
-        let origin = input.origin.clone();
-        let mut cursor = (input.start_offset, input.start_line);
-        input
+    for input in inputs {
+        // Opened only now, so that the same content named twice finds the
+        // position committed for it moments ago.
+        let mut opened = OpenedInput::open(input, complete, &mut StoreAccess { ..*store })?;
+        let origin = opened.origin.clone();
+        let mut cursor = (opened.start_offset, opened.start_line);
+        opened
             .for_each_chunk(|chunk, cursors| {
                 let (before, now) = (mediator.pending_records(), now_millis());
-                mediate_chunk(mediator, chunk, options.classify_threads, now);
+                mediate_chunk(mediator, chunk, options.classify_threads, now, store)?;
                 ingested.push((now, mediator.pending_records() - before));
                 cursor = (chunk.end_offset(), chunk.first_line + chunk.line_count());
                 progress.advance(
@@ -214,26 +266,42 @@ fn produce(
         // Always commit at the end of an input, even an empty checkpoint: it records the cursor.
         send(
             mediator,
-            input.cursors.cursor(cursor.0, cursor.1),
+            opened.cursors.cursor(cursor.0, cursor.1),
             &mut ingested,
             report,
         )?;
+        if opened.held_back > 0 {
+            report.held_back.push((origin, opened.held_back));
+        }
     }
     Ok(())
 }
 
-/// Classifies a chunk's records on `threads` threads, then admits them in source order.
-fn mediate_chunk(mediator: &mut Mediator<'_>, chunk: &Chunk<'_>, threads: usize, now: i64) {
-    if threads <= 1 {
-        mediator.process_batch(chunk.records(), now);
-        return;
-    }
+/// Classifies a chunk's records on `threads` threads, asks the store what
+/// admission needs to know beyond memory, then admits them in source order.
+fn mediate_chunk(
+    mediator: &mut Mediator<'_>,
+    chunk: &Chunk<'_>,
+    threads: usize,
+    now: i64,
+    store: &StoreAccess<'_, '_>,
+) -> Result<()> {
     let records: Vec<RawRecord<'_>> = chunk.records().collect();
     let classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
+    let needed = mediator.lookups_for(&classified);
+    if !needed.is_empty() {
+        let asked = needed;
+        let (asked, answer) = store.ask(move |store| {
+            let answer = store.lookup(FILES_SCOPE, &asked)?;
+            Ok((asked, answer))
+        })?;
+        mediator.apply_lookup(&asked, answer);
+    }
     for (record, outcome) in records.iter().zip(classified) {
         mediator.admit(*record, outcome);
     }
     mediator.handle_watermark();
+    Ok(())
 }
 
 /// Classification (decode, validate, normalise, rate) is stateless, so a
@@ -269,8 +337,15 @@ pub fn classify_in_parallel<'a>(
 /// Below this many records per thread, starting a thread costs more than it saves.
 const MIN_RECORDS_PER_THREAD: usize = 256;
 
-fn commit_loop(store: &mut dyn Store, receiver: Receiver<PendingCommit>) -> Result<()> {
-    for pending in receiver {
+fn commit_loop(store: &mut dyn Store, receiver: Receiver<WriterJob<'_>>) -> Result<()> {
+    for job in receiver {
+        let pending = match job {
+            WriterJob::Commit(pending) => pending,
+            WriterJob::Ask(question) => {
+                question(store);
+                continue;
+            }
+        };
         let started = Instant::now();
         let rows = pending.checkpoint.summaries.len();
         store

@@ -25,14 +25,22 @@ pub enum SourceKind {
 
 #[derive(Debug, clap::Args)]
 pub struct ProcessArgs {
-    /// Newline-delimited JSON files; `-` reads stdin. Re-running over a file
-    /// already processed changes nothing; an interrupted run resumes.
+    /// Newline-delimited JSON files (gzip or zstd too), directories (their
+    /// files in name order) or `-` for stdin. A source is known by its
+    /// content: re-running over data already processed, under any name,
+    /// changes nothing; an interrupted run resumes.
     #[arg(value_name = "FILE", required_unless_present = "from")]
     pub files: Vec<String>,
 
     /// Where records come from
     #[arg(long, value_enum, default_value = "file")]
     pub from: SourceKind,
+
+    /// The files are finished: process a last line that has no line end.
+    /// Without it such a line is left for the next run, because the file may
+    /// still be growing (stdin and .gz/.zst files are always finished)
+    #[arg(long)]
+    pub complete: bool,
 
     /// Record format: auto (detected per record), cdr-data, cdr-voice, telecom-events
     #[arg(long, default_value = "auto", value_parser = Format::parse)]
@@ -120,7 +128,7 @@ pub fn process(
     }
     let tariff = settings.tariff()?;
     let mut store = settings.open_store()?;
-    let inputs: Vec<Input> = args.files.iter().map(|f| Input::parse(f)).collect();
+    let inputs = Input::expand(&args.files)?;
     let batch_size = args
         .batch_size
         .or(settings.batch_size)
@@ -132,7 +140,14 @@ pub fn process(
         batch_size,
         classify_threads,
     };
-    process_inputs(store.as_mut(), &tariff, &inputs, &options, progress)
+    process_inputs(
+        store.as_mut(),
+        &tariff,
+        &inputs,
+        args.complete,
+        &options,
+        progress,
+    )
 }
 
 /// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.

@@ -103,6 +103,8 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let mut process_args = ProcessArgs {
         files: Vec::new(),
         from: SourceKind::File,
+        // The generator writes whole lines.
+        complete: true,
         format: Format::Auto,
         batch_size: args.batch_size,
         threads: None,

@@ -1,132 +1,259 @@
-//! The file source: newline-delimited records from files or stdin.
+//! The file source: newline-delimited records from files, directories or stdin.
 //!
 //! Files are read in large chunks cut at line boundaries, so a whole chunk
-//! goes to the mediator as one batch without copying lines. A file's cursor
-//! (byte offset, line count) and a fingerprint of its first bytes are
-//! committed with each checkpoint; reopening the same file resumes after the
-//! last committed line, and a replaced file is read from the start.
+//! goes to the mediator as one batch without copying lines. gzip and zstd
+//! files (recognised by their magic bytes, whatever their name) are
+//! decompressed on the fly; a UTF-8 byte-order mark is skipped.
+//!
+//! **A source is its content, not its name.** Its identity is a hash of its
+//! first 4 KiB (of a smaller file: its whole lines when first committed), so
+//! the same bytes under another name, copied elsewhere or piped through
+//! stdin are one source: positions resume and records without an id keep
+//! their identity. Genuinely separate files with equal lines count separately
+//! unless their first 4 KiB are equal too. The position committed with each
+//! checkpoint is a compare-and-set on the position the run started from, so
+//! two runs over one file cannot both commit it.
+//!
+//! **A last line without a line end is left for the next run** while the
+//! file may still grow (a writer mid-append), so that appending completes it
+//! instead of splitting it in two. Stdin, compressed files and files given
+//! with `--complete` are finished: their last line is processed as it is.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use cdrflow_core::mediation::RawRecord;
 use cdrflow_core::model::SourcePosition;
 use cdrflow_store::SourceCursor;
 
-/// Bytes hashed to recognise a file again.
-const FINGERPRINT_BYTES: u64 = 4096;
+/// Bytes hashed to recognise a source again.
+pub const IDENTITY_BYTES: usize = 4096;
 const CHUNK_BYTES: usize = 4 << 20;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Where records come from: a path, or `-` for stdin.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Path(PathBuf),
     Stdin,
 }
 
 impl Input {
-    pub fn parse(arg: &str) -> Input {
-        if arg == "-" {
-            Input::Stdin
-        } else {
-            Input::Path(PathBuf::from(arg))
+    /// The inputs named on a command line: a directory stands for the files
+    /// in it (in name order, hidden files skipped, not recursive), and a file
+    /// named twice is read once.
+    pub fn expand(args: &[String]) -> Result<Vec<Input>> {
+        let mut inputs = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for arg in args {
+            if arg == "-" {
+                if !inputs.contains(&Input::Stdin) {
+                    inputs.push(Input::Stdin);
+                }
+                continue;
+            }
+            let path = Path::new(arg);
+            let canonical = path
+                .canonicalize()
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let files = if canonical.is_dir() {
+                files_in(&canonical)?
+            } else {
+                vec![canonical]
+            };
+            for file in files {
+                if seen.insert(file.clone()) {
+                    inputs.push(Input::Path(file));
+                }
+            }
+        }
+        Ok(inputs)
+    }
+
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::Path(p) => p.metadata().ok().map(|m| m.len()),
+            Input::Stdin => None,
         }
     }
+}
+
+fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "{} holds no files to process (hidden files and subdirectories are skipped)",
+            dir.display()
+        );
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What the store remembers of sources, as the file source needs it.
+pub trait CursorLookup {
+    /// Identity prefix lengths shorter than 4 KiB in use (files first committed small).
+    fn short_prefix_lens(&mut self) -> Result<Vec<i64>>;
+    fn cursor(&mut self, key: &str) -> Result<Option<SourceCursor>>;
 }
 
 /// An opened input, positioned where processing should continue.
 pub struct OpenedInput {
-    /// How records from it are labelled: the canonical path, or `stdin`.
+    /// How records from it are labelled for people: the canonical path, or `stdin`.
     pub origin: String,
-    pub reader: Box<dyn Read + Send>,
+    /// Its identity for deduplication and positions (see the module docs);
+    /// empty for an input with no complete line yet.
+    pub source_id: String,
+    reader: Box<dyn Read + Send>,
     pub start_offset: u64,
     pub start_line: u64,
-    /// Total size when known, for progress.
-    pub size: Option<u64>,
+    /// Whether the input is finished, so that a last line without a line end is processed.
+    complete: bool,
     pub cursors: CursorTemplate,
+    /// Bytes of an unterminated last line left for the next run.
+    pub held_back: u64,
 }
 
 /// Builds the cursors to commit for one input.
 pub struct CursorTemplate {
-    /// The cursor key in the store; stdin has none because it cannot be re-read.
-    source_key: Option<String>,
-    fingerprint_prefix: Vec<u8>,
+    /// The cursor key in the store; `None` for an input with no identity yet.
+    key: Option<String>,
+    prefix_len: i64,
+    /// The position last handed over for commit: the next commit moves from it.
+    committed: Option<i64>,
 }
 
 impl OpenedInput {
-    /// A stream read from its start that cannot be re-read, so it has no cursor.
-    fn unpositioned(origin: &str, reader: Box<dyn Read + Send>) -> OpenedInput {
+    /// Opens `input` and positions it after what the store has committed of
+    /// the same content. `complete`: the input is known to be finished.
+    pub fn open(
+        input: &Input,
+        complete: bool,
+        store: &mut dyn CursorLookup,
+    ) -> Result<OpenedInput> {
+        let (origin, raw, seekable): (String, Box<dyn Read + Send>, Option<File>) = match input {
+            Input::Stdin => ("stdin".into(), Box::new(std::io::stdin()), None),
+            Input::Path(path) => {
+                let file =
+                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                let reopened = file.try_clone()?;
+                (path.display().to_string(), Box::new(file), Some(reopened))
+            }
+        };
+        let (reader, compressed) = decompressing(raw, &origin)?;
+        let complete = complete || compressed || seekable.is_none();
+        let mut reader: Box<dyn Read + Send> = reader;
+        let mut head = Vec::with_capacity(IDENTITY_BYTES);
+        (&mut reader)
+            .take(IDENTITY_BYTES as u64)
+            .read_to_end(&mut head)
+            .with_context(|| format!("reading {origin}"))?;
+        let identity = identity_prefix(&head, complete);
+
+        // The longest identity prefix with a stored cursor wins: a file
+        // committed when small and grown since is still the same source.
+        let mut candidates = store.short_prefix_lens()?;
+        candidates.push(IDENTITY_BYTES as i64);
+        candidates.retain(|&len| len > 0 && len as usize <= head.len());
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let mut resume = None;
+        for len in candidates {
+            let key = identity_key(&head[..len as usize]);
+            if let Some(cursor) = store.cursor(&key)? {
+                resume = Some((key, cursor));
+                break;
+            }
+        }
+        let legacy_path_cursor = match (&resume, input) {
+            (None, Input::Path(path)) => legacy_cursor(store, path, &head)?,
+            _ => None,
+        };
+        let (key, prefix_len, committed, start) = match (resume, identity) {
+            (Some((key, cursor)), _) => {
+                let prefix_len = cursor.prefix_len;
+                let start = (cursor.next_offset as u64, cursor.lines as u64);
+                (Some(key), prefix_len, Some(cursor.next_offset), start)
+            }
+            (None, Some(len)) => {
+                let start = legacy_path_cursor.unwrap_or((0, 0));
+                (Some(identity_key(&head[..len])), len as i64, None, start)
+            }
+            (None, None) => (None, 0, None, (0, 0)),
+        };
+
+        let (mut start_offset, mut start_line) = start;
+        let reader = match seekable.filter(|_| !compressed) {
+            Some(mut file) => {
+                let size = file.metadata()?.len();
+                if start_offset > size {
+                    tracing::warn!(file = %origin, committed = start_offset, size, "the file is shorter than when it was processed; reading it from the start (records already counted are recognised as duplicates)");
+                    (start_offset, start_line) = (0, 0);
+                }
+                file.seek(SeekFrom::Start(start_offset))?;
+                Box::new(file) as Box<dyn Read + Send>
+            }
+            None => {
+                // A stream: replay the head, then skip what is already committed.
+                let mut stream: Box<dyn Read + Send> =
+                    Box::new(std::io::Cursor::new(head).chain(reader));
+                let skipped =
+                    std::io::copy(&mut (&mut stream).take(start_offset), &mut std::io::sink())?;
+                if skipped < start_offset {
+                    bail!("{origin} is shorter ({skipped} bytes) than when it was processed ({start_offset} bytes); it is not the same data");
+                }
+                stream
+            }
+        };
+        Ok(OpenedInput {
+            source_id: key.clone().unwrap_or_default(),
+            origin,
+            reader,
+            start_offset,
+            start_line,
+            complete,
+            cursors: CursorTemplate {
+                key,
+                prefix_len,
+                committed,
+            },
+            held_back: 0,
+        })
+    }
+
+    /// An input read from a byte stream that has no cursor (tests).
+    #[cfg(test)]
+    fn unpositioned(origin: &str, reader: Box<dyn Read + Send>, complete: bool) -> OpenedInput {
         OpenedInput {
             origin: origin.into(),
+            source_id: origin.into(),
             reader,
             start_offset: 0,
             start_line: 0,
-            size: None,
+            complete,
             cursors: CursorTemplate {
-                source_key: None,
-                fingerprint_prefix: Vec::new(),
+                key: None,
+                prefix_len: 0,
+                committed: None,
             },
+            held_back: 0,
         }
-    }
-
-    /// Opens `input`, resuming from `cursor` when it still describes this file.
-    pub fn open(
-        input: &Input,
-        lookup: impl FnOnce(&str) -> Result<Option<SourceCursor>>,
-    ) -> Result<OpenedInput> {
-        let path = match input {
-            Input::Stdin => {
-                return Ok(OpenedInput::unpositioned(
-                    "stdin",
-                    Box::new(std::io::stdin()),
-                ))
-            }
-            Input::Path(path) => path,
-        };
-        let canonical = path
-            .canonicalize()
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let origin = canonical.display().to_string();
-        let source_key = format!("file:{origin}");
-        let mut file =
-            File::open(&canonical).with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file.metadata()?.len();
-        let mut prefix = Vec::new();
-        (&mut file)
-            .take(FINGERPRINT_BYTES)
-            .read_to_end(&mut prefix)?;
-        let (mut start_offset, mut start_line) = (0, 0);
-        if let Some(cursor) = lookup(&source_key)? {
-            let committed = cursor.next_offset as u64;
-            let same_file = committed <= size
-                && fingerprint(&prefix[..prefix.len().min(committed as usize)])
-                    == cursor.fingerprint;
-            if same_file {
-                (start_offset, start_line) = (committed, cursor.lines as u64);
-            } else {
-                tracing::warn!(file = %origin, "file differs from the one processed before; reading it from the start");
-            }
-        }
-        file.seek(SeekFrom::Start(start_offset))?;
-        Ok(OpenedInput {
-            origin,
-            reader: Box::new(file),
-            start_offset,
-            start_line,
-            size: Some(size),
-            cursors: CursorTemplate {
-                source_key: Some(source_key),
-                fingerprint_prefix: prefix,
-            },
-        })
     }
 
     /// Calls `visit` with each chunk of whole lines, in order.
     pub fn for_each_chunk(
         &mut self,
-        mut visit: impl FnMut(&Chunk<'_>, &CursorTemplate) -> Result<()>,
+        mut visit: impl FnMut(&Chunk<'_>, &mut CursorTemplate) -> Result<()>,
     ) -> Result<()> {
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut filled = 0usize;
@@ -144,7 +271,17 @@ impl OpenedInput {
             }
             let end = match memchr::memrchr(b'\n', &buf[..filled]) {
                 Some(i) => i + 1,
-                None if eof => filled,
+                None if eof && self.complete => filled,
+                None if eof => {
+                    // An unterminated last line of a file that may still grow.
+                    self.held_back = filled as u64;
+                    tracing::warn!(
+                        file = %self.origin,
+                        bytes = filled,
+                        "the last line has no line end yet, so it is left for the next run (the file may still be growing); if the file is finished, run with --complete to process it"
+                    );
+                    break;
+                }
                 None => {
                     // One line longer than the buffer: grow and keep reading.
                     buf.resize(buf.len() * 2, 0);
@@ -153,11 +290,12 @@ impl OpenedInput {
             };
             let chunk = Chunk {
                 origin: &self.origin,
+                source_id: &self.source_id,
                 data: &buf[..end],
                 first_offset: offset,
                 first_line: line,
             };
-            visit(&chunk, &self.cursors)?;
+            visit(&chunk, &mut self.cursors)?;
             line += chunk.line_count();
             offset += end as u64;
             buf.copy_within(end..filled, 0);
@@ -168,22 +306,86 @@ impl OpenedInput {
 }
 
 impl CursorTemplate {
-    /// The cursor to commit once everything before `next_offset` is processed.
-    pub fn cursor(&self, next_offset: u64, lines: u64) -> Option<SourceCursor> {
-        let key = self.source_key.as_ref()?;
-        let covered = self.fingerprint_prefix.len().min(next_offset as usize);
+    /// The cursor to commit once everything before `next_offset` is
+    /// processed; cursors must be committed in the order they are made.
+    pub fn cursor(&mut self, next_offset: u64, lines: u64) -> Option<SourceCursor> {
+        let key = self.key.as_ref()?;
+        let from_offset = self.committed.replace(next_offset as i64);
         Some(SourceCursor {
             source: key.clone(),
             next_offset: next_offset as i64,
             lines: lines as i64,
-            fingerprint: fingerprint(&self.fingerprint_prefix[..covered]),
+            fingerprint: key.rsplit(':').next().unwrap_or_default().to_string(),
+            prefix_len: self.prefix_len,
+            from_offset,
         })
     }
+}
+
+/// The bytes of `head` that make up the source's identity: the first 4 KiB,
+/// or for a smaller input its whole lines (all of it when it is finished);
+/// `None` while it has no complete line (nothing of it is committed then).
+fn identity_prefix(head: &[u8], complete: bool) -> Option<usize> {
+    let len = if head.len() >= IDENTITY_BYTES || complete {
+        head.len()
+    } else {
+        memchr::memrchr(b'\n', head).map_or(0, |i| i + 1)
+    };
+    (len > 0).then_some(len)
+}
+
+fn identity_key(prefix: &[u8]) -> String {
+    format!(
+        "content:{}:{:016x}",
+        prefix.len(),
+        xxhash_rust::xxh3::xxh3_64(prefix)
+    )
+}
+
+/// Stores written before sources were identified by content kept one cursor
+/// per path, with a fingerprint of the file's first bytes.
+fn legacy_cursor(
+    store: &mut dyn CursorLookup,
+    path: &Path,
+    head: &[u8],
+) -> Result<Option<(u64, u64)>> {
+    let Some(cursor) = store.cursor(&format!("file:{}", path.display()))? else {
+        return Ok(None);
+    };
+    let committed = cursor.next_offset as usize;
+    let fingerprint = format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(&head[..head.len().min(committed)])
+    );
+    Ok(
+        (committed <= path.metadata()?.len() as usize && fingerprint == cursor.fingerprint)
+            .then_some((cursor.next_offset as u64, cursor.lines as u64)),
+    )
+}
+
+/// Wraps `reader` in a decompressor when its first bytes say gzip or zstd.
+fn decompressing(
+    reader: Box<dyn Read + Send>,
+    origin: &str,
+) -> Result<(Box<dyn Read + Send>, bool)> {
+    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    let magic =
+        std::io::BufRead::fill_buf(&mut reader).with_context(|| format!("reading {origin}"))?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        return Ok((Box::new(flate2::read::MultiGzDecoder::new(reader)), true));
+    }
+    if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let decoder = zstd::stream::read::Decoder::with_buffer(reader)
+            .with_context(|| format!("{origin} looks like zstd but cannot be read as such"))?;
+        return Ok((Box::new(decoder), true));
+    }
+    Ok((Box::new(reader), false))
 }
 
 /// Whole lines read from one input.
 pub struct Chunk<'a> {
     pub origin: &'a str,
+    pub source_id: &'a str,
     pub data: &'a [u8],
     /// Byte offset of `data[0]` in the input.
     pub first_offset: u64,
@@ -192,7 +394,8 @@ pub struct Chunk<'a> {
 }
 
 impl<'a> Chunk<'a> {
-    /// The chunk's records; blank lines are skipped but still counted.
+    /// The chunk's records; blank lines are skipped but still counted, CRLF
+    /// line ends and a byte-order mark at the start of the input are dropped.
     pub fn records(&self) -> impl Iterator<Item = RawRecord<'a>> + '_ {
         let data = self.data;
         let mut start = 0usize;
@@ -206,6 +409,9 @@ impl<'a> Chunk<'a> {
             let byte_offset = self.first_offset + start as u64;
             start = end + 1;
             line += 1;
+            if byte_offset == 0 {
+                payload = payload.strip_prefix(UTF8_BOM).unwrap_or(payload);
+            }
             if let [rest @ .., b'\r'] = payload {
                 payload = rest;
             }
@@ -214,6 +420,7 @@ impl<'a> Chunk<'a> {
             }
             return Some(RawRecord {
                 origin: self.origin,
+                source_id: self.source_id,
                 position: SourcePosition::Line { line, byte_offset },
                 payload,
             });
@@ -230,18 +437,11 @@ impl<'a> Chunk<'a> {
     }
 }
 
-fn fingerprint(bytes: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn chunks_keep_positions_and_skip_blank_lines() {
-        let text = b"{\"a\":1}\r\n\n  \n{\"b\":2}\n{\"c\":3}";
-        let mut input = OpenedInput::unpositioned("mem", Box::new(&text[..]));
+    fn read_all(input: &mut OpenedInput) -> (Vec<(SourcePosition, String)>, u64) {
         let mut seen = Vec::new();
         let mut lines = 0;
         input
@@ -255,32 +455,42 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        (seen, lines)
+    }
+
+    #[test]
+    fn chunks_keep_positions_and_skip_blank_lines() {
+        let text = b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}\n{\"c\":3}";
+        let mut input = OpenedInput::unpositioned("mem", Box::new(&text[..]), true);
+        let (seen, lines) = read_all(&mut input);
         assert_eq!(lines, 5);
+        let at = |line, byte_offset| SourcePosition::Line { line, byte_offset };
         assert_eq!(
             seen,
             [
-                (
-                    SourcePosition::Line {
-                        line: 1,
-                        byte_offset: 0
-                    },
-                    "{\"a\":1}".to_string()
-                ),
-                (
-                    SourcePosition::Line {
-                        line: 4,
-                        byte_offset: 13
-                    },
-                    "{\"b\":2}".to_string()
-                ),
-                (
-                    SourcePosition::Line {
-                        line: 5,
-                        byte_offset: 21
-                    },
-                    "{\"c\":3}".to_string()
-                ),
+                (at(1, 0), "{\"a\":1}".to_string()),
+                (at(4, 16), "{\"b\":2}".to_string()),
+                (at(5, 24), "{\"c\":3}".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn an_unterminated_last_line_waits_unless_the_input_is_complete() {
+        let text = b"{\"a\":1}\n{\"b\":";
+        let mut growing = OpenedInput::unpositioned("mem", Box::new(&text[..]), false);
+        let (seen, _) = read_all(&mut growing);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(growing.held_back, 6);
+        let mut finished = OpenedInput::unpositioned("mem", Box::new(&text[..]), true);
+        assert_eq!(read_all(&mut finished).0.len(), 2);
+    }
+
+    #[test]
+    fn identity_covers_whole_lines_of_a_small_growing_file() {
+        assert_eq!(identity_prefix(b"ab\ncd", false), Some(3));
+        assert_eq!(identity_prefix(b"ab\ncd", true), Some(5));
+        assert_eq!(identity_prefix(b"abcd", false), None);
+        assert_eq!(identity_prefix(&[b'x'; 5000][..4096], false), Some(4096));
     }
 }

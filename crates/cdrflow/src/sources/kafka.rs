@@ -227,6 +227,7 @@ impl Worker {
             admitted.push(index);
             records.push(RawRecord {
                 origin: topic,
+                source_id: topic,
                 position: SourcePosition::Kafka { partition, offset },
                 payload: message.payload().unwrap_or_default(),
             });
