@@ -348,9 +348,12 @@ impl<'r> Mediator<'r> {
     /// What the store must be asked before `classified` (the next records,
     /// in order) can be admitted. The answer must include every checkpoint
     /// taken so far, committed or not yet: drivers wait for their writer first.
-    pub fn lookups_for(&self, classified: &[Result<Rated<'_>, Rejection>]) -> StoreLookup {
+    pub fn lookups_for<'x, 'a: 'x>(
+        &self,
+        classified: impl IntoIterator<Item = &'x Result<Rated<'a>, Rejection>>,
+    ) -> StoreLookup {
         let mut lookup = StoreLookup::default();
-        for rated in classified.iter().flatten() {
+        for rated in classified.into_iter().flatten() {
             let minute = minute_of(rated.start_time);
             if !self.dedup.covers(minute) {
                 let day = day_of_minute(minute);

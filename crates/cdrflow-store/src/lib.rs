@@ -220,6 +220,15 @@ pub enum Cursor {
     Kafka(KafkaCursor),
 }
 
+/// A partition's stored position, as `replay` and running members see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: Option<i64>,
+    pub epoch: i64,
+}
+
 /// A partition this process now owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionClaim {
@@ -352,6 +361,9 @@ pub trait Store: Send {
         topics: &[String],
         target: &ReplayTarget,
     ) -> Result<u64>;
+
+    /// `group`'s stored Kafka positions and their owners' epochs.
+    fn kafka_positions(&mut self, group: &str) -> Result<Vec<KafkaPosition>>;
 
     /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
     fn clear_results(&mut self) -> Result<()>;

@@ -19,9 +19,9 @@ use postgres::{Client, NoTls, Transaction};
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries};
 use crate::{
-    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaCursor, OverviewRow, PartitionClaim,
-    RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
-    SummaryRecord, TopSubscriber,
+    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaCursor, KafkaPosition, OverviewRow,
+    PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store,
+    StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Serialises migrations between processes starting at the same time.
@@ -451,6 +451,23 @@ impl Store for PgStore {
         }
         tx.commit()?;
         Ok(changed)
+    }
+
+    fn kafka_positions(&mut self, group: &str) -> Result<Vec<KafkaPosition>> {
+        Ok(self
+            .live_client()?
+            .query(
+                "SELECT topic, partition, next_offset, epoch FROM kafka_offsets WHERE consumer_group = $1 ORDER BY topic, partition",
+                &[&group],
+            )?
+            .iter()
+            .map(|r| KafkaPosition {
+                topic: r.get(0),
+                partition: r.get(1),
+                next_offset: r.get(2),
+                epoch: r.get(3),
+            })
+            .collect())
     }
 
     fn clear_results(&mut self) -> Result<()> {

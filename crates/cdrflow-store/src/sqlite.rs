@@ -20,9 +20,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, OverviewRow, PartitionClaim, RejectQuery,
-    ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
-    SummaryRecord, TopSubscriber,
+    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaPosition, OverviewRow,
+    PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store,
+    StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -200,10 +200,16 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        self.conn.execute_batch(
+        // One write transaction for the check and every step, taken before
+        // reading: two processes opening a new store at once must not both
+        // find it empty and both create its tables.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
-        let current: i64 = self.conn.query_row(
+        let current: i64 = tx.query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
@@ -217,14 +223,13 @@ impl SqliteStore {
             });
         }
         for (version, sql) in all.into_iter().filter(|(v, _)| *v > current) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(&sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                 [version],
             )?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -385,6 +390,21 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(changed)
+    }
+
+    fn kafka_positions(&mut self, group: &str) -> Result<Vec<KafkaPosition>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT topic, partition, next_offset, epoch FROM kafka_offsets WHERE consumer_group = ? ORDER BY topic, partition",
+        )?;
+        let rows = stmt.query_map([group], |r| {
+            Ok(KafkaPosition {
+                topic: r.get(0)?,
+                partition: r.get(1)?,
+                next_offset: r.get(2)?,
+                epoch: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn clear_results(&mut self) -> Result<()> {

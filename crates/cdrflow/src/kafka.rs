@@ -7,8 +7,10 @@ use anyhow::{bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Seed 000's broker address.
 pub const DEFAULT_BOOTSTRAP: &str = "localhost:19092";
@@ -124,4 +126,63 @@ pub fn flush(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> 
     producer
         .flush(Duration::from_secs(30))
         .context("Kafka did not acknowledge the produced records within 30 s")
+}
+
+/// The high-water mark librdkafka last saw in a fetch response for this
+/// partition (`rd_kafka_get_watermark_offsets`: no request to the broker).
+/// rdkafka 0.39 wraps only the querying variant, hence the direct call.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a
+    // NUL-terminated string that outlives the call; low/high are valid out-pointers.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
+/// Where each partition's log ends, from fetch responses. (Asking with
+/// ListOffsets would be one request, but Tansu 0.6 answers it with the start
+/// of the last record batch, not the end of the log.)
+pub fn log_ends(bootstrap: &str, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
+    let consumer: BaseConsumer = with_env_overrides(
+        client_config(bootstrap)
+            .set("group.id", "cdrflow-probe")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .set("fetch.wait.max.ms", "10"),
+    )
+    .create()
+    .with_context(|| format!("cannot create a Kafka client for {bootstrap}"))?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        assignment.add_partition_offset(topic, *partition, Offset::End)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = std::time::Instant::now();
+    loop {
+        let ends: Vec<Option<i64>> = partitions
+            .iter()
+            .map(|(t, p)| cached_high_watermark(&consumer, t, *p))
+            .collect();
+        if ends.iter().all(Option::is_some) {
+            return Ok(ends.into_iter().flatten().collect());
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            bail!("{bootstrap} did not say where the partitions end within 15 s; is the broker reachable?");
+        }
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
 }

@@ -141,6 +141,31 @@ pub struct Telemetry {
     /// Records between the consumer's position and the broker's high-water
     /// mark (from fetch responses), per assigned (topic, partition).
     pub kafka_lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Partitions whose stored position was beyond the end of the log.
+    pub offset_resets: Mutex<Vec<OffsetReset>>,
+}
+
+/// A stored Kafka position beyond the end of its partition's log, found
+/// when the partition was read: said in the log, in `/metrics` and on `/ready`.
+#[derive(Clone, Debug)]
+pub struct OffsetReset {
+    pub topic: String,
+    pub partition: i32,
+    pub stored: i64,
+    /// Where reading went on, when known (otherwise the earliest retained record).
+    pub resumed_at: Option<i64>,
+}
+
+impl OffsetReset {
+    pub fn describe(&self) -> String {
+        let from = self
+            .resumed_at
+            .map_or(String::new(), |o| format!(" (offset {o})"));
+        format!(
+            "{}[{}]: the stored position {} is beyond the end of the log (was the topic recreated?); reading from the earliest retained record{from} instead (records already counted are recognised as duplicates)",
+            self.topic, self.partition, self.stored
+        )
+    }
 }
 
 static TELEMETRY: Telemetry = Telemetry {
@@ -152,6 +177,7 @@ static TELEMETRY: Telemetry = Telemetry {
     reading_kafka: AtomicBool::new(false),
     assigned_partitions: AtomicU64::new(0),
     kafka_lag: Mutex::new(BTreeMap::new()),
+    offset_resets: Mutex::new(Vec::new()),
 };
 
 pub fn telemetry() -> &'static Telemetry {
@@ -192,6 +218,21 @@ impl Telemetry {
         *self.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
     }
 
+    pub fn offset_reset(&self, reset: OffsetReset) {
+        tracing::error!("{}", reset.describe());
+        self.offset_resets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(reset);
+    }
+
+    pub fn offset_resets(&self) -> Vec<OffsetReset> {
+        self.offset_resets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Ready to process: not a Kafka consumer, or one with partitions.
     pub fn has_work(&self) -> bool {
         !self.reading_kafka.load(Ordering::Relaxed)
@@ -227,6 +268,24 @@ impl Telemetry {
              # TYPE cdrflow_dlq_writes_total counter\ncdrflow_dlq_writes_total {}",
             self.dlq_writes.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP cdrflow_kafka_offset_resets_total Partitions whose stored position was beyond the end of the log.\n\
+             # TYPE cdrflow_kafka_offset_resets_total counter"
+        );
+        let mut resets: BTreeMap<(String, i32), u64> = BTreeMap::new();
+        for reset in self.offset_resets() {
+            *resets
+                .entry((reset.topic.clone(), reset.partition))
+                .or_default() += 1;
+        }
+        for ((topic, partition), n) in resets {
+            let _ = writeln!(
+                out,
+                "cdrflow_kafka_offset_resets_total{{topic=\"{}\",partition=\"{partition}\"}} {n}",
+                escape_label(&topic)
+            );
+        }
         let lag = self.lag();
         let _ = writeln!(
             out,

@@ -453,3 +453,132 @@ fn a_consumer_exposes_lag_dead_letters_and_readiness() {
         .unwrap()
         .success());
 }
+
+/// Hand-written voice CDRs with fresh ids, produced keyed by MSISDN (so they
+/// spread over the partitions); returns them as lines for the ground truth.
+fn produce_new_voice(broker: &Broker, tag: &str, count: usize) -> Vec<String> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let lines: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"cdr_id":"{tag}-{i}","msisdn":"+2782000{i:04}","start_time":"2024-05-01T12:00:00Z","call_type":"voice","call_duration_sec":{}}}"#,
+                i + 1
+            )
+        })
+        .collect();
+    for (i, line) in lines.iter().enumerate() {
+        let key = format!("+2782000{i:04}");
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to("cdr_voice")
+                    .key(key.as_bytes())
+                    .payload(line.as_bytes()),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    lines
+}
+
+/// A lifetime counter in the store; 0 before the consumer has created its tables.
+fn stored_counter(store: &str, name: &str) -> i64 {
+    let mut client = postgres::Client::connect(store, postgres::NoTls).unwrap();
+    client
+        .query_opt(
+            "SELECT value FROM pipeline_counters WHERE name = $1",
+            &[&name],
+        )
+        .ok()
+        .flatten()
+        .map_or(0, |r| r.get(0))
+}
+
+/// Issue 8, item 3 (Tansu): a stored position past the end of a partition —
+/// a recreated topic, say — would make the consumer skip the next records
+/// there as "already processed". It reads from the earliest retained record
+/// instead and says so; replay refuses such a target.
+#[test]
+fn a_stored_position_beyond_the_log_end_loses_nothing() {
+    let broker = Broker::start();
+    let store = postgres_database("beyond");
+    let dir = temp_dir("kafka-beyond");
+    let (mut lines, producers) = traffic(&broker, &dir, 300, 0);
+    for p in producers {
+        wait_ok(p, Duration::from_secs(60), "generate --to kafka");
+    }
+    let run = || run_ok(&mut consumer(&broker, &store, &["--idle-exit-secs", "4"]));
+    run();
+    assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
+
+    let refused = cdrflow()
+        .args(["--store", &store, "replay", "--to-offset", "100000"])
+        .args(["--bootstrap", &broker.bootstrap])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("ends at offset"), "{message}");
+
+    // As after the topic was deleted and created again: every stored
+    // position is now past the end of its log.
+    let mut client = postgres::Client::connect(&store, postgres::NoTls).unwrap();
+    client
+        .batch_execute("UPDATE kafka_offsets SET next_offset = next_offset + 100000")
+        .unwrap();
+    lines.extend(produce_new_voice(&broker, "after-recreate", 40));
+    let out = run();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("beyond the end of the log"), "{log}");
+    assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
+}
+
+/// Issue 8, item 8 (Tansu): `replay` while a consumer runs fences it; the
+/// consumer claims its partitions again and continues from the replayed
+/// position instead of leaving them unread until a restart.
+#[test]
+fn a_running_consumer_follows_a_replay() {
+    let broker = Broker::start();
+    let store = postgres_database("replay_live");
+    let dir = temp_dir("kafka-replay-live");
+    let (mut lines, producers) = traffic(&broker, &dir, 1000, 0);
+    for p in producers {
+        wait_ok(p, Duration::from_secs(60), "generate --to kafka");
+    }
+    let mut member = consumer(&broker, &store, &["--idle-exit-secs", "60"])
+        .stderr(std::fs::File::create(dir.join("member.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let produced = lines.len() as i64;
+    wait_for("the first pass", &|| {
+        stored_counter(&store, "records_in") >= produced
+    });
+    run_ok(cdrflow().args(["--store", &store, "replay", "--to-beginning"]));
+    lines.extend(produce_new_voice(&broker, "after-replay", 60));
+    let truth = seed_000_truth(&lines);
+    // Everything is read again (duplicates, not counted twice) and the new records land.
+    wait_for("the replay and the new records", &|| {
+        stored_counter(&store, "records_in") >= 2 * produced + 60
+            && stored_counter(&store, "accepted.voice") as usize
+                == truth
+                    .values()
+                    .zip(truth.keys())
+                    .filter(|(_, k)| k.0 == "voice")
+                    .map(|(v, _)| v[4] as usize)
+                    .sum::<usize>()
+    });
+    let _ = member.kill();
+    member.wait().unwrap();
+    assert_matches_truth(&export_store(&store), &truth);
+    let log = std::fs::read_to_string(dir.join("member.log")).unwrap();
+    assert!(log.contains("claiming the partition again"), "{log}");
+}

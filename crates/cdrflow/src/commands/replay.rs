@@ -23,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Settings;
-use crate::kafka::{client_config, KafkaArgs, DEFAULT_GROUP};
+use crate::kafka::{client_config, log_ends, KafkaArgs, DEFAULT_GROUP};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["to_beginning", "to_offset", "to_timestamp"]))]
@@ -84,6 +84,9 @@ pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
         }
     }
     let mut store = settings.open_store()?;
+    if let ReplayTarget::Offset(offset) = target {
+        refuse_offsets_beyond_the_end(store.as_mut(), &args, offset)?;
+    }
     let moved = store.reset_kafka_offsets(&args.group, &args.topics, &target)?;
     if args.rebuild {
         store.clear_results()?;
@@ -93,6 +96,30 @@ pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
         args.group,
         if args.rebuild { ", results cleared for a rebuild" } else { "" }
     );
+    Ok(())
+}
+
+/// A position past a partition's end would make the consumer skip the next
+/// records written there as "already processed": refuse it.
+fn refuse_offsets_beyond_the_end(
+    store: &mut dyn cdrflow_store::Store,
+    args: &ReplayArgs,
+    offset: i64,
+) -> Result<()> {
+    let partitions: Vec<(String, i32)> = store
+        .kafka_positions(&args.group)?
+        .into_iter()
+        .filter(|p| args.topics.is_empty() || args.topics.contains(&p.topic))
+        .map(|p| (p.topic, p.partition))
+        .collect();
+    let ends = log_ends(&args.kafka.bootstrap, &partitions)?;
+    for ((topic, partition), high) in partitions.into_iter().zip(ends) {
+        if offset > high {
+            bail!(
+                "{topic}[{partition}] ends at offset {high}: replaying to {offset} would skip the next records written there. Use an offset of at most {high}, --to-beginning, or --topics to leave this topic out; nothing changed"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -442,7 +442,12 @@ async fn ready(State(state): State<Shared>) -> Result<Json<serde_json::Value>, A
             "no Kafka partitions assigned to this consumer yet".into(),
         ));
     }
-    Ok(Json(json!({ "status": "ready" })))
+    let warnings: Vec<String> = telemetry()
+        .offset_resets()
+        .iter()
+        .map(|r| r.describe())
+        .collect();
+    Ok(Json(json!({ "status": "ready", "warnings": warnings })))
 }
 
 #[derive(Debug, Deserialize)]

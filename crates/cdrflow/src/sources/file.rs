@@ -269,6 +269,9 @@ impl OpenedInput {
                     Err(e) => return Err(e).with_context(|| format!("reading {}", self.origin)),
                 }
             }
+            if filled == 0 {
+                break;
+            }
             let end = match memchr::memrchr(b'\n', &buf[..filled]) {
                 Some(i) => i + 1,
                 None if eof && self.complete => filled,

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cdrflow_core::mediation::{
-    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, RawRecord, RejectedRecord,
+    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord, RejectedRecord,
 };
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
+use cdrflow_core::reject::Rejection;
 use cdrflow_store::{kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -31,9 +32,11 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use crate::kafka::{client_config, ensure_topics, flush, producer, send, with_env_overrides};
+use crate::kafka::{
+    cached_high_watermark, client_config, ensure_topics, flush, producer, send, with_env_overrides,
+};
 use crate::pipeline::{classify_in_parallel, now_millis, RunReport};
-use crate::telemetry::{telemetry, IngestTimes};
+use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
 
 /// How the consumer runs.
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ struct PartitionWork {
     produced_at: Vec<i64>,
     /// Set while re-reading from `next_offset - rewind` to close an offset gap.
     rewind: Option<i64>,
+    /// No record has arrived since the partition was claimed.
+    fresh: bool,
 }
 
 impl PartitionWork {
@@ -125,11 +130,14 @@ struct Worker {
     stopping: Arc<AtomicBool>,
     /// When the assignment last changed: a member between assignments is not idle, just waiting.
     last_rebalance: Instant,
+    /// Commit outcomes waited for before a store lookup, not yet applied.
+    finished_early: Vec<Result<CommitOutcome>>,
     first_record: Option<Instant>,
     last_record: Option<Instant>,
 }
 
 impl Worker {
+    /// Takes the partitions the group assigned to this member.
     fn claim(&mut self, tpl: &mut TopicPartitionList) -> Result<()> {
         self.last_rebalance = Instant::now();
         let wanted: Vec<(String, i32)> = tpl
@@ -137,17 +145,29 @@ impl Worker {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        for (topic, partition, offset) in self.take_over(&wanted)? {
+            tpl.set_partition_offset(&topic, partition, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Claims `wanted` in the store (fencing any previous owner), loads
+    /// their mediation state, and returns where to read each from.
+    fn take_over(&mut self, wanted: &[(String, i32)]) -> Result<Vec<(String, i32, Offset)>> {
         let claims = with_retry(&self.stopping, "claiming partitions in the store", || {
-            self.store.claim_partitions(&self.group, &wanted)
+            self.store.claim_partitions(&self.group, wanted)
         })?;
+        let mut starts = Vec::with_capacity(claims.len());
         for claim in claims {
             let scope = kafka_scope(&claim.topic, claim.partition);
-            let state = self
-                .store
-                .resume_state(&scope, self.mediation.dedup_window_ms)?;
-            let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
-            tpl.set_partition_offset(&claim.topic, claim.partition, offset)?;
-            tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?claim.next_offset, "partition assigned");
+            let state = with_retry(&self.stopping, "loading a partition's state", || {
+                self.store
+                    .resume_state(&scope, self.mediation.dedup_window_ms)
+            })?;
+            let start = claim.next_offset;
+            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            starts.push((claim.topic.clone(), claim.partition, offset));
+            tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?start, "partition assigned");
             self.partitions
                 .retain(|p| !(p.topic == claim.topic && p.partition == claim.partition));
             self.partitions.push(PartitionWork {
@@ -163,14 +183,15 @@ impl Worker {
                 partition: claim.partition,
                 scope,
                 epoch: claim.epoch,
-                next_offset: claim.next_offset,
+                next_offset: start,
                 submitted_offset: claim.next_offset,
                 produced_at: Vec::new(),
                 rewind: None,
+                fresh: true,
             });
         }
         self.publish_assignment();
-        Ok(())
+        Ok(starts)
     }
 
     /// Processes a batch of fetched messages in offset order per partition:
@@ -183,7 +204,7 @@ impl Worker {
         messages: &'m [BorrowedMessage<'_>],
         now: i64,
         threads: usize,
-    ) -> Vec<(String, i32, i64)> {
+    ) -> Result<Vec<(String, i32, i64)>> {
         let mut seeks: Vec<(String, i32, i64)> = Vec::new();
         let mut current: Option<usize> = None;
         let mut admitted: Vec<usize> = Vec::with_capacity(messages.len());
@@ -211,7 +232,21 @@ impl Worker {
             current = Some(index);
             let work = &mut self.partitions[index];
             if let Some(next) = work.next_offset {
-                if offset < next {
+                if offset < next && work.fresh && work.rewind.is_none() {
+                    // The first record after the claim lies before the stored
+                    // position: librdkafka found that position outside the log
+                    // (a recreated topic, a replay past the end) and went back
+                    // to the earliest retained record. Skipping up to the
+                    // stored position would drop new records silently: read
+                    // from here (duplicates are still recognised) and say so.
+                    telemetry().offset_reset(OffsetReset {
+                        topic: topic.to_string(),
+                        partition,
+                        stored: next,
+                        resumed_at: Some(offset),
+                    });
+                    work.next_offset = Some(offset);
+                } else if offset < next {
                     continue; // already processed
                 }
                 if offset > next {
@@ -222,6 +257,7 @@ impl Worker {
                 }
             }
             work.rewind = None;
+            work.fresh = false;
             work.next_offset = Some(offset + 1);
             work.produced_at.extend(message.timestamp().to_millis());
             admitted.push(index);
@@ -233,10 +269,11 @@ impl Worker {
             });
         }
         if records.is_empty() {
-            return seeks;
+            return Ok(seeks);
         }
         let classifier = self.partitions[admitted[0]].mediator.classifier();
         let classified = classify_in_parallel(classifier, &records, now, threads);
+        self.answer_lookups(&admitted, &classified)?;
         for ((index, record), outcome) in admitted.iter().zip(&records).zip(classified) {
             self.partitions[*index].mediator.admit(*record, outcome);
         }
@@ -248,7 +285,77 @@ impl Worker {
         let now = Instant::now();
         self.first_record.get_or_insert(now);
         self.last_record = Some(now);
-        seeks
+        Ok(seeks)
+    }
+
+    /// Asks the store what each partition's admission needs beyond memory
+    /// (old days' identities, large records' stored totals) — rarely anything.
+    /// The commits in flight are waited for first, so the answers include them.
+    fn answer_lookups(
+        &mut self,
+        admitted: &[usize],
+        classified: &[Result<Rated<'_>, Rejection>],
+    ) -> Result<()> {
+        let mut needed = Vec::new();
+        for index in 0..self.partitions.len() {
+            let mine = admitted
+                .iter()
+                .zip(classified)
+                .filter(|(i, _)| **i == index)
+                .map(|(_, c)| c);
+            let asked = self.partitions[index].mediator.lookups_for(mine);
+            if !asked.is_empty() {
+                needed.push((index, asked));
+            }
+        }
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let finished = self.committer.drain();
+        self.finished_early.extend(finished);
+        for (index, asked) in needed {
+            let scope = self.partitions[index].scope.clone();
+            let answer = with_retry(&self.stopping, "reading dedup state from the store", || {
+                self.store.lookup(&scope, &asked)
+            })?;
+            self.partitions[index].mediator.apply_lookup(&asked, answer);
+        }
+        Ok(())
+    }
+
+    /// Partitions not read from yet whose stored position lies beyond the
+    /// end of the log as the last fetch response gave it: a broker may answer
+    /// a fetch there with nothing at all (Tansu 0.6 does), so the records
+    /// written since would never be read. Read them from the earliest
+    /// retained record instead, and say so.
+    fn check_positions(&mut self, consumer: &BaseConsumer<MemberContext>) {
+        for work in self.partitions.iter_mut().filter(|w| w.fresh) {
+            let (Some(next), Some(high)) = (
+                work.next_offset,
+                cached_high_watermark(consumer, &work.topic, work.partition),
+            ) else {
+                continue;
+            };
+            if next <= high {
+                continue;
+            }
+            telemetry().offset_reset(OffsetReset {
+                topic: work.topic.clone(),
+                partition: work.partition,
+                stored: next,
+                resumed_at: None,
+            });
+            work.next_offset = None;
+            work.fresh = false;
+            if let Err(e) = consumer.seek(
+                &work.topic,
+                work.partition,
+                Offset::Beginning,
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %work.topic, partition = work.partition, "cannot seek to the beginning: {e}");
+            }
+        }
     }
 
     fn publish_assignment(&self) {
@@ -313,12 +420,14 @@ impl Worker {
         &mut self,
         consumer: &BaseConsumer<MemberContext>,
         wait_for_all: bool,
+        reclaim_fenced: bool,
     ) -> Result<()> {
-        let outcomes = if wait_for_all {
+        let mut outcomes = std::mem::take(&mut self.finished_early);
+        outcomes.extend(if wait_for_all {
             self.committer.drain()
         } else {
             self.committer.finished()
-        };
+        });
         for outcome in outcomes {
             let outcome = outcome?;
             self.report.counts.add(&outcome.counts);
@@ -333,6 +442,14 @@ impl Worker {
                         && p.epoch == fenced.epoch)
                 });
                 self.publish_assignment();
+                let held_anew = self.partitions.iter().any(|p| {
+                    p.topic == fenced.topic
+                        && p.partition == fenced.partition
+                        && p.epoch > fenced.epoch
+                });
+                if reclaim_fenced && !held_anew {
+                    self.reclaim(consumer, &fenced.topic, fenced.partition)?;
+                }
             }
             if !outcome.committed.is_empty() {
                 let mut offsets = TopicPartitionList::new();
@@ -352,10 +469,77 @@ impl Worker {
         Ok(())
     }
 
+    /// Follows positions moved in the store while this member holds them
+    /// (`cdrflow replay` bumps their epochs): without this, a partition with
+    /// no new records would never commit, never learn it was fenced, and keep
+    /// its old position until a restart.
+    fn follow_moved_positions(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
+        let stored = match self.store.kafka_positions(&self.group) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!("cannot read the stored positions: {e}");
+                return Ok(());
+            }
+        };
+        let moved: Vec<(String, i32)> = self
+            .partitions
+            .iter()
+            .filter(|w| {
+                stored
+                    .iter()
+                    .any(|s| s.topic == w.topic && s.partition == w.partition && s.epoch > w.epoch)
+            })
+            .map(|w| (w.topic.clone(), w.partition))
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        // Whatever is in flight for them is fenced; let it finish first.
+        let finished = self.committer.drain();
+        self.finished_early.extend(finished);
+        for (topic, partition) in moved {
+            self.partitions
+                .retain(|p| !(p.topic == topic && p.partition == partition));
+            self.reclaim(consumer, &topic, partition)?;
+        }
+        self.publish_assignment();
+        Ok(())
+    }
+
+    /// A partition whose stored position was moved under this member
+    /// (`cdrflow replay`) while the group still assigns it here: claim it
+    /// again and continue from the new position. (Had another member taken
+    /// it over, the group would have revoked it from this one first.)
+    fn reclaim(
+        &mut self,
+        consumer: &BaseConsumer<MemberContext>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<()> {
+        let assigned = consumer
+            .assignment()
+            .is_ok_and(|a| a.find_partition(topic, partition).is_some());
+        if !assigned {
+            return Ok(());
+        }
+        tracing::info!(topic, partition, "position moved in the store (replay?); claiming the partition again to continue from there");
+        for (topic, partition, offset) in self.take_over(&[(topic.to_string(), partition)])? {
+            // Seeking drops what was fetched beyond the old position.
+            if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                tracing::warn!(topic, partition, "cannot seek to {offset:?}: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// Commits everything in hand and waits until it is written.
-    fn flush_and_wait(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
+    fn flush_and_wait(
+        &mut self,
+        consumer: &BaseConsumer<MemberContext>,
+        reclaim_fenced: bool,
+    ) -> Result<()> {
         self.flush()?;
-        self.collect(consumer, true)
+        self.collect(consumer, true, reclaim_fenced)
     }
 }
 
@@ -581,8 +765,9 @@ fn send_to_dlq(
     )
 }
 
-/// Retries `attempt` with exponential backoff while it fails for reasons other
-/// than fencing; a store that is down must not crash-loop the consumer.
+/// Retries `attempt` with exponential backoff while it fails for transient
+/// reasons (a store that is down must not crash-loop the consumer); any other
+/// failure returns at once, so a refused commit never loops.
 fn with_retry<T>(
     stopping: &AtomicBool,
     what: &str,
@@ -593,7 +778,8 @@ fn with_retry<T>(
     loop {
         match attempt() {
             Ok(value) => return Ok(value),
-            Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
+            // Fenced, refused values, a moved cursor: the same every time.
+            Err(e) if !e.is_transient() => return Err(e.into()),
             Err(e) => {
                 if stopping.load(Ordering::Relaxed) && started.elapsed() > Duration::from_secs(10) {
                     return Err(e).with_context(|| {
@@ -640,7 +826,7 @@ impl ConsumerContext for MemberContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let mut worker = self.worker();
-                if let Err(e) = worker.flush_and_wait(consumer) {
+                if let Err(e) = worker.flush_and_wait(consumer, false) {
                     tracing::error!(
                         "could not commit the batch in hand before giving partitions up: {e:#}"
                     );
@@ -697,6 +883,7 @@ pub fn consume(
         ingested: IngestTimes::new(),
         stopping: stopping.clone(),
         last_rebalance: Instant::now(),
+        finished_early: Vec::new(),
         first_record: None,
         last_record: None,
     }));
@@ -775,7 +962,8 @@ pub fn consume(
         let mut worker = lock(&worker);
         if !messages.is_empty() {
             last_record = Instant::now();
-            let seeks = worker.process_messages(&messages, now_millis(), options.classify_threads);
+            let seeks =
+                worker.process_messages(&messages, now_millis(), options.classify_threads)?;
             messages.clear();
             for (topic, partition, offset) in seeks {
                 // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
@@ -789,7 +977,7 @@ pub fn consume(
                 }
             }
         }
-        worker.collect(&consumer, false)?;
+        worker.collect(&consumer, false, true)?;
         // Group commit: on the interval only when the writer is idle. While it
         // writes, records keep accumulating into the next, larger checkpoint,
         // whose rows aggregate more — so under load each commit carries more
@@ -801,11 +989,13 @@ pub fn consume(
             last_commit = Instant::now();
         }
         if last_lag.elapsed() >= Duration::from_secs(1) {
+            worker.check_positions(&consumer);
+            worker.follow_moved_positions(&consumer)?;
             worker.publish_lag(&consumer);
             last_lag = Instant::now();
         }
     }
-    lock(&worker).flush_and_wait(&consumer)?;
+    lock(&worker).flush_and_wait(&consumer, false)?;
     consumer.unsubscribe();
     let mut worker = lock(&worker);
     let mut report = std::mem::take(&mut worker.report);
@@ -814,31 +1004,6 @@ pub fn consume(
         report.active = Some(last - first);
     }
     Ok(report)
-}
-
-/// The high-water mark librdkafka last saw in a fetch response for this
-/// partition (`rd_kafka_get_watermark_offsets`: no request to the broker).
-/// rdkafka 0.39 wraps only the querying variant, hence the direct call.
-fn cached_high_watermark(
-    consumer: &BaseConsumer<MemberContext>,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a
-    // NUL-terminated string that outlives the call; low/high are valid out-pointers.
-    let error = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
 }
 
 fn lock(worker: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
