@@ -247,7 +247,7 @@ fn produce(
                 let (before, now) = (mediator.pending_records(), now_millis());
                 mediate_chunk(mediator, chunk, options.classify_threads, now, store)?;
                 ingested.push((now, mediator.pending_records() - before));
-                cursor = (chunk.end_offset(), chunk.first_line + chunk.line_count());
+                cursor = chunk.resume_point();
                 progress.advance(
                     chunk.data.len() as u64,
                     report.counts.records_in + mediator.pending_records(),

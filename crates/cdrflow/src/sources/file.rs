@@ -17,7 +17,8 @@
 //! **A last line without a line end is left for the next run** while the
 //! file may still grow (a writer mid-append), so that appending completes it
 //! instead of splitting it in two. Stdin, compressed files and files given
-//! with `--complete` are finished: their last line is processed as it is.
+//! with `--complete` are finished: their last line is processed as it is
+//! (the position committed still stops before it, see [`Chunk::resume_point`]).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -435,8 +436,15 @@ impl<'a> Chunk<'a> {
         newlines + u64::from(!self.data.is_empty() && !self.data.ends_with(b"\n"))
     }
 
-    pub fn end_offset(&self) -> u64 {
-        self.first_offset + self.data.len() as u64
+    /// Where to resume after this chunk: after its last line end, with the
+    /// lines before it. A last line without a line end (of an input declared
+    /// complete) is processed but not passed: should the same data turn up
+    /// again with that line finished, the whole line is read, and a record
+    /// already accepted from it is recognised as a duplicate.
+    pub fn resume_point(&self) -> (u64, u64) {
+        let newlines = memchr::memchr_iter(b'\n', self.data).count() as u64;
+        let end = memchr::memrchr(b'\n', self.data).map_or(0, |i| i + 1);
+        (self.first_offset + end as u64, self.first_line + newlines)
     }
 }
 
