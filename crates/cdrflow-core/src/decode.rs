@@ -159,6 +159,13 @@ fn json_rejection(error: JsonError) -> Rejection {
             RejectReason::MalformedJson,
             format!("invalid JSON at byte {at}: expected {expected}"),
         ),
+        JsonError::TooDeep { at } => Rejection::new(
+            RejectReason::TooDeeplyNested,
+            format!(
+                "containers are nested more than {} deep at byte {at}; no CDR format nests like that",
+                crate::json::MAX_NESTING
+            ),
+        ),
     }
 }
 

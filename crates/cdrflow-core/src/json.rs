@@ -56,9 +56,20 @@ impl<'a> JsonValue<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
     NotAnObject(&'static str),
-    Malformed { at: usize, expected: &'static str },
+    Malformed {
+        at: usize,
+        expected: &'static str,
+    },
+    /// Containers nested deeper than [`MAX_NESTING`], at this byte.
+    TooDeep {
+        at: usize,
+    },
     InvalidUtf8,
 }
+
+/// Containers nested deeper than this inside a record are refused: no CDR
+/// format nests more than a few levels, and validation recurses per level.
+pub const MAX_NESTING: u32 = 64;
 
 /// Visits each `key: value` pair of the top-level object in order.
 pub fn for_each_field<'a>(
@@ -68,7 +79,11 @@ pub fn for_each_field<'a>(
     if std::str::from_utf8(input).is_err() {
         return Err(JsonError::InvalidUtf8);
     }
-    let mut p = Parser { input, pos: 0 };
+    let mut p = Parser {
+        input,
+        pos: 0,
+        depth: 0,
+    };
     p.skip_ws();
     match p.peek() {
         Some(b'{') => {}
@@ -121,6 +136,8 @@ pub fn for_each_field<'a>(
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
+    /// Containers open around the current position (the record's own object not counted).
+    depth: u32,
 }
 
 impl<'a> Parser<'a> {
@@ -265,6 +282,16 @@ impl<'a> Parser<'a> {
 
     /// Validates a nested object or array without keeping it.
     fn container(&mut self, open: u8, close: u8) -> Result<(), JsonError> {
+        if self.depth >= MAX_NESTING {
+            return Err(JsonError::TooDeep { at: self.pos });
+        }
+        self.depth += 1;
+        let result = self.container_body(open, close);
+        self.depth -= 1;
+        result
+    }
+
+    fn container_body(&mut self, open: u8, close: u8) -> Result<(), JsonError> {
         self.expect(open, "a container")?;
         self.skip_ws();
         if self.peek() == Some(close) {
@@ -347,6 +374,22 @@ mod tests {
     fn decodes_escapes() {
         let f = fields(r#"{"a":"x\"y\u0041\n"}"#).unwrap();
         assert_eq!(f[0].1.as_str().unwrap(), "x\"yA\n");
+    }
+
+    #[test]
+    fn refuses_deep_nesting_without_recursing_further() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            for_each_field(deep.as_bytes(), |_, _| {}),
+            Err(JsonError::TooDeep { at: 64 })
+        );
+        let inside = format!(r#"{{"a":{}1{}}}"#, "[".repeat(100), "]".repeat(100));
+        assert!(matches!(
+            for_each_field(inside.as_bytes(), |_, _| {}),
+            Err(JsonError::TooDeep { .. })
+        ));
+        let fine = format!(r#"{{"a":{}1{}}}"#, "[".repeat(60), "]".repeat(60));
+        assert_eq!(for_each_field(fine.as_bytes(), |_, _| {}), Ok(()));
     }
 
     #[test]

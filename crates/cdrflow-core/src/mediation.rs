@@ -425,7 +425,10 @@ impl<'r> Mediator<'r> {
             self.dedup.covers(event_minute),
             "the driver admitted a record without asking the store about its day first"
         );
-        if let Some(stored) = self.known_totals.get(&rated.row_key()) {
+        let known = (!self.known_totals.is_empty())
+            .then(|| self.known_totals.get(&rated.row_key()))
+            .flatten();
+        if let Some(stored) = known {
             let pending = self.pending.summaries.row(
                 rated.kind,
                 rated.msisdn,

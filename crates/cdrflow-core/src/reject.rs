@@ -7,6 +7,7 @@ use std::fmt;
 pub enum RejectReason {
     InvalidUtf8,
     MalformedJson,
+    TooDeeplyNested,
     NotAnObject,
     UnknownFormat,
     DuplicateField,
@@ -27,9 +28,10 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
+        RejectReason::TooDeeplyNested,
         RejectReason::NotAnObject,
         RejectReason::UnknownFormat,
         RejectReason::DuplicateField,
@@ -54,6 +56,7 @@ impl RejectReason {
         match self {
             RejectReason::InvalidUtf8 => "invalid_utf8",
             RejectReason::MalformedJson => "malformed_json",
+            RejectReason::TooDeeplyNested => "too_deeply_nested",
             RejectReason::NotAnObject => "not_an_object",
             RejectReason::UnknownFormat => "unknown_format",
             RejectReason::DuplicateField => "duplicate_field",

@@ -6,6 +6,7 @@
 //! batch N+1. The channel between them holds one checkpoint, which bounds
 //! memory to about two batches.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -142,17 +143,6 @@ impl<'s> StoreAccess<'_, 's> {
     }
 }
 
-impl CursorLookup for StoreAccess<'_, '_> {
-    fn short_prefix_lens(&mut self) -> Result<Vec<i64>> {
-        self.ask(|store| store.short_prefix_lens(IDENTITY_BYTES as i64))
-    }
-
-    fn cursor(&mut self, key: &str) -> Result<Option<SourceCursor>> {
-        let key = key.to_string();
-        self.ask(move |store| store.cursor(&key))
-    }
-}
-
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -161,8 +151,12 @@ pub fn now_millis() -> i64 {
 
 /// Processes `inputs` in order into `store`, committing every `batch_size` records.
 /// `complete`: the files are finished, so a last line without a line end is processed.
+///
+/// `reader` is a second handle on the same store, for looking up where each
+/// input stopped without waiting behind the commits in flight.
 pub fn process_inputs(
     store: &mut dyn Store,
+    reader: &mut dyn Store,
     rater: &dyn Rater,
     inputs: &[Input],
     complete: bool,
@@ -195,6 +189,7 @@ pub fn process_inputs(
             complete,
             options,
             &StoreAccess { sender: &sender },
+            reader,
             progress,
             &mut report,
         );
@@ -217,15 +212,24 @@ fn produce(
     complete: bool,
     options: &PipelineOptions,
     store: &StoreAccess<'_, '_>,
+    reader: &mut dyn Store,
     progress: &mut Progress,
     report: &mut RunReport,
 ) -> Result<()> {
     let mut ingested = IngestTimes::new();
+    let mut cursors = RunCursors {
+        reader,
+        handed_over: HashMap::new(),
+    };
     let send = |mediator: &mut Mediator<'_>,
                 cursor: Option<SourceCursor>,
+                handed_over: &mut HashMap<String, SourceCursor>,
                 ingested: &mut IngestTimes,
                 report: &mut RunReport|
      -> Result<()> {
+        if let Some(cursor) = &cursor {
+            handed_over.insert(cursor.source.clone(), cursor.clone());
+        }
         let checkpoint = mediator.checkpoint();
         report.counts.add(&checkpoint.counts);
         report.checkpoints += 1;
@@ -236,14 +240,15 @@ fn produce(
             ingested: std::mem::take(ingested),
         })
     };
+    // Each input is opened only once the previous one is read, so that the
+    // same content named twice resumes where it stopped (positions handed
+    // over in this run, committed or not yet, are answered from `RunCursors`).
     for input in inputs {
-        // Opened only now, so that the same content named twice finds the
-        // position committed for it moments ago.
-        let mut opened = OpenedInput::open(input, complete, &mut StoreAccess { ..*store })?;
+        let mut opened = OpenedInput::open(input, complete, &mut cursors)?;
         let origin = opened.origin.clone();
         let mut cursor = (opened.start_offset, opened.start_line);
         opened
-            .for_each_chunk(|chunk, cursors| {
+            .for_each_chunk(|chunk, template| {
                 let (before, now) = (mediator.pending_records(), now_millis());
                 mediate_chunk(mediator, chunk, options.classify_threads, now, store)?;
                 ingested.push((now, mediator.pending_records() - before));
@@ -255,7 +260,8 @@ fn produce(
                 if mediator.pending_records() >= options.batch_size as u64 {
                     send(
                         mediator,
-                        cursors.cursor(cursor.0, cursor.1),
+                        template.cursor(cursor.0, cursor.1),
+                        &mut cursors.handed_over,
                         &mut ingested,
                         report,
                     )?;
@@ -267,6 +273,7 @@ fn produce(
         send(
             mediator,
             opened.cursors.cursor(cursor.0, cursor.1),
+            &mut cursors.handed_over,
             &mut ingested,
             report,
         )?;
@@ -275,6 +282,37 @@ fn produce(
         }
     }
     Ok(())
+}
+
+/// Positions as the file source needs them: those handed over in this run
+/// (committed or still on their way), else the store's. This process is the
+/// only one writing file positions (`Store::lock_files`), so the store's
+/// answer for any other source is final.
+struct RunCursors<'r> {
+    reader: &'r mut dyn Store,
+    handed_over: HashMap<String, SourceCursor>,
+}
+
+impl CursorLookup for RunCursors<'_> {
+    fn short_prefix_lens(&mut self) -> Result<Vec<i64>> {
+        let mut lens = self.reader.short_prefix_lens(IDENTITY_BYTES as i64)?;
+        lens.extend(
+            self.handed_over
+                .values()
+                .map(|c| c.prefix_len)
+                .filter(|&len| len < IDENTITY_BYTES as i64),
+        );
+        lens.sort_unstable();
+        lens.dedup();
+        Ok(lens)
+    }
+
+    fn cursor(&mut self, key: &str) -> Result<Option<SourceCursor>> {
+        match self.handed_over.get(key) {
+            Some(cursor) => Ok(Some(cursor.clone())),
+            None => Ok(self.reader.cursor(key)?),
+        }
+    }
 }
 
 /// Classifies a chunk's records on `threads` threads, asks the store what

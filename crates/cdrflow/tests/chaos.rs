@@ -2,7 +2,8 @@
 //! machines do to a pipeline — SIGKILLs at random moments, restarts,
 //! overlapping runs, files that grow (mid-line, too), are renamed or copied,
 //! Kafka replays and member kills — over both stores, each compared with an
-//! oracle computed here from the records alone.
+//! oracle computed from the records alone (`common::seed_000_truth`); the
+//! seed of the schedule that failed is the last one printed.
 //!
 //! CI runs a bounded number of schedules. More on demand:
 //! `CDRFLOW_CHAOS_SCHEDULES=50 cargo test --release --test chaos`; replay one
@@ -10,14 +11,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    cdrflow, e164, export, export_store, micros_text, postgres_database, run_ok, temp_dir,
+    assert_matches_truth, cdrflow, export, export_store, generate_seed_000, postgres_database,
+    run_ok, seed_000_truth, temp_dir,
 };
 
 struct MockBroker {
@@ -45,113 +47,26 @@ impl Rng {
     }
 }
 
-type Truth = BTreeMap<(String, String, String, String), [i128; 5]>;
-
-/// The oracle: first copy of each (feed, id) wins; a line without an id is a
-/// record of its own (each such line's content is unique here). Costs in
-/// integer micro-units, rounded half up, from seed 000's prices.
-fn oracle(lines: &[String]) -> Truth {
-    let mut truth = Truth::new();
-    let mut seen = HashSet::new();
-    for (position, line) in lines.iter().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let kind = if v.get("data_type").is_some() {
-            "data"
-        } else {
-            "voice"
-        };
-        let id = v
-            .get("cdr_id")
-            .and_then(|i| i.as_str())
-            .map_or(format!("line {position}"), str::to_string);
-        if !seen.insert((kind, id)) {
-            continue;
-        }
-        let time = v.get("event_datetime").or(v.get("start_time")).unwrap();
-        let ty = v.get("data_type").or(v.get("call_type")).unwrap();
-        let key = (
-            kind.to_string(),
-            e164(v["msisdn"].as_str().unwrap()),
-            time.as_str().unwrap()[..10].to_string(),
-            ty.as_str().unwrap().to_string(),
-        );
-        let e = truth.entry(key).or_default();
-        if kind == "data" {
-            let up = v["up_bytes"].as_i64().unwrap() as i128;
-            let down = v["down_bytes"].as_i64().unwrap() as i128;
-            e[0] += up;
-            e[1] += down;
-            e[3] += ((up + down) * 49 * 2 + 1000) / 2000;
-        } else {
-            let seconds = v["call_duration_sec"].as_i64().unwrap() as i128;
-            e[2] += seconds;
-            e[3] += (seconds * 1_000_000 * 2 + 60) / 120;
-        }
-        e[4] += 1;
-    }
-    truth
-}
-
-fn assert_equals_oracle(
-    actual: &BTreeMap<(String, String, String, String), BTreeMap<String, String>>,
-    truth: &Truth,
-    seed: u64,
-) {
-    let replay = format!("replay with CDRFLOW_CHAOS_SEED={seed}");
-    assert_eq!(
-        actual.len(),
-        truth.len(),
-        "number of summary rows; {replay}"
-    );
-    for (key, e) in truth {
-        let row = actual
-            .get(key)
-            .unwrap_or_else(|| panic!("missing row {key:?}; {replay}"));
-        let num = |c: &str| row[c].parse::<i128>().unwrap();
-        let measures = if key.0 == "data" {
-            [num("up_bytes"), num("down_bytes"), e[2]]
-        } else {
-            [e[0], e[1], num("duration_sec")]
-        };
-        assert_eq!(measures, [e[0], e[1], e[2]], "{key:?}; {replay}");
-        assert_eq!(row["cost"], micros_text(e[3]), "{key:?}; {replay}");
-        assert_eq!(num("records"), e[4], "{key:?}; {replay}");
-    }
-}
-
 /// The records a schedule feeds: generated seed-000 traffic with duplicates
 /// from the switch; a tenth of the records carry no id.
 fn pool(dir: &Path, seed: u64, count: u64) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (format, salt) in [("cdr-data", 0), ("cdr-voice", 1)] {
-        let file = dir.join(format!("pool-{format}.jsonl"));
-        run_ok(
-            cdrflow()
-                .args(["generate", "--format", format, "--faults", "dup=0.03"])
-                .args([
-                    "--count",
-                    &count.to_string(),
-                    "--days",
-                    "3",
-                    "--start",
-                    "2024-09-01",
-                ])
-                .args([
-                    "--subscribers",
-                    "800",
-                    "--seed",
-                    &(seed * 2 + salt).to_string(),
-                ])
-                .arg("--output")
-                .arg(&file),
-        );
-        lines.extend(
-            std::fs::read_to_string(&file)
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
+    let count = count.to_string();
+    let seed_arg = seed.to_string();
+    let lines = generate_seed_000(
+        dir,
+        "pool",
+        &["--faults", "dup=0.03", "--count", &count, "--days", "3"]
+            .into_iter()
+            .chain([
+                "--start",
+                "2024-09-01",
+                "--subscribers",
+                "800",
+                "--seed",
+                &seed_arg,
+            ])
+            .collect::<Vec<_>>(),
+    );
     let mut ids = BTreeMap::<String, usize>::new();
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -263,7 +178,7 @@ fn file_schedule(seed: u64, store: &[String], dir: &Path) {
         [_, data_dir] => export(Path::new(data_dir)),
         other => panic!("unknown store {other:?}"),
     };
-    assert_equals_oracle(&actual, &oracle(&lines), seed);
+    assert_matches_truth(&actual, &seed_000_truth(&lines));
 }
 
 fn schedules() -> Vec<u64> {
@@ -325,16 +240,20 @@ fn random_kafka_schedules_count_every_record_once() {
             .into_iter()
             .filter(|l| l.contains("cdr_id")) // position identities differ per partition: ids only
             .collect();
-        let member = || {
-            cdrflow()
-                .args(["--store", &store, "process", "--from", "kafka"])
+        let member = |extra: &[&str]| {
+            let mut cmd = cdrflow();
+            cmd.args(["--store", &store, "process", "--from", "kafka", "--no-dlq"])
                 .args([
                     "--bootstrap",
                     &broker.bootstrap,
                     "--session-timeout-ms",
                     "6000",
                 ])
-                .args(["--batch-size", "1000", "--no-dlq"])
+                .args(extra);
+            cmd
+        };
+        let spawn_member = || {
+            member(&["--batch-size", "1000"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -347,7 +266,7 @@ fn random_kafka_schedules_count_every_record_once() {
             .unwrap();
         let mut sent = 0usize;
         let started = Instant::now();
-        let mut running = Some(member());
+        let mut running = Some(spawn_member());
         while sent < lines.len() {
             let end = (sent + 1 + rng.below(lines.len() as u64 / 4) as usize).min(lines.len());
             for line in &lines[sent..end] {
@@ -376,7 +295,7 @@ fn random_kafka_schedules_count_every_record_once() {
                     if let Some(child) = running.take() {
                         kill_after(child, Duration::ZERO);
                     }
-                    running = Some(member());
+                    running = Some(spawn_member());
                 }
                 1 => {
                     let _ = cdrflow()
@@ -394,23 +313,13 @@ fn random_kafka_schedules_count_every_record_once() {
         if let Some(child) = running.take() {
             kill_after(child, Duration::from_secs(2));
         }
-        let last = run_ok(
-            cdrflow()
-                .args(["--store", &store, "process", "--from", "kafka"])
-                .args([
-                    "--bootstrap",
-                    &broker.bootstrap,
-                    "--session-timeout-ms",
-                    "6000",
-                ])
-                .args(["--idle-exit-secs", "30", "--no-dlq"])
-                .env("CDRFLOW_LOG", "info"),
-        );
+        // The killed members' sessions must expire before this one is assigned.
+        let last = run_ok(member(&["--idle-exit-secs", "30"]).env("CDRFLOW_LOG", "info"));
         std::fs::write(dir.join("last-run.log"), &last.stderr).unwrap();
         eprintln!(
             "chaos: the last run's log is in {}",
             dir.join("last-run.log").display()
         );
-        assert_equals_oracle(&export_store(&store), &oracle(&lines), seed);
+        assert_matches_truth(&export_store(&store), &seed_000_truth(&lines));
     }
 }

@@ -252,3 +252,30 @@ fn run_is_the_whole_job_in_one_command() {
     // Faults are injected by default, and each kind of rejection is named.
     assert!(report.contains("malformed_json"), "{report}");
 }
+
+/// Issue 9: a record of 100,000 nested brackets once overflowed the stack
+/// and aborted every run that met it. Now it is refused with a reason and the
+/// records after it are processed.
+#[test]
+fn a_deeply_nested_record_is_refused_not_fatal() {
+    let dir = temp_dir("cli-nested");
+    let input = dir.join("nested.jsonl");
+    let good = r#"{"cdr_id":"v1","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":60}"#;
+    std::fs::write(
+        &input,
+        format!("{}{}\n{good}\n", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    let out = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("process")
+            .arg(&input),
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("accepted 1, rejected 1 (too_deeply_nested 1)"),
+        "{summary}"
+    );
+}

@@ -10,31 +10,13 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    assert_matches_truth, cdrflow, export, export_store, postgres_database, run_ok, seed_000_truth,
-    temp_dir,
+    assert_matches_truth, cdrflow, export, export_store, generate_seed_000, postgres_database,
+    run_ok, seed_000_truth, temp_dir,
 };
 
 /// Generated seed-000 records (data and voice, no faults) as lines.
 fn generate(dir: &Path, name: &str, args: &[&str]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for format in ["cdr-data", "cdr-voice"] {
-        let file = dir.join(format!("{name}-{format}.jsonl"));
-        run_ok(
-            cdrflow()
-                .args(["generate", "--format", format, "--faults", ""])
-                .args(args)
-                .arg("--output")
-                .arg(&file),
-        );
-        lines.extend(
-            std::fs::read_to_string(&file)
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
-        std::fs::remove_file(&file).unwrap();
-    }
-    lines
+    generate_seed_000(dir, name, &[&["--faults", ""], args].concat())
 }
 
 fn write_lines(path: &Path, lines: &[String]) {
@@ -529,4 +511,38 @@ fn inputs_as_operators_hand_them_over() {
         reasons[1].1.contains("more than 6 decimal places"),
         "{reasons:?}"
     );
+}
+
+/// Item 7: open date ranges (no date, only --from, only --to) on PostgreSQL.
+#[test]
+fn open_date_ranges_work_on_postgres() {
+    let dir = temp_dir("eo-ranges-pg");
+    let url = postgres_database("ranges");
+    let file = dir.join("one.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"cdr_id":"v1","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":60}
+"#,
+    )
+    .unwrap();
+    let store = ["--store", url.as_str()];
+    run_ok(&mut process(&store, &[&file]));
+    for range in [
+        &[][..],
+        &["--to", "2024-03-05"][..],
+        &["--from", "2024-02-01"][..],
+    ] {
+        let out = run_ok(
+            cdrflow()
+                .args(store)
+                .args(["usage", "+27821234567", "--json"])
+                .args(range),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["summaries"].as_array().unwrap().len(),
+            1,
+            "{range:?}: {v}"
+        );
+    }
 }

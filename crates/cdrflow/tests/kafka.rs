@@ -582,3 +582,82 @@ fn a_running_consumer_follows_a_replay() {
     let log = std::fs::read_to_string(dir.join("member.log")).unwrap();
     assert!(log.contains("claiming the partition again"), "{log}");
 }
+
+/// Issue 8, items 1 and 4 on the Kafka path (Tansu): a partition's records
+/// older than its in-memory window are checked against the identities
+/// stored for their day, and a large record against its row's stored total.
+#[test]
+fn admission_asks_the_store_about_old_days_and_large_totals() {
+    let broker = Broker::start();
+    let store = postgres_database("kafka_lookups");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let send = |lines: &[String]| {
+        for line in lines {
+            producer
+                .send(
+                    BaseRecord::<[u8], [u8]>::to("cdr_data")
+                        .key(&b"+27821234567"[..])
+                        .payload(line.as_bytes())
+                        .partition(0),
+                )
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    };
+    let data = |id: &str, day: &str, up: u64| {
+        format!(
+            r#"{{"cdr_id":"{id}","msisdn":"+27821234567","event_datetime":"2024-03-{day}T10:00:00Z","data_type":"video","up_bytes":{up},"down_bytes":0}}"#
+        )
+    };
+    run_ok(
+        cdrflow()
+            .args([
+                "generate", "--format", "cdr-data", "--count", "0", "--to", "kafka",
+            ])
+            .args(["--bootstrap", &broker.bootstrap]),
+    );
+    let run = || {
+        let out = run_ok(&mut consumer(
+            &broker,
+            &store,
+            &["--idle-exit-secs", "4", "--dedup-window-days", "2"],
+        ));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.contains(" records in "))
+            .unwrap()
+            .to_string()
+    };
+    send(&[
+        data("old", "01", 10),
+        data("big", "20", 5_000_000_000_000_000_000),
+        data("new", "20", 1),
+    ]);
+    let first = run();
+    assert!(first.contains("accepted 3, rejected 0"), "{first}");
+    // The old record again, now far behind the window; a second huge one.
+    send(&[
+        data("old", "01", 10),
+        data("big-2", "20", 5_000_000_000_000_000_000),
+        data("old-2", "01", 5),
+    ]);
+    let second = run();
+    assert!(
+        second.contains("accepted 1, rejected 1 (value_too_large 1), duplicates 1"),
+        "{second}"
+    );
+    let rows = export_store(&store);
+    let day = |d: &str| {
+        (
+            "data".to_string(),
+            "+27821234567".to_string(),
+            d.to_string(),
+            "video".to_string(),
+        )
+    };
+    assert_eq!(rows[&day("2024-03-01")]["up_bytes"], "15");
+    assert_eq!(rows[&day("2024-03-20")]["up_bytes"], "5000000000000000001");
+}

@@ -128,6 +128,7 @@ pub fn process(
     }
     let tariff = settings.tariff()?;
     let mut store = settings.open_store()?;
+    let mut reader = settings.open_store()?;
     let inputs = Input::expand(&args.files)?;
     let batch_size = args
         .batch_size
@@ -142,6 +143,7 @@ pub fn process(
     };
     process_inputs(
         store.as_mut(),
+        reader.as_mut(),
         &tariff,
         &inputs,
         args.complete,

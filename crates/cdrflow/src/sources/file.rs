@@ -492,7 +492,7 @@ mod tests {
         let mut growing = OpenedInput::unpositioned("mem", Box::new(&text[..]), false);
         let (seen, _) = read_all(&mut growing);
         assert_eq!(seen.len(), 1);
-        assert_eq!(growing.held_back, 6);
+        assert_eq!(growing.held_back, 5);
         let mut finished = OpenedInput::unpositioned("mem", Box::new(&text[..]), true);
         assert_eq!(read_all(&mut finished).0.len(), 2);
     }
