@@ -288,3 +288,91 @@ fn serves_https_with_a_given_certificate() {
     let plain = std::panic::catch_unwind(|| http_get(port, "/health", None));
     assert!(plain.map_or(true, |(status, _)| status != 200));
 }
+
+/// One raw HTTP/1.1 exchange: (status, head, body).
+fn exchange(port: u16, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn basic(credentials: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(credentials)
+}
+
+/// Issue 9, items 8 and 9: users file changes apply without a restart;
+/// cache, content-type, framing and CSP headers; JSON errors everywhere;
+/// the Basic scheme in any case, and one Authorization header only.
+#[test]
+fn users_file_changes_apply_at_once_and_responses_are_hardened() {
+    let dir = store_with_alice("api-hardening");
+    add_user(&dir, "bob", "bobs password");
+    let (_server, port) = serve(&dir, &[]);
+    let get = |path: &str, auth: &str| {
+        exchange(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    let alice = format!("Authorization: basic {}\r\n", basic("alice:correct horse"));
+    let (status, head, _) = get("/usage/0821234567?date=2024-03-02", &alice);
+    assert_eq!(status, 200, "the scheme is case-insensitive");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+
+    let (status, head, _) = get("/", &alice);
+    assert_eq!(status, 200);
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(head.contains("script-src 'sha256-"), "{head}");
+
+    let (status, _, body) = get("/no/such/thing", &alice);
+    assert_eq!(status, 404);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
+    let (status, _, body) = exchange(
+        port,
+        &format!("POST /usage/0821234567 HTTP/1.1\r\nHost: x\r\n{alice}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 405);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
+    let twice = format!(
+        "{alice}Authorization: Basic {}\r\n",
+        basic("bob:bobs password")
+    );
+    assert_eq!(get("/overview", &twice).0, 400);
+
+    // bob is removed and carol added while the server runs.
+    let bob = format!("Authorization: Basic {}\r\n", basic("bob:bobs password"));
+    assert_eq!(get("/overview", &bob).0, 200);
+    run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["user", "remove", "bob"]),
+    );
+    add_user(&dir, "carol", "carols password");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get("/overview", &bob).0, 401, "a removed user is refused");
+    let carol = format!(
+        "Authorization: Basic {}\r\n",
+        basic("carol:carols password")
+    );
+    assert_eq!(
+        get("/overview", &carol).0,
+        200,
+        "a new user works without a restart"
+    );
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.join("users.toml"))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -213,7 +213,7 @@ pub fn run(settings: &Settings, args: ServeArgs) -> Result<()> {
         .users
         .clone()
         .unwrap_or_else(|| default_users_file(&settings.data_dir));
-    let state = app_state(settings, UsersFile::load(&users_path)?)?;
+    let state = app_state(settings, &users_path)?;
     if state.auth.is_empty() {
         bail!(
             "no API users in {}; add one with `cdrflow user add NAME`",
@@ -270,14 +270,14 @@ async fn serve_app(listener: std::net::TcpListener, app: Router, tls: &TlsArgs) 
     }
 }
 
-fn app_state(settings: &Settings, users: UsersFile) -> Result<Shared> {
+fn app_state(settings: &Settings, users_path: &std::path::Path) -> Result<Shared> {
     Ok(Arc::new(AppState {
         stores: Arc::new(StorePool {
             settings: settings.clone(),
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(STORE_CONNECTIONS),
         }),
-        auth: Authenticator::new(users)?,
+        auth: Authenticator::watching(users_path)?,
         country_code: settings.country_code,
     }))
 }
@@ -339,8 +339,10 @@ pub fn serve_metrics_in_background(settings: &Settings, args: &MetricsArgs) -> R
     if args.no_metrics {
         return Ok(());
     }
-    let users = UsersFile::load(&default_users_file(&settings.data_dir))?;
-    serve_metrics(app_state(settings, users)?, args)
+    serve_metrics(
+        app_state(settings, &default_users_file(&settings.data_dir))?,
+        args,
+    )
 }
 
 /// Serves the API and dashboard on a background thread (for `cdrflow run`),
@@ -363,7 +365,7 @@ pub fn serve_in_background(
             users_path.display()
         );
     }
-    let state = app_state(settings, users)?;
+    let state = app_state(settings, &users_path)?;
     serve_metrics(state.clone(), metrics)?;
     serve_on_thread("the dashboard", listen, router(state), TlsArgs::default())
 }
@@ -384,7 +386,40 @@ fn router(state: Shared) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /openapi.json".into(),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint answers GET only".into(),
+    )
+}
+
+/// Headers every response carries: browsers must not guess content types,
+/// and nothing here may be framed by another site.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
 }
 
 async fn require_credentials(
@@ -392,11 +427,26 @@ async fn require_credentials(
     request: Request,
     next: Next,
 ) -> Response {
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .count()
+        > 1
+    {
+        return ApiError(
+            StatusCode::BAD_REQUEST,
+            "send one Authorization header, not several".into(),
+        )
+        .into_response();
+    }
     let credentials = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| v.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        .and_then(|(scheme, b64)| scheme.eq_ignore_ascii_case("basic").then_some(b64))
         .and_then(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -415,7 +465,13 @@ async fn require_credentials(
         None => false,
     };
     if accepted {
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        // Subscribers' usage must not linger in shared or browser caches.
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        return response;
     }
     let mut response = ApiError(
         StatusCode::UNAUTHORIZED,
@@ -704,8 +760,32 @@ async fn openapi() -> Response {
 }
 
 /// The live dashboard: one self-contained page (no CDN), polling the API.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The dashboard with a Content-Security-Policy that lets only its own inline
+/// script (by hash) and style run, and only talk to this server.
+async fn dashboard() -> Response {
+    static POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use sha2::Digest;
+        let script = DASHBOARD
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map_or("", |(script, _)| script);
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(script.as_bytes()));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'"
+        )
+    });
+    let mut response = axum::response::Html(DASHBOARD).into_response();
+    if let Ok(policy) = header::HeaderValue::from_str(&POLICY) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -45,8 +46,20 @@ impl UsersFile {
         let text = toml::to_string(self).context("cannot encode the users file")?;
         // Write then rename, so a crash never leaves a half-written file.
         let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, text)
+        // Password hashes: readable by the owner only.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)
+        }
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
             .with_context(|| format!("cannot write {}", temporary.display()))?;
+        drop(file);
         std::fs::rename(&temporary, path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
@@ -99,23 +112,81 @@ pub fn hash_password(password: &str) -> Result<String> {
 /// is remembered, in memory only, as a keyed BLAKE2b digest of the
 /// credentials under a random per-process key; a later request with the same
 /// credentials is compared against it in constant time instead.
+///
+/// The users file is watched: a change (`cdrflow user add|remove`, an edit)
+/// takes effect within [`RELOAD_INTERVAL`], and forgets every remembered
+/// credential, so a removed user or an old password stops working at once.
 pub struct Authenticator {
-    users: Vec<User>,
+    path: PathBuf,
+    users: RwLock<LoadedUsers>,
+    last_check: Mutex<Instant>,
     dummy_hash: String,
     digest_key: [u8; 32],
     verified: Mutex<HashMap<String, [u8; 64]>>,
 }
 
+/// How often, at most, the users file is checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
+
+struct LoadedUsers {
+    users: Vec<User>,
+    /// What the file looked like when read: a change of any of these is a new file.
+    stamp: Option<(SystemTime, u64, u64)>,
+}
+
+fn stamp_of(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
 impl Authenticator {
-    pub fn new(file: UsersFile) -> Result<Authenticator> {
+    /// Loads the users file at `path` (none yet is no users) and watches it.
+    pub fn watching(path: &Path) -> Result<Authenticator> {
         let mut digest_key = [0u8; 32];
         OsRng.fill_bytes(&mut digest_key);
+        let stamp = stamp_of(path);
         Ok(Authenticator {
-            users: file.users,
+            path: path.to_path_buf(),
+            users: RwLock::new(LoadedUsers {
+                users: UsersFile::load(path)?.users,
+                stamp,
+            }),
+            last_check: Mutex::new(Instant::now()),
             dummy_hash: hash_password("not a real password")?,
             digest_key,
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Re-reads the users file when it changed; a file that cannot be read
+    /// keeps the users loaded before (and says so).
+    fn refresh(&self) {
+        {
+            let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < RELOAD_INTERVAL {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let stamp = stamp_of(&self.path);
+        if self.users.read().unwrap_or_else(|p| p.into_inner()).stamp == stamp {
+            return;
+        }
+        match UsersFile::load(&self.path) {
+            Ok(file) => {
+                tracing::info!(users = file.users.len(), file = %self.path.display(), "users file changed; reloaded");
+                *self.users.write().unwrap_or_else(|p| p.into_inner()) = LoadedUsers {
+                    users: file.users,
+                    stamp,
+                };
+                self.verified
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+            }
+            Err(e) => tracing::warn!("{e:#}; keeping the users loaded before"),
+        }
     }
 
     fn digest(&self, name: &str, password: &str) -> [u8; 64] {
@@ -130,6 +201,7 @@ impl Authenticator {
     /// True when these credentials were verified before: a fast path only,
     /// never a reason to refuse.
     pub fn verified_before(&self, name: &str, password: &str) -> bool {
+        self.refresh();
         let digest = self.digest(name, password);
         let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         verified
@@ -138,12 +210,27 @@ impl Authenticator {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.refresh();
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .is_empty()
     }
 
     pub fn verify(&self, name: &str, password: &str) -> bool {
-        let user = self.users.iter().find(|u| u.name == name);
-        let stored = user.map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
+        self.refresh();
+        let user = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .cloned();
+        let stored = user
+            .as_ref()
+            .map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let matches = PasswordHash::new(stored)
             .map(|hash| {
                 Argon2::default()
@@ -216,7 +303,10 @@ mod tests {
         file.set_password("alice", "correct horse").unwrap();
         assert!(file.set_password("bob", "short").is_err());
         assert!(file.users[0].password_hash.starts_with("$argon2"));
-        let auth = Authenticator::new(file).unwrap();
+        let dir = std::env::temp_dir().join(format!("cdrflow-users-{}", std::process::id()));
+        let path = dir.join("users.toml");
+        file.save(&path).unwrap();
+        let auth = Authenticator::watching(&path).unwrap();
         assert!(!auth.verified_before("alice", "correct horse"));
         assert!(auth.verify("alice", "correct horse"));
         assert!(auth.verified_before("alice", "correct horse"));
@@ -227,5 +317,45 @@ mod tests {
             !auth.verify("mallory", "not a real password"),
             "the dummy hash never lets anyone in"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_users_file_takes_effect_without_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cdrflow-reload-{}", std::process::id()));
+        let path = dir.join("users.toml");
+        let mut file = UsersFile::default();
+        file.set_password("alice", "correct horse").unwrap();
+        file.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+        let auth = Authenticator::watching(&path).unwrap();
+        assert!(auth.verify("alice", "correct horse"));
+        assert!(auth.verified_before("alice", "correct horse"));
+
+        // alice changes her password and bob is added, while serving.
+        file.set_password("alice", "battery staple").unwrap();
+        file.set_password("bob", "bobs password").unwrap();
+        file.save(&path).unwrap();
+        std::thread::sleep(RELOAD_INTERVAL + Duration::from_millis(100));
+        assert!(
+            !auth.verified_before("alice", "correct horse"),
+            "the cache is cleared"
+        );
+        assert!(
+            !auth.verify("alice", "correct horse"),
+            "the old password is gone"
+        );
+        assert!(auth.verify("alice", "battery staple"));
+        assert!(auth.verify("bob", "bobs password"));
+
+        // bob is removed.
+        file.users.retain(|u| u.name != "bob");
+        file.save(&path).unwrap();
+        std::thread::sleep(RELOAD_INTERVAL + Duration::from_millis(100));
+        assert!(!auth.verified_before("bob", "bobs password"));
+        assert!(!auth.verify("bob", "bobs password"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
