@@ -8,6 +8,7 @@ pub enum RejectReason {
     InvalidUtf8,
     MalformedJson,
     TooDeeplyNested,
+    RecordTooLarge,
     NotAnObject,
     UnknownFormat,
     DuplicateField,
@@ -28,10 +29,11 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
         RejectReason::TooDeeplyNested,
+        RejectReason::RecordTooLarge,
         RejectReason::NotAnObject,
         RejectReason::UnknownFormat,
         RejectReason::DuplicateField,
@@ -57,6 +59,7 @@ impl RejectReason {
             RejectReason::InvalidUtf8 => "invalid_utf8",
             RejectReason::MalformedJson => "malformed_json",
             RejectReason::TooDeeplyNested => "too_deeply_nested",
+            RejectReason::RecordTooLarge => "record_too_large",
             RejectReason::NotAnObject => "not_an_object",
             RejectReason::UnknownFormat => "unknown_format",
             RejectReason::DuplicateField => "duplicate_field",

@@ -15,12 +15,14 @@ use cdrflow_core::mediation::{
     Checkpoint, Classifier, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord,
 };
 use cdrflow_core::rating::Rater;
-use cdrflow_core::reject::Rejection;
+use cdrflow_core::reject::{RejectReason, Rejection};
 use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE};
 
 use crate::latency::LatencyHistogram;
 use crate::progress::Progress;
-use crate::sources::file::{Chunk, CursorLookup, Input, OpenedInput, IDENTITY_BYTES};
+use crate::sources::file::{
+    Chunk, CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES, KEPT_BYTES,
+};
 use crate::telemetry::{telemetry, IngestTimes};
 
 /// Records per checkpoint unless configured otherwise.
@@ -28,6 +30,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
 
 pub struct PipelineOptions {
     pub mediation: MediationConfig,
+    pub input: InputOptions,
     pub batch_size: usize,
     /// Threads that decode and rate each chunk; dedup and aggregation stay in order on one.
     pub classify_threads: usize,
@@ -150,7 +153,6 @@ pub fn now_millis() -> i64 {
 }
 
 /// Processes `inputs` in order into `store`, committing every `batch_size` records.
-/// `complete`: the files are finished, so a last line without a line end is processed.
 ///
 /// `reader` is a second handle on the same store, for looking up where each
 /// input stopped without waiting behind the commits in flight.
@@ -159,7 +161,6 @@ pub fn process_inputs(
     reader: &mut dyn Store,
     rater: &dyn Rater,
     inputs: &[Input],
-    complete: bool,
     options: &PipelineOptions,
     progress: &mut Progress,
 ) -> Result<RunReport> {
@@ -186,7 +187,6 @@ pub fn process_inputs(
         let produced = produce(
             &mut mediator,
             inputs,
-            complete,
             options,
             &StoreAccess { sender: &sender },
             reader,
@@ -209,7 +209,6 @@ pub fn process_inputs(
 fn produce(
     mediator: &mut Mediator<'_>,
     inputs: &[Input],
-    complete: bool,
     options: &PipelineOptions,
     store: &StoreAccess<'_, '_>,
     reader: &mut dyn Store,
@@ -244,13 +243,13 @@ fn produce(
     // same content named twice resumes where it stopped (positions handed
     // over in this run, committed or not yet, are answered from `RunCursors`).
     for input in inputs {
-        let mut opened = OpenedInput::open(input, complete, &mut cursors)?;
+        let mut opened = OpenedInput::open(input, options.input, &mut cursors)?;
         let origin = opened.origin.clone();
         let mut cursor = (opened.start_offset, opened.start_line);
         opened
             .for_each_chunk(|chunk, template| {
                 let (before, now) = (mediator.pending_records(), now_millis());
-                mediate_chunk(mediator, chunk, options.classify_threads, now, store)?;
+                mediate_chunk(mediator, chunk, options, now, store)?;
                 ingested.push((now, mediator.pending_records() - before));
                 cursor = chunk.resume_point();
                 progress.advance(
@@ -320,12 +319,26 @@ impl CursorLookup for RunCursors<'_> {
 fn mediate_chunk(
     mediator: &mut Mediator<'_>,
     chunk: &Chunk<'_>,
-    threads: usize,
+    options: &PipelineOptions,
     now: i64,
     store: &StoreAccess<'_, '_>,
 ) -> Result<()> {
+    let limit = options.input.max_record_bytes;
+    if let Some(oversized) = chunk.oversized {
+        for record in chunk.records() {
+            mediator.admit(record, Err(too_large(oversized.length, limit)));
+        }
+        return Ok(());
+    }
     let records: Vec<RawRecord<'_>> = chunk.records().collect();
-    let classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
+    let threads = options.classify_threads;
+    let mut classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
+    // Lines over the limit that fit the read buffer: refused all the same.
+    for (record, outcome) in records.iter().zip(classified.iter_mut()) {
+        if record.payload.len() > limit {
+            *outcome = Err(too_large(record.payload.len() as u64, limit));
+        }
+    }
     let needed = mediator.lookups_for(&classified);
     if !needed.is_empty() {
         let asked = needed;
@@ -336,10 +349,23 @@ fn mediate_chunk(
         mediator.apply_lookup(&asked, answer);
     }
     for (record, outcome) in records.iter().zip(classified) {
-        mediator.admit(*record, outcome);
+        let mut record = *record;
+        if record.payload.len() > limit {
+            record.payload = &record.payload[..KEPT_BYTES];
+        }
+        mediator.admit(record, outcome);
     }
     mediator.handle_watermark();
     Ok(())
+}
+
+fn too_large(length: u64, limit: usize) -> Rejection {
+    Rejection::new(
+        RejectReason::RecordTooLarge,
+        format!(
+            "the record is {length} bytes, more than the {limit} a record may have (--max-record-bytes); its first {KEPT_BYTES} bytes are kept"
+        ),
+    )
 }
 
 /// Classification (decode, validate, normalise, rate) is stateless, so a

@@ -279,3 +279,46 @@ fn a_deeply_nested_record_is_refused_not_fatal() {
         "{summary}"
     );
 }
+
+/// Issue 9: a record longer than `--max-record-bytes` is refused with its
+/// first bytes kept, without being read into memory whole; what follows it
+/// is processed.
+#[test]
+fn an_oversized_record_is_refused_with_its_first_bytes() {
+    let dir = temp_dir("cli-oversized");
+    let input = dir.join("big.jsonl");
+    let good = r#"{"cdr_id":"v1","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":60}"#;
+    let huge = format!(r#"{{"cdr_id":"x","padding":"{}"}}"#, "y".repeat(5_000_000));
+    let medium = format!(r#"{{"cdr_id":"m","padding":"{}"}}"#, "z".repeat(100_000));
+    std::fs::write(&input, format!("{huge}\n{good}\n{medium}\n")).unwrap();
+    let out = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["process", "--max-record-bytes", "65536"])
+            .arg(&input),
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("accepted 1, rejected 2 (record_too_large 2)"),
+        "{summary}"
+    );
+    let rejected = run_ok(cdrflow().arg("--data-dir").arg(&dir).args([
+        "rejected",
+        "--format",
+        "jsonl",
+        "--reason",
+        "record_too_large",
+    ]));
+    let text = String::from_utf8(rejected.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{} bytes", huge.len())));
+    let payload = first["payload"].as_str().unwrap();
+    assert!(
+        payload.len() <= 4096 * 2 && payload.starts_with(r#"{"cdr_id":"x""#),
+        "{payload:.100}"
+    );
+}

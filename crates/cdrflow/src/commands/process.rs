@@ -14,7 +14,7 @@ use crate::pipeline::{
 };
 use crate::progress::Progress;
 use crate::server::{serve_metrics_in_background, MetricsArgs};
-use crate::sources::file::Input;
+use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
 use crate::sources::kafka::{consume, KafkaSourceOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +41,11 @@ pub struct ProcessArgs {
     /// still be growing (stdin and .gz/.zst files are always finished)
     #[arg(long)]
     pub complete: bool,
+
+    /// Longest record accepted; longer lines are refused as record_too_large
+    /// (their first 4 KiB kept) without being read into memory whole
+    #[arg(long, env = "CDRFLOW_MAX_RECORD_BYTES", value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
 
     /// Record format: auto (detected per record), cdr-data, cdr-voice, telecom-events
     #[arg(long, default_value = "auto", value_parser = Format::parse)]
@@ -138,6 +143,10 @@ pub fn process(
     let classify_threads = args.threads.unwrap_or_else(default_classify_threads).max(1);
     let options = PipelineOptions {
         mediation: settings.mediation(args.format),
+        input: InputOptions {
+            complete: args.complete,
+            max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
+        },
         batch_size,
         classify_threads,
     };
@@ -146,7 +155,6 @@ pub fn process(
         reader.as_mut(),
         &tariff,
         &inputs,
-        args.complete,
         &options,
         progress,
     )

@@ -105,6 +105,7 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         from: SourceKind::File,
         // The generator writes whole lines.
         complete: true,
+        max_record_bytes: crate::sources::file::DEFAULT_MAX_RECORD_BYTES,
         format: Format::Auto,
         batch_size: args.batch_size,
         threads: None,

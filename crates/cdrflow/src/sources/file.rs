@@ -102,6 +102,30 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// How inputs are read.
+#[derive(Clone, Copy, Debug)]
+pub struct InputOptions {
+    /// The inputs are finished: a last line without a line end is processed.
+    pub complete: bool,
+    /// Longer lines are refused as `record_too_large` without being read
+    /// into memory whole; their first [`KEPT_BYTES`] are kept as the payload.
+    pub max_record_bytes: usize,
+}
+
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// The bytes of a record too large to take that are kept with its rejection.
+pub const KEPT_BYTES: usize = 4096;
+
+impl Default for InputOptions {
+    fn default() -> Self {
+        InputOptions {
+            complete: false,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
 /// What the store remembers of sources, as the file source needs it.
 pub trait CursorLookup {
     /// Identity prefix lengths shorter than 4 KiB in use (files first committed small).
@@ -121,6 +145,7 @@ pub struct OpenedInput {
     pub start_line: u64,
     /// Whether the input is finished, so that a last line without a line end is processed.
     complete: bool,
+    max_record_bytes: usize,
     pub cursors: CursorTemplate,
     /// Bytes of an unterminated last line left for the next run.
     pub held_back: u64,
@@ -137,10 +162,10 @@ pub struct CursorTemplate {
 
 impl OpenedInput {
     /// Opens `input` and positions it after what the store has committed of
-    /// the same content. `complete`: the input is known to be finished.
+    /// the same content.
     pub fn open(
         input: &Input,
-        complete: bool,
+        options: InputOptions,
         store: &mut dyn CursorLookup,
     ) -> Result<OpenedInput> {
         let (origin, raw, seekable): (String, Box<dyn Read + Send>, Option<File>) = match input {
@@ -153,7 +178,7 @@ impl OpenedInput {
             }
         };
         let (reader, compressed) = decompressing(raw, &origin)?;
-        let complete = complete || compressed || seekable.is_none();
+        let complete = options.complete || compressed || seekable.is_none();
         let mut reader: Box<dyn Read + Send> = reader;
         let mut head = Vec::with_capacity(IDENTITY_BYTES);
         (&mut reader)
@@ -223,6 +248,7 @@ impl OpenedInput {
             start_offset,
             start_line,
             complete,
+            max_record_bytes: options.max_record_bytes,
             cursors: CursorTemplate {
                 key,
                 prefix_len,
@@ -242,6 +268,7 @@ impl OpenedInput {
             start_offset: 0,
             start_line: 0,
             complete,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             cursors: CursorTemplate {
                 key: None,
                 prefix_len: 0,
@@ -286,9 +313,34 @@ impl OpenedInput {
                     );
                     break;
                 }
+                None if filled > self.max_record_bytes => {
+                    // A line longer than any record may be: keep its start,
+                    // skip the rest without holding it in memory.
+                    let kept = buf[..KEPT_BYTES.min(filled)].to_vec();
+                    let (length, ended) = self.skip_line(&mut buf, &mut filled, &mut eof)?;
+                    if !ended && !self.complete {
+                        self.held_back = length;
+                        break;
+                    }
+                    let chunk = Chunk {
+                        origin: &self.origin,
+                        source_id: &self.source_id,
+                        data: &kept,
+                        first_offset: offset,
+                        first_line: line,
+                        oversized: Some(Oversized { length, ended }),
+                    };
+                    visit(&chunk, &mut self.cursors)?;
+                    let (next_offset, next_line) = chunk.resume_point();
+                    (offset, line) = (next_offset, next_line);
+                    continue;
+                }
                 None => {
-                    // One line longer than the buffer: grow and keep reading.
-                    buf.resize(buf.len() * 2, 0);
+                    // One line longer than the buffer: grow (up to the record limit) and keep reading.
+                    let grown = (buf.len() * 2)
+                        .min(self.max_record_bytes + 1)
+                        .max(buf.len() + 1);
+                    buf.resize(grown, 0);
                     continue;
                 }
             };
@@ -298,6 +350,7 @@ impl OpenedInput {
                 data: &buf[..end],
                 first_offset: offset,
                 first_line: line,
+                oversized: None,
             };
             visit(&chunk, &mut self.cursors)?;
             line += chunk.line_count();
@@ -306,6 +359,40 @@ impl OpenedInput {
             filled -= end;
         }
         Ok(())
+    }
+}
+
+impl OpenedInput {
+    /// Skips the rest of a line whose first `*filled` bytes are in `buf`
+    /// (with no line end among them). Returns the line's length (without its
+    /// line end) and whether a line end closed it; what follows the line end
+    /// is left at the start of `buf`.
+    fn skip_line(
+        &mut self,
+        buf: &mut [u8],
+        filled: &mut usize,
+        eof: &mut bool,
+    ) -> Result<(u64, bool)> {
+        let mut length = *filled as u64;
+        *filled = 0;
+        loop {
+            let n = match self.reader.read(buf) {
+                Ok(0) => {
+                    *eof = true;
+                    return Ok((length, false));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", self.origin)),
+            };
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                length += i as u64;
+                buf.copy_within(i + 1..n, 0);
+                *filled = n - i - 1;
+                return Ok((length, true));
+            }
+            length += n as u64;
+        }
     }
 }
 
@@ -395,6 +482,18 @@ pub struct Chunk<'a> {
     pub first_offset: u64,
     /// Lines before this chunk.
     pub first_line: u64,
+    /// Set when the chunk is one line longer than a record may be: `data`
+    /// holds only its first bytes.
+    pub oversized: Option<Oversized>,
+}
+
+/// A line longer than `--max-record-bytes`, skipped while reading.
+#[derive(Clone, Copy, Debug)]
+pub struct Oversized {
+    /// Its length in bytes, without the line end.
+    pub length: u64,
+    /// Whether a line end closed it (else it ended the input).
+    pub ended: bool,
 }
 
 impl<'a> Chunk<'a> {
@@ -442,6 +541,15 @@ impl<'a> Chunk<'a> {
     /// again with that line finished, the whole line is read, and a record
     /// already accepted from it is recognised as a duplicate.
     pub fn resume_point(&self) -> (u64, u64) {
+        if let Some(oversized) = self.oversized {
+            return match oversized.ended {
+                true => (
+                    self.first_offset + oversized.length + 1,
+                    self.first_line + 1,
+                ),
+                false => (self.first_offset, self.first_line),
+            };
+        }
         let newlines = memchr::memchr_iter(b'\n', self.data).count() as u64;
         let end = memchr::memrchr(b'\n', self.data).map_or(0, |i| i + 1);
         (self.first_offset + end as u64, self.first_line + newlines)
@@ -495,6 +603,25 @@ mod tests {
         assert_eq!(growing.held_back, 5);
         let mut finished = OpenedInput::unpositioned("mem", Box::new(&text[..]), true);
         assert_eq!(read_all(&mut finished).0.len(), 2);
+    }
+
+    #[test]
+    fn a_line_longer_than_a_record_may_be_is_skipped_not_buffered() {
+        let long = "x".repeat(9 * DEFAULT_MAX_RECORD_BYTES);
+        let text = format!("{{\"a\":1}}\n{long}\n{{\"b\":2}}\n");
+        let mut input =
+            OpenedInput::unpositioned("mem", Box::new(std::io::Cursor::new(text)), true);
+        let mut seen = Vec::new();
+        input
+            .for_each_chunk(|chunk, _| {
+                for r in chunk.records() {
+                    seen.push((r.payload.len(), chunk.oversized.map(|o| o.length)));
+                }
+                Ok(())
+            })
+            .unwrap();
+        let long_len = long.len() as u64;
+        assert_eq!(seen, [(7, None), (KEPT_BYTES, Some(long_len)), (7, None)]);
     }
 
     #[test]
