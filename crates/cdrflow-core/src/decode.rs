@@ -311,8 +311,14 @@ fn common<'a>(
         region: optional_string(f.region, "region")?,
         cell_id: match f.cell_tower_id {
             None | Some(JsonValue::Null) => None,
-            Some(JsonValue::Number(n)) => Some(Cow::Borrowed(n)),
-            Some(v) => Some(string(v, "cell_tower_id")?),
+            Some(JsonValue::Number(n)) => {
+                Some(bounded(Cow::Borrowed(n), "cell_tower_id", MAX_TEXT_BYTES)?)
+            }
+            Some(v) => Some(bounded(
+                string(v, "cell_tower_id")?,
+                "cell_tower_id",
+                MAX_TEXT_BYTES,
+            )?),
         },
         radio_technology: optional_string(f.radio_technology, "radio_technology")?,
         position,
@@ -355,19 +361,38 @@ fn string<'a>(value: JsonValue<'a>, name: &str) -> Result<Cow<'a, str>, Rejectio
     }
 }
 
+/// Type labels become part of every summary key and API answer; ids,
+/// regions and cell ids are kept with each record. Longer values are refused
+/// (`field_too_long`) rather than stored.
+pub const MAX_TYPE_BYTES: usize = 64;
+pub const MAX_TEXT_BYTES: usize = 256;
+
+fn bounded<'a>(text: Cow<'a, str>, name: &str, max: usize) -> Result<Cow<'a, str>, Rejection> {
+    if text.len() > max {
+        return Err(Rejection::new(
+            RejectReason::FieldTooLong,
+            format!(
+                "field `{name}` is {} bytes long; at most {max} are accepted",
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 fn optional_string<'a>(
     value: Option<JsonValue<'a>>,
     name: &str,
 ) -> Result<Option<Cow<'a, str>>, Rejection> {
     match value {
         None | Some(JsonValue::Null) => Ok(None),
-        Some(v) => string(v, name).map(Some),
+        Some(v) => bounded(string(v, name)?, name, MAX_TEXT_BYTES).map(Some),
     }
 }
 
 /// A type label, trimmed and lower-cased; borrowed when already normal.
 fn service_type<'a>(value: JsonValue<'a>, name: &str) -> Result<Cow<'a, str>, Rejection> {
-    let text = string(value, name)?;
+    let text = bounded(string(value, name)?, name, MAX_TYPE_BYTES)?;
     let trimmed_len = text.trim().len();
     if trimmed_len == 0 {
         return Err(Rejection::new(
@@ -518,6 +543,28 @@ mod tests {
         decode(line.as_bytes(), AT, &DecodeOptions::default())
             .expect_err(line)
             .reason
+    }
+
+    #[test]
+    fn free_text_fields_are_bounded() {
+        let data = |ty: &str, cell: &str| {
+            format!(
+                r#"{{"cdr_id":"d1","msisdn":"0821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"{ty}","up_bytes":1,"down_bytes":1,"cell_tower_id":"{cell}"}}"#
+            )
+        };
+        let (type_at_limit, cell_at_limit) =
+            ("t".repeat(MAX_TYPE_BYTES), "c".repeat(MAX_TEXT_BYTES));
+        assert_eq!(
+            ok(&data(&type_at_limit, &cell_at_limit)).service_type.len(),
+            MAX_TYPE_BYTES
+        );
+        let long_type = "t".repeat(MAX_TYPE_BYTES + 1);
+        assert_eq!(reason(&data(&long_type, "c")), RejectReason::FieldTooLong);
+        let long_cell = "c".repeat(MAX_TEXT_BYTES + 1);
+        assert_eq!(
+            reason(&data("video", &long_cell)),
+            RejectReason::FieldTooLong
+        );
     }
 
     #[test]

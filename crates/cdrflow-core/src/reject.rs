@@ -24,12 +24,13 @@ pub enum RejectReason {
     LateBeyondDedupWindow,
     InvalidMsisdn,
     EmptyType,
+    FieldTooLong,
     UnknownEventType,
     RatingFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 22] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
         RejectReason::TooDeeplyNested,
@@ -49,6 +50,7 @@ impl RejectReason {
         RejectReason::LateBeyondDedupWindow,
         RejectReason::InvalidMsisdn,
         RejectReason::EmptyType,
+        RejectReason::FieldTooLong,
         RejectReason::UnknownEventType,
         RejectReason::RatingFailed,
     ];
@@ -75,6 +77,7 @@ impl RejectReason {
             RejectReason::LateBeyondDedupWindow => "late_beyond_dedup_window",
             RejectReason::InvalidMsisdn => "invalid_msisdn",
             RejectReason::EmptyType => "empty_type",
+            RejectReason::FieldTooLong => "field_too_long",
             RejectReason::UnknownEventType => "unknown_event_type",
             RejectReason::RatingFailed => "rating_failed",
         }
