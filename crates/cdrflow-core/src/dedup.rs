@@ -156,13 +156,15 @@ impl DedupIndex {
     /// before it except those of loaded days (at most [`MAX_LOADED_DAYS`]).
     pub fn evict_before(&mut self, horizon_minute: i32) {
         self.covered_from_minute = self.covered_from_minute.max(horizon_minute);
-        let covered_day = day_of_minute(self.covered_from_minute);
-        // A day the window covers whole needs no loading any more.
-        self.loaded_days.retain(|day| *day < covered_day);
+        let covered = self.covered_from_minute;
+        // A day the window covers whole needs no loading any more; one it
+        // covers in part stays loaded for its older minutes.
+        self.loaded_days
+            .retain(|day| i64::from(*day) * i64::from(MINUTES_PER_DAY) < i64::from(covered));
         while self.loaded_days.len() > MAX_LOADED_DAYS {
             self.loaded_days.pop_first();
         }
-        let (covered, loaded) = (self.covered_from_minute, &self.loaded_days);
+        let loaded = &self.loaded_days;
         self.seen
             .retain(|_, minute| *minute >= covered || loaded.contains(&day_of_minute(*minute)));
     }

@@ -256,7 +256,7 @@ pub struct RowKey {
 /// and the stored totals of rows that large records would add to. Empty for
 /// almost every batch; drivers answer it after the store has written every
 /// checkpoint handed to it, so the answer includes them.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreLookup {
     /// UTC day numbers (days since 1970-01-01 of the event time).
     pub dedup_days: Vec<i32>,
@@ -322,7 +322,7 @@ impl<'r> Mediator<'r> {
     }
 
     /// Processes one batch on this thread, asking `lookup` for what only
-    /// the store knows (see [`Mediator::lookups_for`]).
+    /// the store knows (see [`Mediator::note_lookups`]).
     pub fn process_batch<'a>(
         &mut self,
         records: impl IntoIterator<Item = RawRecord<'a>>,
@@ -334,44 +334,55 @@ impl<'r> Mediator<'r> {
             .iter()
             .map(|r| self.classifier.classify(*r, now))
             .collect();
-        let needed = self.lookups_for(&classified);
+        let answered: Result<(), std::convert::Infallible> =
+            self.admit_batch(&records, classified, |asked| Ok(lookup(asked)));
+        answered.unwrap_or_else(|never| match never {});
+    }
+
+    /// Admits a classified batch in source order, first asking `lookup` (the
+    /// store, once every checkpoint taken so far is in it) for what memory
+    /// cannot decide; then ages out dedup state.
+    pub fn admit_batch<'a, E>(
+        &mut self,
+        records: &[RawRecord<'a>],
+        classified: Vec<Result<Rated<'a>, Rejection>>,
+        lookup: impl FnOnce(&StoreLookup) -> Result<LookupAnswer, E>,
+    ) -> Result<(), E> {
+        let mut needed = StoreLookup::default();
+        for rated in classified.iter().flatten() {
+            self.note_lookups(rated, &mut needed);
+        }
         if !needed.is_empty() {
-            let answer = lookup(&needed);
+            let answer = lookup(&needed)?;
             self.apply_lookup(&needed, answer);
         }
-        for (record, outcome) in records.into_iter().zip(classified) {
-            self.admit(record, outcome);
+        for (record, outcome) in records.iter().zip(classified) {
+            self.admit(*record, outcome);
         }
         self.handle_watermark();
+        Ok(())
     }
 
-    /// What the store must be asked before `classified` (the next records,
-    /// in order) can be admitted. The answer must include every checkpoint
-    /// taken so far, committed or not yet: drivers wait for their writer first.
-    pub fn lookups_for<'x, 'a: 'x>(
-        &self,
-        classified: impl IntoIterator<Item = &'x Result<Rated<'a>, Rejection>>,
-    ) -> StoreLookup {
-        let mut lookup = StoreLookup::default();
-        for rated in classified.into_iter().flatten() {
-            let minute = minute_of(rated.start_time);
-            if !self.dedup.covers(minute) {
-                let day = day_of_minute(minute);
-                if !lookup.dedup_days.contains(&day) {
-                    lookup.dedup_days.push(day);
-                }
-            }
-            if rated.usage.largest_measure() >= LARGE_MEASURE {
-                let row = rated.row_key();
-                if !self.known_totals.contains_key(&row) && !lookup.totals.contains(&row) {
-                    lookup.totals.push(row);
-                }
+    /// Adds to `lookup` what the store must be asked before `rated` can be
+    /// admitted. The answer must include every checkpoint taken so far,
+    /// committed or not yet: drivers wait for their writer first.
+    pub fn note_lookups(&self, rated: &Rated<'_>, lookup: &mut StoreLookup) {
+        let minute = minute_of(rated.start_time);
+        if !self.dedup.covers(minute) {
+            let day = day_of_minute(minute);
+            if !lookup.dedup_days.contains(&day) {
+                lookup.dedup_days.push(day);
             }
         }
-        lookup
+        if rated.usage.largest_measure() >= LARGE_MEASURE {
+            let row = rated.row_key();
+            if !self.known_totals.contains_key(&row) && !lookup.totals.contains(&row) {
+                lookup.totals.push(row);
+            }
+        }
     }
 
-    /// Takes in the store's answer to [`Mediator::lookups_for`].
+    /// Takes in the store's answer to what [`Mediator::note_lookups`] asked.
     pub fn apply_lookup(&mut self, asked: &StoreLookup, answer: LookupAnswer) {
         for &day in &asked.dedup_days {
             // Identities of this day handed over in the checkpoint being built
@@ -398,7 +409,7 @@ impl<'r> Mediator<'r> {
 
     /// Applies a classified record, in source order: rejects it, drops it as a
     /// late arrival or duplicate (first wins), or adds it to the summaries.
-    /// The store must have answered [`Mediator::lookups_for`] for it.
+    /// The store must have answered [`Mediator::note_lookups`] for it.
     pub fn admit(&mut self, record: RawRecord<'_>, classified: Result<Rated<'_>, Rejection>) {
         self.pending.counts.records_in += 1;
         let rated = match classified {

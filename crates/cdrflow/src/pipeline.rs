@@ -244,6 +244,7 @@ fn produce(
     // over in this run, committed or not yet, are answered from `RunCursors`).
     for input in inputs {
         let mut opened = OpenedInput::open(input, options.input, &mut cursors)?;
+        progress.skip_bytes(opened.start_offset);
         let origin = opened.origin.clone();
         let mut cursor = (opened.start_offset, opened.start_line);
         opened
@@ -330,33 +331,21 @@ fn mediate_chunk(
         }
         return Ok(());
     }
-    let records: Vec<RawRecord<'_>> = chunk.records().collect();
+    let mut records: Vec<RawRecord<'_>> = chunk.records().collect();
     let threads = options.classify_threads;
     let mut classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
-    // Lines over the limit that fit the read buffer: refused all the same.
-    for (record, outcome) in records.iter().zip(classified.iter_mut()) {
+    // Lines over the limit that fit the read buffer: refused all the same,
+    // with only their first bytes kept.
+    for (record, outcome) in records.iter_mut().zip(classified.iter_mut()) {
         if record.payload.len() > limit {
             *outcome = Err(too_large(record.payload.len() as u64, limit));
-        }
-    }
-    let needed = mediator.lookups_for(&classified);
-    if !needed.is_empty() {
-        let asked = needed;
-        let (asked, answer) = store.ask(move |store| {
-            let answer = store.lookup(FILES_SCOPE, &asked)?;
-            Ok((asked, answer))
-        })?;
-        mediator.apply_lookup(&asked, answer);
-    }
-    for (record, outcome) in records.iter().zip(classified) {
-        let mut record = *record;
-        if record.payload.len() > limit {
             record.payload = &record.payload[..KEPT_BYTES];
         }
-        mediator.admit(record, outcome);
     }
-    mediator.handle_watermark();
-    Ok(())
+    mediator.admit_batch(&records, classified, |asked| {
+        let asked = asked.clone();
+        store.ask(move |store| store.lookup(FILES_SCOPE, &asked))
+    })
 }
 
 fn too_large(length: u64, limit: usize) -> Rejection {

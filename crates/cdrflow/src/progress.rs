@@ -38,6 +38,12 @@ impl Progress {
         self.total_bytes = total;
     }
 
+    /// Leaves out `bytes` of the total: input committed by an earlier run,
+    /// which this one skips.
+    pub fn skip_bytes(&mut self, bytes: u64) {
+        self.total_bytes = self.total_bytes.saturating_sub(bytes);
+    }
+
     /// Notes `bytes` more read and `records` processed in all.
     pub fn advance(&mut self, bytes: u64, records: u64) {
         self.bytes_done += bytes;

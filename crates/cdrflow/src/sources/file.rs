@@ -304,13 +304,9 @@ impl OpenedInput {
                 Some(i) => i + 1,
                 None if eof && self.complete => filled,
                 None if eof => {
-                    // An unterminated last line of a file that may still grow.
+                    // An unterminated last line of a file that may still grow
+                    // (the run's report says so).
                     self.held_back = filled as u64;
-                    tracing::warn!(
-                        file = %self.origin,
-                        bytes = filled,
-                        "the last line has no line end yet, so it is left for the next run (the file may still be growing); if the file is finished, run with --complete to process it"
-                    );
                     break;
                 }
                 None if filled > self.max_record_bytes => {

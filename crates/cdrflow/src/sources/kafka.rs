@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cdrflow_core::mediation::{
     Checkpoint, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord, RejectedRecord,
+    StoreLookup,
 };
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
@@ -164,10 +165,9 @@ impl Worker {
                 self.store
                     .resume_state(&scope, self.mediation.dedup_window_ms)
             })?;
-            let start = claim.next_offset;
-            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
             starts.push((claim.topic.clone(), claim.partition, offset));
-            tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?start, "partition assigned");
+            tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?claim.next_offset, "partition assigned");
             self.partitions
                 .retain(|p| !(p.topic == claim.topic && p.partition == claim.partition));
             self.partitions.push(PartitionWork {
@@ -183,7 +183,7 @@ impl Worker {
                 partition: claim.partition,
                 scope,
                 epoch: claim.epoch,
-                next_offset: start,
+                next_offset: claim.next_offset,
                 submitted_offset: claim.next_offset,
                 produced_at: Vec::new(),
                 rewind: None,
@@ -296,24 +296,25 @@ impl Worker {
         admitted: &[usize],
         classified: &[Result<Rated<'_>, Rejection>],
     ) -> Result<()> {
-        let mut needed = Vec::new();
-        for index in 0..self.partitions.len() {
-            let mine = admitted
-                .iter()
-                .zip(classified)
-                .filter(|(i, _)| **i == index)
-                .map(|(_, c)| c);
-            let asked = self.partitions[index].mediator.lookups_for(mine);
-            if !asked.is_empty() {
-                needed.push((index, asked));
+        // One pass over the batch, one question per partition.
+        let mut needed = vec![StoreLookup::default(); self.partitions.len()];
+        for (&index, outcome) in admitted.iter().zip(classified) {
+            if let Ok(rated) = outcome {
+                self.partitions[index]
+                    .mediator
+                    .note_lookups(rated, &mut needed[index]);
             }
         }
-        if needed.is_empty() {
+        if needed.iter().all(StoreLookup::is_empty) {
             return Ok(());
         }
         let finished = self.committer.drain();
         self.finished_early.extend(finished);
-        for (index, asked) in needed {
+        for (index, asked) in needed
+            .into_iter()
+            .enumerate()
+            .filter(|(_, a)| !a.is_empty())
+        {
             let scope = self.partitions[index].scope.clone();
             let answer = with_retry(&self.stopping, "reading dedup state from the store", || {
                 self.store.lookup(&scope, &asked)
@@ -533,13 +534,11 @@ impl Worker {
     }
 
     /// Commits everything in hand and waits until it is written.
-    fn flush_and_wait(
-        &mut self,
-        consumer: &BaseConsumer<MemberContext>,
-        reclaim_fenced: bool,
-    ) -> Result<()> {
+    /// Partitions fenced meanwhile are not claimed again: this runs when
+    /// they are being given up (revocation, shutdown).
+    fn flush_and_wait(&mut self, consumer: &BaseConsumer<MemberContext>) -> Result<()> {
         self.flush()?;
-        self.collect(consumer, true, reclaim_fenced)
+        self.collect(consumer, true, false)
     }
 }
 
@@ -826,7 +825,7 @@ impl ConsumerContext for MemberContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let mut worker = self.worker();
-                if let Err(e) = worker.flush_and_wait(consumer, false) {
+                if let Err(e) = worker.flush_and_wait(consumer) {
                     tracing::error!(
                         "could not commit the batch in hand before giving partitions up: {e:#}"
                     );
@@ -995,7 +994,7 @@ pub fn consume(
             last_lag = Instant::now();
         }
     }
-    lock(&worker).flush_and_wait(&consumer, false)?;
+    lock(&worker).flush_and_wait(&consumer)?;
     consumer.unsubscribe();
     let mut worker = lock(&worker);
     let mut report = std::mem::take(&mut worker.report);
