@@ -80,6 +80,14 @@ pub fn day_of_minute(minute: i32) -> i32 {
 
 const MINUTES_PER_DAY: i32 = 1440;
 
+/// The first and last minute of a UTC day.
+pub fn day_minutes(day: i32) -> (i32, i32) {
+    (
+        day * MINUTES_PER_DAY,
+        day * MINUTES_PER_DAY + MINUTES_PER_DAY - 1,
+    )
+}
+
 /// Loaded days older than the window kept in memory at most; beyond, the
 /// oldest are forgotten and read from the store again when needed.
 const MAX_LOADED_DAYS: usize = 45;
@@ -159,8 +167,7 @@ impl DedupIndex {
         let covered = self.covered_from_minute;
         // A day the window covers whole needs no loading any more; one it
         // covers in part stays loaded for its older minutes.
-        self.loaded_days
-            .retain(|day| i64::from(*day) * i64::from(MINUTES_PER_DAY) < i64::from(covered));
+        self.loaded_days.retain(|day| day_minutes(*day).0 < covered);
         while self.loaded_days.len() > MAX_LOADED_DAYS {
             self.loaded_days.pop_first();
         }

@@ -281,11 +281,6 @@ pub(crate) fn dedup_blobs(entries: &[DedupEntry]) -> Vec<DedupBlob> {
     by_day.into_values().collect()
 }
 
-/// The first and last minute of a UTC day.
-pub(crate) fn day_minutes(day: i32) -> (i32, i32) {
-    (day * 1440, day * 1440 + 1439)
-}
-
 /// A day range the stores' date types can hold: open ranges arrive as the
 /// extremes of `i32`, which PostgreSQL's DATE arithmetic refuses.
 pub(crate) fn clamp_day(day: Day) -> Day {

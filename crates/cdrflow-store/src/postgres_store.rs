@@ -10,8 +10,7 @@
 //! partition's offset row: a commit with a stale epoch is refused whole.
 
 use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::minute_of;
-use cdrflow_core::dedup::DedupEntry;
+use cdrflow_core::dedup::{day_minutes, minute_of, DedupEntry};
 use cdrflow_core::mediation::{Counts, LookupAnswer, StoreLookup};
 use cdrflow_core::normalize::{Day, Msisdn};
 use postgres::{Client, NoTls, Transaction};
@@ -19,7 +18,7 @@ use postgres::{Client, NoTls, Transaction};
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries};
 use crate::{
-    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaCursor, KafkaPosition, OverviewRow,
+    clamp_day, dedup_blobs, Commit, Cursor, KafkaCursor, KafkaPosition, OverviewRow,
     PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store,
     StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::{minute_of, DedupEntry};
+use cdrflow_core::dedup::{day_minutes, minute_of, DedupEntry};
 use cdrflow_core::mediation::{Counts, DuplicateReason, LookupAnswer, StoreLookup};
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, Msisdn};
@@ -20,9 +20,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
-    clamp_day, day_minutes, dedup_blobs, Commit, Cursor, KafkaPosition, OverviewRow,
-    PartitionClaim, RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store,
-    StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    clamp_day, dedup_blobs, Commit, Cursor, KafkaPosition, OverviewRow, PartitionClaim,
+    RejectQuery, ReplayTarget, Result, ResumeState, SourceCursor, Store, StoreError, StoredReject,
+    SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
