@@ -339,11 +339,12 @@ impl Synth {
     }
 }
 
-/// SplitMix64: tiny, fast and good enough for synthetic traffic.
-struct SplitMix64(u64);
+/// SplitMix64: tiny, fast and good enough for synthetic traffic (and for
+/// the tests' random schedules).
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -351,7 +352,8 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
 

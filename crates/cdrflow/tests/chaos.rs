@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cdrflow_core::synth::SplitMix64;
 use common::{
     assert_matches_truth, cdrflow, export, export_store, generate_seed_000, postgres_database,
     run_ok, seed_000_truth, temp_dir,
@@ -26,25 +27,8 @@ struct MockBroker {
     bootstrap: String,
 }
 
-/// SplitMix64: small, seedable, and enough to pick a schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+fn chance(rng: &mut SplitMix64, percent: u64) -> bool {
+    rng.below(100) < percent
 }
 
 /// The records a schedule feeds: generated seed-000 traffic with duplicates
@@ -73,13 +57,13 @@ fn pool(dir: &Path, seed: u64, count: u64) -> Vec<String> {
         *ids.entry(v["cdr_id"].as_str().unwrap().to_string())
             .or_default() += 1;
     }
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     lines
         .into_iter()
         .map(|line| {
             let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
             let id = v["cdr_id"].as_str().unwrap().to_string();
-            if ids[&id] == 1 && rng.chance(10) {
+            if ids[&id] == 1 && chance(&mut rng, 10) {
                 v.as_object_mut().unwrap().remove("cdr_id");
                 v.to_string()
             } else {
@@ -99,7 +83,7 @@ fn kill_after(mut child: Child, delay: Duration) {
 /// mid-line), is renamed, copied and re-delivered through stdin, processed
 /// by runs that are killed, overlap, and restart.
 fn file_schedule(seed: u64, store: &[String], dir: &Path) {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let lines = pool(dir, seed, 6_000 + rng.below(6_000));
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let bytes = text.as_bytes();
@@ -144,7 +128,7 @@ fn file_schedule(seed: u64, store: &[String], dir: &Path) {
             5 => {
                 let copy = dir.join(format!("copy-{}.jsonl", rng.next()));
                 std::fs::copy(&current, &copy).unwrap();
-                if rng.chance(50) {
+                if chance(&mut rng, 50) {
                     let _ = process(&[&copy], false).status();
                 } else {
                     let _ = process(&[Path::new("-")], false)
@@ -226,7 +210,7 @@ fn random_file_schedules_count_every_record_once() {
 fn random_kafka_schedules_count_every_record_once() {
     for seed in schedules().into_iter().take(2) {
         eprintln!("chaos: Kafka schedule {seed}");
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix64(seed);
         let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
         for (topic, partitions) in [("cdr_data", 6), ("cdr_voice", 6), ("cdr.rejected", 1)] {
             cluster.create_topic(topic, partitions, 1).unwrap();
