@@ -405,7 +405,20 @@ fn service_type<'a>(value: JsonValue<'a>, name: &str) -> Result<Cow<'a, str>, Re
         && text.is_ascii();
     Ok(match text {
         Cow::Borrowed(s) if already_normal => Cow::Borrowed(s),
-        other => Cow::Owned(other.trim().to_lowercase()),
+        other => {
+            // Lower-casing can lengthen a label (`İ` is 2 bytes, `i̇` 3).
+            let label = other.trim().to_lowercase();
+            if label.len() > MAX_TYPE_BYTES {
+                return Err(Rejection::new(
+                    RejectReason::FieldTooLong,
+                    format!(
+                        "field `{name}` is {} bytes long once lower-cased; at most {MAX_TYPE_BYTES} are accepted",
+                        label.len()
+                    ),
+                ));
+            }
+            Cow::Owned(label)
+        }
     })
 }
 
@@ -706,6 +719,42 @@ mod tests {
         assert_eq!(
             reason(&data(r#""up_bytes":1,"down_bytes":null"#)),
             RejectReason::MissingField
+        );
+    }
+
+    #[test]
+    fn fuzz_regressions() {
+        // decode_auto: an offset carried year 0000 into year -1 in UTC.
+        assert_eq!(
+            reason(
+                r#"{"cdr_id":"y","msisdn":"27821234567","event_datetime":"0000-01-01T00:00:00+23:59","data_type":"v","up_bytes":1,"down_bytes":1,"x":"9999-12-31T23:59:59.999999-23:59"}"#
+            ),
+            RejectReason::ImpossibleTime
+        );
+        // json_reader: a character beyond the BMP escaped as a surrogate pair
+        // made the record `malformed_json`.
+        let cdr = ok(
+            r#"{"event_id":"s1","msisdn":"+77011234567","event_type":"sms","event_subtype":"outgoing","region":"\ud83d\ude00 Almaty","timestamp":"2025-11-09T10:30:15Z"}"#,
+        );
+        assert_eq!(cdr.region.as_deref(), Some("\u{1F600} Almaty"));
+        // decode_cdr_data: a 64-byte label that lower-casing made 96 bytes long.
+        let label = |ty: &str| {
+            format!(
+                r#"{{"cdr_id":"t","msisdn":"+27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"{ty}","up_bytes":1,"down_bytes":1}}"#
+            )
+        };
+        assert_eq!(
+            reason(&label(&"\u{130}".repeat(32))),
+            RejectReason::FieldTooLong
+        );
+        let grown = "\u{130}".repeat(21);
+        assert_eq!(ok(&label(&grown)).service_type.len(), 63);
+        // money_decimal: an exponent of -2^63 overflowed the decimal's scale.
+        assert_eq!(
+            reason(
+                r#"{"cdr_id":"e","msisdn":"+27821234567","event_datetime":"2024-03-01T10:00:00Z","data_type":"video","up_bytes":1e-9223372036854775808,"down_bytes":1}"#
+            ),
+            RejectReason::NotAnInteger
         );
     }
 

@@ -336,15 +336,34 @@ fn unescape(raw: &[u8]) -> Option<String> {
             'r' => out.push('\r'),
             't' => out.push('\t'),
             'u' => {
-                let hex: String = chars.by_ref().take(4).collect();
-                let unit = u32::from_str_radix(&hex, 16).ok()?;
-                // Surrogate pairs are rare in CDR fields; unpaired ones are refused.
-                out.push(char::from_u32(unit)?);
+                let unit = hex_unit(&mut chars)?;
+                let code = if (0xD800..0xDC00).contains(&unit) {
+                    // Beyond the BMP, escaped as a UTF-16 surrogate pair
+                    // (`\ud83d\ude00`), as encoders that keep to ASCII write it.
+                    let low = match (chars.next(), chars.next()) {
+                        (Some('\\'), Some('u')) => hex_unit(&mut chars)?,
+                        _ => return None,
+                    };
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    0x1_0000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                } else {
+                    unit
+                };
+                // Unpaired surrogates are refused.
+                out.push(char::from_u32(code)?);
             }
             _ => return None,
         }
     }
     Some(out)
+}
+
+/// The four hex digits of a `\u` escape (the parser checked they are there).
+fn hex_unit(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+    let hex: String = chars.by_ref().take(4).collect();
+    u32::from_str_radix(&hex, 16).ok()
 }
 
 #[cfg(test)]
@@ -374,6 +393,25 @@ mod tests {
     fn decodes_escapes() {
         let f = fields(r#"{"a":"x\"y\u0041\n"}"#).unwrap();
         assert_eq!(f[0].1.as_str().unwrap(), "x\"yA\n");
+    }
+
+    #[test]
+    fn decodes_surrogate_pairs_and_refuses_unpaired_halves() {
+        // Found by fuzzing (json_reader, against serde_json): a pair was refused.
+        let f = fields(r#"{"region":"\ud83d\ude00 Almaty","b":"\uD834\uDD1E"}"#).unwrap();
+        assert_eq!(f[0].1.as_str().unwrap(), "\u{1F600} Almaty");
+        assert_eq!(f[1].1.as_str().unwrap(), "\u{1D11E}");
+        for unpaired in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ude00"}"#,
+            r#"{"a":"\ud83d\u0041"}"#,
+            r#"{"a":"\ud83d\ud83d"}"#,
+            r#"{"a":"\ud83dx"}"#,
+            r#"{"a":"\ud83d\n"}"#,
+        ] {
+            let f = fields(unpaired).unwrap();
+            assert_eq!(f[0].1.as_str(), None, "{unpaired}");
+        }
     }
 
     #[test]

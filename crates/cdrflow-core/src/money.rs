@@ -92,7 +92,11 @@ impl Decimal {
         if i < bytes.len() {
             // Exponent part: shifts the scale.
             let exponent: i64 = text[i + 1..].parse().map_err(|_| syntax())?;
-            scale -= exponent;
+            // `scale` is >= 0 here, so only an exponent near -2^63 overflows:
+            // that many decimal places cannot be represented.
+            scale = scale
+                .checked_sub(exponent)
+                .ok_or_else(|| DecimalError::TooPrecise(text.to_string()))?;
         }
         if scale < 0 {
             let factor = 10i128.checked_pow(u32::try_from(-scale).map_err(|_| too_large())?);
@@ -182,6 +186,23 @@ mod tests {
         assert!(matches!(
             Decimal::parse(&too_many),
             Err(DecimalError::TooPrecise(_))
+        ));
+    }
+
+    #[test]
+    fn exponents_at_the_ends_of_i64_are_refused_not_overflowed() {
+        // Found by fuzzing (money_decimal): `scale -= exponent` overflowed.
+        assert!(matches!(
+            Decimal::parse("1e-9223372036854775808"),
+            Err(DecimalError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Decimal::parse("1.5e-9223372036854775807"),
+            Err(DecimalError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Decimal::parse("1e9223372036854775807"),
+            Err(DecimalError::TooLarge(_))
         ));
     }
 

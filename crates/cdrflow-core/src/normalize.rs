@@ -204,9 +204,16 @@ impl SummaryZone {
 pub enum TimeError {
     /// Not RFC 3339 / ISO 8601 text.
     Unparsable,
-    /// Well-formed but not a real moment (month 13, 30 February, 25:00).
+    /// Well-formed but not a real moment (month 13, 30 February, 25:00), or
+    /// one that an offset carries out of the years 0000-9999 in UTC.
     Impossible,
 }
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in Unix seconds: the UTC
+/// instants that RFC 3339 (and so [`format_timestamp`] and the summaries'
+/// dates) can write.
+const FIRST_SECOND: i64 = -62_167_219_200;
+const LAST_SECOND: i64 = 253_402_300_799;
 
 /// Parses RFC 3339 / ISO 8601 (`2024-03-01T10:00:00Z`, `...T10:00:00.123+02:00`,
 /// a space for `T`, no offset meaning UTC) into UTC milliseconds.
@@ -259,6 +266,9 @@ pub fn parse_timestamp(text: &str) -> Result<EpochMillis, TimeError> {
     let day = Day::from_ymd(year, month, day).ok_or(TimeError::Impossible)?;
     let seconds = i64::from(day.0) * 86_400 + i64::from(hour * 3600 + minute * 60 + second)
         - i64::from(offset);
+    if !(FIRST_SECOND..=LAST_SECOND).contains(&seconds) {
+        return Err(TimeError::Impossible);
+    }
     Ok(seconds * 1000 + i64::from(millis))
 }
 
@@ -417,6 +427,32 @@ mod tests {
             base + 123
         );
         assert_eq!(format_timestamp(base), "2024-03-01T10:00:00Z");
+    }
+
+    #[test]
+    fn times_stay_within_four_digit_years_in_utc() {
+        // Found by fuzzing (decode_auto): year 0000 at +23:59 is year -1 in
+        // UTC, which format_timestamp wrote as `-001-12-31T00:01:00Z`.
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00+23:59"),
+            Err(TimeError::Impossible)
+        );
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59.999-00:01"),
+            Err(TimeError::Impossible)
+        );
+        for edge in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            let at = parse_timestamp(edge).unwrap();
+            assert_eq!(format_timestamp(at), edge);
+        }
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00Z").unwrap() / 1000,
+            FIRST_SECOND
+        );
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59.999Z").unwrap(),
+            LAST_SECOND * 1000 + 999
+        );
     }
 
     #[test]

@@ -125,6 +125,14 @@ pub struct SummaryRecord {
     pub totals: Totals,
 }
 
+/// A page of one subscriber's summaries (see [`Store::usage_page`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsagePage {
+    pub rows: Vec<SummaryRecord>,
+    /// The first day not in `rows` that has usage in the range asked for.
+    pub next_from: Option<Day>,
+}
+
 /// One stored rejected record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredReject {
@@ -385,6 +393,37 @@ pub trait Store: Send {
 
     /// One subscriber's summaries for the inclusive date range.
     fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>>;
+
+    /// The day of the subscriber's `n`-th summary row (from 0) in the range,
+    /// counting rows of every kind in day order; `None` when there are fewer.
+    fn usage_day_at(&mut self, msisdn: Msisdn, from: Day, to: Day, n: u32) -> Result<Option<Day>>;
+
+    /// A page of one subscriber's summaries: whole days from `from`, at most
+    /// `limit` rows unless a single day holds more, and the first day left
+    /// out when rows remain (ask again from there). A heavy subscriber's
+    /// years of usage never come back in one answer.
+    fn usage_page(&mut self, msisdn: Msisdn, from: Day, to: Day, limit: u32) -> Result<UsagePage> {
+        let (from, to) = (clamp_day(from), clamp_day(to));
+        let Some(cut) = self.usage_day_at(msisdn, from, to, limit)? else {
+            return Ok(UsagePage {
+                rows: self.usage(msisdn, from, to)?,
+                next_from: None,
+            });
+        };
+        // Days before the (limit+1)-th row's are complete within the limit;
+        // when that row is on the first day with usage, that day alone is the page.
+        let first = self.usage_day_at(msisdn, from, to, 0)?.unwrap_or(cut);
+        let last = if cut > first { Day(cut.0 - 1) } else { first };
+        let next_from = if last < to {
+            self.usage_day_at(msisdn, Day(last.0 + 1), to, 0)?
+        } else {
+            None
+        };
+        Ok(UsagePage {
+            rows: self.usage(msisdn, first, last)?,
+            next_from,
+        })
+    }
 
     /// Every summary row, in (kind, msisdn, date, type) order.
     fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()>;

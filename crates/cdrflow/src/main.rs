@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         Command::User { users, command } => {
             let path =
                 users.unwrap_or_else(|| server::users::default_users_file(&settings.data_dir));
-            server::users::run(&path, command)
+            server::users::run(&path, settings.country_code, command)
         }
     });
     match result {

@@ -334,18 +334,28 @@ fn mediate_chunk(
     let mut records: Vec<RawRecord<'_>> = chunk.records().collect();
     let threads = options.classify_threads;
     let mut classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
-    // Lines over the limit that fit the read buffer: refused all the same,
-    // with only their first bytes kept.
-    for (record, outcome) in records.iter_mut().zip(classified.iter_mut()) {
-        if record.payload.len() > limit {
-            *outcome = Err(too_large(record.payload.len() as u64, limit));
-            record.payload = &record.payload[..KEPT_BYTES];
-        }
-    }
+    // Lines over the limit that fit the read buffer: refused all the same.
+    refuse_oversized(&mut records, &mut classified, limit);
     mediator.admit_batch(&records, classified, |asked| {
         let asked = asked.clone();
         store.ask(move |store| store.lookup(FILES_SCOPE, &asked))
     })
+}
+
+/// Records longer than `limit` are refused as `record_too_large`, keeping
+/// only their first [`KEPT_BYTES`] as the payload — from files (lines that
+/// fit the read buffer) and from Kafka (messages up to librdkafka's size).
+pub fn refuse_oversized<'a>(
+    records: &mut [RawRecord<'a>],
+    classified: &mut [Result<Rated<'a>, Rejection>],
+    limit: usize,
+) {
+    for (record, outcome) in records.iter_mut().zip(classified.iter_mut()) {
+        if record.payload.len() > limit {
+            *outcome = Err(too_large(record.payload.len() as u64, limit));
+            record.payload = &record.payload[..KEPT_BYTES.min(record.payload.len())];
+        }
+    }
 }
 
 fn too_large(length: u64, limit: usize) -> Rejection {
@@ -425,4 +435,35 @@ fn commit_loop(store: &mut dyn Store, receiver: Receiver<WriterJob<'_>>) -> Resu
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdrflow_core::model::SourcePosition;
+
+    #[test]
+    fn oversized_records_are_refused_with_their_first_bytes_kept() {
+        let (small, big) = (vec![b'x'; 100], vec![b'y'; KEPT_BYTES * 3]);
+        let record = |payload: &'static [u8], offset| RawRecord {
+            origin: "cdr_data",
+            source_id: "cdr_data",
+            position: SourcePosition::Kafka {
+                partition: 0,
+                offset,
+            },
+            payload,
+        };
+        let (small, big): (&'static [u8], &'static [u8]) = (small.leak(), big.leak());
+        let mut records = vec![record(small, 0), record(big, 1)];
+        let mut classified: Vec<Result<Rated<'_>, Rejection>> = vec![
+            Err(Rejection::new(RejectReason::MalformedJson, "x".into())),
+            Err(Rejection::new(RejectReason::MalformedJson, "y".into())),
+        ];
+        refuse_oversized(&mut records, &mut classified, KEPT_BYTES * 2);
+        assert_eq!(records[0].payload.len(), 100);
+        assert!(matches!(&classified[0], Err(r) if r.reason == RejectReason::MalformedJson));
+        assert_eq!(records[1].payload, &big[..KEPT_BYTES]);
+        assert!(matches!(&classified[1], Err(r) if r.reason == RejectReason::RecordTooLarge));
+    }
 }

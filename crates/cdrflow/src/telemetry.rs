@@ -143,6 +143,50 @@ pub struct Telemetry {
     pub kafka_lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// Partitions whose stored position was beyond the end of the log.
     pub offset_resets: Mutex<Vec<OffsetReset>>,
+    /// Per watched (topic, partition): stalled (behind its log end with no
+    /// commit for too long, see `sources::kafka::stall`) or not.
+    pub stalled: Mutex<BTreeMap<(String, i32), Option<Stall>>>,
+    /// Refused authentication attempts, by [`AuthFailure`].
+    auth_failures: [AtomicU64; AuthFailure::ALL.len()],
+    /// Connections closed on arrival because `--max-connections` were open.
+    http_connections_refused: AtomicU64,
+}
+
+/// Why an authentication attempt was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    WrongCredentials,
+    RateLimited,
+    Busy,
+}
+
+impl AuthFailure {
+    pub const ALL: [AuthFailure; 4] = [
+        AuthFailure::Missing,
+        AuthFailure::WrongCredentials,
+        AuthFailure::RateLimited,
+        AuthFailure::Busy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing_credentials",
+            AuthFailure::WrongCredentials => "wrong_credentials",
+            AuthFailure::RateLimited => "rate_limited",
+            AuthFailure::Busy => "busy",
+        }
+    }
+}
+
+/// A partition that nobody seems to be reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// Records between the stored position and the log end.
+    pub behind: i64,
+    /// Seconds since its position was last committed (or since it was first
+    /// seen behind, when it never was).
+    pub idle_seconds: u64,
 }
 
 /// A stored Kafka position beyond the end of its partition's log, found
@@ -178,6 +222,9 @@ static TELEMETRY: Telemetry = Telemetry {
     assigned_partitions: AtomicU64::new(0),
     kafka_lag: Mutex::new(BTreeMap::new()),
     offset_resets: Mutex::new(Vec::new()),
+    stalled: Mutex::new(BTreeMap::new()),
+    auth_failures: [const { AtomicU64::new(0) }; AuthFailure::ALL.len()],
+    http_connections_refused: AtomicU64::new(0),
 };
 
 pub fn telemetry() -> &'static Telemetry {
@@ -233,6 +280,41 @@ impl Telemetry {
             .clone()
     }
 
+    pub fn auth_failure(&self, why: AuthFailure) {
+        self.auth_failures[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn http_connection_refused(&self) {
+        let before = self
+            .http_connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        if before.is_power_of_two() || before == 0 {
+            tracing::warn!(
+                "{} connections closed on arrival: --max-connections are open",
+                before + 1
+            );
+        }
+    }
+
+    pub fn set_stalled(&self, stalled: BTreeMap<(String, i32), Option<Stall>>) {
+        *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+    }
+
+    /// What an operator should look at, in sentences (for `/ready` and the dashboard).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self.offset_resets().iter().map(|r| r.describe()).collect();
+        let stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        for ((topic, partition), stall) in stalled.iter() {
+            if let Some(stall) = stall {
+                warnings.push(format!(
+                    "{topic}[{partition}] is stalled: {} records behind its log end and no commit for {} s; is its consumer alive? (the group coordinator may not have expired a dead member)",
+                    stall.behind, stall.idle_seconds
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Ready to process: not a Kafka consumer, or one with partitions.
     pub fn has_work(&self) -> bool {
         !self.reading_kafka.load(Ordering::Relaxed)
@@ -284,6 +366,43 @@ impl Telemetry {
                 out,
                 "cdrflow_kafka_offset_resets_total{{topic=\"{}\",partition=\"{partition}\"}} {n}",
                 escape_label(&topic)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdrflow_auth_failures_total Refused authentication attempts, by reason.\n\
+             # TYPE cdrflow_auth_failures_total counter"
+        );
+        for why in AuthFailure::ALL {
+            let _ = writeln!(
+                out,
+                "cdrflow_auth_failures_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.auth_failures[why as usize].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdrflow_http_connections_refused_total Connections closed on arrival because the connection limit was reached.\n\
+             # TYPE cdrflow_http_connections_refused_total counter\ncdrflow_http_connections_refused_total {}",
+            self.http_connections_refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdrflow_partition_stalled 1 when a partition is behind its log end with no commit for longer than --stall-timeout.\n\
+             # TYPE cdrflow_partition_stalled gauge"
+        );
+        for ((topic, partition), stall) in self
+            .stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "cdrflow_partition_stalled{{topic=\"{}\",partition=\"{partition}\"}} {}",
+                escape_label(topic),
+                u8::from(stall.is_some())
             );
         }
         let lag = self.lag();

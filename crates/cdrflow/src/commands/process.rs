@@ -13,8 +13,9 @@ use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
-use crate::server::{serve_metrics_in_background, MetricsArgs};
+use crate::server::{serve_metrics_in_background, HttpArgs};
 use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
+use crate::sources::kafka::stall::{self, StallWatch};
 use crate::sources::kafka::{consume, KafkaSourceOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,7 +68,7 @@ pub struct ProcessArgs {
     pub consumer: ConsumerArgs,
 
     #[command(flatten)]
-    pub metrics: MetricsArgs,
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -101,10 +102,21 @@ pub struct ConsumerArgs {
     /// Exit once no record has arrived for this long (for batch-style runs)
     #[arg(long, value_name = "SECS")]
     pub idle_exit_secs: Option<u64>,
+
+    /// Report a partition of the group as stalled (log, /metrics, /ready)
+    /// when it is behind its log end and nobody has committed for it for
+    /// this long
+    #[arg(
+        long,
+        env = "CDRFLOW_STALL_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECONDS"
+    )]
+    pub stall_timeout: f64,
 }
 
 pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
-    serve_metrics_in_background(settings, &args.metrics)?;
+    serve_metrics_in_background(settings, &args.http)?;
     let report = match args.from {
         SourceKind::File => process(settings, &args, &mut Progress::new("processing"))?,
         SourceKind::Kafka => {
@@ -193,7 +205,22 @@ pub fn process_kafka(
         commit_interval: Duration::from_millis(consumer.commit_interval_ms),
         idle_exit: consumer.idle_exit_secs.map(Duration::from_secs),
         classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
+        max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
     };
+    let stall_timeout = Duration::try_from_secs_f64(consumer.stall_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--stall-timeout must be a positive number of seconds")?;
+    stall::spawn(
+        StallWatch {
+            bootstrap: options.bootstrap.clone(),
+            group: options.group.clone(),
+            topics: options.topics.clone(),
+            timeout: stall_timeout,
+        },
+        settings.open_store()?,
+        stopping.clone(),
+    )?;
     consume(
         store,
         commit_store,

@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::kafka::KafkaArgs;
 use crate::pipeline::{now_millis, RunReport};
 use crate::progress::Progress;
-use crate::server::{serve_in_background, serve_metrics_in_background, MetricsArgs};
+use crate::server::{serve_in_background, serve_metrics_in_background, HttpArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -71,19 +71,20 @@ pub struct RunArgs {
     pub consumer: ConsumerArgs,
 
     #[command(flatten)]
-    pub metrics: MetricsArgs,
+    pub http: HttpArgs,
 }
 
 pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| now_millis() as u64);
     let served = if args.no_serve {
-        serve_metrics_in_background(settings, &args.metrics)?;
+        serve_metrics_in_background(settings, &args.http)?;
         None
     } else {
-        serve_in_background(settings, args.listen, &args.metrics)?
+        serve_in_background(settings, args.listen, &args.http)?
     };
     if let Some(address) = served {
-        eprintln!("cdrflow run: live dashboard on http://{address}/ (API: http://{address}/usage/{{msisdn}})");
+        let scheme = args.http.tls.scheme();
+        eprintln!("cdrflow run: live dashboard on {scheme}://{address}/ (API: {scheme}://{address}/usage/{{msisdn}})");
     }
     let generate_args = GenerateArgs {
         count: args.count,
@@ -112,9 +113,9 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         kafka: args.broker.clone(),
         consumer: args.consumer.clone(),
         // Served above, once for the whole run.
-        metrics: MetricsArgs {
+        http: HttpArgs {
             no_metrics: true,
-            ..args.metrics.clone()
+            ..args.http.clone()
         },
     };
     let report = if args.kafka {
@@ -125,7 +126,10 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     print_report(settings, &report)?;
     match (served, args.keep_serving) {
         (Some(address), true) => {
-            eprintln!("cdrflow run: still serving http://{address}/ — Ctrl-C to stop");
+            eprintln!(
+                "cdrflow run: still serving {}://{address}/ — Ctrl-C to stop",
+                args.http.tls.scheme()
+            );
             loop {
                 std::thread::park();
             }

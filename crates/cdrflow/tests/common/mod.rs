@@ -29,11 +29,17 @@ pub fn cdrflow() -> Command {
 
 /// Adds API user `name` with `password` to the users file of `data_dir`.
 pub fn add_user(data_dir: &Path, name: &str, password: &str) {
+    add_user_with(data_dir, name, password, &[]);
+}
+
+/// Adds API user `name` with `extra` arguments (`--role`, `--msisdn`).
+pub fn add_user_with(data_dir: &Path, name: &str, password: &str, extra: &[&str]) {
     use std::io::Write;
     let mut add = cdrflow()
         .arg("--data-dir")
         .arg(data_dir)
         .args(["user", "add", name])
+        .args(extra)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();

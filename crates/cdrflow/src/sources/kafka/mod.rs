@@ -12,6 +12,8 @@
 //! with the partition. Producers key records by MSISDN, so all copies of a
 //! record land in the same partition, which is what dedup needs.
 
+pub mod stall;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +38,7 @@ use rdkafka::ClientContext;
 use crate::kafka::{
     cached_high_watermark, client_config, ensure_topics, flush, producer, send, with_env_overrides,
 };
-use crate::pipeline::{classify_in_parallel, now_millis, RunReport};
+use crate::pipeline::{classify_in_parallel, now_millis, refuse_oversized, RunReport};
 use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
 
 /// How the consumer runs.
@@ -56,6 +58,8 @@ pub struct KafkaSourceOptions {
     pub idle_exit: Option<Duration>,
     /// Threads that decode and rate each poll batch.
     pub classify_threads: usize,
+    /// Longer messages are refused as `record_too_large` (first bytes kept).
+    pub max_record_bytes: usize,
 }
 
 struct PartitionWork {
@@ -195,16 +199,17 @@ impl Worker {
     }
 
     /// Processes a batch of fetched messages in offset order per partition:
-    /// offsets are checked in order, records classified on `threads` threads,
-    /// then admitted in order. Returns the seeks to perform for partitions
-    /// that skipped offsets; the rest of such a partition's messages in the
-    /// batch are left for the re-read.
+    /// offsets are checked in order, records classified on the configured
+    /// threads, then admitted in order. Returns the seeks to perform for
+    /// partitions that skipped offsets; the rest of such a partition's
+    /// messages in the batch are left for the re-read.
     fn process_messages<'m>(
         &mut self,
         messages: &'m [BorrowedMessage<'_>],
         now: i64,
-        threads: usize,
+        options: &KafkaSourceOptions,
     ) -> Result<Vec<(String, i32, i64)>> {
+        let (threads, max_record_bytes) = (options.classify_threads, options.max_record_bytes);
         let mut seeks: Vec<(String, i32, i64)> = Vec::new();
         let mut current: Option<usize> = None;
         let mut admitted: Vec<usize> = Vec::with_capacity(messages.len());
@@ -272,7 +277,8 @@ impl Worker {
             return Ok(seeks);
         }
         let classifier = self.partitions[admitted[0]].mediator.classifier();
-        let classified = classify_in_parallel(classifier, &records, now, threads);
+        let mut classified = classify_in_parallel(classifier, &records, now, threads);
+        refuse_oversized(&mut records, &mut classified, max_record_bytes);
         self.answer_lookups(&admitted, &classified)?;
         for ((index, record), outcome) in admitted.iter().zip(&records).zip(classified) {
             self.partitions[*index].mediator.admit(*record, outcome);
@@ -961,8 +967,7 @@ pub fn consume(
         let mut worker = lock(&worker);
         if !messages.is_empty() {
             last_record = Instant::now();
-            let seeks =
-                worker.process_messages(&messages, now_millis(), options.classify_threads)?;
+            let seeks = worker.process_messages(&messages, now_millis(), options)?;
             messages.clear();
             for (topic, partition, offset) in seeks {
                 // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
