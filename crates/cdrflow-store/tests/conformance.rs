@@ -511,3 +511,107 @@ fn one_process_at_a_time_reads_files_into_a_store() {
     }
     assert!(locked);
 }
+
+/// `usage_page` hands out whole days, at most `limit` rows unless one day
+/// alone holds more, and every row exactly once across the pages; checked
+/// against a greedy split of the days computed here.
+fn usage_pages_split_at_whole_days(store: &mut dyn Store) {
+    // Rows per day: 02-01 data + voice, 02-02 voice, 02-04 data + voice +
+    // recharge, 02-05 voice (02-03 has none).
+    let lines = [
+        r#"{"cdr_id":"a","msisdn":"0821234567","event_datetime":"2024-02-01T10:00:00Z","data_type":"video","up_bytes":1,"down_bytes":1}"#,
+        r#"{"cdr_id":"b","msisdn":"0821234567","start_time":"2024-02-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+        r#"{"cdr_id":"c","msisdn":"0821234567","start_time":"2024-02-02T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+        r#"{"cdr_id":"d","msisdn":"0821234567","event_datetime":"2024-02-04T10:00:00Z","data_type":"web","up_bytes":1,"down_bytes":1}"#,
+        r#"{"cdr_id":"e","msisdn":"0821234567","start_time":"2024-02-04T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+        r#"{"event_id":"f","msisdn":"0821234567","event_type":"balance_recharge","amount":5,"timestamp":"2024-02-04T10:00:00Z"}"#,
+        r#"{"cdr_id":"g","msisdn":"0821234567","start_time":"2024-02-05T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+        r#"{"cdr_id":"h","msisdn":"0831112222","start_time":"2024-02-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
+    ];
+    let cp = checkpoint(&lines);
+    let parts = [CommitPart {
+        scope: FILES_SCOPE,
+        checkpoint: &cp,
+        dedup_horizon_minute: None,
+    }];
+    store
+        .commit(Commit {
+            parts: &parts,
+            cursors: &[],
+        })
+        .unwrap();
+    let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
+    let day = |d: &str| Day::parse(d).unwrap();
+    let days = [
+        (day("2024-02-01"), 2),
+        (day("2024-02-02"), 1),
+        (day("2024-02-04"), 3),
+        (day("2024-02-05"), 1),
+    ];
+    let all = store.usage(msisdn, Day(i32::MIN), Day(i32::MAX)).unwrap();
+    assert_eq!(all.len(), 7);
+    for limit in 1..=8u32 {
+        // The expected pages: whole days while they fit, a too-big day alone.
+        let mut expected: Vec<Vec<Day>> = Vec::new();
+        let mut rows_in_page = 0;
+        for &(d, n) in &days {
+            match expected.last_mut() {
+                Some(page) if rows_in_page + n <= limit => {
+                    page.push(d);
+                    rows_in_page += n;
+                }
+                _ => {
+                    expected.push(vec![d]);
+                    rows_in_page = n;
+                }
+            }
+        }
+        let mut from = Day(i32::MIN);
+        let mut seen = Vec::new();
+        for (i, page_days) in expected.iter().enumerate() {
+            let page = store
+                .usage_page(msisdn, from, Day(i32::MAX), limit)
+                .unwrap();
+            let mut got: Vec<Day> = page.rows.iter().map(|r| r.date).collect();
+            got.dedup();
+            got.sort();
+            got.dedup();
+            assert_eq!(&got, page_days, "limit {limit}, page {i}");
+            assert_eq!(
+                page.next_from,
+                expected.get(i + 1).map(|p| p[0]),
+                "limit {limit}, page {i}"
+            );
+            seen.extend(page.rows);
+            if let Some(next) = page.next_from {
+                from = next;
+            }
+        }
+        seen.sort_by_key(|r| (r.date, r.kind as u8, r.service_type.clone()));
+        let mut everything = all.clone();
+        everything.sort_by_key(|r| (r.date, r.kind as u8, r.service_type.clone()));
+        assert_eq!(seen, everything, "limit {limit}: every row once");
+    }
+    // A range that ends inside the data: no page beyond it.
+    let page = store
+        .usage_page(msisdn, day("2024-02-02"), day("2024-02-04"), 1)
+        .unwrap();
+    assert_eq!(
+        (page.rows.len(), page.next_from),
+        (1, Some(day("2024-02-04")))
+    );
+    let page = store
+        .usage_page(msisdn, day("2024-02-04"), day("2024-02-04"), 1)
+        .unwrap();
+    assert_eq!((page.rows.len(), page.next_from), (3, None));
+}
+
+#[test]
+fn sqlite_usage_pages_split_at_whole_days() {
+    usage_pages_split_at_whole_days(&mut sqlite_store("pages"));
+}
+
+#[test]
+fn postgres_usage_pages_split_at_whole_days() {
+    usage_pages_split_at_whole_days(&mut postgres_store("pages"));
+}

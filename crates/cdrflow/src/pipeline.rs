@@ -457,8 +457,8 @@ mod tests {
         let (small, big): (&'static [u8], &'static [u8]) = (small.leak(), big.leak());
         let mut records = vec![record(small, 0), record(big, 1)];
         let mut classified: Vec<Result<Rated<'_>, Rejection>> = vec![
-            Err(Rejection::new(RejectReason::MalformedJson, "x".into())),
-            Err(Rejection::new(RejectReason::MalformedJson, "y".into())),
+            Err(Rejection::new(RejectReason::MalformedJson, "x")),
+            Err(Rejection::new(RejectReason::MalformedJson, "y")),
         ];
         refuse_oversized(&mut records, &mut classified, KEPT_BYTES * 2);
         assert_eq!(records[0].payload.len(), 100);
