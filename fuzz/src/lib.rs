@@ -113,11 +113,12 @@ fn first_non_ws(input: &[u8]) -> Option<u8> {
         .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// Containers open just before byte `end` (the top level counted), skipping
-/// strings: an independent count of how deep the reader had gone.
-fn open_containers(input: &[u8], end: usize) -> usize {
+/// The number of containers open after each byte of `input` (the top level
+/// counted), skipping strings: an independent count of how deep the reader
+/// has gone.
+fn depths(input: &[u8]) -> impl Iterator<Item = usize> + '_ {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in &input[..end] {
+    input.iter().map(move |&b| {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -125,42 +126,26 @@ fn open_containers(input: &[u8], end: usize) -> usize {
                 (false, b'"') => in_string = false,
                 _ => {}
             }
-            continue;
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
         }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    depth
+        depth
+    })
 }
 
-/// The deepest nesting anywhere in `input` (the top level counted).
+/// Containers open just before byte `end`.
+fn open_containers(input: &[u8], end: usize) -> usize {
+    depths(&input[..end]).last().unwrap_or(0)
+}
+
+/// The deepest nesting anywhere in `input`.
 fn deepest_nesting(input: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in input {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
+    depths(input).max().unwrap_or(0)
 }
 
 fn value_depth(v: &serde_json::Value) -> usize {

@@ -16,6 +16,7 @@ use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 
 pub mod postgres_store;
+pub mod postgres_tls;
 pub mod schema;
 pub mod sqlite;
 

@@ -13,8 +13,9 @@ use cdrflow_core::aggregate::Totals;
 use cdrflow_core::dedup::{day_minutes, minute_of, DedupEntry};
 use cdrflow_core::mediation::{Counts, LookupAnswer, StoreLookup};
 use cdrflow_core::normalize::{Day, Msisdn};
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 
+use crate::postgres_tls::Connector;
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::sqlite::{apply_counter, counter_entries};
 use crate::{
@@ -170,18 +171,40 @@ fn select_sql(table: &SummaryTable, filter: &str) -> String {
 
 pub struct PgStore {
     url: String,
+    connector: Connector,
     client: Client,
+}
+
+/// Connects, saying what to check when TLS is what failed.
+fn open(connector: &Connector, url: &str) -> Result<Client> {
+    connector.connect().map_err(|e| {
+        let mut why = e.to_string();
+        if let Some(source) = std::error::Error::source(&e) {
+            why = format!("{why}: {source}");
+        }
+        if why.contains("certificate") || why.contains("TLS") {
+            why.push_str(
+                " (the server's certificate is checked against sslrootcert= for sslmode=verify-ca/verify-full; is that the CA that signed it, and for verify-full, was it issued for this host?)",
+            );
+        }
+        StoreError::Open {
+            path: redact(url),
+            why,
+        }
+    })
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`) and applies migrations.
     pub fn connect(url: &str) -> Result<PgStore> {
-        let client = Client::connect(url, NoTls).map_err(|e| StoreError::Open {
+        let connector = Connector::from_url(url).map_err(|why| StoreError::Open {
             path: redact(url),
-            why: e.to_string(),
+            why,
         })?;
+        let client = open(&connector, url)?;
         let mut store = PgStore {
             url: url.to_string(),
+            connector,
             client,
         };
         store.migrate()?;
@@ -199,10 +222,7 @@ impl PgStore {
     /// died with the old connection, so nothing half-written survives.
     fn live_client(&mut self) -> Result<&mut Client> {
         if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls).map_err(|e| StoreError::Open {
-                path: redact(&self.url),
-                why: e.to_string(),
-            })?;
+            self.client = open(&self.connector, &self.url)?;
             tracing::info!("reconnected to PostgreSQL");
         }
         Ok(&mut self.client)

@@ -27,9 +27,27 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CDRFLOW_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Store: postgres://USER@HOST/DB, or sqlite:PATH [default: sqlite in the data dir]
-    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
+    /// Store: postgres://USER@HOST/DB[?sslmode=verify-full&sslrootcert=ca.pem],
+    /// or sqlite:PATH [default: sqlite in the data dir]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub store: Option<String>,
+
+    /// A file holding the store URL (for a password kept out of the
+    /// environment, e.g. a mounted secret)
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "store"
+    )]
+    pub store_file: Option<PathBuf>,
 
     /// Tariff file (TOML) [default: the shipped seed 000 tariff]
     #[arg(long, global = true, env = "CDRFLOW_TARIFF", value_name = "FILE")]
@@ -79,6 +97,7 @@ pub struct GlobalArgs {
 struct ConfigFile {
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    store_file: Option<PathBuf>,
     tariff: Option<PathBuf>,
     default_country_code: Option<String>,
     summary_zone: Option<String>,
@@ -135,7 +154,15 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            store: args.store.clone().or(file.store),
+            store: match (&args.store, &args.store_file) {
+                (Some(url), _) => Some(url.clone()),
+                (None, Some(path)) => Some(read_secret(path)?),
+                (None, None) => match (file.store, file.store_file) {
+                    (Some(url), _) => Some(url),
+                    (None, Some(path)) => Some(read_secret(&path)?),
+                    (None, None) => None,
+                },
+            },
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -214,6 +241,20 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// A secret kept in a file: its content without the line end.
+pub fn read_secret(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Does this store URL carry a password (`postgres://user:password@...`)?
+fn has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(credentials, _)| credentials.contains(':'))
+}
+
 fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {
     let path = match explicit {
         Some(path) => path.to_path_buf(),
@@ -222,5 +263,18 @@ fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("the config file {} is invalid", path.display()))
+    let file: ConfigFile = toml::from_str(&text)
+        .with_context(|| format!("the config file {} is invalid", path.display()))?;
+    if file.store.as_deref().is_some_and(has_password) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the config file {} holds a database password and is readable by others (mode {:o}): chmod 600 it, or move the URL to store_file / DATABASE_URL_FILE",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(file)
 }

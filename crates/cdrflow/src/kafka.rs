@@ -1,6 +1,7 @@
 //! Kafka plumbing shared by the source, the dead-letter sink and the
 //! generator: client settings, topic creation, the producer.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -80,6 +81,45 @@ pub fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Resul
         }
     }
     Ok(())
+}
+
+/// Waits until the broker at `bootstrap` answers, saying within seconds when
+/// it does not — with the address, what was tried and what to check — and
+/// again every 30 s while it keeps trying. Without this a consumer facing no
+/// broker printed nothing for half a minute. False when stopped first.
+pub fn wait_until_reachable(bootstrap: &str, stopping: &AtomicBool) -> Result<bool> {
+    const ASK: Duration = Duration::from_secs(3);
+    let client: BaseConsumer = with_env_overrides(
+        client_config(bootstrap).set("socket.connection.setup.timeout.ms", "3000"),
+    )
+    .create()
+    .with_context(|| format!("cannot create a Kafka client for {bootstrap}"))?;
+    let started = std::time::Instant::now();
+    let mut said: Option<std::time::Instant> = None;
+    while !stopping.load(Ordering::Relaxed) {
+        match client.fetch_metadata(None, ASK) {
+            Ok(_) => {
+                if said.is_some() {
+                    tracing::info!(
+                        "reached the Kafka broker at {bootstrap} after {} s",
+                        started.elapsed().as_secs()
+                    );
+                }
+                return Ok(true);
+            }
+            Err(e) => {
+                if said.map_or(true, |at| at.elapsed() >= Duration::from_secs(30)) {
+                    tracing::error!(
+                        "cannot reach the Kafka broker at {bootstrap}: asked for its metadata for {} s ({e}); still trying. Check that the broker runs and listens there (--bootstrap, BOOTSTRAP), that this host can reach it, and that its security settings match",
+                        started.elapsed().as_secs().max(ASK.as_secs())
+                    );
+                    said = Some(std::time::Instant::now());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(false)
 }
 
 /// Compression codecs the producer accepts.

@@ -793,3 +793,55 @@ fn admission_asks_the_store_about_old_days_and_large_totals() {
     assert_eq!(rows[&day("2024-03-01")]["up_bytes"], "15");
     assert_eq!(rows[&day("2024-03-20")]["up_bytes"], "5000000000000000001");
 }
+
+/// Issue 17, item 5: with no broker at the bootstrap address, the consumer
+/// says so within seconds — address, what was tried, what to check — keeps
+/// trying, and is not ready meanwhile.
+#[test]
+fn an_unreachable_broker_is_reported_within_seconds() {
+    let dir = temp_dir("kafka-unreachable");
+    add_user(&dir, "scraper", "scrape-password");
+    let store = postgres_database("unreachable");
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut metrics_port = None;
+    let mut said = String::new();
+    let member = spawn_until(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([
+                "--store",
+                &store,
+                "process",
+                "--from",
+                "kafka",
+                "--bootstrap",
+                &nowhere,
+            ])
+            .env("CDRFLOW_LOG", "info"),
+        Duration::from_secs(10),
+        |line| {
+            if let Some(port) = line
+                .contains("Prometheus metrics on")
+                .then(|| port_in(line))
+                .flatten()
+            {
+                metrics_port = Some(port);
+            }
+            if line.contains("cannot reach the Kafka broker") {
+                said = line.to_string();
+                return true;
+            }
+            false
+        },
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        said.contains(&nowhere) && said.contains("--bootstrap") && said.contains("still trying"),
+        "{said}"
+    );
+    let (status, body) = http_get(metrics_port.expect("metrics served"), "/ready", None);
+    assert_eq!(status, 503, "{body}");
+    drop(member);
+}

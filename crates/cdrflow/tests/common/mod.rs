@@ -18,6 +18,7 @@ pub fn cdrflow() -> Command {
         "BYTES_PER_GB",
         "CDRFLOW_BATCH_SIZE",
         "DATABASE_URL",
+        "DATABASE_URL_FILE",
     ] {
         cmd.env_remove(var);
     }

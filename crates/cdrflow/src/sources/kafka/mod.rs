@@ -36,7 +36,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::kafka::{
-    cached_high_watermark, client_config, ensure_topics, flush, producer, send, with_env_overrides,
+    cached_high_watermark, client_config, ensure_topics, flush, producer, send,
+    wait_until_reachable, with_env_overrides,
 };
 use crate::pipeline::{classify_in_parallel, now_millis, refuse_oversized, RunReport};
 use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
@@ -868,6 +869,10 @@ pub fn consume(
     stopping: Arc<AtomicBool>,
 ) -> Result<RunReport> {
     let started = Instant::now();
+    telemetry().reading_kafka.store(true, Ordering::Relaxed);
+    if !wait_until_reachable(&options.bootstrap, &stopping)? {
+        return Ok(RunReport::default());
+    }
     let dlq = match &options.dlq_topic {
         Some(topic) => {
             ensure_topics(&options.bootstrap, &[topic], 1)?;
@@ -930,7 +935,6 @@ pub fn consume(
         .with_context(|| format!("cannot subscribe to {topics:?}"))?;
     tracing::info!(group = %options.group, topics = ?topics, bootstrap = %options.bootstrap, "consuming");
 
-    telemetry().reading_kafka.store(true, Ordering::Relaxed);
     let mut last_commit = Instant::now();
     let mut last_record = Instant::now();
     let mut last_lag = Instant::now();
