@@ -46,6 +46,21 @@ fn checkpoint(lines: &[&str]) -> Checkpoint {
     mediator.checkpoint()
 }
 
+/// Commits `lines` as one checkpoint of the files scope, with no cursors.
+fn commit_lines(store: &mut dyn Store, lines: &[&str]) {
+    let cp = checkpoint(lines);
+    store
+        .commit(Commit {
+            parts: &[CommitPart {
+                scope: FILES_SCOPE,
+                checkpoint: &cp,
+                dedup_horizon_minute: None,
+            }],
+            cursors: &[],
+        })
+        .unwrap();
+}
+
 fn postgres_store(name: &str) -> PgStore {
     let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -350,18 +365,8 @@ fn file_positions_are_compare_and_set(store: &mut dyn Store) {
 }
 
 fn open_date_ranges_and_lookups(store: &mut dyn Store) {
+    commit_lines(store, &LINES);
     let cp = checkpoint(&LINES);
-    let parts = [CommitPart {
-        scope: FILES_SCOPE,
-        checkpoint: &cp,
-        dedup_horizon_minute: None,
-    }];
-    store
-        .commit(Commit {
-            parts: &parts,
-            cursors: &[],
-        })
-        .unwrap();
     let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
     let day = Day::parse("2024-03-01").unwrap();
     assert_eq!(
@@ -420,17 +425,7 @@ fn summaries_come_out_in_one_order(store: &mut dyn Store) {
         line("+27821234567", "b"),
     ];
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let cp = checkpoint(&refs);
-    store
-        .commit(Commit {
-            parts: &[CommitPart {
-                scope: FILES_SCOPE,
-                checkpoint: &cp,
-                dedup_horizon_minute: None,
-            }],
-            cursors: &[],
-        })
-        .unwrap();
+    commit_lines(store, &refs);
     let mut seen = Vec::new();
     store
         .for_each_summary(&mut |r| seen.push((r.msisdn, r.service_type)))
@@ -528,18 +523,7 @@ fn usage_pages_split_at_whole_days(store: &mut dyn Store) {
         r#"{"cdr_id":"g","msisdn":"0821234567","start_time":"2024-02-05T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
         r#"{"cdr_id":"h","msisdn":"0831112222","start_time":"2024-02-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#,
     ];
-    let cp = checkpoint(&lines);
-    let parts = [CommitPart {
-        scope: FILES_SCOPE,
-        checkpoint: &cp,
-        dedup_horizon_minute: None,
-    }];
-    store
-        .commit(Commit {
-            parts: &parts,
-            cursors: &[],
-        })
-        .unwrap();
+    commit_lines(store, &lines);
     let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
     let day = |d: &str| Day::parse(d).unwrap();
     let days = [

@@ -32,6 +32,19 @@ fn store_with_alice(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Writes `text` to `dir/name` and processes it into `dir`'s store.
+fn process_into(dir: &std::path::Path, name: &str, text: &str) {
+    let input = dir.join(name);
+    std::fs::write(&input, text).unwrap();
+    run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("process")
+            .arg(&input),
+    );
+}
+
 /// `cdrflow serve` over `dir` on a port of its choosing, with `extra` arguments.
 fn serve(dir: &std::path::Path, extra: &[&str]) -> (KillOnDrop, u16) {
     let mut port = None;
@@ -488,19 +501,11 @@ fn serve_logging(
 #[test]
 fn customers_see_only_their_numbers_and_roles_bound_what_users_read() {
     let dir = store_with_alice("api-roles");
-    let other = dir.join("other.jsonl");
-    std::fs::write(
-        &other,
+    process_into(
+        &dir,
+        "other.jsonl",
         r#"{"cdr_id":"o1","msisdn":"0831112222","start_time":"2024-03-02T11:00:00Z","call_type":"voice","call_duration_sec":30}
 "#,
-    )
-    .unwrap();
-    run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("process")
-            .arg(&other),
     );
     add_user_with(
         &dir,
@@ -580,19 +585,11 @@ fn customers_see_only_their_numbers_and_roles_bound_what_users_read() {
     // the counters beside them are live.
     let (status, before) = http_get_json(port, "/overview", ALICE);
     assert_eq!(status, 200);
-    let spender = dir.join("spender.jsonl");
-    std::fs::write(
-        &spender,
+    process_into(
+        &dir,
+        "spender.jsonl",
         r#"{"cdr_id":"s1","msisdn":"0840000000","event_datetime":"2024-03-02T12:00:00Z","data_type":"video","up_bytes":1,"down_bytes":90000000000}
 "#,
-    )
-    .unwrap();
-    run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("process")
-            .arg(&spender),
     );
     let (_, after) = http_get_json(port, "/overview", ALICE);
     assert_eq!(
