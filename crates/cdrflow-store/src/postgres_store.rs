@@ -182,6 +182,11 @@ fn open(connector: &Connector, url: &str) -> Result<Client> {
         if let Some(source) = std::error::Error::source(&e) {
             why = format!("{why}: {source}");
         }
+        if e.as_db_error().is_none() && !why.contains("TLS") && !why.contains("certificate") {
+            why.push_str(
+                " (is PostgreSQL running and listening at the host and port of the URL, and reachable from here? connect_timeout= in the URL sets how long to try, 5 s by default)",
+            );
+        }
         if why.contains("certificate") || why.contains("TLS") {
             why.push_str(
                 " (the server's certificate is checked against sslrootcert= for sslmode=verify-ca/verify-full; is that the CA that signed it, and for verify-full, was it issued for this host?)",

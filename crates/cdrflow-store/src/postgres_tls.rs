@@ -31,6 +31,10 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// How long a connection attempt may take unless the URL says
+/// (`connect_timeout=SECONDS`).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What `sslmode` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {
@@ -88,6 +92,11 @@ impl Connector {
         }
         let mut config = Config::from_str(&rebuilt)
             .map_err(|e| format!("the PostgreSQL URL is not valid: {e}"))?;
+        // A host that drops packets would otherwise hold a connection
+        // attempt for the operating system's TCP timeout (minutes).
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         // libpq: with a root certificate, `require` verifies the chain.
         if mode == TlsMode::Require && root_cert.is_some() {
             mode = TlsMode::VerifyCa;
