@@ -175,21 +175,21 @@ pub struct PgStore {
     client: Client,
 }
 
-/// Connects, saying what to check when TLS is what failed.
+/// Connects, saying what to check when the server cannot be reached or its
+/// certificate is refused.
 fn open(connector: &Connector, url: &str) -> Result<Client> {
     connector.connect().map_err(|e| {
         let mut why = e.to_string();
         if let Some(source) = std::error::Error::source(&e) {
             why = format!("{why}: {source}");
         }
-        if e.as_db_error().is_none() && !why.contains("TLS") && !why.contains("certificate") {
-            why.push_str(
-                " (is PostgreSQL running and listening at the host and port of the URL, and reachable from here? connect_timeout= in the URL sets how long to try, 5 s by default)",
-            );
-        }
         if why.contains("certificate") || why.contains("TLS") {
             why.push_str(
                 " (the server's certificate is checked against sslrootcert= for sslmode=verify-ca/verify-full; is that the CA that signed it, and for verify-full, was it issued for this host?)",
+            );
+        } else if e.as_db_error().is_none() {
+            why.push_str(
+                " (is PostgreSQL running and listening at the host and port of the URL, and reachable from here? connect_timeout= in the URL sets how long to try, 5 s by default)",
             );
         }
         StoreError::Open {

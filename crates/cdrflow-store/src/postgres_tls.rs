@@ -24,6 +24,7 @@ use postgres::config::SslMode;
 use postgres::{Client, Config, NoTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
@@ -145,7 +146,11 @@ fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<MakeRustlsConn
 }
 
 fn unverified() -> Result<MakeRustlsConnect, String> {
-    client_config(Arc::new(Unverified(provider())))
+    client_config(Arc::new(ServerCheck {
+        chain: None,
+        check_host: false,
+        algorithms: provider().signature_verification_algorithms,
+    }))
 }
 
 fn verified(root_cert: &str, check_host: bool) -> Result<MakeRustlsConnect, String> {
@@ -159,71 +164,30 @@ fn verified(root_cert: &str, check_host: bool) -> Result<MakeRustlsConnect, Stri
             "sslrootcert={root_cert} holds no usable CA certificate (PEM)"
         ));
     }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+    let provider = provider();
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("cannot use sslrootcert={root_cert}: {e}"))?;
-    client_config(Arc::new(CaVerifier { webpki, check_host }))
+    client_config(Arc::new(ServerCheck {
+        chain: Some(webpki),
+        check_host,
+        algorithms: provider.signature_verification_algorithms,
+    }))
 }
 
-/// `prefer` and `require`: encrypted, the certificate not checked (libpq's meaning).
+/// The server-certificate check of one sslmode: nothing (`prefer`,
+/// `require`: libpq's meaning), the chain (`verify-ca`), or the chain and the
+/// host (`verify-full`). webpki checks the chain before the name, so a name
+/// mismatch means the chain was good. Handshake signatures are always
+/// checked, with the provider's algorithms (as webpki's own verifier does).
 #[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` and `verify-full`: webpki checks the chain; the host name
-/// only for `verify-full`. The chain is checked before the name, so a
-/// name mismatch means the chain was good.
-#[derive(Debug)]
-struct CaVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
+struct ServerCheck {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     check_host: bool,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for CaVerifier {
+impl ServerCertVerifier for ServerCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -232,10 +196,10 @@ impl ServerCertVerifier for CaVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(webpki) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(TlsError::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_host => Ok(ServerCertVerified::assertion()),
@@ -249,7 +213,7 @@ impl ServerCertVerifier for CaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -258,11 +222,11 @@ impl ServerCertVerifier for CaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

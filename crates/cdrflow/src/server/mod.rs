@@ -146,9 +146,16 @@ fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
-/// SIGHUP re-reads the users file at once (it is also watched).
+/// SIGHUP re-reads the users file at once (it is also watched); one
+/// listener per state, however many runtimes serve it.
 fn reload_users_on_sighup(state: Shared) {
     use tokio::signal::unix::{signal, SignalKind};
+    if state
+        .sighup_watched
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return;
+    }
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
             tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! What every handler shares: the store pool, the authenticator and its
 //! guard, and the few settings requests need.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,9 @@ pub struct AppState {
     /// milliseconds on a large store): every dashboard poll of every open tab
     /// would pay it. Computed at most once per [`TOP_SUBSCRIBERS_TTL`].
     top_subscribers: Mutex<Option<(Instant, Arc<Vec<TopSubscriber>>)>>,
+    /// Set once a SIGHUP listener reloads `auth`: the API and the metrics
+    /// address share this state, each on a runtime of its own.
+    pub sighup_watched: AtomicBool,
 }
 
 pub type Shared = Arc<AppState>;
@@ -46,6 +50,7 @@ impl AppState {
             auth,
             country_code: settings.country_code,
             top_subscribers: Mutex::new(None),
+            sighup_watched: AtomicBool::new(false),
         }))
     }
 
