@@ -14,6 +14,8 @@ use cdrflow_store::sqlite::SqliteStore;
 use cdrflow_store::Store;
 use serde::Deserialize;
 
+use crate::kafka::KafkaFileSettings;
+
 pub const DEFAULT_DATA_DIR: &str = "./cdrflow-data";
 pub const DEFAULT_CONFIG_FILE: &str = "cdrflow.toml";
 
@@ -106,6 +108,9 @@ struct ConfigFile {
     wak_per_zar: Option<String>,
     bytes_per_gb: Option<u64>,
     batch_size: Option<usize>,
+    /// How to reach Kafka: `bootstrap` and the security settings.
+    #[serde(default)]
+    kafka: KafkaFileSettings,
 }
 
 /// Fully resolved settings.
@@ -122,6 +127,9 @@ pub struct Settings {
     pub dedup_horizon_days: u32,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
+    /// The config file's `[kafka]` table, under the Kafka flags of the
+    /// commands that talk to Kafka (`KafkaArgs::cluster`).
+    pub kafka: KafkaFileSettings,
 }
 
 impl Settings {
@@ -179,6 +187,7 @@ impl Settings {
             dedup_window_days,
             dedup_horizon_days,
             batch_size: file.batch_size,
+            kafka: file.kafka,
         })
     }
 
@@ -265,12 +274,24 @@ fn load_config_file(explicit: Option<&Path>) -> Result<ConfigFile> {
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     let file: ConfigFile = toml::from_str(&text)
         .with_context(|| format!("the config file {} is invalid", path.display()))?;
-    if file.store.as_deref().is_some_and(has_password) {
+    let secrets = [
+        (
+            file.store.as_deref().is_some_and(has_password),
+            "a database password",
+            "move the URL to store_file / DATABASE_URL_FILE",
+        ),
+        (
+            file.kafka.holds_password(),
+            "a Kafka password",
+            "move it to [kafka] sasl_password_file / ssl_key_password_file",
+        ),
+    ];
+    for (held, what, instead) in secrets {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
-        if mode & 0o077 != 0 {
+        if held && mode & 0o077 != 0 {
             tracing::warn!(
-                "the config file {} holds a database password and is readable by others (mode {:o}): chmod 600 it, or move the URL to store_file / DATABASE_URL_FILE",
+                "the config file {} holds {what} and is readable by others (mode {:o}): chmod 600 it, or {instead}",
                 path.display(),
                 mode & 0o777
             );

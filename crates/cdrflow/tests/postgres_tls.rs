@@ -5,80 +5,8 @@ mod common;
 
 use std::process::Command;
 
+use common::tls::certificates;
 use common::{add_user, cdrflow, http_get, port_in, postgres_database, spawn_until, temp_dir};
-
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a second (wrong) CA, and a server certificate for 127.0.0.1 only.
-fn certificates(dir: &std::path::Path) {
-    for ca in ["ca", "wrong-ca"] {
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=cdrflow test {ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-            dir,
-        );
-    }
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-        dir,
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-        dir,
-    );
-}
 
 /// Turns TLS on in the local server with our certificate for the test's
 /// life, then back to the server's own settings.

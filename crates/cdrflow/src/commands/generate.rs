@@ -2,6 +2,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -11,7 +12,10 @@ use rdkafka::producer::{BaseRecord, Producer};
 
 use crate::commands::usage::parse_day;
 use crate::config::Settings;
-use crate::kafka::{ensure_topics, flush, producer, send, KafkaArgs, COMPRESSIONS};
+use crate::kafka::{
+    ensure_topics, flush, producer, send, wait_until_reachable, Cluster, KafkaArgs, COMPRESSIONS,
+    ONE_SHOT_PATIENCE,
+};
 use crate::pipeline::now_millis;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -85,9 +89,9 @@ impl GenerateArgs {
     }
 }
 
-pub fn run(_settings: &Settings, args: GenerateArgs) -> Result<()> {
+pub fn run(settings: &Settings, args: GenerateArgs) -> Result<()> {
     if args.to.is_some() {
-        return generate_to_kafka(&args);
+        return generate_to_kafka(&args, &args.kafka.cluster(settings)?);
     }
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
@@ -116,21 +120,27 @@ pub fn generate(args: &GenerateArgs, sink: Box<dyn Write>) -> Result<()> {
 
 /// Publishes `args.count` records to Kafka, keyed by MSISDN so that one
 /// subscriber's records (and any duplicates of them) share a partition.
-pub fn generate_to_kafka(args: &GenerateArgs) -> Result<()> {
+pub fn generate_to_kafka(args: &GenerateArgs, cluster: &Cluster) -> Result<()> {
     let k = &args.kafka;
+    wait_until_reachable(cluster, &AtomicBool::new(false), Some(ONE_SHOT_PATIENCE))?;
     ensure_topics(
-        &k.bootstrap,
+        cluster,
         &[&k.topic_data, &k.topic_voice, &k.topic_events],
         args.partitions,
     )?;
-    let producer = producer(&k.bootstrap, &args.compression)?;
+    let producer = producer(cluster, &args.compression)?;
     // Connect and learn the partition leaders before the first record is
     // stamped, so that records are not timed waiting for the connection.
     for topic in [&k.topic_data, &k.topic_voice, &k.topic_events] {
         producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .with_context(|| format!("cannot read the metadata of {topic} from {}", k.bootstrap))?;
+            .with_context(|| {
+                format!(
+                    "cannot read the metadata of {topic} from {}",
+                    cluster.bootstrap
+                )
+            })?;
     }
     let country = CountryCode::default();
     for_each_line(args, |line, _| {

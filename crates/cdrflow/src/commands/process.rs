@@ -192,7 +192,7 @@ pub fn process_kafka(
         consumer.topics.clone()
     };
     let options = KafkaSourceOptions {
-        bootstrap: args.kafka.bootstrap.clone(),
+        cluster: args.kafka.cluster(settings)?,
         topics,
         group: consumer.group.clone(),
         dlq_topic: (!consumer.no_dlq).then(|| consumer.dlq_topic.clone()),
@@ -213,7 +213,7 @@ pub fn process_kafka(
         .context("--stall-timeout must be a positive number of seconds")?;
     stall::spawn(
         StallWatch {
-            bootstrap: options.bootstrap.clone(),
+            cluster: options.cluster.clone(),
             group: options.group.clone(),
             topics: options.topics.clone(),
             timeout: stall_timeout,

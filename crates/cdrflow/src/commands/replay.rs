@@ -23,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Settings;
-use crate::kafka::{client_config, log_ends, KafkaArgs, DEFAULT_GROUP};
+use crate::kafka::{log_ends, with_env_overrides, Cluster, KafkaArgs, DEFAULT_GROUP};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["to_beginning", "to_offset", "to_timestamp"]))]
@@ -63,7 +63,7 @@ pub struct ReplayArgs {
 pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
     let target = match (&args.to_offset, &args.to_timestamp) {
         (Some(offset), _) => ReplayTarget::Offset(*offset),
-        (None, Some(time)) => offsets_at(&args, time)?,
+        (None, Some(time)) => offsets_at(&args, &args.kafka.cluster(settings)?, time)?,
         (None, None) => ReplayTarget::Beginning,
     };
     if args.rebuild && !args.yes {
@@ -85,7 +85,12 @@ pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
     }
     let mut store = settings.open_store()?;
     if let ReplayTarget::Offset(offset) = target {
-        refuse_offsets_beyond_the_end(store.as_mut(), &args, offset)?;
+        refuse_offsets_beyond_the_end(
+            store.as_mut(),
+            &args,
+            &args.kafka.cluster(settings)?,
+            offset,
+        )?;
     }
     let moved = store.reset_kafka_offsets(&args.group, &args.topics, &target)?;
     if args.rebuild {
@@ -104,6 +109,7 @@ pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
 fn refuse_offsets_beyond_the_end(
     store: &mut dyn cdrflow_store::Store,
     args: &ReplayArgs,
+    cluster: &Cluster,
     offset: i64,
 ) -> Result<()> {
     let partitions: Vec<(String, i32)> = store
@@ -112,7 +118,7 @@ fn refuse_offsets_beyond_the_end(
         .filter(|p| args.topics.is_empty() || args.topics.contains(&p.topic))
         .map(|p| (p.topic, p.partition))
         .collect();
-    let ends = log_ends(&args.kafka.bootstrap, &partitions)?;
+    let ends = log_ends(cluster, &partitions)?;
     for ((topic, partition), high) in partitions.into_iter().zip(ends) {
         if offset > high {
             bail!(
@@ -124,13 +130,13 @@ fn refuse_offsets_beyond_the_end(
 }
 
 /// Asks the broker which offset each partition had at `time`.
-fn offsets_at(args: &ReplayArgs, time: &str) -> Result<ReplayTarget> {
+fn offsets_at(args: &ReplayArgs, cluster: &Cluster, time: &str) -> Result<ReplayTarget> {
     let at =
         parse_timestamp(time).map_err(|_| anyhow::anyhow!("`{time}` is not an RFC 3339 time"))?;
     if args.topics.is_empty() {
         bail!("--to-timestamp needs --topics: the broker is asked per partition");
     }
-    let consumer: BaseConsumer = client_config(&args.kafka.bootstrap).create()?;
+    let consumer: BaseConsumer = with_env_overrides(&mut cluster.client_config()).create()?;
     let mut query = TopicPartitionList::new();
     for topic in &args.topics {
         let metadata = consumer
@@ -138,7 +144,7 @@ fn offsets_at(args: &ReplayArgs, time: &str) -> Result<ReplayTarget> {
             .with_context(|| {
                 format!(
                     "cannot read the partitions of {topic} from {}",
-                    args.kafka.bootstrap
+                    cluster.bootstrap
                 )
             })?;
         for t in metadata.topics() {

@@ -170,6 +170,7 @@ fn run_through_kafka(
     process_args: &mut ProcessArgs,
 ) -> Result<RunReport> {
     let kafka = &generate_args.kafka;
+    let cluster = kafka.cluster(settings)?;
     process_args.from = SourceKind::Kafka;
     if process_args.consumer.topics.is_empty() {
         process_args.consumer.topics = vec![
@@ -183,7 +184,7 @@ fn run_through_kafka(
         "cdrflow run: producing {} CDRs (seed {}) to {} and consuming them into {}",
         generate_args.count,
         generate_args.seed,
-        kafka.bootstrap,
+        cluster.bootstrap,
         settings.store_label()
     );
     let stopping = Arc::new(AtomicBool::new(false));
@@ -191,7 +192,7 @@ fn run_through_kafka(
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("cannot install the SIGTERM/SIGINT handler")?;
     std::thread::scope(|scope| {
-        let producer = scope.spawn(|| generate_to_kafka(generate_args));
+        let producer = scope.spawn(|| generate_to_kafka(generate_args, &cluster));
         let consumed = process_kafka(settings, process_args, stopping.clone());
         producer
             .join()

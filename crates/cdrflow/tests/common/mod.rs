@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -168,7 +170,7 @@ pub fn export(
     export_with(&["--data-dir", data_dir.to_str().unwrap()])
 }
 
-fn export_with(
+pub fn export_with(
     store_args: &[&str],
 ) -> BTreeMap<(String, String, String, String), BTreeMap<String, String>> {
     let output =
@@ -224,15 +226,23 @@ impl Broker {
     /// A broker that listens on `port` but tells clients to connect to
     /// `advertised_port` (a [`Proxy`] in front of it, say).
     pub fn start_advertising(port: u16, advertised_port: u16) -> Broker {
+        Broker::launch(port, advertised_port, "memory://tansu/", &[])
+    }
+
+    /// A broker on `storage` (a URL Tansu knows; a `sqlite://` path is
+    /// relative to the tests' temporary dir), with more `tansu broker` arguments.
+    pub fn launch(port: u16, advertised_port: u16, storage: &str, extra: &[&str]) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = format!("tcp://127.0.0.1:{advertised_port}");
-        let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let tansu = tansu();
         let child = Command::new(&tansu)
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &advertised])
+            .args(["broker", "--storage-engine", storage, "--listener-url", &url, "--advertised-listener-url", &advertised])
+            .args(extra)
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the Tansu broker (`{tansu}`; install with `cargo install --locked tansu --features dynostore,postgres`): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start the Tansu broker (`{tansu}`; install with `cargo install --locked tansu --features dynostore,postgres,libsql`): {e}"));
         let listening = format!("127.0.0.1:{port}");
         let bootstrap = format!("127.0.0.1:{advertised_port}");
         for _ in 0..100 {
@@ -242,6 +252,61 @@ impl Broker {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         panic!("Tansu did not listen on {bootstrap} within 10 s");
+    }
+}
+
+/// The Tansu binary (`TANSU`, or `tansu` on the PATH).
+pub fn tansu() -> String {
+    std::env::var("TANSU").unwrap_or_else(|_| "tansu".into())
+}
+
+/// A TLS terminator (socat, Debian package `socat`) on a free 127.0.0.1
+/// port in front of a plaintext server: Tansu 0.6's own TLS listener is
+/// accepted on its command line but not used. With `client_ca`, clients
+/// must present a certificate that CA signed (mutual TLS).
+pub struct TlsTerminator {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl TlsTerminator {
+    pub fn start(
+        port: u16,
+        upstream_port: u16,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> TlsTerminator {
+        let mut listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={}",
+            cert.display(),
+            key.display()
+        );
+        match client_ca {
+            Some(ca) => listen.push_str(&format!(",verify=1,cafile={}", ca.display())),
+            None => listen.push_str(",verify=0"),
+        }
+        let child = Command::new("socat")
+            .arg(listen)
+            .arg(format!("TCP:127.0.0.1:{upstream_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start socat (Debian package socat): {e}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return TlsTerminator { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("socat did not listen on 127.0.0.1:{port} within 10 s");
+    }
+}
+
+impl Drop for TlsTerminator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

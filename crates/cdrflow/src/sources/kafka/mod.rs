@@ -36,8 +36,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::kafka::{
-    cached_high_watermark, client_config, ensure_topics, flush, producer, send,
-    wait_until_reachable, with_env_overrides,
+    cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
+    with_env_overrides, Cluster,
 };
 use crate::pipeline::{classify_in_parallel, now_millis, refuse_oversized, RunReport};
 use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
@@ -45,7 +45,7 @@ use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
 /// How the consumer runs.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceOptions {
-    pub bootstrap: String,
+    pub cluster: Cluster,
     /// Topic names, or a single regex starting with `^`.
     pub topics: Vec<String>,
     pub group: String,
@@ -811,7 +811,13 @@ impl MemberContext {
     }
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    /// librdkafka's errors (a broker lost, a TLS handshake or SASL login
+    /// refused) reach the log; it retries them itself.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!("Kafka: {error}: {reason}");
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn rebalance(
@@ -870,13 +876,13 @@ pub fn consume(
 ) -> Result<RunReport> {
     let started = Instant::now();
     telemetry().reading_kafka.store(true, Ordering::Relaxed);
-    if !wait_until_reachable(&options.bootstrap, &stopping)? {
+    if !wait_until_reachable(&options.cluster, &stopping, None)? {
         return Ok(RunReport::default());
     }
     let dlq = match &options.dlq_topic {
         Some(topic) => {
-            ensure_topics(&options.bootstrap, &[topic], 1)?;
-            Some((producer(&options.bootstrap, "lz4")?, topic.clone()))
+            ensure_topics(&options.cluster, &[topic], 1)?;
+            Some((producer(&options.cluster, "lz4")?, topic.clone()))
         }
         None => None,
     };
@@ -897,7 +903,7 @@ pub fn consume(
         first_record: None,
         last_record: None,
     }));
-    let mut config = client_config(&options.bootstrap);
+    let mut config = options.cluster.client_config();
     config
         .set("group.id", &options.group)
         .set("auto.offset.reset", "earliest")
@@ -928,12 +934,17 @@ pub fn consume(
         .create_with_context(MemberContext {
             worker: worker.clone(),
         })
-        .with_context(|| format!("cannot create a Kafka consumer for {}", options.bootstrap))?;
+        .with_context(|| {
+            format!(
+                "cannot create a Kafka consumer for {}",
+                options.cluster.bootstrap
+            )
+        })?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .with_context(|| format!("cannot subscribe to {topics:?}"))?;
-    tracing::info!(group = %options.group, topics = ?topics, bootstrap = %options.bootstrap, "consuming");
+    tracing::info!(group = %options.group, topics = ?topics, bootstrap = %options.cluster.bootstrap, "consuming");
 
     let mut last_commit = Instant::now();
     let mut last_record = Instant::now();

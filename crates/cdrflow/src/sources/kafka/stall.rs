@@ -20,13 +20,13 @@ use anyhow::{Context, Result};
 use cdrflow_store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::kafka::{client_config, with_env_overrides};
+use crate::kafka::{with_env_overrides, Cluster};
 use crate::telemetry::{telemetry, Stall};
 
 /// What to watch, and when a quiet partition is stalled.
 #[derive(Clone, Debug)]
 pub struct StallWatch {
-    pub bootstrap: String,
+    pub cluster: Cluster,
     pub group: String,
     /// Topics named on the command line (a regex subscription is watched
     /// through the positions its members stored).
@@ -71,9 +71,14 @@ pub fn spawn(
     mut store: Box<dyn Store>,
     stopping: Arc<AtomicBool>,
 ) -> Result<()> {
-    let client: BaseConsumer = with_env_overrides(&mut client_config(&watch.bootstrap))
+    let client: BaseConsumer = with_env_overrides(&mut watch.cluster.client_config())
         .create()
-        .with_context(|| format!("cannot create a Kafka client for {}", watch.bootstrap))?;
+        .with_context(|| {
+            format!(
+                "cannot create a Kafka client for {}",
+                watch.cluster.bootstrap
+            )
+        })?;
     let every = (watch.timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     std::thread::Builder::new()
         .name("stall-watch".into())

@@ -1,20 +1,25 @@
 //! Kafka plumbing shared by the source, the dead-letter sink and the
-//! generator: client settings, topic creation, the producer.
+//! generator: how to reach the cluster (`security`), topic creation, the
+//! producer, the reachability check.
+
+mod security;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Seed 000's broker address.
-pub const DEFAULT_BOOTSTRAP: &str = "localhost:19092";
+pub use security::{Cluster, KafkaFileSettings, KafkaSecurityArgs};
+
+use crate::config::Settings;
 /// Seed 000's consumer group.
 pub const DEFAULT_GROUP: &str = "cdr-summary-unified";
 pub const DEFAULT_DLQ_TOPIC: &str = "cdr.rejected";
@@ -24,9 +29,9 @@ pub const DEFAULT_EVENTS_TOPIC: &str = "telecom_events";
 /// Broker and topic names, with seed 000's environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
-    /// Kafka/Redpanda bootstrap servers
-    #[arg(long, env = "BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP)]
-    pub bootstrap: String,
+    /// Kafka/Redpanda bootstrap servers [default: localhost:19092]
+    #[arg(long, env = "BOOTSTRAP", value_name = "HOST:PORT,...")]
+    pub bootstrap: Option<String>,
 
     /// Topic of seed 000 data CDRs
     #[arg(long, env = "TOPIC_DATA", default_value = "cdr_data")]
@@ -39,14 +44,16 @@ pub struct KafkaArgs {
     /// Topic of seed 003 telecom events
     #[arg(long, env = "TOPIC_EVENTS", default_value = DEFAULT_EVENTS_TOPIC)]
     pub topic_events: String,
+
+    #[command(flatten)]
+    pub security: KafkaSecurityArgs,
 }
 
-pub fn client_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "cdrflow");
-    config
+impl KafkaArgs {
+    /// The cluster these flags and the config file's `[kafka]` table name.
+    pub fn cluster(&self, settings: &Settings) -> Result<Cluster> {
+        Cluster::resolve(self.bootstrap.as_deref(), &self.security, &settings.kafka)
+    }
 }
 
 /// Applies `CDRFLOW_KAFKA_OPTIONS` (`key=value,key=value`): librdkafka settings
@@ -63,8 +70,9 @@ pub fn with_env_overrides(config: &mut ClientConfig) -> &mut ClientConfig {
 }
 
 /// Creates the topics that do not exist yet, with `partitions` partitions each.
-pub fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+pub fn ensure_topics(cluster: &Cluster, topics: &[&str], partitions: i32) -> Result<()> {
+    let bootstrap = &cluster.bootstrap;
+    let admin: AdminClient<DefaultClientContext> = with_env_overrides(&mut cluster.client_config())
         .create()
         .context("cannot create a Kafka admin client")?;
     let new_topics: Vec<NewTopic<'_>> = topics
@@ -83,16 +91,50 @@ pub fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Resul
     Ok(())
 }
 
-/// Waits until the broker at `bootstrap` answers, saying within seconds when
-/// it does not — with the address, what was tried and what to check — and
-/// again every 30 s while it keeps trying. Without this a consumer facing no
-/// broker printed nothing for half a minute. False when stopped first.
-pub fn wait_until_reachable(bootstrap: &str, stopping: &AtomicBool) -> Result<bool> {
+/// Keeps librdkafka's last error, which says why a broker cannot be reached
+/// (connection refused, TLS handshake, SASL authentication) where a metadata
+/// timeout says only that it was not.
+#[derive(Default)]
+struct LastError(Mutex<Option<String>>);
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // "1/1 brokers are down" follows every failure; keep the failure.
+        if last.is_some() && error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
+        *last = Some(if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_string()
+        });
+    }
+}
+
+impl ConsumerContext for LastError {}
+
+/// How long a one-shot command (generate, replay) waits for the cluster.
+pub const ONE_SHOT_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Waits until the cluster answers, saying within seconds when it does not —
+/// with the address, librdkafka's reason and what to check — and again every
+/// 30 s while it keeps trying (or fails after `give_up`). Without this a
+/// consumer facing no broker printed nothing for half a minute, and one
+/// facing a wrong CA or password only timed out. False when stopped first.
+pub fn wait_until_reachable(
+    cluster: &Cluster,
+    stopping: &AtomicBool,
+    give_up: Option<Duration>,
+) -> Result<bool> {
     const ASK: Duration = Duration::from_secs(3);
-    let client: BaseConsumer = with_env_overrides(
-        client_config(bootstrap).set("socket.connection.setup.timeout.ms", "3000"),
+    let bootstrap = &cluster.bootstrap;
+    let client: BaseConsumer<LastError> = with_env_overrides(
+        cluster
+            .client_config()
+            .set("socket.connection.setup.timeout.ms", "3000"),
     )
-    .create()
+    .create_with_context(LastError::default())
     .with_context(|| format!("cannot create a Kafka client for {bootstrap}"))?;
     let started = std::time::Instant::now();
     let mut said: Option<std::time::Instant> = None;
@@ -108,18 +150,39 @@ pub fn wait_until_reachable(bootstrap: &str, stopping: &AtomicBool) -> Result<bo
                 return Ok(true);
             }
             Err(e) => {
+                serve_events(&client, Duration::from_millis(100));
+                let reason = client
+                    .context()
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| e.to_string());
+                let problem = format!(
+                    "cannot reach the Kafka broker at {bootstrap}: asked for its metadata for {} s ({reason})",
+                    started.elapsed().as_secs().max(ASK.as_secs())
+                );
+                if give_up.is_some_and(|limit| started.elapsed() >= limit) {
+                    bail!("{problem}. Check {}", cluster.what_to_check());
+                }
                 if said.map_or(true, |at| at.elapsed() >= Duration::from_secs(30)) {
-                    tracing::error!(
-                        "cannot reach the Kafka broker at {bootstrap}: asked for its metadata for {} s ({e}); still trying. Check that the broker runs and listens there (--bootstrap, BOOTSTRAP), that this host can reach it, and that its security settings match",
-                        started.elapsed().as_secs().max(ASK.as_secs())
-                    );
+                    tracing::error!("{problem}; still trying. Check {}", cluster.what_to_check());
                     said = Some(std::time::Instant::now());
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(500));
+        serve_events(&client, Duration::from_millis(500));
     }
     Ok(false)
+}
+
+/// Polls for `period`: error and log events reach a client's context only
+/// when it is polled, and each poll serves at most one of them.
+fn serve_events<C: ConsumerContext>(client: &BaseConsumer<C>, period: Duration) {
+    let until = std::time::Instant::now() + period;
+    while std::time::Instant::now() < until {
+        let _ = client.poll(Duration::from_millis(10));
+    }
 }
 
 /// Compression codecs the producer accepts.
@@ -128,10 +191,10 @@ pub const COMPRESSIONS: [&str; 5] = ["none", "lz4", "zstd", "snappy", "gzip"];
 /// An idempotent producer with `acks=all`: retries never duplicate or reorder
 /// a partition's records.
 pub fn producer(
-    bootstrap: &str,
+    cluster: &Cluster,
     compression: &str,
 ) -> Result<ThreadedProducer<DefaultProducerContext>> {
-    let mut config = client_config(bootstrap);
+    let mut config = cluster.client_config();
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -141,7 +204,7 @@ pub fn producer(
         .set("queue.buffering.max.messages", "1000000");
     with_env_overrides(&mut config)
         .create()
-        .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))
+        .with_context(|| format!("cannot create a Kafka producer for {}", cluster.bootstrap))
 }
 
 /// Sends one record, waiting while the producer's queue is full.
@@ -196,9 +259,11 @@ pub fn cached_high_watermark<C: ConsumerContext>(
 /// Where each partition's log ends, from fetch responses. (Asking with
 /// ListOffsets would be one request, but Tansu 0.6 answers it with the start
 /// of the last record batch, not the end of the log.)
-pub fn log_ends(bootstrap: &str, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
+pub fn log_ends(cluster: &Cluster, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
+    let bootstrap = &cluster.bootstrap;
     let consumer: BaseConsumer = with_env_overrides(
-        client_config(bootstrap)
+        cluster
+            .client_config()
             .set("group.id", "cdrflow-probe")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
