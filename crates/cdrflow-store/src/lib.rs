@@ -229,6 +229,15 @@ pub enum Cursor {
     Kafka(KafkaCursor),
 }
 
+impl Cursor {
+    pub fn as_kafka(&self) -> Option<&KafkaCursor> {
+        match self {
+            Cursor::Kafka(cursor) => Some(cursor),
+            Cursor::File(_) => None,
+        }
+    }
+}
+
 /// A partition's stored position, as `replay` and running members see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaPosition {

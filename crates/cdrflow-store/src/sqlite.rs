@@ -184,12 +184,15 @@ impl SqliteStore {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
+        // First: switching a new store to WAL needs its lock, which another
+        // process opening it at the same moment may hold (seen as "database
+        // is locked" from two runs started together).
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL with FULL sync: a commit survives a crash of the process or the machine.
         // Commits are per checkpoint, not per record, so the fsync is cheap.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -131_072)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut store = SqliteStore {
             conn,
             path: path.to_path_buf(),

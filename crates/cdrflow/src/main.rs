@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod committer;
 mod config;
+mod histogram;
 mod kafka;
-mod latency;
 mod pipeline;
 mod progress;
 mod server;

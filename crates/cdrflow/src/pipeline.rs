@@ -1,29 +1,30 @@
-//! The driver: source → mediator → store, with commits off the hot path.
+//! The file driver: source → mediator → store, with commits off the hot path.
 //!
-//! The calling thread reads and mediates; a writer thread commits each
-//! checkpoint together with the source cursors it covers. The two overlap,
-//! so on two cores the store write of batch N hides behind the decoding of
-//! batch N+1. The channel between them holds one checkpoint, which bounds
-//! memory to about two batches.
+//! The calling thread reads and mediates; the [`Committer`]'s writer thread
+//! commits each checkpoint together with the file cursors it covers. The two
+//! overlap, so on two cores the store write of batch N hides behind the
+//! decoding of batch N+1.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use cdrflow_core::mediation::{
-    Checkpoint, Classifier, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord,
+    Classifier, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord,
 };
 use cdrflow_core::rating::Rater;
 use cdrflow_core::reject::{RejectReason, Rejection};
-use cdrflow_store::{Commit, CommitPart, Cursor, SourceCursor, Store, FILES_SCOPE};
+use cdrflow_store::{Cursor, SourceCursor, Store, FILES_SCOPE};
 
-use crate::latency::LatencyHistogram;
+use crate::committer::{CommitJob, Committer, JobPart, NothingAfter};
+use crate::histogram::LatencyHistogram;
 use crate::progress::Progress;
 use crate::sources::file::{
     Chunk, CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES, KEPT_BYTES,
 };
-use crate::telemetry::{telemetry, IngestTimes};
+use crate::telemetry::IngestTimes;
 
 /// Records per checkpoint unless configured otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
@@ -102,50 +103,6 @@ impl RunReport {
     }
 }
 
-struct PendingCommit {
-    checkpoint: Checkpoint,
-    cursors: Vec<Cursor>,
-    dedup_horizon_minute: Option<i32>,
-    ingested: IngestTimes,
-}
-
-/// Work for the store writer thread, done in the order sent: a question
-/// asked after a commit was handed over is answered after it is written, so
-/// answers always include every checkpoint taken before.
-enum WriterJob<'s> {
-    Commit(PendingCommit),
-    Ask(Box<dyn FnOnce(&mut dyn Store) + Send + 's>),
-}
-
-/// The producing side's access to the store, through the writer thread.
-struct StoreAccess<'a, 's> {
-    sender: &'a SyncSender<WriterJob<'s>>,
-}
-
-impl<'s> StoreAccess<'_, 's> {
-    fn ask<T: Send + 's>(
-        &self,
-        question: impl FnOnce(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 's,
-    ) -> Result<T> {
-        let (reply, answer) = sync_channel(1);
-        self.sender
-            .send(WriterJob::Ask(Box::new(move |store| {
-                let _ = reply.send(question(store));
-            })))
-            .map_err(|_| anyhow!("the store stopped accepting commits"))?;
-        let answer = answer
-            .recv()
-            .map_err(|_| anyhow!("the store stopped accepting commits"))?;
-        Ok(answer?)
-    }
-
-    fn commit(&self, pending: PendingCommit) -> Result<()> {
-        self.sender
-            .send(WriterJob::Commit(pending))
-            .map_err(|_| anyhow!("the store stopped accepting commits"))
-    }
-}
-
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -157,7 +114,7 @@ pub fn now_millis() -> i64 {
 /// `reader` is a second handle on the same store, for looking up where each
 /// input stopped without waiting behind the commits in flight.
 pub fn process_inputs(
-    store: &mut dyn Store,
+    mut store: Box<dyn Store>,
     reader: &mut dyn Store,
     rater: &dyn Rater,
     inputs: &[Input],
@@ -177,30 +134,27 @@ pub fn process_inputs(
     );
     progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
-    let (sender, receiver) = sync_channel::<WriterJob<'_>>(1);
+    let mut committer = Committer::spawn(
+        store,
+        Box::new(NothingAfter),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let mut report = RunReport::default();
-    std::thread::scope(|scope| -> Result<()> {
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn_scoped(scope, move || commit_loop(store, receiver))
-            .context("cannot start the store writer thread")?;
-        let produced = produce(
-            &mut mediator,
-            inputs,
-            options,
-            &StoreAccess { sender: &sender },
-            reader,
-            progress,
-            &mut report,
-        );
-        drop(sender);
-        let committed = writer
-            .join()
-            .map_err(|_| anyhow!("the store writer thread panicked"))?;
-        // A failed commit closes the channel, which surfaces in `produce` as a send error: report the cause.
-        committed?;
-        produced
-    })?;
+    let produced = produce(
+        &mut mediator,
+        inputs,
+        options,
+        &mut committer,
+        reader,
+        progress,
+        &mut report,
+    );
+    // A failed commit stops the writer, which surfaces in `produce` as a
+    // refused job or question: report the cause.
+    if let Some(failed) = committer.drain().into_iter().find_map(Result::err) {
+        return Err(failed);
+    }
+    produced?;
     report.elapsed = started.elapsed();
     progress.finish();
     Ok(report)
@@ -210,7 +164,7 @@ fn produce(
     mediator: &mut Mediator<'_>,
     inputs: &[Input],
     options: &PipelineOptions,
-    store: &StoreAccess<'_, '_>,
+    committer: &mut Committer,
     reader: &mut dyn Store,
     progress: &mut Progress,
     report: &mut RunReport,
@@ -220,7 +174,8 @@ fn produce(
         reader,
         handed_over: HashMap::new(),
     };
-    let send = |mediator: &mut Mediator<'_>,
+    let send = |committer: &mut Committer,
+                mediator: &mut Mediator<'_>,
                 cursor: Option<SourceCursor>,
                 handed_over: &mut HashMap<String, SourceCursor>,
                 ingested: &mut IngestTimes,
@@ -232,12 +187,21 @@ fn produce(
         let checkpoint = mediator.checkpoint();
         report.counts.add(&checkpoint.counts);
         report.checkpoints += 1;
-        store.commit(PendingCommit {
-            checkpoint,
-            cursors: cursor.into_iter().map(Cursor::File).collect(),
-            dedup_horizon_minute: mediator.dedup_horizon_minute(),
+        committer.submit(CommitJob {
+            parts: vec![JobPart {
+                scope: FILES_SCOPE.to_string(),
+                checkpoint,
+                dedup_horizon_minute: mediator.dedup_horizon_minute(),
+                cursors: cursor.into_iter().map(Cursor::File).collect(),
+                produced_at: Vec::new(),
+            }],
             ingested: std::mem::take(ingested),
-        })
+        })?;
+        // Only a failure is news here; the counts were taken above.
+        match committer.finished().into_iter().find_map(Result::err) {
+            Some(failed) => Err(failed),
+            None => Ok(()),
+        }
     };
     // Each input is opened only once the previous one is read, so that the
     // same content named twice resumes where it stopped (positions handed
@@ -250,7 +214,7 @@ fn produce(
         opened
             .for_each_chunk(|chunk, template| {
                 let (before, now) = (mediator.pending_records(), now_millis());
-                mediate_chunk(mediator, chunk, options, now, store)?;
+                mediate_chunk(mediator, chunk, options, now, committer)?;
                 ingested.push((now, mediator.pending_records() - before));
                 cursor = chunk.resume_point();
                 progress.advance(
@@ -259,6 +223,7 @@ fn produce(
                 );
                 if mediator.pending_records() >= options.batch_size as u64 {
                     send(
+                        committer,
                         mediator,
                         template.cursor(cursor.0, cursor.1),
                         &mut cursors.handed_over,
@@ -271,6 +236,7 @@ fn produce(
             .with_context(|| format!("processing {origin}"))?;
         // Always commit at the end of an input, even an empty checkpoint: it records the cursor.
         send(
+            committer,
             mediator,
             opened.cursors.cursor(cursor.0, cursor.1),
             &mut cursors.handed_over,
@@ -322,7 +288,7 @@ fn mediate_chunk(
     chunk: &Chunk<'_>,
     options: &PipelineOptions,
     now: i64,
-    store: &StoreAccess<'_, '_>,
+    committer: &Committer,
 ) -> Result<()> {
     let limit = options.input.max_record_bytes;
     if let Some(oversized) = chunk.oversized {
@@ -338,7 +304,7 @@ fn mediate_chunk(
     refuse_oversized(&mut records, &mut classified, limit);
     mediator.admit_batch(&records, classified, |asked| {
         let asked = asked.clone();
-        store.ask(move |store| store.lookup(FILES_SCOPE, &asked))
+        committer.ask(move |store| store.lookup(FILES_SCOPE, &asked))
     })
 }
 
@@ -399,43 +365,6 @@ pub fn classify_in_parallel<'a>(
 
 /// Below this many records per thread, starting a thread costs more than it saves.
 const MIN_RECORDS_PER_THREAD: usize = 256;
-
-fn commit_loop(store: &mut dyn Store, receiver: Receiver<WriterJob<'_>>) -> Result<()> {
-    for job in receiver {
-        let pending = match job {
-            WriterJob::Commit(pending) => pending,
-            WriterJob::Ask(question) => {
-                question(store);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let rows = pending.checkpoint.summaries.len();
-        store
-            .commit(Commit {
-                parts: &[CommitPart {
-                    scope: FILES_SCOPE,
-                    checkpoint: &pending.checkpoint,
-                    dedup_horizon_minute: pending.dedup_horizon_minute,
-                }],
-                cursors: &pending.cursors,
-            })
-            .context("committing a checkpoint to the store")?;
-        telemetry().committed(
-            started.elapsed().as_millis() as i64,
-            now_millis(),
-            pending.checkpoint.event_times.iter().copied(),
-            &pending.ingested,
-        );
-        tracing::debug!(
-            rows,
-            records = pending.checkpoint.counts.records_in,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "checkpoint committed"
-        );
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

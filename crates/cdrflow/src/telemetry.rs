@@ -13,116 +13,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Bucket upper bounds in seconds: from a few milliseconds (streaming) to a
-/// day (files of yesterday's CDRs are hours behind event time by nature).
-const BUCKETS_SECONDS: [f64; 20] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
-];
-
-/// A Prometheus histogram of durations.
-pub struct Histogram {
-    /// Per bucket (not cumulative); the last one is +Inf.
-    counts: [AtomicU64; BUCKETS_SECONDS.len() + 1],
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    const fn new() -> Histogram {
-        Histogram {
-            counts: [const { AtomicU64::new(0) }; BUCKETS_SECONDS.len() + 1],
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    fn bucket_of(millis: i64) -> usize {
-        let seconds = millis as f64 / 1000.0;
-        BUCKETS_SECONDS.partition_point(|&bound| bound < seconds)
-    }
-
-    /// Records `times` observations of `millis` (negative clock skew counts as 0).
-    pub fn observe_millis(&self, millis: i64, times: u64) {
-        if times == 0 {
-            return;
-        }
-        let millis = millis.max(0);
-        self.counts[Histogram::bucket_of(millis)].fetch_add(times, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(millis as u64 * 1000 * times, Ordering::Relaxed);
-    }
-
-    /// Records one observation per item. Counted locally first: a checkpoint
-    /// of a million records costs one atomic add per bucket, not two per record.
-    pub fn observe_all_millis(&self, all_millis: impl IntoIterator<Item = i64>) {
-        let mut counts = [0u64; BUCKETS_SECONDS.len() + 1];
-        let mut sum_millis = 0u64;
-        for millis in all_millis {
-            let millis = millis.max(0);
-            counts[Histogram::bucket_of(millis)] += 1;
-            sum_millis += millis as u64;
-        }
-        for (bucket, &count) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
-            self.counts[bucket].fetch_add(count, Ordering::Relaxed);
-        }
-        self.sum_micros
-            .fetch_add(sum_millis * 1000, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> Vec<u64> {
-        self.counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    pub fn count(&self) -> u64 {
-        self.snapshot().iter().sum()
-    }
-
-    /// The `quantile` (0..=1) in milliseconds, interpolated within its bucket
-    /// as Prometheus' `histogram_quantile` does; `None` with no observations.
-    pub fn quantile_millis(&self, quantile: f64) -> Option<f64> {
-        let counts = self.snapshot();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = quantile * total as f64;
-        let mut below = 0u64;
-        for (bucket, &count) in counts.iter().enumerate() {
-            if count > 0 && (below + count) as f64 >= rank {
-                let lower = if bucket == 0 {
-                    0.0
-                } else {
-                    BUCKETS_SECONDS[bucket - 1]
-                };
-                let Some(&upper) = BUCKETS_SECONDS.get(bucket) else {
-                    return Some(lower * 1000.0); // in +Inf: the best bound known
-                };
-                let within = ((rank - below as f64) / count as f64).clamp(0.0, 1.0);
-                return Some((lower + (upper - lower) * within) * 1000.0);
-            }
-            below += count;
-        }
-        None
-    }
-
-    fn expose(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let counts = self.snapshot();
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS_SECONDS.iter().zip(&counts) {
-            cumulative += count;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += counts[BUCKETS_SECONDS.len()];
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {sum}\n{name}_count {cumulative}"
-        );
-    }
-}
+use crate::histogram::Histogram;
 
 /// The process-wide registry.
 pub struct Telemetry {
@@ -213,9 +104,9 @@ impl OffsetReset {
 }
 
 static TELEMETRY: Telemetry = Telemetry {
-    commit_duration: Histogram::new(),
-    event_to_commit: Histogram::new(),
-    ingest_to_commit: Histogram::new(),
+    commit_duration: Histogram::for_metrics(),
+    event_to_commit: Histogram::for_metrics(),
+    ingest_to_commit: Histogram::for_metrics(),
     dlq_writes: AtomicU64::new(0),
     last_commit_millis: AtomicI64::new(0),
     reading_kafka: AtomicBool::new(false),
@@ -427,51 +318,4 @@ pub fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_interpolate_within_buckets() {
-        let h = Histogram::new();
-        assert_eq!(h.quantile_millis(0.5), None);
-        h.observe_millis(30, 50); // bucket 25..50 ms
-        h.observe_millis(200, 50); // bucket 100..250 ms
-        let p50 = h.quantile_millis(0.5).unwrap();
-        assert!((25.0..=50.0).contains(&p50), "{p50}");
-        let p99 = h.quantile_millis(0.99).unwrap();
-        assert!((100.0..=250.0).contains(&p99), "{p99}");
-        assert_eq!(h.count(), 100);
-    }
-
-    #[test]
-    fn observing_all_at_once_equals_one_by_one() {
-        let (one_by_one, at_once) = (Histogram::new(), Histogram::new());
-        let samples = [-5, 0, 3, 30, 30, 200, 7_000, 90_000_000_000];
-        for &ms in &samples {
-            one_by_one.observe_millis(ms, 1);
-        }
-        at_once.observe_all_millis(samples);
-        let (mut a, mut b) = (String::new(), String::new());
-        one_by_one.expose(&mut a, "h", "help");
-        at_once.expose(&mut b, "h", "help");
-        assert_eq!(a, b);
-        assert_eq!(at_once.count(), samples.len() as u64);
-    }
-
-    #[test]
-    fn exposition_is_cumulative() {
-        let h = Histogram::new();
-        h.observe_millis(3, 2);
-        h.observe_millis(7_000, 1);
-        let mut out = String::new();
-        h.expose(&mut out, "x_seconds", "help");
-        assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"10\"} 3\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_seconds_count 3\n"), "{out}");
-        assert!(out.contains("x_seconds_sum 7.006\n"), "{out}");
-    }
 }

@@ -144,7 +144,7 @@ pub fn process(
         bail!("no input: give FILE arguments (or - for stdin), or --from kafka");
     }
     let tariff = settings.tariff()?;
-    let mut store = settings.open_store()?;
+    let store = settings.open_store()?;
     let mut reader = settings.open_store()?;
     let inputs = Input::expand(&args.files)?;
     let batch_size = args
@@ -162,14 +162,7 @@ pub fn process(
         batch_size,
         classify_threads,
     };
-    process_inputs(
-        store.as_mut(),
-        reader.as_mut(),
-        &tariff,
-        &inputs,
-        &options,
-        progress,
-    )
+    process_inputs(store, reader.as_mut(), &tariff, &inputs, &options, progress)
 }
 
 /// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.

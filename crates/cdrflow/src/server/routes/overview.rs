@@ -82,7 +82,7 @@ async fn overview(
 /// This process's own view of the pipeline, for the dashboard.
 fn pipeline_json() -> serde_json::Value {
     let t = telemetry();
-    let percentiles = |h: &crate::telemetry::Histogram| {
+    let percentiles = |h: &crate::histogram::Histogram| {
         json!({
             "count": h.count(),
             "p50_ms": h.quantile_millis(0.5),

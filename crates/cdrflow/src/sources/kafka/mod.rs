@@ -15,19 +15,17 @@
 pub mod stall;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cdrflow_core::mediation::{
-    Checkpoint, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord, RejectedRecord,
-    StoreLookup,
+    MediationConfig, Mediator, MediatorState, Rated, RawRecord, RejectedRecord, StoreLookup,
 };
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
 use cdrflow_core::reject::Rejection;
-use cdrflow_store::{kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
+use cdrflow_store::{kafka_scope, Cursor, KafkaCursor, Store};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
@@ -35,6 +33,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
+use crate::committer::{
+    with_retry, AfterCommit, CommitJob, CommitOutcome, Committer, JobPart, NothingAfter,
+};
 use crate::kafka::{
     cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
     with_env_overrides, Cluster,
@@ -404,14 +405,14 @@ impl Worker {
                 scope: work.scope.clone(),
                 checkpoint: work.mediator.checkpoint(),
                 dedup_horizon_minute: work.mediator.dedup_horizon_minute(),
-                cursor: KafkaCursor {
+                cursors: vec![Cursor::Kafka(KafkaCursor {
                     group: self.group.clone(),
                     topic: work.topic.clone(),
                     partition: work.partition,
                     next_offset,
                     from_offset,
                     epoch: work.epoch,
-                },
+                })],
                 produced_at: std::mem::take(&mut work.produced_at),
             });
         }
@@ -441,7 +442,7 @@ impl Worker {
             self.report.counts.add(&outcome.counts);
             self.report.checkpoints += 1;
             for latency in outcome.latencies_ms {
-                self.report.latency.record(latency);
+                self.report.latency.observe_millis(latency, 1);
             }
             for fenced in &outcome.fenced {
                 self.partitions.retain(|p| {
@@ -461,7 +462,7 @@ impl Worker {
             }
             if !outcome.committed.is_empty() {
                 let mut offsets = TopicPartitionList::new();
-                for c in &outcome.committed {
+                for c in outcome.committed.iter().filter_map(Cursor::as_kafka) {
                     offsets.add_partition_offset(
                         &c.topic,
                         c.partition,
@@ -549,185 +550,28 @@ impl Worker {
     }
 }
 
-/// One partition's share of a commit.
-struct JobPart {
-    scope: String,
-    checkpoint: Checkpoint,
-    dedup_horizon_minute: Option<i32>,
-    cursor: KafkaCursor,
-    produced_at: Vec<i64>,
+/// Sends each committed part's rejects to the dead-letter topic, then
+/// waits for the broker's acknowledgement: a reject leaves the store's
+/// transaction first, so a crash between the two re-sends, never loses.
+struct DeadLetters {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
 }
 
-/// A commit prepared on the poll thread and written by the committer thread.
-struct CommitJob {
-    parts: Vec<JobPart>,
-    ingested: IngestTimes,
-}
-
-/// What a commit did.
-#[derive(Default)]
-struct CommitOutcome {
-    committed: Vec<KafkaCursor>,
-    fenced: Vec<KafkaCursor>,
-    counts: Counts,
-    latencies_ms: Vec<i64>,
-}
-
-/// Writes commits on its own thread and store connection, so that the store's
-/// latency overlaps with consuming instead of adding to it. One job queued
-/// at most: memory stays bounded and a slow store slows the consumer down.
-struct Committer {
-    jobs: Option<SyncSender<CommitJob>>,
-    outcomes: Receiver<Result<CommitOutcome>>,
-    in_flight: usize,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Committer {
-    fn spawn(
-        mut store: Box<dyn Store>,
-        dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
-        stopping: Arc<AtomicBool>,
-    ) -> Result<Committer> {
-        let (jobs, job_queue) = sync_channel::<CommitJob>(1);
-        let (outcome_sender, outcomes) = channel();
-        let thread = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || {
-                for job in job_queue {
-                    let outcome = write_job(store.as_mut(), job, dlq.as_ref(), &stopping);
-                    if outcome_sender.send(outcome).is_err() {
-                        return;
-                    }
-                }
-            })
-            .context("cannot start the store writer thread")?;
-        Ok(Committer {
-            jobs: Some(jobs),
-            outcomes,
-            in_flight: 0,
-            thread: Some(thread),
-        })
-    }
-
-    fn submit(&mut self, job: CommitJob) -> Result<()> {
-        let jobs = self.jobs.as_ref().expect("committer is running");
-        jobs.send(job)
-            .map_err(|_| anyhow::anyhow!("the store writer thread stopped"))?;
-        self.in_flight += 1;
+impl AfterCommit for DeadLetters {
+    fn committed(&mut self, part: &JobPart) -> Result<()> {
+        for reject in &part.checkpoint.rejects {
+            send_to_dlq(&self.producer, &self.topic, reject)?;
+        }
+        telemetry()
+            .dlq_writes
+            .fetch_add(part.checkpoint.rejects.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn finished(&mut self) -> Vec<Result<CommitOutcome>> {
-        let outcomes: Vec<_> = self.outcomes.try_iter().collect();
-        self.in_flight -= outcomes.len();
-        outcomes
+    fn finished(&mut self) -> Result<()> {
+        flush(&self.producer)
     }
-
-    fn drain(&mut self) -> Vec<Result<CommitOutcome>> {
-        let mut outcomes = Vec::with_capacity(self.in_flight);
-        while self.in_flight > 0 {
-            match self.outcomes.recv() {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(_) => {
-                    outcomes.push(Err(anyhow::anyhow!("the store writer thread stopped")));
-                    self.in_flight = 0;
-                    break;
-                }
-            }
-            self.in_flight -= 1;
-        }
-        outcomes
-    }
-}
-
-impl Drop for Committer {
-    fn drop(&mut self) {
-        self.jobs.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Commits a job in one transaction; a fenced partition is dropped and the
-/// rest committed without it. Then its rejects go to the dead-letter topic.
-fn write_job(
-    store: &mut dyn Store,
-    mut job: CommitJob,
-    dlq: Option<&(ThreadedProducer<DefaultProducerContext>, String)>,
-    stopping: &AtomicBool,
-) -> Result<CommitOutcome> {
-    let mut outcome = CommitOutcome::default();
-    while !job.parts.is_empty() {
-        let parts: Vec<CommitPart<'_>> = job
-            .parts
-            .iter()
-            .map(|p| CommitPart {
-                scope: &p.scope,
-                checkpoint: &p.checkpoint,
-                dedup_horizon_minute: p.dedup_horizon_minute,
-            })
-            .collect();
-        let cursors: Vec<Cursor> = job
-            .parts
-            .iter()
-            .map(|p| Cursor::Kafka(p.cursor.clone()))
-            .collect();
-        let started = Instant::now();
-        match with_retry(stopping, "committing to the store", || {
-            store.commit(Commit {
-                parts: &parts,
-                cursors: &cursors,
-            })
-        }) {
-            Ok(()) => {
-                telemetry().committed(
-                    started.elapsed().as_millis() as i64,
-                    now_millis(),
-                    job.parts
-                        .iter()
-                        .flat_map(|p| p.checkpoint.event_times.iter().copied()),
-                    &job.ingested,
-                );
-                break;
-            }
-            Err(e) => match e.downcast_ref::<StoreError>() {
-                Some(StoreError::Fenced {
-                    topic, partition, ..
-                }) => {
-                    tracing::warn!("{e:#}; dropping its batch, the new owner re-reads it");
-                    let lost = job
-                        .parts
-                        .iter()
-                        .position(|p| p.cursor.topic == *topic && p.cursor.partition == *partition)
-                        .expect("the fenced partition is in the job");
-                    outcome.fenced.push(job.parts.remove(lost).cursor);
-                }
-                _ => return Err(e),
-            },
-        }
-    }
-    let committed_at = now_millis();
-    for part in job.parts {
-        outcome.counts.add(&part.checkpoint.counts);
-        outcome
-            .latencies_ms
-            .extend(part.produced_at.iter().map(|p| committed_at - p));
-        if let Some((producer, topic)) = dlq {
-            for reject in &part.checkpoint.rejects {
-                send_to_dlq(producer, topic, reject)?;
-            }
-            telemetry()
-                .dlq_writes
-                .fetch_add(part.checkpoint.rejects.len() as u64, Ordering::Relaxed);
-        }
-        outcome.committed.push(part.cursor);
-    }
-    if let Some((producer, _)) = dlq {
-        flush(producer)?;
-    }
-    Ok(outcome)
 }
 
 fn send_to_dlq(
@@ -769,35 +613,6 @@ fn send_to_dlq(
             .payload(&reject.payload[..])
             .headers(headers),
     )
-}
-
-/// Retries `attempt` with exponential backoff while it fails for transient
-/// reasons (a store that is down must not crash-loop the consumer); any other
-/// failure returns at once, so a refused commit never loops.
-fn with_retry<T>(
-    stopping: &AtomicBool,
-    what: &str,
-    mut attempt: impl FnMut() -> cdrflow_store::Result<T>,
-) -> Result<T> {
-    let mut delay = Duration::from_millis(100);
-    let started = Instant::now();
-    loop {
-        match attempt() {
-            Ok(value) => return Ok(value),
-            // Fenced, refused values, a moved cursor: the same every time.
-            Err(e) if !e.is_transient() => return Err(e.into()),
-            Err(e) => {
-                if stopping.load(Ordering::Relaxed) && started.elapsed() > Duration::from_secs(10) {
-                    return Err(e).with_context(|| {
-                        format!("{what}: giving up after 10 s while shutting down")
-                    });
-                }
-                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 /// The consumer's context: routes rebalances into the shared worker.
@@ -879,14 +694,17 @@ pub fn consume(
     if !wait_until_reachable(&options.cluster, &stopping, None)? {
         return Ok(RunReport::default());
     }
-    let dlq = match &options.dlq_topic {
+    let after_commit: Box<dyn AfterCommit> = match &options.dlq_topic {
         Some(topic) => {
             ensure_topics(&options.cluster, &[topic], 1)?;
-            Some((producer(&options.cluster, "lz4")?, topic.clone()))
+            Box::new(DeadLetters {
+                producer: producer(&options.cluster, "lz4")?,
+                topic: topic.clone(),
+            })
         }
-        None => None,
+        None => Box::new(NothingAfter),
     };
-    let committer = Committer::spawn(commit_store, dlq, stopping.clone())?;
+    let committer = Committer::spawn(commit_store, after_commit, stopping.clone())?;
     let worker = Arc::new(Mutex::new(Worker {
         store,
         committer,
@@ -1002,7 +820,8 @@ pub fn consume(
         // whose rows aggregate more — so under load each commit carries more
         // records per row, and at light load commits stay small and frequent.
         if worker.pending_records >= options.batch_size as u64
-            || (last_commit.elapsed() >= options.commit_interval && worker.committer.in_flight == 0)
+            || (last_commit.elapsed() >= options.commit_interval
+                && worker.committer.in_flight() == 0)
         {
             worker.flush()?;
             last_commit = Instant::now();

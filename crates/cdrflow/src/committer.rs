@@ -1,0 +1,327 @@
+//! The one way results reach the store, for every source.
+//!
+//! A writer thread with its own store connection commits each job — the
+//! checkpoints of one or more scopes with the source positions they cover —
+//! in one transaction, so that the store's latency overlaps with reading
+//! and mediating instead of adding to it. One job waits in the queue at
+//! most: memory stays bounded to about two batches and a slow store slows
+//! the source down. Here and only here: retry of transient errors with
+//! backoff, the outcome of a fenced Kafka partition (its part dropped, the
+//! rest committed), commit telemetry, and what follows a commit (the
+//! dead-letter topic, through [`AfterCommit`]).
+//!
+//! Questions for the store (dedup state of old days, stored totals) can go
+//! through the same queue ([`Committer::ask`]): answered after every job
+//! handed over before them, so the answers include those commits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use cdrflow_core::mediation::{Checkpoint, Counts};
+use cdrflow_store::{Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
+
+use crate::pipeline::now_millis;
+use crate::telemetry::{telemetry, IngestTimes};
+
+/// One scope's share of a commit.
+pub struct JobPart {
+    pub scope: String,
+    pub checkpoint: Checkpoint,
+    pub dedup_horizon_minute: Option<i32>,
+    /// The positions this checkpoint covers (a Kafka partition's, or the files').
+    pub cursors: Vec<Cursor>,
+    /// Producer timestamps of the records, for end-to-end latency.
+    pub produced_at: Vec<i64>,
+}
+
+impl JobPart {
+    fn holds_partition(&self, topic: &str, partition: i32) -> bool {
+        self.cursors
+            .iter()
+            .filter_map(Cursor::as_kafka)
+            .any(|k| k.topic == topic && k.partition == partition)
+    }
+}
+
+/// Checkpoints prepared by a source, written in one transaction.
+pub struct CommitJob {
+    pub parts: Vec<JobPart>,
+    /// When the job's records were read, for the ingest-to-commit latency.
+    pub ingested: IngestTimes,
+}
+
+/// What a commit did.
+#[derive(Default)]
+pub struct CommitOutcome {
+    /// The positions now in the store.
+    pub committed: Vec<Cursor>,
+    /// Kafka partitions another member owns now; their parts were dropped.
+    pub fenced: Vec<KafkaCursor>,
+    pub counts: Counts,
+    /// Producer-to-commit latency of each committed record that had a producer time.
+    pub latencies_ms: Vec<i64>,
+}
+
+/// What follows a commit, on the writer thread: the hooks default to nothing.
+pub trait AfterCommit: Send {
+    /// One committed part (its rejects to a dead-letter topic, say).
+    fn committed(&mut self, _part: &JobPart) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the job's parts.
+    fn finished(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Nothing follows a commit.
+pub struct NothingAfter;
+
+impl AfterCommit for NothingAfter {}
+
+enum Job {
+    Commit(CommitJob),
+    Ask(Box<dyn FnOnce(&mut dyn Store) + Send>),
+}
+
+pub struct Committer {
+    jobs: Option<SyncSender<Job>>,
+    outcomes: Receiver<Result<CommitOutcome>>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts the writer thread on `store`. `stopping` bounds the retries
+    /// once the process is shutting down.
+    pub fn spawn(
+        mut store: Box<dyn Store>,
+        mut after: Box<dyn AfterCommit>,
+        stopping: Arc<AtomicBool>,
+    ) -> Result<Committer> {
+        let (jobs, queue) = sync_channel::<Job>(1);
+        let (outcome_sender, outcomes) = channel();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                for job in queue {
+                    match job {
+                        Job::Ask(question) => question(store.as_mut()),
+                        Job::Commit(job) => {
+                            let outcome = write(store.as_mut(), job, after.as_mut(), &stopping);
+                            let failed = outcome.is_err();
+                            // A failed job's positions were not stored: a later
+                            // job of the same source must not pass them.
+                            if outcome_sender.send(outcome).is_err() || failed {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .context("cannot start the store writer thread")?;
+        Ok(Committer {
+            jobs: Some(jobs),
+            outcomes,
+            in_flight: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a job, waiting while one is queued already.
+    pub fn submit(&mut self, job: CommitJob) -> Result<()> {
+        if self.send(Job::Commit(job)).is_err() {
+            return Err(self.why_stopped());
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Asks the store a question after the jobs handed over so far.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        question: impl FnOnce(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Job::Ask(Box::new(move |store| {
+            let _ = reply.send(question(store));
+        })))?;
+        Ok(answer.recv().map_err(|_| stopped())??)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The outcomes of the jobs finished so far, without waiting.
+    pub fn finished(&mut self) -> Vec<Result<CommitOutcome>> {
+        let outcomes: Vec<_> = self.outcomes.try_iter().collect();
+        self.in_flight -= outcomes.len();
+        outcomes
+    }
+
+    /// Waits for every job in flight.
+    pub fn drain(&mut self) -> Vec<Result<CommitOutcome>> {
+        let mut outcomes = Vec::with_capacity(self.in_flight);
+        while self.in_flight > 0 {
+            match self.outcomes.recv() {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => {
+                    outcomes.push(Err(stopped()));
+                    self.in_flight = 0;
+                    break;
+                }
+            }
+            self.in_flight -= 1;
+        }
+        outcomes
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let jobs = self.jobs.as_ref().expect("the committer is running");
+        jobs.send(job).map_err(|_| stopped())
+    }
+
+    /// The writer thread stops only after a failed commit: that failure.
+    fn why_stopped(&mut self) -> anyhow::Error {
+        self.drain()
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(stopped)
+    }
+}
+
+/// Callers that cannot wait for the cause (questions) say this; the
+/// failed commit's own error comes with the outcomes.
+fn stopped() -> anyhow::Error {
+    anyhow!("the store writer thread stopped after a failed commit")
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Commits a job in one transaction; a fenced partition's part is dropped
+/// and the rest committed without it. Then what follows a commit.
+fn write(
+    store: &mut dyn Store,
+    mut job: CommitJob,
+    after: &mut dyn AfterCommit,
+    stopping: &AtomicBool,
+) -> Result<CommitOutcome> {
+    let mut outcome = CommitOutcome::default();
+    while !job.parts.is_empty() {
+        let parts: Vec<CommitPart<'_>> = job
+            .parts
+            .iter()
+            .map(|p| CommitPart {
+                scope: &p.scope,
+                checkpoint: &p.checkpoint,
+                dedup_horizon_minute: p.dedup_horizon_minute,
+            })
+            .collect();
+        let cursors: Vec<Cursor> = job
+            .parts
+            .iter()
+            .flat_map(|p| p.cursors.iter().cloned())
+            .collect();
+        let started = Instant::now();
+        match with_retry(stopping, "committing to the store", || {
+            store.commit(Commit {
+                parts: &parts,
+                cursors: &cursors,
+            })
+        }) {
+            Ok(()) => {
+                let elapsed = started.elapsed();
+                telemetry().committed(
+                    elapsed.as_millis() as i64,
+                    now_millis(),
+                    job.parts
+                        .iter()
+                        .flat_map(|p| p.checkpoint.event_times.iter().copied()),
+                    &job.ingested,
+                );
+                tracing::debug!(
+                    parts = job.parts.len(),
+                    rows = job
+                        .parts
+                        .iter()
+                        .map(|p| p.checkpoint.summaries.len())
+                        .sum::<usize>(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "checkpoint committed"
+                );
+                break;
+            }
+            Err(e) => {
+                let StoreError::Fenced {
+                    topic, partition, ..
+                } = &e
+                else {
+                    return Err(e).context("committing a checkpoint to the store");
+                };
+                tracing::warn!("{e}; dropping its batch, the new owner re-reads it");
+                let lost = job
+                    .parts
+                    .iter()
+                    .position(|p| p.holds_partition(topic, *partition))
+                    .expect("the fenced partition is in the job");
+                let lost = job.parts.remove(lost);
+                outcome
+                    .fenced
+                    .extend(lost.cursors.iter().filter_map(Cursor::as_kafka).cloned());
+            }
+        }
+    }
+    let committed_at = now_millis();
+    for part in &job.parts {
+        outcome.counts.add(&part.checkpoint.counts);
+        outcome
+            .latencies_ms
+            .extend(part.produced_at.iter().map(|p| committed_at - p));
+        after.committed(part)?;
+    }
+    after.finished()?;
+    outcome.committed = job.parts.into_iter().flat_map(|p| p.cursors).collect();
+    Ok(outcome)
+}
+
+/// Retries `attempt` with exponential backoff (100 ms to 5 s) while it fails
+/// for transient reasons — a store that is down must not crash-loop a
+/// consumer — and for up to 10 s once the process is shutting down; any
+/// other failure returns at once, so a refused commit never loops. The
+/// store's own error comes back, so that callers can match on it.
+pub fn with_retry<T>(
+    stopping: &AtomicBool,
+    what: &str,
+    mut attempt: impl FnMut() -> cdrflow_store::Result<T>,
+) -> cdrflow_store::Result<T> {
+    let mut delay = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            // Fenced, refused values, a moved cursor: the same every time.
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => {
+                if stopping.load(Ordering::Relaxed) && started.elapsed() > Duration::from_secs(10) {
+                    tracing::error!("{what}: giving up after 10 s while shutting down");
+                    return Err(e);
+                }
+                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
