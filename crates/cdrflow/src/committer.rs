@@ -23,8 +23,9 @@ use anyhow::{anyhow, Context, Result};
 use cdrflow_core::mediation::{Checkpoint, Counts};
 use cdrflow_store::{Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 
+use crate::events::{CheckpointCommitted, InternalEvent, PartitionFenced, StoreRetry};
 use crate::pipeline::now_millis;
-use crate::telemetry::{telemetry, IngestTimes};
+use crate::telemetry::IngestTimes;
 
 /// One scope's share of a commit.
 pub struct JobPart {
@@ -242,25 +243,20 @@ fn write(
             })
         }) {
             Ok(()) => {
-                let elapsed = started.elapsed();
-                telemetry().committed(
-                    elapsed.as_millis() as i64,
-                    now_millis(),
-                    job.parts
-                        .iter()
-                        .flat_map(|p| p.checkpoint.event_times.iter().copied()),
-                    &job.ingested,
-                );
-                tracing::debug!(
-                    parts = job.parts.len(),
-                    rows = job
+                let from_kafka = cursors.iter().any(|c| c.as_kafka().is_some());
+                CheckpointCommitted {
+                    source: if from_kafka { "kafka" } else { "files" },
+                    parts: job.parts.len(),
+                    rows: job.parts.iter().map(|p| p.checkpoint.summaries.len()).sum(),
+                    elapsed: started.elapsed(),
+                    committed_at: now_millis(),
+                    event_times: job
                         .parts
                         .iter()
-                        .map(|p| p.checkpoint.summaries.len())
-                        .sum::<usize>(),
-                    elapsed_ms = elapsed.as_millis() as u64,
-                    "checkpoint committed"
-                );
+                        .flat_map(|p| p.checkpoint.event_times.iter().copied()),
+                    ingested: &job.ingested,
+                }
+                .emit();
                 break;
             }
             Err(e) => {
@@ -270,7 +266,7 @@ fn write(
                 else {
                     return Err(e).context("committing a checkpoint to the store");
                 };
-                tracing::warn!("{e}; dropping its batch, the new owner re-reads it");
+                PartitionFenced { topic, error: &e }.emit();
                 let lost = job
                     .parts
                     .iter()
@@ -318,7 +314,12 @@ pub fn with_retry<T>(
                     tracing::error!("{what}: giving up after 10 s while shutting down");
                     return Err(e);
                 }
-                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
+                StoreRetry {
+                    operation: what,
+                    delay,
+                    error: &e,
+                }
+                .emit();
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

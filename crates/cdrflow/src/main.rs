@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod committer;
 mod config;
+mod events;
 mod histogram;
 mod kafka;
 mod pipeline;

@@ -82,6 +82,14 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
         metrics.contains("\ncdrflow_ingest_to_commit_seconds_count 20000\n"),
         "{metrics}"
     );
+    // Named events count beside their log lines: this run's commits.
+    let committed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cdrflow_checkpoints_committed_total{source=\"files\"} "))
+        .expect("the run's commits are counted")
+        .parse()
+        .unwrap();
+    assert!(committed >= 1, "{metrics}");
     let last_update: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("cdr_last_update_timestamp "))

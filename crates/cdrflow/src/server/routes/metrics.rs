@@ -75,5 +75,6 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         ));
     }
     telemetry().expose(&mut out);
+    crate::events::expose(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

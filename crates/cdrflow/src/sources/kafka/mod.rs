@@ -36,6 +36,7 @@ use rdkafka::ClientContext;
 use crate::committer::{
     with_retry, AfterCommit, CommitJob, CommitOutcome, Committer, JobPart, NothingAfter,
 };
+use crate::events::{InternalEvent, KafkaClientError};
 use crate::kafka::{
     cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
     with_env_overrides, Cluster,
@@ -630,7 +631,11 @@ impl ClientContext for MemberContext {
     /// librdkafka's errors (a broker lost, a TLS handshake or SASL login
     /// refused) reach the log; it retries them itself.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!("Kafka: {error}: {reason}");
+        KafkaClientError {
+            error: &error,
+            reason,
+        }
+        .emit();
     }
 }
 

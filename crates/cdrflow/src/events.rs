@@ -1,0 +1,218 @@
+//! Named internal events, as Vector's `src/internal_events/`: each notable
+//! thing the process does or suffers is a type whose `emit` writes its log
+//! line and bumps its counter together. A new stage's failures then come
+//! with both, and `/metrics` never disagrees with the log about what
+//! happened. Add an event here, with its counter in [`COUNTERS`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cdrflow_store::StoreError;
+use rdkafka::error::KafkaError;
+
+use crate::telemetry::{escape_label, telemetry, IngestTimes};
+
+pub trait InternalEvent {
+    fn emit(self);
+}
+
+/// A Prometheus counter with one label, shown in `/metrics` once bumped.
+pub struct EventCounter {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: Mutex<BTreeMap<String, u64>>,
+}
+
+impl EventCounter {
+    const fn new(name: &'static str, help: &'static str, label: &'static str) -> EventCounter {
+        EventCounter {
+            name,
+            help,
+            label,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn add(&self, label_value: &str, by: u64) {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        *values.entry(label_value.to_string()).or_default() += by;
+    }
+
+    #[cfg(test)]
+    fn get(&self, label_value: &str) -> u64 {
+        let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        values.get(label_value).copied().unwrap_or(0)
+    }
+
+    fn expose(&self, out: &mut String) {
+        let (name, label) = (self.name, self.label);
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} counter", self.help);
+        let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        for (value, count) in values.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape_label(value));
+        }
+    }
+}
+
+pub static STORE_RETRIES: EventCounter = EventCounter::new(
+    "cdrflow_store_retries_total",
+    "Store operations retried after a transient failure (unreachable, busy), by operation.",
+    "operation",
+);
+pub static PARTITIONS_FENCED: EventCounter = EventCounter::new(
+    "cdrflow_partitions_fenced_total",
+    "Batches dropped uncommitted because another member had claimed their partition, by topic.",
+    "topic",
+);
+pub static KAFKA_CLIENT_ERRORS: EventCounter = EventCounter::new(
+    "cdrflow_kafka_client_errors_total",
+    "Errors librdkafka reported (lost brokers, refused TLS or SASL; it retries them), by kind.",
+    "kind",
+);
+pub static CHECKPOINTS_COMMITTED: EventCounter = EventCounter::new(
+    "cdrflow_checkpoints_committed_total",
+    "Store transactions that committed results with their source positions, by source.",
+    "source",
+);
+
+/// Every event counter, in exposition order.
+pub const COUNTERS: [&EventCounter; 4] = [
+    &CHECKPOINTS_COMMITTED,
+    &STORE_RETRIES,
+    &PARTITIONS_FENCED,
+    &KAFKA_CLIENT_ERRORS,
+];
+
+/// Appends every event counter to a `/metrics` page.
+pub fn expose(out: &mut String) {
+    for counter in COUNTERS {
+        counter.expose(out);
+    }
+}
+
+/// A transient store failure, about to be retried.
+pub struct StoreRetry<'a> {
+    pub operation: &'a str,
+    pub delay: Duration,
+    pub error: &'a StoreError,
+}
+
+impl InternalEvent for StoreRetry<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            "{} failed, retrying in {:?}: {}",
+            self.operation,
+            self.delay,
+            self.error
+        );
+        STORE_RETRIES.add(self.operation, 1);
+    }
+}
+
+/// A batch not committed because its partition has a new owner.
+pub struct PartitionFenced<'a> {
+    pub topic: &'a str,
+    pub error: &'a StoreError,
+}
+
+impl InternalEvent for PartitionFenced<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            "{}; dropping its batch, the new owner re-reads it",
+            self.error
+        );
+        PARTITIONS_FENCED.add(self.topic, 1);
+    }
+}
+
+/// An error librdkafka reported to a client.
+pub struct KafkaClientError<'a> {
+    pub error: &'a KafkaError,
+    pub reason: &'a str,
+}
+
+impl InternalEvent for KafkaClientError<'_> {
+    fn emit(self) {
+        tracing::warn!("Kafka: {}: {}", self.error, self.reason);
+        let kind = self
+            .error
+            .rdkafka_error_code()
+            .map_or_else(|| "other".to_string(), |code| format!("{code:?}"));
+        KAFKA_CLIENT_ERRORS.add(&kind, 1);
+    }
+}
+
+/// A store transaction that committed checkpoints with their positions.
+pub struct CheckpointCommitted<'a, E: Iterator<Item = i64>> {
+    /// `files` or `kafka`.
+    pub source: &'a str,
+    pub parts: usize,
+    pub rows: usize,
+    pub elapsed: Duration,
+    pub committed_at: i64,
+    /// Event times of the accepted records.
+    pub event_times: E,
+    pub ingested: &'a IngestTimes,
+}
+
+impl<E: Iterator<Item = i64>> InternalEvent for CheckpointCommitted<'_, E> {
+    fn emit(self) {
+        tracing::debug!(
+            source = self.source,
+            parts = self.parts,
+            rows = self.rows,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "checkpoint committed"
+        );
+        telemetry().committed(
+            self.elapsed.as_millis() as i64,
+            self.committed_at,
+            self.event_times,
+            self.ingested,
+        );
+        CHECKPOINTS_COMMITTED.add(self.source, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_counts_and_shows_in_the_exposition() {
+        let error = StoreError::Fenced {
+            topic: "events-test".into(),
+            partition: 3,
+            epoch: 7,
+        };
+        let before = PARTITIONS_FENCED.get("events-test");
+        for _ in 0..2 {
+            PartitionFenced {
+                topic: "events-test",
+                error: &error,
+            }
+            .emit();
+        }
+        assert_eq!(PARTITIONS_FENCED.get("events-test"), before + 2);
+        let mut out = String::new();
+        expose(&mut out);
+        assert!(
+            out.contains("# TYPE cdrflow_partitions_fenced_total counter\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "cdrflow_partitions_fenced_total{{topic=\"events-test\"}} {}\n",
+                before + 2
+            )),
+            "{out}"
+        );
+        // Every counter has its HELP and TYPE, bumped or not.
+        for counter in COUNTERS {
+            assert!(out.contains(&format!("# TYPE {} counter", counter.name)));
+        }
+    }
+}
