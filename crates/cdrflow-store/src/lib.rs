@@ -15,6 +15,9 @@ use cdrflow_core::mediation::{Checkpoint, Counts, LookupAnswer, StoreLookup};
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 
+mod codecs;
+
+use codecs::clamp_day;
 pub mod postgres_store;
 pub mod postgres_tls;
 pub mod schema;
@@ -274,38 +277,6 @@ pub struct CommitPart<'a> {
     pub dedup_horizon_minute: Option<i32>,
 }
 
-/// A checkpoint's new dedup entries, one blob per UTC day of event time, so
-/// that a day can be read back alone when a back-filled record needs it.
-pub(crate) struct DedupBlob {
-    pub min_minute: i32,
-    pub max_minute: i32,
-    pub entries: Vec<u8>,
-}
-
-pub(crate) fn dedup_blobs(entries: &[DedupEntry]) -> Vec<DedupBlob> {
-    let mut by_day: std::collections::BTreeMap<i32, DedupBlob> = Default::default();
-    for entry in entries {
-        let blob = by_day
-            .entry(cdrflow_core::dedup::day_of_minute(entry.event_minute))
-            .or_insert_with(|| DedupBlob {
-                min_minute: entry.event_minute,
-                max_minute: entry.event_minute,
-                entries: Vec::new(),
-            });
-        blob.min_minute = blob.min_minute.min(entry.event_minute);
-        blob.max_minute = blob.max_minute.max(entry.event_minute);
-        entry.encode_into(&mut blob.entries);
-    }
-    by_day.into_values().collect()
-}
-
-/// A day range the stores' date types can hold: open ranges arrive as the
-/// extremes of `i32`, which PostgreSQL's DATE arithmetic refuses.
-pub(crate) fn clamp_day(day: Day) -> Day {
-    // 0001-01-01 .. 9999-12-31
-    Day(day.0.clamp(-719_162, 2_932_896))
-}
-
 /// What one commit writes, all or nothing.
 pub struct Commit<'a> {
     pub parts: &'a [CommitPart<'a>],
@@ -353,11 +324,9 @@ impl ReplayTarget {
     }
 }
 
-pub trait Store: Send {
-    /// The state the last commit left behind in `scope`: the watermark, and
-    /// the dedup entries within `dedup_window_ms` of it.
-    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState>;
-
+/// Where each source stands and who owns it: file cursors, Kafka offsets
+/// with owner epochs, the files lock.
+pub trait Positions {
     /// Takes ownership of Kafka partitions for `group`: bumps each one's epoch
     /// (fencing any previous owner) and returns where to resume.
     fn claim_partitions(
@@ -378,9 +347,6 @@ pub trait Store: Send {
     /// `group`'s stored Kafka positions and their owners' epochs.
     fn kafka_positions(&mut self, group: &str) -> Result<Vec<KafkaPosition>>;
 
-    /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
-    fn clear_results(&mut self) -> Result<()>;
-
     /// Where `source` was last committed, if ever.
     fn cursor(&mut self, source: &str) -> Result<Option<SourceCursor>>;
 
@@ -392,15 +358,33 @@ pub trait Store: Send {
     /// Makes this store handle the only one processing files into the store
     /// until it is dropped; a second process gets [`StoreError::Busy`].
     fn lock_files(&mut self) -> Result<()>;
+}
+
+/// What an operator resumes from and asks while admitting: its watermark
+/// and dedup entries per scope.
+pub trait OperatorState {
+    /// The state the last commit left behind in `scope`: the watermark, and
+    /// the dedup entries within `dedup_window_ms` of it.
+    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState>;
 
     /// Answers what admission must know from the store (dedup identities of
     /// days behind the in-memory window, stored totals of rows), in `scope`.
     fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer>;
+}
 
+/// Writing results: the one transaction that carries every concern's
+/// rows with the positions they came from, and clearing them for a rebuild.
+pub trait Results {
     /// Writes a checkpoint and the source cursors in one transaction; refuses
     /// the whole commit with [`StoreError::Fenced`] when a Kafka cursor's epoch is stale.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()>;
 
+    /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
+    fn clear_results(&mut self) -> Result<()>;
+}
+
+/// Usage summaries per subscriber and day.
+pub trait Usage {
     /// One subscriber's summaries for the inclusive date range.
     fn usage(&mut self, msisdn: Msisdn, from: Day, to: Day) -> Result<Vec<SummaryRecord>>;
 
@@ -437,10 +421,16 @@ pub trait Store: Send {
 
     /// Every summary row, in (kind, msisdn, date, type) order.
     fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()>;
+}
 
+/// Rejected records, with their reasons and payloads.
+pub trait Rejects {
     /// Rejected records matching `query`, oldest first.
     fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()>;
+}
 
+/// Totals across subscribers: lifetime counters, a day's totals, top spenders.
+pub trait Overview {
     /// Lifetime counters: records in, accepted by kind, rejected by reason, duplicates by reason.
     fn counts(&mut self) -> Result<Counts>;
 
@@ -449,4 +439,16 @@ pub trait Store: Send {
 
     /// The `limit` subscribers with the highest total cost.
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>>;
+}
+
+/// A store: every concern, behind one connection, so that one transaction
+/// (`Results::commit`) spans them all. Implement the concern traits; this
+/// one follows.
+pub trait Store: Positions + OperatorState + Results + Usage + Rejects + Overview + Send {}
+
+impl<T: Positions + OperatorState + Results + Usage + Rejects + Overview + Send> Store for T {}
+
+/// The store traits, for callers that use a `dyn Store`'s methods.
+pub mod prelude {
+    pub use crate::{OperatorState, Overview, Positions, Rejects, Results, Store, Usage};
 }

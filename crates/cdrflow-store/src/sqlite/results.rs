@@ -1,0 +1,126 @@
+//! SQLite: The one transaction that writes a checkpoint with its positions, and clearing results for a rebuild.
+
+use super::*;
+
+impl Results for SqliteStore {
+    fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        // Fence first: a consumer that lost a partition must not write anything.
+        for cursor in commit.cursors {
+            match cursor {
+                Cursor::Kafka(k) => {
+                    let updated = tx.execute(
+                        "UPDATE kafka_offsets SET next_offset = ?1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4 AND epoch = ?5
+                           AND next_offset IS ?6",
+                        params![k.next_offset, k.group, k.topic, k.partition, k.epoch, k.from_offset],
+                    )?;
+                    if updated == 0 {
+                        let stored: Option<(i64, Option<i64>)> = tx
+                            .query_row(
+                                "SELECT epoch, next_offset FROM kafka_offsets
+                                 WHERE consumer_group = ?1 AND topic = ?2 AND partition = ?3",
+                                params![k.group, k.topic, k.partition],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .optional()?;
+                        return match stored {
+                            // Applied before: the transaction rolls back, nothing counts twice.
+                            Some((epoch, next)) if k.was_applied(epoch, next) => Ok(()),
+                            _ => Err(k.fenced()),
+                        };
+                    }
+                }
+                Cursor::File(c) => {
+                    // Compare-and-set on the position this run started from.
+                    let moved = match c.from_offset {
+                        None => tx.execute(
+                            "INSERT INTO source_positions (source, next_offset, lines, fingerprint, prefix_len, updated_at)
+                             VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                             ON CONFLICT (source) DO NOTHING",
+                            params![c.source, c.next_offset, c.lines, c.fingerprint, c.prefix_len],
+                        )?,
+                        Some(from) => tx.execute(
+                            "UPDATE source_positions SET next_offset = ?, lines = ?, fingerprint = ?,
+                                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                             WHERE source = ? AND next_offset = ?",
+                            params![c.next_offset, c.lines, c.fingerprint, c.source, from],
+                        )?,
+                    };
+                    if moved == 0 {
+                        let stored: Option<i64> = tx
+                            .query_row(
+                                "SELECT next_offset FROM source_positions WHERE source = ?",
+                                [&c.source],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        return match c.already_applied(stored) {
+                            // Applied before: the transaction rolls back, nothing counts twice.
+                            true => Ok(()),
+                            false => Err(c.moved(stored)),
+                        };
+                    }
+                }
+            }
+        }
+        SqliteStore::write_summaries(&tx, &commit)?;
+        let mut insert_reject = tx.prepare_cached(
+            "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
+        )?;
+        let mut bump = tx.prepare_cached(
+            "INSERT INTO pipeline_counters (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        )?;
+        for part in commit.parts {
+            let checkpoint = part.checkpoint;
+            for r in &checkpoint.rejects {
+                insert_reject.execute(params![
+                    r.rejection.reason.as_str(),
+                    r.rejection.detail,
+                    r.origin,
+                    r.position.to_string(),
+                    r.payload
+                ])?;
+            }
+            for blob in dedup_blobs(&checkpoint.dedup_entries) {
+                tx.execute(
+                    "INSERT INTO dedup_state (scope, min_minute, max_minute, entries) VALUES (?, ?, ?, ?)",
+                    params![part.scope, blob.min_minute, blob.max_minute, blob.entries],
+                )?;
+            }
+            if let Some(horizon) = part.dedup_horizon_minute {
+                tx.execute(
+                    "DELETE FROM dedup_state WHERE scope = ? AND max_minute < ?",
+                    params![part.scope, horizon],
+                )?;
+            }
+            for (name, value) in counter_entries(&checkpoint.counts) {
+                bump.execute(params![name, value as i64])?;
+            }
+            if let Some(watermark) = checkpoint.watermark {
+                tx.execute(
+                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES (?, ?)
+                     ON CONFLICT (scope) DO UPDATE SET watermark_ms = max(watermark_ms, excluded.watermark_ms)",
+                    params![part.scope, watermark],
+                )?;
+            }
+        }
+        drop((insert_reject, bump));
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn clear_results(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in &SUMMARY_TABLES {
+            tx.execute(&format!("DELETE FROM {}", storage_table(table)), [])?;
+        }
+        tx.execute_batch(
+            "DELETE FROM rejected_records; DELETE FROM dedup_state; DELETE FROM pipeline_counters;
+             DELETE FROM pipeline_state; DELETE FROM source_positions;",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
