@@ -6,10 +6,13 @@
 #      at a fixed offered load of 50,000 CDR/s for 20 s.
 #
 #   bench/kafka_throughput.sh            (needs tansu on PATH, PostgreSQL on 127.0.0.1:5432)
+#   CDRFLOW_BIN=/path/to/cdrflow bench/kafka_throughput.sh   (another build, for before/after)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin="$here/target/release/cdrflow"
+if [ -z "${CDRFLOW_BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+fi
+bin=${CDRFLOW_BIN:-$here/target/release/cdrflow}
 port=${PORT:-29092}
 bootstrap="127.0.0.1:$port"
 count=${COUNT:-500000}     # per topic

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     add_user, assert_matches_truth, cdrflow, export_store, free_port, http_get, port_in,
-    postgres_database, run_ok, seed_000_truth, spawn_until, temp_dir, Broker, Proxy,
+    postgres_database, run_ok, seed_000_truth, spawn_until, temp_dir, Broker, KillIfPanicking,
+    Proxy,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -288,6 +289,7 @@ fn three_consumers_share_six_partitions_and_survive_a_sigkill() {
         .unwrap()
     };
     let mut members: Vec<Child> = (0..3).map(spawn_member).collect();
+    let _cleanup = KillIfPanicking(members.iter().map(Child::id).collect());
     std::thread::sleep(Duration::from_secs(3));
 
     let (lines, producers) = traffic(&broker, &dir, 40_000, 8_000);

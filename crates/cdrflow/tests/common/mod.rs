@@ -110,6 +110,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Kills these processes if the test fails before it has stopped them
+/// (children a test waits for by hand, so that a failed assertion leaves no
+/// consumer running on after the test).
+pub struct KillIfPanicking(pub Vec<u32>);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pid in &self.0 {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
 /// GET `path` over plain HTTP, optionally with Basic credentials (`user:password`); returns (status, body).
 pub fn http_get(port: u16, path: &str, credentials: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
