@@ -162,15 +162,10 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            store: match (&args.store, &args.store_file) {
-                (Some(url), _) => Some(url.clone()),
-                (None, Some(path)) => Some(read_secret(path)?),
-                (None, None) => match (file.store, file.store_file) {
-                    (Some(url), _) => Some(url),
-                    (None, Some(path)) => Some(read_secret(&path)?),
-                    (None, None) => None,
-                },
-            },
+            store: secret_setting(
+                (args.store.clone(), args.store_file.clone()),
+                (file.store, file.store_file),
+            )?,
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -251,10 +246,28 @@ fn is_postgres(url: &str) -> bool {
 }
 
 /// A secret kept in a file: its content without the line end.
-pub fn read_secret(path: &Path) -> Result<String> {
+fn read_secret(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the secret file {}", path.display()))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A secret given as a value or as a file holding it (`*_FILE`): the flags'
+/// and environment's pair over the config file's, a value over a file.
+pub fn secret_setting(
+    flag: (Option<String>, Option<PathBuf>),
+    file: (Option<String>, Option<PathBuf>),
+) -> Result<Option<String>> {
+    let given = if flag.0.is_some() || flag.1.is_some() {
+        flag
+    } else {
+        file
+    };
+    match given {
+        (Some(value), _) => Ok(Some(value)),
+        (None, Some(path)) => read_secret(&path).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Does this store URL carry a password (`postgres://user:password@...`)?

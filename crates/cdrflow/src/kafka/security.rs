@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use serde::Deserialize;
 
-use crate::config::read_secret;
+use crate::config::secret_setting;
 
 /// Seed 000's broker address.
 pub const DEFAULT_BOOTSTRAP: &str = "localhost:19092";
@@ -160,14 +160,6 @@ impl KafkaFileSettings {
 pub struct Secret(String);
 
 impl Secret {
-    fn from_value_or_file(value: Option<String>, file: Option<PathBuf>) -> Result<Option<Secret>> {
-        Ok(match (value, file) {
-            (Some(value), _) => Some(Secret(value)),
-            (None, Some(path)) => Some(Secret(read_secret(&path)?)),
-            (None, None) => None,
-        })
-    }
-
     fn expose(&self) -> &str {
         &self.0
     }
@@ -265,10 +257,11 @@ impl Cluster {
         };
         let mechanism = a.kafka_sasl_mechanism.or(f.sasl_mechanism);
         let username = a.kafka_sasl_username.or(f.sasl_username);
-        let password = match (a.kafka_sasl_password, a.kafka_sasl_password_file) {
-            (None, None) => Secret::from_value_or_file(f.sasl_password, f.sasl_password_file)?,
-            (value, file) => Secret::from_value_or_file(value, file)?,
-        };
+        let password = secret_setting(
+            (a.kafka_sasl_password, a.kafka_sasl_password_file),
+            (f.sasl_password, f.sasl_password_file),
+        )?
+        .map(Secret);
         let sasl = if protocol.uses_sasl() {
             let Some(mechanism) = mechanism else {
                 bail!(
@@ -311,12 +304,11 @@ impl Cluster {
             .kafka_ssl_certificate_location
             .or(f.ssl_certificate_location);
         let key_location = a.kafka_ssl_key_location.or(f.ssl_key_location);
-        let key_password = match (a.kafka_ssl_key_password, a.kafka_ssl_key_password_file) {
-            (None, None) => {
-                Secret::from_value_or_file(f.ssl_key_password, f.ssl_key_password_file)?
-            }
-            (value, file) => Secret::from_value_or_file(value, file)?,
-        };
+        let key_password = secret_setting(
+            (a.kafka_ssl_key_password, a.kafka_ssl_key_password_file),
+            (f.ssl_key_password, f.ssl_key_password_file),
+        )?
+        .map(Secret);
         let check_host_name = match a
             .kafka_ssl_endpoint_identification_algorithm
             .or(f.ssl_endpoint_identification_algorithm)

@@ -119,7 +119,9 @@ impl Drop for KillIfPanicking {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for pid in &self.0 {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
     }
