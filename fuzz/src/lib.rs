@@ -11,17 +11,18 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use cdrflow_core::aggregate::Totals;
+use cdrflow_core::aggregate::{RowKey, Totals};
 use cdrflow_core::decode::{decode, DecodeOptions, Format, MAX_TEXT_BYTES, MAX_TYPE_BYTES};
-use cdrflow_core::dedup::RecordKey;
+use cdrflow_core::dedup::{DedupEntry, RecordKey};
 use cdrflow_core::json::{for_each_field, JsonError, JsonValue, MAX_NESTING};
-use cdrflow_core::mediation::{
-    DuplicateReason, LookupAnswer, MediationConfig, Mediator, MediatorState, RawRecord,
-};
+use cdrflow_core::mediation::{DuplicateReason, MediationConfig, Mediator, RawRecord};
 use cdrflow_core::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use cdrflow_core::money::{div_round_half_away, format_micros, Decimal, DecimalError};
 use cdrflow_core::normalize::{
     format_timestamp, normalize_msisdn, parse_timestamp, CountryCode, SummaryZone,
+};
+use cdrflow_core::operator::{
+    BatchContext, Checkpoint, Operator, ReadError, StateChange, StateReader, StateTable,
 };
 use cdrflow_core::rating::{Rater, Tariff, TariffOverrides};
 use cdrflow_core::reject::{RejectReason, Rejection};
@@ -897,6 +898,30 @@ fn tariff() -> &'static Tariff {
     })
 }
 
+/// A store with nothing in it, for a fresh mediator: it covers every
+/// minute, so only large records' rows are asked about.
+struct EmptyStore;
+
+impl StateReader for EmptyStore {
+    fn value(&mut self, _: &StateTable, _: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(None)
+    }
+
+    fn spans(
+        &mut self,
+        table: &StateTable,
+        first: i32,
+        last: i32,
+        _: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ReadError> {
+        panic!("a fresh mediator asked for {} {first}..={last}", table.name)
+    }
+
+    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+        Ok(vec![None; rows.len()])
+    }
+}
+
 /// `Classifier::classify`, then `Mediator::process_batch`, on the input's
 /// lines as one batch: classification is decode, the clock check and rating
 /// and nothing else; a batch accounts for every record exactly once, and the
@@ -904,7 +929,7 @@ fn tariff() -> &'static Tariff {
 pub fn check_classify(input: &[u8]) {
     let tariff = tariff();
     let config = MediationConfig::default();
-    let mut mediator = Mediator::new(config, tariff, MediatorState::default());
+    let mut mediator = Mediator::new(config, tariff);
     let classifier = mediator.classifier();
 
     let mut records = Vec::new();
@@ -918,6 +943,7 @@ pub fn check_classify(input: &[u8]) {
                 byte_offset: offset,
             },
             payload: line,
+            cut_from: None,
         });
         offset += line.len() as u64 + 1;
     }
@@ -973,19 +999,15 @@ pub fn check_classify(input: &[u8]) {
         refused.push(classified.err());
     }
 
-    mediator.process_batch(records.iter().copied(), NOW, |asked| {
-        // A fresh mediator covers every minute; only large records' rows are asked.
-        assert!(
-            asked.dedup_days.is_empty(),
-            "asked for days {:?}",
-            asked.dedup_days
-        );
-        LookupAnswer {
-            dedup_entries: Vec::new(),
-            totals: vec![None; asked.totals.len()],
-        }
-    });
-    let cp = mediator.checkpoint();
+    let mut context = BatchContext {
+        now: NOW,
+        state: &mut EmptyStore,
+    };
+    mediator
+        .process_batch(&records, &mut context)
+        .expect("the empty store answers");
+    let mut cp = Checkpoint::default();
+    mediator.checkpoint(&mut cp);
     let n = records.len() as u64;
     let counts = &cp.counts;
     assert_eq!(counts.records_in, n);
@@ -1038,7 +1060,15 @@ pub fn check_classify(input: &[u8]) {
     );
     let summed: u64 = cp.summaries.rows().map(|row| row.totals.records).sum();
     assert_eq!(summed, counts.accepted_total(), "summaries vs accepted");
-    assert_eq!(cp.dedup_entries.len() as u64, counts.accepted_total());
+    let identities: usize = cp
+        .state
+        .iter()
+        .map(|w| match &w.change {
+            StateChange::Append { value, .. } => value.len() / DedupEntry::ENCODED_LEN,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(identities as u64, counts.accepted_total());
     assert_eq!(cp.event_times.len() as u64, counts.accepted_total());
-    assert_eq!(cp.watermark, cp.event_times.iter().copied().max());
+    assert_eq!(mediator.watermark(), cp.event_times.iter().copied().max());
 }

@@ -74,6 +74,15 @@ impl Totals {
     }
 }
 
+/// A summary row, named in full (the delta interns its type labels).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub kind: Kind,
+    pub msisdn: Msisdn,
+    pub day: Day,
+    pub service_type: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct DeltaKey {
     kind: Kind,

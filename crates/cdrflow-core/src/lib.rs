@@ -19,6 +19,7 @@ pub mod mediation;
 pub mod model;
 pub mod money;
 pub mod normalize;
+pub mod operator;
 pub mod rating;
 pub mod reject;
 pub mod synth;

@@ -1,23 +1,26 @@
 //! The mediation operator: raw records in, a checkpoint of effects out.
 //!
-//! Modelled on Arroyo's operator interface. [`Mediator::process_batch`]
-//! decodes, validates, normalises, rates, deduplicates and aggregates a batch
-//! (the first steps, in [`Classifier`], may run on several threads);
-//! [`Mediator::handle_watermark`] ages out dedup state; [`Mediator::checkpoint`]
-//! hands over everything accumulated since the last checkpoint — summary
-//! deltas, rejects, new dedup entries, counters — for the store to commit in
-//! one transaction together with the source positions. Nothing here does I/O.
+//! The first [`Operator`]: [`Mediator::process_batch`] decodes, validates,
+//! normalises, rates, deduplicates and aggregates a batch (the first steps,
+//! in [`Classifier`], on several threads); [`Mediator::handle_watermark`]
+//! ages out dedup state; [`Mediator::checkpoint`] hands over everything
+//! accumulated since the last checkpoint — summary deltas, rejects,
+//! counters — with its two state tables' changes: the watermark, and the
+//! identities of accepted records per day of event time. Nothing here does I/O.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::aggregate::{SummaryDelta, Totals};
+use crate::aggregate::{RowKey, SummaryDelta, Totals};
 use crate::decode::{decode, DecodeOptions};
 use rustc_hash::FxHashMap;
 
-use crate::dedup::{day_of_minute, minute_of, DedupEntry, DedupIndex, RecordKey};
+use crate::dedup::{day_minutes, day_of_minute, minute_of, DedupEntry, DedupIndex, RecordKey};
 use crate::model::{Kind, SourcePosition};
 use crate::normalize::{format_timestamp, Day, EpochMillis, Msisdn, SummaryZone};
+use crate::operator::{
+    BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
+};
 use crate::rating::Rater;
 use crate::reject::{RejectReason, Rejection};
 
@@ -32,6 +35,9 @@ pub struct RawRecord<'a> {
     pub source_id: &'a str,
     pub position: SourcePosition,
     pub payload: &'a [u8],
+    /// Set when the source kept only the first bytes of a longer record
+    /// (a line too long to buffer): the record's whole length.
+    pub cut_from: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,10 +56,21 @@ pub struct MediationConfig {
     /// one bogus far-future record would otherwise push the watermark
     /// forward and make every real record look late.
     pub max_future_skew_ms: i64,
+    /// Longer records are refused as `record_too_large`, keeping their first
+    /// [`KEPT_BYTES`].
+    pub max_record_bytes: usize,
+    /// Threads that classify a batch; admission stays in order on one.
+    pub classify_threads: usize,
 }
 
 /// Long enough to back-fill last month's files while this month's flow in.
 pub const DEFAULT_DEDUP_HORIZON_DAYS: i64 = 62;
+
+/// Records up to this size are read whole; a source never buffers more.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// What is kept of a record refused for its size: enough to see what it was.
+pub const KEPT_BYTES: usize = 4096;
 
 /// A record whose largest measure reaches this is checked against the stored
 /// totals of its row before it is admitted: only such records can bring a
@@ -69,6 +86,8 @@ impl Default for MediationConfig {
             dedup_window_ms: 7 * 86_400_000,
             dedup_horizon_ms: DEFAULT_DEDUP_HORIZON_DAYS * 86_400_000,
             max_future_skew_ms: 86_400_000,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            classify_threads: 1,
         }
     }
 }
@@ -136,33 +155,6 @@ impl Counts {
     }
 }
 
-/// Everything a store must commit, atomically, with the source positions.
-#[derive(Debug, Default)]
-pub struct Checkpoint {
-    pub summaries: SummaryDelta,
-    pub rejects: Vec<RejectedRecord>,
-    pub dedup_entries: Vec<DedupEntry>,
-    pub counts: Counts,
-    /// Event times of the accepted records, in order: the drivers measure
-    /// event time → committed from them once the store has the checkpoint.
-    pub event_times: Vec<EpochMillis>,
-    /// The newest accepted event time so far (not just in this checkpoint).
-    pub watermark: Option<EpochMillis>,
-}
-
-impl Checkpoint {
-    pub fn is_empty(&self) -> bool {
-        self.counts.records_in == 0
-    }
-}
-
-/// The state a mediator resumes from: what the store committed last.
-#[derive(Debug, Default)]
-pub struct MediatorState {
-    pub watermark: Option<EpochMillis>,
-    pub dedup_entries: Vec<DedupEntry>,
-}
-
 /// The stateless half of mediation: decode, validate, normalise and rate one
 /// record. It reads no shared state, so a batch can be classified on several
 /// threads at once; [`Mediator::admit`] then applies the results in order.
@@ -205,6 +197,16 @@ impl<'r> Classifier<'r> {
         record: RawRecord<'a>,
         now: EpochMillis,
     ) -> Result<Rated<'a>, Rejection> {
+        let length = record.cut_from.unwrap_or(record.payload.len() as u64);
+        if length > self.config.max_record_bytes as u64 {
+            return Err(Rejection::new(
+                RejectReason::RecordTooLarge,
+                format!(
+                    "the record is {length} bytes, more than the {} a record may have (--max-record-bytes); its first {KEPT_BYTES} bytes are kept",
+                    self.config.max_record_bytes
+                ),
+            ));
+        }
         let cdr = decode(record.payload, record.position, &self.config.decode)?;
         if cdr.start_time > now + self.config.max_future_skew_ms {
             let detail = format!(
@@ -240,42 +242,87 @@ impl<'r> Classifier<'r> {
             duplicate_reason,
         })
     }
+
+    /// Classification is stateless, so a batch splits into the configured
+    /// number of slices classified side by side; the results come back in
+    /// input order for the in-order admission that dedup needs.
+    pub fn classify_all<'a>(
+        &self,
+        records: &[RawRecord<'a>],
+        now: EpochMillis,
+    ) -> Vec<Result<Rated<'a>, Rejection>> {
+        let classify = |slice: &[RawRecord<'a>]| -> Vec<_> {
+            slice.iter().map(|r| self.classify(*r, now)).collect()
+        };
+        let threads = self.config.classify_threads;
+        if threads <= 1 || records.len() < 2 * MIN_RECORDS_PER_THREAD {
+            return classify(records);
+        }
+        let slice_len = records.len().div_ceil(threads).max(MIN_RECORDS_PER_THREAD);
+        std::thread::scope(|scope| {
+            let mut slices = records.chunks(slice_len);
+            let first = slices.next().unwrap_or(&[]);
+            let others: Vec<_> = slices
+                .map(|slice| scope.spawn(move || classify(slice)))
+                .collect();
+            let mut all = classify(first);
+            for other in others {
+                all.extend(other.join().expect("classification does not panic"));
+            }
+            all
+        })
+    }
 }
 
-/// A summary row, named in full (the delta interns its type labels).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RowKey {
-    pub kind: Kind,
-    pub msisdn: Msisdn,
-    pub day: Day,
-    pub service_type: String,
-}
+/// Below this many records per thread, starting a thread costs more than it saves.
+const MIN_RECORDS_PER_THREAD: usize = 256;
 
 /// What admission needs to know from the store before a batch can be
 /// admitted: the stored identities of days older than the in-memory window,
 /// and the stored totals of rows that large records would add to. Empty for
-/// almost every batch; drivers answer it after the store has written every
-/// checkpoint handed to it, so the answer includes them.
+/// almost every batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StoreLookup {
+struct StoreLookup {
     /// UTC day numbers (days since 1970-01-01 of the event time).
-    pub dedup_days: Vec<i32>,
-    pub totals: Vec<RowKey>,
+    dedup_days: Vec<i32>,
+    totals: Vec<RowKey>,
 }
 
 impl StoreLookup {
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.dedup_days.is_empty() && self.totals.is_empty()
     }
 }
 
-/// The store's answer to a [`StoreLookup`].
-#[derive(Debug, Default)]
-pub struct LookupAnswer {
-    /// The stored identities of the asked days (others are ignored).
-    pub dedup_entries: Vec<DedupEntry>,
-    /// The stored totals of each asked row, in the order asked (`None`: no row yet).
-    pub totals: Vec<Option<Totals>>,
+/// The mediator's state tables.
+pub const WATERMARK: StateTable = StateTable {
+    name: "watermark",
+    kind: StateKind::Keyed,
+};
+/// Identities of accepted records, one value per UTC day of event time (see
+/// [`DedupEntry::encode_into`]), so that a day can be read back alone when a
+/// back-filled record needs it.
+pub const DEDUP_IDENTITIES: StateTable = StateTable {
+    name: "dedup_identities",
+    kind: StateKind::Spans,
+};
+const TABLES: [StateTable; 2] = [WATERMARK, DEDUP_IDENTITIES];
+
+/// The watermark is stored as decimal text: readable in the store.
+fn encode_watermark(watermark: EpochMillis) -> Vec<u8> {
+    watermark.to_string().into_bytes()
+}
+
+fn decode_watermark(value: &[u8]) -> Result<EpochMillis, ReadError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            ReadError(format!(
+                "the stored mediation watermark {:?} is not a number of milliseconds; the store is damaged",
+                String::from_utf8_lossy(value)
+            ))
+        })
 }
 
 /// Rows whose stored totals are tracked at most; beyond, they are forgotten
@@ -291,29 +338,22 @@ pub struct Mediator<'r> {
     /// large records touched: admission keeps them within 64 bits.
     known_totals: FxHashMap<RowKey, Totals>,
     pending: Checkpoint,
+    /// Identities accepted since the last checkpoint.
+    pending_identities: Vec<DedupEntry>,
 }
 
 impl<'r> Mediator<'r> {
-    pub fn new(
-        config: MediationConfig,
-        rater: &'r dyn Rater,
-        state: MediatorState,
-    ) -> Mediator<'r> {
-        // The store hands back exactly the identities within the window of the
-        // stored watermark; older ones it is asked for by day.
-        let covered_from = state
-            .watermark
-            .map_or(i32::MIN, |w| minute_of(w - config.dedup_window_ms));
-        let mut mediator = Mediator {
+    /// A mediator with no state: [`Operator::on_start`] restores it.
+    pub fn new(config: MediationConfig, rater: &'r dyn Rater) -> Mediator<'r> {
+        Mediator {
             classifier: Classifier { config, rater },
-            dedup: DedupIndex::with_entries(state.dedup_entries, covered_from),
-            watermark: state.watermark,
+            dedup: DedupIndex::default(),
+            watermark: None,
             evicted_at_watermark: None,
             known_totals: FxHashMap::default(),
             pending: Checkpoint::default(),
-        };
-        mediator.handle_watermark();
-        mediator
+            pending_identities: Vec::new(),
+        }
     }
 
     /// The stateless half, to classify records on other threads.
@@ -321,52 +361,14 @@ impl<'r> Mediator<'r> {
         self.classifier
     }
 
-    /// Processes one batch on this thread, asking `lookup` for what only
-    /// the store knows (see [`Mediator::note_lookups`]).
-    pub fn process_batch<'a>(
-        &mut self,
-        records: impl IntoIterator<Item = RawRecord<'a>>,
-        now: EpochMillis,
-        lookup: impl FnOnce(&StoreLookup) -> LookupAnswer,
-    ) {
-        let records: Vec<RawRecord<'a>> = records.into_iter().collect();
-        let classified: Vec<_> = records
-            .iter()
-            .map(|r| self.classifier.classify(*r, now))
-            .collect();
-        let answered: Result<(), std::convert::Infallible> =
-            self.admit_batch(&records, classified, |asked| Ok(lookup(asked)));
-        answered.unwrap_or_else(|never| match never {});
-    }
-
-    /// Admits a classified batch in source order, first asking `lookup` (the
-    /// store, once every checkpoint taken so far is in it) for what memory
-    /// cannot decide; then ages out dedup state.
-    pub fn admit_batch<'a, E>(
-        &mut self,
-        records: &[RawRecord<'a>],
-        classified: Vec<Result<Rated<'a>, Rejection>>,
-        lookup: impl FnOnce(&StoreLookup) -> Result<LookupAnswer, E>,
-    ) -> Result<(), E> {
-        let mut needed = StoreLookup::default();
-        for rated in classified.iter().flatten() {
-            self.note_lookups(rated, &mut needed);
-        }
-        if !needed.is_empty() {
-            let answer = lookup(&needed)?;
-            self.apply_lookup(&needed, answer);
-        }
-        for (record, outcome) in records.iter().zip(classified) {
-            self.admit(*record, outcome);
-        }
-        self.handle_watermark();
-        Ok(())
+    /// Records taken in since the last checkpoint.
+    pub fn pending_records(&self) -> u64 {
+        self.pending.counts.records_in
     }
 
     /// Adds to `lookup` what the store must be asked before `rated` can be
-    /// admitted. The answer must include every checkpoint taken so far,
-    /// committed or not yet: drivers wait for their writer first.
-    pub fn note_lookups(&self, rated: &Rated<'_>, lookup: &mut StoreLookup) {
+    /// admitted.
+    fn note_lookups(&self, rated: &Rated<'_>, lookup: &mut StoreLookup) {
         let minute = minute_of(rated.start_time);
         if !self.dedup.covers(minute) {
             let day = day_of_minute(minute);
@@ -382,35 +384,50 @@ impl<'r> Mediator<'r> {
         }
     }
 
-    /// Takes in the store's answer to what [`Mediator::note_lookups`] asked.
-    pub fn apply_lookup(&mut self, asked: &StoreLookup, answer: LookupAnswer) {
+    /// Asks the store what memory cannot decide and takes the answers in.
+    /// The answers include every checkpoint taken so far, committed or not
+    /// yet: the runner waits for its writer first.
+    fn ask_store(
+        &mut self,
+        asked: &StoreLookup,
+        state: &mut dyn StateReader,
+    ) -> Result<(), ReadError> {
         for &day in &asked.dedup_days {
-            // Identities of this day handed over in the checkpoint being built
-            // may have been evicted from memory; the store does not have them yet.
+            let (first, last) = day_minutes(day);
+            let mut stored = Vec::new();
+            state.spans(&DEDUP_IDENTITIES, first, last, &mut |value| {
+                stored.extend(
+                    DedupEntry::decode_all(value)
+                        .filter(|e| (first..=last).contains(&e.event_minute)),
+                )
+            })?;
+            // Identities of this day in the checkpoint being built may have
+            // been evicted from memory; the store does not have them yet.
             let pending = self
-                .pending
-                .dedup_entries
+                .pending_identities
                 .iter()
                 .filter(|e| day_of_minute(e.event_minute) == day);
-            let stored = answer
-                .dedup_entries
-                .iter()
-                .filter(|e| day_of_minute(e.event_minute) == day);
-            self.dedup.load_day(day, stored.chain(pending).copied());
+            self.dedup
+                .load_day(day, stored.into_iter().chain(pending.copied()));
         }
+        if asked.totals.is_empty() {
+            return Ok(());
+        }
+        let answer = state.summary_totals(&asked.totals)?;
         if self.known_totals.len() + asked.totals.len() > MAX_KNOWN_TOTALS {
             self.known_totals.clear();
         }
-        for (row, stored) in asked.totals.iter().zip(answer.totals) {
+        for (row, stored) in asked.totals.iter().zip(answer) {
             self.known_totals
                 .insert(row.clone(), stored.unwrap_or_default());
         }
+        Ok(())
     }
 
     /// Applies a classified record, in source order: rejects it, drops it as a
     /// late arrival or duplicate (first wins), or adds it to the summaries.
-    /// The store must have answered [`Mediator::note_lookups`] for it.
-    pub fn admit(&mut self, record: RawRecord<'_>, classified: Result<Rated<'_>, Rejection>) {
+    /// The store must have been asked what memory could not decide about it.
+    fn admit(&mut self, record: RawRecord<'_>, classified: Result<Rated<'_>, Rejection>) {
         self.pending.counts.records_in += 1;
         let rated = match classified {
             Ok(rated) => rated,
@@ -486,7 +503,7 @@ impl<'r> Mediator<'r> {
             );
             return self.reject(record, Rejection::new(RejectReason::ValueTooLarge, detail));
         }
-        self.pending.dedup_entries.push(DedupEntry {
+        self.pending_identities.push(DedupEntry {
             key: rated.key,
             event_minute,
         });
@@ -503,20 +520,95 @@ impl<'r> Mediator<'r> {
             .rejected
             .entry(rejection.reason)
             .or_default() += 1;
+        let payload = match rejection.reason {
+            RejectReason::RecordTooLarge => &record.payload[..KEPT_BYTES.min(record.payload.len())],
+            _ => record.payload,
+        };
         self.pending.rejects.push(RejectedRecord {
             rejection,
             origin: record.origin.to_string(),
             position: record.position,
-            payload: record.payload.to_vec(),
+            payload: payload.to_vec(),
         });
+    }
+
+    /// The identities handed over at a checkpoint, one value per UTC day of
+    /// event time, with the span of minutes each covers.
+    fn identities_by_day(entries: &[DedupEntry]) -> BTreeMap<i32, (i32, i32, Vec<u8>)> {
+        let mut by_day: BTreeMap<i32, (i32, i32, Vec<u8>)> = BTreeMap::new();
+        for entry in entries {
+            let minute = entry.event_minute;
+            let (first, last, value) = by_day
+                .entry(day_of_minute(minute))
+                .or_insert_with(|| (minute, minute, Vec::new()));
+            *first = (*first).min(minute);
+            *last = (*last).max(minute);
+            entry.encode_into(value);
+        }
+        by_day
+    }
+}
+
+impl<'r> Operator for Mediator<'r> {
+    type Input<'a> = RawRecord<'a>;
+
+    fn name(&self) -> &'static str {
+        "mediation"
+    }
+
+    fn tables(&self) -> &'static [StateTable] {
+        &TABLES
+    }
+
+    /// Takes the stored watermark, and the identities within the in-memory
+    /// window behind it; older days are read when a record needs them.
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
+        self.watermark = match state.value(&WATERMARK, "")? {
+            Some(value) => Some(decode_watermark(&value)?),
+            None => None,
+        };
+        let covered_from = self.watermark.map_or(i32::MIN, |w| {
+            minute_of(w - self.classifier.config.dedup_window_ms)
+        });
+        let mut entries = Vec::new();
+        state.spans(&DEDUP_IDENTITIES, covered_from, i32::MAX, &mut |value| {
+            entries.extend(DedupEntry::decode_all(value).filter(|e| e.event_minute >= covered_from))
+        })?;
+        self.dedup = DedupIndex::with_entries(entries, covered_from);
+        if let Some(watermark) = self.watermark {
+            self.handle_watermark(watermark);
+        }
+        Ok(())
+    }
+
+    /// Classifies the batch (on the configured threads), asks the store what
+    /// admission needs to know beyond memory, then admits in source order.
+    fn process_batch<'a>(
+        &mut self,
+        batch: &[RawRecord<'a>],
+        context: &mut BatchContext<'_>,
+    ) -> Result<(), ReadError> {
+        let classified = self.classifier.classify_all(batch, context.now);
+        let mut needed = StoreLookup::default();
+        for rated in classified.iter().flatten() {
+            self.note_lookups(rated, &mut needed);
+        }
+        if !needed.is_empty() {
+            self.ask_store(&needed, context.state)?;
+        }
+        for (record, outcome) in batch.iter().zip(classified) {
+            self.admit(*record, outcome);
+        }
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<EpochMillis> {
+        self.watermark
     }
 
     /// Ages dedup state out of the window. Cheap to call often: it only
     /// sweeps when the watermark has moved by a tenth of the window.
-    pub fn handle_watermark(&mut self) {
-        let Some(watermark) = self.watermark else {
-            return;
-        };
+    fn handle_watermark(&mut self, watermark: EpochMillis) {
         let window = self.classifier.config.dedup_window_ms;
         let step = window / 10;
         if self
@@ -529,21 +621,19 @@ impl<'r> Mediator<'r> {
         self.evicted_at_watermark = Some(watermark);
     }
 
-    /// Takes everything since the last checkpoint, for the store to commit.
-    pub fn checkpoint(&mut self) -> Checkpoint {
+    fn checkpoint(&mut self, out: &mut Checkpoint) {
         // The next delta starts at the size of this one: regrowing a hash map
         // from empty on every checkpoint costs more than the aggregation itself.
         let capacity = self.pending.summaries.len();
-        let mut checkpoint = std::mem::replace(
+        let pending = std::mem::replace(
             &mut self.pending,
             Checkpoint {
                 summaries: SummaryDelta::with_capacity(capacity),
                 ..Checkpoint::default()
             },
         );
-        checkpoint.watermark = self.watermark;
         for (row, known) in self.known_totals.iter_mut() {
-            let delta = checkpoint
+            let delta = pending
                 .summaries
                 .row(row.kind, row.msisdn, row.day, &row.service_type);
             if let Some(delta) = delta {
@@ -551,27 +641,101 @@ impl<'r> Mediator<'r> {
                 *known = known.checked_add(delta).unwrap_or(*known);
             }
         }
-        checkpoint
-    }
-
-    /// Records processed since the last checkpoint.
-    pub fn pending_records(&self) -> u64 {
-        self.pending.counts.records_in
-    }
-
-    /// The oldest event minute the stored dedup state must keep, for pruning the store.
-    pub fn dedup_horizon_minute(&self) -> Option<i32> {
-        self.watermark
-            .map(|w| minute_of(w - self.classifier.config.dedup_horizon_ms))
+        out.absorb(pending);
+        let identities = std::mem::take(&mut self.pending_identities);
+        let mut state = out.state_of(self.name());
+        for (first, last, value) in Mediator::identities_by_day(&identities).into_values() {
+            state.append(&DEDUP_IDENTITIES, first, last, value);
+        }
+        if let Some(watermark) = self.watermark {
+            let horizon = minute_of(watermark - self.classifier.config.dedup_horizon_ms);
+            state.expire_before(&DEDUP_IDENTITIES, horizon);
+            state.put(&WATERMARK, "", encode_watermark(watermark));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::IdSpace;
     use crate::normalize::parse_timestamp;
+    use crate::operator::MemoryState;
     use crate::rating::{Tariff, TariffOverrides};
+
+    /// A store that must not be asked anything, or records what it was asked.
+    #[derive(Default)]
+    struct Asked {
+        days: Vec<(i32, i32)>,
+        totals: Vec<RowKey>,
+        state: Option<MemoryState>,
+    }
+
+    impl StateReader for Asked {
+        fn value(&mut self, _: &StateTable, _: &str) -> Result<Option<Vec<u8>>, ReadError> {
+            Ok(None)
+        }
+
+        fn spans(
+            &mut self,
+            table: &StateTable,
+            first: i32,
+            last: i32,
+            visit: &mut dyn FnMut(&[u8]),
+        ) -> Result<(), ReadError> {
+            match &mut self.state {
+                Some(state) => {
+                    self.days.push((first, last));
+                    state.spans(table, first, last, visit)
+                }
+                None => panic!(
+                    "no store lookup expected, asked {} {first}..={last}",
+                    table.name
+                ),
+            }
+        }
+
+        fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+            match &mut self.state {
+                Some(state) => {
+                    self.totals.extend_from_slice(rows);
+                    state.summary_totals(rows)
+                }
+                None => panic!("no store lookup expected, asked {rows:?}"),
+            }
+        }
+    }
+
+    fn process(
+        mediator: &mut Mediator<'_>,
+        batch: &[RawRecord<'_>],
+        now: EpochMillis,
+        state: &mut dyn StateReader,
+    ) {
+        mediator
+            .process_batch(batch, &mut BatchContext { now, state })
+            .unwrap();
+        // As the runner does after every batch.
+        if let Some(watermark) = mediator.watermark() {
+            mediator.handle_watermark(watermark);
+        }
+    }
+
+    fn checkpoint(mediator: &mut Mediator<'_>) -> Checkpoint {
+        let mut cp = Checkpoint::default();
+        mediator.checkpoint(&mut cp);
+        cp
+    }
+
+    /// The identities a checkpoint hands over, decoded from its state writes.
+    fn identities(cp: &Checkpoint) -> Vec<DedupEntry> {
+        let mut out = Vec::new();
+        for write in &cp.state {
+            if let crate::operator::StateChange::Append { value, .. } = &write.change {
+                out.extend(DedupEntry::decode_all(value));
+            }
+        }
+        out
+    }
 
     fn record(line: u64, payload: &str) -> RawRecord<'_> {
         RawRecord {
@@ -582,11 +746,8 @@ mod tests {
                 byte_offset: 0,
             },
             payload: payload.as_bytes(),
+            cut_from: None,
         }
-    }
-
-    fn no_lookup(asked: &StoreLookup) -> LookupAnswer {
-        panic!("no store lookup expected, asked {asked:?}")
     }
 
     fn voice(id: &str, time: &str, seconds: u64) -> String {
@@ -598,11 +759,7 @@ mod tests {
     #[test]
     fn dedups_rejects_and_aggregates() {
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-        let mut mediator = Mediator::new(
-            MediationConfig::default(),
-            &tariff,
-            MediatorState::default(),
-        );
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
         let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
         let a = voice("a", "2024-03-01T10:00:00Z", 60);
         let b = voice("b", "2024-03-01T11:00:00Z", 1);
@@ -620,8 +777,8 @@ mod tests {
             record(7, no_id),
             record(8, no_id),
         ];
-        mediator.process_batch(batch, now, no_lookup);
-        let cp = mediator.checkpoint();
+        process(&mut mediator, &batch, now, &mut Asked::default());
+        let cp = checkpoint(&mut mediator);
         assert_eq!(cp.counts.records_in, 9);
         assert_eq!(cp.counts.accepted_total(), 4);
         assert_eq!(cp.counts.duplicates[&DuplicateReason::SameRecordId], 1);
@@ -642,8 +799,8 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].totals.duration_sec, 63);
         assert_eq!(rows[0].totals.cost_micros, 1_000_000 + 3 * 16_667);
-        assert_eq!(cp.dedup_entries.len(), 4);
-        assert!(mediator.checkpoint().is_empty());
+        assert_eq!(identities(&cp).len(), 4);
+        assert!(checkpoint(&mut mediator).is_empty());
     }
 
     #[test]
@@ -651,20 +808,69 @@ mod tests {
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
         let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
         let a = voice("a", "2024-03-01T10:00:00Z", 60);
-        let mut first = Mediator::new(
-            MediationConfig::default(),
-            &tariff,
-            MediatorState::default(),
+        let mut first = Mediator::new(MediationConfig::default(), &tariff);
+        process(&mut first, &[record(1, &a)], now, &mut Asked::default());
+        let mut stored = MemoryState::new("mediation");
+        stored.apply(&checkpoint(&mut first));
+        let mut second = Mediator::new(MediationConfig::default(), &tariff);
+        second.on_start(&mut stored).unwrap();
+        assert_eq!(second.watermark(), first.watermark());
+        process(&mut second, &[record(1, &a)], now, &mut Asked::default());
+        assert_eq!(checkpoint(&mut second).counts.duplicates_total(), 1);
+    }
+
+    #[test]
+    fn the_watermark_is_stored_as_text_and_identities_expire_behind_the_horizon() {
+        let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
+        let a = voice("a", "2024-03-01T10:00:00Z", 60);
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
+        process(&mut mediator, &[record(1, &a)], now, &mut Asked::default());
+        let cp = checkpoint(&mut mediator);
+        let watermark = parse_timestamp("2024-03-01T10:00:00Z").unwrap();
+        let horizon = minute_of(watermark - DEFAULT_DEDUP_HORIZON_DAYS * 86_400_000);
+        let minute = minute_of(watermark);
+        let changes: Vec<_> = cp
+            .state
+            .iter()
+            .map(|w| (w.operator, w.table, &w.change))
+            .collect();
+        use crate::operator::StateChange::*;
+        assert_eq!(
+            changes,
+            [
+                (
+                    "mediation",
+                    "dedup_identities",
+                    &Append {
+                        first_minute: minute,
+                        last_minute: minute,
+                        value: identities(&cp)
+                            .iter()
+                            .flat_map(|e| {
+                                let mut v = Vec::new();
+                                e.encode_into(&mut v);
+                                v
+                            })
+                            .collect()
+                    }
+                ),
+                (
+                    "mediation",
+                    "dedup_identities",
+                    &ExpireBefore { minute: horizon }
+                ),
+                (
+                    "mediation",
+                    "watermark",
+                    &Put {
+                        key: String::new(),
+                        value: watermark.to_string().into_bytes()
+                    }
+                ),
+            ]
         );
-        first.process_batch([record(1, &a)], now, no_lookup);
-        let cp = first.checkpoint();
-        let state = MediatorState {
-            watermark: cp.watermark,
-            dedup_entries: cp.dedup_entries,
-        };
-        let mut second = Mediator::new(MediationConfig::default(), &tariff, state);
-        second.process_batch([record(1, &a)], now, no_lookup);
-        assert_eq!(second.checkpoint().counts.duplicates_total(), 1);
+        assert_eq!(mediator.tables(), &[WATERMARK, DEDUP_IDENTITIES]);
     }
 
     #[test]
@@ -674,31 +880,36 @@ mod tests {
         let recent = voice("r", "2024-03-29T10:00:00Z", 60);
         let old = voice("o", "2024-03-01T10:00:00Z", 60);
         let stored_twin = voice("s", "2024-03-01T12:00:00Z", 60);
-        let mut mediator = Mediator::new(
-            MediationConfig::default(),
-            &tariff,
-            MediatorState::default(),
-        );
-        mediator.process_batch([record(1, &recent)], now, no_lookup);
-        let mut asked = Vec::new();
-        let stored = DedupEntry {
-            key: RecordKey::from_id(IdSpace::CdrVoice, "s"),
-            event_minute: minute_of(parse_timestamp("2024-03-01T12:00:00Z").unwrap()),
-        };
-        mediator.process_batch(
-            [record(2, &old), record(3, &stored_twin), record(4, &old)],
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
+        process(
+            &mut mediator,
+            &[record(1, &recent)],
             now,
-            |lookup| {
-                asked.push(lookup.dedup_days.clone());
-                LookupAnswer {
-                    dedup_entries: vec![stored],
-                    totals: vec![None; lookup.totals.len()],
-                }
-            },
+            &mut Asked::default(),
         );
-        let day = parse_timestamp("2024-03-01T00:00:00Z").unwrap() / 86_400_000;
-        assert_eq!(asked, [vec![day as i32]]);
-        let cp = mediator.checkpoint();
+        // The store holds the twin's identity on that day.
+        let mut twin = Mediator::new(MediationConfig::default(), &tariff);
+        process(
+            &mut twin,
+            &[record(9, &stored_twin)],
+            now,
+            &mut Asked::default(),
+        );
+        let mut stored = MemoryState::new("mediation");
+        stored.apply(&checkpoint(&mut twin));
+        let mut asked = Asked {
+            state: Some(stored),
+            ..Asked::default()
+        };
+        process(
+            &mut mediator,
+            &[record(2, &old), record(3, &stored_twin), record(4, &old)],
+            now,
+            &mut asked,
+        );
+        let day = (parse_timestamp("2024-03-01T00:00:00Z").unwrap() / 86_400_000) as i32;
+        assert_eq!(asked.days, [day_minutes(day)]);
+        let cp = checkpoint(&mut mediator);
         assert_eq!(cp.counts.accepted_total(), 2, "recent and old once");
         assert_eq!(
             cp.counts.duplicates_total(),
@@ -706,8 +917,13 @@ mod tests {
             "the stored twin and the repeat"
         );
         // A day already loaded is not asked again.
-        mediator.process_batch([record(5, &old)], now, no_lookup);
-        assert_eq!(mediator.checkpoint().counts.duplicates_total(), 1);
+        process(
+            &mut mediator,
+            &[record(5, &old)],
+            now,
+            &mut Asked::default(),
+        );
+        assert_eq!(checkpoint(&mut mediator).counts.duplicates_total(), 1);
     }
 
     #[test]
@@ -720,24 +936,28 @@ mod tests {
             )
         };
         let (big, small) = (data("big", 5_000_000_000_000_000_000), data("small", 1));
-        let mut mediator = Mediator::new(
-            MediationConfig::default(),
-            &tariff,
-            MediatorState::default(),
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
+        let mut stored = MemoryState::new("mediation");
+        let mut earlier = Mediator::new(MediationConfig::default(), &tariff);
+        process(
+            &mut earlier,
+            &[record(0, &data("earlier", 5_000_000_000_000_000_000))],
+            now,
+            &mut MemoryState::new("mediation"),
         );
-        let stored = Totals {
-            records: 1,
-            up_bytes: 5_000_000_000_000_000_000,
-            ..Totals::default()
+        stored.apply(&checkpoint(&mut earlier));
+        let mut asked = Asked {
+            state: Some(stored),
+            ..Asked::default()
         };
-        mediator.process_batch([record(1, &big), record(2, &small)], now, |lookup| {
-            assert_eq!(lookup.totals.len(), 1, "only the large record's row");
-            LookupAnswer {
-                dedup_entries: vec![],
-                totals: vec![Some(stored)],
-            }
-        });
-        let cp = mediator.checkpoint();
+        process(
+            &mut mediator,
+            &[record(1, &big), record(2, &small)],
+            now,
+            &mut asked,
+        );
+        assert_eq!(asked.totals.len(), 1, "only the large record's row");
+        let cp = checkpoint(&mut mediator);
         assert_eq!(
             cp.counts.rejected.get(&RejectReason::ValueTooLarge),
             Some(&1),
@@ -746,5 +966,46 @@ mod tests {
         );
         assert_eq!(cp.counts.accepted_total(), 1);
         assert_eq!(cp.summaries.len(), 1, "no empty row for the refused record");
+    }
+
+    #[test]
+    fn records_over_the_size_limit_are_refused_keeping_their_first_bytes() {
+        let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
+        let config = MediationConfig {
+            max_record_bytes: KEPT_BYTES * 2,
+            ..MediationConfig::default()
+        };
+        let mut mediator = Mediator::new(config, &tariff);
+        let big = "y".repeat(KEPT_BYTES * 3);
+        let start_of_longer = "z".repeat(KEPT_BYTES);
+        let cut = RawRecord {
+            cut_from: Some(10 * KEPT_BYTES as u64),
+            ..record(3, &start_of_longer)
+        };
+        let now = parse_timestamp("2024-03-10T00:00:00Z").unwrap();
+        process(
+            &mut mediator,
+            &[record(1, "x"), record(2, &big), cut],
+            now,
+            &mut Asked::default(),
+        );
+        let cp = checkpoint(&mut mediator);
+        let kept: Vec<_> = cp
+            .rejects
+            .iter()
+            .map(|r| (r.rejection.reason, r.payload.len()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (RejectReason::MalformedJson, 1),
+                (RejectReason::RecordTooLarge, KEPT_BYTES),
+                (RejectReason::RecordTooLarge, KEPT_BYTES)
+            ]
+        );
+        assert!(cp.rejects[2]
+            .rejection
+            .detail
+            .contains(&(10 * KEPT_BYTES).to_string()));
     }
 }

@@ -1,19 +1,19 @@
 //! cdrflow-store: the one place results are written and read.
 //!
 //! Every store implements [`Store`]. Its central promise is
-//! [`Store::commit`]: a checkpoint's summary deltas, rejects, dedup entries,
-//! counters and the source positions they came from become visible together
+//! [`Results::commit`]: a checkpoint's summary deltas, rejects, counters,
+//! operators' state changes and the source positions they came from become visible together
 //! or not at all. Restart from the stored positions and state, and each
 //! record counts exactly once.
 //!
 //! - [`sqlite::SqliteStore`]: the embedded default, one file in the data dir.
 //! - [`postgres_store::PgStore`]: the shared store for several processes.
 
-use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::DedupEntry;
-use cdrflow_core::mediation::{Checkpoint, Counts, LookupAnswer, StoreLookup};
+use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::mediation::Counts;
 use cdrflow_core::model::Kind;
-use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
+use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::operator::Checkpoint;
 
 mod codecs;
 
@@ -112,11 +112,13 @@ pub struct SourceCursor {
     pub from_offset: Option<i64>,
 }
 
-/// What a mediator needs to resume exactly where the last commit left off.
-#[derive(Debug, Default)]
-pub struct ResumeState {
-    pub watermark: Option<EpochMillis>,
-    pub dedup_entries: Vec<DedupEntry>,
+/// Where an operator's state table lives: the generic `operator_state`
+/// table holds every operator's tables, keyed by these three.
+#[derive(Clone, Copy, Debug)]
+pub struct StateAt<'a> {
+    pub operator: &'a str,
+    pub scope: &'a str,
+    pub table: &'a str,
 }
 
 /// One stored daily summary row.
@@ -260,7 +262,7 @@ pub struct PartitionClaim {
     pub epoch: i64,
 }
 
-/// The scope of mediation state (watermark, dedup entries) that travels with
+/// The scope of operator state (the mediator's watermark and dedup entries) that travels with
 /// a unit of ownership: `files` for file inputs, `kafka:TOPIC:PARTITION` for
 /// a partition, so whoever owns a partition next inherits exactly its state.
 pub fn kafka_scope(topic: &str, partition: i32) -> String {
@@ -269,12 +271,10 @@ pub fn kafka_scope(topic: &str, partition: i32) -> String {
 
 pub const FILES_SCOPE: &str = "files";
 
-/// One scope's share of a commit.
+/// One scope's share of a commit: its operators' results and state changes.
 pub struct CommitPart<'a> {
     pub scope: &'a str,
     pub checkpoint: &'a Checkpoint,
-    /// This scope's dedup state with event minutes before this can be dropped.
-    pub dedup_horizon_minute: Option<i32>,
 }
 
 /// What one commit writes, all or nothing.
@@ -360,26 +360,30 @@ pub trait Positions {
     fn lock_files(&mut self) -> Result<()>;
 }
 
-/// What an operator resumes from and asks while admitting: its watermark
-/// and dedup entries per scope.
+/// Operators' state tables, as their checkpoints left them (written by
+/// [`Results::commit`]).
 pub trait OperatorState {
-    /// The state the last commit left behind in `scope`: the watermark, and
-    /// the dedup entries within `dedup_window_ms` of it.
-    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState>;
+    /// The value under `key` in a keyed table.
+    fn state_value(&mut self, at: StateAt<'_>, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Answers what admission must know from the store (dedup identities of
-    /// days behind the in-memory window, stored totals of rows), in `scope`.
-    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer>;
+    /// Every value of a span table whose span overlaps `first_minute..=last_minute`.
+    fn state_spans(
+        &mut self,
+        at: StateAt<'_>,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<()>;
 }
 
 /// Writing results: the one transaction that carries every concern's
 /// rows with the positions they came from, and clearing them for a rebuild.
 pub trait Results {
-    /// Writes a checkpoint and the source cursors in one transaction; refuses
+    /// Writes checkpoints (results and operator state) and the source cursors in one transaction; refuses
     /// the whole commit with [`StoreError::Fenced`] when a Kafka cursor's epoch is stale.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()>;
 
-    /// Clears every summary, counter, reject and dedup entry: the start of a rebuild.
+    /// Clears every summary, counter, reject, operator state and file position: the start of a rebuild.
     fn clear_results(&mut self) -> Result<()>;
 }
 
@@ -418,6 +422,9 @@ pub trait Usage {
             next_from,
         })
     }
+
+    /// The stored totals of summary rows, in the order asked (`None`: no row yet).
+    fn stored_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>>;
 
     /// Every summary row, in (kind, msisdn, date, type) order.
     fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()>;

@@ -10,7 +10,7 @@
 //! rest committed), commit telemetry, and what follows a commit (the
 //! dead-letter topic, through [`AfterCommit`]).
 //!
-//! Questions for the store (dedup state of old days, stored totals) can go
+//! Questions for the store (operator state of old days, stored totals) can go
 //! through the same queue ([`Committer::ask`]): answered after every job
 //! handed over before them, so the answers include those commits.
 
@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use cdrflow_core::mediation::{Checkpoint, Counts};
+use cdrflow_core::mediation::Counts;
+use cdrflow_core::operator::Checkpoint;
 use cdrflow_store::{Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 
 use crate::events::{CheckpointCommitted, InternalEvent, PartitionFenced, StoreRetry};
@@ -31,7 +32,6 @@ use crate::telemetry::IngestTimes;
 pub struct JobPart {
     pub scope: String,
     pub checkpoint: Checkpoint,
-    pub dedup_horizon_minute: Option<i32>,
     /// The positions this checkpoint covers (a Kafka partition's, or the files').
     pub cursors: Vec<Cursor>,
     /// Producer timestamps of the records, for end-to-end latency.
@@ -227,7 +227,6 @@ fn write(
             .map(|p| CommitPart {
                 scope: &p.scope,
                 checkpoint: &p.checkpoint,
-                dedup_horizon_minute: p.dedup_horizon_minute,
             })
             .collect();
         let cursors: Vec<Cursor> = job

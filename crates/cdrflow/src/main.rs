@@ -12,6 +12,7 @@ mod histogram;
 mod kafka;
 mod pipeline;
 mod progress;
+mod runner;
 mod server;
 mod sources;
 mod telemetry;

@@ -11,20 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use cdrflow_core::mediation::{
-    Classifier, Counts, MediationConfig, Mediator, MediatorState, Rated, RawRecord,
-};
+use cdrflow_core::mediation::{Counts, MediationConfig, RawRecord};
 use cdrflow_core::rating::Rater;
-use cdrflow_core::reject::{RejectReason, Rejection};
 use cdrflow_store::{Cursor, SourceCursor, Store, FILES_SCOPE};
 
-use crate::committer::{CommitJob, Committer, JobPart, NothingAfter};
+use crate::committer::{Committer, NothingAfter};
 use crate::histogram::LatencyHistogram;
 use crate::progress::Progress;
-use crate::sources::file::{
-    Chunk, CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES, KEPT_BYTES,
-};
-use crate::telemetry::IngestTimes;
+use crate::runner::{start_scope, Runner, ScopeOperators};
+use crate::sources::file::{CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES};
 
 /// Records per checkpoint unless configured otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
@@ -33,8 +28,6 @@ pub struct PipelineOptions {
     pub mediation: MediationConfig,
     pub input: InputOptions,
     pub batch_size: usize,
-    /// Threads that decode and rate each chunk; dedup and aggregation stay in order on one.
-    pub classify_threads: usize,
 }
 
 pub fn default_classify_threads() -> usize {
@@ -123,35 +116,31 @@ pub fn process_inputs(
 ) -> Result<RunReport> {
     let started = Instant::now();
     store.lock_files()?;
-    let state = store.resume_state(FILES_SCOPE, options.mediation.dedup_window_ms)?;
-    let mut mediator = Mediator::new(
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut files = start_scope(
+        FILES_SCOPE.to_string(),
         options.mediation,
         rater,
-        MediatorState {
-            watermark: state.watermark,
-            dedup_entries: state.dedup_entries,
-        },
-    );
+        store.as_mut(),
+        &stopping,
+    )?;
     progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
-    let mut committer = Committer::spawn(
-        store,
-        Box::new(NothingAfter),
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let committer = Committer::spawn(store, Box::new(NothingAfter), stopping.clone())?;
+    let mut runner = Runner::new(committer, options.mediation, rater, stopping);
     let mut report = RunReport::default();
     let produced = produce(
-        &mut mediator,
+        &mut runner,
+        &mut files,
         inputs,
         options,
-        &mut committer,
         reader,
         progress,
         &mut report,
     );
     // A failed commit stops the writer, which surfaces in `produce` as a
     // refused job or question: report the cause.
-    if let Some(failed) = committer.drain().into_iter().find_map(Result::err) {
+    if let Some(failed) = runner.committer().drain().into_iter().find_map(Result::err) {
         return Err(failed);
     }
     produced?;
@@ -160,45 +149,43 @@ pub fn process_inputs(
     Ok(report)
 }
 
-fn produce(
-    mediator: &mut Mediator<'_>,
+fn produce<'r>(
+    runner: &mut Runner<'r>,
+    files: &mut ScopeOperators<'r>,
     inputs: &[Input],
     options: &PipelineOptions,
-    committer: &mut Committer,
     reader: &mut dyn Store,
     progress: &mut Progress,
     report: &mut RunReport,
 ) -> Result<()> {
-    let mut ingested = IngestTimes::new();
     let mut cursors = RunCursors {
         reader,
         handed_over: HashMap::new(),
     };
-    let send = |committer: &mut Committer,
-                mediator: &mut Mediator<'_>,
+    let send = |runner: &mut Runner<'r>,
+                files: &mut ScopeOperators<'r>,
                 cursor: Option<SourceCursor>,
                 handed_over: &mut HashMap<String, SourceCursor>,
-                ingested: &mut IngestTimes,
                 report: &mut RunReport|
      -> Result<()> {
         if let Some(cursor) = &cursor {
             handed_over.insert(cursor.source.clone(), cursor.clone());
         }
-        let checkpoint = mediator.checkpoint();
-        report.counts.add(&checkpoint.counts);
+        let part = runner.checkpoint(
+            files,
+            cursor.into_iter().map(Cursor::File).collect(),
+            Vec::new(),
+        );
+        report.counts.add(&part.checkpoint.counts);
         report.checkpoints += 1;
-        committer.submit(CommitJob {
-            parts: vec![JobPart {
-                scope: FILES_SCOPE.to_string(),
-                checkpoint,
-                dedup_horizon_minute: mediator.dedup_horizon_minute(),
-                cursors: cursor.into_iter().map(Cursor::File).collect(),
-                produced_at: Vec::new(),
-            }],
-            ingested: std::mem::take(ingested),
-        })?;
+        runner.submit(vec![part])?;
         // Only a failure is news here; the counts were taken above.
-        match committer.finished().into_iter().find_map(Result::err) {
+        match runner
+            .committer()
+            .finished()
+            .into_iter()
+            .find_map(Result::err)
+        {
             Some(failed) => Err(failed),
             None => Ok(()),
         }
@@ -213,21 +200,19 @@ fn produce(
         let mut cursor = (opened.start_offset, opened.start_line);
         opened
             .for_each_chunk(|chunk, template| {
-                let (before, now) = (mediator.pending_records(), now_millis());
-                mediate_chunk(mediator, chunk, options, now, committer)?;
-                ingested.push((now, mediator.pending_records() - before));
+                let batch: Vec<RawRecord<'_>> = chunk.records().collect();
+                runner.process(files, &batch, now_millis())?;
                 cursor = chunk.resume_point();
                 progress.advance(
                     chunk.data.len() as u64,
-                    report.counts.records_in + mediator.pending_records(),
+                    report.counts.records_in + runner.pending_records(),
                 );
-                if mediator.pending_records() >= options.batch_size as u64 {
+                if runner.pending_records() >= options.batch_size as u64 {
                     send(
-                        committer,
-                        mediator,
+                        runner,
+                        files,
                         template.cursor(cursor.0, cursor.1),
                         &mut cursors.handed_over,
-                        &mut ingested,
                         report,
                     )?;
                 }
@@ -236,11 +221,10 @@ fn produce(
             .with_context(|| format!("processing {origin}"))?;
         // Always commit at the end of an input, even an empty checkpoint: it records the cursor.
         send(
-            committer,
-            mediator,
+            runner,
+            files,
             opened.cursors.cursor(cursor.0, cursor.1),
             &mut cursors.handed_over,
-            &mut ingested,
             report,
         )?;
         if opened.held_back > 0 {
@@ -278,121 +262,5 @@ impl CursorLookup for RunCursors<'_> {
             Some(cursor) => Ok(Some(cursor.clone())),
             None => Ok(self.reader.cursor(key)?),
         }
-    }
-}
-
-/// Classifies a chunk's records on `threads` threads, asks the store what
-/// admission needs to know beyond memory, then admits them in source order.
-fn mediate_chunk(
-    mediator: &mut Mediator<'_>,
-    chunk: &Chunk<'_>,
-    options: &PipelineOptions,
-    now: i64,
-    committer: &Committer,
-) -> Result<()> {
-    let limit = options.input.max_record_bytes;
-    if let Some(oversized) = chunk.oversized {
-        for record in chunk.records() {
-            mediator.admit(record, Err(too_large(oversized.length, limit)));
-        }
-        return Ok(());
-    }
-    let mut records: Vec<RawRecord<'_>> = chunk.records().collect();
-    let threads = options.classify_threads;
-    let mut classified = classify_in_parallel(mediator.classifier(), &records, now, threads);
-    // Lines over the limit that fit the read buffer: refused all the same.
-    refuse_oversized(&mut records, &mut classified, limit);
-    mediator.admit_batch(&records, classified, |asked| {
-        let asked = asked.clone();
-        committer.ask(move |store| store.lookup(FILES_SCOPE, &asked))
-    })
-}
-
-/// Records longer than `limit` are refused as `record_too_large`, keeping
-/// only their first [`KEPT_BYTES`] as the payload — from files (lines that
-/// fit the read buffer) and from Kafka (messages up to librdkafka's size).
-pub fn refuse_oversized<'a>(
-    records: &mut [RawRecord<'a>],
-    classified: &mut [Result<Rated<'a>, Rejection>],
-    limit: usize,
-) {
-    for (record, outcome) in records.iter_mut().zip(classified.iter_mut()) {
-        if record.payload.len() > limit {
-            *outcome = Err(too_large(record.payload.len() as u64, limit));
-            record.payload = &record.payload[..KEPT_BYTES.min(record.payload.len())];
-        }
-    }
-}
-
-fn too_large(length: u64, limit: usize) -> Rejection {
-    Rejection::new(
-        RejectReason::RecordTooLarge,
-        format!(
-            "the record is {length} bytes, more than the {limit} a record may have (--max-record-bytes); its first {KEPT_BYTES} bytes are kept"
-        ),
-    )
-}
-
-/// Classification (decode, validate, normalise, rate) is stateless, so a
-/// batch splits into `threads` slices classified side by side; the results
-/// come back in input order for the in-order admission that dedup needs.
-pub fn classify_in_parallel<'a>(
-    classifier: Classifier<'_>,
-    records: &[RawRecord<'a>],
-    now: i64,
-    threads: usize,
-) -> Vec<Result<Rated<'a>, Rejection>> {
-    let classify = |slice: &[RawRecord<'a>]| -> Vec<_> {
-        slice.iter().map(|r| classifier.classify(*r, now)).collect()
-    };
-    if threads <= 1 || records.len() < 2 * MIN_RECORDS_PER_THREAD {
-        return classify(records);
-    }
-    let slice_len = records.len().div_ceil(threads).max(MIN_RECORDS_PER_THREAD);
-    std::thread::scope(|scope| {
-        let mut slices = records.chunks(slice_len);
-        let first = slices.next().unwrap_or(&[]);
-        let others: Vec<_> = slices
-            .map(|slice| scope.spawn(move || classify(slice)))
-            .collect();
-        let mut all = classify(first);
-        for other in others {
-            all.extend(other.join().expect("classification does not panic"));
-        }
-        all
-    })
-}
-
-/// Below this many records per thread, starting a thread costs more than it saves.
-const MIN_RECORDS_PER_THREAD: usize = 256;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cdrflow_core::model::SourcePosition;
-
-    #[test]
-    fn oversized_records_are_refused_with_their_first_bytes_kept() {
-        let (small, big) = (vec![b'x'; 100], vec![b'y'; KEPT_BYTES * 3]);
-        let record = |payload: &'static [u8], offset| RawRecord {
-            origin: "cdr_data",
-            source_id: "cdr_data",
-            position: SourcePosition::Kafka {
-                partition: 0,
-                offset,
-            },
-            payload,
-        };
-        let (small, big): (&'static [u8], &'static [u8]) = (small.leak(), big.leak());
-        let mut records = vec![record(small, 0), record(big, 1)];
-        let mut classified: Vec<Result<Rated<'_>, Rejection>> = vec![
-            Err(Rejection::new(RejectReason::MalformedJson, "x")),
-            Err(Rejection::new(RejectReason::MalformedJson, "y")),
-        ];
-        refuse_oversized(&mut records, &mut classified, KEPT_BYTES * 2);
-        assert_eq!(records[0].payload.len(), 100);
-        assert!(matches!(&classified[0], Err(r) if r.reason == RejectReason::MalformedJson));
-        assert_eq!(records[1].payload, &big[..KEPT_BYTES]);
-        assert!(matches!(&classified[1], Err(r) if r.reason == RejectReason::RecordTooLarge));
     }
 }

@@ -16,19 +16,19 @@ mod rejects;
 mod results;
 mod usage;
 
-use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::{day_minutes, minute_of, DedupEntry};
-use cdrflow_core::mediation::{Counts, LookupAnswer, StoreLookup};
+use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::mediation::Counts;
 use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::operator::StateChange;
 use postgres::{Client, Transaction};
 
-use crate::codecs::{apply_counter, clamp_day, counter_entries, dedup_blobs};
+use crate::codecs::{apply_counter, clamp_day, counter_entries};
 use crate::postgres_tls::Connector;
 use crate::prelude::*;
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
     Commit, Cursor, KafkaCursor, KafkaPosition, OverviewRow, PartitionClaim, RejectQuery,
-    ReplayTarget, Result, ResumeState, SourceCursor, StoreError, StoredReject, SummaryRecord,
+    ReplayTarget, Result, SourceCursor, StateAt, StoreError, StoredReject, SummaryRecord,
     TopSubscriber,
 };
 
@@ -99,7 +99,18 @@ fn migrations() -> Vec<(i32, String)> {
     let v2 = "ALTER TABLE dedup_state ADD COLUMN min_minute INTEGER;
         ALTER TABLE source_positions ADD COLUMN prefix_len BIGINT NOT NULL DEFAULT 4096;"
         .to_string();
-    vec![(1, v1), (2, v2)]
+    vec![
+        (1, v1),
+        (2, v2),
+        (
+            3,
+            crate::codecs::operator_state_v3(&crate::codecs::Dialect {
+                serial_key: "BIGSERIAL PRIMARY KEY",
+                bytes: "BYTEA",
+                integer_as_text_bytes: "convert_to({}::text, 'UTF8')",
+            }),
+        ),
+    ]
 }
 
 /// Serialises processes that read files into one store (session lock).
@@ -401,5 +412,65 @@ fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written by schema v2 (the mediator's own tables) opens with
+    /// the same watermark and identities under `operator_state`. Needs
+    /// PostgreSQL on 127.0.0.1:5432 (or `CDRFLOW_TEST_POSTGRES`): fails without.
+    #[test]
+    fn a_version_2_store_keeps_its_mediation_state() {
+        let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin_url}: {e}"));
+        let db = format!("cdrflow_test_v2_migration_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        let url = format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()]);
+        let old = crate::codecs::tests::Version2State::example();
+        {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                )
+                .unwrap();
+            for (version, sql) in migrations().into_iter().filter(|(v, _)| *v <= 2) {
+                client.batch_execute(&sql).unwrap();
+                client
+                    .execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)",
+                        &[&version],
+                    )
+                    .unwrap();
+            }
+            for (scope, first, last, entries) in &old.dedup {
+                client
+                    .execute(
+                        "INSERT INTO dedup_state (scope, min_minute, max_minute, entries) VALUES ($1, $2, $3, $4)",
+                        &[scope, first, last, entries],
+                    )
+                    .unwrap();
+            }
+            for (scope, watermark) in &old.watermarks {
+                client
+                    .execute(
+                        "INSERT INTO pipeline_state (scope, watermark_ms) VALUES ($1, $2)",
+                        &[scope, watermark],
+                    )
+                    .unwrap();
+            }
+        }
+        let mut store = PgStore::connect(&url).unwrap();
+        old.check(&mut store);
     }
 }

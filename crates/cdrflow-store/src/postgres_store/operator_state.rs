@@ -1,67 +1,115 @@
-//! PostgreSQL: Operator state: watermarks and dedup entries per scope, and admission's questions.
+//! PostgreSQL: operators' state tables, all in `operator_state`.
 
 use super::*;
 
 impl OperatorState for PgStore {
-    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
-        let watermark: Option<i64> = self
+    fn state_value(&mut self, at: StateAt<'_>, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
             .live_client()?
             .query_opt(
-                "SELECT watermark_ms FROM pipeline_state WHERE scope = $1",
-                &[&scope],
+                "SELECT value FROM operator_state
+                 WHERE operator = $1 AND scope = $2 AND state_table = $3 AND state_key = $4",
+                &[&at.operator, &at.scope, &at.table, &key],
             )?
-            .map(|r| r.get(0));
-        let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
-        let mut dedup_entries = Vec::new();
-        for row in self.live_client()?.query(
-            "SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2",
-            &[&scope, &horizon],
-        )? {
-            let blob: &[u8] = row.get(0);
-            dedup_entries
-                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
-        }
-        Ok(ResumeState {
-            watermark,
-            dedup_entries,
-        })
+            .map(|r| r.get(0)))
     }
 
-    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer> {
-        let mut answer = LookupAnswer::default();
-        for &day in &asked.dedup_days {
-            let (first, last) = day_minutes(day);
-            for row in self.live_client()?.query(
-                "SELECT entries FROM dedup_state WHERE scope = $1 AND max_minute >= $2
-                   AND (min_minute IS NULL OR min_minute <= $3)",
-                &[&scope, &first, &last],
-            )? {
-                let blob: &[u8] = row.get(0);
-                answer.dedup_entries.extend(
-                    DedupEntry::decode_all(blob)
-                        .filter(|e| (first..=last).contains(&e.event_minute)),
-                );
+    fn state_spans(
+        &mut self,
+        at: StateAt<'_>,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        // first_minute is NULL for dedup blobs written before v2, which may span days.
+        for row in self.live_client()?.query(
+            "SELECT value FROM operator_state
+             WHERE operator = $1 AND scope = $2 AND state_table = $3 AND state_key IS NULL
+               AND last_minute >= $4 AND (first_minute IS NULL OR first_minute <= $5)
+             ORDER BY id",
+            &[
+                &at.operator,
+                &at.scope,
+                &at.table,
+                &first_minute,
+                &last_minute,
+            ],
+        )? {
+            visit(row.get(0));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the state changes of a commit's parts: one statement per kind of
+/// change for all parts (appends before expiries, as each part lists them).
+pub(super) fn write_state(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+    #[derive(Default)]
+    struct Columns<'a> {
+        operators: Vec<&'a str>,
+        scopes: Vec<&'a str>,
+        tables: Vec<&'a str>,
+    }
+    impl<'a> Columns<'a> {
+        fn push(&mut self, operator: &'a str, scope: &'a str, table: &'a str) {
+            self.operators.push(operator);
+            self.scopes.push(scope);
+            self.tables.push(table);
+        }
+    }
+    let (mut put, mut keys, mut put_values) = (Columns::default(), Vec::new(), Vec::new());
+    let (mut append, mut firsts, mut lasts, mut append_values) =
+        (Columns::default(), Vec::new(), Vec::new(), Vec::new());
+    let (mut expire, mut horizons) = (Columns::default(), Vec::new());
+    for part in commit.parts {
+        for write in &part.checkpoint.state {
+            match &write.change {
+                StateChange::Put { key, value } => {
+                    put.push(write.operator, part.scope, write.table);
+                    keys.push(key.as_str());
+                    put_values.push(&value[..]);
+                }
+                StateChange::Append {
+                    first_minute,
+                    last_minute,
+                    value,
+                } => {
+                    append.push(write.operator, part.scope, write.table);
+                    firsts.push(*first_minute);
+                    lasts.push(*last_minute);
+                    append_values.push(&value[..]);
+                }
+                StateChange::ExpireBefore { minute } => {
+                    expire.push(write.operator, part.scope, write.table);
+                    horizons.push(*minute);
+                }
             }
         }
-        for row in &asked.totals {
-            let table = &SUMMARY_TABLES[row.kind as usize];
-            let columns = measure_columns(table);
-            let found = self.live_client()?.query_opt(
-                &format!(
-                    "SELECT {columns} FROM {name} WHERE msisdn = $1 AND event_date = DATE '1970-01-01' + $2::int AND {ty} = $3",
-                    name = table.name,
-                    ty = table.type_column,
-                ),
-                &[&row.msisdn.to_string(), &row.day.0, &row.service_type],
-            )?;
-            answer.totals.push(found.map(|r| {
-                let mut totals = Totals::default();
-                for (i, &m) in table.measures.iter().enumerate() {
-                    m.set(&mut totals, r.get::<_, i64>(i));
-                }
-                totals
-            }));
-        }
-        Ok(answer)
     }
+    if !append.scopes.is_empty() {
+        tx.execute(
+            "INSERT INTO operator_state (operator, scope, state_table, first_minute, last_minute, value)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::bytea[])",
+            &[&append.operators, &append.scopes, &append.tables, &firsts, &lasts, &append_values],
+        )?;
+    }
+    if !expire.scopes.is_empty() {
+        tx.execute(
+            "DELETE FROM operator_state s
+             USING unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS h(operator, scope, state_table, horizon)
+             WHERE s.operator = h.operator AND s.scope = h.scope AND s.state_table = h.state_table
+               AND s.state_key IS NULL AND s.last_minute < h.horizon",
+            &[&expire.operators, &expire.scopes, &expire.tables, &horizons],
+        )?;
+    }
+    if !put.scopes.is_empty() {
+        tx.execute(
+            "INSERT INTO operator_state (operator, scope, state_table, state_key, value)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+             ON CONFLICT (operator, scope, state_table, state_key) WHERE state_key IS NOT NULL
+             DO UPDATE SET value = excluded.value",
+            &[&put.operators, &put.scopes, &put.tables, &keys, &put_values],
+        )?;
+    }
+    Ok(())
 }

@@ -69,41 +69,9 @@ impl Results for PgStore {
             )?;
         }
 
-        let (mut scopes, mut min_minutes, mut max_minutes, mut blobs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut horizon_scopes, mut horizons) = (Vec::new(), Vec::new());
-        let (mut watermark_scopes, mut watermarks) = (Vec::new(), Vec::new());
         let mut counts = Counts::default();
         for part in commit.parts {
-            for blob in dedup_blobs(&part.checkpoint.dedup_entries) {
-                scopes.push(part.scope);
-                min_minutes.push(blob.min_minute);
-                max_minutes.push(blob.max_minute);
-                blobs.push(blob.entries);
-            }
-            if let Some(horizon) = part.dedup_horizon_minute {
-                horizon_scopes.push(part.scope);
-                horizons.push(horizon);
-            }
-            if let Some(watermark) = part.checkpoint.watermark {
-                watermark_scopes.push(part.scope);
-                watermarks.push(watermark);
-            }
             counts.add(&part.checkpoint.counts);
-        }
-        if !scopes.is_empty() {
-            tx.execute(
-                "INSERT INTO dedup_state (scope, min_minute, max_minute, entries)
-                 SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bytea[])",
-                &[&scopes, &min_minutes, &max_minutes, &blobs],
-            )?;
-        }
-        if !horizon_scopes.is_empty() {
-            tx.execute(
-                "DELETE FROM dedup_state d USING unnest($1::text[], $2::int[]) AS h(scope, horizon)
-                 WHERE d.scope = h.scope AND d.max_minute < h.horizon",
-                &[&horizon_scopes, &horizons],
-            )?;
         }
         let (names, values): (Vec<String>, Vec<i64>) = counter_entries(&counts)
             .into_iter()
@@ -114,13 +82,7 @@ impl Results for PgStore {
              ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value",
             &[&names, &values],
         )?;
-        if !watermark_scopes.is_empty() {
-            tx.execute(
-                "INSERT INTO pipeline_state (scope, watermark_ms) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT (scope) DO UPDATE SET watermark_ms = greatest(pipeline_state.watermark_ms, excluded.watermark_ms)",
-                &[&watermark_scopes, &watermarks],
-            )?;
-        }
+        operator_state::write_state(&mut tx, &commit)?;
         tx.commit()?;
         Ok(())
     }
@@ -128,7 +90,7 @@ impl Results for PgStore {
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
         self.live_client()?.batch_execute(&format!(
-            "TRUNCATE {}, rejected_records, dedup_state, pipeline_counters, pipeline_state, source_positions",
+            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions",
             tables.join(", ")
         ))?;
         Ok(())

@@ -37,6 +37,30 @@ impl Usage for PgStore {
         Ok(row.map(|r| Day(r.get(0))))
     }
 
+    fn stored_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>> {
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let table = &SUMMARY_TABLES[row.kind as usize];
+            let columns = measure_columns(table);
+            let stored = self.live_client()?.query_opt(
+                &format!(
+                    "SELECT {columns} FROM {name} WHERE msisdn = $1 AND event_date = DATE '1970-01-01' + $2::int AND {ty} = $3",
+                    name = table.name,
+                    ty = table.type_column,
+                ),
+                &[&row.msisdn.to_string(), &row.day.0, &row.service_type],
+            )?;
+            found.push(stored.map(|r| {
+                let mut totals = Totals::default();
+                for (i, &m) in table.measures.iter().enumerate() {
+                    m.set(&mut totals, r.get::<_, i64>(i));
+                }
+                totals
+            }));
+        }
+        Ok(found)
+    }
+
     fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()> {
         self.read_summaries("", &[], visit)
     }

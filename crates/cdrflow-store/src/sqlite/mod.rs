@@ -17,18 +17,18 @@ mod usage;
 
 use std::path::Path;
 
-use cdrflow_core::aggregate::Totals;
-use cdrflow_core::dedup::{day_minutes, minute_of, DedupEntry};
-use cdrflow_core::mediation::{Counts, LookupAnswer, StoreLookup};
+use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::mediation::Counts;
 use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::operator::StateChange;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::codecs::{apply_counter, clamp_day, counter_entries, dedup_blobs};
+use crate::codecs::{apply_counter, clamp_day, counter_entries};
 use crate::prelude::*;
 use crate::schema::{Measure, SummaryTable, SUMMARY_TABLES};
 use crate::{
     Commit, Cursor, KafkaPosition, OverviewRow, PartitionClaim, RejectQuery, ReplayTarget, Result,
-    ResumeState, SourceCursor, StoreError, StoredReject, SummaryRecord, TopSubscriber,
+    SourceCursor, StateAt, StoreError, StoredReject, SummaryRecord, TopSubscriber,
 };
 
 /// Schema migrations, applied in order; a version is never edited once released.
@@ -80,7 +80,18 @@ fn migrations() -> Vec<(i64, String)> {
     let v2 = "ALTER TABLE dedup_state ADD COLUMN min_minute INTEGER;
         ALTER TABLE source_positions ADD COLUMN prefix_len INTEGER NOT NULL DEFAULT 4096;"
         .to_string();
-    vec![(1, v1), (2, v2)]
+    vec![
+        (1, v1),
+        (2, v2),
+        (
+            3,
+            crate::codecs::operator_state_v3(&crate::codecs::Dialect {
+                serial_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
+                bytes: "BLOB",
+                integer_as_text_bytes: "CAST(CAST({} AS TEXT) AS BLOB)",
+            }),
+        ),
+    ]
 }
 
 fn stored_column(measure: Measure) -> String {
@@ -337,24 +348,28 @@ fn disable_memory_statistics() {
 mod tests {
     use super::*;
     use crate::CommitPart;
-    use cdrflow_core::mediation::{MediationConfig, Mediator, MediatorState, RawRecord};
+    use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
     use cdrflow_core::model::SourcePosition;
     use cdrflow_core::normalize::parse_timestamp;
+    use cdrflow_core::operator::{BatchContext, Checkpoint, MemoryState, Operator};
     use cdrflow_core::rating::{Tariff, TariffOverrides};
 
-    // The behaviour shared with PostgreSQL is in tests/conformance.rs; this
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cdrflow-sqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    // The behaviour shared with PostgreSQL is in tests/conformance; this
     // checks what only SQLite has: seed 000's names as views over the integer tables.
     #[test]
     fn seed_000_views_show_decimal_money_and_e164_numbers() {
-        let dir = std::env::temp_dir().join(format!("cdrflow-sqlite-views-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = temp_dir("views");
         let mut store = SqliteStore::open(&dir.join("s.db")).unwrap();
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-        let mut mediator = Mediator::new(
-            MediationConfig::default(),
-            &tariff,
-            MediatorState::default(),
-        );
+        let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
         let line = r#"{"cdr_id":"2","msisdn":"0821234567","start_time":"2024-03-01T10:00:00Z","call_type":"voice","call_duration_sec":1}"#;
         let record = RawRecord {
             origin: "t",
@@ -364,17 +379,18 @@ mod tests {
                 byte_offset: 0,
             },
             payload: line.as_bytes(),
+            cut_from: None,
         };
-        mediator.process_batch(
-            [record],
-            parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
-            |_| cdrflow_core::mediation::LookupAnswer::default(),
-        );
-        let checkpoint = mediator.checkpoint();
+        let mut context = BatchContext {
+            now: parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
+            state: &mut MemoryState::new("mediation"),
+        };
+        mediator.process_batch(&[record], &mut context).unwrap();
+        let mut checkpoint = Checkpoint::default();
+        mediator.checkpoint(&mut checkpoint);
         let parts = [CommitPart {
             scope: crate::FILES_SCOPE,
             checkpoint: &checkpoint,
-            dedup_horizon_minute: None,
         }];
         store
             .commit(Commit {
@@ -397,6 +413,47 @@ mod tests {
                 1
             )
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A store written by schema v2 (the mediator's own tables) opens with
+    /// the same watermark and identities under `operator_state`.
+    #[test]
+    fn a_version_2_store_keeps_its_mediation_state() {
+        let dir = temp_dir("v2");
+        let path = dir.join("s.db");
+        let old = crate::codecs::tests::Version2State::example();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for (version, sql) in migrations().into_iter().filter(|(v, _)| *v <= 2) {
+                conn.execute_batch(&sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, 'then')",
+                    [version],
+                )
+                .unwrap();
+            }
+            for (scope, first, last, entries) in &old.dedup {
+                conn.execute(
+                    "INSERT INTO dedup_state (scope, min_minute, max_minute, entries) VALUES (?, ?, ?, ?)",
+                    params![scope, first, last, entries],
+                )
+                .unwrap();
+            }
+            for (scope, watermark) in &old.watermarks {
+                conn.execute(
+                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES (?, ?)",
+                    params![scope, watermark],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        old.check(&mut store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,82 +1,90 @@
-//! SQLite: Operator state: watermarks and dedup entries per scope, and admission's questions.
+//! SQLite: operators' state tables, all in `operator_state`.
 
 use super::*;
 
 impl OperatorState for SqliteStore {
-    fn resume_state(&mut self, scope: &str, dedup_window_ms: i64) -> Result<ResumeState> {
-        let watermark: Option<i64> = self
+    fn state_value(&mut self, at: StateAt<'_>, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
             .conn
-            .query_row(
-                "SELECT watermark_ms FROM pipeline_state WHERE scope = ?",
-                [scope],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let horizon = watermark.map_or(i32::MIN, |w| minute_of(w - dedup_window_ms));
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entries FROM dedup_state WHERE scope = ? AND max_minute >= ?")?;
-        let mut rows = stmt.query(params![scope, horizon])?;
-        let mut dedup_entries = Vec::new();
+            .prepare_cached(
+                "SELECT value FROM operator_state
+                 WHERE operator = ? AND scope = ? AND state_table = ? AND state_key = ?",
+            )?
+            .query_row(params![at.operator, at.scope, at.table, key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn state_spans(
+        &mut self,
+        at: StateAt<'_>,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        // first_minute is NULL for dedup blobs written before v2, which may span days.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT value FROM operator_state
+             WHERE operator = ? AND scope = ? AND state_table = ? AND state_key IS NULL
+               AND last_minute >= ? AND (first_minute IS NULL OR first_minute <= ?)
+             ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![
+            at.operator,
+            at.scope,
+            at.table,
+            first_minute,
+            last_minute
+        ])?;
         while let Some(row) = rows.next()? {
-            let blob = row
+            let value = row
                 .get_ref(0)?
                 .as_blob()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            dedup_entries
-                .extend(DedupEntry::decode_all(blob).filter(|e| e.event_minute >= horizon));
+            visit(value);
         }
-        Ok(ResumeState {
-            watermark,
-            dedup_entries,
-        })
+        Ok(())
     }
+}
 
-    fn lookup(&mut self, scope: &str, asked: &StoreLookup) -> Result<LookupAnswer> {
-        let mut answer = LookupAnswer::default();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT entries FROM dedup_state WHERE scope = ?1 AND max_minute >= ?2
-               AND (min_minute IS NULL OR min_minute <= ?3)",
-        )?;
-        for &day in &asked.dedup_days {
-            let (first, last) = day_minutes(day);
-            let mut rows = stmt.query(params![scope, first, last])?;
-            while let Some(row) = rows.next()? {
-                let blob = row
-                    .get_ref(0)?
-                    .as_blob()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                answer.dedup_entries.extend(
-                    DedupEntry::decode_all(blob)
-                        .filter(|e| (first..=last).contains(&e.event_minute)),
-                );
-            }
+/// Writes the state changes of a commit's parts, in order.
+pub(super) fn write_state(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+    let mut put = tx.prepare_cached(
+        "INSERT INTO operator_state (operator, scope, state_table, state_key, value) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (operator, scope, state_table, state_key) WHERE state_key IS NOT NULL
+         DO UPDATE SET value = excluded.value",
+    )?;
+    let mut append = tx.prepare_cached(
+        "INSERT INTO operator_state (operator, scope, state_table, first_minute, last_minute, value)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut expire = tx.prepare_cached(
+        "DELETE FROM operator_state
+         WHERE operator = ? AND scope = ? AND state_table = ? AND state_key IS NULL AND last_minute < ?",
+    )?;
+    for part in commit.parts {
+        for write in &part.checkpoint.state {
+            let (operator, scope, table) = (write.operator, part.scope, write.table);
+            match &write.change {
+                StateChange::Put { key, value } => {
+                    put.execute(params![operator, scope, table, key, value])?
+                }
+                StateChange::Append {
+                    first_minute,
+                    last_minute,
+                    value,
+                } => append.execute(params![
+                    operator,
+                    scope,
+                    table,
+                    first_minute,
+                    last_minute,
+                    value
+                ])?,
+                StateChange::ExpireBefore { minute } => {
+                    expire.execute(params![operator, scope, table, minute])?
+                }
+            };
         }
-        drop(stmt);
-        for row in &asked.totals {
-            let table = &SUMMARY_TABLES[row.kind as usize];
-            let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
-            let sql = format!(
-                "SELECT {cols} FROM {name} WHERE msisdn_digits = ? AND event_day = ? AND {ty} = ?",
-                cols = stored.join(", "),
-                name = storage_table(table),
-                ty = table.type_column,
-            );
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let totals = stmt
-                .query_row(
-                    params![row.msisdn.digits() as i64, row.day.0, row.service_type],
-                    |r| {
-                        let mut totals = Totals::default();
-                        for (i, &m) in table.measures.iter().enumerate() {
-                            m.set(&mut totals, r.get(i)?);
-                        }
-                        Ok(totals)
-                    },
-                )
-                .optional()?;
-            answer.totals.push(totals);
-        }
-        Ok(answer)
     }
+    Ok(())
 }

@@ -83,30 +83,12 @@ impl Results for SqliteStore {
                     r.payload
                 ])?;
             }
-            for blob in dedup_blobs(&checkpoint.dedup_entries) {
-                tx.execute(
-                    "INSERT INTO dedup_state (scope, min_minute, max_minute, entries) VALUES (?, ?, ?, ?)",
-                    params![part.scope, blob.min_minute, blob.max_minute, blob.entries],
-                )?;
-            }
-            if let Some(horizon) = part.dedup_horizon_minute {
-                tx.execute(
-                    "DELETE FROM dedup_state WHERE scope = ? AND max_minute < ?",
-                    params![part.scope, horizon],
-                )?;
-            }
             for (name, value) in counter_entries(&checkpoint.counts) {
                 bump.execute(params![name, value as i64])?;
             }
-            if let Some(watermark) = checkpoint.watermark {
-                tx.execute(
-                    "INSERT INTO pipeline_state (scope, watermark_ms) VALUES (?, ?)
-                     ON CONFLICT (scope) DO UPDATE SET watermark_ms = max(watermark_ms, excluded.watermark_ms)",
-                    params![part.scope, watermark],
-                )?;
-            }
         }
         drop((insert_reject, bump));
+        operator_state::write_state(&tx, &commit)?;
         tx.commit()?;
         Ok(())
     }
@@ -117,8 +99,8 @@ impl Results for SqliteStore {
             tx.execute(&format!("DELETE FROM {}", storage_table(table)), [])?;
         }
         tx.execute_batch(
-            "DELETE FROM rejected_records; DELETE FROM dedup_state; DELETE FROM pipeline_counters;
-             DELETE FROM pipeline_state; DELETE FROM source_positions;",
+            "DELETE FROM rejected_records; DELETE FROM operator_state; DELETE FROM pipeline_counters;
+             DELETE FROM source_positions;",
         )?;
         tx.commit()?;
         Ok(())

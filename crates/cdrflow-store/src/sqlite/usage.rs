@@ -38,6 +38,36 @@ impl Usage for SqliteStore {
         Ok(day.map(Day))
     }
 
+    fn stored_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>> {
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let table = &SUMMARY_TABLES[row.kind as usize];
+            let stored: Vec<String> = table.measures.iter().map(|&m| stored_column(m)).collect();
+            let sql = format!(
+                "SELECT {cols} FROM {name} WHERE msisdn_digits = ? AND event_day = ? AND {ty} = ?",
+                cols = stored.join(", "),
+                name = storage_table(table),
+                ty = table.type_column,
+            );
+            let totals = self
+                .conn
+                .prepare_cached(&sql)?
+                .query_row(
+                    params![row.msisdn.digits() as i64, row.day.0, row.service_type],
+                    |r| {
+                        let mut totals = Totals::default();
+                        for (i, &m) in table.measures.iter().enumerate() {
+                            m.set(&mut totals, r.get(i)?);
+                        }
+                        Ok(totals)
+                    },
+                )
+                .optional()?;
+            found.push(totals);
+        }
+        Ok(found)
+    }
+
     fn for_each_summary(&mut self, visit: &mut dyn FnMut(SummaryRecord)) -> Result<()> {
         self.read_summaries("", &[], visit)
     }

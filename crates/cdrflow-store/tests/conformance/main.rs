@@ -3,20 +3,24 @@
 //! skips, when the server is unreachable). One module per store concern;
 //! `for_every_store!` runs a check against both backends.
 
-use cdrflow_core::mediation::{
-    Checkpoint, MediationConfig, Mediator, MediatorState, RawRecord, RowKey, StoreLookup,
-};
+use cdrflow_core::aggregate::RowKey;
+use cdrflow_core::dedup::DedupEntry;
+use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord, DEDUP_IDENTITIES, WATERMARK};
 use cdrflow_core::model::{Kind, SourcePosition};
 use cdrflow_core::normalize::{normalize_msisdn, parse_timestamp, CountryCode, Day};
+use cdrflow_core::operator::{
+    BatchContext, Checkpoint, MemoryState, Operator, StateChange, StateWrite,
+};
 use cdrflow_core::rating::{Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
 use cdrflow_store::prelude::*;
 use cdrflow_store::sqlite::SqliteStore;
 use cdrflow_store::{
     kafka_scope, Commit, CommitPart, Cursor, KafkaCursor, RejectQuery, ReplayTarget, SourceCursor,
-    Store, StoreError, FILES_SCOPE,
+    StateAt, Store, StoreError, FILES_SCOPE,
 };
 
+mod operator_state;
 mod positions;
 mod results;
 mod usage;
@@ -47,26 +51,74 @@ pub(crate) const LINES: [&str; 4] = [
 
 pub(crate) fn checkpoint(lines: &[&str]) -> Checkpoint {
     let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
-    let mut mediator = Mediator::new(
-        MediationConfig::default(),
-        &tariff,
-        MediatorState::default(),
-    );
-    let records = lines.iter().enumerate().map(|(i, l)| RawRecord {
-        origin: "t",
-        source_id: "t",
-        position: SourcePosition::Line {
-            line: i as u64 + 1,
-            byte_offset: 0,
-        },
-        payload: l.as_bytes(),
-    });
-    mediator.process_batch(
-        records,
-        parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
-        |_| cdrflow_core::mediation::LookupAnswer::default(),
-    );
-    mediator.checkpoint()
+    let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
+    let records: Vec<RawRecord<'_>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| RawRecord {
+            origin: "t",
+            source_id: "t",
+            position: SourcePosition::Line {
+                line: i as u64 + 1,
+                byte_offset: 0,
+            },
+            payload: l.as_bytes(),
+            cut_from: None,
+        })
+        .collect();
+    let mut context = BatchContext {
+        now: parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
+        state: &mut MemoryState::new("mediation"),
+    };
+    mediator.process_batch(&records, &mut context).unwrap();
+    let mut checkpoint = Checkpoint::default();
+    mediator.checkpoint(&mut checkpoint);
+    checkpoint
+}
+
+/// The dedup identities a checkpoint hands over.
+pub(crate) fn handed_over_identities(cp: &Checkpoint) -> Vec<DedupEntry> {
+    let mut out = Vec::new();
+    for write in &cp.state {
+        if let StateChange::Append { value, .. } = &write.change {
+            out.extend(DedupEntry::decode_all(value));
+        }
+    }
+    out
+}
+
+/// The mediator's stored identities in `scope` whose spans overlap the minutes given.
+pub(crate) fn stored_identities(
+    store: &mut dyn Store,
+    scope: &str,
+    first: i32,
+    last: i32,
+) -> Vec<DedupEntry> {
+    let at = StateAt {
+        operator: "mediation",
+        scope,
+        table: DEDUP_IDENTITIES.name,
+    };
+    let mut out = Vec::new();
+    store
+        .state_spans(at, first, last, &mut |v| {
+            out.extend(DedupEntry::decode_all(v))
+        })
+        .unwrap();
+    out
+}
+
+/// The mediator's stored watermark in `scope`, as written (decimal text).
+pub(crate) fn stored_watermark(store: &mut dyn Store, scope: &str) -> Option<String> {
+    let at = StateAt {
+        operator: "mediation",
+        scope,
+        table: WATERMARK.name,
+    };
+    store
+        .state_value(at, "")
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
 }
 
 /// Commits `lines` as one checkpoint of the files scope, with no cursors.
@@ -77,7 +129,6 @@ pub(crate) fn commit_lines(store: &mut dyn Store, lines: &[&str]) {
             parts: &[CommitPart {
                 scope: FILES_SCOPE,
                 checkpoint: &cp,
-                dedup_horizon_minute: None,
             }],
             cursors: &[],
         })

@@ -30,22 +30,24 @@ fn open_date_ranges_and_lookups(store: &mut dyn Store) {
         day: Day(day.0 + 1),
         ..data_row.clone()
     };
-    let asked = StoreLookup {
-        dedup_days: vec![day.0, day.0 + 1],
-        totals: vec![data_row, absent],
-    };
-    let answer = store.lookup(FILES_SCOPE, &asked).unwrap();
-    let mut keys: Vec<_> = answer.dedup_entries.iter().map(|e| e.key).collect();
+    let (first, last) = cdrflow_core::dedup::day_minutes(day.0);
+    let mut keys: Vec<_> = stored_identities(store, FILES_SCOPE, first, last)
+        .iter()
+        .map(|e| e.key)
+        .collect();
     keys.sort_by_key(|k| k.0);
-    let mut expected: Vec<_> = cp.dedup_entries.iter().map(|e| e.key).collect();
+    let mut expected: Vec<_> = handed_over_identities(&cp).iter().map(|e| e.key).collect();
     expected.sort_by_key(|k| k.0);
-    assert_eq!(
-        keys, expected,
-        "the day's identities, and none of other days"
+    assert_eq!(keys, expected, "the day's identities");
+    let (next_first, next_last) = cdrflow_core::dedup::day_minutes(day.0 + 1);
+    assert!(
+        stored_identities(store, FILES_SCOPE, next_first, next_last).is_empty(),
+        "none of other days"
     );
-    assert_eq!(answer.totals.len(), 2);
-    assert_eq!(answer.totals[0].unwrap().up_bytes, 1_000_000_000_000_000);
-    assert_eq!(answer.totals[1], None);
+    let totals = store.stored_totals(&[data_row, absent]).unwrap();
+    assert_eq!(totals.len(), 2);
+    assert_eq!(totals[0].unwrap().up_bytes, 1_000_000_000_000_000);
+    assert_eq!(totals[1], None);
 }
 
 for_every_store!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cdrflow_core::decode::Format;
+use cdrflow_core::mediation::MediationConfig;
 
 use crate::config::Settings;
 use crate::kafka::{KafkaArgs, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP};
@@ -152,15 +153,13 @@ pub fn process(
         .or(settings.batch_size)
         .unwrap_or(DEFAULT_BATCH_SIZE)
         .max(1);
-    let classify_threads = args.threads.unwrap_or_else(default_classify_threads).max(1);
     let options = PipelineOptions {
-        mediation: settings.mediation(args.format),
+        mediation: mediation(settings, args),
         input: InputOptions {
             complete: args.complete,
             max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
         },
         batch_size,
-        classify_threads,
     };
     process_inputs(store, reader.as_mut(), &tariff, &inputs, &options, progress)
 }
@@ -197,8 +196,6 @@ pub fn process_kafka(
             .max(1),
         commit_interval: Duration::from_millis(consumer.commit_interval_ms),
         idle_exit: consumer.idle_exit_secs.map(Duration::from_secs),
-        classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
-        max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
     };
     let stall_timeout = Duration::try_from_secs_f64(consumer.stall_timeout)
         .ok()
@@ -218,8 +215,17 @@ pub fn process_kafka(
         store,
         commit_store,
         tariff,
-        settings.mediation(args.format),
+        mediation(settings, args),
         &options,
         stopping,
     )
+}
+
+/// The mediation settings with this command's record limit and threads.
+fn mediation(settings: &Settings, args: &ProcessArgs) -> MediationConfig {
+    MediationConfig {
+        max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
+        classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
+        ..settings.mediation(args.format)
+    }
 }

@@ -112,10 +112,7 @@ pub struct InputOptions {
     pub max_record_bytes: usize,
 }
 
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
-
-/// The bytes of a record too large to take that are kept with its rejection.
-pub const KEPT_BYTES: usize = 4096;
+pub use cdrflow_core::mediation::{DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
 
 impl Default for InputOptions {
     fn default() -> Self {
@@ -522,6 +519,7 @@ impl<'a> Chunk<'a> {
                 source_id: self.source_id,
                 position: SourcePosition::Line { line, byte_offset },
                 payload,
+                cut_from: self.oversized.map(|o| o.length),
             });
         })
     }

@@ -8,7 +8,7 @@
 //! commits the batch in hand before letting go. Offsets are committed to
 //! Kafka too, after the store, only so that lag tools see progress.
 //!
-//! Each partition has its own mediator (dedup index, watermark): state moves
+//! Each partition is a scope with its own operators (the mediator's dedup index and watermark): state moves
 //! with the partition. Producers key records by MSISDN, so all copies of a
 //! record land in the same partition, which is what dedup needs.
 
@@ -19,12 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cdrflow_core::mediation::{
-    MediationConfig, Mediator, MediatorState, Rated, RawRecord, RejectedRecord, StoreLookup,
-};
+use cdrflow_core::mediation::{MediationConfig, RawRecord, RejectedRecord};
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
-use cdrflow_core::reject::Rejection;
 use cdrflow_store::{kafka_scope, Cursor, KafkaCursor, Store};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -33,16 +30,15 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use crate::committer::{
-    with_retry, AfterCommit, CommitJob, CommitOutcome, Committer, JobPart, NothingAfter,
-};
+use crate::committer::{with_retry, AfterCommit, CommitOutcome, Committer, JobPart, NothingAfter};
 use crate::events::{InternalEvent, KafkaClientError};
 use crate::kafka::{
     cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
     with_env_overrides, Cluster,
 };
-use crate::pipeline::{classify_in_parallel, now_millis, refuse_oversized, RunReport};
-use crate::telemetry::{telemetry, IngestTimes, OffsetReset};
+use crate::pipeline::{now_millis, RunReport};
+use crate::runner::{Runner, ScopeOperators};
+use crate::telemetry::{telemetry, OffsetReset};
 
 /// How the consumer runs.
 #[derive(Debug, Clone)]
@@ -59,17 +55,12 @@ pub struct KafkaSourceOptions {
     pub commit_interval: Duration,
     /// Stop once no record has arrived for this long (batch-style runs, tests).
     pub idle_exit: Option<Duration>,
-    /// Threads that decode and rate each poll batch.
-    pub classify_threads: usize,
-    /// Longer messages are refused as `record_too_large` (first bytes kept).
-    pub max_record_bytes: usize,
 }
 
 struct PartitionWork {
     topic: String,
     partition: i32,
-    scope: String,
-    mediator: Mediator<'static>,
+    operators: ScopeOperators<'static>,
     epoch: i64,
     /// The next offset to process; records below it are already committed.
     next_offset: Option<i64>,
@@ -124,21 +115,17 @@ const MAX_REWIND: i64 = 1 << 22;
 
 /// Everything the poll loop and the rebalance callback share.
 struct Worker {
-    /// For claims and resume state; commits go through `committer`'s own connection.
+    /// For claims and restoring state; commits and operators' questions go
+    /// through the runner's committer and its own connection.
     store: Box<dyn Store>,
-    committer: Committer,
-    rater: &'static dyn Rater,
-    mediation: MediationConfig,
+    runner: Runner<'static>,
     group: String,
     partitions: Vec<PartitionWork>,
     report: RunReport,
-    pending_records: u64,
-    /// When the records in hand were fetched, for ingest → committed latency.
-    ingested: IngestTimes,
     stopping: Arc<AtomicBool>,
     /// When the assignment last changed: a member between assignments is not idle, just waiting.
     last_rebalance: Instant,
-    /// Commit outcomes waited for before a store lookup, not yet applied.
+    /// Commit outcomes waited for before following moved positions, not yet applied.
     finished_early: Vec<Result<CommitOutcome>>,
     first_record: Option<Instant>,
     last_record: Option<Instant>,
@@ -159,8 +146,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Claims `wanted` in the store (fencing any previous owner), loads
-    /// their mediation state, and returns where to read each from.
+    /// Claims `wanted` in the store (fencing any previous owner), restores
+    /// their operators, and returns where to read each from.
     fn take_over(&mut self, wanted: &[(String, i32)]) -> Result<Vec<(String, i32, Offset)>> {
         let claims = with_retry(&self.stopping, "claiming partitions in the store", || {
             self.store.claim_partitions(&self.group, wanted)
@@ -168,27 +155,16 @@ impl Worker {
         let mut starts = Vec::with_capacity(claims.len());
         for claim in claims {
             let scope = kafka_scope(&claim.topic, claim.partition);
-            let state = with_retry(&self.stopping, "loading a partition's state", || {
-                self.store
-                    .resume_state(&scope, self.mediation.dedup_window_ms)
-            })?;
+            let operators = self.runner.start_scope(scope, self.store.as_mut())?;
             let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
             starts.push((claim.topic.clone(), claim.partition, offset));
             tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?claim.next_offset, "partition assigned");
             self.partitions
                 .retain(|p| !(p.topic == claim.topic && p.partition == claim.partition));
             self.partitions.push(PartitionWork {
-                mediator: Mediator::new(
-                    self.mediation,
-                    self.rater,
-                    MediatorState {
-                        watermark: state.watermark,
-                        dedup_entries: state.dedup_entries,
-                    },
-                ),
+                operators,
                 topic: claim.topic,
                 partition: claim.partition,
-                scope,
                 epoch: claim.epoch,
                 next_offset: claim.next_offset,
                 submitted_offset: claim.next_offset,
@@ -202,17 +178,15 @@ impl Worker {
     }
 
     /// Processes a batch of fetched messages in offset order per partition:
-    /// offsets are checked in order, records classified on the configured
-    /// threads, then admitted in order. Returns the seeks to perform for
+    /// offsets are checked in order, then each partition's run of records
+    /// goes through the runner to its operators. Returns the seeks to perform for
     /// partitions that skipped offsets; the rest of such a partition's
     /// messages in the batch are left for the re-read.
     fn process_messages<'m>(
         &mut self,
         messages: &'m [BorrowedMessage<'_>],
         now: i64,
-        options: &KafkaSourceOptions,
     ) -> Result<Vec<(String, i32, i64)>> {
-        let (threads, max_record_bytes) = (options.classify_threads, options.max_record_bytes);
         let mut seeks: Vec<(String, i32, i64)> = Vec::new();
         let mut current: Option<usize> = None;
         let mut admitted: Vec<usize> = Vec::with_capacity(messages.len());
@@ -274,63 +248,29 @@ impl Worker {
                 source_id: topic,
                 position: SourcePosition::Kafka { partition, offset },
                 payload: message.payload().unwrap_or_default(),
+                cut_from: None,
             });
         }
         if records.is_empty() {
             return Ok(seeks);
         }
-        let classifier = self.partitions[admitted[0]].mediator.classifier();
-        let mut classified = classify_in_parallel(classifier, &records, now, threads);
-        refuse_oversized(&mut records, &mut classified, max_record_bytes);
-        self.answer_lookups(&admitted, &classified)?;
-        for ((index, record), outcome) in admitted.iter().zip(&records).zip(classified) {
-            self.partitions[*index].mediator.admit(*record, outcome);
+        // Messages arrive in runs from one partition: each run is one batch.
+        let mut start = 0;
+        while start < records.len() {
+            let index = admitted[start];
+            let len = admitted[start..]
+                .iter()
+                .take_while(|&&i| i == index)
+                .count();
+            let batch = &records[start..start + len];
+            self.runner
+                .process(&mut self.partitions[index].operators, batch, now)?;
+            start += len;
         }
-        for work in &mut self.partitions {
-            work.mediator.handle_watermark();
-        }
-        self.pending_records += records.len() as u64;
-        self.ingested.push((now, records.len() as u64));
         let now = Instant::now();
         self.first_record.get_or_insert(now);
         self.last_record = Some(now);
         Ok(seeks)
-    }
-
-    /// Asks the store what each partition's admission needs beyond memory
-    /// (old days' identities, large records' stored totals) — rarely anything.
-    /// The commits in flight are waited for first, so the answers include them.
-    fn answer_lookups(
-        &mut self,
-        admitted: &[usize],
-        classified: &[Result<Rated<'_>, Rejection>],
-    ) -> Result<()> {
-        // One pass over the batch, one question per partition.
-        let mut needed = vec![StoreLookup::default(); self.partitions.len()];
-        for (&index, outcome) in admitted.iter().zip(classified) {
-            if let Ok(rated) = outcome {
-                self.partitions[index]
-                    .mediator
-                    .note_lookups(rated, &mut needed[index]);
-            }
-        }
-        if needed.iter().all(StoreLookup::is_empty) {
-            return Ok(());
-        }
-        let finished = self.committer.drain();
-        self.finished_early.extend(finished);
-        for (index, asked) in needed
-            .into_iter()
-            .enumerate()
-            .filter(|(_, a)| !a.is_empty())
-        {
-            let scope = self.partitions[index].scope.clone();
-            let answer = with_retry(&self.stopping, "reading dedup state from the store", || {
-                self.store.lookup(&scope, &asked)
-            })?;
-            self.partitions[index].mediator.apply_lookup(&asked, answer);
-        }
-        Ok(())
     }
 
     /// Partitions not read from yet whose stored position lies beyond the
@@ -402,27 +342,21 @@ impl Worker {
                 continue;
             };
             let from_offset = std::mem::replace(&mut work.submitted_offset, Some(next_offset));
-            parts.push(JobPart {
-                scope: work.scope.clone(),
-                checkpoint: work.mediator.checkpoint(),
-                dedup_horizon_minute: work.mediator.dedup_horizon_minute(),
-                cursors: vec![Cursor::Kafka(KafkaCursor {
-                    group: self.group.clone(),
-                    topic: work.topic.clone(),
-                    partition: work.partition,
-                    next_offset,
-                    from_offset,
-                    epoch: work.epoch,
-                })],
-                produced_at: std::mem::take(&mut work.produced_at),
+            let cursor = Cursor::Kafka(KafkaCursor {
+                group: self.group.clone(),
+                topic: work.topic.clone(),
+                partition: work.partition,
+                next_offset,
+                from_offset,
+                epoch: work.epoch,
             });
+            let produced_at = std::mem::take(&mut work.produced_at);
+            parts.push(
+                self.runner
+                    .checkpoint(&mut work.operators, vec![cursor], produced_at),
+            );
         }
-        self.pending_records = 0;
-        let ingested = std::mem::take(&mut self.ingested);
-        if !parts.is_empty() {
-            self.committer.submit(CommitJob { parts, ingested })?;
-        }
-        Ok(())
+        self.runner.submit(parts)
     }
 
     /// Applies finished commits: counters, latency, Kafka offsets for lag tools, fenced partitions.
@@ -433,10 +367,11 @@ impl Worker {
         reclaim_fenced: bool,
     ) -> Result<()> {
         let mut outcomes = std::mem::take(&mut self.finished_early);
+        let committer = self.runner.committer();
         outcomes.extend(if wait_for_all {
-            self.committer.drain()
+            committer.drain()
         } else {
-            self.committer.finished()
+            committer.finished()
         });
         for outcome in outcomes {
             let outcome = outcome?;
@@ -505,7 +440,7 @@ impl Worker {
             return Ok(());
         }
         // Whatever is in flight for them is fenced; let it finish first.
-        let finished = self.committer.drain();
+        let finished = self.runner.committer().drain();
         self.finished_early.extend(finished);
         for (topic, partition) in moved {
             self.partitions
@@ -712,14 +647,10 @@ pub fn consume(
     let committer = Committer::spawn(commit_store, after_commit, stopping.clone())?;
     let worker = Arc::new(Mutex::new(Worker {
         store,
-        committer,
-        rater,
-        mediation,
+        runner: Runner::new(committer, mediation, rater, stopping.clone()),
         group: options.group.clone(),
         partitions: Vec::new(),
         report: RunReport::default(),
-        pending_records: 0,
-        ingested: IngestTimes::new(),
         stopping: stopping.clone(),
         last_rebalance: Instant::now(),
         finished_early: Vec::new(),
@@ -805,7 +736,7 @@ pub fn consume(
         let mut worker = lock(&worker);
         if !messages.is_empty() {
             last_record = Instant::now();
-            let seeks = worker.process_messages(&messages, now_millis(), options)?;
+            let seeks = worker.process_messages(&messages, now_millis())?;
             messages.clear();
             for (topic, partition, offset) in seeks {
                 // Seeking discards what was fetched before it, so the next record of this partition is from `offset`.
@@ -824,9 +755,9 @@ pub fn consume(
         // writes, records keep accumulating into the next, larger checkpoint,
         // whose rows aggregate more — so under load each commit carries more
         // records per row, and at light load commits stay small and frequent.
-        if worker.pending_records >= options.batch_size as u64
+        if worker.runner.pending_records() >= options.batch_size as u64
             || (last_commit.elapsed() >= options.commit_interval
-                && worker.committer.in_flight() == 0)
+                && worker.runner.committer().in_flight() == 0)
         {
             worker.flush()?;
             last_commit = Instant::now();

@@ -1,0 +1,311 @@
+//! The operator interface: how a stateful step of the pipeline meets the runner.
+//!
+//! Modelled on Arroyo's `ArrowOperator` (`arroyo-operator/src/operator.rs`):
+//! an operator has a name, declares the state tables it keeps
+//! ([`Operator::tables`]), restores itself from them ([`Operator::on_start`]),
+//! processes batches in source order ([`Operator::process_batch`]), hears
+//! where event time stands ([`Operator::handle_watermark`]) and, at each
+//! checkpoint, hands over its results and the changes to its tables
+//! ([`Operator::checkpoint`]). The runner (in the binary) owns the loop for
+//! every source; the store keeps every operator's tables in one generic
+//! table, keyed by operator, scope and table name, and commits them in the
+//! same transaction as the results and the source positions — so a new
+//! stateful operator adds no table, no store method and no checkpoint field
+//! for its state.
+//!
+//! Nothing here does I/O: what an operator needs from the store while it
+//! runs, it asks through [`StateReader`], which the runner implements.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::aggregate::{RowKey, SummaryDelta, Totals};
+use crate::mediation::{Counts, RejectedRecord};
+use crate::normalize::EpochMillis;
+
+/// A state table an operator declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateTable {
+    /// Unique within the operator.
+    pub name: &'static str,
+    pub kind: StateKind,
+}
+
+/// How a state table is written and read (Arroyo's global keyed and
+/// expiring time-keyed tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    /// One value per key; a write replaces it.
+    Keyed,
+    /// Values that each cover a span of event-time minutes: appended at
+    /// checkpoints, read back by span, dropped once they end before a horizon.
+    Spans,
+}
+
+/// One change to an operator's table, committed with the checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateWrite {
+    pub operator: &'static str,
+    pub table: &'static str,
+    pub change: StateChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    /// Keyed tables: sets `key` to `value`.
+    Put { key: String, value: Vec<u8> },
+    /// Span tables: adds a value covering `first_minute..=last_minute`.
+    Append {
+        first_minute: i32,
+        last_minute: i32,
+        value: Vec<u8>,
+    },
+    /// Span tables: drops the values whose span ends before `minute`.
+    ExpireBefore { minute: i32 },
+}
+
+/// Everything the operators of one scope hand over at a checkpoint, for the
+/// store to commit atomically with the source positions it covers.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub summaries: SummaryDelta,
+    pub rejects: Vec<RejectedRecord>,
+    pub counts: Counts,
+    /// Event times of the accepted records, in order: the runner measures
+    /// event time → committed from them once the store has the checkpoint.
+    pub event_times: Vec<EpochMillis>,
+    /// Changes to the operators' state tables, in the order they apply.
+    pub state: Vec<StateWrite>,
+}
+
+impl Checkpoint {
+    pub fn is_empty(&self) -> bool {
+        self.counts.records_in == 0
+    }
+
+    /// Adds another checkpoint's results and state changes to this one's.
+    pub fn absorb(&mut self, other: Checkpoint) {
+        if self.summaries.is_empty() {
+            self.summaries = other.summaries;
+        } else {
+            self.summaries.merge(&other.summaries);
+        }
+        self.rejects.extend(other.rejects);
+        self.counts.add(&other.counts);
+        self.event_times.extend(other.event_times);
+        self.state.extend(other.state);
+    }
+
+    /// Where `operator` writes its state changes.
+    pub fn state_of(&mut self, operator: &'static str) -> StateWriter<'_> {
+        StateWriter {
+            operator,
+            writes: &mut self.state,
+        }
+    }
+}
+
+/// Appends one operator's state changes to a checkpoint.
+pub struct StateWriter<'c> {
+    operator: &'static str,
+    writes: &'c mut Vec<StateWrite>,
+}
+
+impl StateWriter<'_> {
+    pub fn put(&mut self, table: &StateTable, key: impl Into<String>, value: Vec<u8>) {
+        debug_assert_eq!(table.kind, StateKind::Keyed, "{} is not keyed", table.name);
+        self.push(
+            table,
+            StateChange::Put {
+                key: key.into(),
+                value,
+            },
+        );
+    }
+
+    pub fn append(
+        &mut self,
+        table: &StateTable,
+        first_minute: i32,
+        last_minute: i32,
+        value: Vec<u8>,
+    ) {
+        debug_assert_eq!(table.kind, StateKind::Spans, "{} has no spans", table.name);
+        self.push(
+            table,
+            StateChange::Append {
+                first_minute,
+                last_minute,
+                value,
+            },
+        );
+    }
+
+    pub fn expire_before(&mut self, table: &StateTable, minute: i32) {
+        debug_assert_eq!(table.kind, StateKind::Spans, "{} has no spans", table.name);
+        self.push(table, StateChange::ExpireBefore { minute });
+    }
+
+    fn push(&mut self, table: &StateTable, change: StateChange) {
+        self.writes.push(StateWrite {
+            operator: self.operator,
+            table: table.name,
+            change,
+        });
+    }
+}
+
+/// A question to the store that could not be answered (the runner has
+/// already retried what was worth retrying).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+/// What an operator may read from the store while it runs: its own tables
+/// in its scope as committed so far — including every checkpoint already
+/// handed over, which the runner waits for — and stored summary totals.
+pub trait StateReader {
+    /// The value under `key` in a keyed table.
+    fn value(&mut self, table: &StateTable, key: &str) -> Result<Option<Vec<u8>>, ReadError>;
+
+    /// Every value of a span table whose span overlaps `first_minute..=last_minute`.
+    fn spans(
+        &mut self,
+        table: &StateTable,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ReadError>;
+
+    /// The stored totals of summary rows, in the order asked (`None`: no row yet).
+    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError>;
+}
+
+/// What a batch is processed with.
+pub struct BatchContext<'s> {
+    /// The wall clock when the batch was read: only for refusing event
+    /// times from the future, never for results.
+    pub now: EpochMillis,
+    pub state: &'s mut dyn StateReader,
+}
+
+/// A stateful step of the pipeline. See the module documentation.
+pub trait Operator {
+    type Input<'a>;
+
+    /// Stable: the key of its state in every store.
+    fn name(&self) -> &'static str;
+
+    /// The state tables it keeps.
+    fn tables(&self) -> &'static [StateTable] {
+        &[]
+    }
+
+    /// Restores the operator from its tables, before the first batch.
+    fn on_start(&mut self, _state: &mut dyn StateReader) -> Result<(), ReadError> {
+        Ok(())
+    }
+
+    /// Processes one batch, in source order.
+    fn process_batch<'a>(
+        &mut self,
+        batch: &[Self::Input<'a>],
+        context: &mut BatchContext<'_>,
+    ) -> Result<(), ReadError>;
+
+    /// How far event time has come, for operators that see it first (the
+    /// mediator); the runner hands it to every operator's `handle_watermark`.
+    fn watermark(&self) -> Option<EpochMillis> {
+        None
+    }
+
+    /// Event time has reached `watermark`: age out state, close windows.
+    fn handle_watermark(&mut self, _watermark: EpochMillis) {}
+
+    /// Hands over the results and state changes since the last checkpoint.
+    fn checkpoint(&mut self, out: &mut Checkpoint);
+}
+
+/// One operator's state in one scope, and the summary totals, kept in
+/// memory the way a store keeps them: for tests and tools that run an
+/// operator without a store.
+#[derive(Debug)]
+pub struct MemoryState {
+    operator: &'static str,
+    keyed: BTreeMap<(&'static str, String), Vec<u8>>,
+    spans: Vec<(&'static str, i32, i32, Vec<u8>)>,
+    totals: HashMap<RowKey, Totals>,
+}
+
+impl MemoryState {
+    pub fn new(operator: &'static str) -> MemoryState {
+        MemoryState {
+            operator,
+            keyed: BTreeMap::new(),
+            spans: Vec::new(),
+            totals: HashMap::new(),
+        }
+    }
+
+    /// Applies a checkpoint as a store's commit would.
+    pub fn apply(&mut self, checkpoint: &Checkpoint) {
+        for row in checkpoint.summaries.rows() {
+            let key = RowKey {
+                kind: row.kind,
+                msisdn: row.msisdn,
+                day: row.day,
+                service_type: row.service_type.to_string(),
+            };
+            let total = self.totals.entry(key).or_default();
+            *total = total.checked_add(row.totals).unwrap_or(*total);
+        }
+        for write in checkpoint
+            .state
+            .iter()
+            .filter(|w| w.operator == self.operator)
+        {
+            match &write.change {
+                StateChange::Put { key, value } => {
+                    self.keyed.insert((write.table, key.clone()), value.clone());
+                }
+                StateChange::Append {
+                    first_minute,
+                    last_minute,
+                    value,
+                } => self
+                    .spans
+                    .push((write.table, *first_minute, *last_minute, value.clone())),
+                StateChange::ExpireBefore { minute } => self
+                    .spans
+                    .retain(|(table, _, last, _)| *table != write.table || last >= minute),
+            }
+        }
+    }
+}
+
+impl StateReader for MemoryState {
+    fn value(&mut self, table: &StateTable, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.keyed.get(&(table.name, key.to_string())).cloned())
+    }
+
+    fn spans(
+        &mut self,
+        table: &StateTable,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ReadError> {
+        for (name, first, last, value) in &self.spans {
+            if *name == table.name && *last >= first_minute && *first <= last_minute {
+                visit(value);
+            }
+        }
+        Ok(())
+    }
+
+    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+        Ok(rows
+            .iter()
+            .map(|row| self.totals.get(row).copied())
+            .collect())
+    }
+}

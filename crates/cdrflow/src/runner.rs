@@ -1,0 +1,236 @@
+//! The one runner between every source and the store.
+//!
+//! Sources read (files, Kafka partitions), track their positions and decide
+//! when a checkpoint is due; the runner does the rest the same way for all
+//! of them: it restores each scope's operators from their state tables,
+//! hands them batches and the watermark, answers their questions for the
+//! store after the commits in flight, takes their checkpoints and gives
+//! them to the [`Committer`] with the positions they cover.
+//!
+//! A scope (`files`, or `kafka:TOPIC:PARTITION`) is the unit whose state
+//! travels together: whoever owns a partition next restores exactly it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Result;
+use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
+use cdrflow_core::normalize::EpochMillis;
+use cdrflow_core::operator::{
+    BatchContext, Checkpoint, Operator, ReadError, StateReader, StateTable,
+};
+use cdrflow_core::rating::Rater;
+use cdrflow_store::{Cursor, StateAt, Store};
+
+use crate::committer::{with_retry, CommitJob, Committer, JobPart};
+use crate::telemetry::IngestTimes;
+
+/// The operators of one scope.
+pub struct ScopeOperators<'r> {
+    pub scope: String,
+    mediator: Mediator<'r>,
+}
+
+pub struct Runner<'r> {
+    committer: Committer,
+    mediation: MediationConfig,
+    rater: &'r dyn Rater,
+    stopping: Arc<AtomicBool>,
+    /// Records processed since the last job was submitted.
+    pending_records: u64,
+    /// When they were read, for the ingest → committed latency.
+    ingested: IngestTimes,
+}
+
+impl<'r> Runner<'r> {
+    pub fn new(
+        committer: Committer,
+        mediation: MediationConfig,
+        rater: &'r dyn Rater,
+        stopping: Arc<AtomicBool>,
+    ) -> Runner<'r> {
+        Runner {
+            committer,
+            mediation,
+            rater,
+            stopping,
+            pending_records: 0,
+            ingested: IngestTimes::new(),
+        }
+    }
+
+    /// Restores a scope's operators from what `store` committed last.
+    pub fn start_scope(&self, scope: String, store: &mut dyn Store) -> Result<ScopeOperators<'r>> {
+        start_scope(scope, self.mediation, self.rater, store, &self.stopping)
+    }
+
+    /// Processes one batch of a scope, in source order, then hands every
+    /// operator the watermark. `now` is the wall clock when it was read.
+    pub fn process(
+        &mut self,
+        operators: &mut ScopeOperators<'r>,
+        batch: &[RawRecord<'_>],
+        now: EpochMillis,
+    ) -> Result<()> {
+        let mediator = &mut operators.mediator;
+        let mut state = StoreState {
+            access: Access::AfterCommits(&self.committer),
+            operator: mediator.name(),
+            scope: &operators.scope,
+            stopping: &self.stopping,
+        };
+        mediator.process_batch(
+            batch,
+            &mut BatchContext {
+                now,
+                state: &mut state,
+            },
+        )?;
+        if let Some(watermark) = mediator.watermark() {
+            mediator.handle_watermark(watermark);
+        }
+        self.pending_records += batch.len() as u64;
+        self.ingested.push((now, batch.len() as u64));
+        Ok(())
+    }
+
+    /// A scope's checkpoint as a part of the next job, with the positions it covers.
+    pub fn checkpoint(
+        &self,
+        operators: &mut ScopeOperators<'r>,
+        cursors: Vec<Cursor>,
+        produced_at: Vec<i64>,
+    ) -> JobPart {
+        let mut checkpoint = Checkpoint::default();
+        operators.mediator.checkpoint(&mut checkpoint);
+        JobPart {
+            scope: operators.scope.clone(),
+            checkpoint,
+            cursors,
+            produced_at,
+        }
+    }
+
+    /// Hands parts to the committer, to be written in one transaction.
+    pub fn submit(&mut self, parts: Vec<JobPart>) -> Result<()> {
+        self.pending_records = 0;
+        let ingested = std::mem::take(&mut self.ingested);
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.committer.submit(CommitJob { parts, ingested })
+    }
+
+    pub fn pending_records(&self) -> u64 {
+        self.pending_records
+    }
+
+    pub fn committer(&mut self) -> &mut Committer {
+        &mut self.committer
+    }
+}
+
+/// [`Runner::start_scope`], for callers that restore a scope before the
+/// committer exists (it takes the store they restore from).
+pub fn start_scope<'r>(
+    scope: String,
+    mediation: MediationConfig,
+    rater: &'r dyn Rater,
+    store: &mut dyn Store,
+    stopping: &Arc<AtomicBool>,
+) -> Result<ScopeOperators<'r>> {
+    let mut mediator = Mediator::new(mediation, rater);
+    let mut state = StoreState {
+        access: Access::Direct(store),
+        operator: mediator.name(),
+        scope: &scope,
+        stopping,
+    };
+    mediator.on_start(&mut state)?;
+    Ok(ScopeOperators { scope, mediator })
+}
+
+/// One operator's tables in one scope, read from the store with retries.
+struct StoreState<'a> {
+    access: Access<'a>,
+    operator: &'static str,
+    scope: &'a str,
+    stopping: &'a Arc<AtomicBool>,
+}
+
+enum Access<'a> {
+    /// A store this thread owns (restoring a scope).
+    Direct(&'a mut dyn Store),
+    /// The committer's store, after the jobs handed over so far: answers
+    /// include every checkpoint already taken, committed or on its way.
+    AfterCommits(&'a Committer),
+}
+
+impl StoreState<'_> {
+    fn ask<T: Send + 'static>(
+        &mut self,
+        what: &'static str,
+        mut question: impl FnMut(&mut dyn Store) -> cdrflow_store::Result<T> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        let answer = match &mut self.access {
+            Access::Direct(store) => {
+                with_retry(self.stopping, what, || question(&mut **store)).map_err(Into::into)
+            }
+            Access::AfterCommits(committer) => {
+                let stopping = self.stopping.clone();
+                committer.ask(move |store| with_retry(&stopping, what, || question(store)))
+            }
+        };
+        answer.map_err(|e: anyhow::Error| ReadError(format!("{what}: {e:#}")))
+    }
+
+    fn at(&self, table: &StateTable) -> (String, &'static str, &'static str) {
+        (self.scope.to_string(), self.operator, table.name)
+    }
+}
+
+impl StateReader for StoreState<'_> {
+    fn value(&mut self, table: &StateTable, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        let ((scope, operator, table), key) = (self.at(table), key.to_string());
+        self.ask("reading operator state from the store", move |store| {
+            let at = StateAt {
+                operator,
+                scope: &scope,
+                table,
+            };
+            store.state_value(at, &key)
+        })
+    }
+
+    fn spans(
+        &mut self,
+        table: &StateTable,
+        first_minute: i32,
+        last_minute: i32,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ReadError> {
+        let (scope, operator, table) = self.at(table);
+        let values = self.ask("reading operator state from the store", move |store| {
+            let at = StateAt {
+                operator,
+                scope: &scope,
+                table,
+            };
+            let mut values = Vec::new();
+            store.state_spans(at, first_minute, last_minute, &mut |v| {
+                values.push(v.to_vec())
+            })?;
+            Ok(values)
+        })?;
+        values.iter().for_each(|v| visit(v));
+        Ok(())
+    }
+
+    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+        let rows = rows.to_vec();
+        self.ask("reading stored totals", move |store| {
+            store.stored_totals(&rows)
+        })
+    }
+}
