@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use cdrflow_core::aggregate::{RowKey, Totals};
-use cdrflow_core::decode::{decode, DecodeOptions, Format, MAX_TEXT_BYTES, MAX_TYPE_BYTES};
+use cdrflow_core::formats::{decode, DecodeOptions, Format, MAX_TEXT_BYTES, MAX_TYPE_BYTES};
 use cdrflow_core::dedup::{DedupEntry, RecordKey};
 use cdrflow_core::json::{for_each_field, JsonError, JsonValue, MAX_NESTING};
 use cdrflow_core::mediation::{DuplicateReason, MediationConfig, Mediator, RawRecord};
@@ -665,22 +665,23 @@ pub fn check_decode(payload: &[u8], format: Format) {
     }
     let has = |name: &str| raw.iter().any(|(k, _)| *k == name.as_bytes());
     let detected = if has("event_type") {
-        Some(Format::TelecomEvents)
+        Some("telecom-events")
     } else if has("event_datetime") || has("data_type") || has("up_bytes") {
-        Some(Format::CdrData)
+        Some("cdr-data")
     } else if has("start_time") || has("call_type") || has("call_duration_sec") {
-        Some(Format::CdrVoice)
+        Some("cdr-voice")
     } else {
         None
     };
-    let effective = match (format, detected) {
-        (Format::Auto, None) => {
+    let detected = detected.map(|name| Format::parse(name).expect("a registered format"));
+    let effective = match (format.is_auto(), detected) {
+        (true, None) => {
             let rejection = result.expect_err("accepted a record of no known format");
             assert_eq!(rejection.reason, RejectReason::UnknownFormat);
             check_rejection(&rejection);
             return;
         }
-        (Format::Auto, Some(detected)) => {
+        (true, Some(detected)) => {
             // Detection is only a choice: decoding as the detected format says the same.
             let forced = DecodeOptions {
                 format: detected,
@@ -689,7 +690,7 @@ pub fn check_decode(payload: &[u8], format: Format) {
             assert_eq!(result, decode(payload, AT, &forced), "auto vs {detected}");
             detected
         }
-        (forced, _) => forced,
+        (false, _) => format,
     };
     match &result {
         Err(rejection) => {
@@ -697,11 +698,11 @@ pub fn check_decode(payload: &[u8], format: Format) {
             check_rejection(rejection);
         }
         Ok(cdr) => {
-            let space = match effective {
-                Format::CdrData => IdSpace::CdrData,
-                Format::CdrVoice => IdSpace::CdrVoice,
-                Format::TelecomEvents => IdSpace::TelecomEvents,
-                Format::Auto => unreachable!(),
+            let space = match effective.name() {
+                "cdr-data" => IdSpace::CdrData,
+                "cdr-voice" => IdSpace::CdrVoice,
+                "telecom-events" => IdSpace::TelecomEvents,
+                other => unreachable!("{other} is not a JSON format"),
             };
             assert_eq!(cdr.id_space, space);
             let fields: HashMap<&[u8], JsonValue<'_>> = raw.into_iter().collect();

@@ -3,7 +3,7 @@
 //! Data flows through these modules in this order, with no I/O anywhere:
 //!
 //! ```text
-//! raw bytes ─ json ─ decode (per-format) ─ normalize ─ mediation ─┬─ dedup
+//! raw bytes ─ json ─ formats (one per module) ─ normalize ─ mediation ─┬─ dedup
 //!                                                                 ├─ rating
 //!                                                                 └─ aggregate ─▶ Checkpoint
 //! ```
@@ -12,8 +12,8 @@
 //! source positions it came from; that is the whole exactly-once contract.
 
 pub mod aggregate;
-pub mod decode;
 pub mod dedup;
+pub mod formats;
 pub mod json;
 pub mod mediation;
 pub mod model;

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::aggregate::{RowKey, SummaryDelta, Totals};
-use crate::decode::{decode, DecodeOptions};
+use crate::formats::{decode, DecodeOptions};
 use rustc_hash::FxHashMap;
 
 use crate::dedup::{day_minutes, day_of_minute, minute_of, DedupEntry, DedupIndex, RecordKey};

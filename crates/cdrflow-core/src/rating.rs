@@ -254,7 +254,7 @@ fn gcd(a: i128, b: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode, DecodeOptions};
+    use crate::formats::{decode, DecodeOptions};
     use crate::model::SourcePosition;
 
     fn cost(line: &str, tariff: &Tariff) -> i64 {

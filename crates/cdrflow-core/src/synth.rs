@@ -365,7 +365,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode, DecodeOptions};
+    use crate::formats::{decode, DecodeOptions};
     use crate::model::{Kind, SourcePosition};
 
     fn config(faults: Faults) -> SynthConfig {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cdrflow_core::decode::{DecodeOptions, Format};
+use cdrflow_core::formats::{DecodeOptions, Format};
 use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
 use cdrflow_core::rating::{Tariff, TariffOverrides};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cdrflow_core::decode::Format;
+use cdrflow_core::formats::Format;
 use cdrflow_core::mediation::MediationConfig;
 
 use crate::config::Settings;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use cdrflow_core::decode::Format;
+use cdrflow_core::formats::Format;
 use cdrflow_core::money::format_micros;
 use cdrflow_core::synth::{Faults, SynthFormat};
 
@@ -107,7 +107,7 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         // The generator writes whole lines.
         complete: true,
         max_record_bytes: crate::sources::file::DEFAULT_MAX_RECORD_BYTES,
-        format: Format::Auto,
+        format: Format::default(),
         batch_size: args.batch_size,
         threads: None,
         kafka: args.broker.clone(),
