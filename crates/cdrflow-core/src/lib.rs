@@ -14,6 +14,7 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod formats;
+pub mod framing;
 pub mod json;
 pub mod mediation;
 pub mod model;

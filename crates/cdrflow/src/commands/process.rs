@@ -158,6 +158,7 @@ pub fn process(
         input: InputOptions {
             complete: args.complete,
             max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
+            ..InputOptions::default()
         },
         batch_size,
     };

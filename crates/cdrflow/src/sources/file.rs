@@ -1,6 +1,7 @@
-//! The file source: newline-delimited records from files, directories or stdin.
+//! The file source: records from files, directories or stdin, framed by a
+//! [`Framing`] (newline, the seeds' JSON Lines, by default).
 //!
-//! Files are read in large chunks cut at line boundaries, so a whole chunk
+//! Files are read in large chunks cut at frame boundaries, so a whole chunk
 //! goes to the mediator as one batch without copying lines. gzip and zstd
 //! files (recognised by their magic bytes, whatever their name) are
 //! decompressed on the fly; a UTF-8 byte-order mark is skipped.
@@ -25,6 +26,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_core::framing::{Framing, Newline};
 use cdrflow_core::mediation::RawRecord;
 use cdrflow_core::model::SourcePosition;
 use cdrflow_store::SourceCursor;
@@ -32,8 +34,6 @@ use cdrflow_store::SourceCursor;
 /// Bytes hashed to recognise a source again.
 pub const IDENTITY_BYTES: usize = 4096;
 const CHUNK_BYTES: usize = 4 << 20;
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
 /// Where records come from: a path, or `-` for stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -110,6 +110,8 @@ pub struct InputOptions {
     /// Longer lines are refused as `record_too_large` without being read
     /// into memory whole; their first [`KEPT_BYTES`] are kept as the payload.
     pub max_record_bytes: usize,
+    /// Where one record ends and the next begins.
+    pub framing: &'static dyn Framing,
 }
 
 pub use cdrflow_core::mediation::{DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
@@ -119,6 +121,7 @@ impl Default for InputOptions {
         InputOptions {
             complete: false,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            framing: &Newline,
         }
     }
 }
@@ -143,6 +146,7 @@ pub struct OpenedInput {
     /// Whether the input is finished, so that a last line without a line end is processed.
     complete: bool,
     max_record_bytes: usize,
+    framing: &'static dyn Framing,
     pub cursors: CursorTemplate,
     /// Bytes of an unterminated last line left for the next run.
     pub held_back: u64,
@@ -182,7 +186,7 @@ impl OpenedInput {
             .take(IDENTITY_BYTES as u64)
             .read_to_end(&mut head)
             .with_context(|| format!("reading {origin}"))?;
-        let identity = identity_prefix(&head, complete);
+        let identity = identity_prefix(&head, complete, options.framing);
 
         // The longest identity prefix with a stored cursor wins: a file
         // committed when small and grown since is still the same source.
@@ -246,6 +250,7 @@ impl OpenedInput {
             start_line,
             complete,
             max_record_bytes: options.max_record_bytes,
+            framing: options.framing,
             cursors: CursorTemplate {
                 key,
                 prefix_len,
@@ -266,6 +271,7 @@ impl OpenedInput {
             start_line: 0,
             complete,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            framing: &Newline,
             cursors: CursorTemplate {
                 key: None,
                 prefix_len: 0,
@@ -297,8 +303,8 @@ impl OpenedInput {
             if filled == 0 {
                 break;
             }
-            let end = match memchr::memrchr(b'\n', &buf[..filled]) {
-                Some(i) => i + 1,
+            let end = match self.framing.last_boundary(&buf[..filled]) {
+                Some(end) => end,
                 None if eof && self.complete => filled,
                 None if eof => {
                     // An unterminated last line of a file that may still grow
@@ -319,6 +325,7 @@ impl OpenedInput {
                         origin: &self.origin,
                         source_id: &self.source_id,
                         data: &kept,
+                        framing: self.framing,
                         first_offset: offset,
                         first_line: line,
                         oversized: Some(Oversized { length, ended }),
@@ -341,6 +348,7 @@ impl OpenedInput {
                 origin: &self.origin,
                 source_id: &self.source_id,
                 data: &buf[..end],
+                framing: self.framing,
                 first_offset: offset,
                 first_line: line,
                 oversized: None,
@@ -378,10 +386,10 @@ impl OpenedInput {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).with_context(|| format!("reading {}", self.origin)),
             };
-            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
-                length += i as u64;
-                buf.copy_within(i + 1..n, 0);
-                *filled = n - i - 1;
+            if let Some((payload_end, next)) = self.framing.first_end(&buf[..n]) {
+                length += payload_end as u64;
+                buf.copy_within(next..n, 0);
+                *filled = n - next;
                 return Ok((length, true));
             }
             length += n as u64;
@@ -409,11 +417,11 @@ impl CursorTemplate {
 /// The bytes of `head` that make up the source's identity: the first 4 KiB,
 /// or for a smaller input its whole lines (all of it when it is finished);
 /// `None` while it has no complete line (nothing of it is committed then).
-fn identity_prefix(head: &[u8], complete: bool) -> Option<usize> {
+fn identity_prefix(head: &[u8], complete: bool, framing: &dyn Framing) -> Option<usize> {
     let len = if head.len() >= IDENTITY_BYTES || complete {
         head.len()
     } else {
-        memchr::memrchr(b'\n', head).map_or(0, |i| i + 1)
+        framing.last_boundary(head).unwrap_or(0)
     };
     (len > 0).then_some(len)
 }
@@ -471,6 +479,7 @@ pub struct Chunk<'a> {
     pub origin: &'a str,
     pub source_id: &'a str,
     pub data: &'a [u8],
+    pub framing: &'a dyn Framing,
     /// Byte offset of `data[0]` in the input.
     pub first_offset: u64,
     /// Lines before this chunk.
@@ -490,43 +499,26 @@ pub struct Oversized {
 }
 
 impl<'a> Chunk<'a> {
-    /// The chunk's records; blank lines are skipped but still counted, CRLF
-    /// line ends and a byte-order mark at the start of the input are dropped.
+    /// The chunk's records, as its framing cuts them (frames that carry
+    /// nothing, blank lines, are skipped but still counted).
     pub fn records(&self) -> impl Iterator<Item = RawRecord<'a>> + '_ {
-        let data = self.data;
-        let mut start = 0usize;
-        let mut line = self.first_line;
-        std::iter::from_fn(move || loop {
-            if start >= data.len() {
-                return None;
-            }
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let mut payload = &data[start..end];
-            let byte_offset = self.first_offset + start as u64;
-            start = end + 1;
-            line += 1;
-            if byte_offset == 0 {
-                payload = payload.strip_prefix(UTF8_BOM).unwrap_or(payload);
-            }
-            if let [rest @ .., b'\r'] = payload {
-                payload = rest;
-            }
-            if payload.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            return Some(RawRecord {
+        let cut_from = self.oversized.map(|o| o.length);
+        self.framing
+            .frames(self.data, self.first_offset == 0)
+            .map(move |frame| RawRecord {
                 origin: self.origin,
                 source_id: self.source_id,
-                position: SourcePosition::Line { line, byte_offset },
-                payload,
-                cut_from: self.oversized.map(|o| o.length),
-            });
-        })
+                position: SourcePosition::Line {
+                    line: self.first_line + frame.number + 1,
+                    byte_offset: self.first_offset + frame.offset as u64,
+                },
+                payload: frame.payload,
+                cut_from,
+            })
     }
 
     pub fn line_count(&self) -> u64 {
-        let newlines = memchr::memchr_iter(b'\n', self.data).count() as u64;
-        newlines + u64::from(!self.data.is_empty() && !self.data.ends_with(b"\n"))
+        self.framing.count(self.data)
     }
 
     /// Where to resume after this chunk: after its last line end, with the
@@ -544,9 +536,9 @@ impl<'a> Chunk<'a> {
                 false => (self.first_offset, self.first_line),
             };
         }
-        let newlines = memchr::memchr_iter(b'\n', self.data).count() as u64;
-        let end = memchr::memrchr(b'\n', self.data).map_or(0, |i| i + 1);
-        (self.first_offset + end as u64, self.first_line + newlines)
+        let end = self.framing.last_boundary(self.data).unwrap_or(0);
+        let frames = self.framing.count(&self.data[..end]);
+        (self.first_offset + end as u64, self.first_line + frames)
     }
 }
 
@@ -620,9 +612,12 @@ mod tests {
 
     #[test]
     fn identity_covers_whole_lines_of_a_small_growing_file() {
-        assert_eq!(identity_prefix(b"ab\ncd", false), Some(3));
-        assert_eq!(identity_prefix(b"ab\ncd", true), Some(5));
-        assert_eq!(identity_prefix(b"abcd", false), None);
-        assert_eq!(identity_prefix(&[b'x'; 5000][..4096], false), Some(4096));
+        assert_eq!(identity_prefix(b"ab\ncd", false, &Newline), Some(3));
+        assert_eq!(identity_prefix(b"ab\ncd", true, &Newline), Some(5));
+        assert_eq!(identity_prefix(b"abcd", false, &Newline), None);
+        assert_eq!(
+            identity_prefix(&[b'x'; 5000][..4096], false, &Newline),
+            Some(4096)
+        );
     }
 }

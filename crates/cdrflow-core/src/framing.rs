@@ -1,0 +1,138 @@
+//! Framing: where one record ends and the next begins in a byte stream.
+//!
+//! Apart from formats, as in Vector's `lib/codecs` (`decoding/framing` vs
+//! `decoding/format`): a source cuts its bytes into frames with a
+//! [`Framing`], and each frame goes to the format's decoder. Newline
+//! framing is the one the seeds use (JSON Lines, CSV); length-prefixed and
+//! BER TLV framings for binary CDR files plug in here.
+
+/// One frame of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Its number in the chunk, from 0, counting frames that carry nothing
+    /// (blank lines), which are not handed out.
+    pub number: u64,
+    /// Where it starts in the chunk.
+    pub offset: usize,
+    pub payload: &'a [u8],
+}
+
+pub trait Framing: Sync {
+    fn name(&self) -> &'static str;
+
+    /// The end of the last complete frame in `data`, `None` when no frame
+    /// in it is complete yet.
+    fn last_boundary(&self, data: &[u8]) -> Option<usize>;
+
+    /// Where the first frame of `data` ends: the end of its payload and the
+    /// start of the next frame (after its terminator). A source skipping a
+    /// frame too long to hold calls it on the bytes that follow the start.
+    fn first_end(&self, data: &[u8]) -> Option<(usize, usize)>;
+
+    /// The frames of `data`, which holds whole frames only (at the end of a
+    /// finished input the last may lack its terminator); `at_start` says
+    /// `data` begins the input.
+    fn frames<'a>(
+        &self,
+        data: &'a [u8],
+        at_start: bool,
+    ) -> Box<dyn Iterator<Item = Frame<'a>> + 'a>;
+
+    /// How many frames `data` holds, the empty ones included.
+    fn count(&self, data: &[u8]) -> u64;
+}
+
+impl std::fmt::Debug for dyn Framing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Lines ending in `\n`. A `\r` before it (CRLF) and a UTF-8 byte-order
+/// mark at the start of the input are dropped; blank lines carry nothing.
+pub struct Newline;
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl Framing for Newline {
+    fn name(&self) -> &'static str {
+        "newline"
+    }
+
+    fn last_boundary(&self, data: &[u8]) -> Option<usize> {
+        memchr::memrchr(b'\n', data).map(|i| i + 1)
+    }
+
+    fn first_end(&self, data: &[u8]) -> Option<(usize, usize)> {
+        memchr::memchr(b'\n', data).map(|i| (i, i + 1))
+    }
+
+    fn frames<'a>(
+        &self,
+        data: &'a [u8],
+        at_start: bool,
+    ) -> Box<dyn Iterator<Item = Frame<'a>> + 'a> {
+        let mut start = 0usize;
+        let mut number = 0u64;
+        Box::new(std::iter::from_fn(move || loop {
+            if start >= data.len() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let (offset, mut payload) = (start, &data[start..end]);
+            start = end + 1;
+            number += 1;
+            if at_start && offset == 0 {
+                payload = payload.strip_prefix(UTF8_BOM).unwrap_or(payload);
+            }
+            if let [rest @ .., b'\r'] = payload {
+                payload = rest;
+            }
+            if payload.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(Frame {
+                number: number - 1,
+                offset,
+                payload,
+            });
+        }))
+    }
+
+    fn count(&self, data: &[u8]) -> u64 {
+        let newlines = memchr::memchr_iter(b'\n', data).count() as u64;
+        // A last line without its line end (a finished input) counts too.
+        newlines + u64::from(data.last().is_some_and(|&b| b != b'\n'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payloads(data: &[u8], at_start: bool) -> Vec<(u64, usize, &[u8])> {
+        Newline
+            .frames(data, at_start)
+            .map(|f| (f.number, f.offset, f.payload))
+            .collect()
+    }
+
+    #[test]
+    fn newline_frames_drop_crlf_blank_lines_and_a_leading_bom() {
+        let data = b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}\nlast";
+        assert_eq!(
+            payloads(data, true),
+            [
+                (0, 0, &b"{\"a\":1}"[..]),
+                (3, 16, &b"{\"b\":2}"[..]),
+                (4, 24, &b"last"[..])
+            ]
+        );
+        assert_eq!(Newline.count(data), 5);
+        assert_eq!(Newline.last_boundary(data), Some(24));
+        assert_eq!(Newline.last_boundary(b"no end"), None);
+        assert_eq!(Newline.first_end(b"ab\ncd\n"), Some((2, 3)));
+        // Only the input's first bytes may carry the mark.
+        assert_eq!(payloads(b"\xEF\xBB\xBFx\n", false)[0].2, b"\xEF\xBB\xBFx");
+    }
+}
