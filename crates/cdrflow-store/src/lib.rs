@@ -309,6 +309,24 @@ pub enum ReplayTarget {
 }
 
 impl ReplayTarget {
+    /// Where each of a group's stored partitions moves: those of `topics`
+    /// (all when empty) that the target names, with their new offset
+    /// (`None`: the beginning). Both stores apply exactly this.
+    pub fn moves(
+        &self,
+        stored: impl IntoIterator<Item = (String, i32)>,
+        topics: &[String],
+    ) -> Vec<(String, i32, Option<i64>)> {
+        stored
+            .into_iter()
+            .filter(|(topic, _)| topics.is_empty() || topics.contains(topic))
+            .filter_map(|(topic, partition)| {
+                let offset = self.offset_for(&topic, partition).ok()?;
+                Some((topic, partition, offset))
+            })
+            .collect()
+    }
+
     /// The offset `topic[partition]` moves to; `None` means the beginning,
     /// and `Err(())` that the partition is not part of the target.
     pub fn offset_for(&self, topic: &str, partition: i32) -> std::result::Result<Option<i64>, ()> {

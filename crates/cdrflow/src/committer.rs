@@ -24,7 +24,9 @@ use cdrflow_core::mediation::Counts;
 use cdrflow_core::operator::Checkpoint;
 use cdrflow_store::{Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 
-use crate::events::{CheckpointCommitted, InternalEvent, PartitionFenced, StoreRetry};
+use crate::events::{
+    CheckpointCommitted, InternalEvent, PartitionFenced, RejectsCommitted, StoreRetry,
+};
 use crate::pipeline::now_millis;
 use crate::telemetry::IngestTimes;
 
@@ -280,6 +282,10 @@ fn write(
     }
     let committed_at = now_millis();
     for part in &job.parts {
+        RejectsCommitted {
+            rejected: &part.checkpoint.counts.rejected,
+        }
+        .emit();
         outcome.counts.add(&part.checkpoint.counts);
         outcome
             .latencies_ms

@@ -78,12 +78,31 @@ pub static CHECKPOINTS_COMMITTED: EventCounter = EventCounter::new(
     "source",
 );
 
+pub static REJECTS_COMMITTED: EventCounter = EventCounter::new(
+    "cdrflow_rejects_committed_total",
+    "Records this process refused and committed to the rejects table, by reason.",
+    "reason",
+);
+pub static READ_ERRORS: EventCounter = EventCounter::new(
+    "cdrflow_read_errors_total",
+    "Failures to read a source (an I/O error on a file, a failed Kafka fetch), by source.",
+    "source",
+);
+pub static OFFSET_GAPS: EventCounter = EventCounter::new(
+    "cdrflow_offset_gaps_total",
+    "Kafka fetches that skipped offsets: re-read from earlier, or accepted as gone (compaction, retention), by outcome.",
+    "outcome",
+);
+
 /// Every event counter, in exposition order.
-pub const COUNTERS: [&EventCounter; 4] = [
+pub const COUNTERS: [&EventCounter; 7] = [
     &CHECKPOINTS_COMMITTED,
+    &REJECTS_COMMITTED,
     &STORE_RETRIES,
     &PARTITIONS_FENCED,
     &KAFKA_CLIENT_ERRORS,
+    &READ_ERRORS,
+    &OFFSET_GAPS,
 ];
 
 /// Appends every event counter to a `/metrics` page.
@@ -177,6 +196,88 @@ impl<E: Iterator<Item = i64>> InternalEvent for CheckpointCommitted<'_, E> {
     }
 }
 
+/// Records refused and committed to the rejects table with a checkpoint.
+pub struct RejectsCommitted<'a> {
+    pub rejected: &'a std::collections::BTreeMap<cdrflow_core::reject::RejectReason, u64>,
+}
+
+impl InternalEvent for RejectsCommitted<'_> {
+    fn emit(self) {
+        if self.rejected.is_empty() {
+            return;
+        }
+        let reasons: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        // Debug: every commit may carry some; the run's report and
+        // `/metrics` sum them up.
+        tracing::debug!(
+            "{} records rejected ({}); `cdrflow rejected` lists them",
+            self.rejected.values().sum::<u64>(),
+            reasons.join(", ")
+        );
+        for (reason, n) in self.rejected {
+            REJECTS_COMMITTED.add(reason.as_str(), *n);
+        }
+    }
+}
+
+/// A source could not be read.
+pub struct ReadFailed<'a> {
+    /// `file` or `kafka`.
+    pub source: &'a str,
+    pub origin: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ReadFailed<'_> {
+    fn emit(self) {
+        tracing::warn!("reading {}: {}", self.origin, self.error);
+        READ_ERRORS.add(self.source, 1);
+    }
+}
+
+/// A Kafka fetch answered from a later offset than the one expected.
+pub struct OffsetGap<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub expected: i64,
+    pub got: i64,
+    /// `Some(n)`: re-reading from `n` offsets earlier; `None`: accepted as gone.
+    pub rewind: Option<i64>,
+}
+
+impl InternalEvent for OffsetGap<'_> {
+    fn emit(self) {
+        let (topic, partition, expected, got) =
+            (self.topic, self.partition, self.expected, self.got);
+        match self.rewind {
+            Some(rewind) => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    expected,
+                    got,
+                    "offset gap; re-reading from {rewind} earlier"
+                );
+                OFFSET_GAPS.add("reread", 1);
+            }
+            None => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    expected,
+                    got,
+                    "offset gap accepted: the records are gone (compaction or retention)"
+                );
+                OFFSET_GAPS.add("accepted", 1);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +311,15 @@ mod tests {
             )),
             "{out}"
         );
+        let rejected = [(cdrflow_core::reject::RejectReason::MalformedJson, 3)]
+            .into_iter()
+            .collect();
+        let before = REJECTS_COMMITTED.get("malformed_json");
+        RejectsCommitted {
+            rejected: &rejected,
+        }
+        .emit();
+        assert_eq!(REJECTS_COMMITTED.get("malformed_json"), before + 3);
         // Every counter has its HELP and TYPE, bumped or not.
         for counter in COUNTERS {
             assert!(out.contains(&format!("# TYPE {} counter", counter.name)));

@@ -40,15 +40,9 @@ impl Positions for PgStore {
             "SELECT topic, partition FROM kafka_offsets WHERE consumer_group = $1 FOR UPDATE",
             &[&group],
         )?;
+        let stored = rows.iter().map(|row| (row.get(0), row.get(1)));
         let mut changed = 0;
-        for row in rows {
-            let (topic, partition): (String, i32) = (row.get(0), row.get(1));
-            if !topics.is_empty() && !topics.contains(&topic) {
-                continue;
-            }
-            let Ok(offset) = target.offset_for(&topic, partition) else {
-                continue;
-            };
+        for (topic, partition, offset) in target.moves(stored, topics) {
             changed += tx.execute(
                 "UPDATE kafka_offsets SET next_offset = $1, epoch = epoch + 1, updated_at = now()
                  WHERE consumer_group = $2 AND topic = $3 AND partition = $4",

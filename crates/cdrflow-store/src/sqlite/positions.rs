@@ -44,13 +44,7 @@ impl Positions for SqliteStore {
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut changed = 0;
-        for (topic, partition) in rows
-            .into_iter()
-            .filter(|(t, _)| topics.is_empty() || topics.contains(t))
-        {
-            let Ok(offset) = target.offset_for(&topic, partition) else {
-                continue;
-            };
+        for (topic, partition, offset) in target.moves(rows, topics) {
             changed += tx.execute(
                 "UPDATE kafka_offsets SET next_offset = ?1, epoch = epoch + 1 WHERE consumer_group = ?2 AND topic = ?3 AND partition = ?4",
                 params![offset, group, topic, partition],

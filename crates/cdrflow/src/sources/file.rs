@@ -31,6 +31,8 @@ use cdrflow_core::mediation::RawRecord;
 use cdrflow_core::model::SourcePosition;
 use cdrflow_store::SourceCursor;
 
+use crate::events::{InternalEvent, ReadFailed};
+
 /// Bytes hashed to recognise a source again.
 pub const IDENTITY_BYTES: usize = 4096;
 const CHUNK_BYTES: usize = 4 << 20;
@@ -297,7 +299,7 @@ impl OpenedInput {
                     Ok(0) => eof = true,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", self.origin)),
+                    Err(e) => return Err(self.read_failed(e)),
                 }
             }
             if filled == 0 {
@@ -364,6 +366,16 @@ impl OpenedInput {
 }
 
 impl OpenedInput {
+    fn read_failed(&self, error: std::io::Error) -> anyhow::Error {
+        ReadFailed {
+            source: "file",
+            origin: &self.origin,
+            error: &error,
+        }
+        .emit();
+        anyhow::Error::new(error).context(format!("reading {}", self.origin))
+    }
+
     /// Skips the rest of a line whose first `*filled` bytes are in `buf`
     /// (with no line end among them). Returns the line's length (without its
     /// line end) and whether a line end closed it; what follows the line end
@@ -384,7 +396,7 @@ impl OpenedInput {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", self.origin)),
+                Err(e) => return Err(self.read_failed(e)),
             };
             if let Some((payload_end, next)) = self.framing.first_end(&buf[..n]) {
                 length += payload_end as u64;

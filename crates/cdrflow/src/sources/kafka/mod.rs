@@ -31,7 +31,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::committer::{with_retry, AfterCommit, CommitOutcome, Committer, JobPart, NothingAfter};
-use crate::events::{InternalEvent, KafkaClientError};
+use crate::events::{InternalEvent, KafkaClientError, OffsetGap, ReadFailed};
 use crate::kafka::{
     cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
     with_env_overrides, Cluster,
@@ -80,24 +80,19 @@ impl PartitionWork {
     fn rewind_for_gap(&mut self, next: i64, got: i64) -> Option<(String, i32, i64)> {
         let (topic, partition) = (&self.topic, self.partition);
         let rewind = self.rewind.map_or(FIRST_REWIND, |r| r * 8);
+        let event = |rewind| OffsetGap {
+            topic,
+            partition,
+            expected: next,
+            got,
+            rewind,
+        };
         if rewind <= MAX_REWIND && self.rewind.is_none_or(|r| next - r > 0) {
-            tracing::warn!(
-                topic,
-                partition,
-                expected = next,
-                got,
-                "offset gap; re-reading from {rewind} earlier"
-            );
+            event(Some(rewind)).emit();
             self.rewind = Some(rewind);
             return Some((topic.clone(), partition, (next - rewind).max(0)));
         }
-        tracing::warn!(
-            topic,
-            partition,
-            expected = next,
-            got,
-            "offset gap accepted: the records are gone (compaction or retention)"
-        );
+        event(None).emit();
         None
     }
 }
@@ -709,7 +704,7 @@ pub fn consume(
         // the batch is processed under one lock with one clock reading.
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => messages.push(message),
-            Some(Err(e)) => tracing::warn!("Kafka: {e}"),
+            Some(Err(e)) => kafka_read_failed(&e),
             None => {
                 let quiet = last_record
                     .elapsed()
@@ -727,7 +722,7 @@ pub fn consume(
             match consumer.poll(Duration::ZERO) {
                 Some(Ok(message)) => messages.push(message),
                 Some(Err(e)) => {
-                    tracing::warn!("Kafka: {e}");
+                    kafka_read_failed(&e);
                     break;
                 }
                 None => break,
@@ -778,6 +773,15 @@ pub fn consume(
         report.active = Some(last - first);
     }
     Ok(report)
+}
+
+fn kafka_read_failed(error: &rdkafka::error::KafkaError) {
+    ReadFailed {
+        source: "kafka",
+        origin: "Kafka",
+        error,
+    }
+    .emit();
 }
 
 fn lock(worker: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
