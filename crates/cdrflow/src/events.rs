@@ -5,14 +5,14 @@
 //! happened. Add an event here, with its counter in [`COUNTERS`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use cdrflow_store::StoreError;
 use rdkafka::error::KafkaError;
 
-use crate::telemetry::{escape_label, telemetry, IngestTimes};
+use crate::metrics::{Exposition, MetricType};
+use crate::telemetry::{telemetry, IngestTimes};
 
 pub trait InternalEvent {
     fn emit(self);
@@ -47,12 +47,11 @@ impl EventCounter {
         values.get(label_value).copied().unwrap_or(0)
     }
 
-    fn expose(&self, out: &mut String) {
-        let (name, label) = (self.name, self.label);
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} counter", self.help);
+    fn expose(&self, page: &mut Exposition) {
+        let mut family = page.family(self.name, MetricType::Counter, self.help);
         let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
         for (value, count) in values.iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape_label(value));
+            family.sample(&[(self.label, value)], count);
         }
     }
 }
@@ -105,10 +104,10 @@ pub const COUNTERS: [&EventCounter; 7] = [
     &OFFSET_GAPS,
 ];
 
-/// Appends every event counter to a `/metrics` page.
-pub fn expose(out: &mut String) {
+/// Every event counter, onto a `/metrics` page.
+pub fn expose(page: &mut Exposition) {
     for counter in COUNTERS {
-        counter.expose(out);
+        counter.expose(page);
     }
 }
 
@@ -298,8 +297,9 @@ mod tests {
             .emit();
         }
         assert_eq!(PARTITIONS_FENCED.get("events-test"), before + 2);
-        let mut out = String::new();
-        expose(&mut out);
+        let mut page = Exposition::default();
+        expose(&mut page);
+        let out = page.into_text();
         assert!(
             out.contains("# TYPE cdrflow_partitions_fenced_total counter\n"),
             "{out}"

@@ -7,8 +7,10 @@
 //! 1 ms to ~17 min for a run's report, whose percentiles are then within
 //! ~5% in constant memory.
 
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::metrics::{Exposition, MetricType};
 
 /// Bucket upper bounds in seconds for `/metrics`: from a few milliseconds
 /// (streaming) to a month (files of last month's CDRs are far behind event
@@ -176,20 +178,22 @@ impl<const N: usize> Histogram<N> {
         }
     }
 
-    /// Prometheus text exposition, in seconds.
-    pub fn expose(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    /// Prometheus histogram samples, in seconds.
+    pub fn expose(&self, page: &mut Exposition, name: &str, help: &str) {
+        let mut family = page.family(name, MetricType::Histogram, help);
         let mut cumulative = 0;
         for (bound, count) in self.bounds.iter().zip(self.snapshot()) {
             cumulative += count;
-            if bound.is_finite() {
-                let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-            } else {
-                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-            }
+            let le = match bound.is_finite() {
+                true => bound.to_string(),
+                false => "+Inf".to_string(),
+            };
+            family.sample_of("_bucket", &[("le", &le)], cumulative);
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        family
+            .sample_of("_sum", &[], sum)
+            .sample_of("_count", &[], cumulative);
     }
 }
 
@@ -250,10 +254,10 @@ mod tests {
             one_by_one.observe_millis(ms, 1);
         }
         at_once.observe_all_millis(samples);
-        let (mut a, mut b) = (String::new(), String::new());
+        let (mut a, mut b) = (Exposition::default(), Exposition::default());
         one_by_one.expose(&mut a, "h", "help");
         at_once.expose(&mut b, "h", "help");
-        assert_eq!(a, b);
+        assert_eq!(a.into_text(), b.into_text());
         assert_eq!(at_once.count(), samples.len() as u64);
         assert_eq!(one_by_one.summary(), at_once.summary());
     }
@@ -263,8 +267,9 @@ mod tests {
         let h = Histogram::for_metrics();
         h.observe_millis(3, 2);
         h.observe_millis(7_000, 1);
-        let mut out = String::new();
-        h.expose(&mut out, "x_seconds", "help");
+        let mut page = Exposition::default();
+        h.expose(&mut page, "x_seconds", "help");
+        let out = page.into_text();
         assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"10\"} 3\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");

@@ -10,6 +10,7 @@ mod config;
 mod events;
 mod histogram;
 mod kafka;
+mod metrics;
 mod pipeline;
 mod progress;
 mod runner;

@@ -9,11 +9,11 @@
 //! never a torn number.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::histogram::Histogram;
+use crate::metrics::{Exposition, MetricType};
 
 /// The process-wide registry.
 pub struct Telemetry {
@@ -212,76 +212,72 @@ impl Telemetry {
             || self.assigned_partitions.load(Ordering::Relaxed) > 0
     }
 
-    /// Appends this process's metrics in Prometheus text format.
-    pub fn expose(&self, out: &mut String) {
+    /// This process's metrics, onto a `/metrics` page.
+    pub fn expose(&self, page: &mut Exposition) {
         let last = self.last_commit_millis.load(Ordering::Relaxed) as f64 / 1000.0;
-        let _ = writeln!(
-            out,
-            "# HELP cdr_last_update_timestamp Unix time of this process's last commit to the store (0: none yet).\n\
-             # TYPE cdr_last_update_timestamp gauge\ncdr_last_update_timestamp {last}"
-        );
+        page.family(
+            "cdr_last_update_timestamp",
+            MetricType::Gauge,
+            "Unix time of this process's last commit to the store (0: none yet).",
+        )
+        .sample(&[], last);
         self.commit_duration.expose(
-            out,
+            page,
             "cdrflow_batch_commit_duration_seconds",
             "Time to commit one checkpoint (results and source positions) to the store.",
         );
         self.event_to_commit.expose(
-            out,
+            page,
             "cdrflow_event_to_commit_seconds",
             "Accepted records: event time to committed in the store.",
         );
         self.ingest_to_commit.expose(
-            out,
+            page,
             "cdrflow_ingest_to_commit_seconds",
             "Records: read from the source to committed in the store.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_dlq_writes_total Rejected records written to the dead-letter topic.\n\
-             # TYPE cdrflow_dlq_writes_total counter\ncdrflow_dlq_writes_total {}",
-            self.dlq_writes.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_kafka_offset_resets_total Partitions whose stored position was beyond the end of the log.\n\
-             # TYPE cdrflow_kafka_offset_resets_total counter"
-        );
+        page.family(
+            "cdrflow_dlq_writes_total",
+            MetricType::Counter,
+            "Rejected records written to the dead-letter topic.",
+        )
+        .sample(&[], self.dlq_writes.load(Ordering::Relaxed));
         let mut resets: BTreeMap<(String, i32), u64> = BTreeMap::new();
         for reset in self.offset_resets() {
             *resets
                 .entry((reset.topic.clone(), reset.partition))
                 .or_default() += 1;
         }
+        let mut family = page.family(
+            "cdrflow_kafka_offset_resets_total",
+            MetricType::Counter,
+            "Partitions whose stored position was beyond the end of the log.",
+        );
         for ((topic, partition), n) in resets {
-            let _ = writeln!(
-                out,
-                "cdrflow_kafka_offset_resets_total{{topic=\"{}\",partition=\"{partition}\"}} {n}",
-                escape_label(&topic)
+            family.sample(
+                &[("topic", &topic), ("partition", &partition.to_string())],
+                n,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_auth_failures_total Refused authentication attempts, by reason.\n\
-             # TYPE cdrflow_auth_failures_total counter"
+        let mut family = page.family(
+            "cdrflow_auth_failures_total",
+            MetricType::Counter,
+            "Refused authentication attempts, by reason.",
         );
         for why in AuthFailure::ALL {
-            let _ = writeln!(
-                out,
-                "cdrflow_auth_failures_total{{reason=\"{}\"}} {}",
-                why.as_str(),
-                self.auth_failures[why as usize].load(Ordering::Relaxed)
-            );
+            let value = self.auth_failures[why as usize].load(Ordering::Relaxed);
+            family.sample(&[("reason", why.as_str())], value);
         }
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_http_connections_refused_total Connections closed on arrival because the connection limit was reached.\n\
-             # TYPE cdrflow_http_connections_refused_total counter\ncdrflow_http_connections_refused_total {}",
-            self.http_connections_refused.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_partition_stalled 1 when a partition is behind its log end with no commit for longer than --stall-timeout.\n\
-             # TYPE cdrflow_partition_stalled gauge"
+        page.family(
+            "cdrflow_http_connections_refused_total",
+            MetricType::Counter,
+            "Connections closed on arrival because the connection limit was reached.",
+        )
+        .sample(&[], self.http_connections_refused.load(Ordering::Relaxed));
+        let mut family = page.family(
+            "cdrflow_partition_stalled",
+            MetricType::Gauge,
+            "1 when a partition is behind its log end with no commit for longer than --stall-timeout.",
         );
         for ((topic, partition), stall) in self
             .stalled
@@ -289,33 +285,22 @@ impl Telemetry {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "cdrflow_partition_stalled{{topic=\"{}\",partition=\"{partition}\"}} {}",
-                escape_label(topic),
-                u8::from(stall.is_some())
+            let partition = partition.to_string();
+            family.sample(
+                &[("topic", topic), ("partition", &partition)],
+                u8::from(stall.is_some()),
             );
         }
-        let lag = self.lag();
-        let _ = writeln!(
-            out,
-            "# HELP cdrflow_kafka_consumer_lag Records behind the high-water mark, per assigned partition.\n\
-             # TYPE cdrflow_kafka_consumer_lag gauge"
+        let mut family = page.family(
+            "cdrflow_kafka_consumer_lag",
+            MetricType::Gauge,
+            "Records behind the high-water mark, per assigned partition.",
         );
-        for ((topic, partition), records) in &lag {
-            let _ = writeln!(
-                out,
-                "cdrflow_kafka_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {records}",
-                escape_label(topic)
+        for ((topic, partition), records) in &self.lag() {
+            family.sample(
+                &[("topic", topic), ("partition", &partition.to_string())],
+                records,
             );
         }
     }
-}
-
-/// Label values escape backslash, quote and newline (Prometheus text format).
-pub fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
