@@ -1,9 +1,10 @@
 //! Seed 000's `cdr_data`: `msisdn, event_datetime, data_type, up_bytes, down_bytes` (and `cdr_id`).
 
 use super::json::{
-    common, counter, json_fields, optional_string, required, service_type, timestamp, JsonRecord,
+    common, counter, json_fields, json_format, optional_string, required, service_type, timestamp,
+    JsonRecord,
 };
-use super::{DecodeOptions, Decoder, JsonFormat};
+use super::DecodeOptions;
 use crate::model::{Cdr, IdSpace, Kind, SourcePosition};
 use crate::reject::Rejection;
 
@@ -15,52 +16,13 @@ json_fields!(
     }
 );
 
-impl Decoder for CdrData {
-    fn name(&self) -> &'static str {
-        "cdr-data"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["cdr_data"]
-    }
-
-    fn decode<'a>(
-        &self,
-        payload: &'a [u8],
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        super::json::decode_as(self, payload, position, options)
-    }
-
-    fn as_json(&self) -> Option<&dyn JsonFormat> {
-        Some(self)
-    }
-}
-
-impl JsonFormat for CdrData {
-    fn fields(&self) -> &'static [&'static str] {
-        CdrDataFields::NAMES
-    }
-
-    fn markers(&self) -> &'static [&'static str] {
-        &["event_datetime", "data_type", "up_bytes"]
-    }
-
-    fn from_record<'a>(
-        &self,
-        record: &JsonRecord<'a>,
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        decode_fields(
-            &CdrDataFields::from_record(record),
-            record,
-            position,
-            options,
-        )
-    }
-}
+json_format!(
+    CdrData,
+    name: "cdr-data",
+    alias: "cdr_data",
+    fields: CdrDataFields,
+    markers: ["event_datetime", "data_type", "up_bytes"],
+);
 
 fn decode_fields<'a>(
     f: &CdrDataFields<'a>,

@@ -1,9 +1,10 @@
 //! Seed 000's `cdr_voice`: `msisdn, start_time, call_type, call_duration_sec` (and `cdr_id`).
 
 use super::json::{
-    common, counter, json_fields, optional_string, required, service_type, timestamp, JsonRecord,
+    common, counter, json_fields, json_format, optional_string, required, service_type, timestamp,
+    JsonRecord,
 };
-use super::{DecodeOptions, Decoder, JsonFormat};
+use super::DecodeOptions;
 use crate::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use crate::reject::Rejection;
 
@@ -15,52 +16,13 @@ json_fields!(
     }
 );
 
-impl Decoder for CdrVoice {
-    fn name(&self) -> &'static str {
-        "cdr-voice"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["cdr_voice"]
-    }
-
-    fn decode<'a>(
-        &self,
-        payload: &'a [u8],
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        super::json::decode_as(self, payload, position, options)
-    }
-
-    fn as_json(&self) -> Option<&dyn JsonFormat> {
-        Some(self)
-    }
-}
-
-impl JsonFormat for CdrVoice {
-    fn fields(&self) -> &'static [&'static str] {
-        CdrVoiceFields::NAMES
-    }
-
-    fn markers(&self) -> &'static [&'static str] {
-        &["start_time", "call_type", "call_duration_sec"]
-    }
-
-    fn from_record<'a>(
-        &self,
-        record: &JsonRecord<'a>,
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        decode_fields(
-            &CdrVoiceFields::from_record(record),
-            record,
-            position,
-            options,
-        )
-    }
-}
+json_format!(
+    CdrVoice,
+    name: "cdr-voice",
+    alias: "cdr_voice",
+    fields: CdrVoiceFields,
+    markers: ["start_time", "call_type", "call_duration_sec"],
+);
 
 fn decode_fields<'a>(
     f: &CdrVoiceFields<'a>,

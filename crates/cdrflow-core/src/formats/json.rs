@@ -114,6 +114,56 @@ macro_rules! json_fields {
 }
 pub(crate) use json_fields;
 
+/// Makes `$format` a JSON format: its [`Decoder`] and [`JsonFormat`]
+/// impls, reading its `$fields` and handing them to the module's
+/// `decode_fields`.
+macro_rules! json_format {
+    ($format:ident, name: $name:literal, alias: $alias:literal, fields: $fields:ident, markers: [$($marker:literal),+ $(,)?] $(,)?) => {
+        impl $crate::formats::Decoder for $format {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn aliases(&self) -> &'static [&'static str] {
+                &[$alias]
+            }
+
+            fn decode<'a>(
+                &self,
+                payload: &'a [u8],
+                position: $crate::model::SourcePosition,
+                options: &$crate::formats::DecodeOptions,
+            ) -> Result<$crate::model::Cdr<'a>, $crate::reject::Rejection> {
+                $crate::formats::json::decode_as(self, payload, position, options)
+            }
+
+            fn as_json(&self) -> Option<&dyn $crate::formats::JsonFormat> {
+                Some(self)
+            }
+        }
+
+        impl $crate::formats::JsonFormat for $format {
+            fn fields(&self) -> &'static [&'static str] {
+                $fields::NAMES
+            }
+
+            fn markers(&self) -> &'static [&'static str] {
+                &[$($marker),+]
+            }
+
+            fn from_record<'a>(
+                &self,
+                record: &$crate::formats::json::JsonRecord<'a>,
+                position: $crate::model::SourcePosition,
+                options: &$crate::formats::DecodeOptions,
+            ) -> Result<$crate::model::Cdr<'a>, $crate::reject::Rejection> {
+                decode_fields(&$fields::from_record(record), record, position, options)
+            }
+        }
+    };
+}
+pub(crate) use json_format;
+
 json_fields!(
     /// Fields every JSON format shares.
     pub struct CommonFields {

@@ -3,10 +3,10 @@
 use std::borrow::Cow;
 
 use super::json::{
-    amount, common, counter, json_fields, megabytes, optional_string, required, service_type,
-    string, timestamp, JsonRecord,
+    amount, common, counter, json_fields, json_format, megabytes, optional_string, required,
+    service_type, string, timestamp, JsonRecord,
 };
-use super::{DecodeOptions, Decoder, JsonFormat};
+use super::DecodeOptions;
 use crate::json::JsonValue;
 use crate::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use crate::reject::{RejectReason, Rejection};
@@ -19,52 +19,13 @@ json_fields!(
     }
 );
 
-impl Decoder for TelecomEvents {
-    fn name(&self) -> &'static str {
-        "telecom-events"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["telecom_events"]
-    }
-
-    fn decode<'a>(
-        &self,
-        payload: &'a [u8],
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        super::json::decode_as(self, payload, position, options)
-    }
-
-    fn as_json(&self) -> Option<&dyn JsonFormat> {
-        Some(self)
-    }
-}
-
-impl JsonFormat for TelecomEvents {
-    fn fields(&self) -> &'static [&'static str] {
-        TelecomEventsFields::NAMES
-    }
-
-    fn markers(&self) -> &'static [&'static str] {
-        &["event_type"]
-    }
-
-    fn from_record<'a>(
-        &self,
-        record: &JsonRecord<'a>,
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        decode_fields(
-            &TelecomEventsFields::from_record(record),
-            record,
-            position,
-            options,
-        )
-    }
-}
+json_format!(
+    TelecomEvents,
+    name: "telecom-events",
+    alias: "telecom_events",
+    fields: TelecomEventsFields,
+    markers: ["event_type"],
+);
 
 fn decode_fields<'a>(
     f: &TelecomEventsFields<'a>,
