@@ -534,18 +534,31 @@ impl<'r> Mediator<'r> {
 
     /// The identities handed over at a checkpoint, one value per UTC day of
     /// event time, with the span of minutes each covers.
-    fn identities_by_day(entries: &[DedupEntry]) -> BTreeMap<i32, (i32, i32, Vec<u8>)> {
-        let mut by_day: BTreeMap<i32, (i32, i32, Vec<u8>)> = BTreeMap::new();
+    fn identities_by_day(entries: &[DedupEntry]) -> Vec<(i32, i32, Vec<u8>)> {
+        // (day, first minute, last minute, encoded): records arrive mostly
+        // in time order, so the day of the previous entry is tried first.
+        let mut days: Vec<(i32, i32, i32, Vec<u8>)> = Vec::new();
+        let mut current = 0;
         for entry in entries {
-            let minute = entry.event_minute;
-            let (first, last, value) = by_day
-                .entry(day_of_minute(minute))
-                .or_insert_with(|| (minute, minute, Vec::new()));
+            let (minute, day) = (entry.event_minute, day_of_minute(entry.event_minute));
+            if days.get(current).is_none_or(|d| d.0 != day) {
+                current = match days.iter().position(|d| d.0 == day) {
+                    Some(i) => i,
+                    None => {
+                        days.push((day, minute, minute, Vec::new()));
+                        days.len() - 1
+                    }
+                };
+            }
+            let (_, first, last, value) = &mut days[current];
             *first = (*first).min(minute);
             *last = (*last).max(minute);
             entry.encode_into(value);
         }
-        by_day
+        days.sort_unstable_by_key(|d| d.0);
+        days.into_iter()
+            .map(|(_, first, last, value)| (first, last, value))
+            .collect()
     }
 }
 
@@ -644,7 +657,7 @@ impl<'r> Operator for Mediator<'r> {
         out.absorb(pending);
         let identities = std::mem::take(&mut self.pending_identities);
         let mut state = out.state_of(self.name());
-        for (first, last, value) in Mediator::identities_by_day(&identities).into_values() {
+        for (first, last, value) in Mediator::identities_by_day(&identities) {
             state.append(&DEDUP_IDENTITIES, first, last, value);
         }
         if let Some(watermark) = self.watermark {

@@ -16,72 +16,97 @@ use crate::money::{Decimal, DecimalError};
 use crate::normalize::{normalize_msisdn, parse_timestamp, TimeError};
 use crate::reject::{RejectReason, Rejection};
 
-/// Fields kept inline per record; a record with more spills into a vector.
-const INLINE_FIELDS: usize = 24;
+/// Every field some JSON format reads, each with a slot in [`JsonRecord`]:
+/// gathered once from the registry, bucketed by length so that a key is
+/// compared with the one or two names of its length only.
+struct KnownFields {
+    names: Vec<&'static str>,
+    by_len: Vec<Vec<(u8, &'static [u8])>>,
+}
 
-/// A JSON object's fields in order, borrowed from the record's bytes.
+/// Slots per record: more than all JSON formats' fields together.
+const MAX_KNOWN_FIELDS: usize = 24;
+
+impl KnownFields {
+    fn get() -> &'static KnownFields {
+        static KNOWN: std::sync::OnceLock<KnownFields> = std::sync::OnceLock::new();
+        KNOWN.get_or_init(|| {
+            let own = registry()
+                .iter()
+                .filter_map(|d| d.as_json())
+                .flat_map(|f| f.fields().iter().copied());
+            let mut names: Vec<&'static str> = Vec::new();
+            for name in CommonFields::NAMES.iter().copied().chain(own) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            assert!(names.len() <= MAX_KNOWN_FIELDS, "raise MAX_KNOWN_FIELDS");
+            let longest = names.iter().map(|n| n.len()).max().unwrap_or(0);
+            let mut by_len = vec![Vec::new(); longest + 1];
+            for (slot, name) in names.iter().enumerate() {
+                by_len[name.len()].push((slot as u8, name.as_bytes()));
+            }
+            KnownFields { names, by_len }
+        })
+    }
+
+    fn slot(&self, key: &[u8]) -> Option<usize> {
+        self.by_len
+            .get(key.len())?
+            .iter()
+            .find(|(_, name)| *name == key)
+            .map(|&(slot, _)| slot as usize)
+    }
+}
+
+/// A JSON record's known fields, read in one pass; unknown ones are ignored.
 pub struct JsonRecord<'a> {
-    inline: [(&'a [u8], JsonValue<'a>); INLINE_FIELDS],
-    len: usize,
-    more: Vec<(&'a [u8], JsonValue<'a>)>,
+    slots: [Option<JsonValue<'a>>; MAX_KNOWN_FIELDS],
 }
 
 impl<'a> JsonRecord<'a> {
-    /// Reads `payload` in one pass; refuses what is not a JSON object, and
-    /// a field known to any JSON format given twice.
-    pub fn read(payload: &'a [u8]) -> Result<JsonRecord<'a>, Rejection> {
-        let mut record = JsonRecord {
-            inline: [(&[][..], JsonValue::Null); INLINE_FIELDS],
-            len: 0,
-            more: Vec::new(),
-        };
+    /// An empty record, to [`JsonRecord::read`] into: in place, as it is
+    /// read for every record (a few hundred bytes that moving would copy).
+    pub fn new() -> JsonRecord<'a> {
+        JsonRecord {
+            slots: [None; MAX_KNOWN_FIELDS],
+        }
+    }
+
+    /// Reads `payload` into this empty record; refuses what is not a JSON
+    /// object, and a field known to any JSON format given twice.
+    pub fn read(&mut self, payload: &'a [u8]) -> Result<(), Rejection> {
+        let known = KnownFields::get();
+        let mut repeated = None;
         for_each_field(payload, |key, value| {
-            if record.len < INLINE_FIELDS {
-                record.inline[record.len] = (key, value);
-                record.len += 1;
-            } else {
-                record.more.push((key, value));
+            if let Some(slot) = known.slot(key) {
+                if self.slots[slot].replace(value).is_some() {
+                    repeated.get_or_insert(slot);
+                }
             }
         })
         .map_err(json_rejection)?;
-        if let Some(name) = record.repeated_known_field() {
-            return Err(Rejection::new(
+        match repeated {
+            Some(slot) => Err(Rejection::new(
                 RejectReason::DuplicateField,
-                format!("field `{name}` appears more than once"),
-            ));
+                format!("field `{}` appears more than once", known.names[slot]),
+            )),
+            None => Ok(()),
         }
-        Ok(record)
     }
 
-    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], JsonValue<'a>)> + '_ {
-        self.inline[..self.len].iter().chain(&self.more).copied()
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.fields().any(|(key, _)| key == name.as_bytes())
-    }
-
-    fn repeated_known_field(&self) -> Option<&'static str> {
-        // Records have about ten fields: comparing pairs beats hashing them.
-        let keys = || self.fields().map(|(key, _)| key);
-        keys()
-            .enumerate()
-            .filter(|&(i, key)| keys().take(i).any(|earlier| earlier == key))
-            .find_map(|(_, key)| known_name(key))
+    /// The value in a slot ([`slot_of`]), if the record has it.
+    pub fn at(&self, slot: usize) -> Option<JsonValue<'a>> {
+        self.slots[slot]
     }
 }
 
-/// The name of a field some JSON format reads.
-fn known_name(key: &[u8]) -> Option<&'static str> {
-    let common = CommonFields::NAMES.iter();
-    let own = registry()
-        .iter()
-        .filter_map(|d| d.as_json())
-        .flat_map(|f| f.fields().iter());
-    common
-        .chain(own)
-        .copied()
-        .find(|name| name.as_bytes() == key)
+/// The slot of a field some JSON format reads.
+pub fn slot_of(name: &str) -> usize {
+    KnownFields::get()
+        .slot(name.as_bytes())
+        .unwrap_or_else(|| panic!("`{name}` is not a field of a registered JSON format"))
 }
 
 /// Declares a struct with one optional JSON value per named field, filled
@@ -98,16 +123,15 @@ macro_rules! json_fields {
             pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
 
             pub fn from_record(record: &$crate::formats::json::JsonRecord<'a>) -> Self {
-                let mut fields = Self::default();
-                for (key, value) in record.fields() {
-                    $(
-                        if key == stringify!($field).as_bytes() {
-                            fields.$field = Some(value);
-                            continue;
-                        }
-                    )*
+                // Where each field sits in a record, found once.
+                static SLOTS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+                let slots = SLOTS.get_or_init(|| {
+                    Self::NAMES.iter().map(|name| $crate::formats::json::slot_of(name)).collect()
+                });
+                let mut slots = slots.iter();
+                Self {
+                    $($field: record.at(*slots.next().expect("a slot per field")),)*
                 }
-                fields
             }
         }
     };
@@ -190,14 +214,28 @@ impl Decoder for Auto {
         position: SourcePosition,
         options: &DecodeOptions,
     ) -> Result<Cdr<'a>, Rejection> {
-        let record = JsonRecord::read(payload)?;
-        let format = registry()
+        let mut record = JsonRecord::new();
+        record.read(payload)?;
+        let format = detection()
             .iter()
-            .filter_map(|d| d.as_json())
-            .find(|f| f.markers().iter().any(|m| record.has(m)))
+            .find(|(_, markers)| markers.iter().any(|&slot| record.at(slot).is_some()))
+            .map(|(format, _)| *format)
             .ok_or_else(|| Rejection::new(RejectReason::UnknownFormat, no_markers()))?;
         format.from_record(&record, position, options)
     }
+}
+
+/// The JSON formats in registry order, each with its markers' slots.
+fn detection() -> &'static [(&'static dyn JsonFormat, Vec<usize>)] {
+    static DETECTION: std::sync::OnceLock<Vec<(&'static dyn JsonFormat, Vec<usize>)>> =
+        std::sync::OnceLock::new();
+    DETECTION.get_or_init(|| {
+        registry()
+            .iter()
+            .filter_map(|d| d.as_json())
+            .map(|f| (f, f.markers().iter().map(|m| slot_of(m)).collect()))
+            .collect()
+    })
 }
 
 /// Names every JSON format's main markers (the seeds' names for the
@@ -230,7 +268,9 @@ pub fn decode_as<'a>(
     position: SourcePosition,
     options: &DecodeOptions,
 ) -> Result<Cdr<'a>, Rejection> {
-    format.from_record(&JsonRecord::read(payload)?, position, options)
+    let mut record = JsonRecord::new();
+    record.read(payload)?;
+    format.from_record(&record, position, options)
 }
 
 fn json_rejection(error: JsonError) -> Rejection {
