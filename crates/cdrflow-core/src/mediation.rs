@@ -361,11 +361,6 @@ impl<'r> Mediator<'r> {
         self.classifier
     }
 
-    /// Records taken in since the last checkpoint.
-    pub fn pending_records(&self) -> u64 {
-        self.pending.counts.records_in
-    }
-
     /// Adds to `lookup` what the store must be asked before `rated` can be
     /// admitted.
     fn note_lookups(&self, rated: &Rated<'_>, lookup: &mut StoreLookup) {

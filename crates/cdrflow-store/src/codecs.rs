@@ -1,5 +1,6 @@
-//! How both stores encode what they keep: counters as named rows, days
-//! within the range SQL dates hold, operator state.
+//! What both stores do the same way: counters as named rows, days within
+//! the range SQL dates hold, and the migrations written once for both
+//! dialects.
 //! Shared here so that the two backends cannot drift apart.
 
 use cdrflow_core::mediation::{Counts, DuplicateReason};

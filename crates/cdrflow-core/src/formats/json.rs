@@ -114,7 +114,6 @@ pub fn slot_of(name: &str) -> usize {
 macro_rules! json_fields {
     ($(#[$doc:meta])* $vis:vis struct $name:ident { $($field:ident),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Default)]
         $vis struct $name<'a> {
             $(pub $field: Option<crate::json::JsonValue<'a>>,)*
         }
