@@ -1005,7 +1005,7 @@ pub fn check_classify(input: &[u8]) {
         state: &mut EmptyStore,
     };
     mediator
-        .process_batch(&records, &mut context)
+        .process_batch(&records, &mut context, &mut Vec::new())
         .expect("the empty store answers");
     let mut cp = Checkpoint::default();
     mediator.checkpoint(&mut cp);

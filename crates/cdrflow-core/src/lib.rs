@@ -12,6 +12,7 @@
 //! source positions it came from; that is the whole exactly-once contract.
 
 pub mod aggregate;
+pub mod analytics;
 pub mod dedup;
 pub mod formats;
 pub mod framing;

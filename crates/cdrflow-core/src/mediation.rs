@@ -16,7 +16,7 @@ use crate::formats::{decode, DecodeOptions};
 use rustc_hash::FxHashMap;
 
 use crate::dedup::{day_minutes, day_of_minute, minute_of, DedupEntry, DedupIndex, RecordKey};
-use crate::model::{Kind, SourcePosition};
+use crate::model::{Direction, Kind, SourcePosition};
 use crate::normalize::{format_timestamp, Day, EpochMillis, Msisdn, SummaryZone};
 use crate::operator::{
     BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
@@ -126,6 +126,9 @@ pub struct Counts {
     pub accepted: BTreeMap<Kind, u64>,
     pub rejected: BTreeMap<RejectReason, u64>,
     pub duplicates: BTreeMap<DuplicateReason, u64>,
+    /// Accepted records that came after their window closed (see
+    /// [`crate::analytics::windows`]): counted in usage, in no window.
+    pub late_events: u64,
 }
 
 impl Counts {
@@ -152,6 +155,7 @@ impl Counts {
         for (k, v) in &other.duplicates {
             *self.duplicates.entry(*k).or_default() += v;
         }
+        self.late_events += other.late_events;
     }
 }
 
@@ -164,11 +168,20 @@ pub struct Classifier<'r> {
     rater: &'r dyn Rater,
 }
 
-/// A record that passed classification: valid, normalised and rated. Only
-/// what admission needs, kept small because batches of these are moved around.
+/// A record that passed classification: valid, normalised and rated. What
+/// admission and the operators after it need, borrowed from the batch
+/// where it can be, because batches of these are moved around.
 #[derive(Debug)]
 pub struct Rated<'a> {
+    /// The source it came from ([`RawRecord::origin`]) and the partition
+    /// within it ([`RawRecord::source_id`]: a file's content, a topic).
+    pub origin: &'a str,
+    pub partition: &'a str,
+    pub position: SourcePosition,
+    pub record_id: Option<Cow<'a, str>>,
     pub kind: Kind,
+    pub direction: Direction,
+    pub region: Option<Cow<'a, str>>,
     pub msisdn: Msisdn,
     pub service_type: Cow<'a, str>,
     pub start_time: EpochMillis,
@@ -231,12 +244,19 @@ impl<'r> Classifier<'r> {
                 DuplicateReason::SameSourcePosition,
             ),
         };
+        let usage = Totals::of(&cdr, cost_micros);
         Ok(Rated {
+            origin: record.origin,
+            partition: record.source_id,
+            position: record.position,
+            record_id: cdr.record_id,
             kind: cdr.kind,
+            direction: cdr.direction,
+            region: cdr.region,
             msisdn: cdr.served_msisdn,
             start_time: cdr.start_time,
             day: self.config.zone.day_of(cdr.start_time),
-            usage: Totals::of(&cdr, cost_micros),
+            usage,
             service_type: cdr.service_type,
             key,
             duplicate_reason,
@@ -420,9 +440,14 @@ impl<'r> Mediator<'r> {
     }
 
     /// Applies a classified record, in source order: rejects it, drops it as a
-    /// late arrival or duplicate (first wins), or adds it to the summaries.
-    /// The store must have been asked what memory could not decide about it.
-    fn admit(&mut self, record: RawRecord<'_>, classified: Result<Rated<'_>, Rejection>) {
+    /// late arrival or duplicate (first wins), or adds it to the summaries
+    /// and returns it for the operators after this one. The store must have
+    /// been asked what memory could not decide about it.
+    fn admit<'a>(
+        &mut self,
+        record: RawRecord<'a>,
+        classified: Result<Rated<'a>, Rejection>,
+    ) -> Option<Rated<'a>> {
         self.pending.counts.records_in += 1;
         let rated = match classified {
             Ok(rated) => rated,
@@ -476,7 +501,7 @@ impl<'r> Mediator<'r> {
                 .duplicates
                 .entry(rated.duplicate_reason)
                 .or_default() += 1;
-            return;
+            return None;
         }
         if self
             .pending
@@ -506,9 +531,11 @@ impl<'r> Mediator<'r> {
         let t = rated.start_time;
         self.pending.event_times.push(t);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        Some(rated)
     }
 
-    fn reject(&mut self, record: RawRecord<'_>, rejection: Rejection) {
+    /// Keeps a refused record; `None`, as [`Mediator::admit`] returns for it.
+    fn reject<T>(&mut self, record: RawRecord<'_>, rejection: Rejection) -> Option<T> {
         *self
             .pending
             .counts
@@ -525,6 +552,7 @@ impl<'r> Mediator<'r> {
             position: record.position,
             payload: payload.to_vec(),
         });
+        None
     }
 
     /// The identities handed over at a checkpoint, one value per UTC day of
@@ -559,6 +587,8 @@ impl<'r> Mediator<'r> {
 
 impl<'r> Operator for Mediator<'r> {
     type Input<'a> = RawRecord<'a>;
+    /// The accepted records: valid, rated, not duplicates.
+    type Output<'a> = Rated<'a>;
 
     fn name(&self) -> &'static str {
         "mediation"
@@ -595,6 +625,7 @@ impl<'r> Operator for Mediator<'r> {
         &mut self,
         batch: &[RawRecord<'a>],
         context: &mut BatchContext<'_>,
+        accepted: &mut Vec<Rated<'a>>,
     ) -> Result<(), ReadError> {
         let classified = self.classifier.classify_all(batch, context.now);
         let mut needed = StoreLookup::default();
@@ -605,7 +636,7 @@ impl<'r> Operator for Mediator<'r> {
             self.ask_store(&needed, context.state)?;
         }
         for (record, outcome) in batch.iter().zip(classified) {
-            self.admit(*record, outcome);
+            accepted.extend(self.admit(*record, outcome));
         }
         Ok(())
     }
@@ -720,7 +751,7 @@ mod tests {
         state: &mut dyn StateReader,
     ) {
         mediator
-            .process_batch(batch, &mut BatchContext { now, state })
+            .process_batch(batch, &mut BatchContext { now, state }, &mut Vec::new())
             .unwrap();
         // As the runner does after every batch.
         if let Some(watermark) = mediator.watermark() {

@@ -280,6 +280,15 @@ pub fn format_timestamp(at: EpochMillis) -> String {
     format!("{day}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)
 }
 
+/// As [`format_timestamp`], with the milliseconds when there are any.
+pub fn format_timestamp_ms(at: EpochMillis) -> String {
+    let whole = format_timestamp(at);
+    match at.rem_euclid(1000) {
+        0 => whole,
+        ms => format!("{}.{ms:03}Z", &whole[..whole.len() - 1]),
+    }
+}
+
 fn parse_offset(b: &[u8]) -> Option<i32> {
     let sign = match b.first()? {
         b'+' => 1,

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::aggregate::{RowKey, SummaryDelta, Totals};
+use crate::analytics::windows::{LateEvent, WindowDelta};
 use crate::mediation::{Counts, RejectedRecord};
 use crate::normalize::EpochMillis;
 
@@ -73,6 +74,10 @@ pub struct Checkpoint {
     /// Event times of the accepted records, in order: the runner measures
     /// event time → committed from them once the store has the checkpoint.
     pub event_times: Vec<EpochMillis>,
+    /// Window rows to add to the stored ones.
+    pub windows: WindowDelta,
+    /// Records that arrived after their window closed.
+    pub late_events: Vec<LateEvent>,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
 }
@@ -92,6 +97,12 @@ impl Checkpoint {
         self.rejects.extend(other.rejects);
         self.counts.add(&other.counts);
         self.event_times.extend(other.event_times);
+        if self.windows.is_empty() {
+            self.windows = other.windows;
+        } else {
+            self.windows.merge(&other.windows);
+        }
+        self.late_events.extend(other.late_events);
         self.state.extend(other.state);
     }
 
@@ -191,6 +202,8 @@ pub struct BatchContext<'s> {
 /// A stateful step of the pipeline. See the module documentation.
 pub trait Operator {
     type Input<'a>;
+    /// What it hands the next operator (`()` for the last).
+    type Output<'a>;
 
     /// Stable: the key of its state in every store.
     fn name(&self) -> &'static str;
@@ -205,11 +218,13 @@ pub trait Operator {
         Ok(())
     }
 
-    /// Processes one batch, in source order.
+    /// Processes one batch, in source order, pushing what the next operator
+    /// takes to `out`.
     fn process_batch<'a>(
         &mut self,
         batch: &[Self::Input<'a>],
         context: &mut BatchContext<'_>,
+        out: &mut Vec<Self::Output<'a>>,
     ) -> Result<(), ReadError>;
 
     /// How far event time has come, for operators that see it first (the
@@ -220,6 +235,9 @@ pub trait Operator {
 
     /// Event time has reached `watermark`: age out state, close windows.
     fn handle_watermark(&mut self, _watermark: EpochMillis) {}
+
+    /// The input ended (a file read to its end): nothing more will come.
+    fn handle_end_of_input(&mut self) {}
 
     /// Hands over the results and state changes since the last checkpoint.
     fn checkpoint(&mut self, out: &mut Checkpoint);

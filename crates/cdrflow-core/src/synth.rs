@@ -1,6 +1,9 @@
 //! Synthetic, realistic CDRs for demos, tests and benchmarks.
 //!
 //! Deterministic: the same [`SynthConfig`] always yields the same lines.
+//! Event time advances through the configured days as a live feed's does
+//! (busier at peak hours), each record up to [`JITTER_MS`] early — within
+//! the windows' allowed lateness — and late arrivals well behind it.
 //! Seed 003's traffic mix (50% data, 25% calls, 15% SMS, 7% recharges, 3%
 //! activations), peak hours, regions with their cell towers, subscriber
 //! numbers in the spellings operators really send — and on request, faults:
@@ -75,8 +78,17 @@ pub struct SynthConfig {
     /// First day of traffic (UTC midnight).
     pub start: EpochMillis,
     pub days: u32,
+    /// Lines to be generated: event time reaches the last day's end with the last.
+    pub count: u64,
     pub faults: Faults,
 }
+
+/// How far a record's event time may be behind the feed's: less than the
+/// windows' default allowed lateness, so only late faults are late.
+pub const JITTER_MS: i64 = 30_000;
+/// Late arrivals are this far behind the feed, or more (up to an hour): past
+/// their window's close.
+pub const LATE_MS: i64 = 7 * 60_000;
 
 /// What the generator decided for a line, so tests can build ground truth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,12 +171,11 @@ impl Synth {
                 out.push_str(&self.recent[i]);
             }
             LineKind::Late | LineKind::Clean => {
-                let time = if kind == LineKind::Late {
-                    // Up to two days before the traffic starts: out of order, but within the dedup window.
-                    self.config.start - 1 - self.rng.below(2 * 86_400_000) as i64
-                } else {
-                    self.event_time()
+                let behind = match kind {
+                    LineKind::Late => LATE_MS + self.rng.below(3_600_000 - LATE_MS as u64) as i64,
+                    _ => self.rng.below(JITTER_MS as u64) as i64,
                 };
+                let time = self.feed_time() - behind;
                 self.clean_line(time, out);
                 if self.recent.len() < RECENT_LINES {
                     self.recent.push(out.clone());
@@ -177,23 +188,31 @@ impl Synth {
         kind
     }
 
-    fn event_time(&mut self) -> EpochMillis {
-        let day = self.rng.below(u64::from(self.config.days.max(1))) as i64;
-        let total: u32 = HOUR_WEIGHTS.iter().sum();
-        let mut pick = self.rng.below(u64::from(total)) as u32;
-        let hour = HOUR_WEIGHTS
-            .iter()
-            .position(|&w| {
-                if pick < w {
-                    true
-                } else {
-                    pick -= w;
-                    false
-                }
-            })
-            .expect("pick < total") as i64;
-        let second = self.rng.below(3600) as i64;
-        self.config.start + ((day * 24 + hour) * 3600 + second) * 1000
+    /// Where the feed's event time stands at the current line: the days
+    /// spread over the planned lines by the weight of each hour.
+    fn feed_time(&self) -> EpochMillis {
+        let total: u64 = HOUR_WEIGHTS.iter().map(|&w| u64::from(w)).sum();
+        let days = u64::from(self.config.days.max(1));
+        let done = (self.emitted - 1).min(self.config.count.max(1) - 1);
+        // Position in weight-milliseconds: each hour is worth its weight.
+        let position = u128::from(done) * u128::from(days * total * 3_600_000)
+            / u128::from(self.config.count.max(1));
+        let position = position as u64;
+        let (day, mut within) = (
+            position / (total * 3_600_000),
+            position % (total * 3_600_000),
+        );
+        let mut hour = 0;
+        for (h, &weight) in HOUR_WEIGHTS.iter().enumerate() {
+            let span = u64::from(weight) * 3_600_000;
+            if within < span {
+                hour = h as u64;
+                break;
+            }
+            within -= span;
+        }
+        let into_hour = within / u64::from(HOUR_WEIGHTS[hour as usize]);
+        self.config.start + ((day * 24 + hour) * 3_600_000 + into_hour) as i64
     }
 
     /// The subscriber's number, in one of the spellings operators send.
@@ -304,7 +323,7 @@ impl Synth {
     }
 
     fn bad_line(&mut self, out: &mut String) {
-        let at = format_timestamp(self.event_time());
+        let at = format_timestamp(self.feed_time());
         let id = self.emitted;
         let _ = match self.rng.below(7) {
             0 => write!(
@@ -375,6 +394,7 @@ mod tests {
             subscribers: 100,
             start: 1_709_251_200_000,
             days: 2,
+            count: 10_000,
             faults,
         }
     }

@@ -10,9 +10,10 @@
 //! - [`postgres_store::PgStore`]: the shared store for several processes.
 
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::windows::{closed_before, PartitionMark, WindowMeasures};
 use cdrflow_core::mediation::Counts;
 use cdrflow_core::model::Kind;
-use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 use cdrflow_core::operator::Checkpoint;
 
 mod codecs;
@@ -159,6 +160,45 @@ pub struct RejectQuery {
     pub limit: Option<u32>,
 }
 
+/// Windows to read: those starting in `from..to` (UTC milliseconds), of one
+/// region or all.
+#[derive(Clone, Debug)]
+pub struct WindowQuery {
+    pub from: EpochMillis,
+    pub to: EpochMillis,
+    pub region: Option<String>,
+    /// Partitions quiet for longer hold no window open (see
+    /// [`cdrflow_core::analytics::windows::closed_before`]).
+    pub idle_after_ms: i64,
+}
+
+/// One stored window (seed 003's `real_time_metrics` row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowRecord {
+    pub start: EpochMillis,
+    pub end: EpochMillis,
+    pub region: String,
+    pub kind: Kind,
+    pub measures: WindowMeasures,
+    /// No partition still reading will add to it.
+    pub is_final: bool,
+}
+
+/// One stored late event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLateEvent {
+    pub id: i64,
+    pub event_id: Option<String>,
+    pub origin: String,
+    pub position: String,
+    pub event_time: EpochMillis,
+    pub window_start: EpochMillis,
+    pub window_end: EpochMillis,
+    pub region: String,
+    pub kind: Kind,
+    pub lateness_ms: i64,
+}
+
 /// One line of a day's overview: all subscribers together, by kind and type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverviewRow {
@@ -284,6 +324,22 @@ pub struct Commit<'a> {
 }
 
 impl Commit<'_> {
+    /// The window deltas of all parts, merged so each window appears once.
+    pub fn merged_windows(
+        &self,
+    ) -> std::borrow::Cow<'_, cdrflow_core::analytics::windows::WindowDelta> {
+        match self.parts {
+            [only] => std::borrow::Cow::Borrowed(&only.checkpoint.windows),
+            parts => {
+                let mut merged = cdrflow_core::analytics::windows::WindowDelta::default();
+                for part in parts {
+                    merged.merge(&part.checkpoint.windows);
+                }
+                std::borrow::Cow::Owned(merged)
+            }
+        }
+    }
+
     /// The summary deltas of all parts, merged so each key appears once.
     pub fn merged_summaries(&self) -> std::borrow::Cow<'_, cdrflow_core::aggregate::SummaryDelta> {
         match self.parts {
@@ -454,6 +510,37 @@ pub trait Rejects {
     fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()>;
 }
 
+/// Seed 003's real-time metrics: windows (`real_time_metrics`) and the
+/// records that came too late for theirs (`late_events`).
+pub trait Analytics {
+    /// Windows matching `query`, in (start, region, event type) order, each
+    /// marked final or not by every partition's committed mark.
+    fn windows(&mut self, query: &WindowQuery, visit: &mut dyn FnMut(WindowRecord)) -> Result<()> {
+        let marks = self.window_marks()?;
+        let closed_before = closed_before(marks, query.idle_after_ms).unwrap_or(EpochMillis::MIN);
+        self.window_rows(query, closed_before, visit)
+    }
+
+    /// Windows matching `query`; final when they end at or before `closed_before`.
+    fn window_rows(
+        &mut self,
+        query: &WindowQuery,
+        closed_before: EpochMillis,
+        visit: &mut dyn FnMut(WindowRecord),
+    ) -> Result<()>;
+
+    /// The windows operator's mark of every partition, in every scope.
+    fn window_marks(&mut self) -> Result<Vec<PartitionMark>>;
+
+    /// Late events after `after_id`, oldest first.
+    fn late_events(
+        &mut self,
+        after_id: i64,
+        limit: Option<u32>,
+        visit: &mut dyn FnMut(StoredLateEvent),
+    ) -> Result<()>;
+}
+
 /// Totals across subscribers: lifetime counters, a day's totals, top spenders.
 pub trait Overview {
     /// Lifetime counters: records in, accepted by kind, rejected by reason, duplicates by reason.
@@ -469,11 +556,19 @@ pub trait Overview {
 /// A store: every concern, behind one connection, so that one transaction
 /// (`Results::commit`) spans them all. Implement the concern traits; this
 /// one follows.
-pub trait Store: Positions + OperatorState + Results + Usage + Rejects + Overview + Send {}
+pub trait Store:
+    Positions + OperatorState + Results + Usage + Rejects + Analytics + Overview + Send
+{
+}
 
-impl<T: Positions + OperatorState + Results + Usage + Rejects + Overview + Send> Store for T {}
+impl<T: Positions + OperatorState + Results + Usage + Rejects + Analytics + Overview + Send> Store
+    for T
+{
+}
 
 /// The store traits, for callers that use a `dyn Store`'s methods.
 pub mod prelude {
-    pub use crate::{OperatorState, Overview, Positions, Rejects, Results, Store, Usage};
+    pub use crate::{
+        Analytics, OperatorState, Overview, Positions, Rejects, Results, Store, Usage,
+    };
 }

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_core::analytics::windows::{
+    WindowConfig, DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_IDLE_AFTER_MS, DEFAULT_WINDOW_MS,
+};
 use cdrflow_core::formats::{DecodeOptions, Format};
 use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
@@ -91,6 +94,35 @@ pub struct GlobalArgs {
     /// Bytes per billed GB, overriding the tariff file (seed 000's variable)
     #[arg(long, global = true, env = "BYTES_PER_GB", value_name = "BYTES")]
     pub bytes_per_gb: Option<u64>,
+
+    /// Size of the tumbling analytics windows, aligned to the epoch in UTC [default: 5]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_WINDOW_MINUTES",
+        value_name = "MINUTES"
+    )]
+    pub window_minutes: Option<u32>,
+
+    /// How far behind its partition's newest event a record may be and
+    /// still count in its window; later ones are kept as late events [default: 60]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_ALLOWED_LATENESS_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub allowed_lateness_seconds: Option<u32>,
+
+    /// A partition that read nothing for this long (behind the busiest)
+    /// no longer holds windows open [default: 300]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_IDLE_PARTITION_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub idle_partition_seconds: Option<u32>,
 }
 
 /// The config file's keys; each mirrors a flag of the same name.
@@ -107,6 +139,9 @@ struct ConfigFile {
     dedup_horizon_days: Option<u32>,
     wak_per_zar: Option<String>,
     bytes_per_gb: Option<u64>,
+    window_minutes: Option<u32>,
+    allowed_lateness_seconds: Option<u32>,
+    idle_partition_seconds: Option<u32>,
     batch_size: Option<usize>,
     /// How to reach Kafka: `bootstrap` and the security settings.
     #[serde(default)]
@@ -125,6 +160,7 @@ pub struct Settings {
     pub zone: SummaryZone,
     pub dedup_window_days: u32,
     pub dedup_horizon_days: u32,
+    pub windows: WindowConfig,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
     /// The config file's `[kafka]` table, under the Kafka flags of the
@@ -156,6 +192,29 @@ impl Settings {
                 "the dedup horizon ({dedup_horizon_days} days) must be at least the in-memory dedup window ({dedup_window_days} days)"
             );
         }
+        let window_minutes = args
+            .window_minutes
+            .or(file.window_minutes)
+            .unwrap_or((DEFAULT_WINDOW_MS / 60_000) as u32);
+        if window_minutes == 0 {
+            bail!("analytics windows must be at least 1 minute long (--window-minutes)");
+        }
+        let seconds = |flag: Option<u32>, file: Option<u32>, default: i64| {
+            flag.or(file).map_or(default, |s| i64::from(s) * 1000)
+        };
+        let windows = WindowConfig {
+            size_ms: i64::from(window_minutes) * 60_000,
+            allowed_lateness_ms: seconds(
+                args.allowed_lateness_seconds,
+                file.allowed_lateness_seconds,
+                DEFAULT_ALLOWED_LATENESS_MS,
+            ),
+            idle_after_ms: seconds(
+                args.idle_partition_seconds,
+                file.idle_partition_seconds,
+                DEFAULT_IDLE_AFTER_MS,
+            ),
+        };
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -181,6 +240,7 @@ impl Settings {
             },
             dedup_window_days,
             dedup_horizon_days,
+            windows,
             batch_size: file.batch_size,
             kafka: file.kafka,
         })

@@ -11,21 +11,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use cdrflow_core::mediation::{Counts, MediationConfig, RawRecord};
+use cdrflow_core::mediation::{Counts, RawRecord};
 use cdrflow_core::rating::Rater;
 use cdrflow_store::{Cursor, SourceCursor, Store, FILES_SCOPE};
 
 use crate::committer::{Committer, NothingAfter};
 use crate::histogram::LatencyHistogram;
 use crate::progress::Progress;
-use crate::runner::{start_scope, Runner, ScopeOperators};
+use crate::runner::{start_scope, OperatorConfig, Runner, ScopeOperators};
 use crate::sources::file::{CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES};
 
 /// Records per checkpoint unless configured otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
 
 pub struct PipelineOptions {
-    pub mediation: MediationConfig,
+    pub operators: OperatorConfig,
     pub input: InputOptions,
     pub batch_size: usize,
 }
@@ -119,7 +119,7 @@ pub fn process_inputs(
     let stopping = Arc::new(AtomicBool::new(false));
     let mut files = start_scope(
         FILES_SCOPE.to_string(),
-        options.mediation,
+        options.operators,
         rater,
         store.as_mut(),
         &stopping,
@@ -127,7 +127,7 @@ pub fn process_inputs(
     progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
     let committer = Committer::spawn(store, Box::new(NothingAfter), stopping.clone())?;
-    let mut runner = Runner::new(committer, options.mediation, rater, stopping);
+    let mut runner = Runner::new(committer, options.operators, rater, stopping);
     let mut report = RunReport::default();
     let produced = produce(
         &mut runner,
@@ -219,7 +219,9 @@ fn produce<'r>(
                 Ok(())
             })
             .with_context(|| format!("processing {origin}"))?;
-        // Always commit at the end of an input, even an empty checkpoint: it records the cursor.
+        // Always commit at the end of an input, even an empty checkpoint: it
+        // records the cursor (and closes the input's windows).
+        runner.end_of_input(files);
         send(
             runner,
             files,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::windows::{WindowConfig, Windows};
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
 use cdrflow_core::normalize::EpochMillis;
 use cdrflow_core::operator::{
@@ -26,15 +27,24 @@ use cdrflow_store::{Cursor, StateAt, Store};
 use crate::committer::{with_retry, CommitJob, Committer, JobPart};
 use crate::telemetry::IngestTimes;
 
-/// The operators of one scope.
+/// Every operator's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct OperatorConfig {
+    pub mediation: MediationConfig,
+    pub windows: WindowConfig,
+}
+
+/// The operators of one scope, in data-flow order: the mediator's accepted
+/// records go on to the windows.
 pub struct ScopeOperators<'r> {
     pub scope: String,
     mediator: Mediator<'r>,
+    windows: Windows,
 }
 
 pub struct Runner<'r> {
     committer: Committer,
-    mediation: MediationConfig,
+    config: OperatorConfig,
     rater: &'r dyn Rater,
     stopping: Arc<AtomicBool>,
     /// Records processed since the last job was submitted.
@@ -46,13 +56,13 @@ pub struct Runner<'r> {
 impl<'r> Runner<'r> {
     pub fn new(
         committer: Committer,
-        mediation: MediationConfig,
+        config: OperatorConfig,
         rater: &'r dyn Rater,
         stopping: Arc<AtomicBool>,
     ) -> Runner<'r> {
         Runner {
             committer,
-            mediation,
+            config,
             rater,
             stopping,
             pending_records: 0,
@@ -62,7 +72,7 @@ impl<'r> Runner<'r> {
 
     /// Restores a scope's operators from what `store` committed last.
     pub fn start_scope(&self, scope: String, store: &mut dyn Store) -> Result<ScopeOperators<'r>> {
-        start_scope(scope, self.mediation, self.rater, store, &self.stopping)
+        start_scope(scope, self.config, self.rater, store, &self.stopping)
     }
 
     /// Processes one batch of a scope, in source order, then hands every
@@ -73,22 +83,35 @@ impl<'r> Runner<'r> {
         batch: &[RawRecord<'_>],
         now: EpochMillis,
     ) -> Result<()> {
-        let mediator = &mut operators.mediator;
-        let mut state = StoreState {
-            access: Access::AfterCommits(&self.committer),
-            operator: mediator.name(),
+        let committer = &self.committer;
+        let state_of = |operator: &'static str| StoreState {
+            access: Access::AfterCommits(committer),
+            operator,
             scope: &operators.scope,
             stopping: &self.stopping,
         };
+        let mediator = &mut operators.mediator;
+        let mut accepted = Vec::with_capacity(batch.len());
         mediator.process_batch(
             batch,
             &mut BatchContext {
                 now,
-                state: &mut state,
+                state: &mut state_of(mediator.name()),
             },
+            &mut accepted,
+        )?;
+        let windows = &mut operators.windows;
+        windows.process_batch(
+            &accepted,
+            &mut BatchContext {
+                now,
+                state: &mut state_of(windows.name()),
+            },
+            &mut Vec::new(),
         )?;
         if let Some(watermark) = mediator.watermark() {
             mediator.handle_watermark(watermark);
+            windows.handle_watermark(watermark);
         }
         self.pending_records += batch.len() as u64;
         self.ingested.push((now, batch.len() as u64));
@@ -104,12 +127,20 @@ impl<'r> Runner<'r> {
     ) -> JobPart {
         let mut checkpoint = Checkpoint::default();
         operators.mediator.checkpoint(&mut checkpoint);
+        operators.windows.checkpoint(&mut checkpoint);
         JobPart {
             scope: operators.scope.clone(),
             checkpoint,
             cursors,
             produced_at,
         }
+    }
+
+    /// A scope's input ended (a file read to its end): its next checkpoint
+    /// says so.
+    pub fn end_of_input(&self, operators: &mut ScopeOperators<'r>) {
+        operators.mediator.handle_end_of_input();
+        operators.windows.handle_end_of_input();
     }
 
     /// Hands parts to the committer, to be written in one transaction.
@@ -135,20 +166,35 @@ impl<'r> Runner<'r> {
 /// committer exists (it takes the store they restore from).
 pub fn start_scope<'r>(
     scope: String,
-    mediation: MediationConfig,
+    config: OperatorConfig,
     rater: &'r dyn Rater,
     store: &mut dyn Store,
     stopping: &Arc<AtomicBool>,
 ) -> Result<ScopeOperators<'r>> {
-    let mut mediator = Mediator::new(mediation, rater);
+    let mut mediator = Mediator::new(config.mediation, rater);
+    let mut windows = Windows::new(config.windows);
+    restore(&mut mediator, &scope, store, stopping)?;
+    restore(&mut windows, &scope, store, stopping)?;
+    Ok(ScopeOperators {
+        scope,
+        mediator,
+        windows,
+    })
+}
+
+fn restore(
+    operator: &mut impl Operator,
+    scope: &str,
+    store: &mut dyn Store,
+    stopping: &Arc<AtomicBool>,
+) -> Result<()> {
     let mut state = StoreState {
         access: Access::Direct(store),
-        operator: mediator.name(),
-        scope: &scope,
+        operator: operator.name(),
+        scope,
         stopping,
     };
-    mediator.on_start(&mut state)?;
-    Ok(ScopeOperators { scope, mediator })
+    Ok(operator.on_start(&mut state)?)
 }
 
 /// One operator's tables in one scope, read from the store with retries.

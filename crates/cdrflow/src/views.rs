@@ -1,9 +1,11 @@
 //! How stored results are shown: one place for JSON and CSV shapes, shared
 //! by the CLI (and later the API) so every surface says the same thing.
 
+use cdrflow_core::analytics::windows::event_type;
 use cdrflow_core::money::format_micros;
+use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
 use cdrflow_store::schema::{table_for, Measure};
-use cdrflow_store::{StoredReject, SummaryRecord};
+use cdrflow_store::{StoredLateEvent, StoredReject, SummaryRecord, WindowRecord};
 use serde_json::{json, Map, Value};
 
 /// The CSV export header; the first columns are a compatibility contract.
@@ -64,6 +66,47 @@ pub fn summary_csv(record: &SummaryRecord) -> String {
         cell(Measure::Amount),
     ]
     .join(",")
+}
+
+/// The windows export header: seed 003's `real_time_metrics` columns, then
+/// whether the window is final.
+pub const WINDOW_CSV_HEADER: &str = "window_start,window_end,region,event_type,total_events,incoming_calls,outgoing_calls,sms_count,total_data_mb,total_recharge_amount,is_final";
+
+/// A window as one CSV line matching [`WINDOW_CSV_HEADER`]: times in RFC
+/// 3339 UTC, megabytes and money as exact decimals.
+pub fn window_csv(window: &WindowRecord) -> String {
+    let m = &window.measures;
+    [
+        format_timestamp(window.start),
+        format_timestamp(window.end),
+        csv_field(&window.region),
+        event_type(window.kind).to_string(),
+        m.total_events.to_string(),
+        m.incoming_calls.to_string(),
+        m.outgoing_calls.to_string(),
+        m.sms_count.to_string(),
+        // A megabyte is 10^6 bytes: bytes are micro-megabytes.
+        format_micros(i128::from(m.data_bytes)),
+        format_micros(i128::from(m.recharge_micros)),
+        window.is_final.to_string(),
+    ]
+    .join(",")
+}
+
+/// A late event as JSON: lateness in seconds, exact to the millisecond.
+pub fn late_event_json(event: &StoredLateEvent) -> Value {
+    json!({
+        "id": event.id,
+        "event_id": event.event_id,
+        "origin": event.origin,
+        "position": event.position,
+        "event_time": format_timestamp_ms(event.event_time),
+        "window_start": format_timestamp(event.window_start),
+        "window_end": format_timestamp(event.window_end),
+        "region": event.region,
+        "event_type": event_type(event.kind),
+        "lateness_sec": cdrflow_core::money::Decimal { mantissa: i128::from(event.lateness_ms), scale: 3 }.to_string(),
+    })
 }
 
 /// A rejected record as JSON, with its original payload.

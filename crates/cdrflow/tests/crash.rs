@@ -1,5 +1,6 @@
 //! SIGKILL `cdrflow process` at arbitrary moments, restart it, and demand
-//! exactly the results of an uninterrupted run: summaries and rejects alike.
+//! exactly the results of an uninterrupted run: summaries, rejects,
+//! windows and late events alike.
 
 mod common;
 
@@ -7,6 +8,32 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{cdrflow, export, run_ok, temp_dir};
+
+/// `export windows` and `export late-events` (without the store's row ids).
+fn analytics(dir: &Path) -> (String, Vec<serde_json::Value>) {
+    let windows = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["export", "windows"]),
+    );
+    let late = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["export", "late-events"]),
+    );
+    let late = String::from_utf8(late.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("id");
+            v
+        })
+        .collect();
+    (String::from_utf8(windows.stdout).unwrap(), late)
+}
 
 fn rejects(dir: &Path) -> Vec<(String, String, String)> {
     let out = run_ok(
@@ -97,4 +124,9 @@ fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
         expected_rejects,
         "rejects differ after crashes"
     );
+    let (windows, late) = analytics(&reference);
+    assert!(windows.lines().count() > 1000 && late.len() > 1000);
+    let (crashed_windows, crashed_late) = analytics(&crashed);
+    assert!(crashed_windows == windows, "windows differ after crashes");
+    assert_eq!(crashed_late, late, "late events differ after crashes");
 }

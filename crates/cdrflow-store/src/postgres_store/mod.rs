@@ -5,10 +5,11 @@
 //! total_down_bytes, total_cost_wak)`, ...), money as exact `NUMERIC(20,6)`.
 //! A checkpoint's summary rows go in as one `INSERT ... SELECT FROM unnest(...)
 //! ON CONFLICT DO UPDATE` per table — one round trip, not one per row — with
-//! money passed as integer micro-units and divided inside PostgreSQL, exactly.
+//! money passed as integer micro-units and scaled inside PostgreSQL, exactly.
 //! Processes sharing the database are kept apart by the epoch on each Kafka
 //! partition's offset row: a commit with a stale epoch is refused whole.
 
+mod analytics;
 mod operator_state;
 mod overview;
 mod positions;
@@ -17,8 +18,10 @@ mod results;
 mod usage;
 
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::windows::{PartitionMark, WindowMeasures};
 use cdrflow_core::mediation::Counts;
-use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::model::Kind;
+use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 use cdrflow_core::operator::StateChange;
 use postgres::{Client, Transaction};
 
@@ -110,6 +113,7 @@ fn migrations() -> Vec<(i32, String)> {
                 integer_as_text_bytes: "convert_to({}::text, 'UTF8')",
             }),
         ),
+        (4, analytics::V4.to_string()),
     ]
 }
 
@@ -131,7 +135,9 @@ fn upsert_sql(table: &SummaryTable) -> String {
         inputs.push(format!("${}::bigint[]", i + 4));
         let name = format!("v{i}");
         selects.push(if m.is_money() {
-            format!("{name}::numeric / 1000000")
+            // Multiplying keeps every digit; PostgreSQL's numeric division
+            // rounds to ~16 significant digits.
+            format!("{name}::numeric * 0.000001")
         } else {
             name
         });

@@ -8,6 +8,7 @@
 //! overflowing integer sum into a float, so every measure carries a CHECK
 //! that it is still an integer: an overflow aborts the commit instead.
 
+mod analytics;
 mod operator_state;
 mod overview;
 mod positions;
@@ -18,8 +19,10 @@ mod usage;
 use std::path::Path;
 
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::windows::{PartitionMark, WindowMeasures};
 use cdrflow_core::mediation::Counts;
-use cdrflow_core::normalize::{Day, Msisdn};
+use cdrflow_core::model::Kind;
+use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 use cdrflow_core::operator::StateChange;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -91,6 +94,7 @@ fn migrations() -> Vec<(i64, String)> {
                 integer_as_text_bytes: "CAST(CAST({} AS TEXT) AS BLOB)",
             }),
         ),
+        (4, analytics::V4.to_string()),
     ]
 }
 
@@ -385,7 +389,9 @@ mod tests {
             now: parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
             state: &mut MemoryState::new("mediation"),
         };
-        mediator.process_batch(&[record], &mut context).unwrap();
+        mediator
+            .process_batch(&[record], &mut context, &mut Vec::new())
+            .unwrap();
         let mut checkpoint = Checkpoint::default();
         mediator.checkpoint(&mut checkpoint);
         let parts = [CommitPart {

@@ -65,6 +65,7 @@ impl Results for SqliteStore {
             }
         }
         SqliteStore::write_summaries(&tx, &commit)?;
+        analytics::write_windows(&tx, &commit)?;
         let mut insert_reject = tx.prepare_cached(
             "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
         )?;
@@ -100,7 +101,7 @@ impl Results for SqliteStore {
         }
         tx.execute_batch(
             "DELETE FROM rejected_records; DELETE FROM operator_state; DELETE FROM pipeline_counters;
-             DELETE FROM source_positions;",
+             DELETE FROM source_positions; DELETE FROM window_totals; DELETE FROM late_events;",
         )?;
         tx.commit()?;
         Ok(())

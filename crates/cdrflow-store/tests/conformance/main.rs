@@ -20,6 +20,7 @@ use cdrflow_store::{
     StateAt, Store, StoreError, FILES_SCOPE,
 };
 
+mod analytics;
 mod operator_state;
 mod positions;
 mod results;
@@ -70,7 +71,9 @@ pub(crate) fn checkpoint(lines: &[&str]) -> Checkpoint {
         now: parse_timestamp("2024-03-02T00:00:00Z").unwrap(),
         state: &mut MemoryState::new("mediation"),
     };
-    mediator.process_batch(&records, &mut context).unwrap();
+    mediator
+        .process_batch(&records, &mut context, &mut Vec::new())
+        .unwrap();
     let mut checkpoint = Checkpoint::default();
     mediator.checkpoint(&mut checkpoint);
     checkpoint

@@ -128,3 +128,21 @@ for_every_store!(
     postgres_commits_and_reads_back,
     "rw"
 );
+
+/// Money with every digit of 64-bit micro-units significant comes back
+/// exactly (PostgreSQL's numeric division would round it to 16 digits).
+fn money_keeps_all_nineteen_digits(store: &mut dyn Store) {
+    let line = r#"{"event_id":"r","msisdn":"0821234567","event_type":"balance_recharge","amount":4611686018427.387903,"timestamp":"2024-03-01T10:00:00Z"}"#;
+    commit_lines(store, &[line]);
+    let msisdn = normalize_msisdn("+27821234567", CountryCode::default()).unwrap();
+    let day = Day::parse("2024-03-01").unwrap();
+    let usage = store.usage(msisdn, day, day).unwrap();
+    assert_eq!(usage[0].totals.amount_micros, 4_611_686_018_427_387_903);
+}
+
+for_every_store!(
+    money_keeps_all_nineteen_digits,
+    sqlite_money_keeps_every_digit,
+    postgres_money_keeps_every_digit,
+    "money_digits"
+);

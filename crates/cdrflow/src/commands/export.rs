@@ -1,17 +1,59 @@
-//! `cdrflow export summaries`: every daily summary row as CSV.
+//! `cdrflow export summaries|windows|late-events`: stored results as CSV or JSON lines.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
+use cdrflow_store::WindowQuery;
+
 use crate::config::Settings;
-use crate::views::{summary_csv, CSV_HEADER};
+use crate::views::{late_event_json, summary_csv, window_csv, CSV_HEADER, WINDOW_CSV_HEADER};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExportCommand {
     /// Every daily summary row (all kinds), one CSV line each
     Summaries(ExportSummariesArgs),
+    /// Seed 003's real-time metrics: one CSV line per window, region and
+    /// event type, with whether the window is final
+    Windows(ExportWindowsArgs),
+    /// Records that arrived after their window had closed, one JSON object per line
+    LateEvents(ExportLateEventsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportWindowsArgs {
+    /// Output format
+    #[arg(long, default_value = "csv", value_parser = ["csv"])]
+    pub format: String,
+
+    /// Windows starting at or after this time (RFC 3339) [default: all]
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+
+    /// Windows starting before this time (RFC 3339) [default: all]
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+
+    /// Only this region
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportLateEventsArgs {
+    /// Output format
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+    pub format: String,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -26,8 +68,46 @@ pub struct ExportSummariesArgs {
 }
 
 pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
-    let ExportCommand::Summaries(args) = command;
-    let sink: Box<dyn Write> = match &args.output {
+    let mut store = settings.open_store()?;
+    match command {
+        ExportCommand::Summaries(args) => write_lines(&args.output, Some(CSV_HEADER), |line| {
+            store.for_each_summary(&mut |record| line(summary_csv(&record)))
+        }),
+        ExportCommand::Windows(args) => {
+            let time = |text: &Option<String>, flag: &str, open: EpochMillis| {
+                match text {
+                None => Ok(open),
+                Some(text) => parse_timestamp(text).map_err(|e| {
+                    anyhow::anyhow!("--{flag} `{text}` is not an RFC 3339 time ({e:?}); write e.g. 2025-11-09T10:00:00Z")
+                }),
+            }
+            };
+            let query = WindowQuery {
+                from: time(&args.from, "from", EpochMillis::MIN)?,
+                to: time(&args.to, "to", EpochMillis::MAX)?,
+                region: args.region,
+                idle_after_ms: settings.windows.idle_after_ms,
+            };
+            write_lines(&args.output, Some(WINDOW_CSV_HEADER), |line| {
+                store.windows(&query, &mut |window| line(window_csv(&window)))
+            })
+        }
+        ExportCommand::LateEvents(args) => write_lines(&args.output, None, |line| {
+            store.late_events(0, None, &mut |event| {
+                line(late_event_json(&event).to_string())
+            })
+        }),
+    }
+}
+
+/// Writes a header and the lines `produce` gives to FILE or stdout; the
+/// first write error stops the output and is reported.
+fn write_lines(
+    output: &Option<PathBuf>,
+    header: Option<&str>,
+    produce: impl FnOnce(&mut dyn FnMut(String)) -> cdrflow_store::Result<()>,
+) -> Result<()> {
+    let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(
             std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
@@ -35,11 +115,13 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
-    writeln!(out, "{CSV_HEADER}")?;
+    if let Some(header) = header {
+        writeln!(out, "{header}")?;
+    }
     let mut write_error = None;
-    settings.open_store()?.for_each_summary(&mut |record| {
+    produce(&mut |line| {
         if write_error.is_none() {
-            write_error = writeln!(out, "{}", summary_csv(&record)).err();
+            write_error = writeln!(out, "{line}").err();
         }
     })?;
     if let Some(e) = write_error {

@@ -84,6 +84,7 @@ impl GenerateArgs {
             subscribers: self.subscribers,
             start: i64::from(start.0) * 86_400_000,
             days: self.days,
+            count: self.count,
             faults: self.faults,
         }
     }

@@ -14,6 +14,7 @@ use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
+use crate::runner::OperatorConfig;
 use crate::server::{serve_metrics_in_background, HttpArgs};
 use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
 use crate::sources::kafka::stall::{self, StallWatch};
@@ -154,7 +155,7 @@ pub fn process(
         .unwrap_or(DEFAULT_BATCH_SIZE)
         .max(1);
     let options = PipelineOptions {
-        mediation: mediation(settings, args),
+        operators: operators(settings, args),
         input: InputOptions {
             complete: args.complete,
             max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
@@ -216,17 +217,20 @@ pub fn process_kafka(
         store,
         commit_store,
         tariff,
-        mediation(settings, args),
+        operators(settings, args),
         &options,
         stopping,
     )
 }
 
-/// The mediation settings with this command's record limit and threads.
-fn mediation(settings: &Settings, args: &ProcessArgs) -> MediationConfig {
-    MediationConfig {
-        max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
-        classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
-        ..settings.mediation(args.format)
+/// The operators' settings, mediation with this command's record limit and threads.
+fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
+    OperatorConfig {
+        mediation: MediationConfig {
+            max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
+            classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
+            ..settings.mediation(args.format)
+        },
+        windows: settings.windows,
     }
 }

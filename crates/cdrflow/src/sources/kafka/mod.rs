@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cdrflow_core::mediation::{MediationConfig, RawRecord, RejectedRecord};
+use cdrflow_core::mediation::{RawRecord, RejectedRecord};
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
 use cdrflow_store::{kafka_scope, Cursor, KafkaCursor, Store};
@@ -37,7 +37,7 @@ use crate::kafka::{
     with_env_overrides, Cluster,
 };
 use crate::pipeline::{now_millis, RunReport};
-use crate::runner::{Runner, ScopeOperators};
+use crate::runner::{OperatorConfig, Runner, ScopeOperators};
 use crate::telemetry::{telemetry, OffsetReset};
 
 /// How the consumer runs.
@@ -620,7 +620,7 @@ pub fn consume(
     store: Box<dyn Store>,
     commit_store: Box<dyn Store>,
     rater: &'static dyn Rater,
-    mediation: MediationConfig,
+    operators: OperatorConfig,
     options: &KafkaSourceOptions,
     stopping: Arc<AtomicBool>,
 ) -> Result<RunReport> {
@@ -642,7 +642,7 @@ pub fn consume(
     let committer = Committer::spawn(commit_store, after_commit, stopping.clone())?;
     let worker = Arc::new(Mutex::new(Worker {
         store,
-        runner: Runner::new(committer, mediation, rater, stopping.clone()),
+        runner: Runner::new(committer, operators, rater, stopping.clone()),
         group: options.group.clone(),
         partitions: Vec::new(),
         report: RunReport::default(),

@@ -1,0 +1,4 @@
+//! Seed 003's real-time analytics, as operators after mediation: windows
+//! per region and event type with late events kept.
+
+pub mod windows;
