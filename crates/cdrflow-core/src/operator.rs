@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::aggregate::{RowKey, SummaryDelta, Totals};
+use crate::analytics::rules::Anomaly;
 use crate::analytics::windows::{LateEvent, WindowDelta};
 use crate::mediation::{Counts, RejectedRecord};
 use crate::normalize::EpochMillis;
@@ -78,6 +79,8 @@ pub struct Checkpoint {
     pub windows: WindowDelta,
     /// Records that arrived after their window closed.
     pub late_events: Vec<LateEvent>,
+    /// Anomalies the rules detected.
+    pub anomalies: Vec<Anomaly>,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
 }
@@ -103,6 +106,7 @@ impl Checkpoint {
             self.windows.merge(&other.windows);
         }
         self.late_events.extend(other.late_events);
+        self.anomalies.extend(other.anomalies);
         self.state.extend(other.state);
     }
 

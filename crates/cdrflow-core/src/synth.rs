@@ -43,7 +43,13 @@ pub struct Faults {
     pub bad: f64,
     pub duplicate: f64,
     pub late: f64,
+    /// Records past one of seed 003's anomaly thresholds, or (one in four)
+    /// the start of a burst of [`BURST_EVENTS`] SMS from one subscriber.
+    pub anomaly: f64,
 }
+
+/// Events in a burst: past the default `high_frequency` threshold of 100.
+pub const BURST_EVENTS: u32 = 120;
 
 impl Faults {
     /// Parses `bad=0.01,dup=0.02,late=0.005`.
@@ -63,7 +69,12 @@ impl Faults {
                 "bad" => faults.bad = rate,
                 "dup" | "duplicate" => faults.duplicate = rate,
                 "late" => faults.late = rate,
-                _ => return Err(format!("unknown fault `{name}`; expected bad, dup or late")),
+                "anomaly" => faults.anomaly = rate,
+                _ => {
+                    return Err(format!(
+                        "unknown fault `{name}`; expected bad, dup, late or anomaly"
+                    ))
+                }
             }
         }
         Ok(faults)
@@ -97,6 +108,7 @@ pub enum LineKind {
     Bad,
     Duplicate,
     Late,
+    Anomaly,
 }
 
 const REGIONS: [&str; 9] = [
@@ -132,6 +144,8 @@ pub struct Synth {
     subscribers: Vec<u64>,
     emitted: u64,
     recent: Vec<String>,
+    /// A burst under way: its subscriber, its time, the events left.
+    burst: Option<(String, EpochMillis, u32)>,
 }
 
 impl Synth {
@@ -146,6 +160,7 @@ impl Synth {
             subscribers,
             emitted: 0,
             recent: Vec::with_capacity(RECENT_LINES),
+            burst: None,
         }
     }
 
@@ -153,6 +168,18 @@ impl Synth {
     pub fn next_line(&mut self, out: &mut String) -> LineKind {
         out.clear();
         self.emitted += 1;
+        if let Some((msisdn, time, left)) = self.burst.take() {
+            let at = format_timestamp(time);
+            let id = format!("burst-{}-{}", self.config.seed, self.emitted);
+            let _ = write!(
+                out,
+                r#"{{"event_id":"{id}","msisdn":"{msisdn}","event_type":"sms","event_subtype":"outgoing","region":"Gauteng","cell_tower_id":1001,"timestamp":"{at}"}}"#
+            );
+            if left > 1 {
+                self.burst = Some((msisdn, time, left - 1));
+            }
+            return LineKind::Anomaly;
+        }
         let faults = self.config.faults;
         let roll = self.rng.unit();
         let kind = if roll < faults.bad {
@@ -161,11 +188,14 @@ impl Synth {
             LineKind::Duplicate
         } else if roll < faults.bad + faults.duplicate + faults.late {
             LineKind::Late
+        } else if roll < faults.bad + faults.duplicate + faults.late + faults.anomaly {
+            LineKind::Anomaly
         } else {
             LineKind::Clean
         };
         match kind {
             LineKind::Bad => self.bad_line(out),
+            LineKind::Anomaly => self.anomalous_line(out),
             LineKind::Duplicate => {
                 let i = self.rng.below(self.recent.len() as u64) as usize;
                 out.push_str(&self.recent[i]);
@@ -322,6 +352,45 @@ impl Synth {
         );
     }
 
+    /// A record past one of seed 003's thresholds, or a burst's first event.
+    fn anomalous_line(&mut self, out: &mut String) {
+        let time = self.feed_time() - self.rng.below(JITTER_MS as u64) as i64;
+        let msisdn = format!(
+            "+{}",
+            self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize]
+        );
+        let at = format_timestamp(time);
+        let id = format!("anomaly-{}-{}", self.config.seed, self.emitted);
+        let head = format!(
+            r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"Gauteng","cell_tower_id":1001,"timestamp":"{at}","#
+        );
+        let _ = match self.rng.below(4) {
+            0 => write!(
+                out,
+                r#"{head}"event_type":"call","event_subtype":"outgoing","duration_seconds":{}}}"#,
+                14_401 + self.rng.below(14_400)
+            ),
+            1 => write!(
+                out,
+                r#"{head}"event_type":"data_session","data_mb":{}.5}}"#,
+                10_240 + self.rng.below(10_000)
+            ),
+            2 => write!(
+                out,
+                r#"{head}"event_type":"balance_recharge","event_subtype":"voucher","amount":{}.00}}"#,
+                50_001 + self.rng.below(50_000)
+            ),
+            _ => {
+                let _ = write!(
+                    out,
+                    r#"{head}"event_type":"sms","event_subtype":"outgoing"}}"#
+                );
+                self.burst = Some((msisdn, time, BURST_EVENTS - 1));
+                Ok(())
+            }
+        };
+    }
+
     fn bad_line(&mut self, out: &mut String) {
         let at = format_timestamp(self.feed_time());
         let id = self.emitted;
@@ -432,6 +501,7 @@ mod tests {
             bad: 0.1,
             duplicate: 0.1,
             late: 0.1,
+            anomaly: 0.0,
         }));
         let mut line = String::new();
         let mut bad = 0;
@@ -458,7 +528,8 @@ mod tests {
             Faults {
                 bad: 0.01,
                 duplicate: 0.5,
-                late: 0.0
+                late: 0.0,
+                anomaly: 0.0,
             }
         );
         assert!(Faults::parse("bad=2").is_err());

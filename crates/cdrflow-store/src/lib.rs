@@ -10,6 +10,7 @@
 //! - [`postgres_store::PgStore`]: the shared store for several processes.
 
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{closed_before, PartitionMark, WindowMeasures};
 use cdrflow_core::mediation::Counts;
 use cdrflow_core::model::Kind;
@@ -197,6 +198,29 @@ pub struct StoredLateEvent {
     pub region: String,
     pub kind: Kind,
     pub lateness_ms: i64,
+}
+
+/// Anomalies to read: of one severity or all, paged by id.
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyQuery {
+    pub severity: Option<Severity>,
+    pub after_id: i64,
+    pub limit: Option<u32>,
+}
+
+/// One stored anomaly (seed 003's `anomalies` row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnomaly {
+    pub id: i64,
+    pub rule: String,
+    pub severity: Severity,
+    /// E.164.
+    pub msisdn: String,
+    pub event_id: Option<String>,
+    pub event_time: EpochMillis,
+    pub window_start: Option<EpochMillis>,
+    pub evidence: String,
+    pub idempotency_key: String,
 }
 
 /// One line of a day's overview: all subscribers together, by kind and type.
@@ -510,8 +534,8 @@ pub trait Rejects {
     fn rejects(&mut self, query: &RejectQuery, visit: &mut dyn FnMut(StoredReject)) -> Result<()>;
 }
 
-/// Seed 003's real-time metrics: windows (`real_time_metrics`) and the
-/// records that came too late for theirs (`late_events`).
+/// Seed 003's real-time metrics: windows (`real_time_metrics`), the
+/// records that came too late for theirs (`late_events`), and anomalies.
 pub trait Analytics {
     /// Windows matching `query`, in (start, region, event type) order, each
     /// marked final or not by every partition's committed mark.
@@ -538,6 +562,14 @@ pub trait Analytics {
         after_id: i64,
         limit: Option<u32>,
         visit: &mut dyn FnMut(StoredLateEvent),
+    ) -> Result<()>;
+
+    /// Anomalies matching `query`, oldest first. An anomaly is stored once
+    /// whatever fires it again (its idempotency key is unique).
+    fn anomalies(
+        &mut self,
+        query: &AnomalyQuery,
+        visit: &mut dyn FnMut(StoredAnomaly),
     ) -> Result<()>;
 }
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_core::analytics::rules::RulesConfig;
 use cdrflow_core::analytics::windows::{
     WindowConfig, DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_IDLE_AFTER_MS, DEFAULT_WINDOW_MS,
 };
@@ -95,6 +96,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "BYTES_PER_GB", value_name = "BYTES")]
     pub bytes_per_gb: Option<u64>,
 
+    /// Anomaly rules file (TOML) [default: the shipped config/rules.toml, seed 003's rules]
+    #[arg(long, global = true, env = "CDRFLOW_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
     /// Size of the tumbling analytics windows, aligned to the epoch in UTC [default: 5]
     #[arg(
         long,
@@ -139,6 +144,7 @@ struct ConfigFile {
     dedup_horizon_days: Option<u32>,
     wak_per_zar: Option<String>,
     bytes_per_gb: Option<u64>,
+    rules: Option<PathBuf>,
     window_minutes: Option<u32>,
     allowed_lateness_seconds: Option<u32>,
     idle_partition_seconds: Option<u32>,
@@ -161,6 +167,7 @@ pub struct Settings {
     pub dedup_window_days: u32,
     pub dedup_horizon_days: u32,
     pub windows: WindowConfig,
+    pub rules: RulesConfig,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
     /// The config file's `[kafka]` table, under the Kafka flags of the
@@ -215,6 +222,15 @@ impl Settings {
                 DEFAULT_IDLE_AFTER_MS,
             ),
         };
+        let rules = match args.rules.clone().or(file.rules) {
+            None => RulesConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the rules file {}", path.display()))?;
+                RulesConfig::from_toml(&text)
+                    .with_context(|| format!("in the rules file {}", path.display()))?
+            }
+        };
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -241,6 +257,7 @@ impl Settings {
             dedup_window_days,
             dedup_horizon_days,
             windows,
+            rules,
             batch_size: file.batch_size,
             kafka: file.kafka,
         })

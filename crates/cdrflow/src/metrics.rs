@@ -125,6 +125,11 @@ fn store_counters(page: &mut Exposition, counts: &Counts) {
             "Records read from all sources.",
             counts.records_in,
         ),
+        (
+            "cdrflow_late_events_total",
+            "Accepted records that came after their window closed: in usage, in no window (kept in late_events).",
+            counts.late_events,
+        ),
     ] {
         page.family(name, MetricType::Counter, help)
             .sample(&[], value);

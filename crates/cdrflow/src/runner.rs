@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
 use cdrflow_core::normalize::EpochMillis;
@@ -32,14 +33,16 @@ use crate::telemetry::IngestTimes;
 pub struct OperatorConfig {
     pub mediation: MediationConfig,
     pub windows: WindowConfig,
+    pub rules: RulesConfig,
 }
 
 /// The operators of one scope, in data-flow order: the mediator's accepted
-/// records go on to the windows.
+/// records go on to the windows, and with their placement to the rules.
 pub struct ScopeOperators<'r> {
     pub scope: String,
     mediator: Mediator<'r>,
     windows: Windows,
+    rules: Rules,
 }
 
 pub struct Runner<'r> {
@@ -101,17 +104,37 @@ impl<'r> Runner<'r> {
             &mut accepted,
         )?;
         let windows = &mut operators.windows;
+        let mut placements = Vec::with_capacity(accepted.len());
         windows.process_batch(
             &accepted,
             &mut BatchContext {
                 now,
                 state: &mut state_of(windows.name()),
             },
+            &mut placements,
+        )?;
+        let placed: Vec<Placed<'_>> = accepted
+            .iter()
+            .zip(&placements)
+            .map(|(record, p)| Placed {
+                record,
+                window_start: p.window_start,
+                late: p.late,
+            })
+            .collect();
+        let rules = &mut operators.rules;
+        rules.process_batch(
+            &placed,
+            &mut BatchContext {
+                now,
+                state: &mut state_of(rules.name()),
+            },
             &mut Vec::new(),
         )?;
         if let Some(watermark) = mediator.watermark() {
             mediator.handle_watermark(watermark);
             windows.handle_watermark(watermark);
+            rules.handle_watermark(watermark);
         }
         self.pending_records += batch.len() as u64;
         self.ingested.push((now, batch.len() as u64));
@@ -128,6 +151,7 @@ impl<'r> Runner<'r> {
         let mut checkpoint = Checkpoint::default();
         operators.mediator.checkpoint(&mut checkpoint);
         operators.windows.checkpoint(&mut checkpoint);
+        operators.rules.checkpoint(&mut checkpoint);
         JobPart {
             scope: operators.scope.clone(),
             checkpoint,
@@ -141,6 +165,7 @@ impl<'r> Runner<'r> {
     pub fn end_of_input(&self, operators: &mut ScopeOperators<'r>) {
         operators.mediator.handle_end_of_input();
         operators.windows.handle_end_of_input();
+        operators.rules.handle_end_of_input();
     }
 
     /// Hands parts to the committer, to be written in one transaction.
@@ -173,12 +198,15 @@ pub fn start_scope<'r>(
 ) -> Result<ScopeOperators<'r>> {
     let mut mediator = Mediator::new(config.mediation, rater);
     let mut windows = Windows::new(config.windows);
+    let mut rules = Rules::new(config.rules, config.windows.size_ms);
     restore(&mut mediator, &scope, store, stopping)?;
     restore(&mut windows, &scope, store, stopping)?;
+    restore(&mut rules, &scope, store, stopping)?;
     Ok(ScopeOperators {
         scope,
         mediator,
         windows,
+        rules,
     })
 }
 

@@ -5,7 +5,7 @@ use cdrflow_core::analytics::windows::event_type;
 use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
 use cdrflow_store::schema::{table_for, Measure};
-use cdrflow_store::{StoredLateEvent, StoredReject, SummaryRecord, WindowRecord};
+use cdrflow_store::{StoredAnomaly, StoredLateEvent, StoredReject, SummaryRecord, WindowRecord};
 use serde_json::{json, Map, Value};
 
 /// The CSV export header; the first columns are a compatibility contract.
@@ -106,6 +106,22 @@ pub fn late_event_json(event: &StoredLateEvent) -> Value {
         "region": event.region,
         "event_type": event_type(event.kind),
         "lateness_sec": cdrflow_core::money::Decimal { mantissa: i128::from(event.lateness_ms), scale: 3 }.to_string(),
+    })
+}
+
+/// An anomaly as JSON: the record's id for record rules, the window for
+/// windowed ones.
+pub fn anomaly_json(anomaly: &StoredAnomaly) -> Value {
+    json!({
+        "id": anomaly.id,
+        "rule": anomaly.rule,
+        "severity": anomaly.severity.as_str(),
+        "msisdn": anomaly.msisdn,
+        "event_id": anomaly.event_id,
+        "event_time": format_timestamp_ms(anomaly.event_time),
+        "window_start": anomaly.window_start.map(format_timestamp),
+        "evidence": anomaly.evidence,
+        "idempotency_key": anomaly.idempotency_key,
     })
 }
 

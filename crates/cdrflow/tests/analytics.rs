@@ -1,11 +1,11 @@
-//! Seed 003's windows and late events, end to end through `cdrflow process`
+//! Seed 003's windows, late events and anomalies, end to end through `cdrflow process`
 //! and `cdrflow export`, against a computation written here from the
 //! generated events themselves (not from the pipeline's code): in SQLite
 //! and in PostgreSQL.
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use common::{cdrflow, micros_text, postgres_database, run_ok, temp_dir};
@@ -16,6 +16,8 @@ const LATENESS_MS: i64 = 60_000;
 /// One generated record, with its measures kept as integers.
 struct Event {
     id: String,
+    msisdn: String,
+    duration_sec: u64,
     time_ms: i64,
     region: Option<&'static str>,
     event_type: &'static str,
@@ -61,6 +63,7 @@ impl Lcg {
 }
 
 const REGIONS: [&str; 3] = ["Almaty", "Astana", "Shymkent"];
+const BURST: &str = "+77019999999";
 /// 2025-11-09T10:00:00Z
 const T0: i64 = 1_762_682_400_000;
 
@@ -97,7 +100,12 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
         let time_ms = time_ms.div_euclid(1000) * 1000;
         let time = rfc3339(time_ms);
         let id = format!("p{seed}-{i}");
-        let msisdn = format!("+770112{:05}", rng.below(500));
+        // A burst from one subscriber: more than 100 events in a window.
+        let msisdn = if seed == 1 && (1000..1300).contains(&i) {
+            BURST.to_string()
+        } else {
+            format!("+770112{:05}", rng.below(500))
+        };
         let event = if i % 41 == 40 {
             // Seed 000 records: no region; voice is outgoing.
             if i % 2 == 0 {
@@ -106,6 +114,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                     line: format!(
                         r#"{{"cdr_id":"{id}","msisdn":"{msisdn}","start_time":"{time}","call_type":"voice","call_duration_sec":{seconds}}}"#
                     ),
+                    msisdn: msisdn.clone(),
+                    duration_sec: seconds,
                     id,
                     time_ms,
                     region: None,
@@ -120,6 +130,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                     line: format!(
                         r#"{{"cdr_id":"{id}","msisdn":"{msisdn}","event_datetime":"{time}","data_type":"video","up_bytes":{up},"down_bytes":{down}}}"#
                     ),
+                    msisdn: msisdn.clone(),
+                    duration_sec: 0,
                     id,
                     time_ms,
                     region: None,
@@ -137,11 +149,18 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
             match rng.below(5) {
                 0 | 1 => {
                     let subtype = ["incoming", "outgoing"][rng.below(2) as usize];
+                    // Now and then at, or just past, long_call's 14,400 s.
+                    let duration_sec = if i % 7 == 0 {
+                        14_399 + rng.below(3)
+                    } else {
+                        rng.below(3600)
+                    };
                     Event {
                         line: format!(
-                            r#"{{{head},"event_type":"call","event_subtype":"{subtype}","duration_seconds":{}}}"#,
-                            rng.below(3600)
+                            r#"{{{head},"event_type":"call","event_subtype":"{subtype}","duration_seconds":{duration_sec}}}"#
                         ),
+                        msisdn: msisdn.clone(),
+                        duration_sec,
                         id,
                         time_ms,
                         region: Some(region),
@@ -153,6 +172,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                 }
                 2 => Event {
                     line: format!(r#"{{{head},"event_type":"sms","event_subtype":"outgoing"}}"#),
+                    msisdn: msisdn.clone(),
+                    duration_sec: 0,
                     id,
                     time_ms,
                     region: Some(region),
@@ -162,13 +183,20 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                     recharge_micros: 0,
                 },
                 3 => {
-                    let tenths = rng.below(9000);
+                    // Now and then at, or just past, large_data_session's 10,240 MB.
+                    let tenths = if i % 7 == 0 {
+                        102_399 + rng.below(3)
+                    } else {
+                        rng.below(9000)
+                    };
                     Event {
                         line: format!(
                             r#"{{{head},"event_type":"data_session","data_mb":{}.{}}}"#,
                             tenths / 10,
                             tenths % 10
                         ),
+                        msisdn: msisdn.clone(),
+                        duration_sec: 0,
                         id,
                         time_ms,
                         region: Some(region),
@@ -179,13 +207,20 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                     }
                 }
                 _ => {
-                    let cents = 50_000 + rng.below(500_000) as i64;
+                    // Now and then at, or just past, large_recharge's 50,000.
+                    let cents = if i % 7 == 0 {
+                        4_999_999 + rng.below(3) as i64
+                    } else {
+                        50_000 + rng.below(500_000) as i64
+                    };
                     Event {
                         line: format!(
                             r#"{{{head},"event_type":"balance_recharge","event_subtype":"voucher","amount":{}.{:02}}}"#,
                             cents / 100,
                             cents % 100
                         ),
+                        msisdn: msisdn.clone(),
+                        duration_sec: 0,
                         id,
                         time_ms,
                         region: Some(region),
@@ -215,11 +250,14 @@ fn truth(
 ) -> (
     BTreeMap<WindowKey, [String; 8]>,
     BTreeMap<String, (String, i64)>,
+    BTreeSet<Anomaly>,
 ) {
     let by_line: BTreeMap<&str, &Event> = events.iter().map(|e| (e.line.as_str(), *e)).collect();
     let mut seen = HashSet::new();
     let mut sums: BTreeMap<WindowKey, ([i128; 6], i64)> = BTreeMap::new();
     let mut late = BTreeMap::new();
+    let mut anomalies = BTreeSet::new();
+    let mut per_window: BTreeMap<(String, i64), u32> = BTreeMap::new();
     for lines in partitions {
         let mut watermark = i64::MIN;
         for line in lines.iter() {
@@ -234,6 +272,26 @@ fn truth(
             if !seen.insert((space, event.id.clone())) {
                 continue;
             }
+            // seed 003's record rules, strictly above: late records too.
+            let fired = match event.event_type {
+                "call" if event.duration_sec > 14_400 => Some(("long_call", "medium")),
+                "data_session" if event.data_bytes > 10_240_000_000 => {
+                    Some(("large_data_session", "medium"))
+                }
+                "balance_recharge" if event.recharge_micros > 50_000_000_000 => {
+                    Some(("large_recharge", "high"))
+                }
+                _ => None,
+            };
+            if let Some((rule, severity)) = fired {
+                anomalies.insert((
+                    rule,
+                    severity,
+                    event.msisdn.clone(),
+                    Some(event.id.clone()),
+                    None,
+                ));
+            }
             let start = event.time_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
             if start + WINDOW_MS <= watermark {
                 late.insert(
@@ -243,6 +301,17 @@ fn truth(
                 continue;
             }
             watermark = watermark.max(event.time_ms - LATENESS_MS);
+            let count = per_window.entry((event.msisdn.clone(), start)).or_default();
+            *count += 1;
+            if *count == 101 {
+                anomalies.insert((
+                    "high_frequency",
+                    "high",
+                    event.msisdn.clone(),
+                    Some(event.id.clone()),
+                    Some(rfc3339(start)),
+                ));
+            }
             let key = (
                 rfc3339(start),
                 event.region.unwrap_or("unknown").to_string(),
@@ -276,7 +345,41 @@ fn truth(
             )
         })
         .collect();
-    (windows, late)
+    (windows, late, anomalies)
+}
+
+/// (rule, severity, msisdn, event id, window start)
+type Anomaly = (
+    &'static str,
+    &'static str,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+fn exported_anomalies(
+    store: &[&str],
+) -> BTreeSet<(String, String, String, Option<String>, Option<String>)> {
+    let out = run_ok(
+        cdrflow()
+            .args(store)
+            .args(["export", "anomalies", "--format", "jsonl"]),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |k: &str| v[k].as_str().map(str::to_string);
+            (
+                text("rule").unwrap(),
+                text("severity").unwrap(),
+                text("msisdn").unwrap(),
+                text("event_id"),
+                text("window_start"),
+            )
+        })
+        .collect()
 }
 
 fn exported_windows(store: &[&str]) -> BTreeMap<WindowKey, [String; 8]> {
@@ -341,7 +444,22 @@ fn check_store(dir: &Path, store: &[&str]) {
             .arg(&b),
     );
     let all: Vec<&Event> = a_events.iter().chain(&b_events).collect();
-    let (windows, late) = truth(&[&a_lines, &b_lines], &all);
+    let (windows, late, anomalies) = truth(&[&a_lines, &b_lines], &all);
+    for rule in [
+        "long_call",
+        "large_data_session",
+        "large_recharge",
+        "high_frequency",
+    ] {
+        assert!(
+            anomalies.iter().any(|a| a.0 == rule),
+            "the data fires {rule}"
+        );
+    }
+    let anomalies: BTreeSet<_> = anomalies
+        .into_iter()
+        .map(|(r, s, m, e, w)| (r.to_string(), s.to_string(), m, e, w))
+        .collect();
     assert!(late.len() > 50, "the data has late events: {}", late.len());
     assert!(
         windows.keys().any(|k| k.1 == "unknown"),
@@ -349,11 +467,13 @@ fn check_store(dir: &Path, store: &[&str]) {
     );
     assert_eq!(exported_windows(store), windows);
     assert_eq!(exported_late(store), late);
+    assert_eq!(exported_anomalies(store), anomalies);
 
     // Read again: nothing is added twice.
     run_ok(cdrflow().args(store).args(["process"]).arg(&a).arg(&b));
     assert_eq!(exported_windows(store), windows);
     assert_eq!(exported_late(store).len(), late.len());
+    assert_eq!(exported_anomalies(store), anomalies);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! SIGKILL `cdrflow process` at arbitrary moments, restart it, and demand
 //! exactly the results of an uninterrupted run: summaries, rejects,
-//! windows and late events alike.
+//! windows, late events and anomalies alike.
 
 mod common;
 
@@ -9,30 +9,27 @@ use std::time::Duration;
 
 use common::{cdrflow, export, run_ok, temp_dir};
 
-/// `export windows` and `export late-events` (without the store's row ids).
-fn analytics(dir: &Path) -> (String, Vec<serde_json::Value>) {
-    let windows = run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["export", "windows"]),
-    );
-    let late = run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["export", "late-events"]),
-    );
-    let late = String::from_utf8(late.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("id");
-            v
-        })
-        .collect();
-    (String::from_utf8(windows.stdout).unwrap(), late)
+/// `export windows`, and `export late-events` and `export anomalies`
+/// (without the store's row ids).
+fn analytics(dir: &Path) -> (String, Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let export = |what: &str| {
+        let out = run_ok(cdrflow().arg("--data-dir").arg(dir).args(["export", what]));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let without_ids = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("id");
+                v
+            })
+            .collect()
+    };
+    (
+        export("windows"),
+        without_ids(export("late-events")),
+        without_ids(export("anomalies")),
+    )
 }
 
 fn rejects(dir: &Path) -> Vec<(String, String, String)> {
@@ -77,7 +74,7 @@ fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
                 "--start",
                 "2024-06-01",
                 "--faults",
-                "bad=0.01,dup=0.02,late=0.01",
+                "bad=0.01,dup=0.02,late=0.01,anomaly=0.001",
                 "--output",
             ])
             .arg(&input),
@@ -124,9 +121,18 @@ fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
         expected_rejects,
         "rejects differ after crashes"
     );
-    let (windows, late) = analytics(&reference);
+    let (windows, late, anomalies) = analytics(&reference);
     assert!(windows.lines().count() > 1000 && late.len() > 1000);
-    let (crashed_windows, crashed_late) = analytics(&crashed);
+    let rules: std::collections::BTreeSet<_> = anomalies
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(rules.len(), 4, "every seed 003 rule fires: {rules:?}");
+    let (crashed_windows, crashed_late, crashed_anomalies) = analytics(&crashed);
     assert!(crashed_windows == windows, "windows differ after crashes");
     assert_eq!(crashed_late, late, "late events differ after crashes");
+    assert_eq!(
+        crashed_anomalies, anomalies,
+        "anomalies differ after crashes"
+    );
 }

@@ -190,6 +190,15 @@ impl WindowDelta {
     }
 }
 
+/// Where the windows put an accepted record: handed on, one per record in
+/// order, to the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub window_start: EpochMillis,
+    /// It came after its window closed, and counts in none.
+    pub late: bool,
+}
+
 /// A record that arrived after its window had closed in its partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LateEvent {
@@ -332,7 +341,7 @@ impl Windows {
 
 impl Operator for Windows {
     type Input<'a> = Rated<'a>;
-    type Output<'a> = ();
+    type Output<'a> = Placement;
 
     fn name(&self) -> &'static str {
         WINDOWS
@@ -346,7 +355,7 @@ impl Operator for Windows {
         &mut self,
         batch: &[Rated<'a>],
         context: &mut BatchContext<'_>,
-        _out: &mut Vec<()>,
+        placements: &mut Vec<Placement>,
     ) -> Result<(), ReadError> {
         let config = self.config;
         let mut last: Option<&str> = None;
@@ -368,7 +377,12 @@ impl Operator for Windows {
             let start = config.window_of(record.start_time);
             let end = start + config.size_ms;
             let region = record.region.as_deref().unwrap_or(UNKNOWN_REGION);
-            if end <= mark.watermark {
+            let late = end <= mark.watermark;
+            placements.push(Placement {
+                window_start: start,
+                late,
+            });
+            if late {
                 self.late.push(LateEvent {
                     event_id: record.record_id.as_deref().map(str::to_string),
                     origin: record.origin.to_string(),

@@ -1,11 +1,13 @@
-//! PostgreSQL: seed 003's windows (`real_time_metrics`) and late events.
+//! PostgreSQL: seed 003's windows (`real_time_metrics`), late events and anomalies.
 
+use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{event_type, kind_of_event_type, PARTITIONS, WINDOWS};
 
 use super::*;
-use crate::{StoredLateEvent, WindowQuery, WindowRecord};
+use crate::{AnomalyQuery, StoredAnomaly, StoredLateEvent, WindowQuery, WindowRecord};
 
-/// Migration v4: seed 003's `real_time_metrics` with exact decimals, and late events.
+/// Migration v4: seed 003's `real_time_metrics` with exact decimals, late
+/// events, and anomalies (unique by their idempotency key).
 pub(super) const V4: &str = "
     CREATE TABLE real_time_metrics (
         window_start TIMESTAMPTZ NOT NULL,
@@ -32,7 +34,20 @@ pub(super) const V4: &str = "
         event_type TEXT NOT NULL,
         lateness_ms BIGINT NOT NULL,
         recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
-    );";
+    );
+    CREATE TABLE anomalies (
+        id BIGSERIAL PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        msisdn TEXT NOT NULL,
+        event_id TEXT,
+        event_time TIMESTAMPTZ NOT NULL,
+        window_start TIMESTAMPTZ,
+        evidence TEXT NOT NULL,
+        detected_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX anomalies_by_severity ON anomalies (severity, id);";
 
 /// 0001-01-01 and 10000-01-01 in milliseconds since the epoch.
 const YEAR_1: EpochMillis = -62_135_596_800_000;
@@ -125,6 +140,37 @@ pub(super) fn write_windows(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             &[
                 &ids, &origins, &positions, &times, &starts, &ends, &regions, &types, &lateness,
             ],
+        )?;
+    }
+    let anomalies: Vec<_> = commit
+        .parts
+        .iter()
+        .flat_map(|p| &p.checkpoint.anomalies)
+        .collect();
+    if !anomalies.is_empty() {
+        let keys: Vec<&str> = anomalies
+            .iter()
+            .map(|a| a.idempotency_key.as_str())
+            .collect();
+        let rules: Vec<&str> = anomalies.iter().map(|a| a.rule).collect();
+        let severities: Vec<&str> = anomalies.iter().map(|a| a.severity.as_str()).collect();
+        let msisdns: Vec<String> = anomalies.iter().map(|a| a.msisdn.to_string()).collect();
+        let ids: Vec<Option<&str>> = anomalies.iter().map(|a| a.event_id.as_deref()).collect();
+        let times: Vec<i64> = anomalies.iter().map(|a| a.event_time).collect();
+        let windows: Vec<Option<i64>> = anomalies.iter().map(|a| a.window_start).collect();
+        let evidence: Vec<&str> = anomalies.iter().map(|a| a.evidence.as_str()).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO anomalies (idempotency_key, rule, severity, msisdn, event_id, event_time, window_start, evidence)
+                 SELECT k, r, s, m, i, {time}, {window}, e
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+                             $8::text[]) WITH ORDINALITY AS u(k, r, s, m, i, t, w, e, n)
+                 ORDER BY n
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+                time = at("t"),
+                window = at("w"),
+            ),
+            &[&keys, &rules, &severities, &msisdns, &ids, &times, &windows, &evidence],
         )?;
     }
     Ok(())
@@ -220,6 +266,40 @@ impl Analytics for PgStore {
                 region: r.get(7),
                 kind: stored_kind(&kind)?,
                 lateness_ms: r.get(9),
+            });
+        }
+        Ok(())
+    }
+
+    fn anomalies(
+        &mut self,
+        query: &AnomalyQuery,
+        visit: &mut dyn FnMut(StoredAnomaly),
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT id, rule, severity, msisdn, event_id, {time}, {window}, evidence, idempotency_key
+             FROM anomalies WHERE id > $1 AND ($2::text IS NULL OR severity = $2) ORDER BY id LIMIT $3",
+            time = millis("event_time"),
+            window = millis("window_start"),
+        );
+        let severity = query.severity.map(Severity::as_str);
+        let limit = query.limit.map(i64::from);
+        for r in self
+            .live_client()?
+            .query(&sql, &[&query.after_id, &severity, &limit])?
+        {
+            let text: String = r.get(2);
+            visit(StoredAnomaly {
+                id: r.get(0),
+                rule: r.get(1),
+                severity: Severity::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown severity `{text}`")))?,
+                msisdn: r.get(3),
+                event_id: r.get(4),
+                event_time: r.get(5),
+                window_start: r.get(6),
+                evidence: r.get(7),
+                idempotency_key: r.get(8),
             });
         }
         Ok(())

@@ -91,7 +91,7 @@ impl Results for PgStore {
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
         self.live_client()?.batch_execute(&format!(
-            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events",
+            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies",
             tables.join(", ")
         ))?;
         Ok(())

@@ -1,13 +1,15 @@
-//! SQLite: seed 003's windows (`window_totals`, shown as `real_time_metrics`) and late events.
+//! SQLite: seed 003's windows (`window_totals`, shown as `real_time_metrics`), late events and anomalies.
 
+use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{event_type, kind_of_event_type, PARTITIONS, WINDOWS};
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms, parse_timestamp};
 
 use super::*;
-use crate::{StoredLateEvent, WindowQuery, WindowRecord};
+use crate::{AnomalyQuery, StoredAnomaly, StoredLateEvent, WindowQuery, WindowRecord};
 
 /// Migration v4: windows as integers (bytes, micro-units) under a view with
-/// seed 003's names and decimals, and late events.
+/// seed 003's names and decimals, late events, and anomalies (unique by
+/// their idempotency key).
 pub(super) const V4: &str = "
     CREATE TABLE window_totals (
         window_start_ms INTEGER NOT NULL,
@@ -41,7 +43,20 @@ pub(super) const V4: &str = "
         event_type TEXT NOT NULL,
         lateness_ms INTEGER NOT NULL,
         recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-    );";
+    );
+    CREATE TABLE anomalies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        msisdn TEXT NOT NULL,
+        event_id TEXT,
+        event_time TEXT NOT NULL,
+        window_start TEXT,
+        evidence TEXT NOT NULL,
+        detected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX anomalies_by_severity ON anomalies (severity, id);";
 
 /// Adds a commit's window deltas to the stored rows and keeps its late events.
 pub(super) fn write_windows(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
@@ -62,7 +77,23 @@ pub(super) fn write_windows(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
              region, event_type, lateness_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
+    let mut anomaly = tx.prepare_cached(
+        "INSERT INTO anomalies (idempotency_key, rule, severity, msisdn, event_id, event_time, window_start, evidence)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+    )?;
     for part in commit.parts {
+        for a in &part.checkpoint.anomalies {
+            anomaly.execute(params![
+                a.idempotency_key,
+                a.rule,
+                a.severity.as_str(),
+                a.msisdn.to_string(),
+                a.event_id,
+                format_timestamp_ms(a.event_time),
+                a.window_start.map(format_timestamp),
+                a.evidence
+            ])?;
+        }
         for row in part.checkpoint.windows.rows() {
             let m = row.measures;
             add.execute(params![
@@ -98,6 +129,10 @@ pub(super) fn write_windows(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
 fn stored_kind(name: &str) -> Result<Kind> {
     kind_of_event_type(name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown event_type `{name}` in a window")))
+}
+
+fn stored_severity(text: &str) -> Result<Severity> {
+    Severity::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown severity `{text}`")))
 }
 
 fn stored_time(text: &str) -> Result<EpochMillis> {
@@ -180,6 +215,36 @@ impl Analytics for SqliteStore {
                 region: r.get(7)?,
                 kind: stored_kind(&kind)?,
                 lateness_ms: r.get(9)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn anomalies(
+        &mut self,
+        query: &AnomalyQuery,
+        visit: &mut dyn FnMut(StoredAnomaly),
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, rule, severity, msisdn, event_id, event_time, window_start, evidence, idempotency_key
+             FROM anomalies WHERE id > ?1 AND (?2 IS NULL OR severity = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let severity = query.severity.map(Severity::as_str);
+        let limit = query.limit.map_or(-1, i64::from);
+        let mut rows = stmt.query(params![query.after_id, severity, limit])?;
+        while let Some(r) = rows.next()? {
+            let (severity, time, window): (String, String, Option<String>) =
+                (r.get(2)?, r.get(5)?, r.get(6)?);
+            visit(StoredAnomaly {
+                id: r.get(0)?,
+                rule: r.get(1)?,
+                severity: stored_severity(&severity)?,
+                msisdn: r.get(3)?,
+                event_id: r.get(4)?,
+                event_time: stored_time(&time)?,
+                window_start: window.as_deref().map(stored_time).transpose()?,
+                evidence: r.get(7)?,
+                idempotency_key: r.get(8)?,
             });
         }
         Ok(())

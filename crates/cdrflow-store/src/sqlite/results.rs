@@ -101,7 +101,7 @@ impl Results for SqliteStore {
         }
         tx.execute_batch(
             "DELETE FROM rejected_records; DELETE FROM operator_state; DELETE FROM pipeline_counters;
-             DELETE FROM source_positions; DELETE FROM window_totals; DELETE FROM late_events;",
+             DELETE FROM source_positions; DELETE FROM window_totals; DELETE FROM late_events; DELETE FROM anomalies;",
         )?;
         tx.commit()?;
         Ok(())

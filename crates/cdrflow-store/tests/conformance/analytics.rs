@@ -231,3 +231,74 @@ for_every_store!(
     postgres_idle_partitions_close,
     "idle_windows"
 );
+
+fn anomalies_are_stored_once_and_read_by_severity(store: &mut dyn Store) {
+    use cdrflow_core::analytics::rules::{Anomaly, Severity};
+    use cdrflow_store::AnomalyQuery;
+    let msisdn = normalize_msisdn("+77011234567", CountryCode::default()).unwrap();
+    let anomaly = |key: &str, rule: &'static str, severity, window| Anomaly {
+        rule,
+        severity,
+        msisdn,
+        event_id: Some(format!("e-{key}")),
+        event_time: TEN + 1_250,
+        window_start: window,
+        evidence: format!("evidence of {key}"),
+        idempotency_key: key.to_string(),
+    };
+    let cp = Checkpoint {
+        anomalies: vec![
+            anomaly("a", "long_call", Severity::Medium, None),
+            anomaly("b", "high_frequency", Severity::High, Some(TEN)),
+        ],
+        ..Checkpoint::default()
+    };
+    let parts = [CommitPart {
+        scope: FILES_SCOPE,
+        checkpoint: &cp,
+    }];
+    for _ in 0..2 {
+        // The same anomalies fired again (a replay, a re-read window): stored once.
+        store
+            .commit(Commit {
+                parts: &parts,
+                cursors: &[],
+            })
+            .unwrap();
+    }
+    let read = |store: &mut dyn Store, severity| {
+        let mut out = Vec::new();
+        let query = AnomalyQuery {
+            severity,
+            ..AnomalyQuery::default()
+        };
+        store.anomalies(&query, &mut |a| out.push(a)).unwrap();
+        out
+    };
+    let all = read(store, None);
+    let keys: Vec<_> = all.iter().map(|a| a.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(
+        (
+            all[0].rule.as_str(),
+            all[0].msisdn.as_str(),
+            all[0].event_time,
+            all[0].window_start
+        ),
+        ("long_call", "+77011234567", TEN + 1_250, None)
+    );
+    assert_eq!(
+        (all[1].window_start, all[1].evidence.as_str()),
+        (Some(TEN), "evidence of b")
+    );
+    let high = read(store, Some(Severity::High));
+    assert_eq!(high.len(), 1);
+    assert_eq!(high[0].rule, "high_frequency");
+}
+
+for_every_store!(
+    anomalies_are_stored_once_and_read_by_severity,
+    sqlite_anomalies_once,
+    postgres_anomalies_once,
+    "anomalies"
+);

@@ -1,15 +1,18 @@
-//! `cdrflow export summaries|windows|late-events`: stored results as CSV or JSON lines.
+//! `cdrflow export summaries|windows|late-events|anomalies`: stored results as CSV or JSON lines.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
-use cdrflow_store::WindowQuery;
+use cdrflow_store::{AnomalyQuery, WindowQuery};
 
 use crate::config::Settings;
-use crate::views::{late_event_json, summary_csv, window_csv, CSV_HEADER, WINDOW_CSV_HEADER};
+use crate::views::{
+    anomaly_json, late_event_json, summary_csv, window_csv, CSV_HEADER, WINDOW_CSV_HEADER,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExportCommand {
@@ -20,6 +23,23 @@ pub enum ExportCommand {
     Windows(ExportWindowsArgs),
     /// Records that arrived after their window had closed, one JSON object per line
     LateEvents(ExportLateEventsArgs),
+    /// Detected anomalies (rules in config/rules.toml), one JSON object per line
+    Anomalies(ExportAnomaliesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportAnomaliesArgs {
+    /// Output format
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+    pub format: String,
+
+    /// Only this severity: low, medium, high or critical
+    #[arg(long, value_parser = |s: &str| Severity::parse(s).ok_or("expected low, medium, high or critical"))]
+    pub severity: Option<Severity>,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +117,15 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                 line(late_event_json(&event).to_string())
             })
         }),
+        ExportCommand::Anomalies(args) => {
+            let query = AnomalyQuery {
+                severity: args.severity,
+                ..AnomalyQuery::default()
+            };
+            write_lines(&args.output, None, |line| {
+                store.anomalies(&query, &mut |a| line(anomaly_json(&a).to_string()))
+            })
+        }
     }
 }
 

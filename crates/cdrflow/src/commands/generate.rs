@@ -48,7 +48,7 @@ pub struct GenerateArgs {
     #[arg(long, value_parser = parse_day)]
     pub start: Option<Day>,
 
-    /// Faults to inject, as rates: e.g. bad=0.01,dup=0.02,late=0.005
+    /// Faults to inject, as rates: e.g. bad=0.01,dup=0.02,late=0.005,anomaly=0.001
     #[arg(long, default_value = "", value_parser = Faults::parse)]
     pub faults: Faults,
 

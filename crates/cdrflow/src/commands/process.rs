@@ -232,5 +232,6 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
             ..settings.mediation(args.format)
         },
         windows: settings.windows,
+        rules: settings.rules,
     }
 }

@@ -29,7 +29,7 @@ pub struct RunArgs {
     pub seed: Option<u64>,
 
     /// Faults to inject, as rates
-    #[arg(long, default_value = "bad=0.01,dup=0.01,late=0.005", value_parser = Faults::parse)]
+    #[arg(long, default_value = "bad=0.01,dup=0.01,late=0.005,anomaly=0.0002", value_parser = Faults::parse)]
     pub faults: Faults,
 
     /// Distinct subscribers
