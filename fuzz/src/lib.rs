@@ -509,12 +509,25 @@ fn check_cdr(cdr: &Cdr<'_>, fields: &HashMap<&[u8], JsonValue<'_>>, options: &De
     let get = |name: &str| fields.get(name.as_bytes());
     assert_eq!(cdr.position, AT);
 
-    // The subscriber: E.164, 8 to 15 digits, as normalize_msisdn spells the raw one.
+    // The subscriber: E.164, 8 to 15 digits, as normalize_msisdn spells the
+    // raw one — or, when its last digits are masked with `*`, a pseudonymous
+    // one with those digits as zeros and the count of masks.
     let raw_msisdn = text_of(get("msisdn")).expect("accepted without an msisdn");
-    assert_eq!(
-        normalize_msisdn(&raw_msisdn, options.default_country_code),
-        Ok(cdr.served_msisdn)
-    );
+    let trimmed = raw_msisdn.trim_end();
+    let masks = trimmed.len() - trimmed.trim_end_matches('*').len();
+    if masks == 0 {
+        assert_eq!(
+            normalize_msisdn(&raw_msisdn, options.default_country_code),
+            Ok(cdr.served_msisdn)
+        );
+    } else {
+        let zeros = format!("{}{}", trimmed.trim_end_matches('*'), "0".repeat(masks));
+        let number = normalize_msisdn(&zeros, options.default_country_code)
+            .expect("a masked number accepted whose digits are not a number");
+        assert!(cdr.served_msisdn.is_pseudonymous());
+        assert_eq!(cdr.served_msisdn.digits(), number.digits());
+        assert_eq!(cdr.served_msisdn.masked_digits() as usize, masks);
+    }
     assert!((10_000_000..1_000_000_000_000_000).contains(&cdr.served_msisdn.digits()));
 
     // The type label: trimmed, lower-case, 1 to MAX_TYPE_BYTES bytes.

@@ -129,6 +129,9 @@ pub struct Counts {
     /// Accepted records that came after their window closed (see
     /// [`crate::analytics::windows`]): counted in usage, in no window.
     pub late_events: u64,
+    /// Accepted records of pseudonymous (masked) numbers: counted in
+    /// `accepted` and in analytics, never rated, in no usage summary.
+    pub pseudonymous: u64,
 }
 
 impl Counts {
@@ -156,6 +159,7 @@ impl Counts {
             *self.duplicates.entry(*k).or_default() += v;
         }
         self.late_events += other.late_events;
+        self.pseudonymous += other.pseudonymous;
     }
 }
 
@@ -230,10 +234,14 @@ impl<'r> Classifier<'r> {
             );
             return Err(Rejection::new(RejectReason::TimeInFuture, detail));
         }
-        let cost_micros = self
-            .rater
-            .rate(&cdr)
-            .map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?;
+        // A pseudonymous subscriber is counted in analytics only: never rated.
+        let cost_micros = match cdr.served_msisdn.is_pseudonymous() {
+            true => 0,
+            false => self
+                .rater
+                .rate(&cdr)
+                .map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?,
+        };
         let (key, duplicate_reason) = match &cdr.record_id {
             Some(id) => (
                 RecordKey::from_id(cdr.id_space, id),
@@ -503,17 +511,19 @@ impl<'r> Mediator<'r> {
                 .or_default() += 1;
             return None;
         }
-        if self
-            .pending
-            .summaries
-            .add(
-                rated.kind,
-                rated.msisdn,
-                rated.day,
-                &rated.service_type,
-                &rated.usage,
-            )
-            .is_err()
+        let pseudonymous = rated.msisdn.is_pseudonymous();
+        if !pseudonymous
+            && self
+                .pending
+                .summaries
+                .add(
+                    rated.kind,
+                    rated.msisdn,
+                    rated.day,
+                    &rated.service_type,
+                    &rated.usage,
+                )
+                .is_err()
         {
             // Not counted, so not seen: a corrected copy must still be accepted.
             self.dedup.remove(rated.key);
@@ -528,6 +538,7 @@ impl<'r> Mediator<'r> {
             event_minute,
         });
         *self.pending.counts.accepted.entry(rated.kind).or_default() += 1;
+        self.pending.counts.pseudonymous += u64::from(pseudonymous);
         let t = rated.start_time;
         self.pending.event_times.push(t);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));

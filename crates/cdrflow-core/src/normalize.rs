@@ -3,23 +3,81 @@
 use std::fmt;
 
 /// A subscriber number in E.164, held as its digits (at most 15, so a `u64`).
+///
+/// Or a **pseudonymous** one: a number whose last digits the source masked
+/// with `*` (seed 003's `7701234****`), known only by its visible digits
+/// and how many are masked. It is one subscriber for analytics, never a
+/// real number: it is not rated and has no usage summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Msisdn(u64);
 
+/// Set on pseudonymous numbers; the masked digits' count sits below it.
+const MASKED: u64 = 1 << 63;
+const MASKED_SHIFT: u32 = 56;
+const DIGITS: u64 = (1 << MASKED_SHIFT) - 1;
+
 impl Msisdn {
+    /// The E.164 digits (masked ones as zeros).
     pub fn digits(self) -> u64 {
-        self.0
+        self.0 & DIGITS
     }
 
     pub fn from_digits(digits: u64) -> Msisdn {
-        Msisdn(digits)
+        Msisdn(digits & DIGITS)
+    }
+
+    /// How many trailing digits the source masked (0: a real number).
+    pub fn masked_digits(self) -> u32 {
+        match self.0 & MASKED {
+            0 => 0,
+            _ => ((self.0 & !MASKED) >> MASKED_SHIFT) as u32,
+        }
+    }
+
+    pub fn is_pseudonymous(self) -> bool {
+        self.0 & MASKED != 0
+    }
+
+    /// Everything it is, masking included, for lossless encodings.
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u64) -> Msisdn {
+        Msisdn(bits)
     }
 }
 
 impl fmt::Display for Msisdn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "+{}", self.0)
+        let digits = self.digits().to_string();
+        let masked = (self.masked_digits() as usize).min(digits.len());
+        let shown = &digits[..digits.len() - masked];
+        write!(f, "+{shown}{}", "*".repeat(masked))
     }
+}
+
+/// A number whose last digits are masked with `*` (seed 003's
+/// `7701234****`), as a pseudonymous [`Msisdn`]: the masked digits count
+/// towards the length rules of [`normalize_msisdn`] as zeros do. Masks
+/// anywhere but at the end are refused.
+pub fn normalize_masked(raw: &str, default_cc: CountryCode) -> Result<Msisdn, &'static str> {
+    let trimmed = raw.trim_end();
+    let visible = trimmed.trim_end_matches('*');
+    let masked = trimmed.len() - visible.len();
+    if masked == 0 {
+        return normalize_msisdn(raw, default_cc);
+    }
+    if visible.contains('*') {
+        return Err("has `*` between digits; only the last digits may be masked");
+    }
+    let number = normalize_msisdn(&format!("{visible}{}", "0".repeat(masked)), default_cc)?;
+    if masked >= number.digits().to_string().len() {
+        return Err("is masked entirely");
+    }
+    Ok(Msisdn(
+        number.0 | MASKED | ((masked as u64) << MASKED_SHIFT),
+    ))
 }
 
 /// A country calling code such as 27 (South Africa) or 7 (Kazakhstan).
@@ -417,6 +475,31 @@ mod tests {
         }
         assert_eq!(e164("+123456789012345").as_deref(), Ok("+123456789012345"));
         assert_eq!(e164("12345678").as_deref(), Ok("+12345678"));
+    }
+
+    #[test]
+    fn masked_numbers_are_pseudonymous_subscribers() {
+        let kz = CountryCode::parse("7").unwrap();
+        let masked = normalize_masked("7701234****", kz).unwrap();
+        assert_eq!(masked.to_string(), "+7701234****");
+        assert!(masked.is_pseudonymous());
+        assert_eq!(masked.masked_digits(), 4);
+        assert_eq!(masked.digits(), 77_012_340_000);
+        let national = normalize_masked("0701234****", kz).unwrap();
+        assert_eq!(national.to_string(), "+7701234****", "national spelling");
+        assert_eq!(national, masked);
+        let real = normalize_msisdn("+77012340000", kz).unwrap();
+        assert_ne!(masked, real, "never the real number with zeros");
+        assert_ne!(masked, normalize_masked("770123400***", kz).unwrap());
+        assert_eq!(Msisdn::from_bits(masked.to_bits()), masked);
+        assert!(!real.is_pseudonymous());
+        for bad in ["77012*34567", "****", "77****", "7701234****5"] {
+            assert!(normalize_masked(bad, kz).is_err(), "{bad}");
+        }
+        assert!(
+            normalize_msisdn("7701234****", kz).is_err(),
+            "only where masks are allowed"
+        );
     }
 
     #[test]

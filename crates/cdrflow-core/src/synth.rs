@@ -405,7 +405,7 @@ impl Synth {
             ),
             2 => write!(
                 out,
-                r#"{{"cdr_id":"bad-{id}","msisdn":"7701234****","start_time":"{at}","call_type":"voice","call_duration_sec":30}}"#
+                r#"{{"cdr_id":"bad-{id}","msisdn":"77012*34567","start_time":"{at}","call_type":"voice","call_duration_sec":30}}"#
             ),
             3 => write!(
                 out,

@@ -62,6 +62,7 @@ pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
     let mut out = vec![
         ("records_in".to_string(), counts.records_in),
         ("late_events".to_string(), counts.late_events),
+        ("pseudonymous".to_string(), counts.pseudonymous),
     ];
     out.extend(
         counts
@@ -90,6 +91,7 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
     match name.split_once('.') {
         None if name == "records_in" => counts.records_in = value,
         None if name == "late_events" => counts.late_events = value,
+        None if name == "pseudonymous" => counts.pseudonymous = value,
         Some(("accepted", kind)) => {
             if let Some(kind) = Kind::parse(kind) {
                 counts.accepted.insert(kind, value);

@@ -130,6 +130,11 @@ fn store_counters(page: &mut Exposition, counts: &Counts) {
             "Accepted records that came after their window closed: in usage, in no window (kept in late_events).",
             counts.late_events,
         ),
+        (
+            "cdrflow_pseudonymous_records_total",
+            "Accepted records of masked numbers (7701234****): in analytics, never rated, in no usage summary.",
+            counts.pseudonymous,
+        ),
     ] {
         page.family(name, MetricType::Counter, help)
             .sample(&[], value);

@@ -57,13 +57,19 @@ impl RunReport {
     pub fn summary_line(&self) -> String {
         let c = &self.counts;
         let mut line = format!(
-            "{} records in {:.2}s ({:.0} CDR/s): accepted {}, rejected {}",
+            "{} records in {:.2}s ({:.0} CDR/s): accepted {}",
             c.records_in,
             self.elapsed.as_secs_f64(),
             self.records_per_second(),
             c.accepted_total(),
-            c.rejected_total()
         );
+        if c.pseudonymous > 0 {
+            line.push_str(&format!(
+                " ({} of masked numbers: in analytics only, never rated)",
+                c.pseudonymous
+            ));
+        }
+        line.push_str(&format!(", rejected {}", c.rejected_total()));
         if !c.rejected.is_empty() {
             let reasons: Vec<String> = c.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
             line.push_str(&format!(" ({})", reasons.join(", ")));
@@ -76,6 +82,12 @@ impl RunReport {
                 .map(|(r, n)| format!("{} {n}", r.as_str()))
                 .collect();
             line.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        if c.late_events > 0 {
+            line.push_str(&format!(
+                "; late events {} (in usage, in no window: export late-events)",
+                c.late_events
+            ));
         }
         if let Some(active) = self.active.filter(|a| !a.is_zero()) {
             let sustained = c.records_in as f64 / active.as_secs_f64();

@@ -64,6 +64,7 @@ impl Lcg {
 
 const REGIONS: [&str; 3] = ["Almaty", "Astana", "Shymkent"];
 const BURST: &str = "+77019999999";
+const MASKED: &str = "+7701234****";
 /// 2025-11-09T10:00:00Z
 const T0: i64 = 1_762_682_400_000;
 
@@ -103,6 +104,9 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
         // A burst from one subscriber: more than 100 events in a window.
         let msisdn = if seed == 1 && (1000..1300).contains(&i) {
             BURST.to_string()
+        } else if i % 31 == 30 {
+            // Masked (seed 003): a pseudonymous subscriber, in analytics only.
+            MASKED.to_string()
         } else {
             format!("+770112{:05}", rng.below(500))
         };
@@ -468,6 +472,17 @@ fn check_store(dir: &Path, store: &[&str]) {
     assert_eq!(exported_windows(store), windows);
     assert_eq!(exported_late(store), late);
     assert_eq!(exported_anomalies(store), anomalies);
+    assert!(
+        anomalies.iter().any(|a| a.2 == MASKED),
+        "masked numbers fire rules too"
+    );
+    let summaries = run_ok(cdrflow().args(store).args(["export", "summaries"]));
+    let summaries = String::from_utf8(summaries.stdout).unwrap();
+    assert!(summaries.contains("+77011200"), "real numbers have usage");
+    assert!(
+        !summaries.contains('*'),
+        "masked numbers are never rated or summarised"
+    );
 
     // Read again: nothing is added twice.
     run_ok(cdrflow().args(store).args(["process"]).arg(&a).arg(&b));

@@ -228,7 +228,7 @@ fn encode_counts(counts: &FxHashMap<Msisdn, u64>) -> Vec<u8> {
     entries.sort();
     let mut out = Vec::with_capacity(entries.len() * 16);
     for (msisdn, count) in entries {
-        out.extend_from_slice(&msisdn.digits().to_le_bytes());
+        out.extend_from_slice(&msisdn.to_bits().to_le_bytes());
         out.extend_from_slice(&count.to_le_bytes());
     }
     out
@@ -242,8 +242,7 @@ fn decode_counts(value: &[u8], into: &mut FxHashMap<Msisdn, u64>) -> Result<(), 
         )));
     }
     for pair in value.chunks_exact(16) {
-        let msisdn =
-            Msisdn::from_digits(u64::from_le_bytes(pair[..8].try_into().expect("8 bytes")));
+        let msisdn = Msisdn::from_bits(u64::from_le_bytes(pair[..8].try_into().expect("8 bytes")));
         let count = u64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
         *into.entry(msisdn).or_default() += count;
     }

@@ -13,7 +13,7 @@ use super::{registry, DecodeOptions, Decoder, JsonFormat};
 use crate::json::{for_each_field, JsonError, JsonValue};
 use crate::model::{Amount, Cdr, Direction, IdSpace, Kind, SourcePosition};
 use crate::money::{Decimal, DecimalError};
-use crate::normalize::{normalize_msisdn, parse_timestamp, TimeError};
+use crate::normalize::{normalize_masked, parse_timestamp, TimeError};
 use crate::reject::{RejectReason, Rejection};
 
 /// Every field some JSON format reads, each with a slot in [`JsonRecord`]:
@@ -303,7 +303,8 @@ pub fn common<'a>(
 ) -> Result<Cdr<'a>, Rejection> {
     let f = CommonFields::from_record(record);
     let raw_msisdn = string(required(f.msisdn, "msisdn")?, "msisdn")?;
-    let served_msisdn = normalize_msisdn(&raw_msisdn, o.default_country_code).map_err(|why| {
+    // Masked numbers (`7701234****`) are pseudonymous subscribers.
+    let served_msisdn = normalize_masked(&raw_msisdn, o.default_country_code).map_err(|why| {
         Rejection::new(
             RejectReason::InvalidMsisdn,
             format!("msisdn `{raw_msisdn}` {why}"),
