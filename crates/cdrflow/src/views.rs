@@ -93,6 +93,24 @@ pub fn window_csv(window: &WindowRecord) -> String {
     .join(",")
 }
 
+/// A window as JSON, in the same terms as [`window_csv`].
+pub fn window_json(window: &WindowRecord) -> Value {
+    let m = &window.measures;
+    json!({
+        "window_start": format_timestamp(window.start),
+        "window_end": format_timestamp(window.end),
+        "region": window.region,
+        "event_type": event_type(window.kind),
+        "total_events": m.total_events,
+        "incoming_calls": m.incoming_calls,
+        "outgoing_calls": m.outgoing_calls,
+        "sms_count": m.sms_count,
+        "total_data_mb": format_micros(i128::from(m.data_bytes)),
+        "total_recharge_amount": format_micros(i128::from(m.recharge_micros)),
+        "is_final": window.is_final,
+    })
+}
+
 /// A late event as JSON: lateness in seconds, exact to the millisecond.
 pub fn late_event_json(event: &StoredLateEvent) -> Value {
     json!({

@@ -914,3 +914,130 @@ fn idle_and_slow_connections_are_closed_and_their_number_bounded() {
         .unwrap();
     assert!(String::from_utf8_lossy(&h2.stdout).contains("ok"), "{h2:?}");
 }
+
+/// `/windows`, `/late-events` and `/anomalies` serve what the store holds —
+/// the same rows as `cdrflow export` — page and filter, refuse bad
+/// parameters with a reason, and are for staff only.
+#[test]
+fn analytics_routes_serve_the_stored_windows_late_events_and_anomalies() {
+    let dir = store_with_alice("api-analytics");
+    let input = dir.join("events.jsonl");
+    run_ok(
+        cdrflow()
+            .args(["generate", "--format", "telecom-events", "--count", "30000"])
+            .args([
+                "--start",
+                "2025-11-09",
+                "--faults",
+                "late=0.01,anomaly=0.002",
+            ])
+            .arg("--output")
+            .arg(&input),
+    );
+    run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("process")
+            .arg(&input),
+    );
+    add_user_with(
+        &dir,
+        "carol",
+        "carols password",
+        &["--role", "customer", "--msisdn", "082 123 4567"],
+    );
+    let export = |what: &[&str]| {
+        let out = run_ok(
+            cdrflow()
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("export")
+                .args(what),
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (_server, port) = serve(&dir, &[]);
+
+    // Windows: the export's rows, in its order; one region and a time range narrow them.
+    let (status, body) = http_get_json(port, "/windows", ALICE);
+    assert_eq!(status, 200, "{body}");
+    let windows = body["windows"].as_array().unwrap();
+    let csv = export(&["windows"]);
+    assert_eq!(windows.len(), csv.lines().count() - 1);
+    for (json, line) in windows.iter().zip(csv.lines().skip(1)) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(json["window_start"], cells[0]);
+        assert_eq!(json["region"], cells[2]);
+        assert_eq!(json["event_type"], cells[3]);
+        assert_eq!(json["total_events"].to_string(), cells[4]);
+        assert_eq!(json["total_data_mb"], cells[8]);
+        assert_eq!(json["is_final"].to_string(), cells[10]);
+    }
+    let (status, body) = http_get_json(
+        port,
+        "/windows?region=Gauteng&from=2025-11-09T10:00:00Z&to=2025-11-09T11:00:00Z",
+        ALICE,
+    );
+    assert_eq!(status, 200);
+    let narrowed = body["windows"].as_array().unwrap();
+    let expected = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(2) == Some("Gauteng"))
+        .filter(|l| {
+            ("2025-11-09T10:00:00Z".."2025-11-09T11:00:00Z").contains(&l.split(',').next().unwrap())
+        })
+        .count();
+    assert!(expected > 0);
+    assert_eq!(narrowed.len(), expected);
+
+    // Anomalies by severity, paged.
+    let all: Vec<serde_json::Value> = export(&["anomalies"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let high: Vec<_> = all.iter().filter(|a| a["severity"] == "high").collect();
+    assert!(high.len() > 2, "{}", high.len());
+    let (status, first) = http_get_json(port, "/anomalies?severity=high&limit=2", ALICE);
+    assert_eq!(status, 200);
+    let after = first["next_after"].as_i64().unwrap();
+    let (_, rest) = http_get_json(
+        port,
+        &format!("/anomalies?severity=high&limit=1000&after={after}"),
+        ALICE,
+    );
+    let served: Vec<_> = first["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["anomalies"].as_array().unwrap())
+        .cloned()
+        .collect();
+    assert_eq!(served.iter().collect::<Vec<_>>(), high);
+
+    // Late events.
+    let late = export(&["late-events"]).lines().count();
+    assert!(late > 100);
+    let (status, body) = http_get_json(port, "/late-events?limit=1000", ALICE);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["late_events"].as_array().unwrap().len(),
+        late.min(1000)
+    );
+
+    // Mistakes are named; customers are not staff.
+    for (path, words) in [
+        ("/windows?from=yesterday", "RFC 3339"),
+        ("/anomalies?severity=urgent", "low, medium, high, critical"),
+        ("/late-events?limit=0", "between 1 and 1000"),
+    ] {
+        let (status, body) = http_get(port, path, ALICE);
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains(words), "{path}: {body}");
+    }
+    for path in ["/windows", "/late-events", "/anomalies"] {
+        let (status, _) = http_get(port, path, Some("carol:carols password"));
+        assert_eq!(status, 403, "{path}");
+    }
+}

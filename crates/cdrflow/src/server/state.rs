@@ -19,6 +19,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub guard: AuthGuard,
     pub country_code: CountryCode,
+    /// Partitions quiet this long hold no window open (see `/windows`).
+    pub idle_partition_ms: i64,
     /// The all-time top subscribers scan the whole summary table (hundreds of
     /// milliseconds on a large store): every dashboard poll of every open tab
     /// would pay it. Computed at most once per [`TOP_SUBSCRIBERS_TTL`].
@@ -49,6 +51,7 @@ impl AppState {
             guard: AuthGuard::new(limits, auth.clone())?,
             auth,
             country_code: settings.country_code,
+            idle_partition_ms: settings.windows.idle_after_ms,
             top_subscribers: Mutex::new(None),
             sighup_watched: AtomicBool::new(false),
         }))

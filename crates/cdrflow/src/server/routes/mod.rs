@@ -5,6 +5,7 @@
 //! Adding a resource: a module with `pub fn router() -> Router<Shared>`
 //! and one `.merge(...)` line below (and its paths in `openapi.json`).
 
+mod analytics;
 mod dashboard;
 mod health;
 mod metrics;
@@ -29,6 +30,7 @@ pub fn api(state: Shared) -> Router {
         .merge(usage::router())
         .merge(rejected::router())
         .merge(overview::router())
+        .merge(analytics::router())
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(dashboard::router());

@@ -1,0 +1,161 @@
+//! `/windows`, `/late-events`, `/anomalies`: seed 003's real-time metrics.
+//! Staff only: they describe the whole network, not one customer.
+
+use axum::extract::State;
+use axum::middleware;
+use axum::routing::get;
+use axum::{Json, Router};
+use cdrflow_core::analytics::rules::Severity;
+use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
+use cdrflow_store::{AnomalyQuery, WindowQuery};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::server::auth::staff_only;
+use crate::server::error::{bad_request, ApiError, ApiQuery};
+use crate::server::state::Shared;
+use crate::views::{anomaly_json, late_event_json, window_json};
+
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/windows", get(windows))
+        .route("/late-events", get(late_events))
+        .route("/anomalies", get(anomalies))
+        .route_layer(middleware::from_fn(staff_only))
+}
+
+/// Windows answered at most: a day of 5-minute windows for 40 regions and 5 event types.
+const MAX_WINDOWS: usize = 60_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    region: Option<String>,
+}
+
+fn time_param(
+    name: &str,
+    value: &Option<String>,
+    open: EpochMillis,
+) -> Result<EpochMillis, ApiError> {
+    match value {
+        None => Ok(open),
+        Some(text) => parse_timestamp(text).map_err(|_| {
+            bad_request(format!(
+                "`{name}` = `{text}` is not an RFC 3339 time; write e.g. 2025-11-09T10:00:00Z"
+            ))
+        }),
+    }
+}
+
+async fn windows(
+    State(state): State<Shared>,
+    ApiQuery(query): ApiQuery<WindowsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store_query = WindowQuery {
+        from: time_param("from", &query.from, EpochMillis::MIN)?,
+        to: time_param("to", &query.to, EpochMillis::MAX)?,
+        region: query.region,
+        idle_after_ms: state.idle_partition_ms,
+    };
+    let windows = state
+        .stores
+        .query(move |s| {
+            let mut out = Vec::new();
+            s.windows(&store_query, &mut |w| {
+                if out.len() <= MAX_WINDOWS {
+                    out.push(w)
+                }
+            })?;
+            Ok(out)
+        })
+        .await?;
+    if windows.len() > MAX_WINDOWS {
+        return Err(bad_request(format!(
+            "more than {MAX_WINDOWS} windows match; narrow `from`/`to` or name a `region`"
+        )));
+    }
+    let windows: Vec<_> = windows.iter().map(window_json).collect();
+    Ok(Json(json!({ "windows": windows })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// Only rows with an id above this (paging).
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnomaliesQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+    severity: Option<String>,
+}
+
+fn limit_param(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_request(format!(
+            "`limit` = {limit} must be between 1 and 1000"
+        )));
+    }
+    Ok(limit)
+}
+
+async fn late_events(
+    State(state): State<Shared>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = limit_param(query.limit)?;
+    let after = query.after.unwrap_or(0);
+    let events = state
+        .stores
+        .query(move |s| {
+            let mut out = Vec::new();
+            s.late_events(after, Some(limit), &mut |e| out.push(e))?;
+            Ok(out)
+        })
+        .await?;
+    let next_after = events.last().map(|e| e.id);
+    let events: Vec<_> = events.iter().map(late_event_json).collect();
+    Ok(Json(
+        json!({ "late_events": events, "next_after": next_after }),
+    ))
+}
+
+async fn anomalies(
+    State(state): State<Shared>,
+    ApiQuery(query): ApiQuery<AnomaliesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let severity = match &query.severity {
+        None => None,
+        Some(text) => Some(Severity::parse(text).ok_or_else(|| {
+            bad_request(format!(
+                "`severity` = `{text}` is not one of low, medium, high, critical"
+            ))
+        })?),
+    };
+    let store_query = AnomalyQuery {
+        severity,
+        after_id: query.after.unwrap_or(0),
+        limit: Some(limit_param(query.limit)?),
+    };
+    let anomalies = state
+        .stores
+        .query(move |s| {
+            let mut out = Vec::new();
+            s.anomalies(&store_query, &mut |a| out.push(a))?;
+            Ok(out)
+        })
+        .await?;
+    let next_after = anomalies.last().map(|a| a.id);
+    let anomalies: Vec<_> = anomalies.iter().map(anomaly_json).collect();
+    Ok(Json(
+        json!({ "anomalies": anomalies, "next_after": next_after }),
+    ))
+}
