@@ -9,7 +9,8 @@
 //!
 //! Its counts are state: each checkpoint appends the changes of the windows
 //! it touched (one value per window, a span of that window's first minute),
-//! memory keeps the windows near the newest event, and a record for an
+//! memory keeps the windows near the newest event (older ones leave at a
+//! checkpoint, once their changes are handed over), and a record for an
 //! older window (a partition far behind the others) reads that window back
 //! first — so a restart or a lagging partition never counts a window from
 //! zero, and an alert never fires twice.
@@ -216,16 +217,31 @@ pub struct Rules {
     config: RulesConfig,
     window_ms: i64,
     /// Counts of the windows in memory (complete: stored plus this run's).
-    counts: BTreeMap<EpochMillis, FxHashMap<Msisdn, u64>>,
-    /// Increments since the last checkpoint, per window.
-    changed: BTreeMap<EpochMillis, FxHashMap<Msisdn, u64>>,
+    counts: BTreeMap<EpochMillis, FxHashMap<Msisdn, Count>>,
+    /// Changes of windows that left memory since the last checkpoint, encoded.
+    evicted_changes: Vec<(EpochMillis, Vec<u8>)>,
     newest: Option<EpochMillis>,
     pending: Vec<Anomaly>,
 }
 
-fn encode_counts(counts: &FxHashMap<Msisdn, u64>) -> Vec<u8> {
-    let mut entries: Vec<_> = counts.iter().collect();
-    entries.sort();
+/// One MSISDN's events in one window: all of them, and those since the last
+/// checkpoint (what the next one hands over). One map entry for both keeps
+/// the per-record work to one hash lookup.
+#[derive(Clone, Copy, Debug, Default)]
+struct Count {
+    total: u64,
+    since_checkpoint: u64,
+}
+
+/// The changes since the last checkpoint as (MSISDN, increment) pairs, in
+/// MSISDN order; resets them.
+fn take_changes(counts: &mut FxHashMap<Msisdn, Count>) -> Vec<u8> {
+    let mut entries: Vec<(Msisdn, u64)> = counts
+        .iter_mut()
+        .filter(|(_, c)| c.since_checkpoint > 0)
+        .map(|(m, c)| (*m, std::mem::take(&mut c.since_checkpoint)))
+        .collect();
+    entries.sort_unstable();
     let mut out = Vec::with_capacity(entries.len() * 16);
     for (msisdn, count) in entries {
         out.extend_from_slice(&msisdn.to_bits().to_le_bytes());
@@ -234,7 +250,7 @@ fn encode_counts(counts: &FxHashMap<Msisdn, u64>) -> Vec<u8> {
     out
 }
 
-fn decode_counts(value: &[u8], into: &mut FxHashMap<Msisdn, u64>) -> Result<(), ReadError> {
+fn decode_counts(value: &[u8], into: &mut FxHashMap<Msisdn, Count>) -> Result<(), ReadError> {
     if value.len() % 16 != 0 {
         return Err(ReadError(format!(
             "a stored high_frequency count of {} bytes is not whole (MSISDN, count) pairs; the store is damaged",
@@ -244,7 +260,7 @@ fn decode_counts(value: &[u8], into: &mut FxHashMap<Msisdn, u64>) -> Result<(), 
     for pair in value.chunks_exact(16) {
         let msisdn = Msisdn::from_bits(u64::from_le_bytes(pair[..8].try_into().expect("8 bytes")));
         let count = u64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
-        *into.entry(msisdn).or_default() += count;
+        into.entry(msisdn).or_default().total += count;
     }
     Ok(())
 }
@@ -255,7 +271,7 @@ impl Rules {
             config,
             window_ms,
             counts: BTreeMap::new(),
-            changed: BTreeMap::new(),
+            evicted_changes: Vec::new(),
             newest: None,
             pending: Vec::new(),
         }
@@ -288,12 +304,13 @@ impl Rules {
         });
     }
 
-    /// The window's counts, read back from the store if memory let it go.
+    /// The window's counts, read back from the store if memory let it go
+    /// (it did so only after handing over the window's changes).
     fn window(
         &mut self,
         start: EpochMillis,
         state: &mut dyn StateReader,
-    ) -> Result<&mut FxHashMap<Msisdn, u64>, ReadError> {
+    ) -> Result<&mut FxHashMap<Msisdn, Count>, ReadError> {
         if !self.counts.contains_key(&start) {
             let mut counts = FxHashMap::default();
             let minute = minute_of(start);
@@ -306,11 +323,9 @@ impl Rules {
             if let Some(e) = damaged {
                 return Err(e);
             }
-            // Increments not yet committed are part of the window too.
-            if let Some(changed) = self.changed.get(&start) {
-                for (msisdn, n) in changed {
-                    *counts.entry(*msisdn).or_default() += n;
-                }
+            // Changes handed over by no checkpoint yet are the window's too.
+            for (_, changes) in self.evicted_changes.iter().filter(|(s, _)| *s == start) {
+                decode_counts(changes, &mut counts)?;
             }
             self.counts.insert(start, counts);
         }
@@ -380,15 +395,10 @@ impl Operator for Rules {
             }
             let start = placed.window_start;
             let counts = self.window(start, context.state)?;
-            let count = counts.entry(r.msisdn).or_default();
-            *count += 1;
-            let count = *count;
-            *self
-                .changed
-                .entry(start)
-                .or_default()
-                .entry(r.msisdn)
-                .or_default() += 1;
+            let entry = counts.entry(r.msisdn).or_default();
+            entry.total += 1;
+            entry.since_checkpoint += 1;
+            let count = entry.total;
             if count == c.high_frequency.above + 1 {
                 self.fire(
                     "high_frequency",
@@ -407,20 +417,43 @@ impl Operator for Rules {
         Ok(())
     }
 
-    /// Lets windows far behind the newest event leave memory.
+    /// Lets windows far behind the newest event leave memory, keeping their
+    /// changes for the next checkpoint.
     fn handle_watermark(&mut self, _watermark: EpochMillis) {
-        if let Some(newest) = self.newest {
-            let keep_from = newest - KEEP_WINDOWS * self.window_ms;
-            self.counts = self.counts.split_off(&keep_from);
+        let Some(newest) = self.newest else { return };
+        let keep_from = newest - KEEP_WINDOWS * self.window_ms;
+        if self
+            .counts
+            .first_key_value()
+            .is_none_or(|(start, _)| *start >= keep_from)
+        {
+            return;
+        }
+        let kept = self.counts.split_off(&keep_from);
+        for (start, mut counts) in std::mem::replace(&mut self.counts, kept) {
+            let changes = take_changes(&mut counts);
+            if !changes.is_empty() {
+                self.evicted_changes.push((start, changes));
+            }
         }
     }
 
+    /// Hands over the anomalies and every window's changes.
     fn checkpoint(&mut self, out: &mut Checkpoint) {
         out.anomalies.append(&mut self.pending);
         let mut state = out.state_of(RULES);
-        for (start, counts) in std::mem::take(&mut self.changed) {
-            let minute = minute_of(start);
-            state.append(&WINDOW_COUNTS, minute, minute, encode_counts(&counts));
+        let in_memory = self
+            .counts
+            .iter_mut()
+            .map(|(start, counts)| (*start, take_changes(counts)));
+        for (start, changes) in std::mem::take(&mut self.evicted_changes)
+            .into_iter()
+            .chain(in_memory)
+        {
+            if !changes.is_empty() {
+                let minute = minute_of(start);
+                state.append(&WINDOW_COUNTS, minute, minute, changes);
+            }
         }
         if let Some(newest) = self.newest {
             // A day behind the newest event no window is counted any more:
