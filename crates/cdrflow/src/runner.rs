@@ -113,15 +113,7 @@ impl<'r> Runner<'r> {
             },
             &mut placements,
         )?;
-        let placed: Vec<Placed<'_>> = accepted
-            .iter()
-            .zip(&placements)
-            .map(|(record, p)| Placed {
-                record,
-                window_start: p.window_start,
-                late: p.late,
-            })
-            .collect();
+        let placed = Placed::all(&accepted, &placements);
         let rules = &mut operators.rules;
         rules.process_batch(
             &placed,

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
+use crate::analytics::windows::Placement;
 use crate::dedup::minute_of;
 use crate::mediation::Rated;
 use crate::model::Kind;
@@ -179,6 +180,22 @@ pub struct Placed<'a> {
     pub window_start: EpochMillis,
     /// Came after its window closed: counts in no windowed rule.
     pub late: bool,
+}
+
+impl<'a> Placed<'a> {
+    /// The windows' placements beside the records they placed, in order.
+    pub fn all(records: &'a [Rated<'a>], placements: &[Placement]) -> Vec<Placed<'a>> {
+        debug_assert_eq!(records.len(), placements.len(), "a placement per record");
+        records
+            .iter()
+            .zip(placements)
+            .map(|(record, p)| Placed {
+                record,
+                window_start: p.window_start,
+                late: p.late,
+            })
+            .collect()
+    }
 }
 
 /// A detected anomaly.
@@ -466,7 +483,7 @@ impl Operator for Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::windows::{Placement, WindowConfig, Windows};
+    use crate::analytics::windows::{WindowConfig, Windows};
     use crate::mediation::{MediationConfig, Mediator, RawRecord};
     use crate::model::SourcePosition;
     use crate::normalize::parse_timestamp;
@@ -510,15 +527,7 @@ mod tests {
         windows
             .process_batch(&accepted, &mut context, &mut placements)
             .unwrap();
-        let placed: Vec<Placed<'_>> = accepted
-            .iter()
-            .zip(&placements)
-            .map(|(record, p)| Placed {
-                record,
-                window_start: p.window_start,
-                late: p.late,
-            })
-            .collect();
+        let placed = Placed::all(&accepted, &placements);
         rules
             .process_batch(&placed, &mut BatchContext { now, state }, &mut Vec::new())
             .unwrap();
