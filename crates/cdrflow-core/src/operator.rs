@@ -193,6 +193,19 @@ pub trait StateReader {
 
     /// The stored totals of summary rows, in the order asked (`None`: no row yet).
     fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError>;
+
+    /// Every key and value of a keyed table, for an operator that restores
+    /// all of it at once (readers that serve only other tables refuse).
+    fn values(
+        &mut self,
+        table: &StateTable,
+        _visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), ReadError> {
+        Err(ReadError(format!(
+            "this reader cannot list `{}`",
+            table.name
+        )))
+    }
 }
 
 /// What a batch is processed with.
@@ -329,5 +342,18 @@ impl StateReader for MemoryState {
             .iter()
             .map(|row| self.totals.get(row).copied())
             .collect())
+    }
+
+    fn values(
+        &mut self,
+        table: &StateTable,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), ReadError> {
+        for ((name, key), value) in &self.keyed {
+            if *name == table.name {
+                visit(key, value);
+            }
+        }
+        Ok(())
     }
 }

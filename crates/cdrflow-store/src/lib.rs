@@ -472,6 +472,9 @@ pub trait OperatorState {
         last_minute: i32,
         visit: &mut dyn FnMut(&[u8]),
     ) -> Result<()>;
+
+    /// Every key and value of a keyed table.
+    fn state_values(&mut self, at: StateAt<'_>, visit: &mut dyn FnMut(&str, &[u8])) -> Result<()>;
 }
 
 /// Writing results: the one transaction that carries every concern's

@@ -293,6 +293,26 @@ impl StateReader for StoreState<'_> {
         Ok(())
     }
 
+    fn values(
+        &mut self,
+        table: &StateTable,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), ReadError> {
+        let (scope, operator, table) = self.at(table);
+        let values = self.ask("reading operator state from the store", move |store| {
+            let at = StateAt {
+                operator,
+                scope: &scope,
+                table,
+            };
+            let mut values = Vec::new();
+            store.state_values(at, &mut |k, v| values.push((k.to_string(), v.to_vec())))?;
+            Ok(values)
+        })?;
+        values.iter().for_each(|(k, v)| visit(k, v));
+        Ok(())
+    }
+
     fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
         let rows = rows.to_vec();
         self.ask("reading stored totals", move |store| {

@@ -222,7 +222,15 @@ pub const WINDOW_COUNTS: StateTable = StateTable {
     name: "window_counts",
     kind: StateKind::Spans,
 };
-const TABLES: [StateTable; 1] = [WINDOW_COUNTS];
+/// The latest window whose counts any checkpoint handed over (decimal
+/// text): windows after it have nothing stored, so a new window is counted
+/// without asking the store — a store read while records flow would hold
+/// up the source.
+pub const STORED_UP_TO: StateTable = StateTable {
+    name: "stored_up_to",
+    kind: StateKind::Keyed,
+};
+const TABLES: [StateTable; 2] = [WINDOW_COUNTS, STORED_UP_TO];
 
 pub const RULES: &str = "rules";
 
@@ -237,6 +245,8 @@ pub struct Rules {
     counts: BTreeMap<EpochMillis, FxHashMap<Msisdn, Count>>,
     /// Changes of windows that left memory since the last checkpoint, encoded.
     evicted_changes: Vec<(EpochMillis, Vec<u8>)>,
+    /// See [`STORED_UP_TO`].
+    stored_up_to: Option<EpochMillis>,
     newest: Option<EpochMillis>,
     pending: Vec<Anomaly>,
 }
@@ -289,6 +299,7 @@ impl Rules {
             window_ms,
             counts: BTreeMap::new(),
             evicted_changes: Vec::new(),
+            stored_up_to: None,
             newest: None,
             pending: Vec::new(),
         }
@@ -330,15 +341,17 @@ impl Rules {
     ) -> Result<&mut FxHashMap<Msisdn, Count>, ReadError> {
         if !self.counts.contains_key(&start) {
             let mut counts = FxHashMap::default();
-            let minute = minute_of(start);
-            let mut damaged = None;
-            state.spans(&WINDOW_COUNTS, minute, minute, &mut |value| {
-                if let Err(e) = decode_counts(value, &mut counts) {
-                    damaged = Some(e);
+            if self.stored_up_to.is_some_and(|up_to| start <= up_to) {
+                let minute = minute_of(start);
+                let mut damaged = None;
+                state.spans(&WINDOW_COUNTS, minute, minute, &mut |value| {
+                    if let Err(e) = decode_counts(value, &mut counts) {
+                        damaged = Some(e);
+                    }
+                })?;
+                if let Some(e) = damaged {
+                    return Err(e);
                 }
-            })?;
-            if let Some(e) = damaged {
-                return Err(e);
             }
             // Changes handed over by no checkpoint yet are the window's too.
             for (_, changes) in self.evicted_changes.iter().filter(|(s, _)| *s == start) {
@@ -360,6 +373,24 @@ impl Operator for Rules {
 
     fn tables(&self) -> &'static [StateTable] {
         &TABLES
+    }
+
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
+        self.stored_up_to = match state.value(&STORED_UP_TO, "")? {
+            None => None,
+            Some(value) => Some(
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| {
+                        ReadError(format!(
+                            "the stored rules window {:?} is not a number of milliseconds; the store is damaged",
+                            String::from_utf8_lossy(&value)
+                        ))
+                    })?,
+            ),
+        };
+        Ok(())
     }
 
     fn process_batch<'a>(
@@ -463,6 +494,7 @@ impl Operator for Rules {
             .counts
             .iter_mut()
             .map(|(start, counts)| (*start, take_changes(counts)));
+        let mut up_to = self.stored_up_to;
         for (start, changes) in std::mem::take(&mut self.evicted_changes)
             .into_iter()
             .chain(in_memory)
@@ -470,6 +502,13 @@ impl Operator for Rules {
             if !changes.is_empty() {
                 let minute = minute_of(start);
                 state.append(&WINDOW_COUNTS, minute, minute, changes);
+                up_to = Some(up_to.map_or(start, |u| u.max(start)));
+            }
+        }
+        if up_to != self.stored_up_to {
+            self.stored_up_to = up_to;
+            if let Some(up_to) = up_to {
+                state.put(&STORED_UP_TO, "", up_to.to_string().into_bytes());
             }
         }
         if let Some(newest) = self.newest {

@@ -317,25 +317,17 @@ impl Windows {
         }
     }
 
-    fn mark_of(
-        &mut self,
-        partition: &str,
-        state: &mut dyn StateReader,
-    ) -> Result<&mut PartitionMark, ReadError> {
+    /// A partition's mark: restored at the start, or new.
+    fn mark_of(&mut self, partition: &str) -> &mut PartitionMark {
         if !self.partitions.contains_key(partition) {
-            // Read once per partition and run: a file's mark from its last
-            // run, a Kafka partition's from whoever owned it.
-            let stored = match state.value(&PARTITIONS, partition)? {
-                Some(value) => PartitionMark::decode(&value)?,
-                None => PartitionMark {
-                    watermark: EpochMillis::MIN,
-                    seen_at: EpochMillis::MIN,
-                    finished: false,
-                },
+            let new = PartitionMark {
+                watermark: EpochMillis::MIN,
+                seen_at: EpochMillis::MIN,
+                finished: false,
             };
-            self.partitions.insert(partition.into(), stored);
+            self.partitions.insert(partition.into(), new);
         }
-        Ok(self.partitions.get_mut(partition).expect("inserted above"))
+        self.partitions.get_mut(partition).expect("inserted above")
     }
 }
 
@@ -351,6 +343,22 @@ impl Operator for Windows {
         &TABLES
     }
 
+    /// Every partition's mark of this scope, read once: a store read while
+    /// records flow would hold up the source (a Kafka consumer's poll loop).
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
+        let mut damaged = None;
+        state.values(
+            &PARTITIONS,
+            &mut |partition, value| match PartitionMark::decode(value) {
+                Ok(mark) => {
+                    self.partitions.insert(partition.into(), mark);
+                }
+                Err(e) => damaged = Some(e),
+            },
+        )?;
+        damaged.map_or(Ok(()), Err)
+    }
+
     fn process_batch<'a>(
         &mut self,
         batch: &[Rated<'a>],
@@ -362,7 +370,7 @@ impl Operator for Windows {
         for record in batch {
             if last != Some(record.partition) {
                 // Batches come from one partition almost always: one lookup each.
-                self.mark_of(record.partition, context.state)?;
+                self.mark_of(record.partition);
                 if !self.changed.contains(record.partition) {
                     self.changed.insert(record.partition.into());
                 }

@@ -39,6 +39,18 @@ impl OperatorState for PgStore {
         }
         Ok(())
     }
+
+    fn state_values(&mut self, at: StateAt<'_>, visit: &mut dyn FnMut(&str, &[u8])) -> Result<()> {
+        for row in self.live_client()?.query(
+            "SELECT state_key, value FROM operator_state
+             WHERE operator = $1 AND scope = $2 AND state_table = $3 AND state_key IS NOT NULL
+             ORDER BY state_key COLLATE \"C\"",
+            &[&at.operator, &at.scope, &at.table],
+        )? {
+            visit(row.get(0), row.get(1));
+        }
+        Ok(())
+    }
 }
 
 /// Writes the state changes of a commit's parts: one statement per kind of

@@ -44,6 +44,24 @@ impl OperatorState for SqliteStore {
         }
         Ok(())
     }
+
+    fn state_values(&mut self, at: StateAt<'_>, visit: &mut dyn FnMut(&str, &[u8])) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state_key, value FROM operator_state
+             WHERE operator = ? AND scope = ? AND state_table = ? AND state_key IS NOT NULL
+             ORDER BY state_key",
+        )?;
+        let mut rows = stmt.query(params![at.operator, at.scope, at.table])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            let value = row
+                .get_ref(1)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            visit(&key, value);
+        }
+        Ok(())
+    }
 }
 
 /// Writes the state changes of a commit's parts, in order.
