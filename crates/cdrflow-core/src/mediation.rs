@@ -19,7 +19,8 @@ use crate::dedup::{day_minutes, day_of_minute, minute_of, DedupEntry, DedupIndex
 use crate::model::{Direction, Kind, SourcePosition};
 use crate::normalize::{format_timestamp, Day, EpochMillis, Msisdn, SummaryZone};
 use crate::operator::{
-    BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
+    decode_millis, encode_millis, BatchContext, Checkpoint, Operator, ReadError, StateKind,
+    StateReader, StateTable,
 };
 use crate::rating::Rater;
 use crate::reject::{RejectReason, Rejection};
@@ -336,23 +337,6 @@ pub const DEDUP_IDENTITIES: StateTable = StateTable {
 };
 const TABLES: [StateTable; 2] = [WATERMARK, DEDUP_IDENTITIES];
 
-/// The watermark is stored as decimal text: readable in the store.
-fn encode_watermark(watermark: EpochMillis) -> Vec<u8> {
-    watermark.to_string().into_bytes()
-}
-
-fn decode_watermark(value: &[u8]) -> Result<EpochMillis, ReadError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| {
-            ReadError(format!(
-                "the stored mediation watermark {:?} is not a number of milliseconds; the store is damaged",
-                String::from_utf8_lossy(value)
-            ))
-        })
-}
-
 /// Rows whose stored totals are tracked at most; beyond, they are forgotten
 /// and looked up again.
 const MAX_KNOWN_TOTALS: usize = 100_000;
@@ -613,7 +597,7 @@ impl<'r> Operator for Mediator<'r> {
     /// window behind it; older days are read when a record needs them.
     fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
         self.watermark = match state.value(&WATERMARK, "")? {
-            Some(value) => Some(decode_watermark(&value)?),
+            Some(value) => Some(decode_millis(&value, "mediation watermark")?),
             None => None,
         };
         let covered_from = self.watermark.map_or(i32::MIN, |w| {
@@ -700,7 +684,7 @@ impl<'r> Operator for Mediator<'r> {
         if let Some(watermark) = self.watermark {
             let horizon = minute_of(watermark - self.classifier.config.dedup_horizon_ms);
             state.expire_before(&DEDUP_IDENTITIES, horizon);
-            state.put(&WATERMARK, "", encode_watermark(watermark));
+            state.put(&WATERMARK, "", encode_millis(watermark));
         }
     }
 }

@@ -169,6 +169,24 @@ impl StateWriter<'_> {
     }
 }
 
+/// A time kept in a keyed table, as decimal text: readable in the store.
+pub fn encode_millis(at: EpochMillis) -> Vec<u8> {
+    at.to_string().into_bytes()
+}
+
+/// The inverse of [`encode_millis`]; `what` names the value in the error.
+pub fn decode_millis(value: &[u8], what: &str) -> Result<EpochMillis, ReadError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            ReadError(format!(
+                "the stored {what} {:?} is not a number of milliseconds; the store is damaged",
+                String::from_utf8_lossy(value)
+            ))
+        })
+}
+
 /// A question to the store that could not be answered (the runner has
 /// already retried what was worth retrying).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

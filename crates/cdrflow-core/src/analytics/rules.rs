@@ -26,7 +26,8 @@ use crate::mediation::Rated;
 use crate::model::Kind;
 use crate::normalize::{EpochMillis, Msisdn};
 use crate::operator::{
-    BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
+    decode_millis, encode_millis, BatchContext, Checkpoint, Operator, ReadError, StateKind,
+    StateReader, StateTable,
 };
 
 pub const DEFAULT_RULES_TOML: &str = include_str!("../../../../config/rules.toml");
@@ -378,17 +379,7 @@ impl Operator for Rules {
     fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
         self.stored_up_to = match state.value(&STORED_UP_TO, "")? {
             None => None,
-            Some(value) => Some(
-                std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|text| text.parse().ok())
-                    .ok_or_else(|| {
-                        ReadError(format!(
-                            "the stored rules window {:?} is not a number of milliseconds; the store is damaged",
-                            String::from_utf8_lossy(&value)
-                        ))
-                    })?,
-            ),
+            Some(value) => Some(decode_millis(&value, "rules window")?),
         };
         Ok(())
     }
@@ -508,7 +499,7 @@ impl Operator for Rules {
         if up_to != self.stored_up_to {
             self.stored_up_to = up_to;
             if let Some(up_to) = up_to {
-                state.put(&STORED_UP_TO, "", up_to.to_string().into_bytes());
+                state.put(&STORED_UP_TO, "", encode_millis(up_to));
             }
         }
         if let Some(newest) = self.newest {
