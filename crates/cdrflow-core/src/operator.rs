@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::aggregate::{RowKey, SummaryDelta, Totals};
+use crate::analytics::raw_events::RawEvent;
 use crate::analytics::rules::Anomaly;
 use crate::analytics::windows::{LateEvent, WindowDelta};
 use crate::mediation::{Counts, RejectedRecord};
@@ -81,6 +82,8 @@ pub struct Checkpoint {
     pub late_events: Vec<LateEvent>,
     /// Anomalies the rules detected.
     pub anomalies: Vec<Anomaly>,
+    /// Seed 003's raw events: the accepted records' rows.
+    pub raw_events: Vec<RawEvent>,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
 }
@@ -107,6 +110,7 @@ impl Checkpoint {
         }
         self.late_events.extend(other.late_events);
         self.anomalies.extend(other.anomalies);
+        self.raw_events.extend(other.raw_events);
         self.state.extend(other.state);
     }
 

@@ -10,6 +10,7 @@
 //! - [`postgres_store::PgStore`]: the shared store for several processes.
 
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::daily::{DayCounts, Stat};
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{closed_before, PartitionMark, WindowMeasures};
 use cdrflow_core::mediation::Counts;
@@ -576,6 +577,58 @@ pub trait Analytics {
     ) -> Result<()>;
 }
 
+/// Which of seed 003's statistics tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatGrain {
+    Daily,
+    Hourly,
+}
+
+/// One stored raw event (seed 003's `raw_events` row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRawEvent {
+    pub event_id: Option<String>,
+    /// E.164, or masked (`+7701234****`).
+    pub msisdn: String,
+    pub kind: Kind,
+    pub subtype: String,
+    pub duration_sec: u64,
+    pub data_bytes: u64,
+    pub amount_micros: i64,
+    pub region: String,
+    pub cell_id: Option<String>,
+    pub event_time: EpochMillis,
+}
+
+/// Seed 003's daily batch over the raw events: statistics, what verifies
+/// them, and the retention. Times are UTC milliseconds; `from..to` is half open.
+pub trait DailyBatch {
+    /// The raw events of `from..to` grouped by UTC hour, region and event
+    /// type: the hourly statistics, in key order.
+    fn raw_event_hours(&mut self, from: EpochMillis, to: EpochMillis) -> Result<Vec<Stat>>;
+
+    /// The raw events of `from..to`, one by one, in the order they were kept.
+    fn raw_events(
+        &mut self,
+        from: EpochMillis,
+        to: EpochMillis,
+        visit: &mut dyn FnMut(StoredRawEvent),
+    ) -> Result<()>;
+
+    /// Late events per region and event type whose window starts in `from..to`.
+    fn late_event_counts(&mut self, from: EpochMillis, to: EpochMillis) -> Result<DayCounts>;
+
+    /// Replaces the statistics of the UTC day starting at `day`, both
+    /// grains in one transaction: running it again changes nothing.
+    fn replace_stats(&mut self, day: EpochMillis, hourly: &[Stat], daily: &[Stat]) -> Result<()>;
+
+    /// The stored statistics of the UTC day starting at `day`, in key order.
+    fn stats(&mut self, grain: StatGrain, day: EpochMillis) -> Result<Vec<Stat>>;
+
+    /// Removes the raw events before `before`; says how many.
+    fn expire_raw_events(&mut self, before: EpochMillis) -> Result<u64>;
+}
+
 /// Totals across subscribers: lifetime counters, a day's totals, top spenders.
 pub trait Overview {
     /// Lifetime counters: records in, accepted by kind, rejected by reason, duplicates by reason.
@@ -592,18 +645,27 @@ pub trait Overview {
 /// (`Results::commit`) spans them all. Implement the concern traits; this
 /// one follows.
 pub trait Store:
-    Positions + OperatorState + Results + Usage + Rejects + Analytics + Overview + Send
+    Positions + OperatorState + Results + Usage + Rejects + Analytics + DailyBatch + Overview + Send
 {
 }
 
-impl<T: Positions + OperatorState + Results + Usage + Rejects + Analytics + Overview + Send> Store
-    for T
+impl<
+        T: Positions
+            + OperatorState
+            + Results
+            + Usage
+            + Rejects
+            + Analytics
+            + DailyBatch
+            + Overview
+            + Send,
+    > Store for T
 {
 }
 
 /// The store traits, for callers that use a `dyn Store`'s methods.
 pub mod prelude {
     pub use crate::{
-        Analytics, OperatorState, Overview, Positions, Rejects, Results, Store, Usage,
+        Analytics, DailyBatch, OperatorState, Overview, Positions, Rejects, Results, Store, Usage,
     };
 }

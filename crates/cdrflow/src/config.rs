@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_core::analytics::raw_events::{RawEventsConfig, DEFAULT_RETENTION_DAYS};
 use cdrflow_core::analytics::rules::RulesConfig;
 use cdrflow_core::analytics::windows::{
     WindowConfig, DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_IDLE_AFTER_MS, DEFAULT_WINDOW_MS,
@@ -128,6 +129,29 @@ pub struct GlobalArgs {
         value_name = "SECONDS"
     )]
     pub idle_partition_seconds: Option<u32>,
+
+    /// Keep every accepted record in seed 003's raw_events table (on|off);
+    /// the daily batch's statistics come from it [default: on]
+    #[arg(long, global = true, env = "CDRFLOW_RAW_EVENTS", value_name = "on|off", value_parser = parse_switch)]
+    pub raw_events: Option<bool>,
+
+    /// Days of raw events the daily batch's cleanup keeps, the batch's date
+    /// included [default: 7]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_RAW_EVENTS_RETENTION_DAYS",
+        value_name = "DAYS"
+    )]
+    pub raw_events_retention_days: Option<u32>,
+}
+
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        other => Err(format!("`{other}` is neither on nor off")),
+    }
 }
 
 /// The config file's keys; each mirrors a flag of the same name.
@@ -148,6 +172,8 @@ struct ConfigFile {
     window_minutes: Option<u32>,
     allowed_lateness_seconds: Option<u32>,
     idle_partition_seconds: Option<u32>,
+    raw_events: Option<bool>,
+    raw_events_retention_days: Option<u32>,
     batch_size: Option<usize>,
     /// How to reach Kafka: `bootstrap` and the security settings.
     #[serde(default)]
@@ -168,6 +194,7 @@ pub struct Settings {
     pub dedup_horizon_days: u32,
     pub windows: WindowConfig,
     pub rules: RulesConfig,
+    pub raw_events: RawEventsConfig,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
     /// The config file's `[kafka]` table, under the Kafka flags of the
@@ -231,6 +258,16 @@ impl Settings {
                     .with_context(|| format!("in the rules file {}", path.display()))?
             }
         };
+        let raw_events = RawEventsConfig {
+            keep: args.raw_events.or(file.raw_events).unwrap_or(true),
+            retention_days: args
+                .raw_events_retention_days
+                .or(file.raw_events_retention_days)
+                .unwrap_or(DEFAULT_RETENTION_DAYS),
+        };
+        if raw_events.retention_days == 0 {
+            bail!("raw events must be kept for at least 1 day (--raw-events-retention-days); switch them off with --raw-events off");
+        }
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -258,6 +295,7 @@ impl Settings {
             dedup_horizon_days,
             windows,
             rules,
+            raw_events,
             batch_size: file.batch_size,
             kafka: file.kafka,
         })

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::analytics::raw_events::{RawEvents, RawEventsConfig};
 use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
@@ -34,13 +35,16 @@ pub struct OperatorConfig {
     pub mediation: MediationConfig,
     pub windows: WindowConfig,
     pub rules: RulesConfig,
+    pub raw_events: RawEventsConfig,
 }
 
 /// The operators of one scope, in data-flow order: the mediator's accepted
-/// records go on to the windows, and with their placement to the rules.
+/// records go on to the raw events and the windows, and with their
+/// placement to the rules.
 pub struct ScopeOperators<'r> {
     pub scope: String,
     mediator: Mediator<'r>,
+    raw_events: RawEvents,
     windows: Windows,
     rules: Rules,
 }
@@ -103,6 +107,15 @@ impl<'r> Runner<'r> {
             },
             &mut accepted,
         )?;
+        let raw_events = &mut operators.raw_events;
+        raw_events.process_batch(
+            &accepted,
+            &mut BatchContext {
+                now,
+                state: &mut state_of(raw_events.name()),
+            },
+            &mut Vec::new(),
+        )?;
         let windows = &mut operators.windows;
         let mut placements = Vec::with_capacity(accepted.len());
         windows.process_batch(
@@ -142,6 +155,7 @@ impl<'r> Runner<'r> {
     ) -> JobPart {
         let mut checkpoint = Checkpoint::default();
         operators.mediator.checkpoint(&mut checkpoint);
+        operators.raw_events.checkpoint(&mut checkpoint);
         operators.windows.checkpoint(&mut checkpoint);
         operators.rules.checkpoint(&mut checkpoint);
         JobPart {
@@ -189,6 +203,7 @@ pub fn start_scope<'r>(
     stopping: &Arc<AtomicBool>,
 ) -> Result<ScopeOperators<'r>> {
     let mut mediator = Mediator::new(config.mediation, rater);
+    let raw_events = RawEvents::new(config.raw_events);
     let mut windows = Windows::new(config.windows);
     let mut rules = Rules::new(config.rules, config.windows.size_ms);
     restore(&mut mediator, &scope, store, stopping)?;
@@ -197,6 +212,7 @@ pub fn start_scope<'r>(
     Ok(ScopeOperators {
         scope,
         mediator,
+        raw_events,
         windows,
         rules,
     })

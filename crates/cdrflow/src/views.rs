@@ -1,11 +1,15 @@
 //! How stored results are shown: one place for JSON and CSV shapes, shared
 //! by the CLI (and later the API) so every surface says the same thing.
 
+use cdrflow_core::analytics::daily::{format_centis, format_data_mb, GroupTotals, Stat, StatKey};
 use cdrflow_core::analytics::windows::event_type;
+use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
 use cdrflow_store::schema::{table_for, Measure};
-use cdrflow_store::{StoredAnomaly, StoredLateEvent, StoredReject, SummaryRecord, WindowRecord};
+use cdrflow_store::{
+    StatGrain, StoredAnomaly, StoredLateEvent, StoredReject, SummaryRecord, WindowRecord,
+};
 use serde_json::{json, Map, Value};
 
 /// The CSV export header; the first columns are a compatibility contract.
@@ -141,6 +145,78 @@ pub fn anomaly_json(anomaly: &StoredAnomaly) -> Value {
         "evidence": anomaly.evidence,
         "idempotency_key": anomaly.idempotency_key,
     })
+}
+
+/// A statistics row (seed 003's `daily_stats`, or `hourly_stats` with its
+/// `hour`) as named fields in column order: counts as numbers, decimals
+/// as exact strings, the average and longest call null without calls.
+fn stat_fields(stat: &Stat) -> Vec<(&'static str, Value)> {
+    let t = &stat.totals;
+    let mut fields = vec![("date", json!(&format_timestamp(stat.key.day)[..10]))];
+    if let Some(hour) = stat.key.hour {
+        fields.push(("hour", json!(hour)));
+    }
+    fields.extend([
+        ("region", json!(stat.key.region)),
+        ("event_type", json!(event_type(stat.key.kind))),
+        ("total_events", json!(t.events)),
+        ("total_calls", json!(stat.total_calls())),
+        ("total_sms", json!(stat.total_sms())),
+        ("total_data_sessions", json!(stat.total_data_sessions())),
+        ("total_call_duration", json!(t.call_duration_sec)),
+        (
+            "avg_call_duration",
+            json!(stat.avg_call_duration_centis().map(format_centis)),
+        ),
+        ("max_call_duration", json!(t.max_call_duration_sec)),
+        ("total_data_mb", json!(format_data_mb(t.data_bytes))),
+        (
+            "total_revenue",
+            json!(format_micros(i128::from(t.amount_micros))),
+        ),
+    ]);
+    fields
+}
+
+/// The statistics export header for one grain.
+pub fn stat_csv_header(grain: StatGrain) -> String {
+    let mut example = Stat {
+        key: StatKey {
+            day: 0,
+            hour: None,
+            region: String::new(),
+            kind: Kind::Voice,
+        },
+        totals: GroupTotals::default(),
+    };
+    if grain == StatGrain::Hourly {
+        example.key.hour = Some(0);
+    }
+    let names: Vec<&str> = stat_fields(&example).iter().map(|(n, _)| *n).collect();
+    names.join(",")
+}
+
+/// A statistics row as one CSV line matching [`stat_csv_header`].
+pub fn stat_csv(stat: &Stat) -> String {
+    let cells: Vec<String> = stat_fields(stat)
+        .into_iter()
+        .map(|(_, value)| match value {
+            Value::Null => String::new(),
+            Value::String(text) => csv_field(&text),
+            other => other.to_string(),
+        })
+        .collect();
+    cells.join(",")
+}
+
+/// A statistics row as JSON, in the same terms as [`stat_csv`].
+pub fn stat_json(stat: &Stat) -> Value {
+    Value::Object(
+        stat_fields(stat)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+    )
 }
 
 /// A rejected record as JSON, with its original payload.

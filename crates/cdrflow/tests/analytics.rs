@@ -1,4 +1,4 @@
-//! Seed 003's windows, late events and anomalies, end to end through `cdrflow process`
+//! Seed 003's windows, late events, anomalies and daily batch, end to end through `cdrflow process`
 //! and `cdrflow export`, against a computation written here from the
 //! generated events themselves (not from the pipeline's code): in SQLite
 //! and in PostgreSQL.
@@ -251,16 +251,18 @@ type WindowKey = (String, String, String);
 /// the first copy of an id wins everywhere; each partition's watermark is
 /// its newest accepted event minus the lateness; a record is late when its
 /// window ends at or before it.
-fn truth(
+fn truth<'a>(
     partitions: &[&[String]],
-    events: &[&Event],
+    events: &[&'a Event],
 ) -> (
     BTreeMap<WindowKey, [String; 8]>,
     BTreeMap<String, (String, i64)>,
     BTreeSet<Anomaly>,
+    Vec<&'a Event>,
 ) {
     let by_line: BTreeMap<&str, &Event> = events.iter().map(|e| (e.line.as_str(), *e)).collect();
     let mut seen = HashSet::new();
+    let mut kept = Vec::new();
     let mut sums: BTreeMap<WindowKey, ([i128; 6], i64)> = BTreeMap::new();
     let mut late = BTreeMap::new();
     let mut anomalies = BTreeSet::new();
@@ -279,6 +281,7 @@ fn truth(
             if !seen.insert((space, event.id.clone())) {
                 continue;
             }
+            kept.push(*event);
             // seed 003's record rules, strictly above: late records too.
             let fired = match event.event_type {
                 "call" if event.duration_sec > 14_400 => Some(("long_call", "medium")),
@@ -352,7 +355,172 @@ fn truth(
             )
         })
         .collect();
-    (windows, late, anomalies)
+    (windows, late, anomalies, kept)
+}
+
+/// Seed 003's `daily_stats` (hour `None`) and `hourly_stats` rows of the
+/// accepted events, late ones included, as the export's CSV cells after
+/// the date: keyed by (hour, region, event type).
+fn stats_truth(
+    kept: &[&Event],
+    hourly: bool,
+) -> BTreeMap<(Option<i64>, String, String), Vec<String>> {
+    // events, calls, sms, data sessions, call seconds, longest call, bytes, micros
+    let mut sums: BTreeMap<(Option<i64>, String, String), ([i128; 7], Option<u64>)> =
+        BTreeMap::new();
+    for e in kept {
+        let hour = hourly.then(|| e.time_ms.rem_euclid(86_400_000) / 3_600_000);
+        let key = (
+            hour,
+            e.region.unwrap_or("unknown").to_string(),
+            e.event_type.to_string(),
+        );
+        let (s, longest) = sums.entry(key).or_default();
+        let call = e.event_type == "call";
+        s[0] += 1;
+        s[1] += i128::from(call);
+        s[2] += i128::from(e.event_type == "sms");
+        s[3] += i128::from(e.event_type == "data_session");
+        if call {
+            s[4] += i128::from(e.duration_sec);
+            *longest = Some(longest.unwrap_or(0).max(e.duration_sec));
+        }
+        s[5] += i128::from(e.data_bytes);
+        s[6] += i128::from(e.recharge_micros);
+    }
+    sums.into_iter()
+        .map(|(key, (s, longest))| {
+            // The mean call to the hundredth, half up: (2·100·total + calls) / (2·calls).
+            let average = (s[1] > 0)
+                .then(|| {
+                    let centis = (200 * s[4] + s[1]) / (2 * s[1]);
+                    format!("{}.{:02}", centis / 100, centis % 100)
+                })
+                .unwrap_or_default();
+            let cells = vec![
+                s[0].to_string(),
+                s[1].to_string(),
+                s[2].to_string(),
+                s[3].to_string(),
+                s[4].to_string(),
+                average,
+                longest.map(|l| l.to_string()).unwrap_or_default(),
+                micros_text(s[5]),
+                micros_text(s[6]),
+            ];
+            (key, cells)
+        })
+        .collect()
+}
+
+fn exported_stats(
+    store: &[&str],
+    table: &str,
+    date: &str,
+) -> BTreeMap<(Option<i64>, String, String), Vec<String>> {
+    let out = run_ok(
+        cdrflow()
+            .args(store)
+            .args(["export", table, "--date", date]),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let hourly = table == "hourly-stats";
+    let header = lines.next().unwrap();
+    assert_eq!(
+        header,
+        if hourly {
+            "date,hour,region,event_type,total_events,total_calls,total_sms,total_data_sessions,total_call_duration,avg_call_duration,max_call_duration,total_data_mb,total_revenue"
+        } else {
+            "date,region,event_type,total_events,total_calls,total_sms,total_data_sessions,total_call_duration,avg_call_duration,max_call_duration,total_data_mb,total_revenue"
+        }
+    );
+    lines
+        .map(|line| {
+            let mut c: Vec<String> = line.split(',').map(str::to_string).collect();
+            assert_eq!(c[0], date, "{line}");
+            let hour = hourly.then(|| c.remove(1).parse::<i64>().unwrap());
+            let rest = c.split_off(3);
+            ((hour, c[1].clone(), c[2].clone()), rest)
+        })
+        .collect()
+}
+
+/// `cdrflow daily` for the day of the events: its statistics match the
+/// truth, a second run changes nothing, and once the cleanup removed the
+/// raw events, quality check and verify fail and say why.
+fn check_daily(store: &[&str], kept: &[&Event], late_events: usize) {
+    let date = "2025-11-09";
+    let daily = |extra: &[&str]| {
+        cdrflow()
+            .args(store)
+            .args(["daily", "--date", date, "--retries", "0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = daily(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["date"], date);
+    assert_eq!(summary["raw_events"], kept.len() as u64);
+    assert_eq!(summary["late_events"], late_events as u64);
+    let expected_daily = stats_truth(kept, false);
+    let expected_hourly = stats_truth(kept, true);
+    assert!(
+        expected_hourly.keys().any(|k| k.0 == Some(11)),
+        "the events span hours"
+    );
+    assert_eq!(exported_stats(store, "daily-stats", date), expected_daily);
+    assert_eq!(exported_stats(store, "hourly-stats", date), expected_hourly);
+
+    let again = daily(&["--step", "run_batch_processing"]);
+    assert!(again.status.success());
+    assert_eq!(exported_stats(store, "daily-stats", date), expected_daily);
+    assert_eq!(exported_stats(store, "hourly-stats", date), expected_hourly);
+
+    // Keeping one day as of the next day removes every raw event of this one.
+    let cleanup = cdrflow()
+        .args(store)
+        .args(["--raw-events-retention-days", "1"])
+        .args([
+            "daily",
+            "--date",
+            "2025-11-10",
+            "--step",
+            "cleanup_old_data",
+        ])
+        .env("CDRFLOW_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        cleanup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&cleanup.stderr);
+    assert!(
+        stderr.contains(&format!("removed {} raw events", kept.len())),
+        "{stderr}"
+    );
+    let verify = daily(&["--step", "verify_results"]);
+    assert!(!verify.status.success());
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        stderr.contains("daily_stats") && stderr.contains("reconcile"),
+        "{stderr}"
+    );
+    let quality = daily(&["--step", "check_data_quality"]);
+    assert!(!quality.status.success());
+    let stderr = String::from_utf8_lossy(&quality.stderr);
+    assert!(
+        stderr.contains("has 0 raw events, fewer than the minimum of 100"),
+        "{stderr}"
+    );
 }
 
 /// (rule, severity, msisdn, event id, window start)
@@ -451,7 +619,7 @@ fn check_store(dir: &Path, store: &[&str]) {
             .arg(&b),
     );
     let all: Vec<&Event> = a_events.iter().chain(&b_events).collect();
-    let (windows, late, anomalies) = truth(&[&a_lines, &b_lines], &all);
+    let (windows, late, anomalies, kept) = truth(&[&a_lines, &b_lines], &all);
     for rule in [
         "long_call",
         "large_data_session",
@@ -492,6 +660,8 @@ fn check_store(dir: &Path, store: &[&str]) {
     assert_eq!(exported_windows(store), windows);
     assert_eq!(exported_late(store).len(), late.len());
     assert_eq!(exported_anomalies(store), anomalies);
+
+    check_daily(store, &kept, late.len());
 }
 
 #[test]

@@ -50,17 +50,17 @@ pub(super) const V4: &str = "
     CREATE INDEX anomalies_by_severity ON anomalies (severity, id);";
 
 /// 0001-01-01 and 10000-01-01 in milliseconds since the epoch.
-const YEAR_1: EpochMillis = -62_135_596_800_000;
-const YEAR_10000: EpochMillis = 253_402_300_800_000;
+pub(super) const YEAR_1: EpochMillis = -62_135_596_800_000;
+pub(super) const YEAR_10000: EpochMillis = 253_402_300_800_000;
 
 /// Milliseconds since the epoch as a timestamp, exactly.
 const AT: &str = "TIMESTAMPTZ 'epoch' + {} * INTERVAL '1 millisecond'";
 
-fn at(column: &str) -> String {
+pub(super) fn at(column: &str) -> String {
     AT.replace("{}", column)
 }
 
-fn millis(column: &str) -> String {
+pub(super) fn millis(column: &str) -> String {
     format!("(extract(epoch FROM {column}) * 1000)::bigint")
 }
 
@@ -176,7 +176,7 @@ pub(super) fn write_windows(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
     Ok(())
 }
 
-fn stored_kind(name: &str) -> Result<Kind> {
+pub(super) fn stored_kind(name: &str) -> Result<Kind> {
     kind_of_event_type(name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown event_type `{name}` in a window")))
 }

@@ -10,6 +10,7 @@
 //! partition's offset row: a commit with a stale epoch is refused whole.
 
 mod analytics;
+mod daily;
 mod operator_state;
 mod overview;
 mod positions;
@@ -114,6 +115,7 @@ fn migrations() -> Vec<(i32, String)> {
             }),
         ),
         (4, analytics::V4.to_string()),
+        (5, daily::v5()),
     ]
 }
 

@@ -45,6 +45,7 @@ impl Results for PgStore {
         }
         PgStore::write_summaries(&mut tx, &commit)?;
         analytics::write_windows(&mut tx, &commit)?;
+        daily::write_raw_events(&mut tx, &commit)?;
 
         let rejects: Vec<_> = commit
             .parts
@@ -91,7 +92,7 @@ impl Results for PgStore {
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
         self.live_client()?.batch_execute(&format!(
-            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies",
+            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies, raw_events, daily_stats, hourly_stats",
             tables.join(", ")
         ))?;
         Ok(())

@@ -126,7 +126,7 @@ pub(super) fn write_windows(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
     Ok(())
 }
 
-fn stored_kind(name: &str) -> Result<Kind> {
+pub(super) fn stored_kind(name: &str) -> Result<Kind> {
     kind_of_event_type(name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown event_type `{name}` in a window")))
 }

@@ -9,6 +9,7 @@
 //! that it is still an integer: an overflow aborts the commit instead.
 
 mod analytics;
+mod daily;
 mod operator_state;
 mod overview;
 mod positions;
@@ -95,6 +96,7 @@ fn migrations() -> Vec<(i64, String)> {
             }),
         ),
         (4, analytics::V4.to_string()),
+        (5, daily::v5()),
     ]
 }
 

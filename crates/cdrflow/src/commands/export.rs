@@ -1,4 +1,4 @@
-//! `cdrflow export summaries|windows|late-events|anomalies`: stored results as CSV or JSON lines.
+//! `cdrflow export summaries|windows|late-events|anomalies|daily-stats|hourly-stats`: stored results as CSV or JSON lines.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -7,11 +7,13 @@ use anyhow::{Context, Result};
 
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
-use cdrflow_store::{AnomalyQuery, WindowQuery};
+use cdrflow_store::{AnomalyQuery, StatGrain, Store, WindowQuery};
 
+use crate::commands::daily::parse_day;
 use crate::config::Settings;
 use crate::views::{
-    anomaly_json, late_event_json, summary_csv, window_csv, CSV_HEADER, WINDOW_CSV_HEADER,
+    anomaly_json, late_event_json, stat_csv, stat_csv_header, stat_json, summary_csv, window_csv,
+    CSV_HEADER, WINDOW_CSV_HEADER,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -25,6 +27,25 @@ pub enum ExportCommand {
     LateEvents(ExportLateEventsArgs),
     /// Detected anomalies (rules in config/rules.toml), one JSON object per line
     Anomalies(ExportAnomaliesArgs),
+    /// Seed 003's daily_stats of one day (computed by `cdrflow daily`), one CSV line per region and event type
+    DailyStats(ExportStatsArgs),
+    /// Seed 003's hourly_stats of one day (computed by `cdrflow daily`), one CSV line per hour, region and event type
+    HourlyStats(ExportStatsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportStatsArgs {
+    /// The UTC day, YYYY-MM-DD
+    #[arg(long, value_name = "DATE")]
+    pub date: String,
+
+    /// Output format
+    #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
+    pub format: String,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,7 +147,25 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                 store.anomalies(&query, &mut |a| line(anomaly_json(&a).to_string()))
             })
         }
+        ExportCommand::DailyStats(args) => export_stats(&mut *store, StatGrain::Daily, &args),
+        ExportCommand::HourlyStats(args) => export_stats(&mut *store, StatGrain::Hourly, &args),
     }
+}
+
+fn export_stats(store: &mut dyn Store, grain: StatGrain, args: &ExportStatsArgs) -> Result<()> {
+    let day = parse_day(&args.date)?;
+    let csv = args.format == "csv";
+    let header = stat_csv_header(grain);
+    write_lines(&args.output, csv.then_some(header.as_str()), |line| {
+        for stat in store.stats(grain, day)? {
+            line(if csv {
+                stat_csv(&stat)
+            } else {
+                stat_json(&stat).to_string()
+            });
+        }
+        Ok(())
+    })
 }
 
 /// Writes a header and the lines `produce` gives to FILE or stdout; the

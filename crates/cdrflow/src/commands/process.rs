@@ -233,5 +233,6 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
         },
         windows: settings.windows,
         rules: settings.rules,
+        raw_events: settings.raw_events,
     }
 }
