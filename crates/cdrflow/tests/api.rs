@@ -919,7 +919,7 @@ fn idle_and_slow_connections_are_closed_and_their_number_bounded() {
 /// the same rows as `cdrflow export` — page and filter, refuse bad
 /// parameters with a reason, and are for staff only.
 #[test]
-fn analytics_routes_serve_the_stored_windows_late_events_and_anomalies() {
+fn analytics_routes_serve_the_stored_windows_late_events_anomalies_and_statistics() {
     let dir = store_with_alice("api-analytics");
     let input = dir.join("events.jsonl");
     run_ok(
@@ -957,7 +957,51 @@ fn analytics_routes_serve_the_stored_windows_late_events_and_anomalies() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
+    run_ok(cdrflow().arg("--data-dir").arg(&dir).args([
+        "daily",
+        "--date",
+        "2025-11-09",
+        "--retries",
+        "0",
+    ]));
     let (_server, port) = serve(&dir, &[]);
+
+    // Daily and hourly statistics: the export's rows as JSON, one region on asking.
+    for (table, path) in [
+        ("daily-stats", "/daily-stats"),
+        ("hourly-stats", "/hourly-stats"),
+    ] {
+        let csv = export(&[table, "--date", "2025-11-09"]);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert!(rows.len() > 10, "{table}: {}", rows.len());
+        let (status, body) = http_get_json(port, &format!("{path}?date=2025-11-09"), ALICE);
+        assert_eq!(status, 200, "{body}");
+        let served = body["stats"].as_array().unwrap();
+        assert_eq!(served.len(), rows.len());
+        for (json, cells) in served.iter().zip(&rows) {
+            for (name, cell) in header.iter().zip(cells) {
+                let shown = match &json[*name] {
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                assert_eq!(&shown, cell, "{table} {name}");
+            }
+        }
+        let (_, one) = http_get_json(
+            port,
+            &format!("{path}?date=2025-11-09&region=Gauteng"),
+            ALICE,
+        );
+        let gauteng = rows
+            .iter()
+            .filter(|r| r[header.iter().position(|h| *h == "region").unwrap()] == "Gauteng")
+            .count();
+        assert!(gauteng > 0);
+        assert_eq!(one["stats"].as_array().unwrap().len(), gauteng);
+    }
 
     // Windows: the export's rows, in its order; one region and a time range narrow them.
     let (status, body) = http_get_json(port, "/windows", ALICE);
@@ -1031,12 +1075,18 @@ fn analytics_routes_serve_the_stored_windows_late_events_and_anomalies() {
         ("/windows?from=yesterday", "RFC 3339"),
         ("/anomalies?severity=urgent", "low, medium, high, critical"),
         ("/late-events?limit=0", "between 1 and 1000"),
+        ("/daily-stats?date=9.11.2025", "YYYY-MM-DD"),
     ] {
         let (status, body) = http_get(port, path, ALICE);
         assert_eq!(status, 400, "{path}");
         assert!(body.contains(words), "{path}: {body}");
     }
-    for path in ["/windows", "/late-events", "/anomalies"] {
+    for path in [
+        "/windows",
+        "/late-events",
+        "/anomalies",
+        "/daily-stats?date=2025-11-09",
+    ] {
         let (status, _) = http_get(port, path, Some("carol:carols password"));
         assert_eq!(status, 403, "{path}");
     }

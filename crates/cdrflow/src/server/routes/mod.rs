@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod overview;
 mod rejected;
+mod stats;
 mod usage;
 
 use axum::extract::Request;
@@ -31,6 +32,7 @@ pub fn api(state: Shared) -> Router {
         .merge(rejected::router())
         .merge(overview::router())
         .merge(analytics::router())
+        .merge(stats::router())
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(dashboard::router());
