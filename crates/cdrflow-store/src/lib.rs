@@ -607,7 +607,7 @@ pub trait DailyBatch {
     /// type: the hourly statistics, in key order.
     fn raw_event_hours(&mut self, from: EpochMillis, to: EpochMillis) -> Result<Vec<Stat>>;
 
-    /// The raw events of `from..to`, one by one, in the order they were kept.
+    /// The raw events of `from..to`, one by one, in no particular order.
     fn raw_events(
         &mut self,
         from: EpochMillis,

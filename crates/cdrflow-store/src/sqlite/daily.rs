@@ -8,6 +8,8 @@ use cdrflow_core::analytics::windows::event_type;
 use cdrflow_core::normalize::format_timestamp;
 
 use super::analytics::stored_kind;
+use std::fmt::Write;
+
 use super::*;
 use crate::{DailyBatch, StatGrain, StoredRawEvent};
 
@@ -56,7 +58,8 @@ pub(super) fn v5() -> String {
     };
     format!(
         "CREATE TABLE raw_event_rows (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_time_ms INTEGER NOT NULL,
+            record_key BLOB NOT NULL,
             event_id TEXT,
             msisdn TEXT NOT NULL,
             event_type TEXT NOT NULL,
@@ -66,9 +69,8 @@ pub(super) fn v5() -> String {
             amount_micros INTEGER NOT NULL,
             region TEXT NOT NULL,
             cell_tower_id TEXT,
-            event_time_ms INTEGER NOT NULL
-        );
-        CREATE INDEX raw_event_rows_by_time ON raw_event_rows (event_time_ms);
+            PRIMARY KEY (event_time_ms, record_key)
+        ) WITHOUT ROWID;
         CREATE VIEW raw_events AS SELECT
             event_id, msisdn, event_type, event_subtype, duration_seconds,
             {data} AS data_mb, {amount} AS amount, region, cell_tower_id,
@@ -86,24 +88,27 @@ pub(super) fn v5() -> String {
 /// Keeps a commit's raw events.
 pub(super) fn write_raw_events(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO raw_event_rows (event_id, msisdn, event_type, event_subtype, duration_seconds,
-             data_bytes, amount_micros, region, cell_tower_id, event_time_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO raw_event_rows (event_time_ms, record_key, event_id, msisdn, event_type,
+             event_subtype, duration_seconds, data_bytes, amount_micros, region, cell_tower_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
+    let mut msisdn = String::new();
     for part in commit.parts {
         for e in &part.checkpoint.raw_events {
-            insert.execute(params![
-                e.event_id.as_deref(),
-                e.msisdn.to_string(),
-                event_type(e.kind),
-                &*e.subtype,
-                e.duration_sec as i64,
-                e.data_bytes as i64,
-                e.amount_micros,
-                &*e.region,
-                e.cell_id.as_deref(),
-                e.event_time
-            ])?;
+            msisdn.clear();
+            write!(msisdn, "{}", e.msisdn).expect("writing to a String");
+            insert.raw_bind_parameter(1, e.event_time)?;
+            insert.raw_bind_parameter(2, &e.key.0.to_be_bytes()[..])?;
+            insert.raw_bind_parameter(3, e.event_id.as_deref())?;
+            insert.raw_bind_parameter(4, msisdn.as_str())?;
+            insert.raw_bind_parameter(5, event_type(e.kind))?;
+            insert.raw_bind_parameter(6, &*e.subtype)?;
+            insert.raw_bind_parameter(7, e.duration_sec as i64)?;
+            insert.raw_bind_parameter(8, e.data_bytes as i64)?;
+            insert.raw_bind_parameter(9, e.amount_micros)?;
+            insert.raw_bind_parameter(10, &*e.region)?;
+            insert.raw_bind_parameter(11, e.cell_id.as_deref())?;
+            insert.raw_execute()?;
         }
     }
     Ok(())
@@ -161,7 +166,7 @@ impl DailyBatch for SqliteStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT event_id, msisdn, event_type, event_subtype, duration_seconds, data_bytes,
                  amount_micros, region, cell_tower_id, event_time_ms
-             FROM raw_event_rows WHERE event_time_ms >= ? AND event_time_ms < ? ORDER BY id",
+             FROM raw_event_rows WHERE event_time_ms >= ? AND event_time_ms < ?",
         )?;
         let mut rows = stmt.query(params![from, to])?;
         while let Some(r) = rows.next()? {
