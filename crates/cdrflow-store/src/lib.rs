@@ -575,6 +575,13 @@ pub trait Analytics {
         query: &AnomalyQuery,
         visit: &mut dyn FnMut(StoredAnomaly),
     ) -> Result<()>;
+
+    /// The anomalies table is the alert outbox: a relay delivers them in id
+    /// order and keeps, per sink, the last id acknowledged (0: none yet).
+    fn alert_cursor(&mut self, sink: &str) -> Result<i64>;
+
+    /// `sink` has delivered every anomaly up to `after_id`.
+    fn advance_alert_cursor(&mut self, sink: &str, after_id: i64) -> Result<()>;
 }
 
 /// Which of seed 003's statistics tables.

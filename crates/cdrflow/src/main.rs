@@ -43,6 +43,8 @@ enum Command {
     Process(commands::process::ProcessArgs),
     /// Show one subscriber's daily usage summaries
     Usage(commands::usage::UsageArgs),
+    /// Deliver anomalies to a webhook (JSON or Slack), at least once, in order
+    Alerts(commands::alerts::AlertsArgs),
     /// Seed 003's daily batch: quality check, daily/hourly statistics, verify, summary, cleanup
     Daily(commands::daily::DailyArgs),
     /// Export stored results
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
     let result = config::Settings::resolve(&cli.global).and_then(|settings| match cli.command {
         Command::Process(args) => commands::process::run(&settings, args),
         Command::Usage(args) => commands::usage::run(&settings, args),
+        Command::Alerts(args) => commands::alerts::run(&settings, args),
         Command::Daily(args) => commands::daily::run(&settings, args),
         Command::Export(command) => commands::export::run(&settings, command),
         Command::Rejected(args) => commands::rejected::run(&settings, args),

@@ -304,4 +304,25 @@ impl Analytics for PgStore {
         }
         Ok(())
     }
+
+    fn alert_cursor(&mut self, sink: &str) -> Result<i64> {
+        Ok(self
+            .live_client()?
+            .query_opt(
+                "SELECT after_id FROM alert_cursors WHERE sink = $1",
+                &[&sink],
+            )?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    fn advance_alert_cursor(&mut self, sink: &str, after_id: i64) -> Result<()> {
+        self.live_client()?.execute(
+            "INSERT INTO alert_cursors (sink, after_id, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (sink) DO UPDATE SET
+                 after_id = greatest(alert_cursors.after_id, excluded.after_id),
+                 updated_at = excluded.updated_at",
+            &[&sink, &after_id],
+        )?;
+        Ok(())
+    }
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL: seed 003's `raw_events`, `daily_stats` and `hourly_stats`,
-//! with its column names and exact decimals.
+//! with its column names and exact decimals (and, in the same migration,
+//! the alert relay's `alert_cursors`).
 
 use cdrflow_core::analytics::daily::{DayCounts, GroupTotals, Stat, StatKey, DAY_MS, HOUR_MS};
 use cdrflow_core::analytics::windows::event_type;
@@ -47,7 +48,12 @@ pub(super) fn v5() -> String {
         CREATE INDEX idx_raw_events_timestamp ON raw_events (timestamp);
         {daily}
         {hourly}
-        CREATE INDEX idx_daily_stats_date ON daily_stats (date);",
+        CREATE INDEX idx_daily_stats_date ON daily_stats (date);
+        CREATE TABLE alert_cursors (
+            sink TEXT PRIMARY KEY,
+            after_id BIGINT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );",
         daily = stats("daily_stats", "", ""),
         hourly = stats("hourly_stats", "hour SMALLINT NOT NULL,", "hour, "),
     )

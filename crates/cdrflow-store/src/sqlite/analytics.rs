@@ -249,4 +249,27 @@ impl Analytics for SqliteStore {
         }
         Ok(())
     }
+
+    fn alert_cursor(&mut self, sink: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT after_id FROM alert_cursors WHERE sink = ?",
+                [sink],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn advance_alert_cursor(&mut self, sink: &str, after_id: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO alert_cursors (sink, after_id, updated_at)
+             VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             ON CONFLICT (sink) DO UPDATE SET after_id = max(after_id, excluded.after_id),
+                 updated_at = excluded.updated_at",
+            params![sink, after_id],
+        )?;
+        Ok(())
+    }
 }

@@ -1,4 +1,5 @@
-//! SQLite: seed 003's `raw_events`, `daily_stats` and `hourly_stats`.
+//! SQLite: seed 003's `raw_events`, `daily_stats` and `hourly_stats` (and,
+//! in the same migration, the alert relay's `alert_cursors`).
 //!
 //! As for the windows, the tables keep integers (bytes, micro-units,
 //! hundredths) and views show seed 003's names with exact decimals.
@@ -77,7 +78,12 @@ pub(super) fn v5() -> String {
             strftime('%Y-%m-%dT%H:%M:%fZ', event_time_ms / 1000.0, 'unixepoch') AS timestamp
             FROM raw_event_rows;
         {daily}
-        {hourly}",
+        {hourly}
+        CREATE TABLE alert_cursors (
+            sink TEXT PRIMARY KEY,
+            after_id INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );",
         data = micros("data_bytes"),
         amount = micros("amount_micros"),
         daily = stats("daily_stats", "", ""),

@@ -1,5 +1,6 @@
 //! One module per subcommand: argument parsing next to what the command does.
 
+pub mod alerts;
 pub mod daily;
 pub mod export;
 pub mod generate;

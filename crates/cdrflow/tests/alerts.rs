@@ -1,0 +1,208 @@
+//! `cdrflow alerts`: anomalies leave through the outbox to a webhook, at
+//! least once and in order, each with its idempotency key, retried with
+//! backoff — against a local receiver that fails the first attempts.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use common::{cdrflow, run_ok, temp_dir};
+
+/// One request the receiver saw: its `Idempotency-Key` header, its body,
+/// and the status it answered.
+#[derive(Clone, Debug)]
+struct Seen {
+    key: String,
+    body: serde_json::Value,
+    status: u16,
+}
+
+/// A webhook receiver on a free port that answers 500 to the first
+/// `failures` requests and 200 after.
+fn receiver(failures: usize) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut length, mut key) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap(),
+                        "idempotency-key" => key = value.trim().to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut log = log.lock().unwrap();
+            let status = if log.len() < failures { 500 } else { 200 };
+            log.push(Seen {
+                key,
+                body: serde_json::from_slice(&body).unwrap(),
+                status,
+            });
+            drop(log);
+            let reason = if status == 200 {
+                "OK"
+            } else {
+                "Internal Server Error"
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .unwrap();
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys() {
+    let dir = temp_dir("alerts");
+    let events = dir.join("events.jsonl");
+    run_ok(
+        cdrflow()
+            .args(["generate", "--format", "telecom-events", "--count", "20000"])
+            .args(["--start", "2025-11-09", "--faults", "anomaly=0.002"])
+            .arg("--output")
+            .arg(&events),
+    );
+    let data = dir.join("data");
+    run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("process")
+            .arg(&events),
+    );
+    let out = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["export", "anomalies"]),
+    );
+    let stored: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(stored.len() > 5, "{}", stored.len());
+
+    let (port, seen) = receiver(2);
+    let relay = |extra: &[&str]| {
+        run_ok(
+            cdrflow()
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["alerts", "--once", "--retry-backoff-ms", "20"])
+                .args(["--webhook", &format!("http://127.0.0.1:{port}/hook")])
+                .args(extra),
+        )
+    };
+    relay(&[]);
+    let log = seen.lock().unwrap().clone();
+    // The first anomaly failed twice, then went through; the rest once each.
+    assert_eq!(log.len(), stored.len() + 2);
+    assert!(log[..2].iter().all(|s| s.status == 500));
+    assert_eq!(
+        log[0].key, log[2].key,
+        "a failed alert is retried before the next"
+    );
+    let acknowledged: Vec<&Seen> = log.iter().filter(|s| s.status == 200).collect();
+    assert_eq!(acknowledged.len(), stored.len());
+    for (seen, anomaly) in acknowledged.iter().zip(&stored) {
+        assert_eq!(&seen.body, anomaly, "the body is the exported anomaly");
+        assert_eq!(seen.key, anomaly["idempotency_key"].as_str().unwrap());
+    }
+
+    // Delivered is delivered: a second run sends nothing.
+    relay(&[]);
+    assert_eq!(seen.lock().unwrap().len(), log.len());
+
+    // Another receiver keeps its own position: Slack messages, high and up.
+    relay(&[
+        "--sink",
+        "slack",
+        "--format",
+        "slack",
+        "--min-severity",
+        "high",
+    ]);
+    let slack: Vec<Seen> = seen.lock().unwrap()[log.len()..].to_vec();
+    let severe: Vec<&serde_json::Value> = stored
+        .iter()
+        .filter(|a| a["severity"] == "high" || a["severity"] == "critical")
+        .collect();
+    assert!(!severe.is_empty() && severe.len() < stored.len());
+    assert_eq!(slack.len(), severe.len());
+    for (message, anomaly) in slack.iter().zip(severe) {
+        let text = message.body["text"].as_str().unwrap();
+        let rule = anomaly["rule"].as_str().unwrap();
+        let severity = anomaly["severity"].as_str().unwrap();
+        assert!(text.contains(&format!("*{severity}* `{rule}`")), "{text}");
+        assert!(text.contains(anomaly["msisdn"].as_str().unwrap()), "{text}");
+        assert_eq!(message.key, anomaly["idempotency_key"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn a_receiver_that_never_answers_is_named_after_the_attempts_run_out() {
+    let dir = temp_dir("alerts-down");
+    let events = dir.join("events.jsonl");
+    run_ok(
+        cdrflow()
+            .args(["generate", "--format", "telecom-events", "--count", "20000"])
+            .args(["--start", "2025-11-09", "--faults", "anomaly=0.002"])
+            .arg("--output")
+            .arg(&events),
+    );
+    let data = dir.join("data");
+    run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("process")
+            .arg(&events),
+    );
+    let (port, seen) = receiver(usize::MAX);
+    let out = cdrflow()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "alerts",
+            "--once",
+            "--retry-backoff-ms",
+            "10",
+            "--max-attempts",
+            "3",
+        ])
+        .args(["--webhook", &format!("http://127.0.0.1:{port}/hook")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was not delivered")
+            && stderr.contains("after 3 attempts")
+            && stderr.contains("500"),
+        "{stderr}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
