@@ -91,6 +91,10 @@ pub struct SynthConfig {
     pub days: u32,
     /// Lines to be generated: event time reaches the last day's end with the last.
     pub count: u64,
+    /// A live feed at this many lines a second: event time starts at
+    /// `start` (an instant, not a midnight) and advances 1/rate s a line,
+    /// ignoring `days` — the generator paces its output to match.
+    pub live_rate: Option<u64>,
     pub faults: Faults,
 }
 
@@ -221,6 +225,10 @@ impl Synth {
     /// Where the feed's event time stands at the current line: the days
     /// spread over the planned lines by the weight of each hour.
     fn feed_time(&self) -> EpochMillis {
+        if let Some(rate) = self.config.live_rate.filter(|&r| r > 0) {
+            let done = self.emitted.saturating_sub(1);
+            return self.config.start + (u128::from(done) * 1000 / u128::from(rate)) as i64;
+        }
         let total: u64 = HOUR_WEIGHTS.iter().map(|&w| u64::from(w)).sum();
         let days = u64::from(self.config.days.max(1));
         let done = (self.emitted - 1).min(self.config.count.max(1) - 1);
@@ -465,7 +473,38 @@ mod tests {
             days: 2,
             count: 10_000,
             faults,
+            live_rate: None,
         }
+    }
+
+    #[test]
+    fn a_live_feed_follows_its_rate_not_the_days() {
+        let start = 1_762_682_415_123; // 2025-11-09T10:00:15.123Z: no midnight
+        let mut synth = Synth::new(SynthConfig {
+            start,
+            live_rate: Some(1000),
+            ..config(Faults::default())
+        });
+        let mut line = String::new();
+        let mut newest = i64::MIN;
+        for _ in 0..5000 {
+            synth.next_line(&mut line);
+            let cdr = decode(
+                line.as_bytes(),
+                SourcePosition::Line {
+                    line: 1,
+                    byte_offset: 0,
+                },
+                &DecodeOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+            // Seconds-precision formats may round the start down.
+            assert!(cdr.start_time >= start - JITTER_MS - 1000, "{line}");
+            assert!(cdr.start_time < start + 5000, "{line}");
+            newest = newest.max(cdr.start_time);
+        }
+        // 5000 lines at 1000/s span 5 s, less rounding to whole seconds.
+        assert!(newest >= start + 3000, "{newest}");
     }
 
     #[test]

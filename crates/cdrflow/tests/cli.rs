@@ -253,6 +253,69 @@ fn run_is_the_whole_job_in_one_command() {
     assert!(report.contains("malformed_json"), "{report}");
 }
 
+/// Issue 11: `cdrflow run` streams by default — for its duration, at its
+/// rate, with event times following the clock, committing as it goes.
+#[test]
+fn run_streams_for_its_duration_and_commits_as_it_goes() {
+    let dir = temp_dir("run-stream");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let (before, started) = (now(), std::time::Instant::now());
+    let out = run_ok(cdrflow().arg("--data-dir").arg(&dir).args([
+        "run",
+        "--duration",
+        "4",
+        "--rate",
+        "2000",
+        "--seed",
+        "5",
+        "--no-serve",
+    ]));
+    let (after, elapsed) = (now(), started.elapsed());
+    assert!(elapsed.as_secs_f64() >= 3.9, "{elapsed:?}");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("8000 records"), "{report}");
+    let checkpoints: u64 = report
+        .split(" over ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint count in {report}"));
+    assert!(checkpoints >= 3, "one commit about every second: {report}");
+    // Event times are now-ish: every window lies within the run (less the
+    // generator's jitter and late records, at most an hour).
+    let windows = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["export", "windows"]),
+    );
+    let windows = String::from_utf8(windows.stdout).unwrap();
+    assert!(windows.lines().count() > 1, "{windows}");
+    for line in windows.lines().skip(1) {
+        let start = line.split(',').next().unwrap();
+        let ms = parse_rfc3339_utc(start);
+        assert!(ms >= before - 3_600_000 - 300_000 && ms <= after, "{line}");
+    }
+}
+
+/// Milliseconds of `YYYY-MM-DDTHH:MM:SSZ` (days from the civil date, Howard Hinnant's algorithm).
+fn parse_rfc3339_utc(text: &str) -> i64 {
+    let n = |range: std::ops::Range<usize>| text[range].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + n(11..13)) * 60 + n(14..16)) * 60_000 + n(17..19) * 1000
+}
+
 /// Issue 9: a record of 100,000 nested brackets once overflowed the stack
 /// and aborted every run that met it. Now it is refused with a reason and the
 /// records after it are processed.

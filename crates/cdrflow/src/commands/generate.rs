@@ -28,6 +28,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
+    /// Event times follow the clock from now on, one record every 1/--rate
+    /// seconds (a live feed), instead of spreading over --days
+    #[arg(long, requires = "rate")]
+    pub live: bool,
+
     /// Random seed: the same seed and start date give the same records
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -78,12 +83,18 @@ impl GenerateArgs {
             let today = now_millis().div_euclid(86_400_000) as i32;
             Day(today + 1 - self.days.max(1) as i32)
         });
+        let live = self.live && self.rate > 0;
         SynthConfig {
             seed: self.seed,
             format: self.format,
             subscribers: self.subscribers,
-            start: i64::from(start.0) * 86_400_000,
+            start: if live {
+                now_millis()
+            } else {
+                i64::from(start.0) * 86_400_000
+            },
             days: self.days,
+            live_rate: live.then_some(self.rate),
             count: self.count,
             faults: self.faults,
         }

@@ -145,10 +145,19 @@ pub fn process(
     if args.files.is_empty() {
         bail!("no input: give FILE arguments (or - for stdin), or --from kafka");
     }
+    process_inputs_of(settings, args, &Input::expand(&args.files)?, progress)
+}
+
+/// [`process`] of inputs named some other way than on the command line.
+pub fn process_inputs_of(
+    settings: &Settings,
+    args: &ProcessArgs,
+    inputs: &[Input],
+    progress: &mut Progress,
+) -> Result<RunReport> {
     let tariff = settings.tariff()?;
     let store = settings.open_store()?;
     let mut reader = settings.open_store()?;
-    let inputs = Input::expand(&args.files)?;
     let batch_size = args
         .batch_size
         .or(settings.batch_size)
@@ -163,7 +172,7 @@ pub fn process(
         },
         batch_size,
     };
-    process_inputs(store, reader.as_mut(), &tariff, &inputs, &options, progress)
+    process_inputs(store, reader.as_mut(), &tariff, inputs, &options, progress)
 }
 
 /// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.

@@ -1,28 +1,47 @@
 //! `cdrflow run`: the whole job in one command — generate → process → store —
-//! on the embedded store by default, or through Kafka with `--kafka`.
+//! on the embedded store by default, or through Kafka with `--kafka`. By
+//! default it streams (`--rate` records a second for `--duration` seconds,
+//! event times following the clock) so the dashboard has something to show;
+//! `--count N` is the one-shot run.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cdrflow_core::formats::Format;
 use cdrflow_core::money::format_micros;
 use cdrflow_core::synth::{Faults, SynthFormat};
 
 use crate::commands::generate::{generate, generate_to_kafka, GenerateArgs};
-use crate::commands::process::{process, process_kafka, ConsumerArgs, ProcessArgs, SourceKind};
+use crate::commands::process::{
+    process, process_inputs_of, process_kafka, ConsumerArgs, ProcessArgs, SourceKind,
+};
 use crate::config::Settings;
 use crate::kafka::KafkaArgs;
 use crate::pipeline::{now_millis, RunReport};
 use crate::progress::Progress;
 use crate::server::{serve_in_background, serve_metrics_in_background, HttpArgs};
+use crate::sources::file::{Input, StreamInput};
+
+/// Records per second of a streaming run: enough to fill the dashboard.
+const DEFAULT_STREAM_RATE: u64 = 20_000;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// How many synthetic records to generate and process
-    #[arg(long, default_value_t = 500_000)]
-    pub count: u64,
+    /// Generate this many records at once and process them as fast as
+    /// possible (the one-shot run) [default: stream for --duration]
+    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "forever"])]
+    pub count: Option<u64>,
+
+    /// Seconds to stream for: the generator produces at --rate with event
+    /// times following the clock, and the dashboard shows it live
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub duration: u64,
+
+    /// Stream until Ctrl-C
+    #[arg(long)]
+    pub forever: bool,
 
     /// Random seed [default: a new one each run, so each run adds new traffic]
     #[arg(long)]
@@ -48,9 +67,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub kafka: bool,
 
-    /// Records per second offered to Kafka (with --kafka); 0 = as fast as possible
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
+    /// Records per second [default: 20000 while streaming; with --count, as fast as possible]
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u64>,
 
     /// Address of the dashboard and API served while the job runs
     #[arg(long, env = "CDRFLOW_LISTEN", default_value = "127.0.0.1:8080")]
@@ -86,9 +105,22 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         let scheme = args.http.tls.scheme();
         eprintln!("cdrflow run: live dashboard on {scheme}://{address}/ (API: {scheme}://{address}/usage/{{msisdn}})");
     }
+    let streaming = args.count.is_none();
+    let rate = args
+        .rate
+        .unwrap_or(if streaming { DEFAULT_STREAM_RATE } else { 0 });
+    if streaming && rate == 0 {
+        bail!("a streaming run needs a --rate above 0 (or --count N for a one-shot run)");
+    }
+    let count = match args.count {
+        Some(count) => count,
+        None if args.forever => u64::MAX,
+        None => rate.saturating_mul(args.duration),
+    };
     let generate_args = GenerateArgs {
-        count: args.count,
-        rate: args.rate,
+        count,
+        rate,
+        live: streaming,
         seed,
         format: SynthFormat::Mixed,
         subscribers: args.subscribers,
@@ -120,6 +152,8 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     };
     let report = if args.kafka {
         run_through_kafka(settings, &generate_args, &mut process_args)?
+    } else if streaming {
+        stream(settings, &generate_args, &mut process_args, args.forever)?
     } else {
         run_from_file(settings, &generate_args, &mut process_args)?
     };
@@ -162,6 +196,84 @@ fn run_from_file(
     eprintln!("cdrflow run: processing into {}", settings.store_label());
     process_args.files = vec![file.display().to_string()];
     process(settings, process_args, &mut Progress::new("processing"))
+}
+
+/// Streams the generator's lines through a pipe into the file source:
+/// commits about once a second, so the dashboard and the store follow the
+/// stream; Ctrl-C ends it with the records read so far committed.
+fn stream(
+    settings: &Settings,
+    generate_args: &GenerateArgs,
+    process_args: &mut ProcessArgs,
+    forever: bool,
+) -> Result<RunReport> {
+    let how_long = if forever {
+        "until Ctrl-C".to_string()
+    } else {
+        format!("for {} s", generate_args.count / generate_args.rate.max(1))
+    };
+    eprintln!(
+        "cdrflow run: streaming {} CDR/s (seed {}) {how_long} into {}",
+        generate_args.rate,
+        generate_args.seed,
+        settings.store_label()
+    );
+    process_args
+        .batch_size
+        .get_or_insert(generate_args.rate.clamp(1_000, 1_000_000) as usize);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = stopping.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("cannot install the SIGTERM/SIGINT handler")?;
+    let (reader, writer) = std::io::pipe().context("cannot make a pipe for the generator")?;
+    let input = Input::Stream(StreamInput::new("generator", reader));
+    std::thread::scope(|scope| {
+        let generator = scope.spawn(|| {
+            generate(
+                generate_args,
+                Box::new(UntilStopped {
+                    inner: writer,
+                    stopping: stopping.clone(),
+                }),
+            )
+        });
+        let processed = process_inputs_of(
+            settings,
+            process_args,
+            &[input],
+            &mut Progress::new("streaming"),
+        );
+        let generated = generator
+            .join()
+            .map_err(|_| anyhow!("the generator thread panicked"))?;
+        match generated {
+            Err(e) if !stopping.load(Ordering::Relaxed) => Err(e.context("generating")),
+            _ => processed,
+        }
+    })
+}
+
+/// A writer that fails once Ctrl-C was pressed, which ends the generator
+/// and, with the pipe closed, the stream.
+struct UntilStopped<W> {
+    inner: W,
+    stopping: Arc<AtomicBool>,
+}
+
+impl<W: std::io::Write> std::io::Write for UntilStopped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "stopped by Ctrl-C",
+            ));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn run_through_kafka(

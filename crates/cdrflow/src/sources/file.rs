@@ -24,6 +24,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use cdrflow_core::framing::{Framing, Newline};
@@ -36,12 +37,53 @@ use crate::events::{InternalEvent, ReadFailed};
 /// Bytes hashed to recognise a source again.
 pub const IDENTITY_BYTES: usize = 4096;
 const CHUNK_BYTES: usize = 4 << 20;
-/// Where records come from: a path, or `-` for stdin.
+/// Where records come from: a path, `-` for stdin, or a stream another
+/// thread of this process writes (the live demo's generator).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Path(PathBuf),
     Stdin,
+    Stream(StreamInput),
 }
+
+/// A reader handed to the file source once, labelled for people.
+#[derive(Clone)]
+pub struct StreamInput {
+    pub label: String,
+    reader: Arc<Mutex<Option<Box<dyn Read + Send>>>>,
+}
+
+impl StreamInput {
+    pub fn new(label: impl Into<String>, reader: impl Read + Send + 'static) -> StreamInput {
+        StreamInput {
+            label: label.into(),
+            reader: Arc::new(Mutex::new(Some(Box::new(reader)))),
+        }
+    }
+
+    fn take(&self) -> Result<Box<dyn Read + Send>> {
+        self.reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the stream {} was poisoned", self.label))?
+            .take()
+            .with_context(|| format!("the stream {} was read already", self.label))
+    }
+}
+
+impl std::fmt::Debug for StreamInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamInput({})", self.label)
+    }
+}
+
+/// The same stream, not one with the same label.
+impl PartialEq for StreamInput {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl Eq for StreamInput {}
 
 impl Input {
     /// The inputs named on a command line: a directory stands for the files
@@ -78,7 +120,7 @@ impl Input {
     pub fn size(&self) -> Option<u64> {
         match self {
             Input::Path(p) => p.metadata().ok().map(|m| m.len()),
-            Input::Stdin => None,
+            Input::Stdin | Input::Stream(_) => None,
         }
     }
 }
@@ -147,6 +189,9 @@ pub struct OpenedInput {
     pub start_line: u64,
     /// Whether the input is finished, so that a last line without a line end is processed.
     complete: bool,
+    /// A live stream: hand over what each read brings instead of filling a
+    /// whole chunk first, so records are processed (and committed) as they come.
+    eager: bool,
     max_record_bytes: usize,
     framing: &'static dyn Framing,
     pub cursors: CursorTemplate,
@@ -173,6 +218,7 @@ impl OpenedInput {
     ) -> Result<OpenedInput> {
         let (origin, raw, seekable): (String, Box<dyn Read + Send>, Option<File>) = match input {
             Input::Stdin => ("stdin".into(), Box::new(std::io::stdin()), None),
+            Input::Stream(stream) => (stream.label.clone(), stream.take()?, None),
             Input::Path(path) => {
                 let file =
                     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -251,6 +297,7 @@ impl OpenedInput {
             start_offset,
             start_line,
             complete,
+            eager: matches!(input, Input::Stream(_)),
             max_record_bytes: options.max_record_bytes,
             framing: options.framing,
             cursors: CursorTemplate {
@@ -272,6 +319,7 @@ impl OpenedInput {
             start_offset: 0,
             start_line: 0,
             complete,
+            eager: false,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             framing: &Newline,
             cursors: CursorTemplate {
@@ -297,7 +345,12 @@ impl OpenedInput {
             while !eof && filled < buf.len() {
                 match self.reader.read(&mut buf[filled..]) {
                     Ok(0) => eof = true,
-                    Ok(n) => filled += n,
+                    Ok(n) => {
+                        filled += n;
+                        if self.eager {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(self.read_failed(e)),
                 }
@@ -337,6 +390,8 @@ impl OpenedInput {
                     (offset, line) = (next_offset, next_line);
                     continue;
                 }
+                // A live stream handed over part of a line: read on.
+                None if self.eager && filled < buf.len() => continue,
                 None => {
                     // One line longer than the buffer: grow (up to the record limit) and keep reading.
                     let grown = (buf.len() * 2)
