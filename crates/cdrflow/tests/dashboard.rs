@@ -154,4 +154,75 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
         dom.contains("<td>invalid_msisdn</td>"),
         "rejects by reason are listed"
     );
+
+    // Seed 003's panels: late events, windows per region, anomalies by severity.
+    assert_eq!(
+        shown("late_events"),
+        overview["counters"]["late_events"].to_string()
+    );
+    assert!(overview["counters"]["late_events"].as_u64().unwrap() > 0);
+    let date = overview["date"].as_str().unwrap();
+    let (_, windows) = http_get_json(port, &format!("/windows?from={date}T00:00:00Z"), demo);
+    let mut by_region: std::collections::BTreeMap<
+        String,
+        (u64, std::collections::BTreeSet<String>),
+    > = Default::default();
+    for w in windows["windows"].as_array().unwrap() {
+        let entry = by_region
+            .entry(w["region"].as_str().unwrap().into())
+            .or_default();
+        entry.0 += w["total_events"].as_u64().unwrap();
+        entry.1.insert(w["window_start"].as_str().unwrap().into());
+    }
+    assert!(by_region.len() > 1, "{windows}");
+    let expected: Vec<Vec<String>> = by_region
+        .iter()
+        .map(|(region, (events, starts))| {
+            vec![region.clone(), events.to_string(), starts.len().to_string()]
+        })
+        .collect();
+    assert_eq!(table_rows(&dom, "regions"), expected, "windows per region");
+    assert_eq!(
+        attribute("data-series"),
+        by_region.len() as u64,
+        "a line per region"
+    );
+    let mut severities = Vec::new();
+    for severity in ["critical", "high", "medium", "low"] {
+        let (_, page) = http_get_json(
+            port,
+            &format!("/anomalies?limit=1000&severity={severity}"),
+            demo,
+        );
+        let count = page["anomalies"].as_array().unwrap().len();
+        severities.push(vec![severity.to_string(), count.to_string()]);
+    }
+    assert!(severities.iter().any(|row| row[1] != "0"), "{severities:?}");
+    assert_eq!(
+        table_rows(&dom, "severities"),
+        severities,
+        "anomalies by severity"
+    );
+}
+
+/// The cells of each body row of the table with `id`, thousands separators dropped.
+fn table_rows(dom: &str, id: &str) -> Vec<Vec<String>> {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} is on the page:\n{dom}"));
+    let table = &dom[start..];
+    let body = &table[table.find("<tbody>").unwrap() + 7..table.find("</tbody>").unwrap()];
+    body.split("<tr>")
+        .filter(|row| !row.is_empty())
+        .map(|row| {
+            row.split("</td>")
+                .filter_map(|cell| cell.rfind('>').map(|at| cell[at + 1..].replace(',', "")))
+                .filter(|cell| !cell.starts_with('/'))
+                .collect::<Vec<_>>()
+        })
+        .map(|mut cells| {
+            cells.retain(|c| !c.is_empty());
+            cells
+        })
+        .collect()
 }

@@ -72,6 +72,8 @@ async fn overview(
             "accepted": counts.accepted_total(),
             "rejected": counts.rejected_total(),
             "duplicates": counts.duplicates_total(),
+            "late_events": counts.late_events,
+            "pseudonymous": counts.pseudonymous,
             "rejected_by_reason": rejected,
         },
         "top_subscribers_all_time": top,
