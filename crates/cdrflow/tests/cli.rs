@@ -254,7 +254,7 @@ fn run_is_the_whole_job_in_one_command() {
 }
 
 /// Issue 11: `cdrflow run` streams by default — for its duration, at its
-/// rate, with event times following the clock, committing as it goes.
+/// rate, committing as it goes; with `--live`, event times follow the clock.
 #[test]
 fn run_streams_for_its_duration_and_commits_as_it_goes() {
     let dir = temp_dir("run-stream");
@@ -271,6 +271,7 @@ fn run_streams_for_its_duration_and_commits_as_it_goes() {
         "4",
         "--rate",
         "2000",
+        "--live",
         "--seed",
         "5",
         "--no-serve",
@@ -301,6 +302,45 @@ fn run_streams_for_its_duration_and_commits_as_it_goes() {
         let ms = parse_rfc3339_utc(start);
         assert!(ms >= before - 3_600_000 - 300_000 && ms <= after, "{line}");
     }
+}
+
+/// Ctrl-C ends a streaming run early, with what was read committed and reported.
+#[test]
+fn ctrl_c_ends_a_streaming_run_with_a_report() {
+    let dir = temp_dir("run-ctrl-c");
+    let child = cdrflow()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--duration", "60", "--rate", "2000", "--no-serve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    assert!(out.status.success(), "{}", out.status);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let records: u64 = report
+        .split("this run")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no record count in {report}"));
+    assert!(records > 1000 && records < 30_000, "{report}");
+    let exported = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["export", "summaries"]),
+    );
+    assert!(exported.stdout.len() > 1000, "what was read is committed");
 }
 
 /// Milliseconds of `YYYY-MM-DDTHH:MM:SSZ` (days from the civil date, Howard Hinnant's algorithm).

@@ -1,8 +1,8 @@
 //! `cdrflow run`: the whole job in one command — generate → process → store —
 //! on the embedded store by default, or through Kafka with `--kafka`. By
 //! default it streams (`--rate` records a second for `--duration` seconds,
-//! event times following the clock) so the dashboard has something to show;
-//! `--count N` is the one-shot run.
+//! through `--days` of event time, or live with `--live`/`--forever`) so the
+//! dashboard has something to show; `--count N` is the one-shot run.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +34,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["duration", "forever"])]
     pub count: Option<u64>,
 
-    /// Seconds to stream for: the generator produces at --rate with event
-    /// times following the clock, and the dashboard shows it live
+    /// Seconds to stream for: the generator produces at --rate, in event-time
+    /// order, and the dashboard shows it live
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub duration: u64,
 
-    /// Stream until Ctrl-C
+    /// Stream until Ctrl-C (event times follow the clock, as with --live)
     #[arg(long)]
     pub forever: bool,
+
+    /// Event times follow the clock (a live feed) [default: the stream runs
+    /// through --days of traffic in --duration, so windows fill and close
+    /// while you watch]
+    #[arg(long, conflicts_with = "count")]
+    pub live: bool,
 
     /// Random seed [default: a new one each run, so each run adds new traffic]
     #[arg(long)]
@@ -120,7 +126,7 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
     let generate_args = GenerateArgs {
         count,
         rate,
-        live: streaming,
+        live: args.live || args.forever,
         seed,
         format: SynthFormat::Mixed,
         subscribers: args.subscribers,
@@ -223,8 +229,15 @@ fn stream(
         .get_or_insert(generate_args.rate.clamp(1_000, 1_000_000) as usize);
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = stopping.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .context("cannot install the SIGTERM/SIGINT handler")?;
+    // The first Ctrl-C ends the stream (what was read is committed and
+    // reported); one after that, or once the stream is over (while
+    // --keep-serving), ends the process.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the SIGTERM/SIGINT handler")?;
     let (reader, writer) = std::io::pipe().context("cannot make a pipe for the generator")?;
     let input = Input::Stream(StreamInput::new("generator", reader));
     std::thread::scope(|scope| {
@@ -246,8 +259,9 @@ fn stream(
         let generated = generator
             .join()
             .map_err(|_| anyhow!("the generator thread panicked"))?;
+        let stopped = stopping.swap(true, Ordering::Relaxed);
         match generated {
-            Err(e) if !stopping.load(Ordering::Relaxed) => Err(e.context("generating")),
+            Err(e) if !stopped => Err(e.context("generating")),
             _ => processed,
         }
     })
@@ -263,10 +277,8 @@ struct UntilStopped<W> {
 impl<W: std::io::Write> std::io::Write for UntilStopped<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stopping.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "stopped by Ctrl-C",
-            ));
+            // Not `Interrupted`: writers retry that.
+            return Err(std::io::Error::other("stopped by Ctrl-C"));
         }
         self.inner.write(buf)
     }
