@@ -37,6 +37,74 @@ impl SynthFormat {
     }
 }
 
+/// Whose network the traffic looks like: seed 000's South African operator
+/// (+27 numbers, provinces, ZAR recharges) or seed 003's Kazakh one (+7
+/// numbers, its regions, KZT recharges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    #[default]
+    Za,
+    Kz,
+}
+
+impl Profile {
+    pub fn parse(text: &str) -> Result<Profile, String> {
+        match text {
+            "za" => Ok(Profile::Za),
+            "kz" => Ok(Profile::Kz),
+            _ => Err(format!("unknown profile `{text}`; expected za or kz")),
+        }
+    }
+
+    pub fn regions(self) -> &'static [&'static str] {
+        match self {
+            Profile::Za => &ZA_REGIONS,
+            Profile::Kz => &KZ_REGIONS,
+        }
+    }
+
+    /// The first of the numbers subscribers are drawn from (10^7 of them).
+    fn first_number(self) -> u64 {
+        match self {
+            Profile::Za => 27_820_000_000,
+            Profile::Kz => 77_010_000_000,
+        }
+    }
+
+    /// Voucher values, in the currency's units.
+    fn recharges(self) -> &'static [u32] {
+        match self {
+            Profile::Za => &[10, 20, 29, 50, 100, 200, 500],
+            Profile::Kz => &[500, 1000, 2000, 3000, 5000, 10_000, 20_000],
+        }
+    }
+
+    /// `number` (with its country code) as a person might type it.
+    fn spelled(self, number: u64) -> String {
+        match self {
+            Profile::Za => {
+                let national = number % 1_000_000_000;
+                format!(
+                    "+27 {} {:03} {:04}",
+                    national / 10_000_000,
+                    national / 10_000 % 1000,
+                    national % 10_000
+                )
+            }
+            Profile::Kz => {
+                let national = number % 10_000_000_000;
+                format!(
+                    "+7 {:03} {:03} {:02} {:02}",
+                    national / 10_000_000,
+                    national / 10_000 % 1000,
+                    national / 100 % 100,
+                    national % 100
+                )
+            }
+        }
+    }
+}
+
 /// Fault rates, each a fraction of emitted records in [0, 1].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Faults {
@@ -96,6 +164,7 @@ pub struct SynthConfig {
     /// ignoring `days` — the generator paces its output to match.
     pub live_rate: Option<u64>,
     pub faults: Faults,
+    pub profile: Profile,
 }
 
 /// How far a record's event time may be behind the feed's: less than the
@@ -115,7 +184,7 @@ pub enum LineKind {
     Anomaly,
 }
 
-const REGIONS: [&str; 9] = [
+const ZA_REGIONS: [&str; 9] = [
     "Gauteng",
     "Western Cape",
     "KwaZulu-Natal",
@@ -125,6 +194,17 @@ const REGIONS: [&str; 9] = [
     "Mpumalanga",
     "North West",
     "Northern Cape",
+];
+/// Seed 003's regions.
+const KZ_REGIONS: [&str; 8] = [
+    "Almaty",
+    "Astana",
+    "Shymkent",
+    "Aktobe",
+    "Karaganda",
+    "Atyrau",
+    "Pavlodar",
+    "Kostanay",
 ];
 const DATA_TYPES: [&str; 6] = [
     "video",
@@ -156,7 +236,7 @@ impl Synth {
     pub fn new(config: SynthConfig) -> Synth {
         let mut rng = SplitMix64(config.seed);
         let subscribers = (0..config.subscribers.max(1))
-            .map(|_| 27_820_000_000 + rng.below(10_000_000))
+            .map(|_| config.profile.first_number() + rng.below(10_000_000))
             .collect();
         Synth {
             config,
@@ -177,7 +257,8 @@ impl Synth {
             let id = format!("burst-{}-{}", self.config.seed, self.emitted);
             let _ = write!(
                 out,
-                r#"{{"event_id":"{id}","msisdn":"{msisdn}","event_type":"sms","event_subtype":"outgoing","region":"Gauteng","cell_tower_id":1001,"timestamp":"{at}"}}"#
+                r#"{{"event_id":"{id}","msisdn":"{msisdn}","event_type":"sms","event_subtype":"outgoing","region":"{region}","cell_tower_id":1001,"timestamp":"{at}"}}"#,
+                region = self.config.profile.regions()[0]
             );
             if left > 1 {
                 self.burst = Some((msisdn, time, left - 1));
@@ -256,15 +337,11 @@ impl Synth {
     /// The subscriber's number, in one of the spellings operators send.
     fn msisdn(&mut self) -> String {
         let n = self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize];
-        let national = n % 1_000_000_000;
+        let profile = self.config.profile;
         match self.rng.below(20) {
-            0 => format!("0{national}"),
-            1 => format!(
-                "+27 {} {:03} {:04}",
-                national / 10_000_000,
-                national / 10_000 % 1000,
-                national % 10_000
-            ),
+            // National spelling: only where the default country code (27) applies.
+            0 if profile == Profile::Za => format!("0{}", n % 1_000_000_000),
+            1 => profile.spelled(n),
             2 => format!("{n}"),
             _ => format!("+{n}"),
         }
@@ -307,8 +384,9 @@ impl Synth {
     }
 
     fn telecom_event(&mut self, msisdn: &str, at: &str, out: &mut String) {
-        let region_index = self.rng.below(REGIONS.len() as u64);
-        let region = REGIONS[region_index as usize];
+        let regions = self.config.profile.regions();
+        let region_index = self.rng.below(regions.len() as u64);
+        let region = regions[region_index as usize];
         let tower = 1000 + region_index * 1000 + self.rng.below(400);
         let event_id = format!("{:016x}-{:016x}", self.rng.next(), self.rng.next());
         let direction = if self.rng.below(2) == 0 {
@@ -340,7 +418,8 @@ impl Synth {
                 let _ = write!(out, r#""event_type":"sms","event_subtype":"{direction}","#);
             }
             90..=96 => {
-                let amount = [10, 20, 29, 50, 100, 200, 500][self.rng.below(7) as usize];
+                let vouchers = self.config.profile.recharges();
+                let amount = vouchers[self.rng.below(vouchers.len() as u64) as usize];
                 let _ = write!(
                     out,
                     r#""event_type":"balance_recharge","event_subtype":"voucher","amount":{amount}.00,"#
@@ -370,7 +449,8 @@ impl Synth {
         let at = format_timestamp(time);
         let id = format!("anomaly-{}-{}", self.config.seed, self.emitted);
         let head = format!(
-            r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"Gauteng","cell_tower_id":1001,"timestamp":"{at}","#
+            r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"{region}","cell_tower_id":1001,"timestamp":"{at}","#,
+            region = self.config.profile.regions()[0]
         );
         let _ = match self.rng.below(4) {
             0 => write!(
@@ -474,7 +554,39 @@ mod tests {
             count: 10_000,
             faults,
             live_rate: None,
+            profile: Profile::Za,
         }
+    }
+
+    #[test]
+    fn the_kz_profile_is_seed_003s_network() {
+        let mut synth = Synth::new(SynthConfig {
+            format: SynthFormat::TelecomEvents,
+            profile: Profile::Kz,
+            ..config(Faults::default())
+        });
+        let mut line = String::new();
+        let mut regions = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            synth.next_line(&mut line);
+            let cdr = decode(
+                line.as_bytes(),
+                SourcePosition::Line {
+                    line: 1,
+                    byte_offset: 0,
+                },
+                &DecodeOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(cdr.served_msisdn.to_string().starts_with("+7701"), "{line}");
+            regions.insert(cdr.region.unwrap().into_owned());
+            if let Some(amount) = cdr.amount {
+                assert!(amount.micros >= 500_000_000, "KZT vouchers: {line}");
+            }
+        }
+        let expected: std::collections::BTreeSet<String> =
+            KZ_REGIONS.iter().map(|r| r.to_string()).collect();
+        assert_eq!(regions, expected);
     }
 
     #[test]

@@ -73,9 +73,9 @@ fn receiver(failures: usize) -> (u16, Arc<Mutex<Vec<Seen>>>) {
     (port, seen)
 }
 
-#[test]
-fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys() {
-    let dir = temp_dir("alerts");
+/// A data dir with seed 003 traffic processed, anomalies among it.
+fn store_with_anomalies(name: &str) -> std::path::PathBuf {
+    let dir = temp_dir(name);
     let events = dir.join("events.jsonl");
     run_ok(
         cdrflow()
@@ -92,6 +92,12 @@ fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys(
             .arg("process")
             .arg(&events),
     );
+    data
+}
+
+#[test]
+fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys() {
+    let data = store_with_anomalies("alerts");
     let out = run_ok(
         cdrflow()
             .arg("--data-dir")
@@ -164,23 +170,7 @@ fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys(
 
 #[test]
 fn a_receiver_that_never_answers_is_named_after_the_attempts_run_out() {
-    let dir = temp_dir("alerts-down");
-    let events = dir.join("events.jsonl");
-    run_ok(
-        cdrflow()
-            .args(["generate", "--format", "telecom-events", "--count", "20000"])
-            .args(["--start", "2025-11-09", "--faults", "anomaly=0.002"])
-            .arg("--output")
-            .arg(&events),
-    );
-    let data = dir.join("data");
-    run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("process")
-            .arg(&events),
-    );
+    let data = store_with_anomalies("alerts-down");
     let (port, seen) = receiver(usize::MAX);
     let out = cdrflow()
         .arg("--data-dir")

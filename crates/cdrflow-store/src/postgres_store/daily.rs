@@ -98,6 +98,27 @@ pub(super) fn write_raw_events(tx: &mut Transaction<'_>, commit: &Commit<'_>) ->
     Ok(())
 }
 
+/// A statistics row whose columns 1–7 are region, event type, events,
+/// call seconds, longest call, bytes and micro-units.
+fn stat_of(r: &postgres::Row, day: EpochMillis, hour: Option<u8>) -> Result<Stat> {
+    let kind: String = r.get(2);
+    Ok(Stat {
+        key: StatKey {
+            day,
+            hour,
+            region: r.get(1),
+            kind: stored_kind(&kind)?,
+        },
+        totals: GroupTotals {
+            events: r.get::<_, i64>(3) as u64,
+            call_duration_sec: r.get::<_, i64>(4) as u64,
+            max_call_duration_sec: r.get::<_, Option<i64>>(5).map(|d| d as u64),
+            data_bytes: r.get::<_, i64>(6) as u64,
+            amount_micros: r.get(7),
+        },
+    })
+}
+
 fn table(grain: StatGrain) -> &'static str {
     match grain {
         StatGrain::Daily => "daily_stats",
@@ -131,22 +152,11 @@ impl DailyBatch for PgStore {
         for r in self.live_client()?.query(&sql, &[&from, &to])? {
             let hour_start = r.get::<_, i64>(0) * HOUR_MS;
             let day = hour_start.div_euclid(DAY_MS) * DAY_MS;
-            let kind: String = r.get(2);
-            hours.push(Stat {
-                key: StatKey {
-                    day,
-                    hour: Some(((hour_start - day) / HOUR_MS) as u8),
-                    region: r.get(1),
-                    kind: stored_kind(&kind)?,
-                },
-                totals: GroupTotals {
-                    events: r.get::<_, i64>(3) as u64,
-                    call_duration_sec: r.get::<_, i64>(4) as u64,
-                    max_call_duration_sec: r.get::<_, Option<i64>>(5).map(|d| d as u64),
-                    data_bytes: r.get::<_, i64>(6) as u64,
-                    amount_micros: r.get(7),
-                },
-            });
+            hours.push(stat_of(
+                &r,
+                day,
+                Some(((hour_start - day) / HOUR_MS) as u8),
+            )?);
         }
         hours.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(hours)
@@ -268,22 +278,8 @@ impl DailyBatch for PgStore {
         );
         let mut stats = Vec::new();
         for r in self.live_client()?.query(&sql, &[&day])? {
-            let kind: String = r.get(2);
-            stats.push(Stat {
-                key: StatKey {
-                    day,
-                    hour: r.get::<_, Option<i16>>(0).map(|h| h as u8),
-                    region: r.get(1),
-                    kind: stored_kind(&kind)?,
-                },
-                totals: GroupTotals {
-                    events: r.get::<_, i64>(3) as u64,
-                    call_duration_sec: r.get::<_, i64>(4) as u64,
-                    max_call_duration_sec: r.get::<_, Option<i64>>(5).map(|d| d as u64),
-                    data_bytes: r.get::<_, i64>(6) as u64,
-                    amount_micros: r.get(7),
-                },
-            });
+            let hour = r.get::<_, Option<i16>>(0).map(|h| h as u8);
+            stats.push(stat_of(&r, day, hour)?);
         }
         stats.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(stats)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
-use cdrflow_core::synth::{Faults, Synth, SynthConfig, SynthFormat};
+use cdrflow_core::synth::{Faults, Profile, Synth, SynthConfig, SynthFormat};
 use rdkafka::producer::{BaseRecord, Producer};
 
 use crate::commands::usage::parse_day;
@@ -36,6 +36,10 @@ pub struct GenerateArgs {
     /// Random seed: the same seed and start date give the same records
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Whose network: za (seed 000's: +27, provinces, ZAR) or kz (seed 003's: +7, its regions, KZT)
+    #[arg(long, default_value = "za", value_parser = Profile::parse)]
+    pub profile: Profile,
 
     /// mixed (all three formats), telecom-events (seed 003), cdr-data or cdr-voice (seed 000)
     #[arg(long, default_value = "mixed", value_parser = SynthFormat::parse)]
@@ -95,6 +99,7 @@ impl GenerateArgs {
             },
             days: self.days,
             live_rate: live.then_some(self.rate),
+            profile: self.profile,
             count: self.count,
             faults: self.faults,
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use cdrflow_core::formats::Format;
 use cdrflow_core::money::format_micros;
-use cdrflow_core::synth::{Faults, SynthFormat};
+use cdrflow_core::synth::{Faults, Profile, SynthFormat};
 
 use crate::commands::generate::{generate, generate_to_kafka, GenerateArgs};
 use crate::commands::process::{
@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Distinct subscribers
     #[arg(long, default_value_t = 10_000)]
     pub subscribers: u32,
+
+    /// Whose network: za (seed 000's: +27, provinces, ZAR) or kz (seed 003's: +7, its regions, KZT)
+    #[arg(long, default_value = "za", value_parser = Profile::parse)]
+    pub profile: Profile,
 
     /// Days of traffic
     #[arg(long, default_value_t = 2)]
@@ -127,6 +131,7 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         count,
         rate,
         live: args.live || args.forever,
+        profile: args.profile,
         seed,
         format: SynthFormat::Mixed,
         subscribers: args.subscribers,
