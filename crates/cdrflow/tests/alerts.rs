@@ -1,6 +1,7 @@
 //! `cdrflow alerts`: anomalies leave through the outbox to a webhook, at
 //! least once and in order, each with its idempotency key, retried with
-//! backoff — against a local receiver that fails the first attempts.
+//! backoff — against a local receiver that fails the first attempts — and
+//! to a Kafka topic (the Tansu broker).
 
 mod common;
 
@@ -98,17 +99,7 @@ fn store_with_anomalies(name: &str) -> std::path::PathBuf {
 #[test]
 fn anomalies_reach_a_failing_webhook_once_acknowledged_in_order_with_their_keys() {
     let data = store_with_anomalies("alerts");
-    let out = run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["export", "anomalies"]),
-    );
-    let stored: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let stored = exported_anomalies(&data);
     assert!(stored.len() > 5, "{}", stored.len());
 
     let (port, seen) = receiver(2);
@@ -195,4 +186,86 @@ fn a_receiver_that_never_answers_is_named_after_the_attempts_run_out() {
         "{stderr}"
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+/// `--kafka-topic cdr.anomalies` (the Tansu broker): every anomaly once, in
+/// order, keyed by its idempotency key; a second run publishes nothing.
+#[test]
+fn anomalies_reach_a_kafka_topic_keyed_by_their_idempotency_keys() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let data = store_with_anomalies("alerts-kafka");
+    let stored = exported_anomalies(&data);
+    let broker = common::Broker::start();
+    let relay = || {
+        run_ok(
+            cdrflow()
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["alerts", "--once", "--kafka-topic", "cdr.anomalies"])
+                .args(["--bootstrap", &broker.bootstrap]),
+        )
+    };
+    let first = relay();
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        said.contains(&format!(
+            "delivered {} anomalies to Kafka topic cdr.anomalies",
+            stored.len()
+        )),
+        "{said}"
+    );
+    let second = relay();
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("delivered 0 anomalies"),
+        "delivered is delivered"
+    );
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "anomaly-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset("cdr.anomalies", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    let mut published: Vec<(String, serde_json::Value)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while published.len() < stored.len() && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
+            published.push((
+                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+                serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            ));
+        }
+    }
+    let expected: Vec<(String, serde_json::Value)> = stored
+        .iter()
+        .map(|a| {
+            (
+                a["idempotency_key"].as_str().unwrap().to_string(),
+                a.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(published, expected);
+}
+
+fn exported_anomalies(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(data)
+            .args(["export", "anomalies"]),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -1,19 +1,25 @@
-//! `cdrflow alerts`: the alert relay, delivering anomalies to a webhook.
+//! `cdrflow alerts`: the alert relay, delivering anomalies to a webhook or
+//! a Kafka topic (`cdr.anomalies`).
 //!
 //! The `anomalies` table is the outbox: an anomaly is stored in the same
 //! transaction as the records that fired it, once (its idempotency key is
 //! unique). The relay reads anomalies after its sink's cursor in id order,
-//! POSTs each, and moves the cursor past it once the receiver answered 2xx.
-//! Delivery is therefore at least once — a crash between the answer and
-//! the cursor's move sends that anomaly again — and every request carries
-//! the anomaly's idempotency key (header `Idempotency-Key` and in the JSON
-//! body) so a receiver can drop repeats. A failed attempt is retried with
-//! exponential backoff; later anomalies wait, so they arrive in order.
+//! delivers them and moves the cursor past them once the receiver has them:
+//! a webhook answered 2xx to each POST, or Kafka acknowledged every record
+//! of a page (an idempotent producer with `acks=all`; a delivery report
+//! that failed sends the page again). Delivery is therefore at least once —
+//! a crash between the acknowledgement and the cursor's move sends again —
+//! and every alert carries the anomaly's idempotency key (the HTTP header
+//! `Idempotency-Key` and in the JSON body; the Kafka record's key) so a
+//! receiver can drop repeats. A failed attempt is retried with exponential
+//! backoff; later anomalies wait, so they arrive in order.
 //!
 //! Separate from `process` so that a slow or broken receiver never holds up
 //! ingestion, and so that one relay per receiver (`--sink`) keeps its own
 //! position.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -22,15 +28,29 @@ use serde_json::{json, Value};
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::normalize::format_timestamp_ms;
 use cdrflow_store::{AnomalyQuery, Store, StoredAnomaly};
+use rdkafka::client::ClientContext;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 
 use crate::config::Settings;
+use crate::kafka::{self, ensure_topics, producer_with, wait_until_reachable, KafkaArgs};
 use crate::views::anomaly_json;
 
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {
     /// Webhook to POST each anomaly to (http:// or https://)
-    #[arg(long, env = "CDRFLOW_ALERT_WEBHOOK", value_name = "URL")]
-    pub webhook: String,
+    #[arg(
+        long,
+        env = "CDRFLOW_ALERT_WEBHOOK",
+        value_name = "URL",
+        required_unless_present = "kafka_topic",
+        conflicts_with = "kafka_topic"
+    )]
+    pub webhook: Option<String>,
+
+    /// Kafka topic to publish each anomaly to instead (JSON, keyed by its
+    /// idempotency key), e.g. cdr.anomalies; the broker from --bootstrap
+    #[arg(long, env = "CDRFLOW_ALERT_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
 
     /// Body: json (the anomaly as `export anomalies` shows it) or slack (a
     /// Slack incoming-webhook message)
@@ -60,6 +80,9 @@ pub struct AlertsArgs {
     /// Give up (exit with an error) after this many attempts at one anomaly [default: never]
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -73,45 +96,191 @@ const PAGE: u32 = 100;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub fn run(settings: &Settings, args: AlertsArgs) -> Result<()> {
-    if !(args.webhook.starts_with("http://") || args.webhook.starts_with("https://")) {
-        bail!(
-            "--webhook `{}` is not an http:// or https:// URL",
-            args.webhook
-        );
-    }
+    let sink = Sink::open(settings, &args)?;
     let mut store = settings.open_store()?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
     let min_severity = args.min_severity.unwrap_or(Severity::Low);
     let mut delivered = 0u64;
     loop {
         let page = waiting(&mut *store, &args.sink)?;
-        if page.is_empty() {
+        let Some(last) = page.last().map(|a| a.id) else {
             if args.once {
                 break;
             }
             std::thread::sleep(Duration::from_secs(args.poll_seconds));
             continue;
-        }
-        for anomaly in page {
-            if anomaly.severity >= min_severity {
-                deliver(&agent, &args, &anomaly)?;
-                delivered += 1;
-            }
-            store
-                .advance_alert_cursor(&args.sink, anomaly.id)
-                .context("recording a delivered alert in the store")?;
-        }
+        };
+        let alerts: Vec<&StoredAnomaly> =
+            page.iter().filter(|a| a.severity >= min_severity).collect();
+        sink.deliver(&args, &alerts)?;
+        delivered += alerts.len() as u64;
+        store
+            .advance_alert_cursor(&args.sink, last)
+            .context("recording delivered alerts in the store")?;
     }
     tracing::info!(
         "alerts: delivered {delivered} anomalies to {} (sink `{}`)",
-        args.webhook,
+        sink.label(),
         args.sink
     );
-    eprintln!("delivered {delivered} anomalies to {}", args.webhook);
+    eprintln!("delivered {delivered} anomalies to {}", sink.label());
     Ok(())
+}
+
+/// Where alerts go.
+enum Sink {
+    Webhook {
+        agent: ureq::Agent,
+        url: String,
+    },
+    Kafka {
+        producer: ThreadedProducer<DeliveryFailures>,
+        topic: String,
+        failures: Arc<AtomicU64>,
+    },
+}
+
+/// Counts the records Kafka did not take (their delivery reports).
+struct DeliveryFailures(Arc<AtomicU64>);
+
+impl ClientContext for DeliveryFailures {}
+
+impl ProducerContext for DeliveryFailures {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!("alerts: Kafka did not take an alert: {e}");
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sink {
+    fn open(settings: &Settings, args: &AlertsArgs) -> Result<Sink> {
+        if let Some(topic) = &args.kafka_topic {
+            let cluster = args.kafka.cluster(settings)?;
+            wait_until_reachable(
+                &cluster,
+                &AtomicBool::new(false),
+                Some(Duration::from_secs(30)),
+            )?;
+            ensure_topics(&cluster, &[topic], 1)?;
+            let failures = Arc::new(AtomicU64::new(0));
+            return Ok(Sink::Kafka {
+                producer: producer_with(&cluster, "lz4", DeliveryFailures(failures.clone()))?,
+                topic: topic.clone(),
+                failures,
+            });
+        }
+        let url = args
+            .webhook
+            .clone()
+            .expect("clap requires --webhook or --kafka-topic");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--webhook `{url}` is not an http:// or https:// URL");
+        }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Ok(Sink::Webhook { agent, url })
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Sink::Webhook { url, .. } => url.clone(),
+            Sink::Kafka { topic, .. } => format!("Kafka topic {topic}"),
+        }
+    }
+
+    /// Delivers `alerts` until the receiver has them (or `--max-attempts` runs out).
+    fn deliver(&self, args: &AlertsArgs, alerts: &[&StoredAnomaly]) -> Result<()> {
+        match self {
+            Sink::Webhook { agent, url } => {
+                for anomaly in alerts {
+                    let body = match args.format {
+                        AlertFormat::Json => anomaly_json(anomaly),
+                        AlertFormat::Slack => slack_message(anomaly),
+                    }
+                    .to_string();
+                    retrying(args, &format!("anomaly {}", anomaly.id), || {
+                        match agent
+                            .post(url)
+                            .header("Idempotency-Key", &anomaly.idempotency_key)
+                            .content_type("application/json")
+                            .send(body.as_str())
+                        {
+                            Ok(_) => Ok(()),
+                            Err(ureq::Error::StatusCode(code)) => {
+                                Err(format!("{url} answered {code}"))
+                            }
+                            Err(e) => Err(format!("{url}: {e}")),
+                        }
+                    })?;
+                }
+                Ok(())
+            }
+            Sink::Kafka {
+                producer,
+                topic,
+                failures,
+            } => {
+                if alerts.is_empty() {
+                    return Ok(());
+                }
+                let bodies: Vec<String> =
+                    alerts.iter().map(|a| anomaly_json(a).to_string()).collect();
+                let what = format!(
+                    "anomalies {}..={}",
+                    alerts[0].id,
+                    alerts[alerts.len() - 1].id
+                );
+                retrying(args, &what, || {
+                    failures.store(0, Ordering::Relaxed);
+                    for (anomaly, body) in alerts.iter().zip(&bodies) {
+                        kafka::send(
+                            producer,
+                            BaseRecord::to(topic)
+                                .key(anomaly.idempotency_key.as_bytes())
+                                .payload(body.as_bytes()),
+                        )
+                        .map_err(|e| format!("{e:#}"))?;
+                    }
+                    kafka::flush(producer).map_err(|e| format!("{e:#}"))?;
+                    match failures.load(Ordering::Relaxed) {
+                        0 => Ok(()),
+                        n => Err(format!("Kafka refused {n} of {} alerts", alerts.len())),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, with exponential backoff between tries.
+fn retrying(
+    args: &AlertsArgs,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<(), String>,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(args.retry_backoff_ms);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let why = match attempt() {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if args.max_attempts.is_some_and(|max| attempts >= max) {
+            bail!("{what} was not delivered after {attempts} attempts: {why}");
+        }
+        tracing::warn!(
+            "alerts: attempt {attempts} at {what} failed ({why}); retrying in {} ms",
+            backoff.as_millis()
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 fn waiting(store: &mut dyn Store, sink: &str) -> Result<Vec<StoredAnomaly>> {
@@ -123,45 +292,6 @@ fn waiting(store: &mut dyn Store, sink: &str) -> Result<Vec<StoredAnomaly>> {
     let mut page = Vec::new();
     store.anomalies(&query, &mut |a| page.push(a))?;
     Ok(page)
-}
-
-/// POSTs one anomaly until the receiver answers 2xx (or `--max-attempts` runs out).
-fn deliver(agent: &ureq::Agent, args: &AlertsArgs, anomaly: &StoredAnomaly) -> Result<()> {
-    let body = match args.format {
-        AlertFormat::Json => anomaly_json(anomaly),
-        AlertFormat::Slack => slack_message(anomaly),
-    }
-    .to_string();
-    let mut backoff = Duration::from_millis(args.retry_backoff_ms);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let outcome = agent
-            .post(&args.webhook)
-            .header("Idempotency-Key", &anomaly.idempotency_key)
-            .content_type("application/json")
-            .send(body.as_str());
-        let why = match outcome {
-            Ok(_) => return Ok(()),
-            Err(ureq::Error::StatusCode(code)) => format!("the receiver answered {code}"),
-            Err(e) => e.to_string(),
-        };
-        if args.max_attempts.is_some_and(|max| attempt >= max) {
-            bail!(
-                "anomaly {} ({}) was not delivered to {} after {attempt} attempts: {why}",
-                anomaly.id,
-                anomaly.idempotency_key,
-                args.webhook
-            );
-        }
-        tracing::warn!(
-            "alerts: attempt {attempt} at anomaly {} failed ({why}); retrying in {} ms",
-            anomaly.id,
-            backoff.as_millis()
-        );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
 }
 
 /// A Slack incoming-webhook message: one line of text, the key beside it.

@@ -14,7 +14,9 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use security::{Cluster, KafkaFileSettings, KafkaSecurityArgs};
@@ -194,6 +196,15 @@ pub fn producer(
     cluster: &Cluster,
     compression: &str,
 ) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    producer_with(cluster, compression, DefaultProducerContext)
+}
+
+/// [`producer`] with a context that hears each record's delivery report.
+pub fn producer_with<C: ProducerContext + 'static>(
+    cluster: &Cluster,
+    compression: &str,
+    context: C,
+) -> Result<ThreadedProducer<C>> {
     let mut config = cluster.client_config();
     config
         .set("enable.idempotence", "true")
@@ -203,14 +214,14 @@ pub fn producer(
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000");
     with_env_overrides(&mut config)
-        .create()
+        .create_with_context(context)
         .with_context(|| format!("cannot create a Kafka producer for {}", cluster.bootstrap))
 }
 
 /// Sends one record, waiting while the producer's queue is full.
-pub fn send(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    mut record: BaseRecord<'_, [u8], [u8]>,
+pub fn send<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
 ) -> Result<()> {
     loop {
         match producer.send(record) {
@@ -224,8 +235,9 @@ pub fn send(
     }
 }
 
-/// Waits until every queued record is acknowledged.
-pub fn flush(producer: &ThreadedProducer<DefaultProducerContext>) -> Result<()> {
+/// Waits until every queued record is acknowledged (or has failed: only a
+/// context's delivery reports tell which).
+pub fn flush<C: ProducerContext + 'static>(producer: &ThreadedProducer<C>) -> Result<()> {
     producer
         .flush(Duration::from_secs(30))
         .context("Kafka did not acknowledge the produced records within 30 s")
