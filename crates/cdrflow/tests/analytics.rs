@@ -514,6 +514,12 @@ fn check_daily(store: &[&str], kept: &[&Event], late_events: usize) {
         stderr.contains("daily_stats") && stderr.contains("reconcile"),
         "{stderr}"
     );
+    // The statistics outlive the raw events: re-running the batch keeps them.
+    let rerun = daily(&["--step", "run_batch_processing"]);
+    assert!(!rerun.status.success());
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(stderr.contains("no raw events left"), "{stderr}");
+    assert_eq!(exported_stats(store, "daily-stats", date), expected_daily);
     let quality = daily(&["--step", "check_data_quality"]);
     assert!(!quality.status.success());
     let stderr = String::from_utf8_lossy(&quality.stderr);

@@ -8,7 +8,6 @@
 //! batch's cleanup applies, and can be switched off for feeds that need
 //! only the windows and summaries.
 
-use crate::dedup::RecordKey;
 use crate::mediation::Rated;
 use crate::model::Kind;
 use crate::normalize::EpochMillis;
@@ -52,9 +51,6 @@ pub struct RawEvent {
     pub region: Box<str>,
     pub cell_id: Option<Box<str>>,
     pub event_time: EpochMillis,
-    /// The record's identity: unique among accepted records, as dedup
-    /// keeps no two with the same one.
-    pub key: RecordKey,
 }
 
 impl RawEvent {
@@ -70,7 +66,6 @@ impl RawEvent {
             region: Box::from(record.region.as_deref().unwrap_or(UNKNOWN_REGION)),
             cell_id: record.cell_id.as_deref().map(Box::from),
             event_time: record.start_time,
-            key: record.key,
         }
     }
 }

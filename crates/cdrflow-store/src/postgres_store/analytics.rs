@@ -49,6 +49,25 @@ pub(super) const V4: &str = "
     );
     CREATE INDEX anomalies_by_severity ON anomalies (severity, id);";
 
+/// Serialises the transactions that insert anomalies.
+const ANOMALY_IDS_LOCK: i64 = 0x6364_7266_616e_6f6d; // "cdrfanom"
+
+/// Anomaly ids must be given in commit order: the alert relay moves its
+/// cursor past the highest id it has read, so an id taken by a transaction
+/// that commits later would be skipped. A commit that carries anomalies
+/// takes this lock first (before any row lock, so no deadlock) and holds it
+/// to its end; commits without anomalies do not wait.
+pub(super) fn lock_anomaly_ids(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+    if commit
+        .parts
+        .iter()
+        .any(|p| !p.checkpoint.anomalies.is_empty())
+    {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ANOMALY_IDS_LOCK])?;
+    }
+    Ok(())
+}
+
 /// 0001-01-01 and 10000-01-01 in milliseconds since the epoch.
 pub(super) const YEAR_1: EpochMillis = -62_135_596_800_000;
 pub(super) const YEAR_10000: EpochMillis = 253_402_300_800_000;

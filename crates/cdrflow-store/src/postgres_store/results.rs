@@ -9,6 +9,7 @@ impl Results for PgStore {
     /// per-partition statement list made a 12-partition commit cost ~100 ms.
     fn commit(&mut self, commit: Commit<'_>) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
+        analytics::lock_anomaly_ids(&mut tx, &commit)?;
         if !PgStore::advance_kafka_offsets(&mut tx, commit.cursors)? {
             // Applied before: the transaction rolls back, nothing counts twice.
             return Ok(());

@@ -59,8 +59,8 @@ pub(super) fn v5() -> String {
     };
     format!(
         "CREATE TABLE raw_event_rows (
+            id INTEGER PRIMARY KEY,
             event_time_ms INTEGER NOT NULL,
-            record_key BLOB NOT NULL,
             event_id TEXT,
             msisdn TEXT NOT NULL,
             event_type TEXT NOT NULL,
@@ -69,9 +69,11 @@ pub(super) fn v5() -> String {
             data_bytes INTEGER NOT NULL,
             amount_micros INTEGER NOT NULL,
             region TEXT NOT NULL,
-            cell_tower_id TEXT,
-            PRIMARY KEY (event_time_ms, record_key)
-        ) WITHOUT ROWID;
+            cell_tower_id TEXT
+        );
+        -- Not a primary key: dedup is per scope (a file run, a Kafka
+        -- partition), so one record id can be accepted in two scopes.
+        CREATE INDEX raw_event_rows_by_time ON raw_event_rows (event_time_ms);
         CREATE VIEW raw_events AS SELECT
             event_id, msisdn, event_type, event_subtype, duration_seconds,
             {data} AS data_mb, {amount} AS amount, region, cell_tower_id,
@@ -94,9 +96,9 @@ pub(super) fn v5() -> String {
 /// Keeps a commit's raw events.
 pub(super) fn write_raw_events(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO raw_event_rows (event_time_ms, record_key, event_id, msisdn, event_type,
+        "INSERT INTO raw_event_rows (event_time_ms, event_id, msisdn, event_type,
              event_subtype, duration_seconds, data_bytes, amount_micros, region, cell_tower_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
     let mut msisdn = String::new();
     for part in commit.parts {
@@ -104,16 +106,15 @@ pub(super) fn write_raw_events(tx: &Transaction<'_>, commit: &Commit<'_>) -> Res
             msisdn.clear();
             write!(msisdn, "{}", e.msisdn).expect("writing to a String");
             insert.raw_bind_parameter(1, e.event_time)?;
-            insert.raw_bind_parameter(2, &e.key.0.to_be_bytes()[..])?;
-            insert.raw_bind_parameter(3, e.event_id.as_deref())?;
-            insert.raw_bind_parameter(4, msisdn.as_str())?;
-            insert.raw_bind_parameter(5, event_type(e.kind))?;
-            insert.raw_bind_parameter(6, &*e.subtype)?;
-            insert.raw_bind_parameter(7, e.duration_sec as i64)?;
-            insert.raw_bind_parameter(8, e.data_bytes as i64)?;
-            insert.raw_bind_parameter(9, e.amount_micros)?;
-            insert.raw_bind_parameter(10, &*e.region)?;
-            insert.raw_bind_parameter(11, e.cell_id.as_deref())?;
+            insert.raw_bind_parameter(2, e.event_id.as_deref())?;
+            insert.raw_bind_parameter(3, msisdn.as_str())?;
+            insert.raw_bind_parameter(4, event_type(e.kind))?;
+            insert.raw_bind_parameter(5, &*e.subtype)?;
+            insert.raw_bind_parameter(6, e.duration_sec as i64)?;
+            insert.raw_bind_parameter(7, e.data_bytes as i64)?;
+            insert.raw_bind_parameter(8, e.amount_micros)?;
+            insert.raw_bind_parameter(9, &*e.region)?;
+            insert.raw_bind_parameter(10, e.cell_id.as_deref())?;
             insert.raw_execute()?;
         }
     }
@@ -151,7 +152,8 @@ fn stats_table(grain: StatGrain) -> &'static str {
 impl DailyBatch for SqliteStore {
     fn raw_event_hours(&mut self, from: EpochMillis, to: EpochMillis) -> Result<Vec<Stat>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT event_time_ms / 3600000 AS hour_number, region, event_type, count(*),
+            // Floor division, as PostgreSQL's: SQLite's `/` rounds towards zero (times before 1970).
+            "SELECT (event_time_ms - ((event_time_ms % 3600000) + 3600000) % 3600000) / 3600000 AS hour_number, region, event_type, count(*),
                  coalesce(sum(duration_seconds) FILTER (WHERE event_type = 'call'), 0),
                  max(duration_seconds) FILTER (WHERE event_type = 'call'),
                  sum(data_bytes), sum(amount_micros)

@@ -178,6 +178,11 @@ fn run_step(
         }
         Step::RunBatchProcessing => {
             let hourly = store.raw_event_hours(from, to)?;
+            if hourly.is_empty() && !store.stats(StatGrain::Daily, day)?.is_empty() {
+                bail!(
+                    "{date} has no raw events left (past the retention?) but has statistics: they are kept, not replaced by none"
+                );
+            }
             let daily = Stat::daily_of(&hourly);
             store.replace_stats(day, &hourly, &daily)?;
             tracing::info!(

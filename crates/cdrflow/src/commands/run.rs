@@ -265,9 +265,12 @@ fn stream(
             .join()
             .map_err(|_| anyhow!("the generator thread panicked"))?;
         let stopped = stopping.swap(true, Ordering::Relaxed);
+        // A failed processing closes the pipe, which fails the generator
+        // too: the processing error is the one to report.
+        let report = processed?;
         match generated {
             Err(e) if !stopped => Err(e.context("generating")),
-            _ => processed,
+            _ => Ok(report),
         }
     })
 }
