@@ -544,6 +544,16 @@ mod tests {
     use crate::formats::{decode, DecodeOptions};
     use crate::model::{Kind, SourcePosition};
 
+    /// A generated line as the pipeline decodes it; it must decode.
+    fn decoded(line: &str) -> crate::model::Cdr<'_> {
+        let at = SourcePosition::Line {
+            line: 1,
+            byte_offset: 0,
+        };
+        decode(line.as_bytes(), at, &DecodeOptions::default())
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
     fn config(faults: Faults) -> SynthConfig {
         SynthConfig {
             seed: 7,
@@ -569,15 +579,7 @@ mod tests {
         let mut regions = std::collections::BTreeSet::new();
         for _ in 0..2000 {
             synth.next_line(&mut line);
-            let cdr = decode(
-                line.as_bytes(),
-                SourcePosition::Line {
-                    line: 1,
-                    byte_offset: 0,
-                },
-                &DecodeOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let cdr = decoded(&line);
             assert!(cdr.served_msisdn.to_string().starts_with("+7701"), "{line}");
             regions.insert(cdr.region.unwrap().into_owned());
             if let Some(amount) = cdr.amount {
@@ -601,15 +603,7 @@ mod tests {
         let mut newest = i64::MIN;
         for _ in 0..5000 {
             synth.next_line(&mut line);
-            let cdr = decode(
-                line.as_bytes(),
-                SourcePosition::Line {
-                    line: 1,
-                    byte_offset: 0,
-                },
-                &DecodeOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let cdr = decoded(&line);
             // Seconds-precision formats may round the start down.
             assert!(cdr.start_time >= start - JITTER_MS - 1000, "{line}");
             assert!(cdr.start_time < start + 5000, "{line}");
@@ -631,15 +625,7 @@ mod tests {
             a.next_line(&mut la);
             b.next_line(&mut lb);
             assert_eq!(la, lb);
-            let cdr = decode(
-                la.as_bytes(),
-                SourcePosition::Line {
-                    line: 1,
-                    byte_offset: 0,
-                },
-                &DecodeOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{la}: {e}"));
+            let cdr = decoded(&la);
             *kinds.entry(cdr.kind).or_insert(0) += 1;
         }
         assert_eq!(kinds.len(), 5, "all five kinds appear: {kinds:?}");

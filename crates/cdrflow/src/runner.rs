@@ -99,43 +99,20 @@ impl<'r> Runner<'r> {
         };
         let mediator = &mut operators.mediator;
         let mut accepted = Vec::with_capacity(batch.len());
-        mediator.process_batch(
-            batch,
-            &mut BatchContext {
-                now,
-                state: &mut state_of(mediator.name()),
-            },
-            &mut accepted,
-        )?;
-        let raw_events = &mut operators.raw_events;
-        raw_events.process_batch(
+        feed(mediator, batch, now, &state_of, &mut accepted)?;
+        feed(
+            &mut operators.raw_events,
             &accepted,
-            &mut BatchContext {
-                now,
-                state: &mut state_of(raw_events.name()),
-            },
+            now,
+            &state_of,
             &mut Vec::new(),
         )?;
         let windows = &mut operators.windows;
         let mut placements = Vec::with_capacity(accepted.len());
-        windows.process_batch(
-            &accepted,
-            &mut BatchContext {
-                now,
-                state: &mut state_of(windows.name()),
-            },
-            &mut placements,
-        )?;
+        feed(windows, &accepted, now, &state_of, &mut placements)?;
         let placed = Placed::all(&accepted, &placements);
         let rules = &mut operators.rules;
-        rules.process_batch(
-            &placed,
-            &mut BatchContext {
-                now,
-                state: &mut state_of(rules.name()),
-            },
-            &mut Vec::new(),
-        )?;
+        feed(rules, &placed, now, &state_of, &mut Vec::new())?;
         if let Some(watermark) = mediator.watermark() {
             mediator.handle_watermark(watermark);
             windows.handle_watermark(watermark);
@@ -191,6 +168,22 @@ impl<'r> Runner<'r> {
     pub fn committer(&mut self) -> &mut Committer {
         &mut self.committer
     }
+}
+
+/// Hands one batch to `operator`, its state read through `state_of`.
+fn feed<'a, 's, O: Operator>(
+    operator: &mut O,
+    input: &[O::Input<'a>],
+    now: EpochMillis,
+    state_of: &dyn Fn(&'static str) -> StoreState<'s>,
+    out: &mut Vec<O::Output<'a>>,
+) -> Result<()> {
+    let mut state = state_of(operator.name());
+    let mut context = BatchContext {
+        now,
+        state: &mut state,
+    };
+    Ok(operator.process_batch(input, &mut context, out)?)
 }
 
 /// [`Runner::start_scope`], for callers that restore a scope before the
