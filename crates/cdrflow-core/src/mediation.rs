@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::dedup::{day_minutes, day_of_minute, minute_of, DedupEntry, DedupIndex, RecordKey};
 use crate::model::{Direction, Kind, SourcePosition};
-use crate::normalize::{format_timestamp, Day, EpochMillis, Msisdn, SummaryZone};
+use crate::normalize::{format_timestamp, normalize_msisdn, Day, EpochMillis, Msisdn, SummaryZone};
 use crate::operator::{
     decode_millis, encode_millis, BatchContext, Checkpoint, Operator, ReadError, StateKind,
     StateReader, StateTable,
@@ -189,6 +189,9 @@ pub struct Rated<'a> {
     pub region: Option<Cow<'a, str>>,
     pub cell_id: Option<Cow<'a, str>>,
     pub msisdn: Msisdn,
+    /// The other end of a call or message, when the record names one as a
+    /// number (an alphanumeric SMS sender is none): the fraud rules' caller.
+    pub other_party: Option<Msisdn>,
     pub service_type: Cow<'a, str>,
     pub start_time: EpochMillis,
     /// The summary date, in the configured zone.
@@ -265,6 +268,9 @@ impl<'r> Classifier<'r> {
             region: cdr.region,
             cell_id: cdr.cell_id,
             msisdn: cdr.served_msisdn,
+            other_party: cdr.other_party.as_deref().and_then(|party| {
+                normalize_msisdn(party, self.config.decode.default_country_code).ok()
+            }),
             start_time: cdr.start_time,
             day: self.config.zone.day_of(cdr.start_time),
             usage,

@@ -101,6 +101,27 @@ impl CountryCode {
             ))
         }
     }
+
+    /// Whether `number` is one of this country's (its E.164 digits start
+    /// with the code).
+    pub fn holds(self, number: Msisdn) -> bool {
+        let code = u64::from(self.0);
+        let mut digits = number.digits();
+        let width = if code >= 100 {
+            100
+        } else if code >= 10 {
+            10
+        } else {
+            1
+        };
+        if digits < width {
+            return false;
+        }
+        while digits >= width * 10 {
+            digits /= 10;
+        }
+        digits == code
+    }
 }
 
 impl Default for CountryCode {

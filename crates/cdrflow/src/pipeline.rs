@@ -131,7 +131,7 @@ pub fn process_inputs(
     let stopping = Arc::new(AtomicBool::new(false));
     let mut files = start_scope(
         FILES_SCOPE.to_string(),
-        options.operators,
+        &options.operators,
         rater,
         store.as_mut(),
         &stopping,
@@ -139,7 +139,7 @@ pub fn process_inputs(
     progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
     let committer = Committer::spawn(store, Box::new(NothingAfter), stopping.clone())?;
-    let mut runner = Runner::new(committer, options.operators, rater, stopping);
+    let mut runner = Runner::new(committer, options.operators.clone(), rater, stopping);
     let mut report = RunReport::default();
     let produced = produce(
         &mut runner,

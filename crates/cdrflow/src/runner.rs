@@ -30,7 +30,7 @@ use crate::committer::{with_retry, CommitJob, Committer, JobPart};
 use crate::telemetry::IngestTimes;
 
 /// Every operator's settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub mediation: MediationConfig,
     pub windows: WindowConfig,
@@ -79,7 +79,7 @@ impl<'r> Runner<'r> {
 
     /// Restores a scope's operators from what `store` committed last.
     pub fn start_scope(&self, scope: String, store: &mut dyn Store) -> Result<ScopeOperators<'r>> {
-        start_scope(scope, self.config, self.rater, store, &self.stopping)
+        start_scope(scope, &self.config, self.rater, store, &self.stopping)
     }
 
     /// Processes one batch of a scope, in source order, then hands every
@@ -190,7 +190,7 @@ fn feed<'a, 's, O: Operator>(
 /// committer exists (it takes the store they restore from).
 pub fn start_scope<'r>(
     scope: String,
-    config: OperatorConfig,
+    config: &OperatorConfig,
     rater: &'r dyn Rater,
     store: &mut dyn Store,
     stopping: &Arc<AtomicBool>,
@@ -198,7 +198,8 @@ pub fn start_scope<'r>(
     let mut mediator = Mediator::new(config.mediation, rater);
     let raw_events = RawEvents::new(config.raw_events);
     let mut windows = Windows::new(config.windows);
-    let mut rules = Rules::new(config.rules, config.windows.size_ms);
+    let home = config.mediation.decode.default_country_code;
+    let mut rules = Rules::new(config.rules.clone(), config.windows.size_ms, home);
     restore(&mut mediator, &scope, store, stopping)?;
     restore(&mut windows, &scope, store, stopping)?;
     restore(&mut rules, &scope, store, stopping)?;

@@ -241,7 +241,7 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
             ..settings.mediation(args.format)
         },
         windows: settings.windows,
-        rules: settings.rules,
+        rules: settings.rules.clone(),
         raw_events: settings.raw_events,
     }
 }
