@@ -111,8 +111,10 @@ pub struct Faults {
     pub bad: f64,
     pub duplicate: f64,
     pub late: f64,
-    /// Records past one of seed 003's anomaly thresholds, or (one in four)
-    /// the start of a burst of [`BURST_EVENTS`] SMS from one subscriber.
+    /// Records past one of seed 003's anomaly thresholds, or (four in
+    /// seven) the start of a fraud pattern: a burst of [`BURST_EVENTS`] SMS
+    /// from one subscriber, a SIM box's [`SIM_BOX_CALLS`], a wangiri
+    /// caller's [`WANGIRI_CALLS`], a subscriber in two regions at once.
     pub anomaly: f64,
 }
 
@@ -184,6 +186,44 @@ pub enum LineKind {
     Anomaly,
 }
 
+/// Calls from a SIM box: past the default `sim_box` threshold of 50 in an hour.
+pub const SIM_BOX_CALLS: u32 = 60;
+/// One-ring calls from one international number: past `wangiri`'s 20.
+pub const WANGIRI_CALLS: u32 = 25;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatternKind {
+    /// SMS from one subscriber: `high_frequency`.
+    Burst,
+    /// Outgoing calls from one SIM in one cell and nothing else: `sim_box`.
+    SimBox,
+    /// Very short incoming calls from one international number to many subscribers.
+    Wangiri,
+    /// A subscriber in two regions half a minute apart: `impossible_travel`.
+    Travel,
+}
+
+impl PatternKind {
+    fn name(self) -> &'static str {
+        match self {
+            PatternKind::Burst => "burst",
+            PatternKind::SimBox => "simbox",
+            PatternKind::Wangiri => "wangiri",
+            PatternKind::Travel => "travel",
+        }
+    }
+}
+
+/// A fraud pattern under way: several lines about one subject.
+struct Pattern {
+    kind: PatternKind,
+    /// The subscriber, SIM or calling number the pattern is about.
+    subject: String,
+    region: &'static str,
+    time: EpochMillis,
+    left: u32,
+}
+
 const ZA_REGIONS: [&str; 9] = [
     "Gauteng",
     "Western Cape",
@@ -228,8 +268,8 @@ pub struct Synth {
     subscribers: Vec<u64>,
     emitted: u64,
     recent: Vec<String>,
-    /// A burst under way: its subscriber, its time, the events left.
-    burst: Option<(String, EpochMillis, u32)>,
+    /// A pattern under way: the rest of its lines come before anything else.
+    pattern: Option<Pattern>,
 }
 
 impl Synth {
@@ -244,7 +284,7 @@ impl Synth {
             subscribers,
             emitted: 0,
             recent: Vec::with_capacity(RECENT_LINES),
-            burst: None,
+            pattern: None,
         }
     }
 
@@ -252,16 +292,11 @@ impl Synth {
     pub fn next_line(&mut self, out: &mut String) -> LineKind {
         out.clear();
         self.emitted += 1;
-        if let Some((msisdn, time, left)) = self.burst.take() {
-            let at = format_timestamp(time);
-            let id = format!("burst-{}-{}", self.config.seed, self.emitted);
-            let _ = write!(
-                out,
-                r#"{{"event_id":"{id}","msisdn":"{msisdn}","event_type":"sms","event_subtype":"outgoing","region":"{region}","cell_tower_id":1001,"timestamp":"{at}"}}"#,
-                region = self.config.profile.regions()[0]
-            );
-            if left > 1 {
-                self.burst = Some((msisdn, time, left - 1));
+        if let Some(mut pattern) = self.pattern.take() {
+            self.pattern_line(&mut pattern, out);
+            if pattern.left > 1 {
+                pattern.left -= 1;
+                self.pattern = Some(pattern);
             }
             return LineKind::Anomaly;
         }
@@ -334,17 +369,20 @@ impl Synth {
         self.config.start + ((day * 24 + hour) * 3_600_000 + into_hour) as i64
     }
 
-    /// The subscriber's number, in one of the spellings operators send.
-    fn msisdn(&mut self) -> String {
-        let n = self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize];
+    /// A subscriber: its number, in one of the spellings operators send,
+    /// and its home region (where all its clean records are: a subscriber
+    /// who moves between regions is the `impossible_travel` pattern's).
+    fn subscriber(&mut self) -> (String, &'static str) {
+        let (n, home) = self.pick();
         let profile = self.config.profile;
-        match self.rng.below(20) {
+        let spelled = match self.rng.below(20) {
             // National spelling: only where the default country code (27) applies.
             0 if profile == Profile::Za => format!("0{}", n % 1_000_000_000),
             1 => profile.spelled(n),
             2 => format!("{n}"),
             _ => format!("+{n}"),
-        }
+        };
+        (spelled, home)
     }
 
     fn clean_line(&mut self, time: EpochMillis, out: &mut String) {
@@ -356,7 +394,7 @@ impl Synth {
             },
             other => other,
         };
-        let msisdn = self.msisdn();
+        let (msisdn, home) = self.subscriber();
         let at = format_timestamp(time);
         let id = self.emitted;
         let seed = self.config.seed;
@@ -378,16 +416,13 @@ impl Synth {
                 );
             }
             SynthFormat::TelecomEvents | SynthFormat::Mixed => {
-                self.telecom_event(&msisdn, &at, out)
+                self.telecom_event(&msisdn, home, &at, out)
             }
         }
     }
 
-    fn telecom_event(&mut self, msisdn: &str, at: &str, out: &mut String) {
-        let regions = self.config.profile.regions();
-        let region_index = self.rng.below(regions.len() as u64);
-        let region = regions[region_index as usize];
-        let tower = 1000 + region_index * 1000 + self.rng.below(400);
+    fn telecom_event(&mut self, msisdn: &str, region: &str, at: &str, out: &mut String) {
+        let tower = self.tower(region);
         let event_id = format!("{:016x}-{:016x}", self.rng.next(), self.rng.next());
         let direction = if self.rng.below(2) == 0 {
             "outgoing"
@@ -439,42 +474,126 @@ impl Synth {
         );
     }
 
-    /// A record past one of seed 003's thresholds, or a burst's first event.
+    /// A subscriber's number and home region.
+    fn pick(&mut self) -> (u64, &'static str) {
+        let n = self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize];
+        let regions = self.config.profile.regions();
+        (n, regions[(n % regions.len() as u64) as usize])
+    }
+
+    /// A cell tower of `region`: towers are numbered by region.
+    fn tower(&mut self, region: &str) -> u64 {
+        let regions = self.config.profile.regions();
+        let index = regions.iter().position(|r| *r == region).unwrap_or(0) as u64;
+        1000 + index * 1000 + self.rng.below(400)
+    }
+
+    /// A number drawn from the subscribers' range but (almost surely) none
+    /// of theirs: a SIM or caller seen doing nothing else.
+    fn stranger(&mut self) -> String {
+        format!("+{}", self.config.profile.first_number() + self.rng.below(10_000_000))
+    }
+
+    /// A record past one of seed 003's thresholds, or the first line of a
+    /// fraud pattern (the rest follow: [`Pattern`]).
     fn anomalous_line(&mut self, out: &mut String) {
         let time = self.feed_time() - self.rng.below(JITTER_MS as u64) as i64;
-        let msisdn = format!(
-            "+{}",
-            self.subscribers[self.rng.below(self.subscribers.len() as u64) as usize]
-        );
+        let (subscriber, home) = self.pick();
+        let msisdn = format!("+{subscriber}");
         let at = format_timestamp(time);
         let id = format!("anomaly-{}-{}", self.config.seed, self.emitted);
         let head = format!(
-            r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"{region}","cell_tower_id":1001,"timestamp":"{at}","#,
-            region = self.config.profile.regions()[0]
+            r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"{home}","cell_tower_id":1001,"timestamp":"{at}","#
         );
-        let _ = match self.rng.below(4) {
-            0 => write!(
-                out,
-                r#"{head}"event_type":"call","event_subtype":"outgoing","duration_seconds":{}}}"#,
-                14_401 + self.rng.below(14_400)
-            ),
-            1 => write!(
-                out,
-                r#"{head}"event_type":"data_session","data_mb":{}.5}}"#,
-                10_240 + self.rng.below(10_000)
-            ),
-            2 => write!(
-                out,
-                r#"{head}"event_type":"balance_recharge","event_subtype":"voucher","amount":{}.00}}"#,
-                50_001 + self.rng.below(50_000)
-            ),
-            _ => {
+        let (kind, lines) = match self.rng.below(7) {
+            0 => {
                 let _ = write!(
                     out,
-                    r#"{head}"event_type":"sms","event_subtype":"outgoing"}}"#
+                    r#"{head}"event_type":"call","event_subtype":"outgoing","duration_seconds":{}}}"#,
+                    14_401 + self.rng.below(14_400)
                 );
-                self.burst = Some((msisdn, time, BURST_EVENTS - 1));
-                Ok(())
+                return;
+            }
+            1 => {
+                let _ = write!(
+                    out,
+                    r#"{head}"event_type":"data_session","data_mb":{}.5}}"#,
+                    10_240 + self.rng.below(10_000)
+                );
+                return;
+            }
+            2 => {
+                let _ = write!(
+                    out,
+                    r#"{head}"event_type":"balance_recharge","event_subtype":"voucher","amount":{}.00}}"#,
+                    50_001 + self.rng.below(50_000)
+                );
+                return;
+            }
+            3 => (PatternKind::Burst, BURST_EVENTS),
+            4 => (PatternKind::SimBox, SIM_BOX_CALLS),
+            5 => (PatternKind::Wangiri, WANGIRI_CALLS),
+            _ => (PatternKind::Travel, 2),
+        };
+        let subject = match kind {
+            PatternKind::Burst | PatternKind::Travel => msisdn,
+            PatternKind::SimBox => self.stranger(),
+            PatternKind::Wangiri => format!("+44 7911 {:06}", self.rng.below(1_000_000)),
+        };
+        let mut pattern = Pattern {
+            kind,
+            subject,
+            region: home,
+            time,
+            left: lines,
+        };
+        self.pattern_line(&mut pattern, out);
+        pattern.left -= 1;
+        self.pattern = Some(pattern);
+    }
+
+    /// The next line of a fraud pattern, at the pattern's time (all in one
+    /// window and hour).
+    fn pattern_line(&mut self, pattern: &mut Pattern, out: &mut String) {
+        let at = format_timestamp(pattern.time);
+        let id = format!("{}-{}-{}", pattern.kind.name(), self.config.seed, self.emitted);
+        let subject = &pattern.subject;
+        let region = pattern.region;
+        let _ = match pattern.kind {
+            PatternKind::Burst => write!(
+                out,
+                r#"{{"event_id":"{id}","msisdn":"{subject}","event_type":"sms","event_subtype":"outgoing","region":"{region}","cell_tower_id":1001,"timestamp":"{at}"}}"#,
+            ),
+            PatternKind::SimBox => write!(
+                out,
+                r#"{{"event_id":"{id}","msisdn":"{subject}","event_type":"call","event_subtype":"outgoing","duration_seconds":{},"region":"{region}","cell_tower_id":1001,"timestamp":"{at}"}}"#,
+                20 + self.rng.below(160)
+            ),
+            PatternKind::Wangiri => {
+                let (victim, home) = self.subscriber();
+                write!(
+                    out,
+                    r#"{{"event_id":"{id}","msisdn":"{victim}","other_party":"{subject}","event_type":"call","event_subtype":"incoming","duration_seconds":{},"region":"{home}","cell_tower_id":{},"timestamp":"{at}"}}"#,
+                    self.rng.below(4),
+                    self.tower(home)
+                )
+            }
+            PatternKind::Travel if pattern.left > 1 => write!(
+                out,
+                r#"{{"event_id":"{id}","msisdn":"{subject}","event_type":"sms","event_subtype":"outgoing","region":"{region}","cell_tower_id":{},"timestamp":"{at}"}}"#,
+                self.tower(region)
+            ),
+            PatternKind::Travel => {
+                // The same subscriber half a minute later, in another region.
+                let regions = self.config.profile.regions();
+                let next = regions.iter().position(|r| *r == region).unwrap_or(0) + 1;
+                let away = regions[next % regions.len()];
+                let later = format_timestamp(pattern.time + 30_000);
+                write!(
+                    out,
+                    r#"{{"event_id":"{id}","msisdn":"{subject}","event_type":"sms","event_subtype":"outgoing","region":"{away}","cell_tower_id":{},"timestamp":"{later}"}}"#,
+                    self.tower(away)
+                )
             }
         };
     }

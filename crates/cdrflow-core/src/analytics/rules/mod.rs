@@ -330,6 +330,7 @@ mod tests {
     use crate::model::SourcePosition;
     use crate::normalize::{parse_timestamp, CountryCode};
     use crate::operator::MemoryState;
+    use std::collections::BTreeSet;
     use crate::rating::{Tariff, TariffOverrides};
 
     /// Mediator → windows → rules over `lines` of one partition, as the
@@ -733,5 +734,50 @@ mod tests {
             found.evidence
         );
         assert!(rules_fired(&run_in_batches(&second, 50, &mut state), "volume_spike").is_empty());
+    }
+
+    #[test]
+    fn the_generators_fraud_patterns_fire_their_rules_and_its_clean_traffic_none() {
+        use crate::synth::{Faults, Profile, Synth, SynthConfig, SynthFormat};
+        let lines = |anomaly: f64| -> Vec<String> {
+            let mut synth = Synth::new(SynthConfig {
+                seed: 11,
+                format: SynthFormat::TelecomEvents,
+                subscribers: 2000,
+                start: parse_timestamp("2025-11-09T00:00:00Z").unwrap(),
+                days: 1,
+                count: 40_000,
+                live_rate: None,
+                faults: Faults {
+                    anomaly,
+                    ..Faults::default()
+                },
+                profile: Profile::Kz,
+            });
+            let mut line = String::new();
+            (0..40_000)
+                .map(|_| {
+                    synth.next_line(&mut line);
+                    line.clone()
+                })
+                .collect()
+        };
+        let rules = |anomalies: &[Anomaly]| -> BTreeSet<&'static str> {
+            anomalies.iter().map(|a| a.rule).collect()
+        };
+        let clean = run_in_batches(&lines(0.0), 1000, &mut MemoryState::new(RULES));
+        assert_eq!(rules(&clean), BTreeSet::new(), "{:?}", clean.first());
+        let faulty = run_in_batches(&lines(0.003), 1000, &mut MemoryState::new(RULES));
+        let expected: BTreeSet<&str> = [
+            "long_call",
+            "large_data_session",
+            "large_recharge",
+            "high_frequency",
+            "sim_box",
+            "wangiri",
+            "impossible_travel",
+        ]
+        .into();
+        assert_eq!(rules(&faulty), expected);
     }
 }
