@@ -491,7 +491,10 @@ impl Synth {
     /// A number drawn from the subscribers' range but (almost surely) none
     /// of theirs: a SIM or caller seen doing nothing else.
     fn stranger(&mut self) -> String {
-        format!("+{}", self.config.profile.first_number() + self.rng.below(10_000_000))
+        format!(
+            "+{}",
+            self.config.profile.first_number() + self.rng.below(10_000_000)
+        )
     }
 
     /// A record past one of seed 003's thresholds, or the first line of a
@@ -556,7 +559,12 @@ impl Synth {
     /// window and hour).
     fn pattern_line(&mut self, pattern: &mut Pattern, out: &mut String) {
         let at = format_timestamp(pattern.time);
-        let id = format!("{}-{}-{}", pattern.kind.name(), self.config.seed, self.emitted);
+        let id = format!(
+            "{}-{}-{}",
+            pattern.kind.name(),
+            self.config.seed,
+            self.emitted
+        );
         let subject = &pattern.subject;
         let region = pattern.region;
         let _ = match pattern.kind {

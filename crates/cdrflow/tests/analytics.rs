@@ -25,6 +25,9 @@ struct Event {
     subtype: Option<&'static str>,
     data_bytes: u64,
     recharge_micros: i64,
+    /// The calling number of an incoming call (`other_party`).
+    other_party: Option<String>,
+    cell: Option<u64>,
     line: String,
 }
 
@@ -89,6 +92,12 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                 continue;
             }
         }
+        if i == 1200 {
+            for event in patterns(seed, T0 + i as i64 * 2_000) {
+                lines.push(event.line.clone());
+                events.push(event);
+            }
+        }
         if i % 53 == 52 {
             lines.push(format!(r#"{{"event_id":"bad-{seed}-{i}","msisdn":"+77011234567","event_type":"teleport","timestamp":"2025-11-09T10:00:00Z"}}"#));
             continue;
@@ -118,6 +127,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
             if i % 2 == 0 {
                 let seconds = rng.below(600);
                 Event {
+                    other_party: None,
+                    cell: None,
                     line: format!(
                         r#"{{"cdr_id":"{id}","msisdn":"{msisdn}","start_time":"{time}","call_type":"voice","call_duration_sec":{seconds}}}"#
                     ),
@@ -134,6 +145,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
             } else {
                 let (up, down) = (rng.below(1 << 30), rng.below(1 << 30));
                 Event {
+                    other_party: None,
+                    cell: None,
                     line: format!(
                         r#"{{"cdr_id":"{id}","msisdn":"{msisdn}","event_datetime":"{time}","data_type":"video","up_bytes":{up},"down_bytes":{down}}}"#
                     ),
@@ -163,6 +176,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                         rng.below(3600)
                     };
                     Event {
+                        other_party: None,
+                        cell: None,
                         line: format!(
                             r#"{{{head},"event_type":"call","event_subtype":"{subtype}","duration_seconds":{duration_sec}}}"#
                         ),
@@ -178,6 +193,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                     }
                 }
                 2 => Event {
+                    other_party: None,
+                    cell: None,
                     line: format!(r#"{{{head},"event_type":"sms","event_subtype":"outgoing"}}"#),
                     msisdn: msisdn.clone(),
                     duration_sec: 0,
@@ -197,6 +214,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                         rng.below(9000)
                     };
                     Event {
+                        other_party: None,
+                        cell: None,
                         line: format!(
                             r#"{{{head},"event_type":"data_session","data_mb":{}.{}}}"#,
                             tenths / 10,
@@ -221,6 +240,8 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
                         50_000 + rng.below(500_000) as i64
                     };
                     Event {
+                        other_party: None,
+                        cell: None,
                         line: format!(
                             r#"{{{head},"event_type":"balance_recharge","event_subtype":"voucher","amount":{}.{:02}}}"#,
                             cents / 100,
@@ -245,6 +266,263 @@ fn partition(seed: u64, n: usize, other: &[Event]) -> (Vec<Event>, Vec<String>) 
     (events, lines)
 }
 
+/// Each partition's share of the fraud patterns, all at `time`: SIM boxes
+/// at (50 calls in both partitions together), past (51) and past but in
+/// three cells; wangiri callers ringing 20 and 21 distinct subscribers; 60
+/// SMS from Shymkent in each partition (a volume spike against the
+/// history's 40 per window, see [`history`]).
+fn patterns(seed: u64, time_ms: i64) -> Vec<Event> {
+    let time = rfc3339(time_ms);
+    let mut events = Vec::new();
+    let mut push = |id: String,
+                    msisdn: String,
+                    body: String,
+                    event_type,
+                    subtype,
+                    other_party: Option<String>,
+                    cell: Option<u64>,
+                    region: &'static str,
+                    duration_sec: u64| {
+        let cell_field = cell
+            .map(|c| format!(r#","cell_tower_id":{c}"#))
+            .unwrap_or_default();
+        let other_field = other_party
+            .as_ref()
+            .map(|o| format!(r#","other_party":"{o}""#))
+            .unwrap_or_default();
+        events.push(Event {
+            line: format!(r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"{region}","timestamp":"{time}"{cell_field}{other_field},{body}}}"#),
+            id,
+            msisdn,
+            duration_sec,
+            time_ms,
+            region: Some(region),
+            event_type,
+            subtype,
+            data_bytes: 0,
+            recharge_micros: 0,
+            other_party,
+            cell,
+        });
+    };
+    let share = |total: u64| {
+        if seed == 1 {
+            total / 2
+        } else {
+            total - total / 2
+        }
+    };
+    for (sim, calls, cells) in [
+        ("+77018888801", 50, 1),
+        ("+77018888802", 51, 2),
+        ("+77018888803", 52, 3),
+    ] {
+        for k in 0..share(calls) {
+            let body = r#""event_type":"call","event_subtype":"outgoing","duration_seconds":40"#
+                .to_string();
+            push(
+                format!("sim{seed}-{sim}-{k}"),
+                sim.to_string(),
+                body,
+                "call",
+                Some("outgoing"),
+                None,
+                Some(1 + k % cells),
+                "Almaty",
+                40,
+            );
+        }
+    }
+    for (caller, victims) in [("+447911000001", 20), ("+447911000002", 21)] {
+        let first = if seed == 1 { 0 } else { victims / 2 };
+        for k in first..first + share(victims) {
+            let body = r#""event_type":"call","event_subtype":"incoming","duration_seconds":2"#
+                .to_string();
+            push(
+                format!("wan{seed}-{caller}-{k}"),
+                format!("+7701300{k:04}"),
+                body,
+                "call",
+                Some("incoming"),
+                Some(caller.to_string()),
+                None,
+                "Astana",
+                2,
+            );
+        }
+    }
+    for k in 0..60 {
+        let body = r#""event_type":"sms","event_subtype":"outgoing""#.to_string();
+        push(
+            format!("vol{seed}-{k}"),
+            format!("+770140{seed}{k:04}"),
+            body,
+            "sms",
+            Some("outgoing"),
+            None,
+            None,
+            "Shymkent",
+            0,
+        );
+    }
+    events
+}
+
+/// A week before the partitions, Sunday 10:00 to 12:00: in every window 8
+/// calls, SMS and data sessions per region, 40 SMS from Shymkent; each from
+/// a number of its own. The volume spike's baseline.
+fn history() -> (Vec<Event>, Vec<String>) {
+    let mut events = Vec::new();
+    let mut n = 0;
+    for window in 0..24 {
+        let start = T0 - 7 * 86_400_000 + window * WINDOW_MS;
+        for region in REGIONS {
+            for event_type in ["call", "sms", "data_session"] {
+                let count = if region == "Shymkent" && event_type == "sms" {
+                    40
+                } else {
+                    8
+                };
+                for k in 0..count {
+                    n += 1;
+                    let time_ms = start + k * 1000;
+                    let (id, msisdn) = (format!("h-{n}"), format!("+7702{n:07}"));
+                    let body = match event_type {
+                        "call" => {
+                            r#""event_type":"call","event_subtype":"outgoing","duration_seconds":60"#
+                        }
+                        "sms" => r#""event_type":"sms","event_subtype":"outgoing""#,
+                        _ => r#""event_type":"data_session","data_mb":1"#,
+                    };
+                    events.push(Event {
+                        line: format!(r#"{{"event_id":"{id}","msisdn":"{msisdn}","region":"{region}","timestamp":"{}",{body}}}"#, rfc3339(time_ms)),
+                        id,
+                        msisdn,
+                        duration_sec: if event_type == "call" { 60 } else { 0 },
+                        time_ms,
+                        region: Some(region),
+                        event_type,
+                        subtype: (event_type != "data_session").then_some("outgoing"),
+                        data_bytes: if event_type == "data_session" { 1_000_000 } else { 0 },
+                        recharge_micros: 0,
+                        other_party: None,
+                        cell: None,
+                    });
+                }
+            }
+        }
+    }
+    let lines = events.iter().map(|e| e.line.clone()).collect();
+    (events, lines)
+}
+
+/// The fraud rules' state, for [`truth`]: written from the rules file's
+/// definitions, not from the pipeline's code.
+#[derive(Default)]
+struct FraudTruth {
+    /// (SIM, hour) → outgoing calls, other events, cells.
+    sim_box: BTreeMap<(String, i64), (u32, u32, BTreeSet<u64>)>,
+    /// (caller, hour) → subscribers called.
+    wangiri: BTreeMap<(String, i64), BTreeSet<String>>,
+    /// MSISDN → on-time sightings (time, region); and (MSISDN, span) fired.
+    sightings: BTreeMap<String, Vec<(i64, &'static str)>>,
+    travel_fired: BTreeSet<(String, i64)>,
+    /// (window, region, type) → on-time events.
+    volume: BTreeMap<(i64, String, &'static str), u64>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+/// The longest journey of the shipped table (Almaty to Atyrau).
+const TRAVEL_SPAN_MS: i64 = 150 * 60_000;
+
+fn journey_ms(a: &str, b: &str) -> i64 {
+    match (a.min(b), a.max(b)) {
+        ("Almaty", "Astana") => 90 * 60_000,
+        _ => 60 * 60_000,
+    }
+}
+
+impl FraudTruth {
+    /// An on-time record: what it fires.
+    fn observe(&mut self, e: &Event, window: i64, anomalies: &mut BTreeSet<Anomaly>) {
+        let mut fire = |rule: &'static str, severity: &'static str, msisdn: String, start: i64| {
+            anomalies.insert((
+                rule,
+                severity,
+                msisdn,
+                Some(e.id.clone()),
+                Some(rfc3339(start)),
+            ));
+        };
+        let hour = e.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let outgoing_call = e.event_type == "call" && e.subtype == Some("outgoing");
+        if outgoing_call || ["call", "sms", "data_session"].contains(&e.event_type) {
+            let (calls, others, cells) = self.sim_box.entry((e.msisdn.clone(), hour)).or_default();
+            if outgoing_call {
+                *calls += 1;
+                cells.extend(e.cell);
+                if *calls == 51 && *others == 0 && cells.len() <= 2 {
+                    fire("sim_box", "high", e.msisdn.clone(), hour);
+                }
+            } else {
+                *others += 1;
+            }
+        }
+        if let Some(caller) = &e.other_party {
+            if e.event_type == "call" && e.subtype == Some("incoming") && e.duration_sec <= 5 {
+                let called = self.wangiri.entry((caller.clone(), hour)).or_default();
+                if called.insert(e.msisdn.clone()) && called.len() == 21 {
+                    fire("wangiri", "high", caller.clone(), hour);
+                }
+            }
+        }
+        if let Some(region) = e.region {
+            let span = e.time_ms.div_euclid(TRAVEL_SPAN_MS) * TRAVEL_SPAN_MS;
+            let seen = self.sightings.entry(e.msisdn.clone()).or_default();
+            let latest = seen
+                .iter()
+                .filter(|(t, _)| (span - TRAVEL_SPAN_MS..span + TRAVEL_SPAN_MS).contains(t))
+                .max()
+                .copied();
+            if let Some((then, previous)) = latest {
+                if previous != region
+                    && (e.time_ms - then).abs() < journey_ms(previous, region)
+                    && self.travel_fired.insert((e.msisdn.clone(), span))
+                {
+                    fire("impossible_travel", "medium", e.msisdn.clone(), span);
+                }
+            }
+            seen.push((e.time_ms, region));
+        }
+        let region = e.region.unwrap_or("unknown").to_string();
+        let count = self
+            .volume
+            .entry((window, region.clone(), e.event_type))
+            .or_default();
+        *count += 1;
+        let count = *count;
+        // The baseline: that hour of the week in earlier weeks (the history).
+        let week_ms = 7 * 86_400_000;
+        let (mut sum, mut windows) = (0, 0);
+        for ((w, r, t), events) in &self.volume {
+            if *r == region
+                && *t == e.event_type
+                && w.rem_euclid(week_ms).div_euclid(HOUR_MS)
+                    == window.rem_euclid(week_ms).div_euclid(HOUR_MS)
+                && (*w + 3 * 86_400_000).div_euclid(week_ms)
+                    < (window + 3 * 86_400_000).div_euclid(week_ms)
+            {
+                sum += events;
+                windows += 1;
+            }
+        }
+        let spike = |c: u64| c > 100 && c * windows * 1000 > 3000 * sum;
+        if windows >= 12 && spike(count) && !spike(count - 1) {
+            fire("volume_spike", "medium", e.msisdn.clone(), window);
+        }
+    }
+}
+
 type WindowKey = (String, String, String);
 
 /// The expected windows and late events of the partitions read in order:
@@ -267,6 +545,7 @@ fn truth<'a>(
     let mut late = BTreeMap::new();
     let mut anomalies = BTreeSet::new();
     let mut per_window: BTreeMap<(String, i64), u32> = BTreeMap::new();
+    let mut fraud = FraudTruth::default();
     for lines in partitions {
         let mut watermark = i64::MIN;
         for line in lines.iter() {
@@ -311,6 +590,7 @@ fn truth<'a>(
                 continue;
             }
             watermark = watermark.max(event.time_ms - LATENESS_MS);
+            fraud.observe(event, start, &mut anomalies);
             let count = per_window.entry((event.msisdn.clone(), start)).or_default();
             *count += 1;
             if *count == 101 {
@@ -611,26 +891,32 @@ fn exported_late(store: &[&str]) -> BTreeMap<String, (String, i64)> {
 }
 
 fn check_store(dir: &Path, store: &[&str]) {
+    let (h_events, h_lines) = history();
     let (a_events, a_lines) = partition(1, 3000, &[]);
     let (b_events, b_lines) = partition(2, 2000, &a_events);
+    let h = dir.join("history.jsonl");
     let a = dir.join("a.jsonl");
     let b = dir.join("b.jsonl");
+    std::fs::write(&h, h_lines.join("\n") + "\n").unwrap();
     std::fs::write(&a, a_lines.join("\n") + "\n").unwrap();
     std::fs::write(&b, b_lines.join("\n") + "\n").unwrap();
     run_ok(
         cdrflow()
             .args(store)
             .args(["process", "--batch-size", "97"])
-            .arg(&a)
-            .arg(&b),
+            .args([&h, &a, &b]),
     );
-    let all: Vec<&Event> = a_events.iter().chain(&b_events).collect();
-    let (windows, late, anomalies, kept) = truth(&[&a_lines, &b_lines], &all);
+    let all: Vec<&Event> = h_events.iter().chain(&a_events).chain(&b_events).collect();
+    let (windows, late, anomalies, kept) = truth(&[&h_lines, &a_lines, &b_lines], &all);
     for rule in [
         "long_call",
         "large_data_session",
         "large_recharge",
         "high_frequency",
+        "sim_box",
+        "wangiri",
+        "impossible_travel",
+        "volume_spike",
     ] {
         assert!(
             anomalies.iter().any(|a| a.0 == rule),
@@ -662,11 +948,13 @@ fn check_store(dir: &Path, store: &[&str]) {
     );
 
     // Read again: nothing is added twice.
-    run_ok(cdrflow().args(store).args(["process"]).arg(&a).arg(&b));
+    run_ok(cdrflow().args(store).args(["process"]).args([&h, &a, &b]));
     assert_eq!(exported_windows(store), windows);
     assert_eq!(exported_late(store).len(), late.len());
     assert_eq!(exported_anomalies(store), anomalies);
 
+    let day = |e: &&&Event| e.time_ms >= T0 - 10 * HOUR_MS;
+    let kept: Vec<&Event> = kept.iter().filter(day).copied().collect();
     check_daily(store, &kept, late.len());
 }
 

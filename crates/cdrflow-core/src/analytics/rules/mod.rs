@@ -330,8 +330,8 @@ mod tests {
     use crate::model::SourcePosition;
     use crate::normalize::{parse_timestamp, CountryCode};
     use crate::operator::MemoryState;
-    use std::collections::BTreeSet;
     use crate::rating::{Tariff, TariffOverrides};
+    use std::collections::BTreeSet;
 
     /// Mediator → windows → rules over `lines` of one partition, as the
     /// runner chains them, in batches of `batch` lines with the watermark
