@@ -1,9 +1,9 @@
 //! `high_frequency` (seed 003): more records than the threshold from one
 //! MSISDN in one window, fired on the first record past it.
 
-use super::tally::{Buckets, Count};
+use super::tally::{Buckets, Count, TallyState};
 use super::{Finding, Identity, Placed, StatefulRule, Threshold};
-use crate::operator::{ReadError, StateKind, StateReader, StateTable, StateWriter};
+use crate::operator::{ReadError, StateKind, StateReader, StateTable};
 
 /// Per-window record counts per MSISDN.
 pub const WINDOW_COUNTS: StateTable = StateTable {
@@ -20,14 +20,14 @@ impl HighFrequency {
     pub fn new(threshold: Threshold<u64>, window_ms: i64) -> HighFrequency {
         HighFrequency {
             threshold,
-            counts: Buckets::new(WINDOW_COUNTS, window_ms),
+            counts: Buckets::new(WINDOW_COUNTS, window_ms, 3),
         }
     }
 }
 
 impl StatefulRule for HighFrequency {
-    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
-        self.counts.on_start(state)
+    fn tallies(&mut self) -> &mut dyn TallyState {
+        &mut self.counts
     }
 
     fn observe(
@@ -59,13 +59,5 @@ impl StatefulRule for HighFrequency {
             });
         }
         Ok(())
-    }
-
-    fn handle_watermark(&mut self) {
-        self.counts.evict(|_, _| {});
-    }
-
-    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
-        self.counts.checkpoint(state);
     }
 }

@@ -153,10 +153,9 @@ impl Finding {
     }
 }
 
-/// A rule that keeps state: the operator's hooks, per rule.
+/// A rule that keeps state: the operator's hooks, per rule. Most rules'
+/// state is one [`tally::Buckets`], which the default hooks look after.
 trait StatefulRule: Send {
-    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError>;
-
     /// An on-time record; what it makes true goes to `found`.
     fn observe(
         &mut self,
@@ -165,10 +164,21 @@ trait StatefulRule: Send {
         found: &mut Vec<Finding>,
     ) -> Result<(), ReadError>;
 
-    /// Lets old state leave memory.
-    fn handle_watermark(&mut self);
+    /// Its tallies.
+    fn tallies(&mut self) -> &mut dyn tally::TallyState;
 
-    fn checkpoint(&mut self, state: &mut StateWriter<'_>);
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
+        self.tallies().on_start(state)
+    }
+
+    /// Lets old state leave memory.
+    fn handle_watermark(&mut self) {
+        self.tallies().evict();
+    }
+
+    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
+        self.tallies().checkpoint(state);
+    }
 }
 
 /// Every table of every rule.

@@ -4,11 +4,11 @@
 //! the threshold in one hour (UTC, aligned) when the hour so far shows
 //! nothing else and at most `max_cells` cells.
 
-use super::tally::{read_u64, stable_hash, Buckets, Hashes, Tally};
+use super::tally::{read_u64, stable_hash, Buckets, Hashes, Tally, TallyState};
 use super::{Finding, Identity, Placed, SimBoxConfig, StatefulRule};
 use crate::model::{Direction, Kind};
 use crate::normalize::format_timestamp;
-use crate::operator::{ReadError, StateKind, StateReader, StateTable, StateWriter};
+use crate::operator::{ReadError, StateKind, StateReader, StateTable};
 
 /// Per-hour activity per MSISDN.
 pub const SIM_BOX_HOURS: StateTable = StateTable {
@@ -58,14 +58,14 @@ impl SimBox {
     pub fn new(config: SimBoxConfig) -> SimBox {
         SimBox {
             config,
-            hours: Buckets::new(SIM_BOX_HOURS, HOUR_MS),
+            hours: Buckets::new(SIM_BOX_HOURS, HOUR_MS, 1),
         }
     }
 }
 
 impl StatefulRule for SimBox {
-    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
-        self.hours.on_start(state)
+    fn tallies(&mut self) -> &mut dyn TallyState {
+        &mut self.hours
     }
 
     fn observe(
@@ -128,13 +128,5 @@ impl StatefulRule for SimBox {
             });
         }
         Ok(())
-    }
-
-    fn handle_watermark(&mut self) {
-        self.hours.evict(|_, _| {});
-    }
-
-    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
-        self.hours.checkpoint(state);
     }
 }

@@ -17,7 +17,9 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::dedup::minute_of;
 use crate::normalize::EpochMillis;
@@ -40,10 +42,6 @@ pub const STORED_UP_TO: StateTable = StateTable {
     name: "stored_up_to",
     kind: StateKind::Keyed,
 };
-
-/// Buckets further than this behind the newest event leave memory (and are
-/// read back from the store if a record for one still comes).
-const KEEP_BUCKETS: i64 = 3;
 
 /// Stored changes a day behind the newest event are dropped: no bucket that
 /// old is counted any more, its records being late in every partition that
@@ -76,6 +74,9 @@ type Bucket<T> = FxHashMap<u64, Entry<T>>;
 pub struct Buckets<T> {
     table: StateTable,
     bucket_ms: i64,
+    /// Buckets kept in memory before the newest one's (older ones are read
+    /// back from the store if a record for one still comes).
+    keep_behind: i64,
     live: BTreeMap<EpochMillis, Bucket<T>>,
     /// Changes of buckets that left memory since the last checkpoint, encoded.
     evicted: Vec<(EpochMillis, Vec<u8>)>,
@@ -84,13 +85,14 @@ pub struct Buckets<T> {
 }
 
 impl<T: Tally> Buckets<T> {
-    pub fn new(table: StateTable, bucket_ms: i64) -> Buckets<T> {
+    pub fn new(table: StateTable, bucket_ms: i64, keep_behind: i64) -> Buckets<T> {
         debug_assert_eq!(table.kind, StateKind::Spans);
         // Buckets are found again by their first minute.
         debug_assert!(bucket_ms >= 60_000 && bucket_ms % 60_000 == 0);
         Buckets {
             table,
             bucket_ms,
+            keep_behind,
             live: BTreeMap::new(),
             evicted: Vec::new(),
             stored_up_to: None,
@@ -177,7 +179,7 @@ impl<T: Tally> Buckets<T> {
     /// changes for the next checkpoint; `leaving` sees each one's tallies.
     pub fn evict(&mut self, mut leaving: impl FnMut(EpochMillis, &Bucket<T>)) {
         let Some(newest) = self.newest else { return };
-        let keep_from = self.bucket_of(newest) - KEEP_BUCKETS * self.bucket_ms;
+        let keep_from = self.bucket_of(newest) - self.keep_behind * self.bucket_ms;
         if self
             .live
             .first_key_value()
@@ -221,6 +223,42 @@ impl<T: Tally> Buckets<T> {
         if let Some(newest) = self.newest {
             state.expire_before(&self.table, minute_of(newest - EXPIRE_AFTER_MS));
         }
+    }
+}
+
+/// What the operator's hooks do to a rule's tallies, whatever their type.
+pub trait TallyState {
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError>;
+    fn evict(&mut self);
+    fn checkpoint(&mut self, state: &mut StateWriter<'_>);
+}
+
+impl<T: Tally> TallyState for Buckets<T> {
+    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
+        Buckets::on_start(self, state)
+    }
+
+    fn evict(&mut self) {
+        Buckets::evict(self, |_, _| {});
+    }
+
+    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
+        Buckets::checkpoint(self, state);
+    }
+}
+
+/// Names (regions) shared by every tally that holds them.
+#[derive(Default)]
+pub struct Names(FxHashSet<Arc<str>>);
+
+impl Names {
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.0.insert(new.clone());
+        new
     }
 }
 
@@ -375,7 +413,7 @@ mod tests {
     fn a_bucket_counts_on_across_eviction_checkpoints_and_restarts() {
         let mut state = MemoryState::new("test");
         let minute = 60_000;
-        let mut first = Buckets::<Count>::new(TABLE, 5 * minute);
+        let mut first = Buckets::<Count>::new(TABLE, 5 * minute, 3);
         first.on_start(&mut state).unwrap();
         first.entry(0, 7, &mut state).unwrap().add(&Count(2));
         first.saw(0);
@@ -389,7 +427,7 @@ mod tests {
         assert_eq!(first.get(0, 7, &mut state).unwrap(), Some(&Count(3)));
         checkpoint(&mut first, &mut state);
 
-        let mut second = Buckets::<Count>::new(TABLE, 5 * minute);
+        let mut second = Buckets::<Count>::new(TABLE, 5 * minute, 3);
         second.on_start(&mut state).unwrap();
         assert_eq!(second.stored_up_to(), Some(0));
         second.entry(0, 7, &mut state).unwrap().add(&Count(1));

@@ -6,13 +6,11 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
-
-use super::tally::{Buckets, Tally};
+use super::tally::{Buckets, Names, Tally, TallyState};
 use super::{Finding, Identity, Placed, StatefulRule, TravelConfig};
 use crate::analytics::windows::UNKNOWN_REGION;
 use crate::normalize::{format_timestamp, EpochMillis};
-use crate::operator::{ReadError, StateKind, StateReader, StateTable, StateWriter};
+use crate::operator::{ReadError, StateKind, StateReader, StateTable};
 
 /// Per-span latest region per MSISDN (spans as long as the longest journey).
 pub const LAST_SEEN: StateTable = StateTable {
@@ -74,8 +72,7 @@ impl Tally for Seen {
 pub struct ImpossibleTravel {
     config: Arc<TravelConfig>,
     seen: Buckets<Seen>,
-    /// Region names, shared by every sighting of them.
-    regions: FxHashSet<Arc<str>>,
+    regions: Names,
 }
 
 impl ImpossibleTravel {
@@ -84,24 +81,15 @@ impl ImpossibleTravel {
         let span = (config.horizon_ms() + 59_999) / 60_000 * 60_000;
         ImpossibleTravel {
             config,
-            seen: Buckets::new(LAST_SEEN, span),
-            regions: FxHashSet::default(),
+            seen: Buckets::new(LAST_SEEN, span, 1),
+            regions: Names::default(),
         }
-    }
-
-    fn intern(&mut self, region: &str) -> Arc<str> {
-        if let Some(known) = self.regions.get(region) {
-            return known.clone();
-        }
-        let new: Arc<str> = Arc::from(region);
-        self.regions.insert(new.clone());
-        new
     }
 }
 
 impl StatefulRule for ImpossibleTravel {
-    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
-        self.seen.on_start(state)
+    fn tallies(&mut self) -> &mut dyn TallyState {
+        &mut self.seen
     }
 
     fn observe(
@@ -156,7 +144,7 @@ impl StatefulRule for ImpossibleTravel {
                 });
             }
         }
-        let region = self.intern(region);
+        let region = self.regions.intern(region);
         let entry = self.seen.entry(span, key, state)?;
         let sighting = Seen {
             time,
@@ -169,13 +157,5 @@ impl StatefulRule for ImpossibleTravel {
             entry.add(&sighting);
         }
         Ok(())
-    }
-
-    fn handle_watermark(&mut self) {
-        self.seen.evict(|_, _| {});
-    }
-
-    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
-        self.seen.checkpoint(state);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::tally::{read_u64, stable_hash, Buckets, Tally};
+use super::tally::{read_u64, stable_hash, Buckets, Names, Tally, TallyState};
 use super::{Finding, Identity, Placed, StatefulRule, VolumeSpikeConfig};
 use crate::analytics::windows::{event_type, kind_of_event_type, UNKNOWN_REGION};
 use crate::model::Kind;
@@ -198,7 +198,7 @@ pub struct VolumeSpike {
     changed: FxHashSet<(u16, u64)>,
     folded_up_to: Option<EpochMillis>,
     folded_changed: bool,
-    regions: FxHashSet<Arc<str>>,
+    regions: Names,
 }
 
 fn label_key(region: &str, kind: Kind) -> u64 {
@@ -216,22 +216,13 @@ impl VolumeSpike {
         VolumeSpike {
             config,
             window_ms,
-            windows: Buckets::new(VOLUME_WINDOWS, window_ms),
+            windows: Buckets::new(VOLUME_WINDOWS, window_ms, 3),
             baselines: FxHashMap::default(),
             changed: FxHashSet::default(),
             folded_up_to: None,
             folded_changed: false,
-            regions: FxHashSet::default(),
+            regions: Names::default(),
         }
-    }
-
-    fn intern(&mut self, region: &str) -> Arc<str> {
-        if let Some(known) = self.regions.get(region) {
-            return known.clone();
-        }
-        let new: Arc<str> = Arc::from(region);
-        self.regions.insert(new.clone());
-        new
     }
 
     /// Whether `events` in a window are a spike against `(events, windows)` before it.
@@ -243,6 +234,10 @@ impl VolumeSpike {
 }
 
 impl StatefulRule for VolumeSpike {
+    fn tallies(&mut self) -> &mut dyn TallyState {
+        &mut self.windows
+    }
+
     fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
         self.windows.on_start(state)?;
         self.folded_up_to = match state.value(&FOLDED_UP_TO, "")? {
@@ -274,7 +269,7 @@ impl StatefulRule for VolumeSpike {
         }
         for (hour, kind, region, slot) in restored {
             let key = label_key(&region, kind);
-            let region = self.intern(&region);
+            let region = self.regions.intern(&region);
             self.baselines
                 .insert((hour, key), Baseline { slot, region, kind });
         }
@@ -309,7 +304,7 @@ impl StatefulRule for VolumeSpike {
             .windows
             .get(window, key, state)?
             .is_some_and(|v| v.label.is_some());
-        let label = (!named).then(|| (self.intern(region), r.kind));
+        let label = (!named).then(|| (self.regions.intern(region), r.kind));
         let entry = self.windows.entry(window, key, state)?;
         entry.add(&Volume { events: 1, label });
         let events = entry.total().events;

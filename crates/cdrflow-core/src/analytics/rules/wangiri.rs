@@ -5,11 +5,11 @@
 //! threshold. The distinct count is exact: the set is kept only up to one
 //! past the threshold, so it stays small without a sketch.
 
-use super::tally::{Buckets, Hashes};
+use super::tally::{Buckets, Hashes, TallyState};
 use super::{Finding, Identity, Placed, StatefulRule, WangiriConfig};
 use crate::model::{Direction, Kind};
 use crate::normalize::{format_timestamp, CountryCode};
-use crate::operator::{ReadError, StateKind, StateReader, StateTable, StateWriter};
+use crate::operator::{ReadError, StateKind, StateReader, StateTable};
 
 /// Per-hour subscribers called per international number.
 pub const WANGIRI_HOURS: StateTable = StateTable {
@@ -30,14 +30,14 @@ impl Wangiri {
         Wangiri {
             config,
             home,
-            hours: Buckets::new(WANGIRI_HOURS, HOUR_MS),
+            hours: Buckets::new(WANGIRI_HOURS, HOUR_MS, 1),
         }
     }
 }
 
 impl StatefulRule for Wangiri {
-    fn on_start(&mut self, state: &mut dyn StateReader) -> Result<(), ReadError> {
-        self.hours.on_start(state)
+    fn tallies(&mut self) -> &mut dyn TallyState {
+        &mut self.hours
     }
 
     fn observe(
@@ -86,13 +86,5 @@ impl StatefulRule for Wangiri {
             });
         }
         Ok(())
-    }
-
-    fn handle_watermark(&mut self) {
-        self.hours.evict(|_, _| {});
-    }
-
-    fn checkpoint(&mut self, state: &mut StateWriter<'_>) {
-        self.hours.checkpoint(state);
     }
 }
