@@ -47,6 +47,9 @@ enum Command {
     Alerts(commands::alerts::AlertsArgs),
     /// Seed 003's daily batch: quality check, daily/hourly statistics, verify, summary, cleanup
     Daily(commands::daily::DailyArgs),
+    /// Check a product catalogue; price one record under it, step by step
+    #[command(subcommand)]
+    Catalogue(commands::catalogue::CatalogueCommand),
     /// Export stored results
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Usage(args) => commands::usage::run(&settings, args),
         Command::Alerts(args) => commands::alerts::run(&settings, args),
         Command::Daily(args) => commands::daily::run(&settings, args),
+        Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),
         Command::Rejected(args) => commands::rejected::run(&settings, args),
         Command::Replay(args) => commands::replay::run(&settings, args),

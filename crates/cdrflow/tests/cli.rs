@@ -425,3 +425,57 @@ fn an_oversized_record_is_refused_with_its_first_bytes() {
         "{payload:.100}"
     );
 }
+
+#[test]
+fn catalogue_check_and_price_explain_a_cost() {
+    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/catalogue.toml");
+    let out = run_ok(cdrflow().args(["catalogue", "check", catalogue]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("version 2024-03 from 2024-03-01T00:00:00Z (MAD, Africa/Casablanca)"),
+        "{text}"
+    );
+    // Monday 08:00 in Casablanca (UTC+1), a national mobile number: peak,
+    // 75 s at 30/6 → 78 s, 0.15 + 1.20 × 78 / 60 = 1.71.
+    let price = |to: &str| {
+        cdrflow()
+            .args([
+                "--default-country-code",
+                "212",
+                "catalogue",
+                "price",
+                catalogue,
+            ])
+            .args([
+                "--plan",
+                "prepaid-basic",
+                "--to",
+                to,
+                "--at",
+                "2024-03-04T07:00:00Z",
+                "--seconds",
+                "75",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = price("0612345678");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("75 s billed as 78 s"), "{text}");
+    assert!(
+        text.ends_with("cost 1.710000 MAD (version 2024-03, rate mobile-peak, 78 billed)\n"),
+        "{text}"
+    );
+    let out = price("+212891234567");
+    assert!(!out.status.success());
+    let error = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        error.contains("no voice rate for destination `ma-premium`"),
+        "{error}"
+    );
+}

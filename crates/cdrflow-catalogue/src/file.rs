@@ -1,0 +1,427 @@
+//! The catalogue file (TOML; `config/catalogue.toml` documents it) and its
+//! validation. Every mistake is named by its place: version, section, id.
+
+use std::collections::BTreeSet;
+
+use cdrflow_core::money::Decimal;
+use cdrflow_core::normalize::parse_timestamp;
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use crate::bands::{Band, WEEKDAYS};
+use crate::model::{
+    Catalogue, DataRate, Destination, DestinationClass, Nanos, Plan, Rounding, RoundingPoint,
+    SmsRate, Target, Version, VoiceRate,
+};
+use crate::prefixes::Prefixes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{at}: {why}")]
+    Invalid { at: String, why: String },
+}
+
+fn invalid(at: impl Into<String>, why: impl Into<String>) -> CatalogueError {
+    CatalogueError::Invalid {
+        at: at.into(),
+        why: why.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueFile {
+    version: Vec<VersionFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionFile {
+    id: String,
+    effective_from: String,
+    currency: String,
+    zone: String,
+    #[serde(default)]
+    holidays: Vec<String>,
+    destination: Vec<DestinationFile>,
+    band: Vec<BandFile>,
+    plan: Vec<PlanFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationFile {
+    id: String,
+    class: String,
+    prefixes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BandFile {
+    id: String,
+    #[serde(default)]
+    days: Option<Vec<String>>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    holidays: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    id: String,
+    #[serde(default)]
+    voice: Vec<VoiceFile>,
+    #[serde(default)]
+    sms: Vec<SmsFile>,
+    #[serde(default)]
+    data: Option<DataFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoiceFile {
+    id: String,
+    destination: Option<String>,
+    class: Option<String>,
+    band: Option<String>,
+    #[serde(default = "zero")]
+    connect_fee: String,
+    price: String,
+    #[serde(default = "sixty")]
+    per_seconds: u64,
+    #[serde(default = "one_one")]
+    increments: String,
+    #[serde(default = "zero")]
+    min_charge: String,
+    rounding: String,
+    decimals: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsFile {
+    id: String,
+    destination: Option<String>,
+    class: Option<String>,
+    band: Option<String>,
+    price: String,
+    rounding: String,
+    decimals: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataFile {
+    id: String,
+    price: String,
+    per_bytes: u64,
+    #[serde(default = "one")]
+    session_increment_bytes: u64,
+    rounding: String,
+    decimals: u32,
+}
+
+fn zero() -> String {
+    "0".into()
+}
+fn sixty() -> u64 {
+    60
+}
+fn one() -> u64 {
+    1
+}
+fn one_one() -> String {
+    "1/1".into()
+}
+
+fn nanos(at: &str, text: &str) -> Result<Nanos, CatalogueError> {
+    let decimal = Decimal::parse(text)
+        .map_err(|_| invalid(at, format!("`{text}` is not a decimal number")))?;
+    if decimal.is_negative() {
+        return Err(invalid(at, format!("`{text}` is negative")));
+    }
+    decimal
+        .scaled_to_integer(9)
+        .ok_or_else(|| invalid(at, format!("`{text}` has more than 9 decimal places")))
+}
+
+fn rounding_point(
+    at: &str,
+    rounding: &str,
+    decimals: u32,
+) -> Result<RoundingPoint, CatalogueError> {
+    let rounding = Rounding::parse(rounding).ok_or_else(|| {
+        invalid(
+            format!("{at}.rounding"),
+            format!("`{rounding}`: expected half_up, half_even, up or down"),
+        )
+    })?;
+    if decimals > 6 {
+        return Err(invalid(
+            format!("{at}.decimals"),
+            format!("{decimals}: costs are kept in micro-units, at most 6 decimals"),
+        ));
+    }
+    Ok(RoundingPoint { rounding, decimals })
+}
+
+fn minute_of_day(at: &str, text: &str) -> Result<u16, CatalogueError> {
+    let bad = || {
+        invalid(
+            at,
+            format!("`{text}` is not a time of day HH:MM (00:00 to 24:00)"),
+        )
+    };
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m >= 60 || h > 24 || (h == 24 && m > 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl Catalogue {
+    pub fn from_toml(text: &str) -> Result<Catalogue, CatalogueError> {
+        let file: CatalogueFile = toml::from_str(text)?;
+        let mut versions = Vec::with_capacity(file.version.len());
+        let mut ids = BTreeSet::new();
+        for v in file.version {
+            if !ids.insert(v.id.clone()) {
+                return Err(invalid(format!("version `{}`", v.id), "given twice"));
+            }
+            versions.push(version(v)?);
+        }
+        versions.sort_by_key(|v| v.effective_from);
+        if let Some(w) = versions
+            .windows(2)
+            .find(|w| w[0].effective_from == w[1].effective_from)
+        {
+            return Err(invalid(
+                format!("versions `{}` and `{}`", w[0].id, w[1].id),
+                "are in force from the same instant",
+            ));
+        }
+        if versions.is_empty() {
+            return Err(invalid("catalogue", "has no [[version]]"));
+        }
+        Ok(Catalogue { versions })
+    }
+}
+
+fn version(v: VersionFile) -> Result<Version, CatalogueError> {
+    let at = format!("version `{}`", v.id);
+    let effective_from = parse_timestamp(&v.effective_from).map_err(|e| {
+        invalid(
+            format!("{at}.effective_from"),
+            format!("`{}`: {e:?}", v.effective_from),
+        )
+    })?;
+    let zone = jiff::tz::TimeZone::get(&v.zone).map_err(|e| {
+        invalid(
+            format!("{at}.zone"),
+            format!("`{}` is not an IANA time zone ({e})", v.zone),
+        )
+    })?;
+    let mut holidays = BTreeSet::new();
+    for day in &v.holidays {
+        let date: jiff::civil::Date = day.parse().map_err(|_| {
+            invalid(
+                format!("{at}.holidays"),
+                format!("`{day}` is not a date YYYY-MM-DD"),
+            )
+        })?;
+        holidays.insert(date);
+    }
+    let mut destinations = Vec::new();
+    let mut prefixes = Prefixes::default();
+    let mut destination_ids = BTreeSet::new();
+    for d in v.destination {
+        let here = format!("{at}, destination `{}`", d.id);
+        if !destination_ids.insert(d.id.clone()) {
+            return Err(invalid(here, "given twice"));
+        }
+        let class = DestinationClass::parse(&d.class).ok_or_else(|| {
+            invalid(
+                format!("{here}.class"),
+                format!(
+                    "`{}`: expected one of {}",
+                    d.class,
+                    DestinationClass::ALL.map(|c| c.as_str()).join(", ")
+                ),
+            )
+        })?;
+        for prefix in &d.prefixes {
+            if let Some(other) = prefixes
+                .insert(prefix, destinations.len())
+                .map_err(|why| invalid(format!("{here}.prefixes"), why))?
+            {
+                let other: &Destination = &destinations[other];
+                return Err(invalid(
+                    format!("{here}.prefixes"),
+                    format!("prefix {prefix} is destination `{}`'s already", other.id),
+                ));
+            }
+        }
+        destinations.push(Destination { id: d.id, class });
+    }
+    let mut bands = Vec::new();
+    for b in v.band {
+        let here = format!("{at}, band `{}`", b.id);
+        let mut days = [b.days.is_none(); 7];
+        for day in b.days.iter().flatten() {
+            let index = WEEKDAYS.iter().position(|w| w == day).ok_or_else(|| {
+                invalid(
+                    format!("{here}.days"),
+                    format!("`{day}`: expected {}", WEEKDAYS.join(", ")),
+                )
+            })?;
+            days[index] = true;
+        }
+        let from_minute = match &b.from {
+            Some(t) => minute_of_day(&format!("{here}.from"), t)?,
+            None => 0,
+        };
+        let to_minute = match &b.to {
+            Some(t) => minute_of_day(&format!("{here}.to"), t)?,
+            None => 1440,
+        };
+        if from_minute >= to_minute {
+            return Err(invalid(here, "`from` must be before `to`"));
+        }
+        bands.push(Band {
+            id: b.id,
+            days,
+            from_minute,
+            to_minute,
+            holiday: b.holidays,
+        });
+    }
+    let band_ids: BTreeSet<&str> = bands.iter().map(|b| b.id.as_str()).collect();
+    let target =
+        |here: &str, destination: Option<String>, class: Option<String>| match (destination, class)
+        {
+            (Some(_), Some(_)) => Err(invalid(here, "names both a destination and a class")),
+            (Some(d), None) if destination_ids.contains(&d) => Ok(Target::Destination(d)),
+            (Some(d), None) => Err(invalid(
+                format!("{here}.destination"),
+                format!("`{d}` is not a destination of this version"),
+            )),
+            (None, Some(c)) => DestinationClass::parse(&c)
+                .map(Target::Class)
+                .ok_or_else(|| invalid(format!("{here}.class"), format!("`{c}` is not a class"))),
+            (None, None) => Ok(Target::Any),
+        };
+    let band_ref = |here: &str, band: Option<String>| match band {
+        Some(b) if !band_ids.contains(b.as_str()) => Err(invalid(
+            format!("{here}.band"),
+            format!("`{b}` is not a band of this version"),
+        )),
+        band => Ok(band),
+    };
+    let mut plans = FxHashMap::default();
+    for p in v.plan {
+        let here = format!("{at}, plan `{}`", p.id);
+        let mut voice = Vec::new();
+        for r in p.voice {
+            let here = format!("{here}, voice rate `{}`", r.id);
+            let (first, next) = r
+                .increments
+                .split_once('/')
+                .and_then(|(a, b)| {
+                    Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+                })
+                .filter(|&(a, b)| a > 0 && b > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{here}.increments"),
+                        format!(
+                            "`{}`: expected FIRST/NEXT seconds, e.g. 60/60, 30/6, 1/1",
+                            r.increments
+                        ),
+                    )
+                })?;
+            if r.per_seconds == 0 {
+                return Err(invalid(format!("{here}.per_seconds"), "must be above 0"));
+            }
+            voice.push(VoiceRate {
+                target: target(&here, r.destination, r.class)?,
+                band: band_ref(&here, r.band)?,
+                connect_fee: nanos(&format!("{here}.connect_fee"), &r.connect_fee)?,
+                price: nanos(&format!("{here}.price"), &r.price)?,
+                per_seconds: r.per_seconds,
+                first_increment: first,
+                next_increment: next,
+                min_charge: nanos(&format!("{here}.min_charge"), &r.min_charge)?,
+                round: rounding_point(&here, &r.rounding, r.decimals)?,
+                id: r.id,
+            });
+        }
+        let mut sms = Vec::new();
+        for r in p.sms {
+            let here = format!("{here}, sms rate `{}`", r.id);
+            sms.push(SmsRate {
+                target: target(&here, r.destination, r.class)?,
+                band: band_ref(&here, r.band)?,
+                price: nanos(&format!("{here}.price"), &r.price)?,
+                round: rounding_point(&here, &r.rounding, r.decimals)?,
+                id: r.id,
+            });
+        }
+        let data = match p.data {
+            None => None,
+            Some(r) => {
+                let here = format!("{here}, data rate `{}`", r.id);
+                if r.per_bytes == 0 || r.session_increment_bytes == 0 {
+                    return Err(invalid(
+                        here,
+                        "per_bytes and session_increment_bytes must be above 0",
+                    ));
+                }
+                Some(DataRate {
+                    price: nanos(&format!("{here}.price"), &r.price)?,
+                    per_bytes: r.per_bytes,
+                    session_increment_bytes: r.session_increment_bytes,
+                    round: rounding_point(&here, &r.rounding, r.decimals)?,
+                    id: r.id,
+                })
+            }
+        };
+        if plans
+            .insert(p.id.clone(), Plan { voice, sms, data })
+            .is_some()
+        {
+            return Err(invalid(here, "given twice"));
+        }
+    }
+    let version = Version {
+        id: v.id,
+        effective_from,
+        currency: v.currency,
+        zone_name: v.zone,
+        zone,
+        holidays,
+        destinations,
+        prefixes,
+        bands,
+        plans,
+    };
+    if let Some((day, minute)) = version.uncovered_minute() {
+        return Err(invalid(
+            at,
+            format!(
+                "no band covers {} {:02}:{:02}: every minute of the week needs one",
+                WEEKDAYS[day],
+                minute / 60,
+                minute % 60
+            ),
+        ));
+    }
+    Ok(version)
+}

@@ -1,0 +1,215 @@
+//! A loaded catalogue: validated, indexed, ready to price.
+
+use std::collections::BTreeSet;
+
+use cdrflow_core::normalize::EpochMillis;
+use rustc_hash::FxHashMap;
+
+use crate::bands::Band;
+use crate::prefixes::Prefixes;
+
+/// Every version of the catalogue, oldest first.
+#[derive(Debug)]
+pub struct Catalogue {
+    pub(crate) versions: Vec<Version>,
+}
+
+impl Catalogue {
+    /// The version in force at `time`: the latest whose start is not after it.
+    pub fn version_at(&self, time: EpochMillis) -> Option<&Version> {
+        let after = self.versions.partition_point(|v| v.effective_from <= time);
+        after.checked_sub(1).map(|i| &self.versions[i])
+    }
+
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+}
+
+#[derive(Debug)]
+pub struct Version {
+    pub id: String,
+    pub effective_from: EpochMillis,
+    pub currency: String,
+    pub zone_name: String,
+    pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) holidays: BTreeSet<jiff::civil::Date>,
+    pub(crate) destinations: Vec<Destination>,
+    pub(crate) prefixes: Prefixes,
+    pub(crate) bands: Vec<Band>,
+    pub(crate) plans: FxHashMap<String, Plan>,
+}
+
+impl Version {
+    pub fn destinations(&self) -> usize {
+        self.destinations.len()
+    }
+
+    pub fn prefixes(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    pub fn plans(&self) -> impl Iterator<Item = &str> {
+        self.plans.keys().map(String::as_str)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Destination {
+    pub id: String,
+    pub class: DestinationClass,
+}
+
+/// What kind of number a destination is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DestinationClass {
+    National,
+    International,
+    Mobile,
+    Fixed,
+    /// The network's own ranges.
+    OnNet,
+    Premium,
+    /// Emergency and other free numbers: always cost nothing.
+    ZeroRated,
+}
+
+impl DestinationClass {
+    pub const ALL: [DestinationClass; 7] = [
+        DestinationClass::National,
+        DestinationClass::International,
+        DestinationClass::Mobile,
+        DestinationClass::Fixed,
+        DestinationClass::OnNet,
+        DestinationClass::Premium,
+        DestinationClass::ZeroRated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationClass::National => "national",
+            DestinationClass::International => "international",
+            DestinationClass::Mobile => "mobile",
+            DestinationClass::Fixed => "fixed",
+            DestinationClass::OnNet => "on_net",
+            DestinationClass::Premium => "premium",
+            DestinationClass::ZeroRated => "zero_rated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DestinationClass> {
+        DestinationClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
+}
+
+/// How a record's cost is rounded, at its one rounding point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// Half away from zero.
+    HalfUp,
+    /// Half to even (banker's).
+    HalfEven,
+    /// Up to the next step (CGRateS' `*up`).
+    Up,
+    /// Down to the step (CGRateS' `*down`).
+    Down,
+}
+
+impl Rounding {
+    pub fn parse(text: &str) -> Option<Rounding> {
+        match text {
+            "half_up" => Some(Rounding::HalfUp),
+            "half_even" => Some(Rounding::HalfEven),
+            "up" => Some(Rounding::Up),
+            "down" => Some(Rounding::Down),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rounding::HalfUp => "half_up",
+            Rounding::HalfEven => "half_even",
+            Rounding::Up => "up",
+            Rounding::Down => "down",
+        }
+    }
+
+    /// `numerator / denominator` (both non-negative, denominator positive)
+    /// as a whole number, rounded this way.
+    pub fn divide(self, numerator: i128, denominator: i128) -> i128 {
+        debug_assert!(numerator >= 0 && denominator > 0);
+        let (quotient, remainder) = (numerator / denominator, numerator % denominator);
+        let up = match self {
+            Rounding::Down => false,
+            Rounding::Up => remainder > 0,
+            Rounding::HalfUp => remainder * 2 >= denominator,
+            Rounding::HalfEven => {
+                remainder * 2 > denominator || (remainder * 2 == denominator && quotient % 2 == 1)
+            }
+        };
+        quotient + i128::from(up)
+    }
+}
+
+/// An amount of money, in billionths of the version's currency: prices such
+/// as 0.006 per minute stay exact.
+pub(crate) type Nanos = i128;
+pub(crate) const NANOS_PER_UNIT: i128 = 1_000_000_000;
+
+/// Which records a rate is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Destination(String),
+    Class(DestinationClass),
+    Any,
+}
+
+/// How a rate's cost is rounded: once, to `decimals` places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RoundingPoint {
+    pub rounding: Rounding,
+    pub decimals: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct VoiceRate {
+    pub id: String,
+    pub target: Target,
+    pub band: Option<String>,
+    pub connect_fee: Nanos,
+    pub price: Nanos,
+    pub per_seconds: u64,
+    pub first_increment: u64,
+    pub next_increment: u64,
+    pub min_charge: Nanos,
+    pub round: RoundingPoint,
+}
+
+#[derive(Debug)]
+pub(crate) struct SmsRate {
+    pub id: String,
+    pub target: Target,
+    pub band: Option<String>,
+    pub price: Nanos,
+    pub round: RoundingPoint,
+}
+
+#[derive(Debug)]
+pub(crate) struct DataRate {
+    pub id: String,
+    pub price: Nanos,
+    pub per_bytes: u64,
+    pub session_increment_bytes: u64,
+    pub round: RoundingPoint,
+}
+
+/// A plan's rates, each list in priority order (the first that matches).
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub voice: Vec<VoiceRate>,
+    pub sms: Vec<SmsRate>,
+    pub data: Option<DataRate>,
+}

@@ -1,0 +1,321 @@
+//! Pricing one record: the version in force at its start, its destination
+//! (longest prefix), its band, the plan's first matching rate, the billed
+//! units, and the cost rounded once.
+
+use cdrflow_core::normalize::{EpochMillis, Msisdn};
+
+use crate::model::{
+    Catalogue, DestinationClass, Nanos, RoundingPoint, Target, Version, NANOS_PER_UNIT,
+};
+
+/// What is to be priced.
+#[derive(Clone, Copy, Debug)]
+pub enum Usage {
+    Voice {
+        to: Msisdn,
+        start: EpochMillis,
+        seconds: u64,
+    },
+    Sms {
+        to: Msisdn,
+        start: EpochMillis,
+    },
+    Data {
+        start: EpochMillis,
+        bytes: u64,
+    },
+}
+
+impl Usage {
+    fn start(&self) -> EpochMillis {
+        match *self {
+            Usage::Voice { start, .. } | Usage::Sms { start, .. } | Usage::Data { start, .. } => {
+                start
+            }
+        }
+    }
+}
+
+/// A priced record: what it cost and everything that decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Priced<'c> {
+    pub version: &'c str,
+    pub currency: &'c str,
+    /// Voice and SMS: the destination and its class.
+    pub destination: Option<(&'c str, DestinationClass)>,
+    pub band: &'c str,
+    /// The rate used (`zero_rated` for a zero-rated destination).
+    pub rate: &'c str,
+    /// Seconds, messages or bytes billed.
+    pub billed_units: u64,
+    pub cost_micros: i64,
+    /// How the cost came about, a step a line, for a person.
+    pub steps: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    #[error("no catalogue version is in force at {0}")]
+    NoVersion(String),
+    #[error("plan `{plan}` is not in catalogue version `{version}`")]
+    UnknownPlan { plan: String, version: String },
+    #[error("no destination of catalogue version `{version}` has a prefix of {number}")]
+    NoDestination { number: String, version: String },
+    #[error("plan `{plan}` has no {kind} rate for destination `{destination}` in band `{band}`")]
+    NoRate {
+        plan: String,
+        kind: &'static str,
+        destination: String,
+        band: String,
+    },
+    #[error("{0}")]
+    Time(String),
+    #[error("the cost does not fit in 64 bits of micro-units")]
+    Overflow,
+}
+
+/// The billed seconds of a call of `seconds` under `first/next` increments.
+pub fn billed_seconds(seconds: u64, first: u64, next: u64) -> u64 {
+    if seconds == 0 {
+        0
+    } else if seconds <= first {
+        first
+    } else {
+        first + (seconds - first).div_ceil(next) * next
+    }
+}
+
+/// `numerator / denominator` nanos, rounded at `round`, as micro-units.
+fn round_to_micros(
+    numerator: i128,
+    denominator: i128,
+    round: RoundingPoint,
+) -> Result<i64, PricingError> {
+    let step = denominator
+        .checked_mul(10i128.pow(9 - round.decimals))
+        .ok_or(PricingError::Overflow)?;
+    let steps = round.rounding.divide(numerator, step);
+    let micros = steps
+        .checked_mul(10i128.pow(6 - round.decimals))
+        .ok_or(PricingError::Overflow)?;
+    i64::try_from(micros).map_err(|_| PricingError::Overflow)
+}
+
+fn money(nanos: Nanos) -> String {
+    let text = format!("{}.{:09}", nanos / NANOS_PER_UNIT, nanos % NANOS_PER_UNIT);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// `numerator / denominator` nanos, exactly (a quotient when it does not end).
+fn exact(numerator: i128, denominator: i128) -> String {
+    if numerator % denominator == 0 {
+        money(numerator / denominator)
+    } else {
+        format!("{}/{}", money(numerator), denominator)
+    }
+}
+
+fn micros_text(micros: i64) -> String {
+    cdrflow_core::money::format_micros(i128::from(micros))
+}
+
+fn matches(target: &Target, destination: &str, class: DestinationClass) -> bool {
+    match target {
+        Target::Destination(id) => id == destination,
+        Target::Class(c) => *c == class,
+        Target::Any => true,
+    }
+}
+
+impl Catalogue {
+    /// The version in force at the start of `usage`.
+    pub fn version_for(&self, usage: &Usage) -> Result<&Version, PricingError> {
+        let start = usage.start();
+        self.version_at(start).ok_or_else(|| {
+            PricingError::NoVersion(cdrflow_core::normalize::format_timestamp(start))
+        })
+    }
+
+    /// Prices `usage` under `plan`, by the version in force at its start.
+    pub fn price<'c>(&'c self, plan: &str, usage: &Usage) -> Result<Priced<'c>, PricingError> {
+        self.version_for(usage)?.price(plan, usage)
+    }
+}
+
+impl Version {
+    fn destination_of(&self, number: Msisdn) -> Result<(&str, DestinationClass), PricingError> {
+        let index = self
+            .prefixes
+            .longest_match(number.digits())
+            .ok_or_else(|| PricingError::NoDestination {
+                number: number.to_string(),
+                version: self.id.clone(),
+            })?;
+        let d = &self.destinations[index];
+        Ok((&d.id, d.class))
+    }
+
+    /// Prices `usage` under `plan_id`.
+    pub fn price<'c>(&'c self, plan_id: &str, usage: &Usage) -> Result<Priced<'c>, PricingError> {
+        self.priced(plan_id, usage, false)
+    }
+
+    /// [`Version::price`], with the steps written out.
+    pub fn explain<'c>(&'c self, plan_id: &str, usage: &Usage) -> Result<Priced<'c>, PricingError> {
+        self.priced(plan_id, usage, true)
+    }
+
+    fn priced<'c>(
+        &'c self,
+        plan_id: &str,
+        usage: &Usage,
+        explain: bool,
+    ) -> Result<Priced<'c>, PricingError> {
+        let plan = self
+            .plans
+            .get(plan_id)
+            .ok_or_else(|| PricingError::UnknownPlan {
+                plan: plan_id.to_string(),
+                version: self.id.clone(),
+            })?;
+        let band = self.band_at(usage.start()).map_err(PricingError::Time)?;
+        let mut priced = Priced {
+            version: &self.id,
+            currency: &self.currency,
+            destination: None,
+            band: &band.id,
+            rate: "",
+            billed_units: 0,
+            cost_micros: 0,
+            steps: Vec::new(),
+        };
+        // Steps cost allocations: written only when asked for.
+        macro_rules! note {
+            ($text:expr) => {
+                if explain {
+                    priced.steps.push($text);
+                }
+            };
+        }
+        note!(format!(
+            "catalogue version `{}` (in force from {}), band `{}` ({})",
+            self.id,
+            cdrflow_core::normalize::format_timestamp(self.effective_from),
+            band.id,
+            self.zone_name
+        ));
+        let no_rate = |kind, destination: &str| PricingError::NoRate {
+            plan: plan_id.to_string(),
+            kind,
+            destination: destination.to_string(),
+            band: band.id.clone(),
+        };
+        let band_fits = |b: &Option<String>| b.as_ref().is_none_or(|b| *b == band.id);
+        let destination = match *usage {
+            Usage::Voice { to, .. } | Usage::Sms { to, .. } => Some(self.destination_of(to)?),
+            Usage::Data { .. } => None,
+        };
+        priced.destination = destination;
+        if let Some((id, DestinationClass::ZeroRated)) = destination {
+            priced.rate = "zero_rated";
+            priced.billed_units = match *usage {
+                Usage::Voice { seconds, .. } => seconds,
+                _ => 1,
+            };
+            note!(format!(
+                "destination `{id}` is zero-rated: it costs nothing"
+            ));
+            return Ok(priced);
+        }
+        match (*usage, destination) {
+            (Usage::Voice { seconds, .. }, Some((id, class))) => {
+                let rate = plan
+                    .voice
+                    .iter()
+                    .find(|r| matches(&r.target, id, class) && band_fits(&r.band))
+                    .ok_or_else(|| no_rate("voice", id))?;
+                let billed = billed_seconds(seconds, rate.first_increment, rate.next_increment);
+                let per = i128::from(rate.per_seconds);
+                // Everything in nanos × per-seconds, rounded once at the end.
+                let mut numerator = if billed == 0 {
+                    0
+                } else {
+                    rate.connect_fee * per + rate.price * i128::from(billed)
+                };
+                note!(format!(
+                    "destination `{id}` ({}), rate `{}`: {} per {} s, increments {}/{}, connect fee {}",
+                    class.as_str(),
+                    rate.id,
+                    money(rate.price),
+                    rate.per_seconds,
+                    rate.first_increment,
+                    rate.next_increment,
+                    money(rate.connect_fee)
+                ));
+                note!(format!(
+                    "{seconds} s billed as {billed} s: {} + {} × {billed} / {} = {}",
+                    money(if billed == 0 { 0 } else { rate.connect_fee }),
+                    money(rate.price),
+                    rate.per_seconds,
+                    exact(numerator, per)
+                ));
+                if billed > 0 && numerator < rate.min_charge * per {
+                    numerator = rate.min_charge * per;
+                    note!(format!("minimum charge {}", money(rate.min_charge)));
+                }
+                priced.rate = &rate.id;
+                priced.billed_units = billed;
+                priced.cost_micros = round_to_micros(numerator, per, rate.round)?;
+                note!(format!(
+                    "rounded {} to {} decimals: {}",
+                    rate.round.rounding.as_str(),
+                    rate.round.decimals,
+                    micros_text(priced.cost_micros)
+                ));
+            }
+            (Usage::Sms { .. }, Some((id, class))) => {
+                let rate = plan
+                    .sms
+                    .iter()
+                    .find(|r| matches(&r.target, id, class) && band_fits(&r.band))
+                    .ok_or_else(|| no_rate("sms", id))?;
+                priced.rate = &rate.id;
+                priced.billed_units = 1;
+                priced.cost_micros = round_to_micros(rate.price, 1, rate.round)?;
+                note!(format!(
+                    "destination `{id}` ({}), rate `{}`: {} a message, rounded {} to {} decimals: {}",
+                    class.as_str(),
+                    rate.id,
+                    money(rate.price),
+                    rate.round.rounding.as_str(),
+                    rate.round.decimals,
+                    micros_text(priced.cost_micros)
+                ));
+            }
+            (Usage::Data { bytes, .. }, _) => {
+                let rate = plan.data.as_ref().ok_or_else(|| no_rate("data", "-"))?;
+                let increment = rate.session_increment_bytes;
+                let billed = bytes.div_ceil(increment) * increment;
+                let per = i128::from(rate.per_bytes);
+                let numerator = rate.price * i128::from(billed);
+                priced.rate = &rate.id;
+                priced.billed_units = billed;
+                priced.cost_micros = round_to_micros(numerator, per, rate.round)?;
+                note!(format!(
+                    "rate `{}`: {bytes} bytes billed as {billed} (whole {increment}-byte units) × {} per {} bytes = {}, rounded {} to {} decimals: {}",
+                    rate.id,
+                    money(rate.price),
+                    rate.per_bytes,
+                    exact(numerator, per),
+                    rate.round.rounding.as_str(),
+                    rate.round.decimals,
+                    micros_text(priced.cost_micros)
+                ));
+            }
+            (Usage::Voice { .. } | Usage::Sms { .. }, None) => {
+                unreachable!("destination found above")
+            }
+        }
+        Ok(priced)
+    }
+}

@@ -1,0 +1,129 @@
+//! `cdrflow catalogue`: check a product catalogue, and price one record
+//! under it step by step — what a rating engineer asks before loading a
+//! tariff change.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cdrflow_catalogue::{Catalogue, Usage};
+use cdrflow_core::money::format_micros;
+use cdrflow_core::normalize::{format_timestamp, normalize_msisdn, parse_timestamp};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::Settings;
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogueCommand {
+    /// Validate a catalogue file (TOML; config/catalogue.toml documents the format) and summarise it
+    Check {
+        /// The catalogue file
+        file: PathBuf,
+    },
+    /// Price one record under a plan, showing each step
+    Price(PriceArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RecordKind {
+    Voice,
+    Sms,
+    Data,
+}
+
+#[derive(Args, Debug)]
+pub struct PriceArgs {
+    /// The catalogue file
+    file: PathBuf,
+    /// The subscriber's plan
+    #[arg(long)]
+    plan: String,
+    /// What is priced
+    #[arg(long, value_enum, default_value = "voice")]
+    kind: RecordKind,
+    /// The number called or messaged (voice, sms), in any spelling; --default-country-code applies to national ones
+    #[arg(long, value_name = "NUMBER")]
+    to: Option<String>,
+    /// When it started (RFC 3339, e.g. 2024-03-04T07:00:00Z): picks the version and the band
+    #[arg(long, value_name = "TIME")]
+    at: String,
+    /// Call duration
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    /// Data session volume
+    #[arg(long, default_value_t = 0)]
+    bytes: u64,
+}
+
+fn load(path: &Path) -> Result<Catalogue> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the catalogue {}", path.display()))?;
+    Catalogue::from_toml(&text).with_context(|| format!("in the catalogue {}", path.display()))
+}
+
+pub fn run(settings: &Settings, command: CatalogueCommand) -> Result<()> {
+    match command {
+        CatalogueCommand::Check { file } => {
+            let catalogue = load(&file)?;
+            for v in catalogue.versions() {
+                let mut plans: Vec<&str> = v.plans().collect();
+                plans.sort_unstable();
+                println!(
+                    "version {} from {} ({}, {}): {} destinations, {} prefixes, plans {}",
+                    v.id,
+                    format_timestamp(v.effective_from),
+                    v.currency,
+                    v.zone_name,
+                    v.destinations(),
+                    v.prefixes(),
+                    plans.join(", ")
+                );
+            }
+            Ok(())
+        }
+        CatalogueCommand::Price(args) => price(settings, args),
+    }
+}
+
+fn price(settings: &Settings, args: PriceArgs) -> Result<()> {
+    let catalogue = load(&args.file)?;
+    let start = parse_timestamp(&args.at).map_err(|e| {
+        anyhow::anyhow!(
+            "--at {}: {e:?}; write RFC 3339, e.g. 2024-03-04T07:00:00Z",
+            args.at
+        )
+    })?;
+    let to = || -> Result<_> {
+        let Some(text) = &args.to else {
+            bail!("--to NUMBER is needed for a {:?} record", args.kind)
+        };
+        normalize_msisdn(text, settings.country_code)
+            .map_err(|why| anyhow::anyhow!("--to {text}: {why}"))
+    };
+    let usage = match args.kind {
+        RecordKind::Voice => Usage::Voice {
+            to: to()?,
+            start,
+            seconds: args.seconds,
+        },
+        RecordKind::Sms => Usage::Sms { to: to()?, start },
+        RecordKind::Data => Usage::Data {
+            start,
+            bytes: args.bytes,
+        },
+    };
+    let priced = catalogue
+        .version_for(&usage)
+        .and_then(|v| v.explain(&args.plan, &usage))?;
+    for step in &priced.steps {
+        println!("{step}");
+    }
+    println!(
+        "cost {} {} (version {}, rate {}, {} billed)",
+        format_micros(i128::from(priced.cost_micros)),
+        priced.currency,
+        priced.version,
+        priced.rate,
+        priced.billed_units
+    );
+    Ok(())
+}
