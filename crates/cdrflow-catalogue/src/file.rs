@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
-    Catalogue, DataRate, Destination, DestinationClass, Nanos, Plan, Rounding, RoundingPoint,
-    SmsRate, Target, Version, VoiceRate,
+    Catalogue, DataRate, Destination, DestinationClass, FeeRate, Nanos, Plan, Rounding,
+    RoundingPoint, SmsRate, Target, Version, VoiceRate,
 };
 use crate::prefixes::Prefixes;
 
@@ -82,6 +82,17 @@ struct PlanFile {
     sms: Vec<SmsFile>,
     #[serde(default)]
     data: Option<DataFile>,
+    #[serde(default)]
+    activation: Option<FeeFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeeFile {
+    id: String,
+    price: String,
+    rounding: String,
+    decimals: u32,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +221,15 @@ impl Catalogue {
         }
         if versions.is_empty() {
             return Err(invalid("catalogue", "has no [[version]]"));
+        }
+        if let Some(v) = versions.iter().find(|v| v.currency != versions[0].currency) {
+            return Err(invalid(
+                format!("version `{}`.currency", v.id),
+                format!(
+                    "`{}`: every version prices in one currency (`{}`)",
+                    v.currency, versions[0].currency
+                ),
+            ));
         }
         Ok(Catalogue { versions })
     }
@@ -393,10 +413,24 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 })
             }
         };
-        if plans
-            .insert(p.id.clone(), Plan { voice, sms, data })
-            .is_some()
-        {
+        let activation = match p.activation {
+            None => None,
+            Some(r) => {
+                let here = format!("{here}, activation rate `{}`", r.id);
+                Some(FeeRate {
+                    price: nanos(&format!("{here}.price"), &r.price)?,
+                    round: rounding_point(&here, &r.rounding, r.decimals)?,
+                    id: r.id,
+                })
+            }
+        };
+        let plan = Plan {
+            voice,
+            sms,
+            data,
+            activation,
+        };
+        if plans.insert(p.id.clone(), plan).is_some() {
             return Err(invalid(here, "given twice"));
         }
     }

@@ -18,10 +18,12 @@ mod file;
 mod model;
 mod prefixes;
 mod price;
+mod rater;
 
 pub use file::CatalogueError;
 pub use model::{Catalogue, DestinationClass, Rounding, Version};
 pub use price::{Priced, PricingError, Usage};
+pub use rater::CatalogueRater;
 
 /// The example catalogue `config/catalogue.toml`, which documents the format.
 pub const EXAMPLE_CATALOGUE_TOML: &str = include_str!("../../../config/catalogue.toml");

@@ -49,6 +49,10 @@ impl Version {
         self.prefixes.len()
     }
 
+    pub fn has_plan(&self, plan: &str) -> bool {
+        self.plans.contains_key(plan)
+    }
+
     pub fn plans(&self) -> impl Iterator<Item = &str> {
         self.plans.keys().map(String::as_str)
     }
@@ -206,10 +210,18 @@ pub(crate) struct DataRate {
     pub round: RoundingPoint,
 }
 
+#[derive(Debug)]
+pub(crate) struct FeeRate {
+    pub id: String,
+    pub price: Nanos,
+    pub round: RoundingPoint,
+}
+
 /// A plan's rates, each list in priority order (the first that matches).
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub voice: Vec<VoiceRate>,
     pub sms: Vec<SmsRate>,
     pub data: Option<DataRate>,
+    pub activation: Option<FeeRate>,
 }

@@ -24,14 +24,19 @@ pub enum Usage {
         start: EpochMillis,
         bytes: u64,
     },
+    /// A service activation (a bundle, roaming, voicemail).
+    Activation {
+        start: EpochMillis,
+    },
 }
 
 impl Usage {
     fn start(&self) -> EpochMillis {
         match *self {
-            Usage::Voice { start, .. } | Usage::Sms { start, .. } | Usage::Data { start, .. } => {
-                start
-            }
+            Usage::Voice { start, .. }
+            | Usage::Sms { start, .. }
+            | Usage::Data { start, .. }
+            | Usage::Activation { start } => start,
         }
     }
 }
@@ -213,7 +218,7 @@ impl Version {
         let band_fits = |b: &Option<String>| b.as_ref().is_none_or(|b| *b == band.id);
         let destination = match *usage {
             Usage::Voice { to, .. } | Usage::Sms { to, .. } => Some(self.destination_of(to)?),
-            Usage::Data { .. } => None,
+            Usage::Data { .. } | Usage::Activation { .. } => None,
         };
         priced.destination = destination;
         if let Some((id, DestinationClass::ZeroRated)) = destination {
@@ -309,6 +314,21 @@ impl Version {
                     exact(numerator, per),
                     rate.round.rounding.as_str(),
                     rate.round.decimals,
+                    micros_text(priced.cost_micros)
+                ));
+            }
+            (Usage::Activation { .. }, _) => {
+                let rate = plan
+                    .activation
+                    .as_ref()
+                    .ok_or_else(|| no_rate("activation", "-"))?;
+                priced.rate = &rate.id;
+                priced.billed_units = 1;
+                priced.cost_micros = round_to_micros(rate.price, 1, rate.round)?;
+                note!(format!(
+                    "rate `{}`: {} an activation: {}",
+                    rate.id,
+                    money(rate.price),
                     micros_text(priced.cost_micros)
                 ));
             }

@@ -22,7 +22,7 @@ use crate::operator::{
     decode_millis, encode_millis, BatchContext, Checkpoint, Operator, ReadError, StateKind,
     StateReader, StateTable,
 };
-use crate::rating::Rater;
+use crate::rating::{Rater, RatingError};
 use crate::reject::{RejectReason, Rejection};
 
 /// A record as read from a source, before anything is known about it.
@@ -242,10 +242,13 @@ impl<'r> Classifier<'r> {
         // A pseudonymous subscriber is counted in analytics only: never rated.
         let cost_micros = match cdr.served_msisdn.is_pseudonymous() {
             true => 0,
-            false => self
-                .rater
-                .rate(&cdr)
-                .map_err(|e| Rejection::new(RejectReason::RatingFailed, e.to_string()))?,
+            false => self.rater.rate(&cdr).map_err(|e| {
+                let reason = match e {
+                    RatingError::NoRate(_) => RejectReason::NoRate,
+                    RatingError::Overflow => RejectReason::RatingFailed,
+                };
+                Rejection::new(reason, e.to_string())
+            })?,
         };
         let (key, duplicate_reason) = match &cdr.record_id {
             Some(id) => (

@@ -30,6 +30,9 @@ pub trait Rater: Send + Sync {
 pub enum RatingError {
     #[error("the cost of this record does not fit in 64 bits of micro-units")]
     Overflow,
+    /// No rate covers the record: it is refused (`no_rate`), never priced at 0.
+    #[error("{0}")]
+    NoRate(String),
 }
 
 #[derive(Debug, thiserror::Error)]

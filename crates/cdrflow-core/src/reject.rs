@@ -27,10 +27,12 @@ pub enum RejectReason {
     FieldTooLong,
     UnknownEventType,
     RatingFailed,
+    /// The catalogue has no rate for the record (its destination, plan, band).
+    NoRate,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 23] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
         RejectReason::TooDeeplyNested,
@@ -53,6 +55,7 @@ impl RejectReason {
         RejectReason::FieldTooLong,
         RejectReason::UnknownEventType,
         RejectReason::RatingFailed,
+        RejectReason::NoRate,
     ];
 
     /// The stable snake_case name stored with the record and used in metrics.
@@ -80,6 +83,7 @@ impl RejectReason {
             RejectReason::FieldTooLong => "field_too_long",
             RejectReason::UnknownEventType => "unknown_event_type",
             RejectReason::RatingFailed => "rating_failed",
+            RejectReason::NoRate => "no_rate",
         }
     }
 

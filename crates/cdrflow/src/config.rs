@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_catalogue::{Catalogue, CatalogueRater};
 use cdrflow_core::analytics::raw_events::{RawEventsConfig, DEFAULT_RETENTION_DAYS};
 use cdrflow_core::analytics::rules::RulesConfig;
 use cdrflow_core::analytics::windows::{
@@ -13,7 +14,7 @@ use cdrflow_core::analytics::windows::{
 use cdrflow_core::formats::{DecodeOptions, Format};
 use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
-use cdrflow_core::rating::{Tariff, TariffOverrides};
+use cdrflow_core::rating::{Rater, Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
 use cdrflow_store::sqlite::SqliteStore;
 use cdrflow_store::Store;
@@ -59,6 +60,21 @@ pub struct GlobalArgs {
     /// Tariff file (TOML) [default: the shipped seed 000 tariff]
     #[arg(long, global = true, env = "CDRFLOW_TARIFF", value_name = "FILE")]
     pub tariff: Option<PathBuf>,
+
+    /// Price records with this product catalogue instead of the flat tariff
+    /// (TOML; config/catalogue.toml documents the format)
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_CATALOGUE",
+        value_name = "FILE",
+        conflicts_with = "tariff"
+    )]
+    pub catalogue: Option<PathBuf>,
+
+    /// The catalogue plan every subscriber is priced on (until reference data gives each theirs)
+    #[arg(long, global = true, env = "CDRFLOW_DEFAULT_PLAN", value_name = "PLAN")]
+    pub default_plan: Option<String>,
 
     /// Country code given to national numbers (leading 0) [default: 27]
     #[arg(long, global = true, env = "DEFAULT_COUNTRY_CODE", value_name = "CC")]
@@ -162,6 +178,8 @@ struct ConfigFile {
     store: Option<String>,
     store_file: Option<PathBuf>,
     tariff: Option<PathBuf>,
+    catalogue: Option<PathBuf>,
+    default_plan: Option<String>,
     default_country_code: Option<String>,
     summary_zone: Option<String>,
     dedup_window_days: Option<u32>,
@@ -188,6 +206,8 @@ pub struct Settings {
     pub store: Option<String>,
     pub tariff_file: Option<PathBuf>,
     pub tariff_overrides: TariffOverrides,
+    /// With a plan: the catalogue prices records, not the tariff.
+    pub catalogue: Option<(PathBuf, String)>,
     pub country_code: CountryCode,
     pub zone: SummaryZone,
     pub dedup_window_days: u32,
@@ -278,6 +298,17 @@ impl Settings {
                 (args.store.clone(), args.store_file.clone()),
                 (file.store, file.store_file),
             )?,
+            catalogue: match (
+                args.catalogue.clone().or(file.catalogue),
+                args.default_plan.clone().or(file.default_plan),
+            ) {
+                (Some(path), Some(plan)) => Some((path, plan)),
+                (Some(path), None) => anyhow::bail!(
+                    "the catalogue {} needs --default-plan PLAN (CDRFLOW_DEFAULT_PLAN): the plan every subscriber is priced on",
+                    path.display()
+                ),
+                (None, _) => None,
+            },
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -299,6 +330,20 @@ impl Settings {
             batch_size: file.batch_size,
             kafka: file.kafka,
         })
+    }
+
+    /// What prices records: the catalogue when one is configured, else the tariff.
+    pub fn rater(&self) -> Result<Box<dyn Rater>> {
+        let Some((path, plan)) = &self.catalogue else {
+            return Ok(Box::new(self.tariff()?));
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the catalogue {}", path.display()))?;
+        let catalogue = Catalogue::from_toml(&text)
+            .with_context(|| format!("in the catalogue {}", path.display()))?;
+        let rater = CatalogueRater::new(catalogue, plan, self.country_code)
+            .with_context(|| format!("in the catalogue {}", path.display()))?;
+        Ok(Box::new(rater))
     }
 
     pub fn tariff(&self) -> Result<Tariff> {

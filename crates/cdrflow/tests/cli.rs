@@ -479,3 +479,112 @@ fn catalogue_check_and_price_explain_a_cost() {
         "{error}"
     );
 }
+
+#[test]
+fn a_catalogue_prices_processed_records_by_destination_and_refuses_what_it_cannot_price() {
+    let dir = temp_dir("catalogue-process");
+    let input = dir.join("in.jsonl");
+    let line = |id: &str, rest: &str, time: &str| {
+        format!(
+            r#"{{"event_id":"{id}","msisdn":"+212600000001",{rest},"region":"Casablanca","timestamp":"2024-03-04T{time}Z"}}"#
+        )
+    };
+    let lines = [
+        // Peak (08:00 in Casablanca), mobile: 75 s → 78 s, 0.15 + 1.20 × 78 / 60 = 1.71
+        line(
+            "c1",
+            r#""other_party":"0612345678","event_type":"call","event_subtype":"outgoing","duration_seconds":75"#,
+            "07:00:00",
+        ),
+        // France, 60/1: 61 s × 3.50 / 60 = 3.5583… up → 3.56
+        line(
+            "c2",
+            r#""other_party":"+33612345678","event_type":"call","event_subtype":"outgoing","duration_seconds":61"#,
+            "07:10:00",
+        ),
+        // Incoming: free.
+        line(
+            "c3",
+            r#""other_party":"+33612345678","event_type":"call","event_subtype":"incoming","duration_seconds":100"#,
+            "07:20:00",
+        ),
+        // 0.35 a national SMS.
+        line(
+            "s1",
+            r#""other_party":"0612345678","event_type":"sms","event_subtype":"outgoing""#,
+            "07:30:00",
+        ),
+        // 1.5 MB → 1,465 KiB = 1,500,160 bytes × 10.00 / 10^9 = 0.015 → 0.02
+        line(
+            "d1",
+            r#""event_type":"data_session","data_mb":1.5"#,
+            "07:40:00",
+        ),
+        line(
+            "a1",
+            r#""event_type":"service_activation","event_subtype":"roaming""#,
+            "07:45:00",
+        ),
+        // A premium number has no rate; a call without a called number no destination.
+        line(
+            "p1",
+            r#""other_party":"+212891234567","event_type":"call","event_subtype":"outgoing","duration_seconds":60"#,
+            "07:50:00",
+        ),
+        line(
+            "n1",
+            r#""event_type":"call","event_subtype":"outgoing","duration_seconds":60"#,
+            "07:55:00",
+        ),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/catalogue.toml");
+    let data = dir.join("data");
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let out = run_ok(
+        cdrflow()
+            .args(store)
+            .args(["--catalogue", catalogue, "--default-plan", "prepaid-basic"])
+            .args(["--default-country-code", "212", "process"])
+            .arg(&input),
+    );
+    let report = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+    assert!(
+        report.contains("accepted 6, rejected 2 (no_rate 2)"),
+        "{report}"
+    );
+    let summaries =
+        String::from_utf8(run_ok(cdrflow().args(store).args(["export", "summaries"])).stdout)
+            .unwrap();
+    let cost = |kind_and_type: &str| -> String {
+        let line = summaries
+            .lines()
+            .find(|l| {
+                l.starts_with(kind_and_type.split(',').next().unwrap())
+                    && l.contains(&format!(",{},", kind_and_type.split(',').nth(1).unwrap()))
+            })
+            .unwrap_or_else(|| panic!("no {kind_and_type} row in\n{summaries}"));
+        line.split(',').nth(7).unwrap().to_string()
+    };
+    assert_eq!(cost("voice,outgoing"), "5.270000", "1.71 + 3.56");
+    assert_eq!(cost("voice,incoming"), "0.000000");
+    assert_eq!(cost("sms,outgoing"), "0.350000");
+    assert_eq!(cost("data,default"), "0.020000");
+    assert_eq!(cost("activation,roaming"), "5.000000");
+    let rejected =
+        String::from_utf8(run_ok(cdrflow().args(store).args(["rejected"])).stdout).unwrap();
+    assert!(
+        rejected.contains("no voice rate for destination `ma-premium`"),
+        "{rejected}"
+    );
+    assert!(rejected.contains("names no called number"), "{rejected}");
+
+    let without_plan = cdrflow()
+        .args(store)
+        .args(["--catalogue", catalogue, "process"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(!without_plan.status.success());
+    assert!(String::from_utf8_lossy(&without_plan.stderr).contains("needs --default-plan PLAN"));
+}

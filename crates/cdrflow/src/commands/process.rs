@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cdrflow_core::formats::Format;
 use cdrflow_core::mediation::MediationConfig;
+use cdrflow_core::rating::Rater;
 
 use crate::config::Settings;
 use crate::kafka::{KafkaArgs, DEFAULT_DLQ_TOPIC, DEFAULT_GROUP};
@@ -155,7 +156,7 @@ pub fn process_inputs_of(
     inputs: &[Input],
     progress: &mut Progress,
 ) -> Result<RunReport> {
-    let tariff = settings.tariff()?;
+    let rater = settings.rater()?;
     let store = settings.open_store()?;
     let mut reader = settings.open_store()?;
     let batch_size = args
@@ -172,7 +173,14 @@ pub fn process_inputs_of(
         },
         batch_size,
     };
-    process_inputs(store, reader.as_mut(), &tariff, inputs, &options, progress)
+    process_inputs(
+        store,
+        reader.as_mut(),
+        rater.as_ref(),
+        inputs,
+        &options,
+        progress,
+    )
 }
 
 /// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.
@@ -181,8 +189,8 @@ pub fn process_kafka(
     args: &ProcessArgs,
     stopping: Arc<AtomicBool>,
 ) -> Result<RunReport> {
-    // The tariff lives as long as the consumer, which is the rest of the process.
-    let tariff: &'static _ = Box::leak(Box::new(settings.tariff()?));
+    // The rater lives as long as the consumer, which is the rest of the process.
+    let rater: &'static dyn Rater = Box::leak(settings.rater()?);
     let store = settings.open_store()?;
     let commit_store = settings.open_store()?;
     let consumer = &args.consumer;
@@ -225,7 +233,7 @@ pub fn process_kafka(
     consume(
         store,
         commit_store,
-        tariff,
+        rater,
         operators(settings, args),
         &options,
         stopping,
