@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use cdrflow_core::model::Kind;
 use cdrflow_core::money::Decimal;
 use cdrflow_core::normalize::parse_timestamp;
 use rustc_hash::FxHashMap;
@@ -10,7 +11,7 @@ use serde::Deserialize;
 
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
-    Catalogue, DataRate, Destination, DestinationClass, FeeRate, Nanos, Plan, Rounding,
+    Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan, Rounding,
     RoundingPoint, SmsRate, Target, Version, VoiceRate,
 };
 use crate::prefixes::Prefixes;
@@ -84,6 +85,17 @@ struct PlanFile {
     data: Option<DataFile>,
     #[serde(default)]
     activation: Option<FeeFile>,
+    #[serde(default)]
+    discount: Vec<DiscountFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscountFile {
+    id: String,
+    kind: Option<String>,
+    class: Option<String>,
+    percent: String,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +123,7 @@ struct VoiceFile {
     increments: String,
     #[serde(default = "zero")]
     min_charge: String,
+    max_charge: Option<String>,
     rounding: String,
     decimals: u32,
 }
@@ -181,6 +194,11 @@ fn rounding_point(
         ));
     }
     Ok(RoundingPoint { rounding, decimals })
+}
+
+/// The record kinds a discount can name (cdrflow's own names: `voice`, not `call`).
+fn kind_named(name: &str) -> Option<Kind> {
+    Kind::parse(name).filter(|k| *k != Kind::Recharge)
 }
 
 fn minute_of_day(at: &str, text: &str) -> Result<u16, CatalogueError> {
@@ -379,6 +397,11 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 first_increment: first,
                 next_increment: next,
                 min_charge: nanos(&format!("{here}.min_charge"), &r.min_charge)?,
+                max_charge: r
+                    .max_charge
+                    .as_deref()
+                    .map(|cap| nanos(&format!("{here}.max_charge"), cap))
+                    .transpose()?,
                 round: rounding_point(&here, &r.rounding, r.decimals)?,
                 id: r.id,
             });
@@ -424,11 +447,50 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 })
             }
         };
+        let mut discounts = Vec::new();
+        for d in p.discount {
+            let here = format!("{here}, discount `{}`", d.id);
+            let kind = match d.kind.as_deref() {
+                None => None,
+                Some(k) => Some(kind_named(k).ok_or_else(|| {
+                    invalid(
+                        format!("{here}.kind"),
+                        format!("`{k}`: expected voice, sms, data or activation"),
+                    )
+                })?),
+            };
+            let class = match d.class.as_deref() {
+                None => None,
+                Some(c) => Some(DestinationClass::parse(c).ok_or_else(|| {
+                    invalid(format!("{here}.class"), format!("`{c}` is not a class"))
+                })?),
+            };
+            let percent = Decimal::parse(&d.percent)
+                .ok()
+                .and_then(|p| p.scaled_to_integer(3))
+                .filter(|p| (0..=100_000).contains(p))
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{here}.percent"),
+                        format!(
+                            "`{}`: expected a percentage from 0 to 100, at most 3 decimals",
+                            d.percent
+                        ),
+                    )
+                })?;
+            discounts.push(Discount {
+                id: d.id,
+                kind,
+                class,
+                percent_milli: percent as u64,
+            });
+        }
         let plan = Plan {
             voice,
             sms,
             data,
             activation,
+            discounts,
         };
         if plans.insert(p.id.clone(), plan).is_some() {
             return Err(invalid(here, "given twice"));

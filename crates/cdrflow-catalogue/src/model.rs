@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::EpochMillis;
 use rustc_hash::FxHashMap;
 
@@ -189,6 +190,7 @@ pub(crate) struct VoiceRate {
     pub first_increment: u64,
     pub next_increment: u64,
     pub min_charge: Nanos,
+    pub max_charge: Option<Nanos>,
     pub round: RoundingPoint,
 }
 
@@ -217,6 +219,24 @@ pub(crate) struct FeeRate {
     pub round: RoundingPoint,
 }
 
+/// A percentage off a record's cost, before its rounding.
+#[derive(Debug)]
+pub(crate) struct Discount {
+    pub id: String,
+    /// `None`: every kind.
+    pub kind: Option<Kind>,
+    /// `None`: every destination (and records without one).
+    pub class: Option<DestinationClass>,
+    /// Thousandths of a percent (10% is 10,000).
+    pub percent_milli: u64,
+}
+
+impl Discount {
+    pub fn applies(&self, kind: Kind, class: Option<DestinationClass>) -> bool {
+        self.kind.is_none_or(|k| k == kind) && self.class.is_none_or(|c| Some(c) == class)
+    }
+}
+
 /// A plan's rates, each list in priority order (the first that matches).
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -224,4 +244,6 @@ pub(crate) struct Plan {
     pub sms: Vec<SmsRate>,
     pub data: Option<DataRate>,
     pub activation: Option<FeeRate>,
+    /// The first that applies is taken.
+    pub discounts: Vec<Discount>,
 }

@@ -2,6 +2,7 @@
 //! (longest prefix), its band, the plan's first matching rate, the billed
 //! units, and the cost rounded once.
 
+use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 
 use crate::model::{
@@ -30,7 +31,24 @@ pub enum Usage {
     },
 }
 
+/// 100% in thousandths of a percent.
+const PERCENT_MILLI: i128 = 100_000;
+
+fn thousandths(milli: u64) -> String {
+    let text = format!("{}.{:03}", milli / 1000, milli % 1000);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 impl Usage {
+    fn kind(&self) -> Kind {
+        match self {
+            Usage::Voice { .. } => Kind::Voice,
+            Usage::Sms { .. } => Kind::Sms,
+            Usage::Data { .. } => Kind::Data,
+            Usage::Activation { .. } => Kind::Activation,
+        }
+    }
+
     fn start(&self) -> EpochMillis {
         match *self {
             Usage::Voice { start, .. }
@@ -232,7 +250,10 @@ impl Version {
             ));
             return Ok(priced);
         }
-        match (*usage, destination) {
+        // Each kind's cost as an exact fraction of nanos (numerator /
+        // denominator), then the plan's discount, then the one rounding.
+        let (kind, class) = (usage.kind(), destination.map(|(_, class)| class));
+        let (mut numerator, mut denominator, round) = match (*usage, destination) {
             (Usage::Voice { seconds, .. }, Some((id, class))) => {
                 let rate = plan
                     .voice
@@ -241,7 +262,6 @@ impl Version {
                     .ok_or_else(|| no_rate("voice", id))?;
                 let billed = billed_seconds(seconds, rate.first_increment, rate.next_increment);
                 let per = i128::from(rate.per_seconds);
-                // Everything in nanos × per-seconds, rounded once at the end.
                 let mut numerator = if billed == 0 {
                     0
                 } else {
@@ -268,15 +288,13 @@ impl Version {
                     numerator = rate.min_charge * per;
                     note!(format!("minimum charge {}", money(rate.min_charge)));
                 }
+                if let Some(cap) = rate.max_charge.filter(|cap| numerator > cap * per) {
+                    numerator = cap * per;
+                    note!(format!("capped at {}", money(cap)));
+                }
                 priced.rate = &rate.id;
                 priced.billed_units = billed;
-                priced.cost_micros = round_to_micros(numerator, per, rate.round)?;
-                note!(format!(
-                    "rounded {} to {} decimals: {}",
-                    rate.round.rounding.as_str(),
-                    rate.round.decimals,
-                    micros_text(priced.cost_micros)
-                ));
+                (numerator, per, rate.round)
             }
             (Usage::Sms { .. }, Some((id, class))) => {
                 let rate = plan
@@ -286,16 +304,13 @@ impl Version {
                     .ok_or_else(|| no_rate("sms", id))?;
                 priced.rate = &rate.id;
                 priced.billed_units = 1;
-                priced.cost_micros = round_to_micros(rate.price, 1, rate.round)?;
                 note!(format!(
-                    "destination `{id}` ({}), rate `{}`: {} a message, rounded {} to {} decimals: {}",
+                    "destination `{id}` ({}), rate `{}`: {} a message",
                     class.as_str(),
                     rate.id,
-                    money(rate.price),
-                    rate.round.rounding.as_str(),
-                    rate.round.decimals,
-                    micros_text(priced.cost_micros)
+                    money(rate.price)
                 ));
+                (rate.price, 1, rate.round)
             }
             (Usage::Data { bytes, .. }, _) => {
                 let rate = plan.data.as_ref().ok_or_else(|| no_rate("data", "-"))?;
@@ -305,17 +320,14 @@ impl Version {
                 let numerator = rate.price * i128::from(billed);
                 priced.rate = &rate.id;
                 priced.billed_units = billed;
-                priced.cost_micros = round_to_micros(numerator, per, rate.round)?;
                 note!(format!(
-                    "rate `{}`: {bytes} bytes billed as {billed} (whole {increment}-byte units) × {} per {} bytes = {}, rounded {} to {} decimals: {}",
+                    "rate `{}`: {bytes} bytes billed as {billed} (whole {increment}-byte units) × {} per {} bytes = {}",
                     rate.id,
                     money(rate.price),
                     rate.per_bytes,
-                    exact(numerator, per),
-                    rate.round.rounding.as_str(),
-                    rate.round.decimals,
-                    micros_text(priced.cost_micros)
+                    exact(numerator, per)
                 ));
+                (numerator, per, rate.round)
             }
             (Usage::Activation { .. }, _) => {
                 let rate = plan
@@ -324,18 +336,34 @@ impl Version {
                     .ok_or_else(|| no_rate("activation", "-"))?;
                 priced.rate = &rate.id;
                 priced.billed_units = 1;
-                priced.cost_micros = round_to_micros(rate.price, 1, rate.round)?;
                 note!(format!(
-                    "rate `{}`: {} an activation: {}",
+                    "rate `{}`: {} an activation",
                     rate.id,
-                    money(rate.price),
-                    micros_text(priced.cost_micros)
+                    money(rate.price)
                 ));
+                (rate.price, 1, rate.round)
             }
             (Usage::Voice { .. } | Usage::Sms { .. }, None) => {
                 unreachable!("destination found above")
             }
+        };
+        if let Some(discount) = plan.discounts.iter().find(|d| d.applies(kind, class)) {
+            numerator *= PERCENT_MILLI - i128::from(discount.percent_milli);
+            denominator *= PERCENT_MILLI;
+            note!(format!(
+                "discount `{}`: {}% off = {}",
+                discount.id,
+                thousandths(discount.percent_milli),
+                exact(numerator, denominator)
+            ));
         }
+        priced.cost_micros = round_to_micros(numerator, denominator, round)?;
+        note!(format!(
+            "rounded {} to {} decimals: {}",
+            round.rounding.as_str(),
+            round.decimals,
+            micros_text(priced.cost_micros)
+        ));
         Ok(priced)
     }
 }

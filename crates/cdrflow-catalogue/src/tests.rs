@@ -147,6 +147,16 @@ fn the_example_catalogue_prices_by_prefix_band_and_version() {
         price(call("+14155550100", "2024-03-04T07:00:00Z", 61)).cost_micros,
         18_000_000
     );
+    // Fixed lines: 61 s at 60/60 → 120 s × 0.80 / 60 = 1.60, 20% off → 1.28;
+    // 600 s → 8.00, capped at 2.00, 20% off → 1.60.
+    assert_eq!(
+        price(call("+212522123456", "2024-03-04T07:00:00Z", 61)).cost_micros,
+        1_280_000
+    );
+    assert_eq!(
+        price(call("+212522123456", "2024-03-04T07:00:00Z", 600)).cost_micros,
+        1_600_000
+    );
     // 212150… is zero-rated although 2125… is fixed.
     let emergency = price(call("+212150123456", "2024-03-04T07:00:00Z", 300));
     assert_eq!((emergency.rate, emergency.cost_micros), ("zero_rated", 0));
