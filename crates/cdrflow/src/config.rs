@@ -113,7 +113,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "BYTES_PER_GB", value_name = "BYTES")]
     pub bytes_per_gb: Option<u64>,
 
-    /// Anomaly rules file (TOML) [default: the shipped config/rules.toml, seed 003's rules]
+    /// Anomaly and fraud rules file (TOML) [default: the shipped config/rules.toml: seed 003's four rules and four fraud patterns]
     #[arg(long, global = true, env = "CDRFLOW_RULES", value_name = "FILE")]
     pub rules: Option<PathBuf>,
 
