@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
     Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan, Rounding,
-    RoundingPoint, SmsRate, Target, Version, VoiceRate,
+    RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate,
 };
 use crate::prefixes::Prefixes;
 
@@ -116,16 +116,29 @@ struct VoiceFile {
     band: Option<String>,
     #[serde(default = "zero")]
     connect_fee: String,
-    price: String,
+    /// One price with FIRST/NEXT increments, or `slot`s.
+    price: Option<String>,
     #[serde(default = "sixty")]
     per_seconds: u64,
     #[serde(default = "one_one")]
     increments: String,
+    #[serde(default)]
+    slot: Vec<SlotFile>,
     #[serde(default = "zero")]
     min_charge: String,
     max_charge: Option<String>,
     rounding: String,
     decimals: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotFile {
+    from_seconds: u64,
+    price: String,
+    #[serde(default = "sixty")]
+    per_seconds: u64,
+    increment: u64,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +207,66 @@ fn rounding_point(
         ));
     }
     Ok(RoundingPoint { rounding, decimals })
+}
+
+/// A voice rate's slots: its `slot` tables, or one `price` with FIRST/NEXT `increments`.
+fn voice_slots(here: &str, r: &VoiceFile) -> Result<Vec<Slot>, CatalogueError> {
+    let slots = match (&r.price, r.slot.is_empty()) {
+        (Some(_), false) => return Err(invalid(here, "gives both `price` and `slot`s")),
+        (None, true) => return Err(invalid(here, "needs a `price` (or `slot`s)")),
+        (Some(price), true) => {
+            let (first, next) = r
+                .increments
+                .split_once('/')
+                .and_then(|(a, b)| {
+                    Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+                })
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{here}.increments"),
+                        format!(
+                            "`{}`: expected FIRST/NEXT seconds, e.g. 60/60, 30/6, 1/1",
+                            r.increments
+                        ),
+                    )
+                })?;
+            let price = nanos(&format!("{here}.price"), price)?;
+            let slot = |from_seconds, increment| Slot {
+                from_seconds,
+                price,
+                per_seconds: r.per_seconds,
+                increment,
+            };
+            vec![slot(0, first), slot(first, next)]
+        }
+        (None, false) => r
+            .slot
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Ok(Slot {
+                    from_seconds: s.from_seconds,
+                    price: nanos(&format!("{here}.slot[{i}].price"), &s.price)?,
+                    per_seconds: s.per_seconds,
+                    increment: s.increment,
+                })
+            })
+            .collect::<Result<_, CatalogueError>>()?,
+    };
+    if slots.iter().any(|s| s.increment == 0 || s.per_seconds == 0) {
+        return Err(invalid(here, "increments and per_seconds must be above 0"));
+    }
+    if slots[0].from_seconds != 0
+        || slots
+            .windows(2)
+            .any(|w| w[0].from_seconds >= w[1].from_seconds)
+    {
+        return Err(invalid(
+            here,
+            "slots must start at 0 s and follow each other in order",
+        ));
+    }
+    Ok(slots)
 }
 
 /// The record kinds a discount can name (cdrflow's own names: `voice`, not `call`).
@@ -369,33 +442,12 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         let mut voice = Vec::new();
         for r in p.voice {
             let here = format!("{here}, voice rate `{}`", r.id);
-            let (first, next) = r
-                .increments
-                .split_once('/')
-                .and_then(|(a, b)| {
-                    Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
-                })
-                .filter(|&(a, b)| a > 0 && b > 0)
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{here}.increments"),
-                        format!(
-                            "`{}`: expected FIRST/NEXT seconds, e.g. 60/60, 30/6, 1/1",
-                            r.increments
-                        ),
-                    )
-                })?;
-            if r.per_seconds == 0 {
-                return Err(invalid(format!("{here}.per_seconds"), "must be above 0"));
-            }
+            let slots = voice_slots(&here, &r)?;
             voice.push(VoiceRate {
                 target: target(&here, r.destination, r.class)?,
                 band: band_ref(&here, r.band)?,
                 connect_fee: nanos(&format!("{here}.connect_fee"), &r.connect_fee)?,
-                price: nanos(&format!("{here}.price"), &r.price)?,
-                per_seconds: r.per_seconds,
-                first_increment: first,
-                next_increment: next,
+                slots,
                 min_charge: nanos(&format!("{here}.min_charge"), &r.min_charge)?,
                 max_charge: r
                     .max_charge

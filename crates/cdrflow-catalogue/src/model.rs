@@ -179,16 +179,26 @@ pub(crate) struct RoundingPoint {
     pub decimals: u32,
 }
 
+/// One stretch of a call's duration, from `from_seconds` until the next
+/// slot's start: billed in whole `increment`s at `price` per `per_seconds`
+/// (CGRateS' rate slots with their GroupIntervalStart). `increments =
+/// "30/6"` is two slots of one price: 30 s increments from 0, 6 s from 30.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub from_seconds: u64,
+    pub price: Nanos,
+    pub per_seconds: u64,
+    pub increment: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct VoiceRate {
     pub id: String,
     pub target: Target,
     pub band: Option<String>,
     pub connect_fee: Nanos,
-    pub price: Nanos,
-    pub per_seconds: u64,
-    pub first_increment: u64,
-    pub next_increment: u64,
+    /// In order of `from_seconds`, the first from 0.
+    pub slots: Vec<Slot>,
     pub min_charge: Nanos,
     pub max_charge: Option<Nanos>,
     pub round: RoundingPoint,

@@ -6,7 +6,7 @@ use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 
 use crate::model::{
-    Catalogue, DestinationClass, Nanos, RoundingPoint, Target, Version, NANOS_PER_UNIT,
+    Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version, NANOS_PER_UNIT,
 };
 
 /// What is to be priced.
@@ -97,15 +97,34 @@ pub enum PricingError {
     Overflow,
 }
 
-/// The billed seconds of a call of `seconds` under `first/next` increments.
-pub fn billed_seconds(seconds: u64, first: u64, next: u64) -> u64 {
-    if seconds == 0 {
-        0
-    } else if seconds <= first {
-        first
-    } else {
-        first + (seconds - first).div_ceil(next) * next
+/// A call of `seconds` over `slots`: the billed seconds of each slot and,
+/// over the least common multiple of the slots' units, the exact price of
+/// them all (nanos × that denominator).
+fn bill(seconds: u64, slots: &[Slot]) -> (Vec<u64>, i128, i128) {
+    let denominator = slots
+        .iter()
+        .fold(1i128, |l, s| lcm(l, i128::from(s.per_seconds)));
+    let mut numerator = 0i128;
+    let mut billed = Vec::with_capacity(slots.len());
+    for (i, slot) in slots.iter().enumerate() {
+        let end = slots.get(i + 1).map_or(u64::MAX, |next| next.from_seconds);
+        let used = seconds.min(end).saturating_sub(slot.from_seconds);
+        let units = used.div_ceil(slot.increment) * slot.increment;
+        numerator += slot.price * i128::from(units) * (denominator / i128::from(slot.per_seconds));
+        billed.push(units);
     }
+    (billed, numerator, denominator)
+}
+
+fn lcm(a: i128, b: i128) -> i128 {
+    fn gcd(a: i128, b: i128) -> i128 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    a / gcd(a, b) * b
 }
 
 /// `numerator / denominator` nanos, rounded at `round`, as micro-units.
@@ -260,28 +279,29 @@ impl Version {
                     .iter()
                     .find(|r| matches(&r.target, id, class) && band_fits(&r.band))
                     .ok_or_else(|| no_rate("voice", id))?;
-                let billed = billed_seconds(seconds, rate.first_increment, rate.next_increment);
-                let per = i128::from(rate.per_seconds);
-                let mut numerator = if billed == 0 {
-                    0
-                } else {
-                    rate.connect_fee * per + rate.price * i128::from(billed)
-                };
+                let (slots, usage_numerator, per) = bill(seconds, &rate.slots);
+                let billed: u64 = slots.iter().sum();
+                let connect = if billed == 0 { 0 } else { rate.connect_fee };
+                let mut numerator = connect * per + usage_numerator;
                 note!(format!(
-                    "destination `{id}` ({}), rate `{}`: {} per {} s, increments {}/{}, connect fee {}",
+                    "destination `{id}` ({}), rate `{}`, connect fee {}",
                     class.as_str(),
                     rate.id,
-                    money(rate.price),
-                    rate.per_seconds,
-                    rate.first_increment,
-                    rate.next_increment,
                     money(rate.connect_fee)
                 ));
+                for (slot, units) in rate.slots.iter().zip(&slots) {
+                    note!(format!(
+                        "from {} s: {units} s billed in {} s increments at {} per {} s",
+                        slot.from_seconds,
+                        slot.increment,
+                        money(slot.price),
+                        slot.per_seconds
+                    ));
+                }
                 note!(format!(
-                    "{seconds} s billed as {billed} s: {} + {} × {billed} / {} = {}",
-                    money(if billed == 0 { 0 } else { rate.connect_fee }),
-                    money(rate.price),
-                    rate.per_seconds,
+                    "{seconds} s billed as {billed} s: {} + usage {} = {}",
+                    money(connect),
+                    exact(usage_numerator, per),
                     exact(numerator, per)
                 ));
                 if billed > 0 && numerator < rate.min_charge * per {

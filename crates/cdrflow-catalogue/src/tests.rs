@@ -90,6 +90,31 @@ decimals = 2"#,
 }
 
 #[test]
+fn slots_price_each_stretch_of_a_call_at_its_own_rate() {
+    // CGRateS' tutorial RT_10CNT: 0.20 to connect, the first minute 0.10 in
+    // one 60 s increment, then 0.05 a minute by the second.
+    let c = one_rate(
+        r#"connect_fee = "0.2"
+rounding = "up"
+decimals = 4
+[[version.plan.voice.slot]]
+from_seconds = 0
+price = "0.1"
+increment = 60
+[[version.plan.voice.slot]]
+from_seconds = 60
+price = "0.05"
+increment = 1"#,
+    );
+    let t = "2024-03-04T10:00:00Z";
+    // 30 s: 0.2 + 0.1 = 0.3; 90 s: 0.2 + 0.1 + 0.05 × 30 / 60 = 0.325;
+    // 61 s: 0.2 + 0.1 + 0.05 / 60 = 0.300833… up → 0.3009.
+    assert_eq!(cost(&c, call("+14155550100", t, 30)), 300_000);
+    assert_eq!(cost(&c, call("+14155550100", t, 90)), 325_000);
+    assert_eq!(cost(&c, call("+14155550100", t, 61)), 300_900);
+}
+
+#[test]
 fn the_example_catalogue_prices_by_prefix_band_and_version() {
     let c = Catalogue::from_toml(EXAMPLE_CATALOGUE_TOML).unwrap();
     let price = |usage: Usage| c.price("prepaid-basic", &usage).unwrap();
@@ -204,7 +229,11 @@ fn an_explanation_shows_each_step() {
     let explained = version.explain("prepaid-basic", &usage).unwrap();
     let text = explained.steps.join("\n");
     assert!(
-        text.contains("75 s billed as 78 s: 0.15 + 1.2 × 78 / 60 = 1.71"),
+        text.contains("from 30 s: 48 s billed in 6 s increments at 1.2 per 60 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("75 s billed as 78 s: 0.15 + usage 1.56 = 1.71"),
         "{text}"
     );
     assert!(
