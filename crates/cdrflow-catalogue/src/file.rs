@@ -7,7 +7,7 @@ use cdrflow_core::model::Kind;
 use cdrflow_core::money::Decimal;
 use cdrflow_core::normalize::parse_timestamp;
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
@@ -31,138 +31,154 @@ fn invalid(at: impl Into<String>, why: impl Into<String>) -> CatalogueError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct CatalogueFile {
-    version: Vec<VersionFile>,
+pub(crate) struct CatalogueFile {
+    pub(crate) version: Vec<VersionFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct VersionFile {
-    id: String,
-    effective_from: String,
-    currency: String,
-    zone: String,
-    #[serde(default)]
-    holidays: Vec<String>,
-    destination: Vec<DestinationFile>,
-    band: Vec<BandFile>,
-    plan: Vec<PlanFile>,
+pub(crate) struct VersionFile {
+    pub(crate) id: String,
+    pub(crate) effective_from: String,
+    pub(crate) currency: String,
+    pub(crate) zone: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) holidays: Vec<String>,
+    pub(crate) destination: Vec<DestinationFile>,
+    pub(crate) band: Vec<BandFile>,
+    pub(crate) plan: Vec<PlanFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct DestinationFile {
-    id: String,
-    class: String,
-    prefixes: Vec<String>,
+pub(crate) struct DestinationFile {
+    pub(crate) id: String,
+    pub(crate) class: String,
+    pub(crate) prefixes: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct BandFile {
-    id: String,
+pub(crate) struct BandFile {
+    pub(crate) id: String,
     #[serde(default)]
-    days: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) days: Option<Vec<String>>,
     #[serde(default)]
-    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) from: Option<String>,
     #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    holidays: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) to: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) holidays: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct PlanFile {
-    id: String,
+pub(crate) struct PlanFile {
+    pub(crate) id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) voice: Vec<VoiceFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) sms: Vec<SmsFile>,
     #[serde(default)]
-    voice: Vec<VoiceFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<DataFile>,
     #[serde(default)]
-    sms: Vec<SmsFile>,
-    #[serde(default)]
-    data: Option<DataFile>,
-    #[serde(default)]
-    activation: Option<FeeFile>,
-    #[serde(default)]
-    discount: Vec<DiscountFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) activation: Option<FeeFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) discount: Vec<DiscountFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct DiscountFile {
-    id: String,
-    kind: Option<String>,
-    class: Option<String>,
-    percent: String,
+pub(crate) struct DiscountFile {
+    pub(crate) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) class: Option<String>,
+    pub(crate) percent: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FeeFile {
-    id: String,
-    price: String,
-    rounding: String,
-    decimals: u32,
+pub(crate) struct FeeFile {
+    pub(crate) id: String,
+    pub(crate) price: String,
+    pub(crate) rounding: String,
+    pub(crate) decimals: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct VoiceFile {
-    id: String,
-    destination: Option<String>,
-    class: Option<String>,
-    band: Option<String>,
+pub(crate) struct VoiceFile {
+    pub(crate) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) band: Option<String>,
     #[serde(default = "zero")]
-    connect_fee: String,
+    pub(crate) connect_fee: String,
     /// One price with FIRST/NEXT increments, or `slot`s.
-    price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) price: Option<String>,
     #[serde(default = "sixty")]
-    per_seconds: u64,
-    #[serde(default = "one_one")]
-    increments: String,
-    #[serde(default)]
-    slot: Vec<SlotFile>,
+    pub(crate) per_seconds: u64,
+    /// FIRST/NEXT seconds with `price` [default: 1/1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) increments: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) slot: Vec<SlotFile>,
     #[serde(default = "zero")]
-    min_charge: String,
-    max_charge: Option<String>,
-    rounding: String,
-    decimals: u32,
+    pub(crate) min_charge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_charge: Option<String>,
+    pub(crate) rounding: String,
+    pub(crate) decimals: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct SlotFile {
-    from_seconds: u64,
-    price: String,
+pub(crate) struct SlotFile {
+    pub(crate) from_seconds: u64,
+    pub(crate) price: String,
     #[serde(default = "sixty")]
-    per_seconds: u64,
-    increment: u64,
+    pub(crate) per_seconds: u64,
+    pub(crate) increment: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct SmsFile {
-    id: String,
-    destination: Option<String>,
-    class: Option<String>,
-    band: Option<String>,
-    price: String,
-    rounding: String,
-    decimals: u32,
+pub(crate) struct SmsFile {
+    pub(crate) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) band: Option<String>,
+    pub(crate) price: String,
+    pub(crate) rounding: String,
+    pub(crate) decimals: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct DataFile {
-    id: String,
-    price: String,
-    per_bytes: u64,
+pub(crate) struct DataFile {
+    pub(crate) id: String,
+    pub(crate) price: String,
+    pub(crate) per_bytes: u64,
     #[serde(default = "one")]
-    session_increment_bytes: u64,
-    rounding: String,
-    decimals: u32,
+    pub(crate) session_increment_bytes: u64,
+    pub(crate) rounding: String,
+    pub(crate) decimals: u32,
 }
 
 fn zero() -> String {
@@ -173,9 +189,6 @@ fn sixty() -> u64 {
 }
 fn one() -> u64 {
     1
-}
-fn one_one() -> String {
-    "1/1".into()
 }
 
 fn nanos(at: &str, text: &str) -> Result<Nanos, CatalogueError> {
@@ -215,8 +228,8 @@ fn voice_slots(here: &str, r: &VoiceFile) -> Result<Vec<Slot>, CatalogueError> {
         (Some(_), false) => return Err(invalid(here, "gives both `price` and `slot`s")),
         (None, true) => return Err(invalid(here, "needs a `price` (or `slot`s)")),
         (Some(price), true) => {
-            let (first, next) = r
-                .increments
+            let increments = r.increments.as_deref().unwrap_or("1/1");
+            let (first, next) = increments
                 .split_once('/')
                 .and_then(|(a, b)| {
                     Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
@@ -225,8 +238,7 @@ fn voice_slots(here: &str, r: &VoiceFile) -> Result<Vec<Slot>, CatalogueError> {
                     invalid(
                         format!("{here}.increments"),
                         format!(
-                            "`{}`: expected FIRST/NEXT seconds, e.g. 60/60, 30/6, 1/1",
-                            r.increments
+                            "`{increments}`: expected FIRST/NEXT seconds, e.g. 60/60, 30/6, 1/1"
                         ),
                     )
                 })?;

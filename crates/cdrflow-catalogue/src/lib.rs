@@ -14,6 +14,7 @@
 //! replay prices as the first run did on any machine.
 
 mod bands;
+pub mod cgrates;
 mod file;
 mod model;
 mod prefixes;

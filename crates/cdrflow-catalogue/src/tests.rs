@@ -291,3 +291,88 @@ fn a_number_no_prefix_covers_has_no_destination() {
         "{priced:?}"
     );
 }
+
+fn cgrates_fixture(
+    replace: Option<(&str, &str, &str)>,
+) -> Result<String, crate::cgrates::ImportError> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cgrates");
+    let read = |name: &str| {
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).ok()?;
+        Some(match replace {
+            Some((file, from, to)) if file == name => text.replacen(from, to, 1),
+            _ => text,
+        })
+    };
+    let options = crate::cgrates::ImportOptions {
+        currency: "USD".into(),
+        zone: "UTC".into(),
+        class: "international".into(),
+    };
+    crate::cgrates::import(&read, &options)
+}
+
+#[test]
+fn a_cgrates_tariff_plan_imports_and_prices_its_issues_figures() {
+    let text = cgrates_fixture(None).unwrap();
+    let c = Catalogue::from_toml(&text).unwrap();
+    let price = |to: &str, start: &str, seconds: u64| {
+        c.price("*any", &call(to, start, seconds))
+            .unwrap()
+            .cost_micros
+    };
+    // Saturday: no PEAK, so RT_118 (*any): 30 s then 6 s increments at
+    // 0.006 a minute — 32 s → 36 s = 0.0036, 57 s → 60 s = 0.006, 75 s →
+    // 78 s = 0.0078 (#118).
+    let saturday = "2024-03-09T10:00:00Z";
+    assert_eq!(price("+14155550100", saturday, 32), 3_600);
+    assert_eq!(price("+14155550100", saturday, 57), 6_000);
+    assert_eq!(price("+14155550100", saturday, 75), 7_800);
+    // Monday 10:00 is PEAK, weight 20 before 10: RT_10CNT, 0.2 + 0.1 for
+    // the first minute + 0.05 × 30 / 60 = 0.325.
+    assert_eq!(price("+14155550100", "2024-03-04T10:00:00Z", 90), 325_000);
+    // 19:00 is OFFPEAK_EVENING: RT_118 again, 60 s → 0.006.
+    assert_eq!(price("+14155550100", "2024-03-04T19:00:00Z", 60), 6_000);
+    // #260: 24 s, 0.15 connect, 0.05 a minute by the second, *up to 2
+    // decimals: 0.15 + 0.02 = 0.17, rounded once.
+    assert_eq!(price("+447911123456", saturday, 24), 170_000);
+    // SMS from the sms profile, to any number: 0.01.
+    let sms = Usage::Sms {
+        to: number("+447911123456"),
+        start: at(saturday),
+    };
+    assert_eq!(c.price("*any", &sms).unwrap().cost_micros, 10_000);
+}
+
+#[test]
+fn what_the_import_does_not_take_is_named_by_file_line_and_field() {
+    let error = |file, from, to| {
+        cgrates_fixture(Some((file, from, to)))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error("Timings.csv", "PEAK,*any,*any,*any", "PEAK,2024,*any,*any");
+    assert_eq!(
+        e,
+        "Timings.csv line 2, Years: `2024`: timings by Years are not supported (only *any)"
+    );
+    let e = error(
+        "DestinationRates.csv",
+        "RT_260,*up,2,0,",
+        "RT_260,*up,2,5,*free",
+    );
+    assert!(
+        e.starts_with("DestinationRates.csv line 4, MaxCost:"),
+        "{e}"
+    );
+    let e = error(
+        "Rates.csv",
+        "RT_260,0.15,0.05,60s",
+        "RT_260,0.15,0.05,sixty",
+    );
+    assert!(e.starts_with("Rates.csv line 4, RateUnit: `sixty`"), "{e}");
+    let e = error("RatingPlans.csv", "DR_UK_260", "DR_NOWHERE");
+    assert!(
+        e.starts_with("RatingPlans.csv line 4, DestinationRatesId: `DR_NOWHERE`"),
+        "{e}"
+    );
+}

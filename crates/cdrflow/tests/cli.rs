@@ -588,3 +588,44 @@ fn a_catalogue_prices_processed_records_by_destination_and_refuses_what_it_canno
     assert!(!without_plan.status.success());
     assert!(String::from_utf8_lossy(&without_plan.stderr).contains("needs --default-plan PLAN"));
 }
+
+#[test]
+fn a_cgrates_tariff_plan_imports_into_a_catalogue_that_prices_its_figures() {
+    let dir = temp_dir("cgrates-import");
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cdrflow-catalogue/fixtures/cgrates"
+    );
+    let output = dir.join("imported.toml");
+    let out = run_ok(
+        cdrflow()
+            .args(["catalogue", "import", "--cgrates", plan, "--output"])
+            .arg(&output),
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("plans *any"));
+    // CGRateS #118: 75 s at 30/6 and 0.006 a minute → 78 s = 0.0078.
+    let out = run_ok(cdrflow().args(["catalogue", "price"]).arg(&output).args([
+        "--plan",
+        "*any",
+        "--to",
+        "+14155550100",
+        "--at",
+        "2024-03-09T10:00:00Z",
+        "--seconds",
+        "75",
+    ]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("cost 0.007800 USD"), "{text}");
+    let missing = cdrflow()
+        .args(["catalogue", "import", "--cgrates"])
+        .arg(&dir)
+        .arg("--output")
+        .arg(dir.join("x.toml"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("Destinations.csv line 0, -: missing from the tariff plan"));
+}

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cdrflow_catalogue::cgrates::ImportOptions;
 use cdrflow_catalogue::{Catalogue, Usage};
 use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, normalize_msisdn, parse_timestamp};
@@ -21,6 +22,27 @@ pub enum CatalogueCommand {
     },
     /// Price one record under a plan, showing each step
     Price(PriceArgs),
+    /// Turn a CGRateS tariff plan (a directory of CSV files) into a catalogue file
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The tariff plan's directory: Destinations, Rates, DestinationRates, Timings, RatingPlans and RatingProfiles .csv
+    #[arg(long, value_name = "DIR")]
+    cgrates: PathBuf,
+    /// Where to write the catalogue (TOML)
+    #[arg(long, value_name = "FILE")]
+    output: PathBuf,
+    /// The currency of the tariff plan's prices
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// The IANA zone its timings are in (CGRateS: the server's)
+    #[arg(long, default_value = "UTC")]
+    zone: String,
+    /// The class every destination gets: national, international, mobile, fixed, on_net, premium
+    #[arg(long, default_value = "national")]
+    class: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -81,7 +103,36 @@ pub fn run(settings: &Settings, command: CatalogueCommand) -> Result<()> {
             Ok(())
         }
         CatalogueCommand::Price(args) => price(settings, args),
+        CatalogueCommand::Import(args) => import(args),
     }
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let dir = &args.cgrates;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let options = ImportOptions {
+        currency: args.currency,
+        zone: args.zone,
+        class: args.class,
+    };
+    let text = cdrflow_catalogue::cgrates::import(&read, &options)
+        .with_context(|| format!("importing the CGRateS tariff plan in {}", dir.display()))?;
+    std::fs::write(&args.output, &text)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let catalogue = Catalogue::from_toml(&text)?;
+    for v in catalogue.versions() {
+        let mut plans: Vec<&str> = v.plans().collect();
+        plans.sort_unstable();
+        println!(
+            "wrote {}: version from {}, {} destinations, {} prefixes, plans {}",
+            args.output.display(),
+            format_timestamp(v.effective_from),
+            v.destinations(),
+            v.prefixes(),
+            plans.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn price(settings: &Settings, args: PriceArgs) -> Result<()> {
