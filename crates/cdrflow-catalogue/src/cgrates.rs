@@ -38,6 +38,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::file::{
     BandFile, CatalogueFile, DestinationFile, PlanFile, SlotFile, SmsFile, VersionFile, VoiceFile,
 };
+use cdrflow_core::normalize::EpochMillis;
+
 use crate::Catalogue;
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +292,14 @@ fn bands(
     Ok(bands)
 }
 
+/// A RatingPlans.csv row: destination rates in a timing, by weight.
+struct PlanRow {
+    weight: i64,
+    destination_rates: String,
+    timing: Option<String>,
+    line: usize,
+}
+
 struct RateSlots {
     connect_fee: String,
     slots: Vec<SlotFile>,
@@ -419,8 +429,7 @@ pub fn import(
     }
 
     let timings = timings(&timings_t)?;
-    // Rating plans: (weight, destination rates id, timing), in file order within a weight.
-    let mut plans: BTreeMap<String, Vec<(i64, String, Option<String>, usize)>> = BTreeMap::new();
+    let mut plans: BTreeMap<String, Vec<PlanRow>> = BTreeMap::new();
     for row in plans_t.rows() {
         let dr = row.required("DestinationRatesId")?;
         if !destination_rates.contains_key(dr) {
@@ -441,14 +450,19 @@ pub fn import(
         plans
             .entry(row.required("Id")?.to_string())
             .or_default()
-            .push((weight, dr.to_string(), timing, row.line));
+            .push(PlanRow {
+                weight,
+                destination_rates: dr.to_string(),
+                timing,
+                line: row.line,
+            });
     }
     for rows in plans.values_mut() {
-        rows.sort_by_key(|(weight, _, _, line)| (-weight, *line));
+        rows.sort_by_key(|r| (-r.weight, r.line));
     }
 
-    // Profiles: per (tenant, category, subject), rating plans by activation time.
-    let mut activations: BTreeMap<(String, String, String), Vec<(i64, String, String)>> =
+    // Per (tenant, category, subject), its rating plans by activation time.
+    let mut activations: BTreeMap<(String, String, String), Vec<(EpochMillis, String)>> =
         BTreeMap::new();
     let mut starts = BTreeSet::new();
     for row in profiles_t.rows() {
@@ -493,7 +507,7 @@ pub fn import(
                 row.required("Subject")?.into(),
             ))
             .or_default()
-            .push((start, plan.to_string(), text.to_string()));
+            .push((start, plan.to_string()));
     }
     if starts.is_empty() {
         return Err(ImportError {
@@ -510,10 +524,10 @@ pub fn import(
         // force at `start`.
         let mut in_force: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
         for ((_, category, subject), history) in &activations {
-            if let Some((_, plan, _)) = history
+            if let Some((_, plan)) = history
                 .iter()
-                .filter(|(s, _, _)| *s <= start)
-                .max_by_key(|(s, _, _)| *s)
+                .filter(|(s, _)| *s <= start)
+                .max_by_key(|(s, _)| *s)
             {
                 in_force.entry(subject).or_default().insert(category, plan);
             }
@@ -524,7 +538,15 @@ pub fn import(
             let mut voice = Vec::new();
             let mut sms = Vec::new();
             for (&category, &plan_id) in categories {
-                for (n, (_, dr_id, timing, _)) in plans[plan_id].iter().enumerate() {
+                for (
+                    n,
+                    PlanRow {
+                        destination_rates: dr_id,
+                        timing,
+                        ..
+                    },
+                ) in plans[plan_id].iter().enumerate()
+                {
                     used_timings.extend(timing.clone());
                     for (m, dr) in destination_rates[dr_id].iter().enumerate() {
                         let rate = &rates[&dr.rates];
