@@ -162,7 +162,6 @@ impl Rounding {
 /// An amount of money, in billionths of the version's currency: prices such
 /// as 0.006 per minute stay exact.
 pub(crate) type Nanos = i128;
-pub(crate) const NANOS_PER_UNIT: i128 = 1_000_000_000;
 
 /// Which records a rate is for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,11 +3,10 @@
 //! units, and the cost rounded once.
 
 use cdrflow_core::model::Kind;
+use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 
-use crate::model::{
-    Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version, NANOS_PER_UNIT,
-};
+use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
 
 /// What is to be priced.
 #[derive(Clone, Copy, Debug)]
@@ -33,11 +32,6 @@ pub enum Usage {
 
 /// 100% in thousandths of a percent.
 const PERCENT_MILLI: i128 = 100_000;
-
-fn thousandths(milli: u64) -> String {
-    let text = format!("{}.{:03}", milli / 1000, milli % 1000);
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
 
 impl Usage {
     fn kind(&self) -> Kind {
@@ -144,8 +138,7 @@ fn round_to_micros(
 }
 
 fn money(nanos: Nanos) -> String {
-    let text = format!("{}.{:09}", nanos / NANOS_PER_UNIT, nanos % NANOS_PER_UNIT);
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    format_trimmed(nanos, 9)
 }
 
 /// `numerator / denominator` nanos, exactly (a quotient when it does not end).
@@ -373,7 +366,7 @@ impl Version {
             note!(format!(
                 "discount `{}`: {}% off = {}",
                 discount.id,
-                thousandths(discount.percent_milli),
+                format_trimmed(i128::from(discount.percent_milli), 3),
                 exact(numerator, denominator)
             ));
         }

@@ -159,6 +159,20 @@ pub fn div_round_half_away(numerator: i128, denominator: i128) -> i128 {
     }
 }
 
+/// `value × 10^-scale` as a decimal without trailing zeros, for people:
+/// `(3000, 3)` → `3`, `(1500, 3)` → `1.5`.
+pub fn format_trimmed(value: i128, scale: u32) -> String {
+    let text = Decimal {
+        mantissa: value,
+        scale,
+    }
+    .to_string();
+    if scale == 0 {
+        return text;
+    }
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Formats micro-units as a decimal with exactly six places: `16667` → `0.016667`.
 pub fn format_micros(micros: i128) -> String {
     Decimal {
@@ -265,5 +279,9 @@ mod tests {
         assert_eq!(format_micros(16_667), "0.016667");
         assert_eq!(format_micros(49_000_000_000_000), "49000000.000000");
         assert_eq!(format_micros(-1), "-0.000001");
+        assert_eq!(format_trimmed(3000, 3), "3");
+        assert_eq!(format_trimmed(1500, 3), "1.5");
+        assert_eq!(format_trimmed(100, 0), "100");
+        assert_eq!(format_trimmed(6_000_000, 9), "0.006");
     }
 }

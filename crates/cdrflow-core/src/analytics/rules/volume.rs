@@ -17,6 +17,7 @@ use super::tally::{read_u64, stable_hash, Buckets, Names, Tally, TallyState};
 use super::{Finding, Identity, Placed, StatefulRule, VolumeSpikeConfig};
 use crate::analytics::windows::{event_type, kind_of_event_type, UNKNOWN_REGION};
 use crate::model::Kind;
+use crate::money::format_trimmed;
 use crate::normalize::{format_timestamp, EpochMillis};
 use crate::operator::{
     decode_millis, encode_millis, ReadError, StateKind, StateReader, StateTable, StateWriter,
@@ -205,12 +206,6 @@ fn label_key(region: &str, kind: Kind) -> u64 {
     stable_hash(&[region.as_bytes(), event_type(kind).as_bytes()])
 }
 
-/// `milli` thousandths as a decimal, without trailing zeros.
-fn thousandths(milli: u64) -> String {
-    let text = format!("{}.{:03}", milli / 1000, milli % 1000);
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 impl VolumeSpike {
     pub fn new(config: VolumeSpikeConfig, window_ms: i64) -> VolumeSpike {
         VolumeSpike {
@@ -332,7 +327,7 @@ impl StatefulRule for VolumeSpike {
             evidence: format!(
                 "{events} {kind} events in {region} in the window from {}; more than {}× its baseline of {}.{} ({windows} earlier windows on {} {:02}:00 UTC) and more than {}",
                 format_timestamp(window),
-                thousandths(self.config.factor_milli),
+                format_trimmed(i128::from(self.config.factor_milli), 3),
                 sum / windows,
                 sum * 10 / windows % 10,
                 DAYS[usize::from(hour / 24)],
