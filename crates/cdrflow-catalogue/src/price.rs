@@ -91,21 +91,27 @@ pub enum PricingError {
     Overflow,
 }
 
-/// A call of `seconds` over `slots`: the billed seconds of each slot and,
-/// over the least common multiple of the slots' units, the exact price of
-/// them all (nanos × that denominator).
-fn bill(seconds: u64, slots: &[Slot]) -> (Vec<u64>, i128, i128) {
+/// The seconds billed in each slot for a call of `seconds`: the stretch
+/// of the call up to the next slot's start, in whole increments.
+fn slot_units(seconds: u64, slots: &[Slot]) -> impl Iterator<Item = (&Slot, u64)> {
+    slots.iter().enumerate().map(move |(i, slot)| {
+        let end = slots.get(i + 1).map_or(u64::MAX, |next| next.from_seconds);
+        let used = seconds.min(end).saturating_sub(slot.from_seconds);
+        (slot, used.div_ceil(slot.increment) * slot.increment)
+    })
+}
+
+/// A call of `seconds` over `slots`: the seconds billed and, over the least
+/// common multiple of the slots' units, the exact price of them (nanos ×
+/// that denominator).
+fn bill(seconds: u64, slots: &[Slot]) -> (u64, i128, i128) {
     let denominator = slots
         .iter()
         .fold(1i128, |l, s| lcm(l, i128::from(s.per_seconds)));
-    let mut numerator = 0i128;
-    let mut billed = Vec::with_capacity(slots.len());
-    for (i, slot) in slots.iter().enumerate() {
-        let end = slots.get(i + 1).map_or(u64::MAX, |next| next.from_seconds);
-        let used = seconds.min(end).saturating_sub(slot.from_seconds);
-        let units = used.div_ceil(slot.increment) * slot.increment;
+    let (mut billed, mut numerator) = (0, 0i128);
+    for (slot, units) in slot_units(seconds, slots) {
         numerator += slot.price * i128::from(units) * (denominator / i128::from(slot.per_seconds));
-        billed.push(units);
+        billed += units;
     }
     (billed, numerator, denominator)
 }
@@ -272,8 +278,7 @@ impl Version {
                     .iter()
                     .find(|r| matches(&r.target, id, class) && band_fits(&r.band))
                     .ok_or_else(|| no_rate("voice", id))?;
-                let (slots, usage_numerator, per) = bill(seconds, &rate.slots);
-                let billed: u64 = slots.iter().sum();
+                let (billed, usage_numerator, per) = bill(seconds, &rate.slots);
                 let connect = if billed == 0 { 0 } else { rate.connect_fee };
                 let mut numerator = connect * per + usage_numerator;
                 note!(format!(
@@ -282,7 +287,7 @@ impl Version {
                     rate.id,
                     money(rate.connect_fee)
                 ));
-                for (slot, units) in rate.slots.iter().zip(&slots) {
+                for (slot, units) in slot_units(seconds, &rate.slots) {
                     note!(format!(
                         "from {} s: {units} s billed in {} s increments at {} per {} s",
                         slot.from_seconds,

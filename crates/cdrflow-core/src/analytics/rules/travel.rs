@@ -26,16 +26,22 @@ pub struct Seen {
     fired: bool,
 }
 
+impl Seen {
+    /// Whether a sighting at `time` in `region` would win over this one.
+    fn is_before(&self, time: EpochMillis, region: &str) -> bool {
+        match &self.region {
+            None => true,
+            Some(mine) => (time, region) > (self.time, &**mine),
+        }
+    }
+}
+
 impl Tally for Seen {
     /// The later sighting wins (by time, then region name: any order of
     /// merging gives the same).
     fn merge(&mut self, other: &Self) {
         if let Some(region) = &other.region {
-            let later = match &self.region {
-                None => true,
-                Some(mine) => (other.time, &**region) > (self.time, &**mine),
-            };
-            if later {
+            if self.is_before(other.time, region) {
                 self.time = other.time;
                 self.region = Some(region.clone());
             }
@@ -107,18 +113,19 @@ impl StatefulRule for ImpossibleTravel {
         let span = self.seen.bucket_of(time);
         // Every sighting within the longest journey before this one is in
         // this span or the one before.
-        let mut latest: Option<(EpochMillis, Arc<str>)> = None;
-        let mut fired_in_span = false;
-        for start in [span - self.seen.bucket_ms(), span] {
-            if let Some(seen) = self.seen.get(start, key, state)? {
-                fired_in_span = start == span && seen.fired;
-                if let Some(seen_region) = &seen.region {
-                    if latest.as_ref().is_none_or(|(then, _)| seen.time > *then) {
-                        latest = Some((seen.time, seen_region.clone()));
-                    }
-                }
-            }
-        }
+        let before = self
+            .seen
+            .get(span - self.seen.bucket_ms(), key, state)?
+            .and_then(|seen| Some((seen.time, seen.region.clone()?)));
+        let entry = self.seen.entry(span, key, state)?;
+        let here = entry.total();
+        let fired_in_span = here.fired;
+        let changes = here.is_before(time, region);
+        let in_span = here.region.clone().map(|r| (here.time, r));
+        let latest = before
+            .into_iter()
+            .chain(in_span)
+            .max_by_key(|(then, _)| *then);
         let mut fires = false;
         if let Some((then, previous)) = latest.filter(|(_, p)| &**p != region) {
             let apart = (time - then).abs();
@@ -144,17 +151,12 @@ impl StatefulRule for ImpossibleTravel {
                 });
             }
         }
-        let region = self.regions.intern(region);
-        let entry = self.seen.entry(span, key, state)?;
-        let sighting = Seen {
-            time,
-            region: Some(region),
-            fired: fires,
-        };
-        let mut merged = entry.total().clone();
-        merged.merge(&sighting);
-        if &merged != entry.total() {
-            entry.add(&sighting);
+        if changes || fires {
+            entry.add(&Seen {
+                time,
+                region: Some(self.regions.intern(region)),
+                fired: fires,
+            });
         }
         Ok(())
     }

@@ -295,12 +295,13 @@ impl StatefulRule for VolumeSpike {
         let key = label_key(region, r.kind);
         let window = placed.window_start;
         self.windows.saw(r.start_time);
-        let named = self
-            .windows
-            .get(window, key, state)?
-            .is_some_and(|v| v.label.is_some());
-        let label = (!named).then(|| (self.regions.intern(region), r.kind));
         let entry = self.windows.entry(window, key, state)?;
+        // Named once: the label is for the baseline, which needs it once.
+        let label = entry
+            .total()
+            .label
+            .is_none()
+            .then(|| (self.regions.intern(region), r.kind));
         entry.add(&Volume { events: 1, label });
         let events = entry.total().events;
         let (week, hour) = hour_of_week(window);
