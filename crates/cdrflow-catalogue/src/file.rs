@@ -392,7 +392,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 ));
             }
         }
-        destinations.push(Destination { id: d.id, class });
+        destinations.push(Destination { id: d.id.into(), class });
     }
     let mut bands = Vec::new();
     for b in v.band {
@@ -419,14 +419,14 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
             return Err(invalid(here, "`from` must be before `to`"));
         }
         bands.push(Band {
-            id: b.id,
+            id: b.id.into(),
             days,
             from_minute,
             to_minute,
             holiday: b.holidays,
         });
     }
-    let band_ids: BTreeSet<&str> = bands.iter().map(|b| b.id.as_str()).collect();
+    let band_ids: BTreeSet<&str> = bands.iter().map(|b| &*b.id).collect();
     let target =
         |here: &str, destination: Option<String>, class: Option<String>| match (destination, class)
         {
@@ -467,7 +467,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                     .map(|cap| nanos(&format!("{here}.max_charge"), cap))
                     .transpose()?,
                 round: rounding_point(&here, &r.rounding, r.decimals)?,
-                id: r.id,
+                id: r.id.into(),
             });
         }
         let mut sms = Vec::new();
@@ -478,7 +478,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 band: band_ref(&here, r.band)?,
                 price: nanos(&format!("{here}.price"), &r.price)?,
                 round: rounding_point(&here, &r.rounding, r.decimals)?,
-                id: r.id,
+                id: r.id.into(),
             });
         }
         let data = match p.data {
@@ -496,7 +496,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                     per_bytes: r.per_bytes,
                     session_increment_bytes: r.session_increment_bytes,
                     round: rounding_point(&here, &r.rounding, r.decimals)?,
-                    id: r.id,
+                    id: r.id.into(),
                 })
             }
         };
@@ -507,7 +507,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 Some(FeeRate {
                     price: nanos(&format!("{here}.price"), &r.price)?,
                     round: rounding_point(&here, &r.rounding, r.decimals)?,
-                    id: r.id,
+                    id: r.id.into(),
                 })
             }
         };
@@ -561,7 +561,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         }
     }
     let version = Version {
-        id: v.id,
+        id: v.id.into(),
         effective_from,
         currency: v.currency,
         zone_name: v.zone,

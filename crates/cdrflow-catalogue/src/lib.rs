@@ -23,7 +23,7 @@ mod rater;
 
 pub use file::CatalogueError;
 pub use model::{Catalogue, DestinationClass, Rounding, Version};
-pub use price::{Priced, PricingError, Usage};
+pub use price::{Priced, PricingError, Usage, ZERO_RATED};
 pub use rater::CatalogueRater;
 
 /// The example catalogue `config/catalogue.toml`, which documents the format.

@@ -1,6 +1,7 @@
 //! A loaded catalogue: validated, indexed, ready to price.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::EpochMillis;
@@ -29,7 +30,7 @@ impl Catalogue {
 
 #[derive(Debug)]
 pub struct Version {
-    pub id: String,
+    pub id: Arc<str>,
     pub effective_from: EpochMillis,
     pub currency: String,
     pub zone_name: String,
@@ -61,7 +62,7 @@ impl Version {
 
 #[derive(Debug)]
 pub(crate) struct Destination {
-    pub id: String,
+    pub id: Arc<str>,
     pub class: DestinationClass,
 }
 
@@ -192,7 +193,7 @@ pub(crate) struct Slot {
 
 #[derive(Debug)]
 pub(crate) struct VoiceRate {
-    pub id: String,
+    pub id: Arc<str>,
     pub target: Target,
     pub band: Option<String>,
     pub connect_fee: Nanos,
@@ -205,7 +206,7 @@ pub(crate) struct VoiceRate {
 
 #[derive(Debug)]
 pub(crate) struct SmsRate {
-    pub id: String,
+    pub id: Arc<str>,
     pub target: Target,
     pub band: Option<String>,
     pub price: Nanos,
@@ -214,7 +215,7 @@ pub(crate) struct SmsRate {
 
 #[derive(Debug)]
 pub(crate) struct DataRate {
-    pub id: String,
+    pub id: Arc<str>,
     pub price: Nanos,
     pub per_bytes: u64,
     pub session_increment_bytes: u64,
@@ -223,7 +224,7 @@ pub(crate) struct DataRate {
 
 #[derive(Debug)]
 pub(crate) struct FeeRate {
-    pub id: String,
+    pub id: Arc<str>,
     pub price: Nanos,
     pub round: RoundingPoint,
 }

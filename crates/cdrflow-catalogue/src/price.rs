@@ -2,11 +2,16 @@
 //! (longest prefix), its band, the plan's first matching rate, the billed
 //! units, and the cost rounded once.
 
+use std::sync::{Arc, LazyLock};
+
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 
 use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
+
+/// The rate a zero-rated destination's records name.
+pub static ZERO_RATED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("zero_rated"));
 
 /// What is to be priced.
 #[derive(Clone, Copy, Debug)]
@@ -56,13 +61,15 @@ impl Usage {
 /// A priced record: what it cost and everything that decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Priced<'c> {
-    pub version: &'c str,
+    /// Names are the catalogue's own, shared: a rated record keeps them
+    /// for the cost of a reference count.
+    pub version: &'c Arc<str>,
     pub currency: &'c str,
     /// Voice and SMS: the destination and its class.
-    pub destination: Option<(&'c str, DestinationClass)>,
-    pub band: &'c str,
-    /// The rate used (`zero_rated` for a zero-rated destination).
-    pub rate: &'c str,
+    pub destination: Option<(&'c Arc<str>, DestinationClass)>,
+    pub band: &'c Arc<str>,
+    /// The rate used ([`ZERO_RATED`] for a zero-rated destination).
+    pub rate: &'c Arc<str>,
     /// Seconds, messages or bytes billed.
     pub billed_units: u64,
     pub cost_micros: i64,
@@ -184,13 +191,13 @@ impl Catalogue {
 }
 
 impl Version {
-    fn destination_of(&self, number: Msisdn) -> Result<(&str, DestinationClass), PricingError> {
+    fn destination_of(&self, number: Msisdn) -> Result<(&Arc<str>, DestinationClass), PricingError> {
         let index = self
             .prefixes
             .longest_match(number.digits())
             .ok_or_else(|| PricingError::NoDestination {
                 number: number.to_string(),
-                version: self.id.clone(),
+                version: self.id.to_string(),
             })?;
         let d = &self.destinations[index];
         Ok((&d.id, d.class))
@@ -217,7 +224,7 @@ impl Version {
             .get(plan_id)
             .ok_or_else(|| PricingError::UnknownPlan {
                 plan: plan_id.to_string(),
-                version: self.id.clone(),
+                version: self.id.to_string(),
             })?;
         let band = self.band_at(usage.start()).map_err(PricingError::Time)?;
         let mut priced = Priced {
@@ -225,7 +232,8 @@ impl Version {
             currency: &self.currency,
             destination: None,
             band: &band.id,
-            rate: "",
+            // Every kind's branch below names its rate.
+            rate: &ZERO_RATED,
             billed_units: 0,
             cost_micros: 0,
             steps: Vec::new(),
@@ -249,16 +257,16 @@ impl Version {
             plan: plan_id.to_string(),
             kind,
             destination: destination.to_string(),
-            band: band.id.clone(),
+            band: band.id.to_string(),
         };
-        let band_fits = |b: &Option<String>| b.as_ref().is_none_or(|b| *b == band.id);
+        let band_fits = |b: &Option<String>| b.as_ref().is_none_or(|b| **b == *band.id);
         let destination = match *usage {
             Usage::Voice { to, .. } | Usage::Sms { to, .. } => Some(self.destination_of(to)?),
             Usage::Data { .. } | Usage::Activation { .. } => None,
         };
         priced.destination = destination;
         if let Some((id, DestinationClass::ZeroRated)) = destination {
-            priced.rate = "zero_rated";
+            priced.rate = &ZERO_RATED;
             priced.billed_units = match *usage {
                 Usage::Voice { seconds, .. } => seconds,
                 _ => 1,

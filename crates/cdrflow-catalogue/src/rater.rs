@@ -1,47 +1,104 @@
-//! The catalogue as the pipeline's [`Rater`]: every record priced under
-//! one plan (reference data, which will say each subscriber's plan, is the
-//! next step of this issue; until then every subscriber is on the default
-//! plan, as the issue's policy for unknown subscribers says).
+//! The catalogue as the pipeline's [`Rater`]: each record priced under its
+//! subscriber's plan in force at its start, joined with the reference data
+//! (customer, cell) it needs for the rated record.
+//!
+//! Unknown subscribers — a number in no subscribers row at the record's
+//! time — are rated on the default plan (`--default-plan`) and carry no
+//! account; the mediator counts them (`unknown_subscribers`).
+
+use std::sync::{Arc, LazyLock};
 
 use cdrflow_core::model::{Cdr, Direction, Kind};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
-use cdrflow_core::rating::{Rater, RatingError};
+use cdrflow_core::rating::{Account, Rater, Rating, RatingError};
+use cdrflow_core::reference::{technology_generation, ReferenceData};
 
 use crate::{Catalogue, CatalogueError, PricingError, Usage};
 
 pub struct CatalogueRater {
     catalogue: Catalogue,
-    plan: String,
+    default_plan: Arc<str>,
     home: CountryCode,
+    reference: ReferenceData,
 }
 
+/// The rates of records a catalogue does not price: money in, and calls
+/// and messages received (the caller's operator charges them).
+static RECHARGE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("recharge"));
+static INCOMING: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("incoming"));
+
 impl CatalogueRater {
-    /// `plan` must be in every version; `home` spells national numbers.
+    /// `default_plan` must be in every version; `home` spells national
+    /// numbers; `reference` says who each number is.
     pub fn new(
         catalogue: Catalogue,
-        plan: &str,
+        default_plan: &str,
         home: CountryCode,
+        reference: ReferenceData,
     ) -> Result<CatalogueRater, CatalogueError> {
-        if let Some(v) = catalogue.versions().iter().find(|v| !v.has_plan(plan)) {
+        if let Some(v) = catalogue
+            .versions()
+            .iter()
+            .find(|v| !v.has_plan(default_plan))
+        {
             return Err(CatalogueError::Invalid {
                 at: format!("version `{}`", v.id),
-                why: format!("has no plan `{plan}` (the default plan)"),
+                why: format!("has no plan `{default_plan}` (the default plan)"),
             });
         }
         Ok(CatalogueRater {
             catalogue,
-            plan: plan.to_string(),
+            default_plan: default_plan.into(),
             home,
+            reference,
         })
     }
 }
 
 impl Rater for CatalogueRater {
     /// Outgoing calls and messages by destination, data by volume,
-    /// activations by the plan's fee; recharges are money in, and incoming
-    /// calls and messages are free (the caller's operator charges them).
-    fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError> {
+    /// activations by the plan's fee; recharges and received calls and
+    /// messages cost nothing.
+    fn rate(&self, cdr: &Cdr<'_>) -> Result<Rating, RatingError> {
         let start = cdr.start_time;
+        let subscriber = self.reference.subscriber_at(cdr.served_msisdn, start);
+        let cell = cdr
+            .cell_id
+            .as_deref()
+            .and_then(|id| self.reference.cell_at(id, start));
+        let plan = subscriber.map_or(&self.default_plan, |s| &s.plan_id);
+        let version = self.catalogue.version_at(start).ok_or_else(|| {
+            RatingError::NoRate(
+                PricingError::NoVersion(cdrflow_core::normalize::format_timestamp(start))
+                    .to_string(),
+            )
+        })?;
+        let mut rating = Rating {
+            cost_micros: 0,
+            billed_units: 0,
+            plan: plan.clone(),
+            version: version.id.clone(),
+            rate: RECHARGE.clone(),
+            band: None,
+            destination: None,
+            account: subscriber.map(|s| Account {
+                customer_id: s.customer_id.clone(),
+                payment: s.payment,
+                bill_cycle_day: self
+                    .reference
+                    .customer_at(&s.customer_id, start)
+                    .map_or(1, |c| c.bill_cycle_day),
+            }),
+            unknown_subscriber: subscriber.is_none(),
+            region: cell
+                .map(|c| c.region.clone())
+                .or_else(|| subscriber.and_then(|s| s.region.clone())),
+            technology: cell.map(|c| c.technology.clone()).or_else(|| {
+                cdr.radio_technology
+                    .as_deref()
+                    .and_then(technology_generation)
+            }),
+        };
         let to = || {
             let party = cdr.other_party.as_deref().ok_or_else(|| {
                 RatingError::NoRate(
@@ -52,8 +109,11 @@ impl Rater for CatalogueRater {
                 .map_err(|why| RatingError::NoRate(format!("the called number `{party}` {why}")))
         };
         let usage = match cdr.kind {
-            Kind::Recharge => return Ok(0),
-            Kind::Voice | Kind::Sms if cdr.direction == Direction::Incoming => return Ok(0),
+            Kind::Recharge => return Ok(rating),
+            Kind::Voice | Kind::Sms if cdr.direction == Direction::Incoming => {
+                rating.rate = INCOMING.clone();
+                return Ok(rating);
+            }
             Kind::Voice => Usage::Voice {
                 to: to()?,
                 start,
@@ -66,11 +126,18 @@ impl Rater for CatalogueRater {
             },
             Kind::Activation => Usage::Activation { start },
         };
-        match self.catalogue.price(&self.plan, &usage) {
-            Ok(priced) => Ok(priced.cost_micros),
-            Err(PricingError::Overflow) => Err(RatingError::Overflow),
-            Err(e) => Err(RatingError::NoRate(e.to_string())),
-        }
+        let priced = version.price(plan, &usage).map_err(|e| match e {
+            PricingError::Overflow => RatingError::Overflow,
+            e => RatingError::NoRate(e.to_string()),
+        })?;
+        rating.cost_micros = priced.cost_micros;
+        rating.billed_units = priced.billed_units;
+        rating.rate = priced.rate.clone();
+        rating.band = Some(priced.band.clone());
+        rating.destination = priced
+            .destination
+            .map(|(id, class)| (id.clone(), class.as_str()));
+        Ok(rating)
     }
 
     fn currency(&self) -> &str {

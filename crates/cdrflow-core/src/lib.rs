@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod analytics;
+pub mod charging;
 pub mod dedup;
 pub mod formats;
 pub mod framing;
@@ -23,5 +24,6 @@ pub mod money;
 pub mod normalize;
 pub mod operator;
 pub mod rating;
+pub mod reference;
 pub mod reject;
 pub mod synth;

@@ -22,7 +22,7 @@ use crate::operator::{
     decode_millis, encode_millis, BatchContext, Checkpoint, Operator, ReadError, StateKind,
     StateReader, StateTable,
 };
-use crate::rating::{Rater, RatingError};
+use crate::rating::{Rater, Rating, RatingError};
 use crate::reject::{RejectReason, Rejection};
 
 /// A record as read from a source, before anything is known about it.
@@ -133,6 +133,9 @@ pub struct Counts {
     /// Accepted records of pseudonymous (masked) numbers: counted in
     /// `accepted` and in analytics, never rated, in no usage summary.
     pub pseudonymous: u64,
+    /// Accepted records of numbers in no subscribers row at their event
+    /// time, rated on the default plan (a catalogue with reference data).
+    pub unknown_subscribers: u64,
 }
 
 impl Counts {
@@ -161,6 +164,7 @@ impl Counts {
         }
         self.late_events += other.late_events;
         self.pseudonymous += other.pseudonymous;
+        self.unknown_subscribers += other.unknown_subscribers;
     }
 }
 
@@ -199,6 +203,8 @@ pub struct Rated<'a> {
     pub usage: Totals,
     pub key: RecordKey,
     pub duplicate_reason: DuplicateReason,
+    /// What priced it; `None` for a pseudonymous subscriber (never rated).
+    pub rating: Option<Rating>,
 }
 
 impl Rated<'_> {
@@ -240,16 +246,17 @@ impl<'r> Classifier<'r> {
             return Err(Rejection::new(RejectReason::TimeInFuture, detail));
         }
         // A pseudonymous subscriber is counted in analytics only: never rated.
-        let cost_micros = match cdr.served_msisdn.is_pseudonymous() {
-            true => 0,
-            false => self.rater.rate(&cdr).map_err(|e| {
+        let rating = match cdr.served_msisdn.is_pseudonymous() {
+            true => None,
+            false => Some(self.rater.rate(&cdr).map_err(|e| {
                 let reason = match e {
                     RatingError::NoRate(_) => RejectReason::NoRate,
                     RatingError::Overflow => RejectReason::RatingFailed,
                 };
                 Rejection::new(reason, e.to_string())
-            })?,
+            })?),
         };
+        let cost_micros = rating.as_ref().map_or(0, |r| r.cost_micros);
         let (key, duplicate_reason) = match &cdr.record_id {
             Some(id) => (
                 RecordKey::from_id(cdr.id_space, id),
@@ -280,6 +287,7 @@ impl<'r> Classifier<'r> {
             service_type: cdr.service_type,
             key,
             duplicate_reason,
+            rating,
         })
     }
 
@@ -534,6 +542,8 @@ impl<'r> Mediator<'r> {
         });
         *self.pending.counts.accepted.entry(rated.kind).or_default() += 1;
         self.pending.counts.pseudonymous += u64::from(pseudonymous);
+        self.pending.counts.unknown_subscribers +=
+            u64::from(rated.rating.as_ref().is_some_and(|r| r.unknown_subscriber));
         let t = rated.start_time;
         self.pending.event_times.push(t);
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));

@@ -22,8 +22,9 @@ use crate::aggregate::{RowKey, SummaryDelta, Totals};
 use crate::analytics::raw_events::RawEvent;
 use crate::analytics::rules::Anomaly;
 use crate::analytics::windows::{LateEvent, WindowDelta};
+use crate::charging::{add_delta, BalanceDeltas, RatedRecord};
 use crate::mediation::{Counts, RejectedRecord};
-use crate::normalize::EpochMillis;
+use crate::normalize::{EpochMillis, Msisdn};
 
 /// A state table an operator declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +85,10 @@ pub struct Checkpoint {
     pub anomalies: Vec<Anomaly>,
     /// Seed 003's raw events: the accepted records' rows.
     pub raw_events: Vec<RawEvent>,
+    /// What rating decided for each accepted record.
+    pub rated_records: Vec<RatedRecord>,
+    /// Prepaid balances to move, by the sum of their records' changes.
+    pub balances: BalanceDeltas,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
 }
@@ -111,6 +116,10 @@ impl Checkpoint {
         self.late_events.extend(other.late_events);
         self.anomalies.extend(other.anomalies);
         self.raw_events.extend(other.raw_events);
+        self.rated_records.extend(other.rated_records);
+        for (msisdn, delta) in other.balances {
+            add_delta(&mut self.balances, msisdn, delta);
+        }
         self.state.extend(other.state);
     }
 
@@ -216,6 +225,13 @@ pub trait StateReader {
     /// The stored totals of summary rows, in the order asked (`None`: no row yet).
     fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError>;
 
+    /// The committed prepaid balances of `msisdns`, in the order asked
+    /// (`None`: no balance yet), in micro-units.
+    fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
+        let _ = msisdns;
+        Err(ReadError("this reader cannot read balances".into()))
+    }
+
     /// Every key and value of a keyed table, for an operator that restores
     /// all of it at once (readers that serve only other tables refuse).
     fn values(
@@ -291,6 +307,7 @@ pub struct MemoryState {
     keyed: BTreeMap<(&'static str, String), Vec<u8>>,
     spans: Vec<(&'static str, i32, i32, Vec<u8>)>,
     totals: HashMap<RowKey, Totals>,
+    balances: HashMap<Msisdn, i64>,
 }
 
 impl MemoryState {
@@ -300,6 +317,7 @@ impl MemoryState {
             keyed: BTreeMap::new(),
             spans: Vec::new(),
             totals: HashMap::new(),
+            balances: HashMap::new(),
         }
     }
 
@@ -314,6 +332,9 @@ impl MemoryState {
             };
             let total = self.totals.entry(key).or_default();
             *total = total.checked_add(row.totals).unwrap_or(*total);
+        }
+        for (msisdn, delta) in &checkpoint.balances {
+            *self.balances.entry(*msisdn).or_default() += delta.micros;
         }
         for write in checkpoint
             .state
@@ -364,6 +385,10 @@ impl StateReader for MemoryState {
             .iter()
             .map(|row| self.totals.get(row).copied())
             .collect())
+    }
+
+    fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
+        Ok(msisdns.iter().map(|m| self.balances.get(m).copied()).collect())
     }
 
     fn values(

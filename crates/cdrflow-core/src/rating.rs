@@ -5,25 +5,67 @@
 //! SMS and per activation); a full catalogue with plans, destinations by
 //! prefix, time bands and bundles is another `Rater` and plugs in unchanged.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::model::{Cdr, Kind};
 use crate::money::{div_round_half_away, Decimal, MICROS_PER_UNIT};
+use crate::reference::{technology_generation, Payment};
 
 /// The tariff cdrflow ships with: seed 000's prices.
 pub const DEFAULT_TARIFF_TOML: &str = include_str!("../../../config/tariff.toml");
 
 /// Prices a record. Implementations are pure and shared across threads.
 pub trait Rater: Send + Sync {
-    /// The record's cost in micro-units of [`Rater::currency`], rounded half
-    /// away from zero to 6 decimals.
-    fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError>;
+    /// The record's cost in micro-units of [`Rater::currency`], at the
+    /// rate's one rounding point, and what decided it.
+    fn rate(&self, cdr: &Cdr<'_>) -> Result<Rating, RatingError>;
 
     /// The currency costs are expressed in (seed 000: WAK).
     fn currency(&self) -> &str;
 
     /// The currency recharge amounts are in.
     fn recharge_currency(&self) -> &str;
+}
+
+/// What a record cost and everything that decided it: a rated record's
+/// columns. Names are shared (`Arc<str>`): a record carries them for the
+/// cost of a reference count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rating {
+    pub cost_micros: i64,
+    /// Seconds, messages or bytes billed (after increments).
+    pub billed_units: u64,
+    pub plan: Arc<str>,
+    /// The catalogue version in force at the record's start (`tariff` for
+    /// the flat tariff).
+    pub version: Arc<str>,
+    pub rate: Arc<str>,
+    pub band: Option<Arc<str>>,
+    /// Calls and messages: the destination by prefix and its class.
+    pub destination: Option<(Arc<str>, &'static str)>,
+    /// The subscriber's account at the record's event time; `None`: the
+    /// number is in no subscribers row (rated on the default plan).
+    pub account: Option<Account>,
+    /// The rater looked for the subscriber in the reference data and found
+    /// no row in force: rated on the default plan, and counted.
+    pub unknown_subscriber: bool,
+    /// Enrichment: the region of the record's cell, else of its
+    /// subscriber (a record's own region comes first where it has one).
+    pub region: Option<Arc<str>>,
+    /// Its cell's technology, else its own code, as a generation (`4G`);
+    /// `None` for a code cdrflow does not know.
+    pub technology: Option<Arc<str>>,
+}
+
+/// Who pays for a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub customer_id: Arc<str>,
+    pub payment: Payment,
+    /// The customer's bill-cycle day (1 when the customer is not loaded).
+    pub bill_cycle_day: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +173,10 @@ impl UnitPrice {
 /// Seed 000's flat tariff, generalised to all five kinds.
 #[derive(Debug, Clone)]
 pub struct Tariff {
+    /// What its ratings name: plan `flat`, version `tariff`, a rate per kind.
+    plan: Arc<str>,
+    version: Arc<str>,
+    rates: [Arc<str>; 5],
     currency: String,
     recharge_currency: String,
     per_byte: UnitPrice,
@@ -161,6 +207,9 @@ impl Tariff {
             });
         }
         Ok(Tariff {
+            plan: Arc::from("flat"),
+            version: Arc::from("tariff"),
+            rates: Kind::ALL.map(|kind| Arc::from(kind.as_str())),
             currency: file.currency,
             recharge_currency: file.recharge.currency,
             per_byte: UnitPrice::new(
@@ -197,14 +246,14 @@ impl Tariff {
 }
 
 impl Rater for Tariff {
-    fn rate(&self, cdr: &Cdr<'_>) -> Result<i64, RatingError> {
-        match cdr.kind {
+    fn rate(&self, cdr: &Cdr<'_>) -> Result<Rating, RatingError> {
+        let (billed_units, cost_micros) = match cdr.kind {
             Kind::Data => {
                 let bytes = cdr
                     .uplink_bytes
                     .checked_add(cdr.downlink_bytes)
                     .ok_or(RatingError::Overflow)?;
-                self.per_byte.cost(bytes)
+                (bytes, self.per_byte.cost(bytes)?)
             }
             Kind::Voice => {
                 let increment = self.billing_increment_sec;
@@ -213,12 +262,28 @@ impl Rater for Tariff {
                     .div_ceil(increment)
                     .checked_mul(increment)
                     .ok_or(RatingError::Overflow)?;
-                self.per_second.cost(billed)
+                (billed, self.per_second.cost(billed)?)
             }
-            Kind::Sms => self.per_sms.cost(1),
-            Kind::Activation => self.per_activation.cost(1),
-            Kind::Recharge => Ok(0),
-        }
+            Kind::Sms => (1, self.per_sms.cost(1)?),
+            Kind::Activation => (1, self.per_activation.cost(1)?),
+            Kind::Recharge => (0, 0),
+        };
+        Ok(Rating {
+            cost_micros,
+            billed_units,
+            plan: self.plan.clone(),
+            version: self.version.clone(),
+            rate: self.rates[cdr.kind as usize].clone(),
+            band: None,
+            destination: None,
+            account: None,
+            unknown_subscriber: false,
+            region: None,
+            technology: cdr
+                .radio_technology
+                .as_deref()
+                .and_then(technology_generation),
+        })
     }
 
     fn currency(&self) -> &str {
@@ -270,7 +335,7 @@ mod tests {
             &DecodeOptions::default(),
         )
         .unwrap();
-        tariff.rate(&cdr).unwrap()
+        tariff.rate(&cdr).unwrap().cost_micros
     }
 
     fn data(bytes: u64) -> String {

@@ -50,6 +50,344 @@ pub(crate) fn operator_state_v3(dialect: &Dialect) -> String {
     )
 }
 
+/// Migration v6, the same in both stores: reference data (subscribers,
+/// customers, cells, each row keyed by its id and the instant it took
+/// effect), rated records (the catalogue's answer for each accepted
+/// record) and prepaid balances (micro-units, changed only by commits).
+/// Instants are milliseconds since the epoch, money micro-units.
+pub(crate) const RATING_V6: &str = "
+    CREATE TABLE subscribers (
+        msisdn TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        customer_id TEXT NOT NULL,
+        plan_id TEXT NOT NULL,
+        region TEXT,
+        status TEXT NOT NULL,
+        payment TEXT NOT NULL,
+        activation_date TEXT,
+        PRIMARY KEY (msisdn, effective_from)
+    );
+    CREATE TABLE customers (
+        customer_id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        billing_country TEXT NOT NULL,
+        bill_cycle_day INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, effective_from)
+    );
+    CREATE TABLE cells (
+        cell_id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        region TEXT NOT NULL,
+        technology TEXT NOT NULL,
+        PRIMARY KEY (cell_id, effective_from)
+    );
+    CREATE TABLE rated_records (
+        record_id TEXT NOT NULL,
+        msisdn TEXT NOT NULL,
+        event_time BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        service_type TEXT NOT NULL,
+        other_party TEXT,
+        customer_id TEXT,
+        plan_id TEXT NOT NULL,
+        catalogue_version TEXT NOT NULL,
+        destination_id TEXT,
+        destination_class TEXT,
+        band TEXT,
+        rate_id TEXT NOT NULL,
+        region TEXT,
+        technology TEXT,
+        usage_units BIGINT NOT NULL,
+        billed_units BIGINT NOT NULL,
+        allowance_id TEXT,
+        allowance_units BIGINT NOT NULL DEFAULT 0,
+        cost_micros BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        billing_period TEXT NOT NULL
+    );
+    CREATE INDEX rated_records_by_msisdn ON rated_records (msisdn, event_time);
+    CREATE INDEX rated_records_by_period ON rated_records (billing_period);
+    CREATE TABLE balances (
+        msisdn TEXT PRIMARY KEY,
+        balance_micros BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        last_event_time BIGINT NOT NULL
+    );";
+
+/// Reference rows as both stores read them back: text columns in the
+/// order of [`RATING_V6`]'s tables, mistakes named as corruption.
+pub(crate) mod reference_rows {
+    use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
+    use cdrflow_core::reference::ReferenceKind;
+    use cdrflow_core::reference::{technology_generation, Cell, Customer, Payment, Status, Subscriber};
+
+    use crate::StoreError;
+
+    /// Each table's columns, its key first (the id and `effective_from`).
+    pub(crate) fn columns(kind: ReferenceKind) -> &'static [&'static str] {
+        match kind {
+            ReferenceKind::Subscribers => &[
+                "msisdn",
+                "effective_from",
+                "customer_id",
+                "plan_id",
+                "region",
+                "status",
+                "payment",
+                "activation_date",
+            ],
+            ReferenceKind::Customers => &[
+                "customer_id",
+                "effective_from",
+                "name",
+                "billing_country",
+                "bill_cycle_day",
+            ],
+            ReferenceKind::Cells => &["cell_id", "effective_from", "region", "technology"],
+        }
+    }
+
+    /// The upsert of one row, with `placeholder(i)` for the i-th value (from 1).
+    pub(crate) fn upsert_sql(kind: ReferenceKind, placeholder: fn(usize) -> String) -> String {
+        let columns = columns(kind);
+        let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
+        let updates: Vec<String> = columns[2..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({id}, effective_from) DO UPDATE SET {updates}",
+            table = kind.as_str(),
+            columns = columns.join(", "),
+            values = values.join(", "),
+            id = columns[0],
+            updates = updates.join(", "),
+        )
+    }
+
+    pub(crate) fn select_sql(kind: ReferenceKind) -> String {
+        let columns = columns(kind);
+        format!(
+            "SELECT {} FROM {} ORDER BY {}, effective_from",
+            columns.join(", "),
+            kind.as_str(),
+            columns[0]
+        )
+    }
+
+    fn corrupt(table: &str, what: &str, value: &str) -> StoreError {
+        StoreError::Corrupt(format!("{table} holds {what} `{value}`"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn subscriber(
+        msisdn: &str,
+        effective_from: i64,
+        customer_id: &str,
+        plan_id: &str,
+        region: Option<&str>,
+        status: &str,
+        payment: &str,
+        activation_date: Option<&str>,
+    ) -> Result<Subscriber, StoreError> {
+        let table = "subscribers";
+        Ok(Subscriber {
+            // Stored as E.164 with its `+`: the country code is not needed.
+            msisdn: normalize_msisdn(msisdn, CountryCode::SOUTH_AFRICA)
+                .map_err(|_| corrupt(table, "the number", msisdn))?,
+            effective_from,
+            customer_id: customer_id.into(),
+            plan_id: plan_id.into(),
+            region: region.map(Into::into),
+            status: Status::parse(status).ok_or_else(|| corrupt(table, "the status", status))?,
+            payment: Payment::parse(payment)
+                .ok_or_else(|| corrupt(table, "the payment", payment))?,
+            activation_date: activation_date
+                .map(|d| Day::parse(d).ok_or_else(|| corrupt(table, "the date", d)))
+                .transpose()?,
+        })
+    }
+
+    pub(crate) fn customer(
+        customer_id: &str,
+        effective_from: i64,
+        name: String,
+        billing_country: String,
+        bill_cycle_day: i64,
+    ) -> Result<Customer, StoreError> {
+        Ok(Customer {
+            customer_id: customer_id.into(),
+            effective_from,
+            name,
+            billing_country,
+            bill_cycle_day: u8::try_from(bill_cycle_day)
+                .ok()
+                .filter(|d| (1..=28).contains(d))
+                .ok_or_else(|| corrupt("customers", "the bill-cycle day", &bill_cycle_day.to_string()))?,
+        })
+    }
+
+    pub(crate) fn cell(
+        cell_id: &str,
+        effective_from: i64,
+        region: &str,
+        technology: &str,
+    ) -> Result<Cell, StoreError> {
+        Ok(Cell {
+            cell_id: cell_id.into(),
+            effective_from,
+            region: region.into(),
+            technology: technology_generation(technology)
+                .ok_or_else(|| corrupt("cells", "the technology", technology))?,
+        })
+    }
+}
+
+/// Rated records as both stores write and read them.
+pub(crate) mod rated_rows {
+    use cdrflow_core::charging::RatedRecord;
+    use cdrflow_core::model::Kind;
+    use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
+    use cdrflow_core::reference::BillingPeriod;
+
+    use crate::{RatedQuery, StoreError};
+
+    /// `rated_records`' columns, in the order rows are written and read.
+    pub(crate) const COLUMNS: &str = "record_id, msisdn, event_time, kind, service_type, other_party,
+        customer_id, plan_id, catalogue_version, destination_id, destination_class, band, rate_id,
+        region, technology, usage_units, billed_units, cost_micros, currency, billing_period";
+
+    /// The `WHERE` of `query`, with `placeholder(i)` for its i-th value
+    /// (from 1): the values are [`filter_values`]'s, in order.
+    pub(crate) fn filter(query: &RatedQuery, placeholder: fn(usize) -> String) -> String {
+        let mut clauses = Vec::new();
+        let mut next = 0;
+        let mut clause = |sql: &str| {
+            next += 1;
+            clauses.push(sql.replace('?', &placeholder(next)));
+        };
+        if query.msisdn.is_some() {
+            clause("msisdn = ?");
+        }
+        if query.from.is_some() {
+            clause("event_time >= ?");
+        }
+        if query.to.is_some() {
+            clause("event_time < ?");
+        }
+        if query.period.is_some() {
+            clause("billing_period = ?");
+        }
+        let limit = query.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        let filter = match clauses.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", clauses.join(" AND ")),
+        };
+        format!("{filter} ORDER BY event_time, record_id{limit}")
+    }
+
+    /// A filter's values: text for numbers and periods, integers for times.
+    pub(crate) enum FilterValue {
+        Text(String),
+        Millis(i64),
+    }
+
+    pub(crate) fn filter_values(query: &RatedQuery) -> Vec<FilterValue> {
+        let mut values = Vec::new();
+        if let Some(m) = query.msisdn {
+            values.push(FilterValue::Text(m.to_string()));
+        }
+        values.extend(query.from.map(FilterValue::Millis));
+        values.extend(query.to.map(FilterValue::Millis));
+        if let Some(p) = query.period {
+            values.push(FilterValue::Text(p.to_string()));
+        }
+        values
+    }
+
+    fn corrupt(what: &str, value: &str) -> StoreError {
+        StoreError::Corrupt(format!("rated_records holds {what} `{value}`"))
+    }
+
+    pub(crate) fn number(text: &str) -> Result<cdrflow_core::normalize::Msisdn, StoreError> {
+        normalize_msisdn(text, CountryCode::SOUTH_AFRICA).map_err(|_| corrupt("the number", text))
+    }
+
+    /// A row's columns in [`COLUMNS`] order, as read back.
+    pub(crate) struct StoredRow {
+        pub record_id: String,
+        pub msisdn: String,
+        pub event_time: i64,
+        pub kind: String,
+        pub service_type: String,
+        pub other_party: Option<String>,
+        pub customer_id: Option<String>,
+        pub plan_id: String,
+        pub version: String,
+        pub destination_id: Option<String>,
+        pub destination_class: Option<String>,
+        pub band: Option<String>,
+        pub rate_id: String,
+        pub region: Option<String>,
+        pub technology: Option<String>,
+        pub usage_units: i64,
+        pub billed_units: i64,
+        pub cost_micros: i64,
+        pub currency: String,
+        pub billing_period: String,
+    }
+
+    impl StoredRow {
+        pub(crate) fn into_record(self) -> Result<RatedRecord, StoreError> {
+            let class = match self.destination_class.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    DESTINATION_CLASSES
+                        .iter()
+                        .find(|c| **c == text)
+                        .copied()
+                        .ok_or_else(|| corrupt("the destination class", text))?,
+                ),
+            };
+            Ok(RatedRecord {
+                record_id: self.record_id.into(),
+                msisdn: number(&self.msisdn)?,
+                event_time: self.event_time,
+                kind: Kind::parse(&self.kind).ok_or_else(|| corrupt("the kind", &self.kind))?,
+                service_type: self.service_type.into(),
+                other_party: self.other_party.as_deref().map(number).transpose()?,
+                customer_id: self.customer_id.map(Into::into),
+                plan: self.plan_id.into(),
+                version: self.version.into(),
+                destination: self.destination_id.map(Into::into).zip(class),
+                band: self.band.map(Into::into),
+                rate: self.rate_id.into(),
+                region: self.region.map(Into::into),
+                technology: self.technology.map(Into::into),
+                usage_units: self.usage_units as u64,
+                billed_units: self.billed_units as u64,
+                cost_micros: self.cost_micros,
+                currency: self.currency.into(),
+                billing_period: BillingPeriod::parse(&self.billing_period)
+                    .ok_or_else(|| corrupt("the billing period", &self.billing_period))?,
+            })
+        }
+    }
+
+    /// The classes a catalogue names (`cdrflow_catalogue::DestinationClass`),
+    /// as the static names rated records carry.
+    const DESTINATION_CLASSES: [&str; 7] = [
+        "national",
+        "international",
+        "mobile",
+        "fixed",
+        "on_net",
+        "premium",
+        "zero_rated",
+    ];
+}
+
 /// A day range the stores' date types can hold: open ranges arrive as the
 /// extremes of `i32`, which PostgreSQL's DATE arithmetic refuses.
 pub(crate) fn clamp_day(day: Day) -> Day {
@@ -63,6 +401,10 @@ pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
         ("records_in".to_string(), counts.records_in),
         ("late_events".to_string(), counts.late_events),
         ("pseudonymous".to_string(), counts.pseudonymous),
+        (
+            "unknown_subscribers".to_string(),
+            counts.unknown_subscribers,
+        ),
     ];
     out.extend(
         counts
@@ -92,6 +434,7 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
         None if name == "records_in" => counts.records_in = value,
         None if name == "late_events" => counts.late_events = value,
         None if name == "pseudonymous" => counts.pseudonymous = value,
+        None if name == "unknown_subscribers" => counts.unknown_subscribers = value,
         Some(("accepted", kind)) => {
             if let Some(kind) = Kind::parse(kind) {
                 counts.accepted.insert(kind, value);

@@ -17,6 +17,8 @@ use cdrflow_core::mediation::Counts;
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 use cdrflow_core::operator::Checkpoint;
+use cdrflow_core::charging::RatedRecord;
+use cdrflow_core::reference::{BillingPeriod, ReferenceData, ReferenceRows};
 
 mod codecs;
 
@@ -648,11 +650,69 @@ pub trait Overview {
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>>;
 }
 
+/// Reference data: subscribers, customers and cells, each row with the
+/// instant it took effect (see `cdrflow_core::reference`).
+pub trait Reference {
+    /// Stores `rows` in one transaction; a row for an id and instant
+    /// already stored replaces it.
+    fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()>;
+
+    /// Every row, indexed for rating.
+    fn reference(&mut self) -> Result<ReferenceData>;
+}
+
+/// Which rated records to read: one subscriber's or everyone's, by event
+/// time (`from` inclusive, `to` exclusive, milliseconds) and billing period.
+#[derive(Clone, Debug, Default)]
+pub struct RatedQuery {
+    pub msisdn: Option<Msisdn>,
+    pub from: Option<EpochMillis>,
+    pub to: Option<EpochMillis>,
+    pub period: Option<BillingPeriod>,
+    pub limit: Option<u32>,
+}
+
+/// A prepaid balance as committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBalance {
+    pub msisdn: Msisdn,
+    pub micros: i64,
+    pub currency: String,
+    /// The event time of the latest record that moved it.
+    pub last_event_time: EpochMillis,
+}
+
+/// Rated records and prepaid balances, written by [`Results::commit`].
+pub trait Charges {
+    /// The committed balances of `msisdns`, in the order asked (`None`: none yet).
+    fn stored_balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>>;
+
+    /// Every balance, by number.
+    fn balances(&mut self, visit: &mut dyn FnMut(StoredBalance)) -> Result<()>;
+
+    /// Rated records matching `query`, by event time then record id.
+    fn rated_records(
+        &mut self,
+        query: &RatedQuery,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()>;
+}
+
 /// A store: every concern, behind one connection, so that one transaction
 /// (`Results::commit`) spans them all. Implement the concern traits; this
 /// one follows.
 pub trait Store:
-    Positions + OperatorState + Results + Usage + Rejects + Analytics + DailyBatch + Overview + Send
+    Positions
+    + OperatorState
+    + Results
+    + Usage
+    + Rejects
+    + Analytics
+    + DailyBatch
+    + Overview
+    + Reference
+    + Charges
+    + Send
 {
 }
 
@@ -665,6 +725,8 @@ impl<
             + Analytics
             + DailyBatch
             + Overview
+            + Reference
+            + Charges
             + Send,
     > Store for T
 {
@@ -673,6 +735,7 @@ impl<
 /// The store traits, for callers that use a `dyn Store`'s methods.
 pub mod prelude {
     pub use crate::{
-        Analytics, DailyBatch, OperatorState, Overview, Positions, Rejects, Results, Store, Usage,
+        Analytics, Charges, DailyBatch, OperatorState, Overview, Positions, Reference, Rejects,
+        Results, Store, Usage,
     };
 }

@@ -11,7 +11,9 @@ use cdrflow_core::analytics::rules::RulesConfig;
 use cdrflow_core::analytics::windows::{
     WindowConfig, DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_IDLE_AFTER_MS, DEFAULT_WINDOW_MS,
 };
+use cdrflow_core::charging::{ChargingConfig, DEFAULT_LOW_BALANCE_MICROS};
 use cdrflow_core::formats::{DecodeOptions, Format};
+use cdrflow_core::money::Decimal;
 use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
 use cdrflow_core::rating::{Rater, Tariff, TariffOverrides};
@@ -72,7 +74,7 @@ pub struct GlobalArgs {
     )]
     pub catalogue: Option<PathBuf>,
 
-    /// The catalogue plan every subscriber is priced on (until reference data gives each theirs)
+    /// The catalogue plan of numbers in no subscribers row (`cdrflow reference load subscribers`)
     #[arg(long, global = true, env = "CDRFLOW_DEFAULT_PLAN", value_name = "PLAN")]
     pub default_plan: Option<String>,
 
@@ -160,6 +162,17 @@ pub struct GlobalArgs {
         value_name = "DAYS"
     )]
     pub raw_events_retention_days: Option<u32>,
+
+    /// Keep a rated record (plan, destination, band, rate, billed units,
+    /// cost, billing period) per accepted record in `rated_records`
+    /// (on|off) [default: on with a catalogue, off with the flat tariff]
+    #[arg(long, global = true, env = "CDRFLOW_RATED_RECORDS", value_name = "on|off", value_parser = parse_switch)]
+    pub rated_records: Option<bool>,
+
+    /// Alert (`low_balance`) when a prepaid balance falls under this amount
+    /// in the catalogue's currency; 0 turns it off [default: 10, seed 004's]
+    #[arg(long, global = true, env = "CDRFLOW_LOW_BALANCE", value_name = "AMOUNT")]
+    pub low_balance: Option<String>,
 }
 
 fn parse_switch(text: &str) -> Result<bool, String> {
@@ -192,6 +205,8 @@ struct ConfigFile {
     idle_partition_seconds: Option<u32>,
     raw_events: Option<bool>,
     raw_events_retention_days: Option<u32>,
+    rated_records: Option<bool>,
+    low_balance: Option<String>,
     batch_size: Option<usize>,
     /// How to reach Kafka: `bootstrap` and the security settings.
     #[serde(default)]
@@ -215,6 +230,8 @@ pub struct Settings {
     pub windows: WindowConfig,
     pub rules: RulesConfig,
     pub raw_events: RawEventsConfig,
+    /// The rater's currency is filled in when a scope starts.
+    pub charging: ChargingConfig,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
     /// The config file's `[kafka]` table, under the Kafka flags of the
@@ -288,6 +305,39 @@ impl Settings {
         if raw_events.retention_days == 0 {
             bail!("raw events must be kept for at least 1 day (--raw-events-retention-days); switch them off with --raw-events off");
         }
+        let catalogue = match (
+            args.catalogue.clone().or(file.catalogue),
+            args.default_plan.clone().or(file.default_plan),
+        ) {
+            (Some(path), Some(plan)) => Some((path, plan)),
+            (Some(path), None) => anyhow::bail!(
+                "the catalogue {} needs --default-plan PLAN (CDRFLOW_DEFAULT_PLAN): the plan of numbers in no subscribers row",
+                path.display()
+            ),
+            (None, _) => None,
+        };
+        let low_balance_micros = match args.low_balance.clone().or(file.low_balance) {
+            None => Some(DEFAULT_LOW_BALANCE_MICROS),
+            Some(text) => {
+                let amount = Decimal::parse(&text)
+                    .ok()
+                    .filter(|d| !d.is_negative())
+                    .and_then(|d| d.scaled_to_integer(6))
+                    .and_then(|micros| i64::try_from(micros).ok())
+                    .with_context(|| {
+                        format!("--low-balance `{text}` is not an amount such as 10 or 2.50")
+                    })?;
+                (amount > 0).then_some(amount)
+            }
+        };
+        let charging = ChargingConfig {
+            rated_records: args
+                .rated_records
+                .or(file.rated_records)
+                .unwrap_or(catalogue.is_some()),
+            low_balance_micros,
+            ..ChargingConfig::default()
+        };
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -298,17 +348,7 @@ impl Settings {
                 (args.store.clone(), args.store_file.clone()),
                 (file.store, file.store_file),
             )?,
-            catalogue: match (
-                args.catalogue.clone().or(file.catalogue),
-                args.default_plan.clone().or(file.default_plan),
-            ) {
-                (Some(path), Some(plan)) => Some((path, plan)),
-                (Some(path), None) => anyhow::bail!(
-                    "the catalogue {} needs --default-plan PLAN (CDRFLOW_DEFAULT_PLAN): the plan every subscriber is priced on",
-                    path.display()
-                ),
-                (None, _) => None,
-            },
+            catalogue,
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -327,21 +367,26 @@ impl Settings {
             windows,
             rules,
             raw_events,
+            charging,
             batch_size: file.batch_size,
             kafka: file.kafka,
         })
     }
 
-    /// What prices records: the catalogue when one is configured, else the tariff.
-    pub fn rater(&self) -> Result<Box<dyn Rater>> {
+    /// What prices records: the catalogue when one is configured (joined
+    /// with the reference data in `store`), else the tariff.
+    pub fn rater(&self, store: &mut dyn Store) -> Result<Box<dyn Rater>> {
         let Some((path, plan)) = &self.catalogue else {
             return Ok(Box::new(self.tariff()?));
         };
+        let reference = store
+            .reference()
+            .context("cannot read the reference data (subscribers, customers, cells)")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the catalogue {}", path.display()))?;
         let catalogue = Catalogue::from_toml(&text)
             .with_context(|| format!("in the catalogue {}", path.display()))?;
-        let rater = CatalogueRater::new(catalogue, plan, self.country_code)
+        let rater = CatalogueRater::new(catalogue, plan, self.country_code, reference)
             .with_context(|| format!("in the catalogue {}", path.display()))?;
         Ok(Box::new(rater))
     }

@@ -50,6 +50,9 @@ enum Command {
     /// Check a product catalogue; price one record under it, step by step
     #[command(subcommand)]
     Catalogue(commands::catalogue::CatalogueCommand),
+    /// Load reference data (subscribers, customers, cells) that rating joins records with
+    #[command(subcommand)]
+    Reference(commands::reference::ReferenceCommand),
     /// Export stored results
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => commands::alerts::run(&settings, args),
         Command::Daily(args) => commands::daily::run(&settings, args),
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
+        Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),
         Command::Rejected(args) => commands::rejected::run(&settings, args),
         Command::Replay(args) => commands::replay::run(&settings, args),

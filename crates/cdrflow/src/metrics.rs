@@ -135,6 +135,11 @@ fn store_counters(page: &mut Exposition, counts: &Counts) {
             "Accepted records of masked numbers (7701234****): in analytics, never rated, in no usage summary.",
             counts.pseudonymous,
         ),
+        (
+            "cdrflow_unknown_subscriber_records_total",
+            "Accepted records of numbers in no subscribers row at their event time: rated on the default plan.",
+            counts.unknown_subscribers,
+        ),
     ] {
         page.family(name, MetricType::Counter, help)
             .sample(&[], value);

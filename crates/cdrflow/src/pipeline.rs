@@ -69,6 +69,12 @@ impl RunReport {
                 c.pseudonymous
             ));
         }
+        if c.unknown_subscribers > 0 {
+            line.push_str(&format!(
+                " ({} of unknown subscribers: rated on the default plan)",
+                c.unknown_subscribers
+            ));
+        }
         line.push_str(&format!(", rejected {}", c.rejected_total()));
         if !c.rejected.is_empty() {
             let reasons: Vec<String> = c.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();

@@ -18,8 +18,9 @@ use cdrflow_core::aggregate::{RowKey, Totals};
 use cdrflow_core::analytics::raw_events::{RawEvents, RawEventsConfig};
 use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
+use cdrflow_core::charging::{Charging, ChargingConfig};
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
-use cdrflow_core::normalize::EpochMillis;
+use cdrflow_core::normalize::{EpochMillis, Msisdn};
 use cdrflow_core::operator::{
     BatchContext, Checkpoint, Operator, ReadError, StateReader, StateTable,
 };
@@ -36,6 +37,8 @@ pub struct OperatorConfig {
     pub windows: WindowConfig,
     pub rules: RulesConfig,
     pub raw_events: RawEventsConfig,
+    /// Its currency is the rater's, filled in when a scope starts.
+    pub charging: ChargingConfig,
 }
 
 /// The operators of one scope, in data-flow order: the mediator's accepted
@@ -45,6 +48,7 @@ pub struct ScopeOperators<'r> {
     pub scope: String,
     mediator: Mediator<'r>,
     raw_events: RawEvents,
+    charging: Charging,
     windows: Windows,
     rules: Rules,
 }
@@ -107,6 +111,13 @@ impl<'r> Runner<'r> {
             &state_of,
             &mut Vec::new(),
         )?;
+        feed(
+            &mut operators.charging,
+            &accepted,
+            now,
+            &state_of,
+            &mut Vec::new(),
+        )?;
         let windows = &mut operators.windows;
         let mut placements = Vec::with_capacity(accepted.len());
         feed(windows, &accepted, now, &state_of, &mut placements)?;
@@ -133,6 +144,7 @@ impl<'r> Runner<'r> {
         let mut checkpoint = Checkpoint::default();
         operators.mediator.checkpoint(&mut checkpoint);
         operators.raw_events.checkpoint(&mut checkpoint);
+        operators.charging.checkpoint(&mut checkpoint);
         operators.windows.checkpoint(&mut checkpoint);
         operators.rules.checkpoint(&mut checkpoint);
         JobPart {
@@ -197,6 +209,10 @@ pub fn start_scope<'r>(
 ) -> Result<ScopeOperators<'r>> {
     let mut mediator = Mediator::new(config.mediation, rater);
     let raw_events = RawEvents::new(config.raw_events);
+    let charging = Charging::new(ChargingConfig {
+        currency: rater.currency().into(),
+        ..config.charging.clone()
+    });
     let mut windows = Windows::new(config.windows);
     let home = config.mediation.decode.default_country_code;
     let mut rules = Rules::new(config.rules.clone(), config.windows.size_ms, home);
@@ -207,6 +223,7 @@ pub fn start_scope<'r>(
         scope,
         mediator,
         raw_events,
+        charging,
         windows,
         rules,
     })
@@ -327,6 +344,13 @@ impl StateReader for StoreState<'_> {
         let rows = rows.to_vec();
         self.ask("reading stored totals", move |store| {
             store.stored_totals(&rows)
+        })
+    }
+
+    fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
+        let msisdns = msisdns.to_vec();
+        self.ask("reading prepaid balances", move |store| {
+            store.stored_balances(&msisdns)
         })
     }
 }

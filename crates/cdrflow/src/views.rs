@@ -3,6 +3,7 @@
 
 use cdrflow_core::analytics::daily::{format_centis, format_data_mb, GroupTotals, Stat, StatKey};
 use cdrflow_core::analytics::windows::event_type;
+use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
@@ -15,6 +16,64 @@ use serde_json::{json, Map, Value};
 /// The CSV export header; the first columns are a compatibility contract.
 pub const CSV_HEADER: &str =
     "kind,msisdn,date,type,up_bytes,down_bytes,duration_sec,cost,records,amount";
+
+/// The rated records export's header: issue 12's columns first.
+pub const RATED_CSV_HEADER: &str = "record_id,msisdn,customer_id,plan_id,destination_id,rate_id,billed_units,cost,currency,\
+event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period";
+
+/// A rated record as one CSV line matching [`RATED_CSV_HEADER`].
+pub fn rated_csv(r: &RatedRecord) -> String {
+    let text = |v: Option<&str>| v.map_or(String::new(), csv_field);
+    [
+        csv_field(&r.record_id),
+        r.msisdn.to_string(),
+        text(r.customer_id.as_deref()),
+        csv_field(&r.plan),
+        text(r.destination.as_ref().map(|d| &*d.0)),
+        csv_field(&r.rate),
+        r.billed_units.to_string(),
+        format_micros(i128::from(r.cost_micros)),
+        csv_field(&r.currency),
+        format_timestamp_ms(r.event_time),
+        r.kind.as_str().to_string(),
+        csv_field(&r.service_type),
+        r.other_party.map_or(String::new(), |m| m.to_string()),
+        csv_field(&r.version),
+        text(r.destination.as_ref().map(|d| d.1)),
+        text(r.band.as_deref()),
+        text(r.region.as_deref()),
+        text(r.technology.as_deref()),
+        r.usage_units.to_string(),
+        r.billing_period.to_string(),
+    ]
+    .join(",")
+}
+
+/// A rated record as JSON: the CSV's columns by name; money as a decimal string.
+pub fn rated_json(r: &RatedRecord) -> Value {
+    json!({
+        "record_id": &*r.record_id,
+        "msisdn": r.msisdn.to_string(),
+        "customer_id": r.customer_id.as_deref(),
+        "plan_id": &*r.plan,
+        "destination_id": r.destination.as_ref().map(|d| &*d.0),
+        "rate_id": &*r.rate,
+        "billed_units": r.billed_units,
+        "cost": format_micros(i128::from(r.cost_micros)),
+        "currency": &*r.currency,
+        "event_time": format_timestamp_ms(r.event_time),
+        "kind": r.kind.as_str(),
+        "service_type": &*r.service_type,
+        "other_party": r.other_party.map(|m| m.to_string()),
+        "catalogue_version": &*r.version,
+        "destination_class": r.destination.as_ref().map(|d| d.1),
+        "band": r.band.as_deref(),
+        "region": r.region.as_deref(),
+        "technology": r.technology.as_deref(),
+        "usage_units": r.usage_units,
+        "billing_period": r.billing_period.to_string(),
+    })
+}
 
 /// A summary as JSON: only the measures its kind has; money as decimal strings.
 pub fn summary_json(record: &SummaryRecord) -> Value {

@@ -10,10 +10,12 @@
 //! partition's offset row: a commit with a stale epoch is refused whole.
 
 mod analytics;
+mod charges;
 mod daily;
 mod operator_state;
 mod overview;
 mod positions;
+mod reference;
 mod rejects;
 mod results;
 mod usage;
@@ -116,6 +118,7 @@ fn migrations() -> Vec<(i32, String)> {
         ),
         (4, analytics::V4.to_string()),
         (5, daily::v5()),
+        (6, crate::codecs::RATING_V6.to_string()),
     ]
 }
 

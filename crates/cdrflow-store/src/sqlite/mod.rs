@@ -9,10 +9,12 @@
 //! that it is still an integer: an overflow aborts the commit instead.
 
 mod analytics;
+mod charges;
 mod daily;
 mod operator_state;
 mod overview;
 mod positions;
+mod reference;
 mod rejects;
 mod results;
 mod usage;
@@ -97,6 +99,7 @@ fn migrations() -> Vec<(i64, String)> {
         ),
         (4, analytics::V4.to_string()),
         (5, daily::v5()),
+        (6, crate::codecs::RATING_V6.to_string()),
     ]
 }
 

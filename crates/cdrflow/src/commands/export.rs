@@ -1,4 +1,4 @@
-//! `cdrflow export summaries|windows|late-events|anomalies|daily-stats|hourly-stats`: stored results as CSV or JSON lines.
+//! `cdrflow export summaries|windows|late-events|anomalies|rated|balances|daily-stats|hourly-stats`: stored results as CSV or JSON lines.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use cdrflow_core::analytics::rules::Severity;
-use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
-use cdrflow_store::{AnomalyQuery, StatGrain, Store, WindowQuery};
+use cdrflow_core::money::format_micros;
+use cdrflow_core::normalize::{format_timestamp_ms, normalize_msisdn, parse_timestamp, EpochMillis};
+use cdrflow_core::reference::BillingPeriod;
+use cdrflow_store::{AnomalyQuery, RatedQuery, StatGrain, Store, WindowQuery};
 
 use crate::commands::daily::parse_day;
 use crate::config::Settings;
 use crate::views::{
-    anomaly_json, late_event_json, stat_csv, stat_csv_header, stat_json, summary_csv, window_csv,
-    CSV_HEADER, WINDOW_CSV_HEADER,
+    anomaly_json, late_event_json, rated_csv, rated_json, stat_csv, stat_csv_header, stat_json,
+    summary_csv, window_csv, CSV_HEADER, RATED_CSV_HEADER, WINDOW_CSV_HEADER,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -27,6 +29,10 @@ pub enum ExportCommand {
     LateEvents(ExportLateEventsArgs),
     /// Detected anomalies (rules in config/rules.toml), one JSON object per line
     Anomalies(ExportAnomaliesArgs),
+    /// What rating decided for each accepted record: plan, destination, band, rate, billed units, cost, billing period
+    Rated(ExportRatedArgs),
+    /// Prepaid balances, one CSV line per subscriber
+    Balances(ExportBalancesArgs),
     /// Seed 003's daily_stats of one day (computed by `cdrflow daily`), one CSV line per region and event type
     DailyStats(ExportStatsArgs),
     /// Seed 003's hourly_stats of one day (computed by `cdrflow daily`), one CSV line per hour, region and event type
@@ -43,6 +49,32 @@ pub struct ExportStatsArgs {
     #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
     pub format: String,
 
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportRatedArgs {
+    /// Output format
+    #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
+    pub format: String,
+
+    /// Only this subscriber's records
+    #[arg(long, value_name = "MSISDN")]
+    pub msisdn: Option<String>,
+
+    /// Only this billing period (YYYY-MM)
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportBalancesArgs {
     /// Write to FILE instead of stdout
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -147,6 +179,53 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                 store.anomalies(&query, &mut |a| line(anomaly_json(&a).to_string()))
             })
         }
+        ExportCommand::Rated(args) => {
+            let query = RatedQuery {
+                msisdn: args
+                    .msisdn
+                    .as_deref()
+                    .map(|m| {
+                        normalize_msisdn(m, settings.country_code)
+                            .map_err(|why| anyhow::anyhow!("--msisdn `{m}` {why}"))
+                    })
+                    .transpose()?,
+                period: args
+                    .period
+                    .as_deref()
+                    .map(|p| {
+                        BillingPeriod::parse(p).with_context(|| {
+                            format!("--period `{p}` is not a billing period such as 2024-03")
+                        })
+                    })
+                    .transpose()?,
+                ..RatedQuery::default()
+            };
+            let csv = args.format == "csv";
+            write_lines(&args.output, csv.then_some(RATED_CSV_HEADER), |line| {
+                store.rated_records(&query, &mut |r| {
+                    line(if csv {
+                        rated_csv(&r)
+                    } else {
+                        rated_json(&r).to_string()
+                    })
+                })
+            })
+        }
+        ExportCommand::Balances(args) => write_lines(
+            &args.output,
+            Some("msisdn,balance,currency,last_event_time"),
+            |line| {
+                store.balances(&mut |b| {
+                    line(format!(
+                        "{},{},{},{}",
+                        b.msisdn,
+                        format_micros(i128::from(b.micros)),
+                        b.currency,
+                        format_timestamp_ms(b.last_event_time)
+                    ))
+                })
+            },
+        ),
         ExportCommand::DailyStats(args) => export_stats(&mut *store, StatGrain::Daily, &args),
         ExportCommand::HourlyStats(args) => export_stats(&mut *store, StatGrain::Hourly, &args),
     }

@@ -6,6 +6,7 @@ pub mod daily;
 pub mod export;
 pub mod generate;
 pub mod process;
+pub mod reference;
 pub mod rejected;
 pub mod replay;
 pub mod run;

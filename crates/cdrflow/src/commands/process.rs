@@ -156,9 +156,9 @@ pub fn process_inputs_of(
     inputs: &[Input],
     progress: &mut Progress,
 ) -> Result<RunReport> {
-    let rater = settings.rater()?;
     let store = settings.open_store()?;
     let mut reader = settings.open_store()?;
+    let rater = settings.rater(reader.as_mut())?;
     let batch_size = args
         .batch_size
         .or(settings.batch_size)
@@ -190,8 +190,8 @@ pub fn process_kafka(
     stopping: Arc<AtomicBool>,
 ) -> Result<RunReport> {
     // The rater lives as long as the consumer, which is the rest of the process.
-    let rater: &'static dyn Rater = Box::leak(settings.rater()?);
-    let store = settings.open_store()?;
+    let mut store = settings.open_store()?;
+    let rater: &'static dyn Rater = Box::leak(settings.rater(store.as_mut())?);
     let commit_store = settings.open_store()?;
     let consumer = &args.consumer;
     let topics = if consumer.topics.is_empty() {
@@ -251,5 +251,6 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
         windows: settings.windows,
         rules: settings.rules.clone(),
         raw_events: settings.raw_events,
+        charging: settings.charging.clone(),
     }
 }

@@ -1,0 +1,705 @@
+//! Reference data: who a number belongs to and what it is on, where a cell
+//! is, each with the instant it took effect.
+//!
+//! Rating joins every record with the subscriber in force at its event
+//! time (plan, customer, prepaid or postpaid), the customer (billing
+//! country, bill-cycle day) and the cell (region, radio technology). A
+//! change is a new row with a later `effective_from`, never an edit of an
+//! old one, so a record replayed next year is rated against the plan its
+//! subscriber had when it happened. The rows come from CSV files
+//! (`cdrflow reference load`) or, later, from Debezium change events; both
+//! end in the same [`ReferenceData`].
+//!
+//! Pure: the CSV text is handed in; the store keeps the rows.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use rustc_hash::FxHashMap;
+
+use crate::normalize::{
+    format_timestamp, normalize_msisdn, parse_timestamp, CountryCode, Day, EpochMillis, Msisdn,
+};
+
+/// `effective_from` of a row that was always in force.
+pub const ALWAYS: EpochMillis = EpochMillis::MIN;
+
+/// How a subscriber pays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Payment {
+    /// Usage is taken from a balance as it happens.
+    Prepaid,
+    /// Usage is invoiced per billing period.
+    Postpaid,
+}
+
+impl Payment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Payment::Prepaid => "prepaid",
+            Payment::Postpaid => "postpaid",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Payment> {
+        match text {
+            "prepaid" => Some(Payment::Prepaid),
+            "postpaid" => Some(Payment::Postpaid),
+            _ => None,
+        }
+    }
+}
+
+/// Where a subscription stands. Rating prices every record whatever the
+/// status (a suspended line's emergency call is still a record); the
+/// status is carried for billing and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Active,
+    Suspended,
+    Terminated,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+            Status::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        [Status::Active, Status::Suspended, Status::Terminated]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A subscription from `effective_from` until the number's next row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscriber {
+    pub msisdn: Msisdn,
+    pub effective_from: EpochMillis,
+    pub customer_id: Arc<str>,
+    pub plan_id: Arc<str>,
+    pub region: Option<Arc<str>>,
+    pub status: Status,
+    pub payment: Payment,
+    pub activation_date: Option<Day>,
+}
+
+/// Who pays, from `effective_from` until the customer's next row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customer {
+    pub customer_id: Arc<str>,
+    pub effective_from: EpochMillis,
+    pub name: String,
+    /// ISO 3166-1 alpha-2.
+    pub billing_country: String,
+    /// The day of the month a billing period starts (1–28, so every month has it).
+    pub bill_cycle_day: u8,
+}
+
+/// A radio cell, from `effective_from` until the cell's next row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cell {
+    pub cell_id: Arc<str>,
+    pub effective_from: EpochMillis,
+    pub region: Arc<str>,
+    /// Normalised: `2G`, `3G`, `4G`, `5G` (see [`normalize_technology`]).
+    pub technology: Arc<str>,
+}
+
+/// The three kinds of reference rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferenceKind {
+    Subscribers,
+    Customers,
+    Cells,
+}
+
+impl ReferenceKind {
+    pub const ALL: [ReferenceKind; 3] = [
+        ReferenceKind::Subscribers,
+        ReferenceKind::Customers,
+        ReferenceKind::Cells,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferenceKind::Subscribers => "subscribers",
+            ReferenceKind::Customers => "customers",
+            ReferenceKind::Cells => "cells",
+        }
+    }
+
+    /// The CSV columns, required ones first; the rest may be absent.
+    pub fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            ReferenceKind::Subscribers => (
+                &["msisdn", "customer_id", "plan_id"],
+                &[
+                    "region",
+                    "status",
+                    "payment",
+                    "activation_date",
+                    "effective_from",
+                ],
+            ),
+            ReferenceKind::Customers => (
+                &["customer_id", "name"],
+                &["billing_country", "bill_cycle_day", "effective_from"],
+            ),
+            ReferenceKind::Cells => (
+                &["cell_id", "region", "technology"],
+                &["effective_from"],
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ReferenceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Radio technology codes as the network writes them (seed 001: `LTE`),
+/// as generations. `None`: not a code cdrflow knows.
+pub fn normalize_technology(raw: &str) -> Option<&'static str> {
+    const CODES: [(&str, &[&str]); 4] = [
+        ("2G", &["GSM", "GPRS", "EDGE", "2G"]),
+        ("3G", &["UMTS", "WCDMA", "HSPA", "HSPA+", "HSDPA", "3G"]),
+        ("4G", &["LTE", "LTE-A", "E-UTRAN", "EUTRAN", "4G"]),
+        ("5G", &["NR", "5G", "5G NR", "5G-NR"]),
+    ];
+    let code = raw.trim();
+    CODES
+        .iter()
+        .find(|(_, spellings)| spellings.iter().any(|s| s.eq_ignore_ascii_case(code)))
+        .map(|(generation, _)| *generation)
+}
+
+/// [`normalize_technology`] as a shared name: no allocation per record.
+pub fn technology_generation(raw: &str) -> Option<Arc<str>> {
+    static GENERATIONS: LazyLock<[Arc<str>; 4]> =
+        LazyLock::new(|| ["2G", "3G", "4G", "5G"].map(Arc::from));
+    let generation = normalize_technology(raw)?;
+    GENERATIONS.iter().find(|g| ***g == *generation).cloned()
+}
+
+/// A CSV file that could not be read, with where and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("the {kind} file has no `{column}` column (it needs {needs}; it may also have {may})")]
+    MissingColumn {
+        kind: ReferenceKind,
+        column: &'static str,
+        needs: String,
+        may: String,
+    },
+    #[error("the {kind} file's column `{column}` is not one cdrflow reads (it needs {needs}; it may also have {may})")]
+    UnknownColumn {
+        kind: ReferenceKind,
+        column: String,
+        needs: String,
+        may: String,
+    },
+    #[error("line {line}, `{column}`: {why}")]
+    Field {
+        line: u64,
+        column: &'static str,
+        why: String,
+    },
+    #[error("line {line}: {why}")]
+    Csv { line: u64, why: String },
+}
+
+/// One file's rows, ready to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceRows {
+    Subscribers(Vec<Subscriber>),
+    Customers(Vec<Customer>),
+    Cells(Vec<Cell>),
+}
+
+impl ReferenceRows {
+    pub fn len(&self) -> usize {
+        match self {
+            ReferenceRows::Subscribers(rows) => rows.len(),
+            ReferenceRows::Customers(rows) => rows.len(),
+            ReferenceRows::Cells(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a reference CSV file (a header line naming the columns, in any
+/// order). Numbers are normalised to E.164 with `home` for national ones.
+pub fn parse_csv(
+    kind: ReferenceKind,
+    text: &str,
+    home: CountryCode,
+) -> Result<ReferenceRows, ReferenceError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| csv_error(&e))?.clone();
+    let columns = Columns::new(kind, &header)?;
+    let mut rows = match kind {
+        ReferenceKind::Subscribers => ReferenceRows::Subscribers(Vec::new()),
+        ReferenceKind::Customers => ReferenceRows::Customers(Vec::new()),
+        ReferenceKind::Cells => ReferenceRows::Cells(Vec::new()),
+    };
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(&e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row = Row {
+            line,
+            record: &record,
+            columns: &columns,
+        };
+        match &mut rows {
+            ReferenceRows::Subscribers(out) => out.push(row.subscriber(home)?),
+            ReferenceRows::Customers(out) => out.push(row.customer()?),
+            ReferenceRows::Cells(out) => out.push(row.cell()?),
+        }
+    }
+    Ok(rows)
+}
+
+fn csv_error(e: &csv::Error) -> ReferenceError {
+    ReferenceError::Csv {
+        line: e.position().map_or(0, |p| p.line()),
+        why: e.to_string(),
+    }
+}
+
+/// Where each known column sits in the file.
+struct Columns {
+    index: Vec<(&'static str, usize)>,
+}
+
+impl Columns {
+    fn new(kind: ReferenceKind, header: &csv::StringRecord) -> Result<Columns, ReferenceError> {
+        let (required, optional) = kind.columns();
+        let needs = required.join(", ");
+        let may = optional.join(", ");
+        let mut index = Vec::new();
+        for (i, name) in header.iter().enumerate() {
+            let Some(known) = required.iter().chain(optional).find(|c| **c == name) else {
+                return Err(ReferenceError::UnknownColumn {
+                    kind,
+                    column: name.to_string(),
+                    needs,
+                    may,
+                });
+            };
+            index.push((*known, i));
+        }
+        if let Some(missing) = required.iter().find(|c| !index.iter().any(|(n, _)| n == *c)) {
+            return Err(ReferenceError::MissingColumn {
+                kind,
+                column: missing,
+                needs,
+                may,
+            });
+        }
+        Ok(Columns { index })
+    }
+}
+
+struct Row<'r> {
+    line: u64,
+    record: &'r csv::StringRecord,
+    columns: &'r Columns,
+}
+
+impl Row<'_> {
+    /// The column's value; `None` when absent or empty.
+    fn get(&self, column: &'static str) -> Option<&str> {
+        let (_, i) = self.columns.index.iter().find(|(n, _)| *n == column)?;
+        self.record.get(*i).filter(|v| !v.is_empty())
+    }
+
+    fn error(&self, column: &'static str, why: impl Into<String>) -> ReferenceError {
+        ReferenceError::Field {
+            line: self.line,
+            column,
+            why: why.into(),
+        }
+    }
+
+    fn required(&self, column: &'static str) -> Result<&str, ReferenceError> {
+        self.get(column).ok_or_else(|| self.error(column, "is empty"))
+    }
+
+    fn effective_from(&self) -> Result<EpochMillis, ReferenceError> {
+        self.get("effective_from")
+            .map_or(Ok(ALWAYS), parse_effective_from)
+            .map_err(|why| self.error("effective_from", why))
+    }
+
+    fn subscriber(&self, home: CountryCode) -> Result<Subscriber, ReferenceError> {
+        let raw = self.required("msisdn")?;
+        let msisdn = normalize_msisdn(raw, home)
+            .map_err(|why| self.error("msisdn", format!("`{raw}` {why}")))?;
+        let status = match self.get("status") {
+            None => Status::Active,
+            Some(text) => Status::parse(text).ok_or_else(|| {
+                self.error(
+                    "status",
+                    format!("`{text}` is not active, suspended or terminated"),
+                )
+            })?,
+        };
+        let payment = match self.get("payment") {
+            None => Payment::Postpaid,
+            Some(text) => Payment::parse(text).ok_or_else(|| {
+                self.error("payment", format!("`{text}` is not prepaid or postpaid"))
+            })?,
+        };
+        let activation_date = self
+            .get("activation_date")
+            .map(|text| {
+                Day::parse(text).ok_or_else(|| {
+                    self.error("activation_date", format!("`{text}` is not a YYYY-MM-DD date"))
+                })
+            })
+            .transpose()?;
+        Ok(Subscriber {
+            msisdn,
+            effective_from: self.effective_from()?,
+            customer_id: self.required("customer_id")?.into(),
+            plan_id: self.required("plan_id")?.into(),
+            region: self.get("region").map(Arc::from),
+            status,
+            payment,
+            activation_date,
+        })
+    }
+
+    fn customer(&self) -> Result<Customer, ReferenceError> {
+        let bill_cycle_day = match self.get("bill_cycle_day") {
+            None => 1,
+            Some(text) => text
+                .parse::<u8>()
+                .ok()
+                .filter(|d| (1..=28).contains(d))
+                .ok_or_else(|| {
+                    self.error(
+                        "bill_cycle_day",
+                        format!("`{text}` is not a day from 1 to 28 (every month has it)"),
+                    )
+                })?,
+        };
+        let billing_country = self.get("billing_country").unwrap_or("").to_string();
+        if !billing_country.is_empty()
+            && !(billing_country.len() == 2 && billing_country.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(self.error(
+                "billing_country",
+                format!("`{billing_country}` is not an ISO 3166 two-letter code such as MA"),
+            ));
+        }
+        Ok(Customer {
+            customer_id: self.required("customer_id")?.into(),
+            effective_from: self.effective_from()?,
+            name: self.required("name")?.to_string(),
+            billing_country,
+            bill_cycle_day,
+        })
+    }
+
+    fn cell(&self) -> Result<Cell, ReferenceError> {
+        let raw = self.required("technology")?;
+        let technology = normalize_technology(raw).ok_or_else(|| {
+            self.error(
+                "technology",
+                format!("`{raw}` is not a radio technology (GSM, UMTS, LTE, NR or 2G–5G)"),
+            )
+        })?;
+        Ok(Cell {
+            cell_id: self.required("cell_id")?.into(),
+            effective_from: self.effective_from()?,
+            region: self.required("region")?.into(),
+            technology: technology_generation(technology).expect("a known code"),
+        })
+    }
+}
+
+/// An instant (RFC 3339) or a date (midnight UTC).
+fn parse_effective_from(text: &str) -> Result<EpochMillis, String> {
+    if let Some(day) = Day::parse(text) {
+        return Ok(i64::from(day.0) * 86_400_000);
+    }
+    parse_timestamp(text).map_err(|_| {
+        format!("`{text}` is neither a date (2024-03-01) nor an instant (2024-03-01T00:00:00Z)")
+    })
+}
+
+/// `effective_from` as text: empty for [`ALWAYS`].
+pub fn format_effective_from(at: EpochMillis) -> String {
+    match at {
+        ALWAYS => String::new(),
+        at => format_timestamp(at),
+    }
+}
+
+/// Rows of one id, oldest first: the one in force at an instant is the
+/// latest that started at or before it.
+#[derive(Clone, Debug)]
+struct History<T>(Vec<T>);
+
+impl<T> Default for History<T> {
+    fn default() -> Self {
+        History(Vec::new())
+    }
+}
+
+impl<T> History<T> {
+    fn at(&self, time: EpochMillis, from: impl Fn(&T) -> EpochMillis) -> Option<&T> {
+        let after = self.0.partition_point(|row| from(row) <= time);
+        after.checked_sub(1).map(|i| &self.0[i])
+    }
+
+    /// Adds `row`, replacing one that took effect at the same instant.
+    fn put(&mut self, row: T, from: impl Fn(&T) -> EpochMillis) {
+        let at = from(&row);
+        match self.0.binary_search_by_key(&at, &from) {
+            Ok(i) => self.0[i] = row,
+            Err(i) => self.0.insert(i, row),
+        }
+    }
+}
+
+/// Every reference row, indexed for lookups by id and instant.
+#[derive(Clone, Debug, Default)]
+pub struct ReferenceData {
+    subscribers: FxHashMap<Msisdn, History<Subscriber>>,
+    customers: FxHashMap<Arc<str>, History<Customer>>,
+    cells: FxHashMap<Arc<str>, History<Cell>>,
+}
+
+impl ReferenceData {
+    pub fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.customers.is_empty() && self.cells.is_empty()
+    }
+
+    /// How many rows of each kind (every effective time counted).
+    pub fn len(&self, kind: ReferenceKind) -> usize {
+        match kind {
+            ReferenceKind::Subscribers => self.subscribers.values().map(|h| h.0.len()).sum(),
+            ReferenceKind::Customers => self.customers.values().map(|h| h.0.len()).sum(),
+            ReferenceKind::Cells => self.cells.values().map(|h| h.0.len()).sum(),
+        }
+    }
+
+    /// The latest `effective_from` of any row, if any is not [`ALWAYS`].
+    pub fn latest_change(&self) -> Option<EpochMillis> {
+        let subscribers = self.subscribers.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        let customers = self.customers.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        let cells = self.cells.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        subscribers.chain(customers).chain(cells).filter(|t| *t != ALWAYS).max()
+    }
+
+    pub fn put(&mut self, rows: ReferenceRows) {
+        match rows {
+            ReferenceRows::Subscribers(rows) => rows.into_iter().for_each(|r| self.put_subscriber(r)),
+            ReferenceRows::Customers(rows) => rows.into_iter().for_each(|r| self.put_customer(r)),
+            ReferenceRows::Cells(rows) => rows.into_iter().for_each(|r| self.put_cell(r)),
+        }
+    }
+
+    pub fn put_subscriber(&mut self, row: Subscriber) {
+        let history = self.subscribers.entry(row.msisdn).or_default();
+        history.put(row, |r| r.effective_from);
+    }
+
+    pub fn put_customer(&mut self, row: Customer) {
+        let history = self.customers.entry(row.customer_id.clone()).or_default();
+        history.put(row, |r| r.effective_from);
+    }
+
+    pub fn put_cell(&mut self, row: Cell) {
+        let history = self.cells.entry(row.cell_id.clone()).or_default();
+        history.put(row, |r| r.effective_from);
+    }
+
+    pub fn subscriber_at(&self, msisdn: Msisdn, at: EpochMillis) -> Option<&Subscriber> {
+        self.subscribers.get(&msisdn)?.at(at, |r| r.effective_from)
+    }
+
+    pub fn customer_at(&self, id: &str, at: EpochMillis) -> Option<&Customer> {
+        self.customers.get(id)?.at(at, |r| r.effective_from)
+    }
+
+    pub fn cell_at(&self, id: &str, at: EpochMillis) -> Option<&Cell> {
+        self.cells.get(id)?.at(at, |r| r.effective_from)
+    }
+}
+
+/// A billing period: the month it starts in (`2024-03`). With bill-cycle
+/// day `c`, the period named `2024-03` runs from 2024-03-`c` to the day
+/// before 2024-04-`c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BillingPeriod {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl BillingPeriod {
+    /// The period `day` falls in, for bill-cycle day `cycle_day`.
+    pub fn containing(day: Day, cycle_day: u8) -> BillingPeriod {
+        let (year, month, d) = day.ymd();
+        if d >= u32::from(cycle_day) {
+            BillingPeriod { year, month }
+        } else if month == 1 {
+            BillingPeriod {
+                year: year - 1,
+                month: 12,
+            }
+        } else {
+            BillingPeriod {
+                year,
+                month: month - 1,
+            }
+        }
+    }
+
+    /// Parses `YYYY-MM`.
+    pub fn parse(text: &str) -> Option<BillingPeriod> {
+        let (year, month) = text.split_once('-')?;
+        let (year, month) = (year.parse().ok()?, month.parse().ok()?);
+        (text.len() == 7 && (1..=12).contains(&month)).then_some(BillingPeriod { year, month })
+    }
+}
+
+impl fmt::Display for BillingPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZA: CountryCode = CountryCode::SOUTH_AFRICA;
+
+    #[test]
+    fn a_subscriber_is_rated_against_the_row_in_force_at_the_event() {
+        let text = "msisdn,customer_id,plan_id,payment,effective_from\n\
+                    0821234567,C1,basic,prepaid,\n\
+                    +27821234567,C1,gold,prepaid,2024-03-01\n\
+                    27821234567,C1,silver,postpaid,2024-03-15T12:00:00+02:00\n";
+        let ReferenceRows::Subscribers(rows) =
+            parse_csv(ReferenceKind::Subscribers, text, ZA).unwrap()
+        else {
+            panic!("subscribers")
+        };
+        let mut data = ReferenceData::default();
+        data.put(ReferenceRows::Subscribers(rows));
+        let number = normalize_msisdn("+27821234567", ZA).unwrap();
+        let plan_at = |text: &str| {
+            let at = parse_timestamp(text).unwrap();
+            data.subscriber_at(number, at).map(|s| s.plan_id.to_string())
+        };
+        assert_eq!(plan_at("1990-01-01T00:00:00Z").as_deref(), Some("basic"));
+        assert_eq!(plan_at("2024-02-29T23:59:59.999Z").as_deref(), Some("basic"));
+        assert_eq!(plan_at("2024-03-01T00:00:00Z").as_deref(), Some("gold"));
+        // 12:00 at +02:00 is 10:00 UTC.
+        assert_eq!(plan_at("2024-03-15T09:59:59Z").as_deref(), Some("gold"));
+        assert_eq!(plan_at("2024-03-15T10:00:00Z").as_deref(), Some("silver"));
+        assert_eq!(data.len(ReferenceKind::Subscribers), 3);
+        let other = normalize_msisdn("+27820000000", ZA).unwrap();
+        assert!(data.subscriber_at(other, 0).is_none());
+    }
+
+    #[test]
+    fn a_row_for_the_same_instant_replaces_the_earlier_load() {
+        let mut data = ReferenceData::default();
+        let cell = |technology: &str| Cell {
+            cell_id: "C-1".into(),
+            effective_from: 1_000,
+            region: "north".into(),
+            technology: technology.into(),
+        };
+        data.put_cell(cell("3G"));
+        data.put_cell(cell("4G"));
+        assert_eq!(data.len(ReferenceKind::Cells), 1);
+        assert_eq!(&*data.cell_at("C-1", 1_000).unwrap().technology, "4G");
+        assert!(data.cell_at("C-1", 999).is_none());
+    }
+
+    #[test]
+    fn every_mistake_names_its_line_and_column() {
+        let cases = [
+            (ReferenceKind::Cells, "cell_id,region\n", "no `technology` column"),
+            (
+                ReferenceKind::Cells,
+                "cell_id,region,technology,colour\n",
+                "column `colour` is not one",
+            ),
+            (
+                ReferenceKind::Cells,
+                "cell_id,region,technology\nA,north,LTE\nB,south,WiMAX\n",
+                "line 3, `technology`: `WiMAX` is not a radio technology",
+            ),
+            (
+                ReferenceKind::Customers,
+                "customer_id,name,bill_cycle_day\nC1,Ada,31\n",
+                "line 2, `bill_cycle_day`: `31` is not a day from 1 to 28",
+            ),
+            (
+                ReferenceKind::Subscribers,
+                "msisdn,customer_id,plan_id,payment\n+27821234567,C1,p,credit\n",
+                "line 2, `payment`: `credit` is not prepaid or postpaid",
+            ),
+            (
+                ReferenceKind::Subscribers,
+                "msisdn,customer_id,plan_id\nhello,C1,p\n",
+                "line 2, `msisdn`: `hello`",
+            ),
+            (
+                ReferenceKind::Subscribers,
+                "msisdn,customer_id,plan_id,effective_from\n+27821234567,C1,p,March\n",
+                "line 2, `effective_from`: `March` is neither a date",
+            ),
+            (
+                ReferenceKind::Subscribers,
+                "msisdn,customer_id,plan_id\n+27821234567,,p\n",
+                "line 2, `customer_id`: is empty",
+            ),
+        ];
+        for (kind, text, expected) in cases {
+            let error = parse_csv(kind, text, ZA).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn technology_codes_become_generations() {
+        for (raw, generation) in [("LTE", "4G"), ("umts", "3G"), (" GSM ", "2G"), ("NR", "5G")] {
+            assert_eq!(normalize_technology(raw), Some(generation), "{raw}");
+        }
+        assert_eq!(normalize_technology("wifi"), None);
+    }
+
+    #[test]
+    fn a_billing_period_starts_on_the_cycle_day() {
+        let day = |text| Day::parse(text).unwrap();
+        let period = |text, cycle| BillingPeriod::containing(day(text), cycle).to_string();
+        assert_eq!(period("2024-03-01", 1), "2024-03");
+        assert_eq!(period("2024-03-31", 1), "2024-03");
+        assert_eq!(period("2024-03-14", 15), "2024-02");
+        assert_eq!(period("2024-03-15", 15), "2024-03");
+        assert_eq!(period("2024-01-10", 15), "2023-12");
+        assert_eq!(BillingPeriod::parse("2024-03").unwrap().to_string(), "2024-03");
+        assert!(BillingPeriod::parse("2024-13").is_none());
+    }
+}

@@ -1,0 +1,145 @@
+//! PostgreSQL: rated records and prepaid balances.
+
+use cdrflow_core::charging::RatedRecord;
+use postgres::types::ToSql;
+
+use super::*;
+use crate::codecs::rated_rows::{self, filter, filter_values, FilterValue, StoredRow, COLUMNS};
+use crate::{RatedQuery, StoredBalance};
+
+/// Adds a commit's rated records and balance changes.
+pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+    let rows: Vec<&RatedRecord> = commit
+        .parts
+        .iter()
+        .flat_map(|p| &p.checkpoint.rated_records)
+        .collect();
+    if !rows.is_empty() {
+        let text = |f: &dyn Fn(&RatedRecord) -> &str| -> Vec<&str> { rows.iter().map(|r| f(r)).collect() };
+        let optional = |f: &dyn Fn(&RatedRecord) -> Option<&str>| -> Vec<Option<&str>> {
+            rows.iter().map(|r| f(r)).collect()
+        };
+        let integer = |f: &dyn Fn(&RatedRecord) -> i64| -> Vec<i64> { rows.iter().map(|r| f(r)).collect() };
+        let msisdns: Vec<String> = rows.iter().map(|r| r.msisdn.to_string()).collect();
+        let others: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| r.other_party.map(|m| m.to_string()))
+            .collect();
+        let periods: Vec<String> = rows.iter().map(|r| r.billing_period.to_string()).collect();
+        let columns: [&(dyn ToSql + Sync); 20] = [
+            &text(&|r| &r.record_id),
+            &msisdns,
+            &integer(&|r| r.event_time),
+            &text(&|r| r.kind.as_str()),
+            &text(&|r| &r.service_type),
+            &others,
+            &optional(&|r| r.customer_id.as_deref()),
+            &text(&|r| &r.plan),
+            &text(&|r| &r.version),
+            &optional(&|r| r.destination.as_ref().map(|d| &*d.0)),
+            &optional(&|r| r.destination.as_ref().map(|d| d.1)),
+            &optional(&|r| r.band.as_deref()),
+            &text(&|r| &r.rate),
+            &optional(&|r| r.region.as_deref()),
+            &optional(&|r| r.technology.as_deref()),
+            &integer(&|r| r.usage_units as i64),
+            &integer(&|r| r.billed_units as i64),
+            &integer(&|r| r.cost_micros),
+            &text(&|r| &r.currency),
+            &periods,
+        ];
+        tx.execute(
+            &format!(
+                "INSERT INTO rated_records ({COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                     $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[],
+                     $19::text[], $20::text[])"
+            ),
+            &columns,
+        )?;
+    }
+    for part in commit.parts {
+        for (msisdn, delta) in &part.checkpoint.balances {
+            tx.execute(
+                "INSERT INTO balances (msisdn, balance_micros, currency, last_event_time) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (msisdn) DO UPDATE SET balance_micros = balances.balance_micros + excluded.balance_micros,
+                     last_event_time = greatest(balances.last_event_time, excluded.last_event_time)",
+                &[&msisdn.to_string(), &delta.micros, &&*delta.currency, &delta.last_event_time],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Charges for PgStore {
+    fn stored_balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>> {
+        let numbers: Vec<String> = msisdns.iter().map(|m| m.to_string()).collect();
+        let rows = self.live_client()?.query(
+            "SELECT b.balance_micros FROM unnest($1::text[]) WITH ORDINALITY AS u(m, n)
+             LEFT JOIN balances b ON b.msisdn = u.m ORDER BY u.n",
+            &[&numbers],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn balances(&mut self, visit: &mut dyn FnMut(StoredBalance)) -> Result<()> {
+        for r in self.live_client()?.query(
+            "SELECT msisdn, balance_micros, currency, last_event_time FROM balances ORDER BY msisdn",
+            &[],
+        )? {
+            visit(StoredBalance {
+                msisdn: rated_rows::number(r.get(0))?,
+                micros: r.get(1),
+                currency: r.get(2),
+                last_event_time: r.get(3),
+            });
+        }
+        Ok(())
+    }
+
+    fn rated_records(
+        &mut self,
+        query: &RatedQuery,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM rated_records {}",
+            filter(query, |i| format!("${i}"))
+        );
+        let values = filter_values(query);
+        let params: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|v| match v {
+                FilterValue::Text(t) => t as &(dyn ToSql + Sync),
+                FilterValue::Millis(m) => m as &(dyn ToSql + Sync),
+            })
+            .collect();
+        for r in self.live_client()?.query(&sql, &params)? {
+            let row = StoredRow {
+                record_id: r.get(0),
+                msisdn: r.get(1),
+                event_time: r.get(2),
+                kind: r.get(3),
+                service_type: r.get(4),
+                other_party: r.get(5),
+                customer_id: r.get(6),
+                plan_id: r.get(7),
+                version: r.get(8),
+                destination_id: r.get(9),
+                destination_class: r.get(10),
+                band: r.get(11),
+                rate_id: r.get(12),
+                region: r.get(13),
+                technology: r.get(14),
+                usage_units: r.get(15),
+                billed_units: r.get(16),
+                cost_micros: r.get(17),
+                currency: r.get(18),
+                billing_period: r.get(19),
+            };
+            visit(row.into_record()?);
+        }
+        Ok(())
+    }
+}
