@@ -392,7 +392,10 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 ));
             }
         }
-        destinations.push(Destination { id: d.id.into(), class });
+        destinations.push(Destination {
+            id: d.id.into(),
+            class,
+        });
     }
     let mut bands = Vec::new();
     for b in v.band {

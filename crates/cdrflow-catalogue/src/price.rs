@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
@@ -12,6 +13,11 @@ use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Targ
 
 /// The rate a zero-rated destination's records name.
 pub static ZERO_RATED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("zero_rated"));
+
+/// The rates of records a catalogue does not price: money in, and calls
+/// and messages received (the caller's operator charges them).
+pub(crate) static RECHARGE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("recharge"));
+pub(crate) static INCOMING: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("incoming"));
 
 /// What is to be priced.
 #[derive(Clone, Copy, Debug)]
@@ -176,6 +182,39 @@ fn matches(target: &Target, destination: &str, class: DestinationClass) -> bool 
 }
 
 impl Catalogue {
+    /// A stored rated record priced again, step by step, by the version
+    /// and plan it names. `None`: the record names a version this
+    /// catalogue does not have, or is no usage it prices (a recharge, a
+    /// received call).
+    pub fn explain_rated<'c>(
+        &'c self,
+        record: &RatedRecord,
+    ) -> Option<Result<Priced<'c>, PricingError>> {
+        let version = self.versions.iter().find(|v| *v.id == *record.version)?;
+        let start = record.event_time;
+        let usage = match record.kind {
+            Kind::Voice => Usage::Voice {
+                to: record.other_party?,
+                start,
+                seconds: record.usage_units,
+            },
+            Kind::Sms => Usage::Sms {
+                to: record.other_party?,
+                start,
+            },
+            Kind::Data => Usage::Data {
+                start,
+                bytes: record.usage_units,
+            },
+            Kind::Activation => Usage::Activation { start },
+            Kind::Recharge => return None,
+        };
+        if record.rate == *INCOMING {
+            return None;
+        }
+        Some(version.explain(&record.plan, &usage))
+    }
+
     /// The version in force at the start of `usage`.
     pub fn version_for(&self, usage: &Usage) -> Result<&Version, PricingError> {
         let start = usage.start();
@@ -191,7 +230,10 @@ impl Catalogue {
 }
 
 impl Version {
-    fn destination_of(&self, number: Msisdn) -> Result<(&Arc<str>, DestinationClass), PricingError> {
+    fn destination_of(
+        &self,
+        number: Msisdn,
+    ) -> Result<(&Arc<str>, DestinationClass), PricingError> {
         let index = self
             .prefixes
             .longest_match(number.digits())

@@ -6,13 +6,14 @@
 //! time — are rated on the default plan (`--default-plan`) and carry no
 //! account; the mediator counts them (`unknown_subscribers`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use cdrflow_core::model::{Cdr, Direction, Kind};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
 use cdrflow_core::rating::{Account, Rater, Rating, RatingError};
 use cdrflow_core::reference::{technology_generation, ReferenceData};
 
+use crate::price::{INCOMING, RECHARGE};
 use crate::{Catalogue, CatalogueError, PricingError, Usage};
 
 pub struct CatalogueRater {
@@ -21,11 +22,6 @@ pub struct CatalogueRater {
     home: CountryCode,
     reference: ReferenceData,
 }
-
-/// The rates of records a catalogue does not price: money in, and calls
-/// and messages received (the caller's operator charges them).
-static RECHARGE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("recharge"));
-static INCOMING: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("incoming"));
 
 impl CatalogueRater {
     /// `default_plan` must be in every version; `home` spells national

@@ -388,7 +388,10 @@ impl StateReader for MemoryState {
     }
 
     fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
-        Ok(msisdns.iter().map(|m| self.balances.get(m).copied()).collect())
+        Ok(msisdns
+            .iter()
+            .map(|m| self.balances.get(m).copied())
+            .collect())
     }
 
     fn values(

@@ -151,10 +151,7 @@ impl ReferenceKind {
                 &["customer_id", "name"],
                 &["billing_country", "bill_cycle_day", "effective_from"],
             ),
-            ReferenceKind::Cells => (
-                &["cell_id", "region", "technology"],
-                &["effective_from"],
-            ),
+            ReferenceKind::Cells => (&["cell_id", "region", "technology"], &["effective_from"]),
         }
     }
 }
@@ -301,7 +298,10 @@ impl Columns {
             };
             index.push((*known, i));
         }
-        if let Some(missing) = required.iter().find(|c| !index.iter().any(|(n, _)| n == *c)) {
+        if let Some(missing) = required
+            .iter()
+            .find(|c| !index.iter().any(|(n, _)| n == *c))
+        {
             return Err(ReferenceError::MissingColumn {
                 kind,
                 column: missing,
@@ -335,7 +335,8 @@ impl Row<'_> {
     }
 
     fn required(&self, column: &'static str) -> Result<&str, ReferenceError> {
-        self.get(column).ok_or_else(|| self.error(column, "is empty"))
+        self.get(column)
+            .ok_or_else(|| self.error(column, "is empty"))
     }
 
     fn effective_from(&self) -> Result<EpochMillis, ReferenceError> {
@@ -367,7 +368,10 @@ impl Row<'_> {
             .get("activation_date")
             .map(|text| {
                 Day::parse(text).ok_or_else(|| {
-                    self.error("activation_date", format!("`{text}` is not a YYYY-MM-DD date"))
+                    self.error(
+                        "activation_date",
+                        format!("`{text}` is not a YYYY-MM-DD date"),
+                    )
                 })
             })
             .transpose()?;
@@ -399,7 +403,8 @@ impl Row<'_> {
         };
         let billing_country = self.get("billing_country").unwrap_or("").to_string();
         if !billing_country.is_empty()
-            && !(billing_country.len() == 2 && billing_country.bytes().all(|b| b.is_ascii_uppercase()))
+            && !(billing_country.len() == 2
+                && billing_country.bytes().all(|b| b.is_ascii_uppercase()))
         {
             return Err(self.error(
                 "billing_country",
@@ -501,15 +506,30 @@ impl ReferenceData {
 
     /// The latest `effective_from` of any row, if any is not [`ALWAYS`].
     pub fn latest_change(&self) -> Option<EpochMillis> {
-        let subscribers = self.subscribers.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        let customers = self.customers.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        let cells = self.cells.values().flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        subscribers.chain(customers).chain(cells).filter(|t| *t != ALWAYS).max()
+        let subscribers = self
+            .subscribers
+            .values()
+            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        let customers = self
+            .customers
+            .values()
+            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        let cells = self
+            .cells
+            .values()
+            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
+        subscribers
+            .chain(customers)
+            .chain(cells)
+            .filter(|t| *t != ALWAYS)
+            .max()
     }
 
     pub fn put(&mut self, rows: ReferenceRows) {
         match rows {
-            ReferenceRows::Subscribers(rows) => rows.into_iter().for_each(|r| self.put_subscriber(r)),
+            ReferenceRows::Subscribers(rows) => {
+                rows.into_iter().for_each(|r| self.put_subscriber(r))
+            }
             ReferenceRows::Customers(rows) => rows.into_iter().for_each(|r| self.put_customer(r)),
             ReferenceRows::Cells(rows) => rows.into_iter().for_each(|r| self.put_cell(r)),
         }
@@ -607,10 +627,14 @@ mod tests {
         let number = normalize_msisdn("+27821234567", ZA).unwrap();
         let plan_at = |text: &str| {
             let at = parse_timestamp(text).unwrap();
-            data.subscriber_at(number, at).map(|s| s.plan_id.to_string())
+            data.subscriber_at(number, at)
+                .map(|s| s.plan_id.to_string())
         };
         assert_eq!(plan_at("1990-01-01T00:00:00Z").as_deref(), Some("basic"));
-        assert_eq!(plan_at("2024-02-29T23:59:59.999Z").as_deref(), Some("basic"));
+        assert_eq!(
+            plan_at("2024-02-29T23:59:59.999Z").as_deref(),
+            Some("basic")
+        );
         assert_eq!(plan_at("2024-03-01T00:00:00Z").as_deref(), Some("gold"));
         // 12:00 at +02:00 is 10:00 UTC.
         assert_eq!(plan_at("2024-03-15T09:59:59Z").as_deref(), Some("gold"));
@@ -639,7 +663,11 @@ mod tests {
     #[test]
     fn every_mistake_names_its_line_and_column() {
         let cases = [
-            (ReferenceKind::Cells, "cell_id,region\n", "no `technology` column"),
+            (
+                ReferenceKind::Cells,
+                "cell_id,region\n",
+                "no `technology` column",
+            ),
             (
                 ReferenceKind::Cells,
                 "cell_id,region,technology,colour\n",
@@ -699,7 +727,10 @@ mod tests {
         assert_eq!(period("2024-03-14", 15), "2024-02");
         assert_eq!(period("2024-03-15", 15), "2024-03");
         assert_eq!(period("2024-01-10", 15), "2023-12");
-        assert_eq!(BillingPeriod::parse("2024-03").unwrap().to_string(), "2024-03");
+        assert_eq!(
+            BillingPeriod::parse("2024-03").unwrap().to_string(),
+            "2024-03"
+        );
         assert!(BillingPeriod::parse("2024-13").is_none());
     }
 }

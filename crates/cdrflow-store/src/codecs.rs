@@ -120,7 +120,9 @@ pub(crate) const RATING_V6: &str = "
 pub(crate) mod reference_rows {
     use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
     use cdrflow_core::reference::ReferenceKind;
-    use cdrflow_core::reference::{technology_generation, Cell, Customer, Payment, Status, Subscriber};
+    use cdrflow_core::reference::{
+        technology_generation, Cell, Customer, Payment, Status, Subscriber,
+    };
 
     use crate::StoreError;
 
@@ -224,7 +226,13 @@ pub(crate) mod reference_rows {
             bill_cycle_day: u8::try_from(bill_cycle_day)
                 .ok()
                 .filter(|d| (1..=28).contains(d))
-                .ok_or_else(|| corrupt("customers", "the bill-cycle day", &bill_cycle_day.to_string()))?,
+                .ok_or_else(|| {
+                    corrupt(
+                        "customers",
+                        "the bill-cycle day",
+                        &bill_cycle_day.to_string(),
+                    )
+                })?,
         })
     }
 
@@ -254,7 +262,8 @@ pub(crate) mod rated_rows {
     use crate::{RatedQuery, StoreError};
 
     /// `rated_records`' columns, in the order rows are written and read.
-    pub(crate) const COLUMNS: &str = "record_id, msisdn, event_time, kind, service_type, other_party,
+    pub(crate) const COLUMNS: &str =
+        "record_id, msisdn, event_time, kind, service_type, other_party,
         customer_id, plan_id, catalogue_version, destination_id, destination_class, band, rate_id,
         region, technology, usage_units, billed_units, cost_micros, currency, billing_period";
 
@@ -269,6 +278,9 @@ pub(crate) mod rated_rows {
         };
         if query.msisdn.is_some() {
             clause("msisdn = ?");
+        }
+        if query.record_id.is_some() {
+            clause("record_id = ?");
         }
         if query.from.is_some() {
             clause("event_time >= ?");
@@ -298,6 +310,7 @@ pub(crate) mod rated_rows {
         if let Some(m) = query.msisdn {
             values.push(FilterValue::Text(m.to_string()));
         }
+        values.extend(query.record_id.clone().map(FilterValue::Text));
         values.extend(query.from.map(FilterValue::Millis));
         values.extend(query.to.map(FilterValue::Millis));
         if let Some(p) = query.period {

@@ -13,11 +13,11 @@ use cdrflow_core::aggregate::{RowKey, Totals};
 use cdrflow_core::analytics::daily::{DayCounts, Stat};
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{closed_before, PartitionMark, WindowMeasures};
+use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::mediation::Counts;
 use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::{Day, EpochMillis, Msisdn};
 use cdrflow_core::operator::Checkpoint;
-use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::reference::{BillingPeriod, ReferenceData, ReferenceRows};
 
 mod codecs;
@@ -666,6 +666,7 @@ pub trait Reference {
 #[derive(Clone, Debug, Default)]
 pub struct RatedQuery {
     pub msisdn: Option<Msisdn>,
+    pub record_id: Option<String>,
     pub from: Option<EpochMillis>,
     pub to: Option<EpochMillis>,
     pub period: Option<BillingPeriod>,

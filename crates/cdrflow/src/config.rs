@@ -13,8 +13,8 @@ use cdrflow_core::analytics::windows::{
 };
 use cdrflow_core::charging::{ChargingConfig, DEFAULT_LOW_BALANCE_MICROS};
 use cdrflow_core::formats::{DecodeOptions, Format};
-use cdrflow_core::money::Decimal;
 use cdrflow_core::mediation::{MediationConfig, DEFAULT_DEDUP_HORIZON_DAYS};
+use cdrflow_core::money::Decimal;
 use cdrflow_core::normalize::{CountryCode, SummaryZone};
 use cdrflow_core::rating::{Rater, Tariff, TariffOverrides};
 use cdrflow_store::postgres_store::PgStore;
@@ -171,7 +171,12 @@ pub struct GlobalArgs {
 
     /// Alert (`low_balance`) when a prepaid balance falls under this amount
     /// in the catalogue's currency; 0 turns it off [default: 10, seed 004's]
-    #[arg(long, global = true, env = "CDRFLOW_LOW_BALANCE", value_name = "AMOUNT")]
+    #[arg(
+        long,
+        global = true,
+        env = "CDRFLOW_LOW_BALANCE",
+        value_name = "AMOUNT"
+    )]
     pub low_balance: Option<String>,
 }
 
@@ -376,19 +381,28 @@ impl Settings {
     /// What prices records: the catalogue when one is configured (joined
     /// with the reference data in `store`), else the tariff.
     pub fn rater(&self, store: &mut dyn Store) -> Result<Box<dyn Rater>> {
-        let Some((path, plan)) = &self.catalogue else {
+        let (Some(catalogue), Some((path, plan))) = (self.load_catalogue()?, &self.catalogue)
+        else {
             return Ok(Box::new(self.tariff()?));
         };
         let reference = store
             .reference()
             .context("cannot read the reference data (subscribers, customers, cells)")?;
+        let rater = CatalogueRater::new(catalogue, plan, self.country_code, reference)
+            .with_context(|| format!("in the catalogue {}", path.display()))?;
+        Ok(Box::new(rater))
+    }
+
+    /// The configured catalogue, read and checked.
+    pub fn load_catalogue(&self) -> Result<Option<Catalogue>> {
+        let Some((path, _)) = &self.catalogue else {
+            return Ok(None);
+        };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the catalogue {}", path.display()))?;
         let catalogue = Catalogue::from_toml(&text)
             .with_context(|| format!("in the catalogue {}", path.display()))?;
-        let rater = CatalogueRater::new(catalogue, plan, self.country_code, reference)
-            .with_context(|| format!("in the catalogue {}", path.display()))?;
-        Ok(Box::new(rater))
+        Ok(Some(catalogue))
     }
 
     pub fn tariff(&self) -> Result<Tariff> {

@@ -15,11 +15,13 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
         .flat_map(|p| &p.checkpoint.rated_records)
         .collect();
     if !rows.is_empty() {
-        let text = |f: &dyn Fn(&RatedRecord) -> &str| -> Vec<&str> { rows.iter().map(|r| f(r)).collect() };
+        let text =
+            |f: &dyn Fn(&RatedRecord) -> &str| -> Vec<&str> { rows.iter().map(|r| f(r)).collect() };
         let optional = |f: &dyn Fn(&RatedRecord) -> Option<&str>| -> Vec<Option<&str>> {
             rows.iter().map(|r| f(r)).collect()
         };
-        let integer = |f: &dyn Fn(&RatedRecord) -> i64| -> Vec<i64> { rows.iter().map(|r| f(r)).collect() };
+        let integer =
+            |f: &dyn Fn(&RatedRecord) -> i64| -> Vec<i64> { rows.iter().map(|r| f(r)).collect() };
         let msisdns: Vec<String> = rows.iter().map(|r| r.msisdn.to_string()).collect();
         let others: Vec<Option<String>> = rows
             .iter()

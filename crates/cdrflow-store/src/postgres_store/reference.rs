@@ -85,7 +85,12 @@ impl Reference for PgStore {
             )?);
         }
         for r in client.query(&select_sql(ReferenceKind::Cells), &[])? {
-            data.put_cell(reference_rows::cell(r.get(0), r.get(1), r.get(2), r.get(3))?);
+            data.put_cell(reference_rows::cell(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+            )?);
         }
         Ok(data)
     }

@@ -70,9 +70,7 @@ impl Reference for SqliteStore {
 
     fn reference(&mut self) -> Result<ReferenceData> {
         let mut data = ReferenceData::default();
-        let mut stmt = self
-            .conn
-            .prepare(&select_sql(ReferenceKind::Subscribers))?;
+        let mut stmt = self.conn.prepare(&select_sql(ReferenceKind::Subscribers))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             data.put_subscriber(reference_rows::subscriber(

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::money::format_micros;
-use cdrflow_core::normalize::{format_timestamp_ms, normalize_msisdn, parse_timestamp, EpochMillis};
+use cdrflow_core::normalize::{
+    format_timestamp_ms, normalize_msisdn, parse_timestamp, EpochMillis,
+};
 use cdrflow_core::reference::BillingPeriod;
 use cdrflow_store::{AnomalyQuery, RatedQuery, StatGrain, Store, WindowQuery};
 

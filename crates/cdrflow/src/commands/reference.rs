@@ -29,10 +29,7 @@ pub enum ReferenceCommand {
     /// row for an id and instant already stored replaces it. The whole file
     /// loads or, at its first mistake (named by line and column), none of it.
     /// Runs started after the load see it.
-    Load {
-        kind: Kind,
-        file: PathBuf,
-    },
+    Load { kind: Kind, file: PathBuf },
     /// How many rows of each kind are loaded
     Show,
 }
@@ -77,7 +74,10 @@ pub fn run(settings: &Settings, command: ReferenceCommand) -> Result<()> {
                 println!("{kind}: {} rows", data.len(kind));
             }
             if let Some(latest) = data.latest_change() {
-                println!("latest change takes effect {}", format_effective_from(latest));
+                println!(
+                    "latest change takes effect {}",
+                    format_effective_from(latest)
+                );
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use cdrflow_catalogue::Catalogue;
 use cdrflow_core::normalize::CountryCode;
 use cdrflow_store::{Store, TopSubscriber};
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub guard: AuthGuard,
     pub country_code: CountryCode,
+    /// The catalogue `--catalogue` names, for explaining rated records.
+    pub catalogue: Option<Arc<Catalogue>>,
     /// Partitions quiet this long hold no window open (see `/windows`).
     pub idle_partition_ms: i64,
     /// The all-time top subscribers scan the whole summary table (hundreds of
@@ -51,6 +54,7 @@ impl AppState {
             guard: AuthGuard::new(limits, auth.clone())?,
             auth,
             country_code: settings.country_code,
+            catalogue: settings.load_catalogue()?.map(Arc::new),
             idle_partition_ms: settings.windows.idle_after_ms,
             top_subscribers: Mutex::new(None),
             sighup_watched: AtomicBool::new(false),

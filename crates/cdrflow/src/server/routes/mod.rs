@@ -11,6 +11,7 @@ mod health;
 mod metrics;
 mod openapi;
 mod overview;
+mod rated;
 mod rejected;
 mod stats;
 mod usage;
@@ -30,6 +31,7 @@ pub fn api(state: Shared) -> Router {
     let protected = Router::new()
         .merge(usage::router())
         .merge(rejected::router())
+        .merge(rated::router())
         .merge(overview::router())
         .merge(analytics::router())
         .merge(stats::router())
