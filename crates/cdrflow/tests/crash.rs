@@ -177,3 +177,96 @@ fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
         );
     }
 }
+
+/// The same with catalogue rating on seed 001's network: rated records,
+/// prepaid balances and balance alerts after SIGKILLs and restarts are
+/// those of one uninterrupted run.
+#[test]
+fn sigkill_at_any_moment_leaves_rated_records_and_balances_exactly_once() {
+    let dir = temp_dir("crash-rating");
+    let input = dir.join("traffic.jsonl");
+    let reference_files = dir.join("reference-files");
+    run_ok(
+        cdrflow()
+            .args(["generate", "--profile", "ma", "--format", "telecom-events"])
+            .args(["--count", "300000", "--seed", "9", "--subscribers", "3000"])
+            .args(["--days", "3", "--start", "2024-03-04"])
+            .args(["--faults", "bad=0.01,dup=0.02,late=0.01", "--reference-dir"])
+            .arg(&reference_files)
+            .arg("--output")
+            .arg(&input),
+    );
+    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/catalogue.toml");
+    let rating = |data_dir: &Path| {
+        let mut cmd = cdrflow();
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args(["--default-country-code", "212", "--catalogue", catalogue])
+            .args(["--default-plan", "prepaid-basic"]);
+        cmd
+    };
+    let load = |data_dir: &Path| {
+        for kind in ["subscribers", "customers", "cells"] {
+            run_ok(
+                rating(data_dir)
+                    .args(["reference", "load", kind])
+                    .arg(reference_files.join(format!("{kind}.csv"))),
+            );
+        }
+    };
+    let process = |data_dir: &Path| {
+        let mut cmd = rating(data_dir);
+        cmd.args(["process", "--batch-size", "10000"]).arg(&input);
+        cmd
+    };
+    let results = |data_dir: &Path| {
+        let export = |what: &str| {
+            String::from_utf8(run_ok(rating(data_dir).args(["export", what])).stdout).unwrap()
+        };
+        let (_, _, anomalies) = analytics(data_dir);
+        (export("rated"), export("balances"), anomalies)
+    };
+
+    let reference = dir.join("reference");
+    load(&reference);
+    run_ok(&mut process(&reference));
+    let crashed = dir.join("crashed");
+    load(&crashed);
+    let mut killed_mid_run = 0;
+    for delay_ms in [60, 130, 200, 90, 260, 40] {
+        let mut child = process(&crashed)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed_mid_run += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed_mid_run >= 3,
+        "only {killed_mid_run} runs were still going when killed; make the input larger"
+    );
+    run_ok(&mut process(&crashed));
+
+    let (rated, balances, anomalies) = results(&reference);
+    assert!(
+        rated.lines().count() > 250_000,
+        "every accepted record is rated"
+    );
+    assert!(balances.lines().count() > 1000, "{balances}");
+    let balance_alerts = anomalies
+        .iter()
+        .filter(|a| a["rule"].as_str().unwrap().ends_with("_balance"))
+        .count();
+    assert!(balance_alerts > 100, "{balance_alerts} balance alerts");
+    let (crashed_rated, crashed_balances, crashed_anomalies) = results(&crashed);
+    assert!(crashed_rated == rated, "rated records differ after crashes");
+    assert_eq!(crashed_balances, balances, "balances differ after crashes");
+    assert_eq!(
+        crashed_anomalies, anomalies,
+        "anomalies differ after crashes"
+    );
+}

@@ -1,7 +1,7 @@
 //! `cdrflow generate`: synthetic, realistic CDRs.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Whose network: za (seed 000's: +27, provinces, ZAR) or kz (seed 003's: +7, its regions, KZT)
+    /// Whose network: za (seed 000's: +27, provinces, ZAR), kz (seed 003's:
+    /// +7, its regions, KZT) or ma (seed 001's: +212, its regions, MAD,
+    /// called numbers national and international, raw technology codes,
+    /// fields left out; use --default-country-code 212 to process it)
     #[arg(long, default_value = "za", value_parser = Profile::parse)]
     pub profile: Profile,
 
@@ -79,6 +82,15 @@ pub struct GenerateArgs {
     /// Partitions of topics that do not exist yet (with --to kafka)
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+
+    /// Also write the network's reference data into DIR: subscribers.csv,
+    /// customers.csv and cells.csv, for `cdrflow reference load`
+    #[arg(long, value_name = "DIR")]
+    pub reference_dir: Option<PathBuf>,
+
+    /// The catalogue plan the reference data puts every subscriber on
+    #[arg(long, default_value = "prepaid-basic", requires = "reference_dir")]
+    pub plan: String,
 }
 
 impl GenerateArgs {
@@ -107,6 +119,9 @@ impl GenerateArgs {
 }
 
 pub fn run(settings: &Settings, args: GenerateArgs) -> Result<()> {
+    if let Some(dir) = &args.reference_dir {
+        write_reference_files(&args, dir)?;
+    }
     if args.to.is_some() {
         return generate_to_kafka(&args, &args.kafka.cluster(settings)?);
     }
@@ -132,6 +147,25 @@ pub fn generate(args: &GenerateArgs, sink: Box<dyn Write>) -> Result<()> {
         Ok(())
     })?;
     out.flush()?;
+    Ok(())
+}
+
+/// [`Synth::reference_files`] into `dir`.
+fn write_reference_files(args: &GenerateArgs, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = Synth::new(args.synth_config()).reference_files(&args.plan);
+    for (name, text) in [
+        ("subscribers.csv", &files.subscribers),
+        ("customers.csv", &files.customers),
+        ("cells.csv", &files.cells),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "reference data in {}: load it with `cdrflow reference load subscribers|customers|cells FILE`",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -143,6 +143,8 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         kafka: args.broker.clone(),
         compression: "lz4".into(),
         partitions: 6,
+        reference_dir: None,
+        plan: String::new(),
     };
     let mut process_args = ProcessArgs {
         files: Vec::new(),
