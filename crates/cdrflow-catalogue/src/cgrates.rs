@@ -601,6 +601,7 @@ pub fn import(
                 data: None,
                 activation: None,
                 discount: Vec::new(),
+                allowance: Vec::new(),
             });
         }
         let mut destination_files: Vec<DestinationFile> = destinations

@@ -6,13 +6,14 @@ use std::collections::BTreeSet;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::Decimal;
 use cdrflow_core::normalize::parse_timestamp;
+use cdrflow_core::rating::{AllowanceOffer, Grant, Validity};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
-    Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan, Rounding,
-    RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate,
+    Allowance, Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan,
+    Rounding, RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate,
 };
 use crate::prefixes::Prefixes;
 
@@ -92,6 +93,29 @@ pub(crate) struct PlanFile {
     pub(crate) activation: Option<FeeFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) discount: Vec<DiscountFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) allowance: Vec<AllowanceFile>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowanceFile {
+    pub(crate) id: String,
+    /// voice (seconds), sms (messages), data (bytes) or money.
+    pub(crate) kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) units: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) classes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bands: Vec<String>,
+    /// day or period [default: period].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) validity: Option<String>,
+    #[serde(default)]
+    pub(crate) priority: u32,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -282,6 +306,64 @@ fn voice_slots(here: &str, r: &VoiceFile) -> Result<Vec<Slot>, CatalogueError> {
 }
 
 /// The record kinds a discount can name (cdrflow's own names: `voice`, not `call`).
+fn allowance(
+    here: &str,
+    a: AllowanceFile,
+    band_ids: &BTreeSet<&str>,
+) -> Result<Allowance, CatalogueError> {
+    let (kind, grant) = match (a.kind.as_str(), a.units, &a.amount) {
+        ("money", None, Some(amount)) => {
+            let micros = nanos(&format!("{here}.amount"), amount)? / 1000;
+            (None, Grant::Money(i64::try_from(micros).map_err(|_| invalid(format!("{here}.amount"), "too large"))?))
+        }
+        (kind @ ("voice" | "sms" | "data"), Some(units), None) => {
+            (Some(kind_named(kind).expect("a usage kind")), Grant::Units(units))
+        }
+        ("money", _, _) => return Err(invalid(here, "a money allowance gives an `amount` (and no `units`)")),
+        ("voice" | "sms" | "data", _, _) => {
+            return Err(invalid(here, "a voice, sms or data allowance gives `units` (seconds, messages or bytes), not an `amount`"))
+        }
+        (other, _, _) => {
+            return Err(invalid(format!("{here}.kind"), format!("`{other}`: expected voice, sms, data or money")))
+        }
+    };
+    let classes = a
+        .classes
+        .iter()
+        .map(|c| {
+            DestinationClass::parse(c)
+                .ok_or_else(|| invalid(format!("{here}.classes"), format!("`{c}` is not a class")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(band) = a.bands.iter().find(|b| !band_ids.contains(b.as_str())) {
+        return Err(invalid(
+            format!("{here}.bands"),
+            format!("`{band}` is not a band of this version"),
+        ));
+    }
+    let validity = match a.validity.as_deref() {
+        None | Some("period") => Validity::Period,
+        Some("day") => Validity::Day,
+        Some(other) => {
+            return Err(invalid(
+                format!("{here}.validity"),
+                format!("`{other}`: expected day or period"),
+            ))
+        }
+    };
+    Ok(Allowance {
+        offer: AllowanceOffer {
+            id: a.id.into(),
+            grant,
+            validity,
+            priority: a.priority,
+        },
+        kind,
+        classes,
+        bands: a.bands,
+    })
+}
+
 fn kind_named(name: &str) -> Option<Kind> {
     Kind::parse(name).filter(|k| *k != Kind::Recharge)
 }
@@ -552,12 +634,23 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 percent_milli: percent as u64,
             });
         }
+        let mut allowances = Vec::new();
+        for a in p.allowance {
+            allowances.push(allowance(
+                &format!("{here}, allowance `{}`", a.id),
+                a,
+                &band_ids,
+            )?);
+        }
+        // Priority, then the one that expires first (a day's before a period's).
+        allowances.sort_by_key(|a: &Allowance| (a.offer.priority, a.offer.validity));
         let plan = Plan {
             voice,
             sms,
             data,
             activation,
             discounts,
+            allowances,
         };
         if plans.insert(p.id.clone(), plan).is_some() {
             return Err(invalid(here, "given twice"));

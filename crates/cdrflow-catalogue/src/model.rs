@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cdrflow_core::model::Kind;
+pub use cdrflow_core::money::{Rounding, RoundingPoint};
 use cdrflow_core::normalize::EpochMillis;
+use cdrflow_core::rating::AllowanceOffer;
 use rustc_hash::FxHashMap;
 
 use crate::bands::Band;
@@ -110,56 +112,6 @@ impl DestinationClass {
     }
 }
 
-/// How a record's cost is rounded, at its one rounding point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rounding {
-    /// Half away from zero.
-    HalfUp,
-    /// Half to even (banker's).
-    HalfEven,
-    /// Up to the next step (CGRateS' `*up`).
-    Up,
-    /// Down to the step (CGRateS' `*down`).
-    Down,
-}
-
-impl Rounding {
-    pub fn parse(text: &str) -> Option<Rounding> {
-        match text {
-            "half_up" => Some(Rounding::HalfUp),
-            "half_even" => Some(Rounding::HalfEven),
-            "up" => Some(Rounding::Up),
-            "down" => Some(Rounding::Down),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rounding::HalfUp => "half_up",
-            Rounding::HalfEven => "half_even",
-            Rounding::Up => "up",
-            Rounding::Down => "down",
-        }
-    }
-
-    /// `numerator / denominator` (both non-negative, denominator positive)
-    /// as a whole number, rounded this way.
-    pub fn divide(self, numerator: i128, denominator: i128) -> i128 {
-        debug_assert!(numerator >= 0 && denominator > 0);
-        let (quotient, remainder) = (numerator / denominator, numerator % denominator);
-        let up = match self {
-            Rounding::Down => false,
-            Rounding::Up => remainder > 0,
-            Rounding::HalfUp => remainder * 2 >= denominator,
-            Rounding::HalfEven => {
-                remainder * 2 > denominator || (remainder * 2 == denominator && quotient % 2 == 1)
-            }
-        };
-        quotient + i128::from(up)
-    }
-}
-
 /// An amount of money, in billionths of the version's currency: prices such
 /// as 0.006 per minute stay exact.
 pub(crate) type Nanos = i128;
@@ -170,13 +122,6 @@ pub(crate) enum Target {
     Destination(String),
     Class(DestinationClass),
     Any,
-}
-
-/// How a rate's cost is rounded: once, to `decimals` places.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RoundingPoint {
-    pub rounding: Rounding,
-    pub decimals: u32,
 }
 
 /// One stretch of a call's duration, from `from_seconds` until the next
@@ -247,6 +192,28 @@ impl Discount {
     }
 }
 
+/// An allowance of a plan: what it grants per validity span, and which
+/// records it may pay for.
+#[derive(Debug)]
+pub(crate) struct Allowance {
+    pub offer: AllowanceOffer,
+    /// Unit allowances: the kind whose units they are (`None`: money, for
+    /// every kind).
+    pub kind: Option<Kind>,
+    /// Empty: every class (and records without a destination).
+    pub classes: Vec<DestinationClass>,
+    /// Empty: every band.
+    pub bands: Vec<String>,
+}
+
+impl Allowance {
+    pub fn covers(&self, kind: Kind, class: Option<DestinationClass>, band: &str) -> bool {
+        self.kind.is_none_or(|k| k == kind)
+            && (self.classes.is_empty() || class.is_some_and(|c| self.classes.contains(&c)))
+            && (self.bands.is_empty() || self.bands.iter().any(|b| b == band))
+    }
+}
+
 /// A plan's rates, each list in priority order (the first that matches).
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -256,4 +223,6 @@ pub(crate) struct Plan {
     pub activation: Option<FeeRate>,
     /// The first that applies is taken.
     pub discounts: Vec<Discount>,
+    /// In the order they are used: priority, then earliest expiry.
+    pub allowances: Vec<Allowance>,
 }

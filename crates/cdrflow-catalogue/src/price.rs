@@ -8,6 +8,7 @@ use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
+use cdrflow_core::rating::{AllowanceOffer, ExactPrice};
 
 use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
 
@@ -79,6 +80,10 @@ pub struct Priced<'c> {
     /// Seconds, messages or bytes billed.
     pub billed_units: u64,
     pub cost_micros: i64,
+    /// The cost before its rounding (`None`: zero-rated).
+    pub exact: Option<ExactPrice>,
+    /// The plan's allowances that may pay for it, in the order they are used.
+    pub allowances: Vec<AllowanceOffer>,
     /// How the cost came about, a step a line, for a person.
     pub steps: Vec<String>,
 }
@@ -146,14 +151,9 @@ fn round_to_micros(
     denominator: i128,
     round: RoundingPoint,
 ) -> Result<i64, PricingError> {
-    let step = denominator
-        .checked_mul(10i128.pow(9 - round.decimals))
-        .ok_or(PricingError::Overflow)?;
-    let steps = round.rounding.divide(numerator, step);
-    let micros = steps
-        .checked_mul(10i128.pow(6 - round.decimals))
-        .ok_or(PricingError::Overflow)?;
-    i64::try_from(micros).map_err(|_| PricingError::Overflow)
+    round
+        .nanos_to_micros(numerator, denominator)
+        .ok_or(PricingError::Overflow)
 }
 
 fn money(nanos: Nanos) -> String {
@@ -278,6 +278,8 @@ impl Version {
             rate: &ZERO_RATED,
             billed_units: 0,
             cost_micros: 0,
+            exact: None,
+            allowances: Vec::new(),
             steps: Vec::new(),
         };
         // Steps cost allocations: written only when asked for.
@@ -426,6 +428,17 @@ impl Version {
             ));
         }
         priced.cost_micros = round_to_micros(numerator, denominator, round)?;
+        priced.exact = Some(ExactPrice {
+            numerator,
+            denominator,
+            round,
+        });
+        priced.allowances = plan
+            .allowances
+            .iter()
+            .filter(|a| a.covers(kind, class, &band.id))
+            .map(|a| a.offer.clone())
+            .collect();
         note!(format!(
             "rounded {} to {} decimals: {}",
             round.rounding.as_str(),

@@ -86,6 +86,8 @@ impl Rater for CatalogueRater {
                     .map_or(1, |c| c.bill_cycle_day),
             }),
             unknown_subscriber: subscriber.is_none(),
+            exact: None,
+            allowances: Vec::new(),
             region: cell
                 .map(|c| c.region.clone())
                 .or_else(|| subscriber.and_then(|s| s.region.clone())),
@@ -129,6 +131,8 @@ impl Rater for CatalogueRater {
         rating.cost_micros = priced.cost_micros;
         rating.billed_units = priced.billed_units;
         rating.rate = priced.rate.clone();
+        rating.exact = priced.exact;
+        rating.allowances = priced.allowances;
         rating.band = Some(priced.band.clone());
         rating.destination = priced
             .destination

@@ -7,6 +7,17 @@
 //! stored. Balances change by deltas that the commit adds to the stored
 //! ones, in the same transaction as the source positions.
 //!
+//! **Allowances** (a plan's free seconds, messages, bytes or money per day
+//! or billing period) are used record by record in the rater's order —
+//! priority, then earliest expiry: unit allowances first take the billed
+//! units they can, the rest is priced as its share of the record's exact
+//! price (rounded once, at the rate's point), then money allowances take
+//! what they can of that. What each subscriber has used of each grant is
+//! the keyed table `allowance_used` (per scope, like every operator's
+//! state: one subscriber's records belong in one partition). The daily
+//! summaries' cost is brought down by what allowances paid, in the same
+//! checkpoint.
+//!
 //! Alerts need the balance itself, record by record: the operator reads a
 //! subscriber's committed balance the first time the scope meets them and
 //! follows it in memory from there. A low-balance alert fires on the
@@ -22,12 +33,16 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::aggregate::{SummaryDelta, Totals};
 use crate::analytics::rules::{Anomaly, Severity};
 use crate::mediation::Rated;
 use crate::model::Kind;
 use crate::money::format_micros;
 use crate::normalize::{EpochMillis, Msisdn};
-use crate::operator::{BatchContext, Checkpoint, Operator, ReadError, StateReader};
+use crate::operator::{
+    BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
+};
+use crate::rating::{AllowanceOffer, Grant, Validity};
 use crate::reference::{BillingPeriod, Payment};
 
 /// One record as rating left it: the `rated_records` row.
@@ -52,6 +67,11 @@ pub struct RatedRecord {
     /// Seconds, bytes or messages as recorded (1 for an activation).
     pub usage_units: u64,
     pub billed_units: u64,
+    /// The first allowance that paid for some of it, and how much all
+    /// paid: billed units (seconds, messages, bytes), or micro-units when
+    /// only money allowances did.
+    pub allowance: Option<(Arc<str>, u64)>,
+    /// What is charged: the rated cost less what allowances paid.
     pub cost_micros: i64,
     pub currency: Arc<str>,
     pub billing_period: BillingPeriod,
@@ -109,8 +129,28 @@ impl Default for ChargingConfig {
     }
 }
 
+/// What each subscriber has used of each allowance grant: key
+/// `msisdn|allowance|span` (`2024-03-05` for a day, `2024-03` for a
+/// billing period), value the units or micro-units used, as decimal text.
+pub const ALLOWANCE_USED: StateTable = StateTable {
+    name: "allowance_used",
+    kind: StateKind::Keyed,
+};
+
+/// What a record is charged once its allowances have paid their part.
+struct Charge {
+    cost_micros: i64,
+    allowance: Option<(Arc<str>, u64)>,
+}
+
 pub struct Charging {
     config: ChargingConfig,
+    /// Allowance use as this scope knows it, by [`ALLOWANCE_USED`] key.
+    allowance_used: FxHashMap<String, u64>,
+    /// Keys changed since the last checkpoint.
+    allowance_changed: Vec<String>,
+    /// Cost the allowances took off the daily summaries since the last checkpoint.
+    pending_summaries: SummaryDelta,
     /// Balances as this scope knows them: committed when first read, then
     /// followed record by record.
     balances: FxHashMap<Msisdn, i64>,
@@ -123,6 +163,9 @@ impl Charging {
     pub fn new(config: ChargingConfig) -> Charging {
         Charging {
             config,
+            allowance_used: FxHashMap::default(),
+            allowance_changed: Vec::new(),
+            pending_summaries: SummaryDelta::default(),
             balances: FxHashMap::default(),
             pending_rows: Vec::new(),
             pending_deltas: BalanceDeltas::new(),
@@ -130,9 +173,125 @@ impl Charging {
         }
     }
 
+    /// The [`ALLOWANCE_USED`] key of `offer`'s grant that `record` falls in.
+    fn allowance_key(record: &Rated<'_>, offer: &AllowanceOffer, cycle_day: u8) -> String {
+        match offer.validity {
+            Validity::Day => format!("{}|{}|{}", record.msisdn, offer.id, record.day),
+            Validity::Period => format!(
+                "{}|{}|{}",
+                record.msisdn,
+                offer.id,
+                BillingPeriod::containing(record.day, cycle_day)
+            ),
+        }
+    }
+
+    /// Reads, in one question, what this batch's subscribers have used of
+    /// the allowances the scope has not met yet.
+    fn load_allowances(
+        &mut self,
+        batch: &[Rated<'_>],
+        state: &mut dyn StateReader,
+    ) -> Result<(), ReadError> {
+        let mut unknown = Vec::new();
+        for record in batch {
+            let Some(rating) = &record.rating else {
+                continue;
+            };
+            let cycle_day = rating.account.as_ref().map_or(1, |a| a.bill_cycle_day);
+            for offer in &rating.allowances {
+                let key = Charging::allowance_key(record, offer, cycle_day);
+                if !self.allowance_used.contains_key(&key) {
+                    unknown.push(key);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        let stored = state.values_of(&ALLOWANCE_USED, &unknown)?;
+        for (key, value) in unknown.into_iter().zip(stored) {
+            let used = match value {
+                None => 0,
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| {
+                        ReadError(format!(
+                            "the stored allowance use {:?} of `{key}` is not a number; the store is damaged",
+                            String::from_utf8_lossy(&bytes)
+                        ))
+                    })?,
+            };
+            self.allowance_used.insert(key, used);
+        }
+        Ok(())
+    }
+
+    /// Uses `record`'s allowances in order and prices what they leave.
+    fn apply_allowances(&mut self, record: &Rated<'_>) -> Charge {
+        let Some(rating) = &record.rating else {
+            return Charge {
+                cost_micros: 0,
+                allowance: None,
+            };
+        };
+        let (Some(exact), false) = (rating.exact, rating.allowances.is_empty()) else {
+            return Charge {
+                cost_micros: rating.cost_micros,
+                allowance: None,
+            };
+        };
+        let cycle_day = rating.account.as_ref().map_or(1, |a| a.bill_cycle_day);
+        let billed = rating.billed_units;
+        let (mut free_units, mut first) = (0u64, None);
+        let mut take = |this: &mut Charging, offer: &AllowanceOffer, grant: u64, wanted: u64| {
+            let key = Charging::allowance_key(record, offer, cycle_day);
+            let used = this.allowance_used.entry(key.clone()).or_default();
+            let taken = grant.saturating_sub(*used).min(wanted);
+            if taken > 0 {
+                *used += taken;
+                this.allowance_changed.push(key);
+                first.get_or_insert_with(|| offer.id.clone());
+            }
+            taken
+        };
+        for offer in &rating.allowances {
+            if let Grant::Units(grant) = offer.grant {
+                free_units += take(self, offer, grant, billed - free_units);
+            }
+        }
+        let mut cost = match free_units {
+            0 => rating.cost_micros,
+            // An exact share of a price that fitted fits.
+            _ => exact
+                .share(billed - free_units, billed)
+                .unwrap_or(rating.cost_micros),
+        };
+        let mut free_money = 0u64;
+        for offer in &rating.allowances {
+            if let Grant::Money(grant) = offer.grant {
+                let taken = take(self, offer, grant.max(0) as u64, cost.max(0) as u64);
+                free_money += taken;
+                cost -= taken as i64;
+            }
+        }
+        let paid = if free_units > 0 {
+            free_units
+        } else {
+            free_money
+        };
+        Charge {
+            cost_micros: cost,
+            allowance: first.map(|id| (id, paid)),
+        }
+    }
+
     /// How a record moves its subscriber's balance: recharges add, usage
     /// takes its cost. `None`: not a prepaid subscriber's record.
-    fn balance_change(&self, record: &Rated<'_>) -> Option<i64> {
+    fn balance_change(&self, record: &Rated<'_>, cost_micros: i64) -> Option<i64> {
         let rating = record.rating.as_ref()?;
         let account = rating.account.as_ref()?;
         if !self.config.balances || account.payment != Payment::Prepaid {
@@ -140,7 +299,7 @@ impl Charging {
         }
         Some(match record.kind {
             Kind::Recharge => record.usage.amount_micros,
-            _ => -rating.cost_micros,
+            _ => -cost_micros,
         })
     }
 
@@ -153,7 +312,9 @@ impl Charging {
     ) -> Result<(), ReadError> {
         let mut unknown: Vec<Msisdn> = batch
             .iter()
-            .filter(|r| self.balance_change(r).is_some() && !self.balances.contains_key(&r.msisdn))
+            .filter(|r| {
+                self.balance_change(r, 0).is_some() && !self.balances.contains_key(&r.msisdn)
+            })
             .map(|r| r.msisdn)
             .collect();
         if unknown.is_empty() {
@@ -212,7 +373,7 @@ impl Charging {
         }
     }
 
-    fn row(&self, record: &Rated<'_>) -> Option<RatedRecord> {
+    fn row(&self, record: &Rated<'_>, charge: Charge) -> Option<RatedRecord> {
         let rating = record.rating.as_ref()?;
         let usage = &record.usage;
         let usage_units = match record.kind {
@@ -242,7 +403,8 @@ impl Charging {
             technology: rating.technology.clone(),
             usage_units,
             billed_units: rating.billed_units,
-            cost_micros: rating.cost_micros,
+            allowance: charge.allowance,
+            cost_micros: charge.cost_micros,
             currency: self.config.currency.clone(),
             billing_period: BillingPeriod::containing(record.day, cycle_day),
         })
@@ -272,12 +434,31 @@ impl Operator for Charging {
         _out: &mut Vec<()>,
     ) -> Result<(), ReadError> {
         self.load_balances(batch, context.state)?;
+        self.load_allowances(batch, context.state)?;
         for record in batch {
-            if let Some(change) = self.balance_change(record) {
+            let charge = self.apply_allowances(record);
+            if let Some(rating) = &record.rating {
+                let paid = rating.cost_micros - charge.cost_micros;
+                if paid != 0 {
+                    let less = Totals {
+                        cost_micros: -paid,
+                        ..Totals::default()
+                    };
+                    // Less than the mediator added for the record: no overflow.
+                    let _ = self.pending_summaries.add(
+                        record.kind,
+                        record.msisdn,
+                        record.day,
+                        &record.service_type,
+                        &less,
+                    );
+                }
+            }
+            if let Some(change) = self.balance_change(record, charge.cost_micros) {
                 self.charge(record, change);
             }
             if self.config.rated_records {
-                if let Some(row) = self.row(record) {
+                if let Some(row) = self.row(record, charge) {
                     self.pending_rows.push(row);
                 }
             }
@@ -285,8 +466,24 @@ impl Operator for Charging {
         Ok(())
     }
 
+    fn tables(&self) -> &'static [StateTable] {
+        &[ALLOWANCE_USED]
+    }
+
     fn checkpoint(&mut self, out: &mut Checkpoint) {
         out.rated_records.append(&mut self.pending_rows);
+        let summaries = std::mem::take(&mut self.pending_summaries);
+        if !summaries.is_empty() {
+            out.summaries.merge(&summaries);
+        }
+        let mut changed = std::mem::take(&mut self.allowance_changed);
+        changed.sort_unstable();
+        changed.dedup();
+        let mut state = out.state_of(self.name());
+        for key in changed {
+            let used = self.allowance_used[&key];
+            state.put(&ALLOWANCE_USED, key, used.to_string().into_bytes());
+        }
         for (msisdn, delta) in std::mem::take(&mut self.pending_deltas) {
             add_delta(&mut out.balances, msisdn, delta);
         }

@@ -147,6 +147,73 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// How a record's cost is rounded, at its one rounding point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// Half away from zero.
+    HalfUp,
+    /// Half to even (banker's).
+    HalfEven,
+    /// Up to the next step (CGRateS' `*up`).
+    Up,
+    /// Down to the step (CGRateS' `*down`).
+    Down,
+}
+
+impl Rounding {
+    pub fn parse(text: &str) -> Option<Rounding> {
+        match text {
+            "half_up" => Some(Rounding::HalfUp),
+            "half_even" => Some(Rounding::HalfEven),
+            "up" => Some(Rounding::Up),
+            "down" => Some(Rounding::Down),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rounding::HalfUp => "half_up",
+            Rounding::HalfEven => "half_even",
+            Rounding::Up => "up",
+            Rounding::Down => "down",
+        }
+    }
+
+    /// `numerator / denominator` (both non-negative, denominator positive)
+    /// as a whole number, rounded this way.
+    pub fn divide(self, numerator: i128, denominator: i128) -> i128 {
+        debug_assert!(numerator >= 0 && denominator > 0);
+        let (quotient, remainder) = (numerator / denominator, numerator % denominator);
+        let up = match self {
+            Rounding::Down => false,
+            Rounding::Up => remainder > 0,
+            Rounding::HalfUp => remainder * 2 >= denominator,
+            Rounding::HalfEven => {
+                remainder * 2 > denominator || (remainder * 2 == denominator && quotient % 2 == 1)
+            }
+        };
+        quotient + i128::from(up)
+    }
+}
+
+/// How a price is rounded: once, to `decimals` places (at most 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundingPoint {
+    pub rounding: Rounding,
+    pub decimals: u32,
+}
+
+impl RoundingPoint {
+    /// `numerator / denominator` billionths (non-negative), rounded here,
+    /// in micro-units; `None` when it does not fit in 64 bits.
+    pub fn nanos_to_micros(self, numerator: i128, denominator: i128) -> Option<i64> {
+        let step = denominator.checked_mul(10i128.pow(9 - self.decimals))?;
+        let steps = self.rounding.divide(numerator, step);
+        i64::try_from(steps.checked_mul(10i128.pow(6 - self.decimals))?).ok()
+    }
+}
+
 /// Divides `numerator / denominator`, rounding half away from zero.
 pub fn div_round_half_away(numerator: i128, denominator: i128) -> i128 {
     debug_assert!(denominator > 0);

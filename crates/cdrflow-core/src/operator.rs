@@ -225,6 +225,16 @@ pub trait StateReader {
     /// The stored totals of summary rows, in the order asked (`None`: no row yet).
     fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError>;
 
+    /// The values under `keys` in a keyed table, in the order asked: one
+    /// question for many keys.
+    fn values_of(
+        &mut self,
+        table: &StateTable,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
+        keys.iter().map(|key| self.value(table, key)).collect()
+    }
+
     /// The committed prepaid balances of `msisdns`, in the order asked
     /// (`None`: no balance yet), in micro-units.
     fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::model::{Cdr, Kind};
-use crate::money::{div_round_half_away, Decimal, MICROS_PER_UNIT};
+use crate::money::{div_round_half_away, Decimal, RoundingPoint, MICROS_PER_UNIT};
 use crate::reference::{technology_generation, Payment};
 
 /// The tariff cdrflow ships with: seed 000's prices.
@@ -51,12 +51,70 @@ pub struct Rating {
     /// The rater looked for the subscriber in the reference data and found
     /// no row in force: rated on the default plan, and counted.
     pub unknown_subscriber: bool,
+    /// The price before rounding, for the share allowances leave (`None`:
+    /// a rater without allowances).
+    pub exact: Option<ExactPrice>,
+    /// The plan's allowances that may pay for it, in the order they are
+    /// used: priority, then the one that expires first.
+    pub allowances: Vec<AllowanceOffer>,
     /// Enrichment: the region of the record's cell, else of its
     /// subscriber (a record's own region comes first where it has one).
     pub region: Option<Arc<str>>,
     /// Its cell's technology, else its own code, as a generation (`4G`);
     /// `None` for a code cdrflow does not know.
     pub technology: Option<Arc<str>>,
+}
+
+/// A record's price before its one rounding: `numerator / denominator`
+/// billionths, rounded at `round`. What the share of a record an
+/// allowance does not cover is priced from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactPrice {
+    pub numerator: i128,
+    pub denominator: i128,
+    pub round: RoundingPoint,
+}
+
+impl ExactPrice {
+    /// The price of `units` of the record's `billed` units (a share of
+    /// everything: connect fee, increments, discount), rounded once.
+    pub fn share(&self, units: u64, billed: u64) -> Option<i64> {
+        if billed == 0 {
+            return Some(0);
+        }
+        let numerator = self.numerator.checked_mul(i128::from(units))?;
+        let denominator = self.denominator.checked_mul(i128::from(billed))?;
+        self.round.nanos_to_micros(numerator, denominator)
+    }
+}
+
+/// How long an allowance's grant lasts: it is granted again for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Validity {
+    /// A calendar day (the summary zone's).
+    Day,
+    /// The subscriber's billing period (by the customer's bill-cycle day).
+    Period,
+}
+
+/// What an allowance gives each validity span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Seconds, messages or bytes of the record's own kind.
+    Units(u64),
+    /// Money off any record it covers, in micro-units.
+    Money(i64),
+}
+
+/// An allowance of the subscriber's plan that may pay for a record (its
+/// kind, destination class and band match).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowanceOffer {
+    pub id: Arc<str>,
+    pub grant: Grant,
+    pub validity: Validity,
+    /// Lower first.
+    pub priority: u32,
 }
 
 /// Who pays for a record.
@@ -278,6 +336,8 @@ impl Rater for Tariff {
             destination: None,
             account: None,
             unknown_subscriber: false,
+            exact: None,
+            allowances: Vec::new(),
             region: None,
             technology: cdr
                 .radio_technology

@@ -265,7 +265,8 @@ pub(crate) mod rated_rows {
     pub(crate) const COLUMNS: &str =
         "record_id, msisdn, event_time, kind, service_type, other_party,
         customer_id, plan_id, catalogue_version, destination_id, destination_class, band, rate_id,
-        region, technology, usage_units, billed_units, cost_micros, currency, billing_period";
+        region, technology, usage_units, billed_units, allowance_id, allowance_units, cost_micros,
+        currency, billing_period";
 
     /// The `WHERE` of `query`, with `placeholder(i)` for its i-th value
     /// (from 1): the values are [`filter_values`]'s, in order.
@@ -346,6 +347,8 @@ pub(crate) mod rated_rows {
         pub technology: Option<String>,
         pub usage_units: i64,
         pub billed_units: i64,
+        pub allowance_id: Option<String>,
+        pub allowance_units: i64,
         pub cost_micros: i64,
         pub currency: String,
         pub billing_period: String,
@@ -380,6 +383,9 @@ pub(crate) mod rated_rows {
                 technology: self.technology.map(Into::into),
                 usage_units: self.usage_units as u64,
                 billed_units: self.billed_units as u64,
+                allowance: self
+                    .allowance_id
+                    .map(|id| (id.into(), self.allowance_units as u64)),
                 cost_micros: self.cost_micros,
                 currency: self.currency.into(),
                 billing_period: BillingPeriod::parse(&self.billing_period)

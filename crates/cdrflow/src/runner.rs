@@ -347,6 +347,22 @@ impl StateReader for StoreState<'_> {
         })
     }
 
+    fn values_of(
+        &mut self,
+        table: &StateTable,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
+        let ((scope, operator, table), keys) = (self.at(table), keys.to_vec());
+        self.ask("reading operator state from the store", move |store| {
+            let at = StateAt {
+                operator,
+                scope: &scope,
+                table,
+            };
+            keys.iter().map(|key| store.state_value(at, key)).collect()
+        })
+    }
+
     fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
         let msisdns = msisdns.to_vec();
         self.ask("reading prepaid balances", move |store| {

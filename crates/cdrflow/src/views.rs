@@ -19,7 +19,7 @@ pub const CSV_HEADER: &str =
 
 /// The rated records export's header: issue 12's columns first.
 pub const RATED_CSV_HEADER: &str = "record_id,msisdn,customer_id,plan_id,destination_id,rate_id,billed_units,cost,currency,\
-event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period";
+event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period,allowance_id,allowance_units";
 
 /// A rated record as one CSV line matching [`RATED_CSV_HEADER`].
 pub fn rated_csv(r: &RatedRecord) -> String {
@@ -45,6 +45,8 @@ pub fn rated_csv(r: &RatedRecord) -> String {
         text(r.technology.as_deref()),
         r.usage_units.to_string(),
         r.billing_period.to_string(),
+        text(r.allowance.as_ref().map(|a| &*a.0)),
+        r.allowance.as_ref().map_or(0, |a| a.1).to_string(),
     ]
     .join(",")
 }
@@ -72,6 +74,8 @@ pub fn rated_json(r: &RatedRecord) -> Value {
         "technology": r.technology.as_deref(),
         "usage_units": r.usage_units,
         "billing_period": r.billing_period.to_string(),
+        "allowance_id": r.allowance.as_ref().map(|a| &*a.0),
+        "allowance_units": r.allowance.as_ref().map_or(0, |a| a.1),
     })
 }
 

@@ -19,6 +19,8 @@ use common::{
 /// Two plans, priced so that the test can compute every cost by hand:
 /// `basic` bills whole minutes at 1.20, `gold` every second at 0.01;
 /// messages 0.50 on both; international calls 6.00 a minute on both.
+/// Allowances: `basic` has 1.00 of money a day, for anything; `gold` 300
+/// seconds of national mobile calls a billing period.
 const CATALOGUE: &str = r#"
 [[version]]
 id = "v1"
@@ -57,6 +59,11 @@ class = "mobile"
 price = "0.50"
 rounding = "half_up"
 decimals = 2
+[[version.plan.allowance]]
+id = "daily-credit"
+kind = "money"
+amount = "1.00"
+validity = "day"
 [[version.plan]]
 id = "gold"
 [[version.plan.voice]]
@@ -79,6 +86,12 @@ class = "mobile"
 price = "0.50"
 rounding = "half_up"
 decimals = 2
+[[version.plan.allowance]]
+id = "gold-minutes"
+kind = "voice"
+units = 300
+classes = ["mobile"]
+priority = 1
 "#;
 
 const PREPAID: &str = "+212600000001";
@@ -148,13 +161,14 @@ const RECORDS: [Record; 8] = [
         recharge_micros: 0,
         time: "2024-03-12T10:00:00Z",
     },
-    // 500 s on gold: 5.00, below zero: negative_balance.
+    // 1,500 s on gold: a new period's 300 free seconds, 1,200 charged:
+    // 12.00, below zero: negative_balance.
     Record {
         id: "c4",
         msisdn: PREPAID,
         to: "0612345678",
         kind: "call",
-        seconds: 500,
+        seconds: 1500,
         recharge_micros: 0,
         time: "2024-03-20T10:00:00Z",
     },
@@ -214,8 +228,8 @@ impl Record {
         }
     }
 
-    /// The cost by the test's own arithmetic, in micro-units.
-    fn cost_micros(&self) -> i64 {
+    /// The rated cost by the test's own arithmetic, before allowances, in micro-units.
+    fn rated_micros(&self) -> i64 {
         let seconds = self.seconds as i64;
         let minutes = (seconds + 59) / 60;
         match (self.kind, self.to.starts_with('+')) {
@@ -228,6 +242,11 @@ impl Record {
         }
     }
 
+    /// The day, for daily allowances.
+    fn day(&self) -> &str {
+        &self.time[..10]
+    }
+
     /// The billing period by bill-cycle day: C1's is the 15th, C2's the 1st.
     fn period(&self) -> String {
         let (month, day): (u32, u32) = (
@@ -238,6 +257,41 @@ impl Record {
         let month = if day >= cycle { month } else { month - 1 };
         format!("2024-{month:02}")
     }
+}
+
+/// What each record is charged once the allowances paid their part, and
+/// which allowance paid how much: followed here record by record, in the
+/// file's order.
+fn charges() -> BTreeMap<&'static str, (i64, Option<(&'static str, i64)>)> {
+    let mut used: BTreeMap<(String, &str, String), i64> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for r in &RECORDS {
+        let mut cost = r.rated_micros();
+        let mut allowance = None;
+        if r.kind == "call" && r.plan() == "gold" && !r.to.starts_with('+') {
+            let spent = used
+                .entry((r.msisdn.into(), "gold-minutes", r.period()))
+                .or_default();
+            let free = (300 - *spent).min(r.seconds as i64);
+            *spent += free;
+            cost = (r.seconds as i64 - free) * 10_000;
+            if free > 0 {
+                allowance = Some(("gold-minutes", free));
+            }
+        } else if r.plan() == "basic" && cost > 0 {
+            let spent = used
+                .entry((r.msisdn.into(), "daily-credit", r.day().into()))
+                .or_default();
+            let free = (1_000_000 - *spent).min(cost);
+            *spent += free;
+            cost -= free;
+            if free > 0 {
+                allowance = Some(("daily-credit", free));
+            }
+        }
+        out.insert(r.id, (cost, allowance));
+    }
+    out
 }
 
 fn write_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -333,12 +387,19 @@ fn check_rating(dir: &Path, store: &[&str]) -> BTreeMap<String, BTreeMap<String,
         })
         .collect();
     assert_eq!(rows.len(), RECORDS.len(), "{text}");
+    let charges = charges();
     for record in &RECORDS {
         let row = &rows[record.id];
         let what = format!("{}: {row:?}", record.id);
+        let (cost, allowance) = charges[record.id];
+        assert_eq!(row["cost"], micros_text(i128::from(cost)), "{what}");
+        let (allowance_id, paid) = allowance.unwrap_or(("", 0));
         assert_eq!(
-            row["cost"],
-            micros_text(i128::from(record.cost_micros())),
+            (
+                row["allowance_id"].as_str(),
+                row["allowance_units"].as_str()
+            ),
+            (allowance_id, paid.to_string().as_str()),
             "{what}"
         );
         assert_eq!(row["plan_id"], record.plan(), "{what}");
@@ -368,7 +429,7 @@ fn check_rating(dir: &Path, store: &[&str]) -> BTreeMap<String, BTreeMap<String,
     let expected: i64 = RECORDS
         .iter()
         .filter(|r| r.msisdn == PREPAID)
-        .map(|r| r.recharge_micros - r.cost_micros())
+        .map(|r| r.recharge_micros - charges[r.id].0)
         .sum();
     let balances =
         String::from_utf8(run_ok(cdrflow().args(store).args(["export", "balances"])).stdout)
@@ -387,7 +448,7 @@ fn check_rating(dir: &Path, store: &[&str]) -> BTreeMap<String, BTreeMap<String,
     // by following the balance record by record.
     let (mut balance, mut low_at, mut negative_at) = (0i64, None, None);
     for r in RECORDS.iter().filter(|r| r.msisdn == PREPAID) {
-        let after = balance + r.recharge_micros - r.cost_micros();
+        let after = balance + r.recharge_micros - charges[r.id].0;
         if balance >= 10_000_000 && after < 10_000_000 {
             low_at.get_or_insert(r.id);
         }
@@ -524,21 +585,44 @@ fn records_are_rated_on_their_subscribers_plans_and_charge_prepaid_balances_once
             );
         }
     }
-    let total: i64 = RECORDS[..5].iter().map(Record::cost_micros).sum();
+    let charges = charges();
+    let total: i64 = RECORDS[..5].iter().map(|r| charges[r.id].0).sum();
     assert_eq!(page["total_cost"], micros_text(i128::from(total)));
 
-    let (status, explained) = http_get_json(port, "/rated/212600000001/c2/explain", operator);
+    let steps_of = |explained: &serde_json::Value| -> Vec<String> {
+        explained["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, explained) = http_get_json(port, "/rated/212600000002/c5/explain", operator);
     assert_eq!(status, 200, "{explained}");
     assert_eq!(explained["matches"], true, "{explained}");
-    assert_eq!(explained["recomputed_cost"], micros_text(2_400_000));
-    let steps: Vec<&str> = explained["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    assert_eq!(explained["recomputed_cost"], micros_text(12_000_000));
+    let steps = steps_of(&explained);
+    assert!(
+        steps.iter().any(|s| s.contains("90 s billed as 120 s")),
+        "{steps:?}"
+    );
+    // Allowances depend on the records before: the stored record says what they paid.
+    let (status, explained) = http_get_json(port, "/rated/212600000001/c2/explain", operator);
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(
+        explained["cost"],
+        micros_text(1_400_000),
+        "2.40 less the day's 1.00"
+    );
+    let steps = steps_of(&explained);
     assert!(
         steps.iter().any(|s| s.contains("61 s billed as 120 s")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("allowance `daily-credit` paid 1000000")),
         "{steps:?}"
     );
 

@@ -28,7 +28,7 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             .map(|r| r.other_party.map(|m| m.to_string()))
             .collect();
         let periods: Vec<String> = rows.iter().map(|r| r.billing_period.to_string()).collect();
-        let columns: [&(dyn ToSql + Sync); 20] = [
+        let columns: [&(dyn ToSql + Sync); 22] = [
             &text(&|r| &r.record_id),
             &msisdns,
             &integer(&|r| r.event_time),
@@ -46,6 +46,8 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             &optional(&|r| r.technology.as_deref()),
             &integer(&|r| r.usage_units as i64),
             &integer(&|r| r.billed_units as i64),
+            &optional(&|r| r.allowance.as_ref().map(|a| &*a.0)),
+            &integer(&|r| r.allowance.as_ref().map_or(0, |a| a.1 as i64)),
             &integer(&|r| r.cost_micros),
             &text(&|r| &r.currency),
             &periods,
@@ -55,8 +57,8 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
                 "INSERT INTO rated_records ({COLUMNS})
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                     $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[],
-                     $19::text[], $20::text[])"
+                     $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[],
+                     $19::bigint[], $20::bigint[], $21::text[], $22::text[])"
             ),
             &columns,
         )?;
@@ -136,9 +138,11 @@ impl Charges for PgStore {
                 technology: r.get(14),
                 usage_units: r.get(15),
                 billed_units: r.get(16),
-                cost_micros: r.get(17),
-                currency: r.get(18),
-                billing_period: r.get(19),
+                allowance_id: r.get(17),
+                allowance_units: r.get(18),
+                cost_micros: r.get(19),
+                currency: r.get(20),
+                billing_period: r.get(21),
             };
             visit(row.into_record()?);
         }

@@ -12,7 +12,7 @@ use crate::{RatedQuery, StoredBalance};
 /// Adds a commit's rated records and balance changes.
 pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
     let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO rated_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO rated_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))?;
     let (mut msisdn, mut other) = (String::new(), String::new());
     for part in commit.parts {
@@ -41,9 +41,11 @@ pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
             insert.raw_bind_parameter(15, r.technology.as_deref())?;
             insert.raw_bind_parameter(16, r.usage_units as i64)?;
             insert.raw_bind_parameter(17, r.billed_units as i64)?;
-            insert.raw_bind_parameter(18, r.cost_micros)?;
-            insert.raw_bind_parameter(19, &*r.currency)?;
-            insert.raw_bind_parameter(20, period.as_str())?;
+            insert.raw_bind_parameter(18, r.allowance.as_ref().map(|a| &*a.0))?;
+            insert.raw_bind_parameter(19, r.allowance.as_ref().map_or(0, |a| a.1 as i64))?;
+            insert.raw_bind_parameter(20, r.cost_micros)?;
+            insert.raw_bind_parameter(21, &*r.currency)?;
+            insert.raw_bind_parameter(22, period.as_str())?;
             insert.raw_execute()?;
         }
     }
@@ -129,9 +131,11 @@ impl Charges for SqliteStore {
                 technology: r.get(14)?,
                 usage_units: r.get(15)?,
                 billed_units: r.get(16)?,
-                cost_micros: r.get(17)?,
-                currency: r.get(18)?,
-                billing_period: r.get(19)?,
+                allowance_id: r.get(17)?,
+                allowance_units: r.get(18)?,
+                cost_micros: r.get(19)?,
+                currency: r.get(20)?,
+                billing_period: r.get(21)?,
             };
             visit(row.into_record()?);
         }

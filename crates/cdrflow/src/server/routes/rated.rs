@@ -147,7 +147,20 @@ async fn explain(
         })?;
     let stored_cost = format_micros(i128::from(record.cost_micros));
     let (steps, recomputed) = match state.catalogue.as_ref().and_then(|c| c.explain_rated(&record)) {
-        Some(Ok(priced)) => (priced.steps, Some(format_micros(i128::from(priced.cost_micros)))),
+        Some(Ok(mut priced)) => {
+            // Allowances depend on what came before: the record says what they paid.
+            if let Some((id, paid)) = &record.allowance {
+                priced.steps.push(format!(
+                    "allowance `{id}` paid {paid} of the {} billed units (or micro-units of money): charged {stored_cost}",
+                    record.billed_units
+                ));
+            }
+            let recomputed = match &record.allowance {
+                None => Some(format_micros(i128::from(priced.cost_micros))),
+                Some(_) => None,
+            };
+            (priced.steps, recomputed)
+        }
         Some(Err(e)) => (vec![format!("the catalogue no longer prices it: {e}")], None),
         None => (
             vec![format!(
