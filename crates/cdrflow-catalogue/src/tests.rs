@@ -301,6 +301,77 @@ fn mistakes_are_named_by_their_place() {
     assert!(e.contains("voice rate `mobile-peak`.increments"), "{e}");
     let e = error(r#"price = "1.20""#, r#"price = "1.2000000001""#);
     assert!(e.contains("more than 9 decimal places"), "{e}");
+    let e = error("units = 1800", r#"amount = "5.00""#);
+    assert!(
+        e.contains("allowance `april-mobile-minutes`") && e.contains("gives `units`"),
+        "{e}"
+    );
+    let e = error(r#"validity = "period""#, r#"validity = "month""#);
+    assert!(
+        e.contains("allowance `april-mobile-minutes`.validity"),
+        "{e}"
+    );
+    let e = error(
+        r#"classes = ["mobile"]"#,
+        r#"classes = ["mobile"]
+bands = ["night"]"#,
+    );
+    assert!(e.contains("`night` is not a band of this version"), "{e}");
+}
+
+#[test]
+fn allowances_that_cover_a_record_are_offered_in_priority_order() {
+    let with_more = EXAMPLE_CATALOGUE_TOML.to_string()
+        + r#"
+[[version.plan.allowance]]
+id = "daily-credit"
+kind = "money"
+amount = "0.50"
+validity = "day"
+priority = 1
+
+[[version.plan.allowance]]
+id = "international-minutes"
+kind = "voice"
+units = 60
+classes = ["international"]
+"#;
+    let c = Catalogue::from_toml(&with_more).unwrap();
+    let offered = |to: &str| -> Vec<String> {
+        c.price("prepaid-basic", &call(to, "2024-04-04T07:00:00Z", 60))
+            .unwrap()
+            .allowances
+            .iter()
+            .map(|a| a.id.to_string())
+            .collect()
+    };
+    // Priority 0 before 1; at priority 1 the day's grant expires before the period's.
+    assert_eq!(
+        offered("+14155550100"),
+        ["international-minutes", "daily-credit"]
+    );
+    assert_eq!(
+        offered("+212612345678"),
+        ["daily-credit", "april-mobile-minutes"]
+    );
+    // March's plan has none.
+    let march = c
+        .price(
+            "prepaid-basic",
+            &call("+212612345678", "2024-03-04T07:00:00Z", 60),
+        )
+        .unwrap();
+    assert!(march.allowances.is_empty());
+    // The exact price is what the cost was rounded from: 0.90 × 60 / 60.
+    let april = c
+        .price(
+            "prepaid-basic",
+            &call("+212612345678", "2024-04-04T07:00:00Z", 60),
+        )
+        .unwrap();
+    let exact = april.exact.unwrap();
+    assert_eq!(exact.numerator / exact.denominator, 900_000_000);
+    assert_eq!(exact.share(20, 60), Some(300_000), "a third of 0.90");
 }
 
 #[test]

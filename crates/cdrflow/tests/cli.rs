@@ -550,7 +550,9 @@ fn a_catalogue_prices_processed_records_by_destination_and_refuses_what_it_canno
     );
     let report = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
     assert!(
-        report.contains("accepted 6, rejected 2 (no_rate 2)"),
+        report.contains(
+            "accepted 6 (6 of unknown subscribers: rated on the default plan), rejected 2 (no_rate 2)"
+        ),
         "{report}"
     );
     let summaries =
