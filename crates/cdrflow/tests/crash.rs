@@ -53,6 +53,28 @@ fn rejects(dir: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Starts the command `process` makes, SIGKILLs it after each delay (if
+/// it is still running), and demands that most runs died mid-way.
+fn crash_repeatedly(process: impl Fn() -> std::process::Command, delays_ms: &[u64]) {
+    let mut killed_mid_run = 0;
+    for &delay_ms in delays_ms {
+        let mut child = process()
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed_mid_run += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed_mid_run >= 3,
+        "only {killed_mid_run} runs were still going when killed; make the input larger"
+    );
+}
+
 #[test]
 fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
     let dir = temp_dir("crash");
@@ -92,23 +114,7 @@ fn sigkill_at_any_moment_then_restart_gives_the_uninterrupted_totals() {
     run_ok(&mut process(&reference));
 
     let crashed = dir.join("crashed");
-    let mut killed_mid_run = 0;
-    for delay_ms in [40, 90, 150, 220, 300, 120, 60] {
-        let mut child = process(&crashed)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed_mid_run += 1;
-        }
-        child.wait().unwrap();
-    }
-    assert!(
-        killed_mid_run >= 3,
-        "only {killed_mid_run} runs were still going when killed; make the input larger"
-    );
+    crash_repeatedly(|| process(&crashed), &[40, 90, 150, 220, 300, 120, 60]);
     run_ok(&mut process(&crashed));
 
     let expected = export(&reference);
@@ -232,23 +238,7 @@ fn sigkill_at_any_moment_leaves_rated_records_and_balances_exactly_once() {
     run_ok(&mut process(&reference));
     let crashed = dir.join("crashed");
     load(&crashed);
-    let mut killed_mid_run = 0;
-    for delay_ms in [60, 130, 200, 90, 260, 40] {
-        let mut child = process(&crashed)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed_mid_run += 1;
-        }
-        child.wait().unwrap();
-    }
-    assert!(
-        killed_mid_run >= 3,
-        "only {killed_mid_run} runs were still going when killed; make the input larger"
-    );
+    crash_repeatedly(|| process(&crashed), &[60, 130, 200, 90, 260, 40]);
     run_ok(&mut process(&crashed));
 
     let (rated, balances, anomalies) = results(&reference);

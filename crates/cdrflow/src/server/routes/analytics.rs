@@ -11,6 +11,7 @@ use cdrflow_store::{AnomalyQuery, WindowQuery};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::limit_param;
 use crate::server::auth::staff_only;
 use crate::server::error::{bad_request, ApiError, ApiQuery};
 use crate::server::state::Shared;
@@ -97,21 +98,14 @@ struct AnomaliesQuery {
     severity: Option<String>,
 }
 
-fn limit_param(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad_request(format!(
-            "`limit` = {limit} must be between 1 and 1000"
-        )));
-    }
-    Ok(limit)
-}
+/// Late events and anomalies come in pages of 50 unless asked, at most 1000.
+const PAGE: (u32, u32) = (50, 1000);
 
 async fn late_events(
     State(state): State<Shared>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = limit_param(query.limit)?;
+    let limit = limit_param(query.limit, PAGE)?;
     let after = query.after.unwrap_or(0);
     let events = state
         .stores
@@ -143,7 +137,7 @@ async fn anomalies(
     let store_query = AnomalyQuery {
         severity,
         after_id: query.after.unwrap_or(0),
-        limit: Some(limit_param(query.limit)?),
+        limit: Some(limit_param(query.limit, PAGE)?),
     };
     let anomalies = state
         .stores

@@ -75,6 +75,24 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// A `YYYY-MM-DD` query parameter.
+/// Rows in one answer of the per-subscriber resources unless `limit` says
+/// otherwise, and the most it may say.
+const ROWS: (u32, u32) = (1000, 10_000);
+
+/// A `limit` parameter: `default` when absent, else 1 to `max`.
+fn limit_param(
+    value: Option<u32>,
+    (default, max): (u32, u32),
+) -> Result<u32, super::error::ApiError> {
+    let limit = value.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(super::error::bad_request(format!(
+            "`limit` = {limit} must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
 fn day_param(
     name: &str,
     value: &Option<String>,

@@ -17,14 +17,12 @@ use cdrflow_store::RatedQuery;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{limit_param, ROWS};
 use crate::server::auth::api_users;
 use crate::server::error::{bad_request, ApiError, ApiPath, ApiQuery};
 use crate::server::state::Shared;
 use crate::server::users::Principal;
 use crate::views::rated_json;
-
-const DEFAULT_LIMIT: u32 = 1000;
-const MAX_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<Shared> {
     Router::new()
@@ -86,12 +84,7 @@ async fn rated(
             ));
         }
     }
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_request(format!(
-            "`limit` = {limit} must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = limit_param(params.limit, ROWS)?;
     let query = RatedQuery {
         msisdn: Some(msisdn),
         from,

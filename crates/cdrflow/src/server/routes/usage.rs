@@ -14,16 +14,12 @@ use cdrflow_core::normalize::{normalize_msisdn, usage_period};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::day_param;
+use super::{day_param, limit_param, ROWS};
 use crate::server::auth::api_users;
 use crate::server::error::{bad_request, ApiError, ApiPath, ApiQuery};
 use crate::server::state::Shared;
 use crate::server::users::Principal;
 use crate::views::summary_json;
-
-/// Rows in one answer unless `limit` says otherwise, and the most it may say.
-const DEFAULT_LIMIT: u32 = 1000;
-const MAX_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<Shared> {
     Router::new()
@@ -57,12 +53,7 @@ async fn usage(
         day_param("to", &query.to)?,
     );
     let (from, to) = usage_period(date, from, to).map_err(bad_request)?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_request(format!(
-            "`limit` = {limit} must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = limit_param(query.limit, ROWS)?;
     let no_usage = || {
         ApiError(
             StatusCode::NOT_FOUND,
