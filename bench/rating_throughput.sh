@@ -40,6 +40,6 @@ for run in $(seq 1 "$runs"); do
       catalogue) cp -r "$work/reference-store" "$work/store"; extra=("${catalogue[@]}") ;;
     esac
     /usr/bin/time -f "$setup: wall %e s, user %U s, peak RSS %M KB" "$bin" --data-dir "$work/store" \
-      "${common[@]}" "${extra[@]}" process --no-metrics "$data/traffic.jsonl" 2>&1 | grep -E "^$setup|records in"
+      "${common[@]}" "${extra[@]}" process --no-metrics "$data/traffic.jsonl" 2>&1 | grep -F -e "$setup: wall" -e "records in"
   done
 done

@@ -989,7 +989,8 @@ pub fn check_classify(input: &[u8]) {
                         .expect_err("accepted an unrateable record");
                     assert_eq!(rejection.reason, RejectReason::RatingFailed);
                 }
-                Ok(cost) => {
+                Ok(rating) => {
+                    let cost = rating.cost_micros;
                     assert!(cost >= 0, "a negative price: {cost}");
                     let rated = classified
                         .as_ref()
@@ -1000,6 +1001,7 @@ pub fn check_classify(input: &[u8]) {
                     assert_eq!(rated.start_time, cdr.start_time);
                     assert_eq!(rated.day, SummaryZone::UTC.day_of(cdr.start_time));
                     assert_eq!(rated.usage, Totals::of(&cdr, cost));
+                    assert_eq!(rated.rating.as_deref(), Some(&rating));
                     let (key, reason) = match &cdr.record_id {
                         Some(id) => (
                             RecordKey::from_id(cdr.id_space, id),

@@ -17,8 +17,8 @@ pub static ZERO_RATED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("zero_rat
 
 /// The rates of records a catalogue does not price: money in, and calls
 /// and messages received (the caller's operator charges them).
-pub(crate) static RECHARGE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("recharge"));
-pub(crate) static INCOMING: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("incoming"));
+pub(crate) const RECHARGE: &str = "recharge";
+pub(crate) const INCOMING: &str = "incoming";
 
 /// What is to be priced.
 #[derive(Clone, Copy, Debug)]
@@ -209,7 +209,7 @@ impl Catalogue {
             Kind::Activation => Usage::Activation { start },
             Kind::Recharge => return None,
         };
-        if record.rate == *INCOMING {
+        if *record.rate == *INCOMING {
             return None;
         }
         Some(version.explain(&record.plan, &usage))

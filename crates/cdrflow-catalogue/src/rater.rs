@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use cdrflow_core::model::{Cdr, Direction, Kind};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
-use cdrflow_core::rating::{Account, Rater, Rating, RatingError};
-use cdrflow_core::reference::{technology_generation, ReferenceData};
+use cdrflow_core::rating::{Account, Name, Rater, Rating, RatingError};
+use cdrflow_core::reference::{normalize_technology, ReferenceData};
 
 use crate::price::{INCOMING, RECHARGE};
 use crate::{Catalogue, CatalogueError, PricingError, Usage};
@@ -72,9 +72,9 @@ impl Rater for CatalogueRater {
         let mut rating = Rating {
             cost_micros: 0,
             billed_units: 0,
-            plan: plan.clone(),
-            version: version.id.clone(),
-            rate: RECHARGE.clone(),
+            plan: plan.into(),
+            version: (&version.id).into(),
+            rate: Name::Static(RECHARGE),
             band: None,
             destination: None,
             account: subscriber.map(|s| Account {
@@ -91,10 +91,10 @@ impl Rater for CatalogueRater {
             region: cell
                 .map(|c| c.region.clone())
                 .or_else(|| subscriber.and_then(|s| s.region.clone())),
-            technology: cell.map(|c| c.technology.clone()).or_else(|| {
+            technology: cell.map(|c| c.technology).or_else(|| {
                 cdr.radio_technology
                     .as_deref()
-                    .and_then(technology_generation)
+                    .and_then(normalize_technology)
             }),
         };
         let to = || {
@@ -109,7 +109,7 @@ impl Rater for CatalogueRater {
         let usage = match cdr.kind {
             Kind::Recharge => return Ok(rating),
             Kind::Voice | Kind::Sms if cdr.direction == Direction::Incoming => {
-                rating.rate = INCOMING.clone();
+                rating.rate = Name::Static(INCOMING);
                 return Ok(rating);
             }
             Kind::Voice => Usage::Voice {
@@ -130,13 +130,13 @@ impl Rater for CatalogueRater {
         })?;
         rating.cost_micros = priced.cost_micros;
         rating.billed_units = priced.billed_units;
-        rating.rate = priced.rate.clone();
+        rating.rate = priced.rate.into();
         rating.exact = priced.exact;
         rating.allowances = priced.allowances;
-        rating.band = Some(priced.band.clone());
+        rating.band = Some(priced.band.into());
         rating.destination = priced
             .destination
-            .map(|(id, class)| (id.clone(), class.as_str()));
+            .map(|(id, class)| (id.into(), class.as_str()));
         Ok(rating)
     }
 

@@ -42,7 +42,7 @@ use crate::normalize::{EpochMillis, Msisdn};
 use crate::operator::{
     BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
 };
-use crate::rating::{AllowanceOffer, Grant, Validity};
+use crate::rating::{AllowanceOffer, Grant, Name, Validity};
 use crate::reference::{BillingPeriod, Payment};
 
 /// One record as rating left it: the `rated_records` row.
@@ -57,13 +57,13 @@ pub struct RatedRecord {
     pub other_party: Option<Msisdn>,
     /// `None`: a subscriber not in the reference data.
     pub customer_id: Option<Arc<str>>,
-    pub plan: Arc<str>,
-    pub version: Arc<str>,
-    pub destination: Option<(Arc<str>, &'static str)>,
-    pub band: Option<Arc<str>>,
-    pub rate: Arc<str>,
+    pub plan: Name,
+    pub version: Name,
+    pub destination: Option<(Name, &'static str)>,
+    pub band: Option<Name>,
+    pub rate: Name,
     pub region: Option<Arc<str>>,
-    pub technology: Option<Arc<str>>,
+    pub technology: Option<&'static str>,
     /// Seconds, bytes or messages as recorded (1 for an activation).
     pub usage_units: u64,
     pub billed_units: u64,

@@ -62,6 +62,11 @@ pub struct MediationConfig {
     pub max_record_bytes: usize,
     /// Threads that classify a batch; admission stays in order on one.
     pub classify_threads: usize,
+    /// Keep every record's [`Rating`] for the operators after the mediator
+    /// (rated records). Off, only ratings with something to charge — a
+    /// subscriber's account, an unknown subscriber to count — are kept:
+    /// the flat tariff's path then allocates nothing per record for them.
+    pub keep_ratings: bool,
 }
 
 /// Long enough to back-fill last month's files while this month's flow in.
@@ -89,6 +94,7 @@ impl Default for MediationConfig {
             max_future_skew_ms: 86_400_000,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             classify_threads: 1,
+            keep_ratings: true,
         }
     }
 }
@@ -203,8 +209,10 @@ pub struct Rated<'a> {
     pub usage: Totals,
     pub key: RecordKey,
     pub duplicate_reason: DuplicateReason,
-    /// What priced it; `None` for a pseudonymous subscriber (never rated).
-    pub rating: Option<Rating>,
+    /// What priced it; `None` for a pseudonymous subscriber (never rated)
+    /// and for one with nothing to charge unless `keep_ratings` says so.
+    /// Boxed: batches of records are moved whole, and a rating is large.
+    pub rating: Option<Box<Rating>>,
 }
 
 impl Rated<'_> {
@@ -257,6 +265,9 @@ impl<'r> Classifier<'r> {
             })?),
         };
         let cost_micros = rating.as_ref().map_or(0, |r| r.cost_micros);
+        let rating = rating
+            .filter(|r| self.config.keep_ratings || r.account.is_some() || r.unknown_subscriber)
+            .map(Box::new);
         let (key, duplicate_reason) = match &cdr.record_id {
             Some(id) => (
                 RecordKey::from_id(cdr.id_space, id),

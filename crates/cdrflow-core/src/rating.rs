@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::model::{Cdr, Kind};
 use crate::money::{div_round_half_away, Decimal, RoundingPoint, MICROS_PER_UNIT};
-use crate::reference::{technology_generation, Payment};
+use crate::reference::{normalize_technology, Payment};
 
 /// The tariff cdrflow ships with: seed 000's prices.
 pub const DEFAULT_TARIFF_TOML: &str = include_str!("../../../config/tariff.toml");
@@ -29,22 +29,60 @@ pub trait Rater: Send + Sync {
     fn recharge_currency(&self) -> &str;
 }
 
+/// A name a rating carries: a static one (the flat tariff's, a
+/// technology) costs nothing to copy; a catalogue's is shared. Classifier
+/// threads copy names for every record, so the flat tariff's path must not
+/// touch a shared reference count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl From<&Arc<str>> for Name {
+    fn from(name: &Arc<str>) -> Name {
+        Name::Shared(name.clone())
+    }
+}
+
+impl From<String> for Name {
+    fn from(name: String) -> Name {
+        Name::Shared(name.into())
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// What a record cost and everything that decided it: a rated record's
-/// columns. Names are shared (`Arc<str>`): a record carries them for the
-/// cost of a reference count.
+/// columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rating {
     pub cost_micros: i64,
     /// Seconds, messages or bytes billed (after increments).
     pub billed_units: u64,
-    pub plan: Arc<str>,
+    pub plan: Name,
     /// The catalogue version in force at the record's start (`tariff` for
     /// the flat tariff).
-    pub version: Arc<str>,
-    pub rate: Arc<str>,
-    pub band: Option<Arc<str>>,
+    pub version: Name,
+    pub rate: Name,
+    pub band: Option<Name>,
     /// Calls and messages: the destination by prefix and its class.
-    pub destination: Option<(Arc<str>, &'static str)>,
+    pub destination: Option<(Name, &'static str)>,
     /// The subscriber's account at the record's event time; `None`: the
     /// number is in no subscribers row (rated on the default plan).
     pub account: Option<Account>,
@@ -62,7 +100,7 @@ pub struct Rating {
     pub region: Option<Arc<str>>,
     /// Its cell's technology, else its own code, as a generation (`4G`);
     /// `None` for a code cdrflow does not know.
-    pub technology: Option<Arc<str>>,
+    pub technology: Option<&'static str>,
 }
 
 /// A record's price before its one rounding: `numerator / denominator`
@@ -232,9 +270,7 @@ impl UnitPrice {
 #[derive(Debug, Clone)]
 pub struct Tariff {
     /// What its ratings name: plan `flat`, version `tariff`, a rate per kind.
-    plan: Arc<str>,
-    version: Arc<str>,
-    rates: [Arc<str>; 5],
+    rates: [&'static str; 5],
     currency: String,
     recharge_currency: String,
     per_byte: UnitPrice,
@@ -265,9 +301,7 @@ impl Tariff {
             });
         }
         Ok(Tariff {
-            plan: Arc::from("flat"),
-            version: Arc::from("tariff"),
-            rates: Kind::ALL.map(|kind| Arc::from(kind.as_str())),
+            rates: Kind::ALL.map(Kind::as_str),
             currency: file.currency,
             recharge_currency: file.recharge.currency,
             per_byte: UnitPrice::new(
@@ -329,9 +363,9 @@ impl Rater for Tariff {
         Ok(Rating {
             cost_micros,
             billed_units,
-            plan: self.plan.clone(),
-            version: self.version.clone(),
-            rate: self.rates[cdr.kind as usize].clone(),
+            plan: Name::Static("flat"),
+            version: Name::Static("tariff"),
+            rate: Name::Static(self.rates[cdr.kind as usize]),
             band: None,
             destination: None,
             account: None,
@@ -342,7 +376,7 @@ impl Rater for Tariff {
             technology: cdr
                 .radio_technology
                 .as_deref()
-                .and_then(technology_generation),
+                .and_then(normalize_technology),
         })
     }
 

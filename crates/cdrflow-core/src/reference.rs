@@ -13,7 +13,7 @@
 //! Pure: the CSV text is handed in; the store keeps the rows.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -108,7 +108,7 @@ pub struct Cell {
     pub effective_from: EpochMillis,
     pub region: Arc<str>,
     /// Normalised: `2G`, `3G`, `4G`, `5G` (see [`normalize_technology`]).
-    pub technology: Arc<str>,
+    pub technology: &'static str,
 }
 
 /// The three kinds of reference rows.
@@ -176,14 +176,6 @@ pub fn normalize_technology(raw: &str) -> Option<&'static str> {
         .iter()
         .find(|(_, spellings)| spellings.iter().any(|s| s.eq_ignore_ascii_case(code)))
         .map(|(generation, _)| *generation)
-}
-
-/// [`normalize_technology`] as a shared name: no allocation per record.
-pub fn technology_generation(raw: &str) -> Option<Arc<str>> {
-    static GENERATIONS: LazyLock<[Arc<str>; 4]> =
-        LazyLock::new(|| ["2G", "3G", "4G", "5G"].map(Arc::from));
-    let generation = normalize_technology(raw)?;
-    GENERATIONS.iter().find(|g| ***g == *generation).cloned()
 }
 
 /// A CSV file that could not be read, with where and what to fix.
@@ -432,7 +424,7 @@ impl Row<'_> {
             cell_id: self.required("cell_id")?.into(),
             effective_from: self.effective_from()?,
             region: self.required("region")?.into(),
-            technology: technology_generation(technology).expect("a known code"),
+            technology,
         })
     }
 }
@@ -647,16 +639,16 @@ mod tests {
     #[test]
     fn a_row_for_the_same_instant_replaces_the_earlier_load() {
         let mut data = ReferenceData::default();
-        let cell = |technology: &str| Cell {
+        let cell = |technology: &'static str| Cell {
             cell_id: "C-1".into(),
             effective_from: 1_000,
             region: "north".into(),
-            technology: technology.into(),
+            technology,
         };
         data.put_cell(cell("3G"));
         data.put_cell(cell("4G"));
         assert_eq!(data.len(ReferenceKind::Cells), 1);
-        assert_eq!(&*data.cell_at("C-1", 1_000).unwrap().technology, "4G");
+        assert_eq!(data.cell_at("C-1", 1_000).unwrap().technology, "4G");
         assert!(data.cell_at("C-1", 999).is_none());
     }
 

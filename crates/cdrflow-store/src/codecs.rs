@@ -121,7 +121,7 @@ pub(crate) mod reference_rows {
     use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
     use cdrflow_core::reference::ReferenceKind;
     use cdrflow_core::reference::{
-        technology_generation, Cell, Customer, Payment, Status, Subscriber,
+        normalize_technology, Cell, Customer, Payment, Status, Subscriber,
     };
 
     use crate::StoreError;
@@ -246,7 +246,7 @@ pub(crate) mod reference_rows {
             cell_id: cell_id.into(),
             effective_from,
             region: region.into(),
-            technology: technology_generation(technology)
+            technology: normalize_technology(technology)
                 .ok_or_else(|| corrupt("cells", "the technology", technology))?,
         })
     }
@@ -257,7 +257,7 @@ pub(crate) mod rated_rows {
     use cdrflow_core::charging::RatedRecord;
     use cdrflow_core::model::Kind;
     use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
-    use cdrflow_core::reference::BillingPeriod;
+    use cdrflow_core::reference::{normalize_technology, BillingPeriod};
 
     use crate::{RatedQuery, StoreError};
 
@@ -380,7 +380,12 @@ pub(crate) mod rated_rows {
                 band: self.band.map(Into::into),
                 rate: self.rate_id.into(),
                 region: self.region.map(Into::into),
-                technology: self.technology.map(Into::into),
+                technology: match self.technology.as_deref() {
+                    None => None,
+                    Some(text) => Some(
+                        normalize_technology(text).ok_or_else(|| corrupt("the technology", text))?,
+                    ),
+                },
                 usage_units: self.usage_units as u64,
                 billed_units: self.billed_units as u64,
                 allowance: self

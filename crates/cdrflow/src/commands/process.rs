@@ -246,6 +246,7 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
         mediation: MediationConfig {
             max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
             classify_threads: args.threads.unwrap_or_else(default_classify_threads).max(1),
+            keep_ratings: settings.charging.rated_records,
             ..settings.mediation(args.format)
         },
         windows: settings.windows,
