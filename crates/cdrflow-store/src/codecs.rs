@@ -383,7 +383,8 @@ pub(crate) mod rated_rows {
                 technology: match self.technology.as_deref() {
                     None => None,
                     Some(text) => Some(
-                        normalize_technology(text).ok_or_else(|| corrupt("the technology", text))?,
+                        normalize_technology(text)
+                            .ok_or_else(|| corrupt("the technology", text))?,
                     ),
                 },
                 usage_units: self.usage_units as u64,
