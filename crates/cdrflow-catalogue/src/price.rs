@@ -215,12 +215,16 @@ impl Catalogue {
         Some(version.explain(&record.plan, &usage))
     }
 
-    /// The version in force at the start of `usage`.
-    pub fn version_for(&self, usage: &Usage) -> Result<&Version, PricingError> {
-        let start = usage.start();
+    /// The version in force at `start`, or why there is none.
+    pub fn version_in_force(&self, start: EpochMillis) -> Result<&Version, PricingError> {
         self.version_at(start).ok_or_else(|| {
             PricingError::NoVersion(cdrflow_core::normalize::format_timestamp(start))
         })
+    }
+
+    /// The version in force at the start of `usage`.
+    pub fn version_for(&self, usage: &Usage) -> Result<&Version, PricingError> {
+        self.version_in_force(usage.start())
     }
 
     /// Prices `usage` under `plan`, by the version in force at its start.

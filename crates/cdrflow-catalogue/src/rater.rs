@@ -63,12 +63,10 @@ impl Rater for CatalogueRater {
             .as_deref()
             .and_then(|id| self.reference.cell_at(id, start));
         let plan = subscriber.map_or(&self.default_plan, |s| &s.plan_id);
-        let version = self.catalogue.version_at(start).ok_or_else(|| {
-            RatingError::NoRate(
-                PricingError::NoVersion(cdrflow_core::normalize::format_timestamp(start))
-                    .to_string(),
-            )
-        })?;
+        let version = self
+            .catalogue
+            .version_in_force(start)
+            .map_err(|e| RatingError::NoRate(e.to_string()))?;
         let mut rating = Rating {
             cost_micros: 0,
             billed_units: 0,

@@ -104,12 +104,9 @@ pub fn add_delta(deltas: &mut BalanceDeltas, msisdn: Msisdn, delta: BalanceDelta
 pub struct ChargingConfig {
     /// Keep a `rated_records` row per accepted record.
     pub rated_records: bool,
-    /// Move prepaid subscribers' balances.
-    pub balances: bool,
-    /// Alert when a balance falls under this many micro-units (`None`: never).
+    /// Alert when a balance falls under this many micro-units (`None`:
+    /// never); a balance falling below zero always alerts.
     pub low_balance_micros: Option<i64>,
-    /// Alert when a balance falls below zero.
-    pub negative_balance_alert: bool,
     /// The rater's currency, named by every row and balance.
     pub currency: Arc<str>,
 }
@@ -121,9 +118,7 @@ impl Default for ChargingConfig {
     fn default() -> ChargingConfig {
         ChargingConfig {
             rated_records: true,
-            balances: true,
             low_balance_micros: Some(DEFAULT_LOW_BALANCE_MICROS),
-            negative_balance_alert: true,
             currency: Arc::from("WAK"),
         }
     }
@@ -198,9 +193,8 @@ impl Charging {
             let Some(rating) = &record.rating else {
                 continue;
             };
-            let cycle_day = rating.account.as_ref().map_or(1, |a| a.bill_cycle_day);
             for offer in &rating.allowances {
-                let key = Charging::allowance_key(record, offer, cycle_day);
+                let key = Charging::allowance_key(record, offer, rating.bill_cycle_day());
                 if !self.allowance_used.contains_key(&key) {
                     unknown.push(key);
                 }
@@ -238,18 +232,24 @@ impl Charging {
                 allowance: None,
             };
         };
-        let (Some(exact), false) = (rating.exact, rating.allowances.is_empty()) else {
-            return Charge {
-                cost_micros: rating.cost_micros,
-                allowance: None,
-            };
+        let unpaid = Charge {
+            cost_micros: rating.cost_micros,
+            allowance: None,
         };
-        let cycle_day = rating.account.as_ref().map_or(1, |a| a.bill_cycle_day);
+        if rating.allowances.is_empty() {
+            return unpaid;
+        }
+        let Some(exact) = rating.exact else {
+            return unpaid;
+        };
+        let cycle_day = rating.bill_cycle_day();
         let billed = rating.billed_units;
         let (mut free_units, mut first) = (0u64, None);
         let mut take = |this: &mut Charging, offer: &AllowanceOffer, grant: u64, wanted: u64| {
             let key = Charging::allowance_key(record, offer, cycle_day);
-            let used = this.allowance_used.entry(key.clone()).or_default();
+            let Some(used) = this.allowance_used.get_mut(&key) else {
+                unreachable!("load_allowances read every grant of the batch");
+            };
             let taken = grant.saturating_sub(*used).min(wanted);
             if taken > 0 {
                 *used += taken;
@@ -289,18 +289,19 @@ impl Charging {
         }
     }
 
-    /// How a record moves its subscriber's balance: recharges add, usage
-    /// takes its cost. `None`: not a prepaid subscriber's record.
-    fn balance_change(&self, record: &Rated<'_>, cost_micros: i64) -> Option<i64> {
-        let rating = record.rating.as_ref()?;
-        let account = rating.account.as_ref()?;
-        if !self.config.balances || account.payment != Payment::Prepaid {
-            return None;
-        }
-        Some(match record.kind {
+    /// Whether the record is a prepaid subscriber's: it moves a balance.
+    fn prepaid(record: &Rated<'_>) -> bool {
+        let account = record.rating.as_ref().and_then(|r| r.account.as_ref());
+        account.is_some_and(|a| a.payment == Payment::Prepaid)
+    }
+
+    /// How a prepaid record moves its balance: recharges add, usage takes
+    /// what it is charged.
+    fn balance_change(record: &Rated<'_>, cost_micros: i64) -> i64 {
+        match record.kind {
             Kind::Recharge => record.usage.amount_micros,
             _ => -cost_micros,
-        })
+        }
     }
 
     /// Reads, in one question, the committed balances of this batch's
@@ -312,9 +313,7 @@ impl Charging {
     ) -> Result<(), ReadError> {
         let mut unknown: Vec<Msisdn> = batch
             .iter()
-            .filter(|r| {
-                self.balance_change(r, 0).is_some() && !self.balances.contains_key(&r.msisdn)
-            })
+            .filter(|r| Charging::prepaid(r) && !self.balances.contains_key(&r.msisdn))
             .map(|r| r.msisdn)
             .collect();
         if unknown.is_empty() {
@@ -347,7 +346,7 @@ impl Charging {
         );
         let crossed = |threshold: i64| before >= threshold && after < threshold;
         let mut alert = |rule: &'static str, severity: Severity, threshold: i64| {
-            let id = record_id(record);
+            let id = record.source_identity();
             self.pending_alerts.push(Anomaly {
                 rule,
                 severity,
@@ -368,7 +367,7 @@ impl Charging {
         if let Some(low) = self.config.low_balance_micros.filter(|&low| crossed(low)) {
             alert("low_balance", Severity::Medium, low);
         }
-        if self.config.negative_balance_alert && crossed(0) {
+        if crossed(0) {
             alert("negative_balance", Severity::High, 0);
         }
     }
@@ -382,9 +381,8 @@ impl Charging {
             Kind::Sms | Kind::Activation => 1,
             Kind::Recharge => 0,
         };
-        let cycle_day = rating.account.as_ref().map_or(1, |a| a.bill_cycle_day);
         Some(RatedRecord {
-            record_id: record_id(record).into(),
+            record_id: record.source_identity().into(),
             msisdn: record.msisdn,
             event_time: record.start_time,
             kind: record.kind,
@@ -406,16 +404,8 @@ impl Charging {
             allowance: charge.allowance,
             cost_micros: charge.cost_micros,
             currency: self.config.currency.clone(),
-            billing_period: BillingPeriod::containing(record.day, cycle_day),
+            billing_period: BillingPeriod::containing(record.day, rating.bill_cycle_day()),
         })
-    }
-}
-
-/// The record's id, or where it came from for a record without one.
-fn record_id(record: &Rated<'_>) -> String {
-    match &record.record_id {
-        Some(id) => id.to_string(),
-        None => format!("{}:{}", record.partition, record.position),
     }
 }
 
@@ -454,8 +444,8 @@ impl Operator for Charging {
                     );
                 }
             }
-            if let Some(change) = self.balance_change(record, charge.cost_micros) {
-                self.charge(record, change);
+            if Charging::prepaid(record) {
+                self.charge(record, Charging::balance_change(record, charge.cost_micros));
             }
             if self.config.rated_records {
                 if let Some(row) = self.row(record, charge) {

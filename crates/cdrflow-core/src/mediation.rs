@@ -216,6 +216,15 @@ pub struct Rated<'a> {
 }
 
 impl Rated<'_> {
+    /// The record's id, or where it came from (`partition:position`) for a
+    /// record without one: what alerts and rated records name it by.
+    pub fn source_identity(&self) -> String {
+        match &self.record_id {
+            Some(id) => id.to_string(),
+            None => format!("{}:{}", self.partition, self.position),
+        }
+    }
+
     pub fn row_key(&self) -> RowKey {
         RowKey {
             kind: self.kind,

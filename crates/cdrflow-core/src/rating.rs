@@ -164,6 +164,14 @@ pub struct Account {
     pub bill_cycle_day: u8,
 }
 
+impl Rating {
+    /// The day of the month the record's billing period starts: its
+    /// customer's, 1 without one.
+    pub fn bill_cycle_day(&self) -> u8 {
+        self.account.as_ref().map_or(1, |a| a.bill_cycle_day)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RatingError {
     #[error("the cost of this record does not fit in 64 bits of micro-units")]

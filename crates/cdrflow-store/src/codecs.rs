@@ -115,10 +115,23 @@ pub(crate) const RATING_V6: &str = "
         last_event_time BIGINT NOT NULL
     );";
 
+/// A number as the stores keep it: E.164 with its `+` (so no country
+/// code is needed to read it); `table` names where a damaged one was.
+pub(crate) fn stored_msisdn(
+    table: &str,
+    text: &str,
+) -> Result<cdrflow_core::normalize::Msisdn, crate::StoreError> {
+    cdrflow_core::normalize::normalize_msisdn(
+        text,
+        cdrflow_core::normalize::CountryCode::SOUTH_AFRICA,
+    )
+    .map_err(|_| crate::StoreError::Corrupt(format!("{table} holds the number `{text}`")))
+}
+
 /// Reference rows as both stores read them back: text columns in the
 /// order of [`RATING_V6`]'s tables, mistakes named as corruption.
 pub(crate) mod reference_rows {
-    use cdrflow_core::normalize::{normalize_msisdn, CountryCode, Day};
+    use cdrflow_core::normalize::Day;
     use cdrflow_core::reference::ReferenceKind;
     use cdrflow_core::reference::{
         normalize_technology, Cell, Customer, Payment, Status, Subscriber,
@@ -195,9 +208,7 @@ pub(crate) mod reference_rows {
     ) -> Result<Subscriber, StoreError> {
         let table = "subscribers";
         Ok(Subscriber {
-            // Stored as E.164 with its `+`: the country code is not needed.
-            msisdn: normalize_msisdn(msisdn, CountryCode::SOUTH_AFRICA)
-                .map_err(|_| corrupt(table, "the number", msisdn))?,
+            msisdn: super::stored_msisdn(table, msisdn)?,
             effective_from,
             customer_id: customer_id.into(),
             plan_id: plan_id.into(),
@@ -256,7 +267,6 @@ pub(crate) mod reference_rows {
 pub(crate) mod rated_rows {
     use cdrflow_core::charging::RatedRecord;
     use cdrflow_core::model::Kind;
-    use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
     use cdrflow_core::reference::{normalize_technology, BillingPeriod};
 
     use crate::{RatedQuery, StoreError};
@@ -324,10 +334,6 @@ pub(crate) mod rated_rows {
         StoreError::Corrupt(format!("rated_records holds {what} `{value}`"))
     }
 
-    pub(crate) fn number(text: &str) -> Result<cdrflow_core::normalize::Msisdn, StoreError> {
-        normalize_msisdn(text, CountryCode::SOUTH_AFRICA).map_err(|_| corrupt("the number", text))
-    }
-
     /// A row's columns in [`COLUMNS`] order, as read back.
     pub(crate) struct StoredRow {
         pub record_id: String,
@@ -368,11 +374,15 @@ pub(crate) mod rated_rows {
             };
             Ok(RatedRecord {
                 record_id: self.record_id.into(),
-                msisdn: number(&self.msisdn)?,
+                msisdn: super::stored_msisdn("rated_records", &self.msisdn)?,
                 event_time: self.event_time,
                 kind: Kind::parse(&self.kind).ok_or_else(|| corrupt("the kind", &self.kind))?,
                 service_type: self.service_type.into(),
-                other_party: self.other_party.as_deref().map(number).transpose()?,
+                other_party: self
+                    .other_party
+                    .as_deref()
+                    .map(|m| super::stored_msisdn("rated_records", m))
+                    .transpose()?,
                 customer_id: self.customer_id.map(Into::into),
                 plan: self.plan_id.into(),
                 version: self.version.into(),

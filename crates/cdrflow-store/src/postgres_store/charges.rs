@@ -4,7 +4,7 @@ use cdrflow_core::charging::RatedRecord;
 use postgres::types::ToSql;
 
 use super::*;
-use crate::codecs::rated_rows::{self, filter, filter_values, FilterValue, StoredRow, COLUMNS};
+use crate::codecs::rated_rows::{filter, filter_values, FilterValue, StoredRow, COLUMNS};
 use crate::{RatedQuery, StoredBalance};
 
 /// Adds a commit's rated records and balance changes.
@@ -93,7 +93,7 @@ impl Charges for PgStore {
             &[],
         )? {
             visit(StoredBalance {
-                msisdn: rated_rows::number(r.get(0))?,
+                msisdn: crate::codecs::stored_msisdn("balances", r.get(0))?,
                 micros: r.get(1),
                 currency: r.get(2),
                 last_event_time: r.get(3),

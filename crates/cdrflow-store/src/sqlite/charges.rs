@@ -6,7 +6,7 @@ use cdrflow_core::charging::RatedRecord;
 use rusqlite::types::Value;
 
 use super::*;
-use crate::codecs::rated_rows::{self, filter, filter_values, FilterValue, StoredRow, COLUMNS};
+use crate::codecs::rated_rows::{filter, filter_values, FilterValue, StoredRow, COLUMNS};
 use crate::{RatedQuery, StoredBalance};
 
 /// Adds a commit's rated records and balance changes.
@@ -85,7 +85,7 @@ impl Charges for SqliteStore {
         let mut rows = select.query([])?;
         while let Some(r) = rows.next()? {
             visit(StoredBalance {
-                msisdn: rated_rows::number(&r.get::<_, String>(0)?)?,
+                msisdn: crate::codecs::stored_msisdn("balances", &r.get::<_, String>(0)?)?,
                 micros: r.get(1)?,
                 currency: r.get(2)?,
                 last_event_time: r.get(3)?,

@@ -135,10 +135,7 @@ impl Finding {
         let event_id = r.record_id.as_deref().map(str::to_string);
         let (identity, window_start) = match self.identity {
             Identity::Span { start, of } => (format!("{of}:{start}"), Some(start)),
-            Identity::Record => match &event_id {
-                Some(id) => (id.clone(), None),
-                None => (format!("{}:{}", r.partition, r.position), None),
-            },
+            Identity::Record => (r.source_identity(), None),
         };
         Anomaly {
             rule: self.rule,
