@@ -313,7 +313,13 @@ fn allowance(
 ) -> Result<Allowance, CatalogueError> {
     let (kind, grant) = match (a.kind.as_str(), a.units, &a.amount) {
         ("money", None, Some(amount)) => {
-            let micros = nanos(&format!("{here}.amount"), amount)? / 1000;
+            let at = format!("{here}.amount");
+            let nanos = nanos(&at, amount)?;
+            if nanos % 1000 != 0 {
+                // Balances and charges are micro-units: never drop a digit silently.
+                return Err(invalid(at, format!("`{amount}` has more than 6 decimal places")));
+            }
+            let micros = nanos / 1000;
             (None, Grant::Money(i64::try_from(micros).map_err(|_| invalid(format!("{here}.amount"), "too large"))?))
         }
         (kind @ ("voice" | "sms" | "data"), Some(units), None) => {

@@ -306,6 +306,15 @@ fn mistakes_are_named_by_their_place() {
         e.contains("allowance `april-mobile-minutes`") && e.contains("gives `units`"),
         "{e}"
     );
+    let e = error(
+        "kind = \"voice\"\nunits = 1800",
+        "kind = \"money\"\namount = \"1.0000005\"",
+    );
+    assert!(
+        e.contains("allowance `april-mobile-minutes`.amount")
+            && e.contains("more than 6 decimal places"),
+        "{e}"
+    );
     let e = error(r#"validity = "period""#, r#"validity = "month""#);
     assert!(
         e.contains("allowance `april-mobile-minutes`.validity"),
