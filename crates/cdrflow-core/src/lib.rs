@@ -18,6 +18,7 @@ pub mod dedup;
 pub mod formats;
 pub mod framing;
 pub mod json;
+pub mod mediated;
 pub mod mediation;
 pub mod model;
 pub mod money;

@@ -23,6 +23,7 @@ use crate::operator::{
     StateReader, StateTable,
 };
 use crate::rating::{Rater, Rating, RatingError};
+use crate::reference::normalize_technology;
 use crate::reject::{RejectReason, Rejection};
 
 /// A record as read from a source, before anything is known about it.
@@ -203,6 +204,8 @@ pub struct Rated<'a> {
     /// number (an alphanumeric SMS sender is none): the fraud rules' caller.
     pub other_party: Option<Msisdn>,
     pub service_type: Cow<'a, str>,
+    /// The radio generation (`2G`…`5G`): the cell's, else the record's own code.
+    pub technology: Option<&'static str>,
     pub start_time: EpochMillis,
     /// The summary date, in the configured zone.
     pub day: Day,
@@ -274,6 +277,13 @@ impl<'r> Classifier<'r> {
             })?),
         };
         let cost_micros = rating.as_ref().map_or(0, |r| r.cost_micros);
+        let technology = match &rating {
+            Some(rating) => rating.technology,
+            None => cdr
+                .radio_technology
+                .as_deref()
+                .and_then(normalize_technology),
+        };
         let rating = rating
             .filter(|r| self.config.keep_ratings || r.account.is_some() || r.unknown_subscriber)
             .map(Box::new);
@@ -305,6 +315,7 @@ impl<'r> Classifier<'r> {
             day: self.config.zone.day_of(cdr.start_time),
             usage,
             service_type: cdr.service_type,
+            technology,
             key,
             duplicate_reason,
             rating,

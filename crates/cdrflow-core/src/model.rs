@@ -53,6 +53,16 @@ pub enum Direction {
     Unknown,
 }
 
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outgoing => "outgoing",
+            Direction::Incoming => "incoming",
+            Direction::Unknown => "unknown",
+        }
+    }
+}
+
 /// Where a record came from, precise enough to find it again and to derive
 /// a stable identity for records that carry no id of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

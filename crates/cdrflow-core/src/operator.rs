@@ -23,6 +23,7 @@ use crate::analytics::raw_events::RawEvent;
 use crate::analytics::rules::Anomaly;
 use crate::analytics::windows::{LateEvent, WindowDelta};
 use crate::charging::{add_delta, BalanceDeltas, RatedRecord};
+use crate::mediated::MediatedRecord;
 use crate::mediation::{Counts, RejectedRecord};
 use crate::normalize::{EpochMillis, Msisdn};
 
@@ -85,12 +86,32 @@ pub struct Checkpoint {
     pub anomalies: Vec<Anomaly>,
     /// Seed 003's raw events: the accepted records' rows.
     pub raw_events: Vec<RawEvent>,
+    /// The accepted records themselves, for the lake (when it is on).
+    pub mediated: Vec<MediatedRecord>,
     /// What rating decided for each accepted record.
     pub rated_records: Vec<RatedRecord>,
     /// Prepaid balances to move, by the sum of their records' changes.
     pub balances: BalanceDeltas,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
+    /// Files the lake wrote for this checkpoint (filled in by the committer,
+    /// not by operators): the commit names them in its manifest, so that
+    /// they count exactly when the rest does.
+    pub lake_files: Vec<LakeFile>,
+}
+
+/// A lake file, as the store's manifest (`lake_files`) names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LakeFile {
+    /// `mediated` or `rated`.
+    pub dataset: &'static str,
+    /// Where it is under the lake's root, `/`-separated
+    /// (`mediated/kind=voice/date=2024-03-01/part-….parquet`).
+    pub path: String,
+    /// The partition's part of the path (`kind=voice/date=2024-03-01`).
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
 }
 
 impl Checkpoint {
@@ -116,11 +137,13 @@ impl Checkpoint {
         self.late_events.extend(other.late_events);
         self.anomalies.extend(other.anomalies);
         self.raw_events.extend(other.raw_events);
+        self.mediated.extend(other.mediated);
         self.rated_records.extend(other.rated_records);
         for (msisdn, delta) in other.balances {
             add_delta(&mut self.balances, msisdn, delta);
         }
         self.state.extend(other.state);
+        self.lake_files.extend(other.lake_files);
     }
 
     /// Where `operator` writes its state changes.

@@ -115,6 +115,27 @@ pub(crate) const RATING_V6: &str = "
         last_event_time BIGINT NOT NULL
     );";
 
+/// Migration v7, the same in both stores: the lake's manifest, every
+/// Parquet file a commit named (`cdrflow-lake` stages a checkpoint's files,
+/// the commit inserts their rows with the positions, then they are moved
+/// into place; after a crash, staged files not named here are deleted).
+pub(crate) const LAKE_V7: &str = "
+    CREATE TABLE lake_files (
+        path TEXT PRIMARY KEY,
+        dataset TEXT NOT NULL,
+        partition_path TEXT NOT NULL,
+        row_count BIGINT NOT NULL,
+        byte_count BIGINT NOT NULL
+    );";
+
+/// A manifest row's dataset, as the lake names it.
+pub(crate) fn lake_dataset(text: &str) -> Result<&'static str, crate::StoreError> {
+    ["mediated", "rated"]
+        .into_iter()
+        .find(|d| *d == text)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("lake_files names the dataset `{text}`")))
+}
+
 /// A number as the stores keep it: E.164 with its `+` (so no country
 /// code is needed to read it); `table` names where a damaged one was.
 pub(crate) fn stored_msisdn(

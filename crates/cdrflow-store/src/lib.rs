@@ -699,6 +699,19 @@ pub trait Charges {
     ) -> Result<()>;
 }
 
+/// The lake's manifest: the Parquet files commits named (`cdrflow-lake`
+/// stages them, [`Results::commit`] names them with the positions).
+pub trait LakeManifest {
+    /// Which of `paths` a commit named.
+    fn committed_lake_files(
+        &mut self,
+        paths: &[String],
+    ) -> Result<std::collections::BTreeSet<String>>;
+
+    /// Every file commits named, in path order.
+    fn lake_files(&mut self) -> Result<Vec<cdrflow_core::operator::LakeFile>>;
+}
+
 /// A store: every concern, behind one connection, so that one transaction
 /// (`Results::commit`) spans them all. Implement the concern traits; this
 /// one follows.
@@ -713,6 +726,7 @@ pub trait Store:
     + Overview
     + Reference
     + Charges
+    + LakeManifest
     + Send
 {
 }
@@ -728,6 +742,7 @@ impl<
             + Overview
             + Reference
             + Charges
+            + LakeManifest
             + Send,
     > Store for T
 {
@@ -736,7 +751,7 @@ impl<
 /// The store traits, for callers that use a `dyn Store`'s methods.
 pub mod prelude {
     pub use crate::{
-        Analytics, Charges, DailyBatch, OperatorState, Overview, Positions, Reference, Rejects,
-        Results, Store, Usage,
+        Analytics, Charges, DailyBatch, LakeManifest, OperatorState, Overview, Positions,
+        Reference, Rejects, Results, Store, Usage,
     };
 }

@@ -7,8 +7,9 @@
 //! most: memory stays bounded to about two batches and a slow store slows
 //! the source down. Here and only here: retry of transient errors with
 //! backoff, the outcome of a fenced Kafka partition (its part dropped, the
-//! rest committed), commit telemetry, and what follows a commit (the
-//! dead-letter topic, through [`AfterCommit`]).
+//! rest committed), commit telemetry, the lake's files around the
+//! transaction ([`LakeSink`]: staged before, published after), and what
+//! follows a commit (the dead-letter topic, through [`AfterCommit`]).
 //!
 //! Questions for the store (operator state of old days, stored totals) can go
 //! through the same queue ([`Committer::ask`]): answered after every job
@@ -27,6 +28,7 @@ use cdrflow_store::{Commit, CommitPart, Cursor, KafkaCursor, Store, StoreError};
 use crate::events::{
     CheckpointCommitted, InternalEvent, PartitionFenced, RejectsCommitted, StoreRetry,
 };
+use crate::lake::LakeSink;
 use crate::pipeline::now_millis;
 use crate::telemetry::IngestTimes;
 
@@ -99,10 +101,11 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer thread on `store`. `stopping` bounds the retries
-    /// once the process is shutting down.
+    /// Starts the writer thread on `store`, with the lake if there is one.
+    /// `stopping` bounds the retries once the process is shutting down.
     pub fn spawn(
         mut store: Box<dyn Store>,
+        mut lake: Option<LakeSink>,
         mut after: Box<dyn AfterCommit>,
         stopping: Arc<AtomicBool>,
     ) -> Result<Committer> {
@@ -115,7 +118,13 @@ impl Committer {
                     match job {
                         Job::Ask(question) => question(store.as_mut()),
                         Job::Commit(job) => {
-                            let outcome = write(store.as_mut(), job, after.as_mut(), &stopping);
+                            let outcome = write(
+                                store.as_mut(),
+                                job,
+                                lake.as_mut(),
+                                after.as_mut(),
+                                &stopping,
+                            );
                             let failed = outcome.is_err();
                             // A failed job's positions were not stored: a later
                             // job of the same source must not pass them.
@@ -218,10 +227,16 @@ impl Drop for Committer {
 fn write(
     store: &mut dyn Store,
     mut job: CommitJob,
+    mut lake: Option<&mut LakeSink>,
     after: &mut dyn AfterCommit,
     stopping: &AtomicBool,
 ) -> Result<CommitOutcome> {
     let mut outcome = CommitOutcome::default();
+    if let Some(lake) = lake.as_deref_mut() {
+        for part in &mut job.parts {
+            lake.stage(part)?;
+        }
+    }
     while !job.parts.is_empty() {
         let parts: Vec<CommitPart<'_>> = job
             .parts
@@ -274,11 +289,17 @@ fn write(
                     .position(|p| p.holds_partition(topic, *partition))
                     .expect("the fenced partition is in the job");
                 let lost = job.parts.remove(lost);
+                if let Some(lake) = lake.as_deref() {
+                    lake.discard(&lost);
+                }
                 outcome
                     .fenced
                     .extend(lost.cursors.iter().filter_map(Cursor::as_kafka).cloned());
             }
         }
+    }
+    if let Some(lake) = lake {
+        lake.publish(store, &job.parts)?;
     }
     let committed_at = now_millis();
     for part in &job.parts {

@@ -169,6 +169,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CDRFLOW_RATED_RECORDS", value_name = "on|off", value_parser = parse_switch)]
     pub rated_records: Option<bool>,
 
+    /// Write the accepted records (`mediated/kind=…/date=…/`) and the rated
+    /// records (`rated/period=YYYY-MM/`) as zstd Parquet files under DIR,
+    /// exactly once with the store's commits [default: no lake]
+    #[arg(long, global = true, env = "CDRFLOW_LAKE", value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+
     /// Alert (`low_balance`) when a prepaid balance falls under this amount
     /// in the catalogue's currency; 0 turns it off [default: 10, seed 004's]
     #[arg(
@@ -211,6 +217,7 @@ struct ConfigFile {
     raw_events: Option<bool>,
     raw_events_retention_days: Option<u32>,
     rated_records: Option<bool>,
+    lake: Option<PathBuf>,
     low_balance: Option<String>,
     batch_size: Option<usize>,
     /// How to reach Kafka: `bootstrap` and the security settings.
@@ -237,6 +244,10 @@ pub struct Settings {
     pub raw_events: RawEventsConfig,
     /// The rater's currency is filled in when a scope starts.
     pub charging: ChargingConfig,
+    /// Rated records go to the store's `rated_records` (else only to the lake).
+    pub rated_records_in_store: bool,
+    /// Where the Parquet lake is, when there is one.
+    pub lake: Option<PathBuf>,
     /// From the config file only; commands with a `--batch-size` flag override it.
     pub batch_size: Option<usize>,
     /// The config file's `[kafka]` table, under the Kafka flags of the
@@ -335,11 +346,13 @@ impl Settings {
                 (amount > 0).then_some(amount)
             }
         };
+        let rated_records_in_store = args
+            .rated_records
+            .or(file.rated_records)
+            .unwrap_or(catalogue.is_some());
+        let lake = args.lake.clone().or(file.lake);
         let charging = ChargingConfig {
-            rated_records: args
-                .rated_records
-                .or(file.rated_records)
-                .unwrap_or(catalogue.is_some()),
+            rated_records: rated_records_in_store || lake.is_some(),
             low_balance_micros,
             ..ChargingConfig::default()
         };
@@ -354,6 +367,8 @@ impl Settings {
                 (file.store, file.store_file),
             )?,
             catalogue,
+            rated_records_in_store,
+            lake,
             tariff_file: args.tariff.clone().or(file.tariff),
             tariff_overrides: TariffOverrides {
                 wak_per_zar: args.wak_per_zar.clone().or(file.wak_per_zar),
@@ -376,6 +391,15 @@ impl Settings {
             batch_size: file.batch_size,
             kafka: file.kafka,
         })
+    }
+
+    /// The lake, when `--lake` names one, with what earlier runs left staged
+    /// finished (`store` says which of their files were committed).
+    pub fn open_lake(&self, store: &mut dyn Store) -> Result<Option<crate::lake::LakeSink>> {
+        self.lake
+            .as_deref()
+            .map(|dir| crate::lake::LakeSink::open(dir, self.rated_records_in_store, store))
+            .transpose()
     }
 
     /// What prices records: the catalogue when one is configured (joined

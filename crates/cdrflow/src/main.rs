@@ -10,6 +10,7 @@ mod config;
 mod events;
 mod histogram;
 mod kafka;
+mod lake;
 mod metrics;
 mod pipeline;
 mod progress;

@@ -17,6 +17,7 @@ use cdrflow_store::{Cursor, SourceCursor, Store, FILES_SCOPE};
 
 use crate::committer::{Committer, NothingAfter};
 use crate::histogram::LatencyHistogram;
+use crate::lake::LakeSink;
 use crate::progress::Progress;
 use crate::runner::{start_scope, OperatorConfig, Runner, ScopeOperators};
 use crate::sources::file::{CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES};
@@ -126,6 +127,7 @@ pub fn now_millis() -> i64 {
 /// input stopped without waiting behind the commits in flight.
 pub fn process_inputs(
     mut store: Box<dyn Store>,
+    lake: Option<LakeSink>,
     reader: &mut dyn Store,
     rater: &dyn Rater,
     inputs: &[Input],
@@ -144,7 +146,7 @@ pub fn process_inputs(
     )?;
     progress.set_total_bytes(inputs.iter().filter_map(Input::size).sum());
 
-    let committer = Committer::spawn(store, Box::new(NothingAfter), stopping.clone())?;
+    let committer = Committer::spawn(store, lake, Box::new(NothingAfter), stopping.clone())?;
     let mut runner = Runner::new(committer, options.operators.clone(), rater, stopping);
     let mut report = RunReport::default();
     let produced = produce(

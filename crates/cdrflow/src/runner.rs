@@ -19,6 +19,7 @@ use cdrflow_core::analytics::raw_events::{RawEvents, RawEventsConfig};
 use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
 use cdrflow_core::charging::{Charging, ChargingConfig};
+use cdrflow_core::mediated::Mediated;
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 use cdrflow_core::operator::{
@@ -37,6 +38,8 @@ pub struct OperatorConfig {
     pub windows: WindowConfig,
     pub rules: RulesConfig,
     pub raw_events: RawEventsConfig,
+    /// Keep the accepted records themselves (for the lake).
+    pub keep_mediated: bool,
     /// Its currency is the rater's, filled in when a scope starts.
     pub charging: ChargingConfig,
 }
@@ -47,6 +50,7 @@ pub struct OperatorConfig {
 pub struct ScopeOperators<'r> {
     pub scope: String,
     mediator: Mediator<'r>,
+    mediated: Mediated,
     raw_events: RawEvents,
     charging: Charging,
     windows: Windows,
@@ -105,6 +109,13 @@ impl<'r> Runner<'r> {
         let mut accepted = Vec::with_capacity(batch.len());
         feed(mediator, batch, now, &state_of, &mut accepted)?;
         feed(
+            &mut operators.mediated,
+            &accepted,
+            now,
+            &state_of,
+            &mut Vec::new(),
+        )?;
+        feed(
             &mut operators.raw_events,
             &accepted,
             now,
@@ -143,6 +154,7 @@ impl<'r> Runner<'r> {
     ) -> JobPart {
         let mut checkpoint = Checkpoint::default();
         operators.mediator.checkpoint(&mut checkpoint);
+        operators.mediated.checkpoint(&mut checkpoint);
         operators.raw_events.checkpoint(&mut checkpoint);
         operators.charging.checkpoint(&mut checkpoint);
         operators.windows.checkpoint(&mut checkpoint);
@@ -208,6 +220,7 @@ pub fn start_scope<'r>(
     stopping: &Arc<AtomicBool>,
 ) -> Result<ScopeOperators<'r>> {
     let mut mediator = Mediator::new(config.mediation, rater);
+    let mediated = Mediated::new(config.keep_mediated);
     let raw_events = RawEvents::new(config.raw_events);
     let charging = Charging::new(ChargingConfig {
         currency: rater.currency().into(),
@@ -222,6 +235,7 @@ pub fn start_scope<'r>(
     Ok(ScopeOperators {
         scope,
         mediator,
+        mediated,
         raw_events,
         charging,
         windows,

@@ -1,13 +1,14 @@
 //! SIGKILL `cdrflow process` at arbitrary moments, restart it, and demand
 //! exactly the results of an uninterrupted run: summaries, rejects,
-//! windows, late events, anomalies and raw events alike.
+//! windows, late events, anomalies, raw events, rated records, balances and
+//! the Parquet lake alike.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cdrflow, export, run_ok, temp_dir};
+use common::{cdrflow, duckdb, export, run_ok, temp_dir};
 
 /// `export windows`, and `export late-events` and `export anomalies`
 /// (without the store's row ids).
@@ -208,7 +209,8 @@ fn sigkill_at_any_moment_leaves_rated_records_and_balances_exactly_once() {
         cmd.arg("--data-dir")
             .arg(data_dir)
             .args(["--default-country-code", "212", "--catalogue", catalogue])
-            .args(["--default-plan", "prepaid-basic"]);
+            .args(["--default-plan", "prepaid-basic", "--lake"])
+            .arg(data_dir.join("lake"));
         cmd
     };
     let load = |data_dir: &Path| {
@@ -232,6 +234,15 @@ fn sigkill_at_any_moment_leaves_rated_records_and_balances_exactly_once() {
         let (_, _, anomalies) = analytics(data_dir);
         (export("rated"), export("balances"), anomalies)
     };
+    // Every row of both datasets, in one order, as DuckDB reads them.
+    let lake_rows = |data_dir: &Path| {
+        ["mediated", "rated"].map(|dataset| {
+            duckdb(&format!(
+                "SELECT * FROM read_parquet('{}/lake/{dataset}/**/*.parquet', hive_partitioning = true) ORDER BY ALL",
+                data_dir.display()
+            ))
+        })
+    };
 
     let reference = dir.join("reference");
     load(&reference);
@@ -252,6 +263,32 @@ fn sigkill_at_any_moment_leaves_rated_records_and_balances_exactly_once() {
         .filter(|a| a["rule"].as_str().unwrap().ends_with("_balance"))
         .count();
     assert!(balance_alerts > 100, "{balance_alerts} balance alerts");
+    let [mediated, lake_rated] = lake_rows(&reference);
+    assert_eq!(
+        lake_rated.len(),
+        rated.lines().count() - 1,
+        "the lake rates what the store does"
+    );
+    assert!(
+        mediated.len() >= lake_rated.len(),
+        "every rated record was mediated"
+    );
+    let [crashed_mediated, crashed_lake_rated] = lake_rows(&crashed);
+    let staged = std::fs::read_dir(crashed.join("lake/_staging"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        staged, 0,
+        "what killed runs left staged was finished by the next"
+    );
+    assert!(
+        crashed_mediated == mediated,
+        "the lake's mediated records differ after crashes"
+    );
+    assert!(
+        crashed_lake_rated == lake_rated,
+        "the lake's rated records differ after crashes"
+    );
     let (crashed_rated, crashed_balances, crashed_anomalies) = results(&crashed);
     assert!(crashed_rated == rated, "rated records differ after crashes");
     assert_eq!(crashed_balances, balances, "balances differ after crashes");

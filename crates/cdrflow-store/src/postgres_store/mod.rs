@@ -12,6 +12,7 @@
 mod analytics;
 mod charges;
 mod daily;
+mod lake;
 mod operator_state;
 mod overview;
 mod positions;
@@ -119,6 +120,7 @@ fn migrations() -> Vec<(i32, String)> {
         (4, analytics::V4.to_string()),
         (5, daily::v5()),
         (6, crate::codecs::RATING_V6.to_string()),
+        (7, crate::codecs::LAKE_V7.to_string()),
     ]
 }
 

@@ -48,6 +48,7 @@ impl Results for PgStore {
         analytics::write_windows(&mut tx, &commit)?;
         daily::write_raw_events(&mut tx, &commit)?;
         charges::write_charges(&mut tx, &commit)?;
+        lake::write_manifest(&mut tx, &commit)?;
 
         let rejects: Vec<_> = commit
             .parts
@@ -94,7 +95,7 @@ impl Results for PgStore {
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
         self.live_client()?.batch_execute(&format!(
-            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies, raw_events, daily_stats, hourly_stats, rated_records, balances",
+            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies, raw_events, daily_stats, hourly_stats, rated_records, balances, lake_files",
             tables.join(", ")
         ))?;
         Ok(())

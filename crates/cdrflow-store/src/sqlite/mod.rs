@@ -11,6 +11,7 @@
 mod analytics;
 mod charges;
 mod daily;
+mod lake;
 mod operator_state;
 mod overview;
 mod positions;
@@ -100,6 +101,7 @@ fn migrations() -> Vec<(i64, String)> {
         (4, analytics::V4.to_string()),
         (5, daily::v5()),
         (6, crate::codecs::RATING_V6.to_string()),
+        (7, crate::codecs::LAKE_V7.to_string()),
     ]
 }
 

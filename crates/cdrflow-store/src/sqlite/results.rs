@@ -68,6 +68,7 @@ impl Results for SqliteStore {
         analytics::write_windows(&tx, &commit)?;
         daily::write_raw_events(&tx, &commit)?;
         charges::write_charges(&tx, &commit)?;
+        lake::write_manifest(&tx, &commit)?;
         let mut insert_reject = tx.prepare_cached(
             "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
         )?;
@@ -105,7 +106,7 @@ impl Results for SqliteStore {
             "DELETE FROM rejected_records; DELETE FROM operator_state; DELETE FROM pipeline_counters;
              DELETE FROM source_positions; DELETE FROM window_totals; DELETE FROM late_events; DELETE FROM anomalies;
              DELETE FROM raw_event_rows; DELETE FROM daily_stats_totals; DELETE FROM hourly_stats_totals;
-             DELETE FROM rated_records; DELETE FROM balances;",
+             DELETE FROM rated_records; DELETE FROM balances; DELETE FROM lake_files;",
         )?;
         tx.commit()?;
         Ok(())

@@ -1,6 +1,6 @@
-//! `cdrflow export summaries|windows|late-events|anomalies|rated|balances|daily-stats|hourly-stats`: stored results as CSV or JSON lines.
+//! `cdrflow export summaries|windows|late-events|anomalies|rated|balances|daily-stats|hourly-stats`: stored results as CSV or JSON lines (rated records also as Parquet).
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use cdrflow_core::normalize::{
     format_timestamp_ms, normalize_msisdn, parse_timestamp, EpochMillis,
 };
 use cdrflow_core::reference::BillingPeriod;
+use cdrflow_lake::RatedParquet;
 use cdrflow_store::{AnomalyQuery, RatedQuery, StatGrain, Store, WindowQuery};
 
 use crate::commands::daily::parse_day;
@@ -58,8 +59,9 @@ pub struct ExportStatsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportRatedArgs {
-    /// Output format
-    #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
+    /// Output format: CSV, JSON lines, or one zstd Parquet file (the lake's
+    /// rated columns plus `billing_period`)
+    #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl", "parquet"])]
     pub format: String,
 
     /// Only this subscriber's records
@@ -202,6 +204,9 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                     .transpose()?,
                 ..RatedQuery::default()
             };
+            if args.format == "parquet" {
+                return export_rated_parquet(&mut *store, &query, &args.output);
+            }
             let csv = args.format == "csv";
             write_lines(&args.output, csv.then_some(RATED_CSV_HEADER), |line| {
                 store.rated_records(&query, &mut |r| {
@@ -251,6 +256,35 @@ fn export_stats(store: &mut dyn Store, grain: StatGrain, args: &ExportStatsArgs)
 
 /// Writes a header and the lines `produce` gives to FILE or stdout; the
 /// first write error stops the output and is reported.
+fn export_rated_parquet(
+    store: &mut dyn Store,
+    query: &RatedQuery,
+    output: &Option<PathBuf>,
+) -> Result<()> {
+    let sink: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None if std::io::stdout().is_terminal() => {
+            anyhow::bail!("Parquet is binary: give --output FILE, or redirect the output")
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let mut parquet = RatedParquet::new(BufWriter::new(sink))?;
+    let mut failed = None;
+    store.rated_records(query, &mut |r| {
+        if failed.is_none() {
+            failed = parquet.push(r).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the export");
+    }
+    parquet.finish()?.flush().context("writing the export")?;
+    Ok(())
+}
+
 fn write_lines(
     output: &Option<PathBuf>,
     header: Option<&str>,

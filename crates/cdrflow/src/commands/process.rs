@@ -159,6 +159,7 @@ pub fn process_inputs_of(
     let store = settings.open_store()?;
     let mut reader = settings.open_store()?;
     let rater = settings.rater(reader.as_mut())?;
+    let lake = settings.open_lake(reader.as_mut())?;
     let batch_size = args
         .batch_size
         .or(settings.batch_size)
@@ -175,6 +176,7 @@ pub fn process_inputs_of(
     };
     process_inputs(
         store,
+        lake,
         reader.as_mut(),
         rater.as_ref(),
         inputs,
@@ -192,6 +194,7 @@ pub fn process_kafka(
     // The rater lives as long as the consumer, which is the rest of the process.
     let mut store = settings.open_store()?;
     let rater: &'static dyn Rater = Box::leak(settings.rater(store.as_mut())?);
+    let lake = settings.open_lake(store.as_mut())?;
     let commit_store = settings.open_store()?;
     let consumer = &args.consumer;
     let topics = if consumer.topics.is_empty() {
@@ -233,6 +236,7 @@ pub fn process_kafka(
     consume(
         store,
         commit_store,
+        lake,
         rater,
         operators(settings, args),
         &options,
@@ -252,6 +256,7 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
         windows: settings.windows,
         rules: settings.rules.clone(),
         raw_events: settings.raw_events,
+        keep_mediated: settings.lake.is_some(),
         charging: settings.charging.clone(),
     }
 }

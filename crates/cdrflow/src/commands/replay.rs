@@ -94,12 +94,33 @@ pub fn run(settings: &Settings, args: ReplayArgs) -> Result<()> {
     }
     let moved = store.reset_kafka_offsets(&args.group, &args.topics, &target)?;
     if args.rebuild {
+        clear_lake(settings, store.as_mut())?;
         store.clear_results()?;
     }
     eprintln!(
         "replay: {moved} partition position(s) of group {} moved{}; restart the consumers to re-read",
         args.group,
         if args.rebuild { ", results cleared for a rebuild" } else { "" }
+    );
+    Ok(())
+}
+
+/// A rebuild writes the lake again: the files the manifest names go first.
+fn clear_lake(settings: &Settings, store: &mut dyn cdrflow_store::Store) -> Result<()> {
+    let paths: Vec<String> = store.lake_files()?.into_iter().map(|f| f.path).collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let Some(dir) = &settings.lake else {
+        bail!(
+            "the store's lake manifest names {} Parquet files: give --lake DIR (the lake they are in) so that the rebuild deletes them with the results; otherwise the lake would hold every record twice",
+            paths.len()
+        );
+    };
+    let removed = cdrflow_lake::remove_published(dir, &paths)?;
+    eprintln!(
+        "replay: {removed} lake file(s) under {} deleted for the rebuild",
+        dir.display()
     );
     Ok(())
 }

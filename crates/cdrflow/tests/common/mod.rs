@@ -222,6 +222,29 @@ pub fn export_with(
     rows
 }
 
+/// Runs `sql` in DuckDB — the `duckdb` module of the `python3` on PATH
+/// (scripts/test installs it in target/tools-venv) — and returns its rows
+/// as CSV lines. A reader of the lake that shares no code with cdrflow.
+pub fn duckdb(sql: &str) -> Vec<String> {
+    let script = "import csv, sys, duckdb\n\
+        out = csv.writer(sys.stdout, lineterminator='\\n')\n\
+        out.writerows(duckdb.sql(sys.argv[1]).fetchall())";
+    let output = Command::new("python3")
+        .args(["-c", script, sql])
+        .output()
+        .expect("python3 with the duckdb module on PATH (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "DuckDB failed on {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
 /// Formats micro-units the way the CSV does, computed here without the pipeline's code.
 pub fn micros_text(micros: i128) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)

@@ -36,6 +36,7 @@ use crate::kafka::{
     cached_high_watermark, ensure_topics, flush, producer, send, wait_until_reachable,
     with_env_overrides, Cluster,
 };
+use crate::lake::LakeSink;
 use crate::pipeline::{now_millis, RunReport};
 use crate::runner::{OperatorConfig, Runner, ScopeOperators};
 use crate::telemetry::{telemetry, OffsetReset};
@@ -619,6 +620,7 @@ impl ConsumerContext for MemberContext {
 pub fn consume(
     store: Box<dyn Store>,
     commit_store: Box<dyn Store>,
+    lake: Option<LakeSink>,
     rater: &'static dyn Rater,
     operators: OperatorConfig,
     options: &KafkaSourceOptions,
@@ -639,7 +641,7 @@ pub fn consume(
         }
         None => Box::new(NothingAfter),
     };
-    let committer = Committer::spawn(commit_store, after_commit, stopping.clone())?;
+    let committer = Committer::spawn(commit_store, lake, after_commit, stopping.clone())?;
     let worker = Arc::new(Mutex::new(Worker {
         store,
         runner: Runner::new(committer, operators, rater, stopping.clone()),
