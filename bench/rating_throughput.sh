@@ -7,14 +7,19 @@
 #   flat+rated the flat tariff with a rated record per record
 #   catalogue  config/catalogue.toml on each subscriber's plan (reference
 #              data loaded beforehand), rated records, allowances, balances
+#   catalogue+lake  the same with the Parquet lake on (`--lake`): mediated
+#              and rated records to Parquet, rated records not in the store
+#   flat+lake  the flat tariff with the lake on
 #
-#   bench/rating_throughput.sh [WORKDIR] [RUNS]   (default /tmp/cdrflow-bench, 3)
+#   bench/rating_throughput.sh [WORKDIR] [RUNS] [BATCH]
+#   (defaults /tmp/cdrflow-bench, 3, and `process`'s own --batch-size)
 #
 # Needs GNU time (/usr/bin/time).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/cdrflow-bench}
 runs=${2:-3}
+batch=(${3:+--batch-size "$3"})
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 bin="$here/target/release/cdrflow"
 data="$work/ma"
@@ -32,14 +37,17 @@ done
 common=(--default-country-code 212)
 catalogue=(--catalogue "$here/config/catalogue.toml" --default-plan prepaid-basic)
 for run in $(seq 1 "$runs"); do
-  for setup in flat flat+rated catalogue; do
-    rm -rf "$work/store"
+  for setup in flat flat+rated catalogue catalogue+lake flat+lake; do
+    rm -rf "$work/store" "$work/lake"
     case $setup in
       flat) extra=() ;;
       flat+rated) extra=(--rated-records on) ;;
       catalogue) cp -r "$work/reference-store" "$work/store"; extra=("${catalogue[@]}") ;;
+      catalogue+lake) cp -r "$work/reference-store" "$work/store"
+        extra=("${catalogue[@]}" --lake "$work/lake" --rated-records off) ;;
+      flat+lake) extra=(--lake "$work/lake") ;;
     esac
     /usr/bin/time -f "$setup: wall %e s, user %U s, peak RSS %M KB" "$bin" --data-dir "$work/store" \
-      "${common[@]}" "${extra[@]}" process --no-metrics "$data/traffic.jsonl" 2>&1 | grep -F -e "$setup: wall" -e "records in"
+      "${common[@]}" "${extra[@]}" process --no-metrics "${batch[@]}" "$data/traffic.jsonl" 2>&1 | grep -F -e "$setup: wall" -e "records in"
   done
 done

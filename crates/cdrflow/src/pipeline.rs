@@ -22,8 +22,13 @@ use crate::progress::Progress;
 use crate::runner::{start_scope, OperatorConfig, Runner, ScopeOperators};
 use crate::sources::file::{CursorLookup, Input, InputOptions, OpenedInput, IDENTITY_BYTES};
 
-/// Records per checkpoint unless configured otherwise.
-pub const DEFAULT_BATCH_SIZE: usize = 1_000_000;
+/// Records per checkpoint unless configured otherwise. A quarter of a
+/// million lets reading and the store's commit overlap four times per
+/// million records and keeps a checkpoint's rows out of fresh pages: on
+/// `bench/rating_throughput.sh` (2 M records) the flat job took 12.1 s at
+/// 1,000,000 and 4.9–5.5 s at 250,000, at 0.7 GB instead of 1.2 GB
+/// (BENCHMARKS.md, twelfth session).
+pub const DEFAULT_BATCH_SIZE: usize = 250_000;
 
 pub struct PipelineOptions {
     pub operators: OperatorConfig,

@@ -56,7 +56,7 @@ pub struct ProcessArgs {
     pub format: Format,
 
     /// Records per checkpoint (one store transaction); memory grows with it
-    /// [default: 1000000 for files, 50000 for Kafka]
+    /// [default: 250000 for files, 50000 for Kafka]
     #[arg(long, env = "CDRFLOW_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
 
