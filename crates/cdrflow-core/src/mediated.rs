@@ -9,7 +9,7 @@
 use crate::mediation::Rated;
 use crate::model::{Direction, Kind};
 use crate::normalize::{Day, EpochMillis, Msisdn};
-use crate::operator::{BatchContext, Checkpoint, Operator, ReadError};
+use crate::operator::{Checkpoint, RowOf, Rows};
 
 pub const MEDIATED: &str = "mediated";
 
@@ -39,8 +39,10 @@ pub struct MediatedRecord {
     pub technology: Option<&'static str>,
 }
 
-impl MediatedRecord {
-    pub fn of(record: &Rated<'_>) -> MediatedRecord {
+impl RowOf for MediatedRecord {
+    const OPERATOR: &'static str = MEDIATED;
+
+    fn of(record: &Rated<'_>) -> MediatedRecord {
         MediatedRecord {
             record_id: record.source_identity().into_boxed_str(),
             msisdn: record.msisdn,
@@ -60,55 +62,21 @@ impl MediatedRecord {
             technology: record.technology,
         }
     }
+
+    fn rows_in(checkpoint: &mut Checkpoint) -> &mut Vec<MediatedRecord> {
+        &mut checkpoint.mediated
+    }
 }
 
 /// Keeps the accepted records' rows until the next checkpoint, when on.
-#[derive(Debug)]
-pub struct Mediated {
-    keep: bool,
-    pending: Vec<MediatedRecord>,
-}
-
-impl Mediated {
-    pub fn new(keep: bool) -> Mediated {
-        Mediated {
-            keep,
-            pending: Vec::new(),
-        }
-    }
-}
-
-impl Operator for Mediated {
-    type Input<'a> = Rated<'a>;
-    type Output<'a> = ();
-
-    fn name(&self) -> &'static str {
-        MEDIATED
-    }
-
-    fn process_batch<'a>(
-        &mut self,
-        batch: &[Rated<'a>],
-        _context: &mut BatchContext<'_>,
-        _out: &mut Vec<()>,
-    ) -> Result<(), ReadError> {
-        if self.keep {
-            self.pending.extend(batch.iter().map(MediatedRecord::of));
-        }
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, out: &mut Checkpoint) {
-        out.mediated.append(&mut self.pending);
-    }
-}
+pub type Mediated = Rows<MediatedRecord>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mediation::{MediationConfig, Mediator, RawRecord};
     use crate::model::SourcePosition;
-    use crate::operator::MemoryState;
+    use crate::operator::{BatchContext, MemoryState, Operator};
     use crate::rating::{Tariff, TariffOverrides};
 
     fn rows(keep: bool, lines: &[&str]) -> Vec<MediatedRecord> {

@@ -24,7 +24,7 @@ use crate::analytics::rules::Anomaly;
 use crate::analytics::windows::{LateEvent, WindowDelta};
 use crate::charging::{add_delta, BalanceDeltas, RatedRecord};
 use crate::mediated::MediatedRecord;
-use crate::mediation::{Counts, RejectedRecord};
+use crate::mediation::{Counts, Rated, RejectedRecord};
 use crate::normalize::{EpochMillis, Msisdn};
 
 /// A state table an operator declares.
@@ -438,5 +438,59 @@ impl StateReader for MemoryState {
             }
         }
         Ok(())
+    }
+}
+
+/// A row an accepted record becomes for a checkpoint (seed 003's raw
+/// events, the lake's mediated records): what [`Rows`] collects.
+pub trait RowOf: Sized {
+    /// The collecting operator's name.
+    const OPERATOR: &'static str;
+
+    fn of(record: &Rated<'_>) -> Self;
+
+    /// Where a checkpoint carries these rows.
+    fn rows_in(checkpoint: &mut Checkpoint) -> &mut Vec<Self>;
+}
+
+/// The stateless operator that keeps one row per accepted record until the
+/// next checkpoint — or nothing, when no one keeps the rows.
+#[derive(Debug)]
+pub struct Rows<R> {
+    keep: bool,
+    pending: Vec<R>,
+}
+
+impl<R> Rows<R> {
+    pub fn new(keep: bool) -> Rows<R> {
+        Rows {
+            keep,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<R: RowOf> Operator for Rows<R> {
+    type Input<'a> = Rated<'a>;
+    type Output<'a> = ();
+
+    fn name(&self) -> &'static str {
+        R::OPERATOR
+    }
+
+    fn process_batch<'a>(
+        &mut self,
+        batch: &[Rated<'a>],
+        _context: &mut BatchContext<'_>,
+        _out: &mut Vec<()>,
+    ) -> Result<(), ReadError> {
+        if self.keep {
+            self.pending.extend(batch.iter().map(R::of));
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, out: &mut Checkpoint) {
+        R::rows_in(out).append(&mut self.pending);
     }
 }

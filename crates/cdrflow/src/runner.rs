@@ -221,7 +221,7 @@ pub fn start_scope<'r>(
 ) -> Result<ScopeOperators<'r>> {
     let mut mediator = Mediator::new(config.mediation, rater);
     let mediated = Mediated::new(config.keep_mediated);
-    let raw_events = RawEvents::new(config.raw_events);
+    let raw_events = RawEvents::new(config.raw_events.keep);
     let charging = Charging::new(ChargingConfig {
         currency: rater.currency().into(),
         ..config.charging.clone()

@@ -12,7 +12,7 @@ use crate::mediation::Rated;
 use crate::model::Kind;
 use crate::normalize::EpochMillis;
 use crate::normalize::Msisdn;
-use crate::operator::{BatchContext, Checkpoint, Operator, ReadError};
+use crate::operator::{Checkpoint, RowOf, Rows};
 
 use super::windows::UNKNOWN_REGION;
 
@@ -53,8 +53,10 @@ pub struct RawEvent {
     pub event_time: EpochMillis,
 }
 
-impl RawEvent {
-    pub fn of(record: &Rated<'_>) -> RawEvent {
+impl RowOf for RawEvent {
+    const OPERATOR: &'static str = RAW_EVENTS;
+
+    fn of(record: &Rated<'_>) -> RawEvent {
         RawEvent {
             event_id: record.record_id.as_deref().map(Box::from),
             msisdn: record.msisdn,
@@ -68,55 +70,22 @@ impl RawEvent {
             event_time: record.start_time,
         }
     }
-}
 
-/// Keeps the rows of the accepted records until the next checkpoint.
-#[derive(Debug)]
-pub struct RawEvents {
-    config: RawEventsConfig,
-    pending: Vec<RawEvent>,
-}
-
-impl RawEvents {
-    pub fn new(config: RawEventsConfig) -> RawEvents {
-        RawEvents {
-            config,
-            pending: Vec::new(),
-        }
+    fn rows_in(checkpoint: &mut Checkpoint) -> &mut Vec<RawEvent> {
+        &mut checkpoint.raw_events
     }
 }
 
-impl Operator for RawEvents {
-    type Input<'a> = Rated<'a>;
-    type Output<'a> = ();
-
-    fn name(&self) -> &'static str {
-        RAW_EVENTS
-    }
-
-    fn process_batch<'a>(
-        &mut self,
-        batch: &[Rated<'a>],
-        _context: &mut BatchContext<'_>,
-        _out: &mut Vec<()>,
-    ) -> Result<(), ReadError> {
-        if self.config.keep {
-            self.pending.extend(batch.iter().map(RawEvent::of));
-        }
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, out: &mut Checkpoint) {
-        out.raw_events.append(&mut self.pending);
-    }
-}
+/// Keeps the rows of the accepted records until the next checkpoint
+/// (`RawEventsConfig::keep`).
+pub type RawEvents = Rows<RawEvent>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mediation::{MediationConfig, Mediator, RawRecord};
     use crate::model::SourcePosition;
-    use crate::operator::MemoryState;
+    use crate::operator::{BatchContext, MemoryState, Operator};
     use crate::rating::{Tariff, TariffOverrides};
 
     fn line(id: u32, region: &str, cell: &str) -> String {
@@ -129,7 +98,7 @@ mod tests {
     fn rows_of(config: RawEventsConfig, lines: &[String]) -> Vec<RawEvent> {
         let tariff = Tariff::default_with(&TariffOverrides::default()).unwrap();
         let mut mediator = Mediator::new(MediationConfig::default(), &tariff);
-        let mut operator = RawEvents::new(config);
+        let mut operator = RawEvents::new(config.keep);
         let records: Vec<RawRecord> = lines
             .iter()
             .enumerate()
