@@ -299,7 +299,7 @@ fn write(
         }
     }
     if let Some(lake) = lake {
-        lake.publish(store, &job.parts)?;
+        lake.publish(store, &job.parts, stopping)?;
     }
     let committed_at = now_millis();
     for part in &job.parts {

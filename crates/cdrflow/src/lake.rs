@@ -6,13 +6,14 @@
 //! protocol).
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use cdrflow_core::operator::LakeFile;
 use cdrflow_lake::Lake;
 use cdrflow_store::Store;
 
-use crate::committer::JobPart;
+use crate::committer::{with_retry, JobPart};
 use crate::pipeline::now_millis;
 
 pub struct LakeSink {
@@ -70,7 +71,12 @@ impl LakeSink {
     /// After the commit: publishes the files the manifest names. A commit
     /// that found its positions applied before wrote no manifest rows of
     /// its own: its files are duplicates and go.
-    pub fn publish(&self, store: &mut dyn Store, parts: &[JobPart]) -> Result<()> {
+    pub fn publish(
+        &self,
+        store: &mut dyn Store,
+        parts: &[JobPart],
+        stopping: &AtomicBool,
+    ) -> Result<()> {
         let files: Vec<&LakeFile> = parts
             .iter()
             .flat_map(|p| &p.checkpoint.lake_files)
@@ -79,7 +85,9 @@ impl LakeSink {
             return Ok(());
         }
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-        let committed = store.committed_lake_files(&paths)?;
+        let committed = with_retry(stopping, "reading the lake's manifest", || {
+            store.committed_lake_files(&paths)
+        })?;
         let (named, duplicates): (Vec<LakeFile>, Vec<LakeFile>) = files
             .into_iter()
             .cloned()
