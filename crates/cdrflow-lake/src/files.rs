@@ -73,14 +73,10 @@ impl Lake {
     pub fn open(root: impl Into<PathBuf>, run: &str) -> Result<Lake> {
         let root = root.into();
         let staging = root.join(STAGING).join(run);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LakeError::Io { path, source }
-        };
-        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        fs::create_dir_all(&staging).map_err(io_at(&staging))?;
         let lock_path = staging.join(LOCK);
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
+        let lock = File::create(&lock_path).map_err(io_at(&lock_path))?;
+        lock.lock().map_err(io_at(&lock_path))?;
         Ok(Lake {
             root,
             run: run.to_string(),
@@ -158,24 +154,20 @@ impl Lake {
             self.next_file
         );
         let at = self.staged_path(&path);
-        let io = |source| LakeError::Io {
-            path: at.clone(),
-            source,
-        };
         let parquet = |source| LakeError::Parquet {
             path: at.clone(),
             source,
         };
-        fs::create_dir_all(at.parent().expect("a file in a folder")).map_err(io)?;
-        let file = File::create(&at).map_err(io)?;
+        fs::create_dir_all(at.parent().expect("a file in a folder")).map_err(io_at(&at))?;
+        let file = File::create(&at).map_err(io_at(&at))?;
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(self.properties.clone())).map_err(parquet)?;
         for batch in batches {
             writer.write(&batch).map_err(parquet)?;
         }
         let file = writer.into_inner().map_err(parquet)?;
-        file.sync_all().map_err(io)?;
-        let bytes = file.metadata().map_err(io)?.len();
+        file.sync_all().map_err(io_at(&at))?;
+        let bytes = file.metadata().map_err(io_at(&at))?.len();
         Ok(LakeFile {
             dataset: dataset.as_str(),
             path,
@@ -209,12 +201,8 @@ impl Lake {
             folders: Vec::new(),
         };
         let all = self.root.join(STAGING);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LakeError::Io { path, source }
-        };
-        for entry in fs::read_dir(&all).map_err(io(&all))? {
-            let folder = entry.map_err(io(&all))?.path();
+        for entry in fs::read_dir(&all).map_err(io_at(&all))? {
+            let folder = entry.map_err(io_at(&all))?.path();
             if folder == self.staging || !folder.is_dir() {
                 continue;
             }
@@ -224,12 +212,12 @@ impl Lake {
                 .truncate(false)
                 .write(true)
                 .open(&lock_path)
-                .map_err(io(&lock_path))?;
+                .map_err(io_at(&lock_path))?;
             match lock.try_lock() {
                 Ok(()) => {}
                 // Its process is alive: its files are its own.
                 Err(std::fs::TryLockError::WouldBlock) => continue,
-                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
             }
             let mut found = Vec::new();
             walk(&folder, "", &mut found)?;
@@ -254,19 +242,13 @@ impl Lake {
                 move_into_place(&staged, &self.root.join(&path))?;
                 recovery.published += 1;
             } else {
-                fs::remove_file(&staged).map_err(|source| LakeError::Io {
-                    path: staged.clone(),
-                    source,
-                })?;
+                fs::remove_file(&staged).map_err(io_at(&staged))?;
                 recovery.discarded += 1;
             }
         }
         for (folder, lock) in orphans.folders {
             drop(lock);
-            fs::remove_dir_all(&folder).map_err(|source| LakeError::Io {
-                path: folder.clone(),
-                source,
-            })?;
+            fs::remove_dir_all(&folder).map_err(io_at(&folder))?;
         }
         Ok(recovery)
     }
@@ -303,19 +285,24 @@ pub fn remove_published(root: &Path, paths: &[String]) -> Result<usize> {
         match fs::remove_file(&at) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(LakeError::Io { path: at, source }),
+            Err(source) => return Err(io_at(&at)(source)),
         }
     }
     Ok(removed)
 }
 
 fn move_into_place(from: &Path, to: &Path) -> Result<()> {
-    let io = |source| LakeError::Io {
-        path: to.to_path_buf(),
+    fs::create_dir_all(to.parent().expect("a file in a folder")).map_err(io_at(to))?;
+    fs::rename(from, to).map_err(io_at(to))
+}
+
+/// An I/O failure on `path`, for `map_err` (the path is copied only when
+/// there is an error).
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
+    move |source| LakeError::Io {
+        path: path.to_path_buf(),
         source,
-    };
-    fs::create_dir_all(to.parent().expect("a file in a folder")).map_err(io)?;
-    fs::rename(from, to).map_err(io)
+    }
 }
 
 /// zstd at level 1 with min/max statistics per column chunk (what DuckDB
@@ -342,27 +329,20 @@ fn sync_dirs(files: impl Iterator<Item = PathBuf>) -> Result<()> {
     for folder in folders {
         File::open(&folder)
             .and_then(|f| f.sync_all())
-            .map_err(|source| LakeError::Io {
-                path: folder.clone(),
-                source,
-            })?;
+            .map_err(io_at(&folder))?;
     }
     Ok(())
 }
 
 fn walk(dir: &Path, prefix: &str, found: &mut Vec<String>) -> Result<()> {
-    let io = |source| LakeError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    for entry in fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = match prefix {
             "" => name,
             _ => format!("{prefix}/{name}"),
         };
-        if entry.file_type().map_err(io)?.is_dir() {
+        if entry.file_type().map_err(io_at(dir))?.is_dir() {
             walk(&entry.path(), &path, found)?;
         } else {
             found.push(path);

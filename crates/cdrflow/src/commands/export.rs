@@ -254,24 +254,17 @@ fn export_stats(store: &mut dyn Store, grain: StatGrain, args: &ExportStatsArgs)
     })
 }
 
-/// Writes a header and the lines `produce` gives to FILE or stdout; the
-/// first write error stops the output and is reported.
+/// `export rated --format parquet`: one Parquet file, to FILE or to a
+/// stdout that is not a terminal.
 fn export_rated_parquet(
     store: &mut dyn Store,
     query: &RatedQuery,
     output: &Option<PathBuf>,
 ) -> Result<()> {
-    let sink: Box<dyn Write + Send> = match output {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None if std::io::stdout().is_terminal() => {
-            anyhow::bail!("Parquet is binary: give --output FILE, or redirect the output")
-        }
-        None => Box::new(std::io::stdout()),
-    };
-    let mut parquet = RatedParquet::new(BufWriter::new(sink))?;
+    if output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!("Parquet is binary: give --output FILE, or redirect the output")
+    }
+    let mut parquet = RatedParquet::new(open_output(output)?)?;
     let mut failed = None;
     store.rated_records(query, &mut |r| {
         if failed.is_none() {
@@ -285,19 +278,26 @@ fn export_rated_parquet(
     Ok(())
 }
 
+/// FILE, or stdout, buffered.
+fn open_output(output: &Option<PathBuf>) -> Result<BufWriter<Box<dyn Write + Send>>> {
+    let sink: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(BufWriter::new(sink))
+}
+
+/// Writes a header and the lines `produce` gives to FILE or stdout; the
+/// first write error stops the output and is reported.
 fn write_lines(
     output: &Option<PathBuf>,
     header: Option<&str>,
     produce: impl FnOnce(&mut dyn FnMut(String)) -> cdrflow_store::Result<()>,
 ) -> Result<()> {
-    let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut out = BufWriter::new(sink);
+    let mut out = open_output(output)?;
     if let Some(header) = header {
         writeln!(out, "{header}")?;
     }
