@@ -1,20 +1,47 @@
-//! Issue 12's rater micro-benchmark: 1,000,000 calls priced one after
-//! another on one core, against a catalogue of 50,000 destination prefixes
-//! (4 to 9 digits, overlapping), four bands in Africa/Casablanca with a
-//! holiday, and a rate per class and band with 30/6 increments.
+//! Issue 12's rater micro-benchmark, on one core, against a catalogue of
+//! 50,000 destination prefixes (4 to 9 digits, overlapping), four bands in
+//! Africa/Casablanca with a holiday, and a rate per class and band with
+//! 30/6 increments:
+//!
+//! 1. **pricing**: 1,000,000 calls priced one after another
+//!    (`Catalogue::price`: version, prefix, band, increments, rounding);
+//! 2. **rating and allowances**: the same calls made by 20,000 subscribers
+//!    (half prepaid) through the pipeline's rater (`CatalogueRater`: the
+//!    subscriber and customer in force at the call's start, the plan, the
+//!    allowances that may pay) and then the charging operator (`Charging`:
+//!    a daily 300-second national allowance and a 5.00 money allowance per
+//!    billing period used call by call, calls split where one runs out,
+//!    prepaid balances moved, a rated row per call), in batches of 10,000
+//!    as the pipeline hands them over.
 //!
 //!     cargo bench -p cdrflow-catalogue
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cdrflow_catalogue::{Catalogue, Usage};
-use cdrflow_core::normalize::Msisdn;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use cdrflow_catalogue::{Catalogue, CatalogueRater, Usage};
+use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::charging::{Charging, ChargingConfig};
+use cdrflow_core::dedup::RecordKey;
+use cdrflow_core::mediation::{DuplicateReason, Rated};
+use cdrflow_core::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
+use cdrflow_core::normalize::{CountryCode, Day, Msisdn};
+use cdrflow_core::operator::{
+    BatchContext, Checkpoint, Operator, ReadError, StateReader, StateTable,
+};
+use cdrflow_core::rating::Rater;
+use cdrflow_core::reference::{Customer, Payment, ReferenceData, Status, Subscriber};
 use cdrflow_core::synth::SplitMix64;
 
 const PREFIXES: usize = 50_000;
 const CALLS: usize = 1_000_000;
 const CLASSES: [&str; 5] = ["national", "international", "mobile", "fixed", "premium"];
+const SUBSCRIBERS: u64 = 20_000;
+const BATCH: usize = 10_000;
+const MARCH_2024: i64 = 1_709_251_200_000;
 
 fn catalogue(rng: &mut SplitMix64) -> (String, Vec<u64>) {
     let mut toml = String::from(
@@ -60,6 +87,19 @@ days = ["sat", "sun"]
 id = "off_peak"
 [[version.plan]]
 id = "p"
+[[version.plan.allowance]]
+id = "daily-national-seconds"
+kind = "voice"
+units = 300
+classes = ["national", "mobile"]
+validity = "day"
+priority = 1
+[[version.plan.allowance]]
+id = "monthly-money"
+kind = "money"
+amount = "5.00"
+validity = "period"
+priority = 2
 "#,
     );
     for class in CLASSES {
@@ -79,7 +119,6 @@ fn main() {
     let (toml, prefixes) = catalogue(&mut rng);
     let catalogue = Catalogue::from_toml(&toml).expect("the generated catalogue is valid");
     // Numbers extending random prefixes to 12 digits; starts over March 2024.
-    let march = 1_709_251_200_000i64;
     let calls: Vec<Usage> = (0..CALLS)
         .map(|_| {
             let prefix = prefixes[rng.below(prefixes.len() as u64) as usize];
@@ -87,7 +126,7 @@ fn main() {
             let number = prefix * 10u64.pow(width) + rng.below(10u64.pow(width));
             Usage::Voice {
                 to: Msisdn::from_digits(number),
-                start: march + rng.below(31 * 86_400_000) as i64,
+                start: MARCH_2024 + rng.below(31 * 86_400_000) as i64,
                 seconds: rng.below(600),
             }
         })
@@ -102,12 +141,211 @@ fn main() {
                 Err(_) => no_rate += 1,
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        report("pricing", round, started, total, no_rate);
+    }
+    rate_and_charge(catalogue, &calls, &mut rng);
+}
+
+/// Part 2: the calls as records of 20,000 subscribers, through the rater
+/// and the charging operator.
+fn rate_and_charge(catalogue: Catalogue, calls: &[Usage], rng: &mut SplitMix64) {
+    let home = CountryCode::parse("212").expect("a country code");
+    let mut reference = ReferenceData::default();
+    let subscriber = |n: u64| Msisdn::from_digits(212_600_000_000 + n);
+    for n in 0..SUBSCRIBERS {
+        let customer_id: Arc<str> = format!("c{n}").into();
+        reference.put_customer(Customer {
+            customer_id: customer_id.clone(),
+            effective_from: 0,
+            name: format!("Customer {n}"),
+            billing_country: "MA".into(),
+            bill_cycle_day: 1 + (n % 28) as u8,
+        });
+        reference.put_subscriber(Subscriber {
+            msisdn: subscriber(n),
+            effective_from: 0,
+            customer_id,
+            plan_id: "p".into(),
+            region: Some("Casablanca-Settat".into()),
+            status: Status::Active,
+            payment: if n % 2 == 0 {
+                Payment::Prepaid
+            } else {
+                Payment::Postpaid
+            },
+            activation_date: None,
+        });
+    }
+    let currency: Arc<str> = catalogue.versions()[0].currency.as_str().into();
+    let rater = CatalogueRater::new(catalogue, "p", home, reference).expect("plan `p` exists");
+    let records: Vec<(String, String, Msisdn)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let Usage::Voice { to, .. } = call else {
+                unreachable!("the calls are voice calls")
+            };
+            (
+                format!("call-{i}"),
+                to.to_string(),
+                subscriber(rng.below(SUBSCRIBERS)),
+            )
+        })
+        .collect();
+    for round in 1..=3 {
+        let mut charging = Charging::new(ChargingConfig {
+            currency: currency.clone(),
+            ..ChargingConfig::default()
+        });
+        let mut nothing_stored = NothingStored;
+        let mut checkpoint = Checkpoint::default();
+        let started = Instant::now();
+        let mut no_rate = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut charging_time = Duration::ZERO;
+        for (call, (id, other_party, msisdn)) in calls.iter().zip(&records) {
+            let &Usage::Voice { to, start, seconds } = call else {
+                unreachable!("the calls are voice calls")
+            };
+            let cdr = Cdr {
+                record_id: Some(Cow::Borrowed(id)),
+                id_space: IdSpace::TelecomEvents,
+                kind: Kind::Voice,
+                served_msisdn: *msisdn,
+                other_party: Some(Cow::Borrowed(other_party)),
+                direction: Direction::Outgoing,
+                service_type: Cow::Borrowed("voice"),
+                start_time: start,
+                duration_sec: seconds,
+                uplink_bytes: 0,
+                downlink_bytes: 0,
+                amount: None,
+                region: None,
+                cell_id: None,
+                radio_technology: None,
+                position: SourcePosition::Line {
+                    line: 1,
+                    byte_offset: 0,
+                },
+            };
+            let rating = match rater.rate(&cdr) {
+                Ok(rating) => rating,
+                Err(e) => {
+                    if no_rate == 0 {
+                        eprintln!("first unpriced call: {e}");
+                    }
+                    no_rate += 1;
+                    continue;
+                }
+            };
+            batch.push(Rated {
+                origin: "bench",
+                partition: "bench",
+                position: cdr.position,
+                record_id: cdr.record_id,
+                kind: cdr.kind,
+                direction: cdr.direction,
+                region: None,
+                cell_id: None,
+                msisdn: *msisdn,
+                other_party: Some(to),
+                service_type: cdr.service_type,
+                technology: None,
+                start_time: start,
+                day: Day(start.div_euclid(86_400_000) as i32),
+                usage: Totals {
+                    records: 1,
+                    duration_sec: seconds,
+                    cost_micros: rating.cost_micros,
+                    ..Totals::default()
+                },
+                key: RecordKey::from_id(IdSpace::TelecomEvents, id),
+                duplicate_reason: DuplicateReason::SameRecordId,
+                rating: Some(Box::new(rating)),
+            });
+            if batch.len() == BATCH {
+                charging_time += charge(&mut charging, &mut batch, &mut nothing_stored);
+            }
+        }
+        charging_time += charge(&mut charging, &mut batch, &mut nothing_stored);
+        let checkpoint_started = Instant::now();
+        charging.checkpoint(&mut checkpoint);
+        charging_time += checkpoint_started.elapsed();
+        let charged: i128 = checkpoint
+            .rated_records
+            .iter()
+            .map(|r| i128::from(r.cost_micros))
+            .sum();
+        report("rating and allowances", round, started, charged, no_rate);
+        let split = checkpoint
+            .rated_records
+            .iter()
+            .filter(|r| r.allowance.is_some() && r.cost_micros > 0)
+            .count();
+        let rating_time = started.elapsed() - charging_time;
         println!(
-            "round {round}: {CALLS} calls in {seconds:.3} s: {:.0} records/s on one core ({PREFIXES} prefixes; total {} micro-units, {no_rate} unpriced)",
-            CALLS as f64 / seconds,
-            total
+            "  of which the rater {:.3} s ({:.0} records/s), charging {:.3} s; {} rated rows, {split} split between an allowance and a charge, {} balances moved, {} balance alerts",
+            rating_time.as_secs_f64(),
+            CALLS as f64 / rating_time.as_secs_f64(),
+            charging_time.as_secs_f64(),
+            checkpoint.rated_records.len(),
+            checkpoint.balances.len(),
+            checkpoint.anomalies.len()
         );
+    }
+}
+
+/// Charges a batch; returns how long it took.
+fn charge(
+    charging: &mut Charging,
+    batch: &mut Vec<Rated<'_>>,
+    state: &mut NothingStored,
+) -> Duration {
+    let started = Instant::now();
+    let mut context = BatchContext {
+        now: i64::MAX,
+        state,
+    };
+    charging
+        .process_batch(batch, &mut context, &mut Vec::new())
+        .expect("nothing to read");
+    batch.clear();
+    started.elapsed()
+}
+
+fn report(part: &str, round: u32, started: Instant, total_micros: i128, no_rate: u64) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{part}, round {round}: {CALLS} calls in {seconds:.3} s: {:.0} records/s on one core ({PREFIXES} prefixes; total {total_micros} micro-units, {no_rate} unpriced)",
+        CALLS as f64 / seconds,
+    );
+}
+
+/// A store that has nothing yet: every subscriber starts with no balance
+/// and no allowance used.
+struct NothingStored;
+
+impl StateReader for NothingStored {
+    fn value(&mut self, _: &StateTable, _: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(None)
+    }
+
+    fn spans(
+        &mut self,
+        _: &StateTable,
+        _: i32,
+        _: i32,
+        _: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ReadError> {
+        Ok(())
+    }
+
+    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+        Ok(vec![None; rows.len()])
+    }
+
+    fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
+        Ok(vec![None; msisdns.len()])
     }
 }
 

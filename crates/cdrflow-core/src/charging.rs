@@ -29,6 +29,7 @@
 //! their alerts each follow their own view.)
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -38,7 +39,7 @@ use crate::analytics::rules::{Anomaly, Severity};
 use crate::mediation::Rated;
 use crate::model::Kind;
 use crate::money::format_micros;
-use crate::normalize::{EpochMillis, Msisdn};
+use crate::normalize::{Day, EpochMillis, Msisdn};
 use crate::operator::{
     BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
 };
@@ -132,6 +133,33 @@ pub const ALLOWANCE_USED: StateTable = StateTable {
     kind: StateKind::Keyed,
 };
 
+/// One subscriber's grant of one allowance: the key of [`ALLOWANCE_USED`].
+/// Kept typed in memory (looked up for every offer of every record) and
+/// spelt as text only where the store reads or writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct AllowanceGrant {
+    msisdn: Msisdn,
+    allowance: Arc<str>,
+    span: Span,
+}
+
+/// The span a grant is renewed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Span {
+    Day(Day),
+    Period(BillingPeriod),
+}
+
+impl fmt::Display for AllowanceGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (msisdn, allowance) = (self.msisdn, &self.allowance);
+        match self.span {
+            Span::Day(day) => write!(f, "{msisdn}|{allowance}|{day}"),
+            Span::Period(period) => write!(f, "{msisdn}|{allowance}|{period}"),
+        }
+    }
+}
+
 /// What a record is charged once its allowances have paid their part.
 struct Charge {
     cost_micros: i64,
@@ -140,10 +168,10 @@ struct Charge {
 
 pub struct Charging {
     config: ChargingConfig,
-    /// Allowance use as this scope knows it, by [`ALLOWANCE_USED`] key.
-    allowance_used: FxHashMap<String, u64>,
-    /// Keys changed since the last checkpoint.
-    allowance_changed: Vec<String>,
+    /// Allowance use as this scope knows it.
+    allowance_used: FxHashMap<AllowanceGrant, u64>,
+    /// Grants used since the last checkpoint.
+    allowance_changed: Vec<AllowanceGrant>,
     /// Cost the allowances took off the daily summaries since the last checkpoint.
     pending_summaries: SummaryDelta,
     /// Balances as this scope knows them: committed when first read, then
@@ -168,16 +196,15 @@ impl Charging {
         }
     }
 
-    /// The [`ALLOWANCE_USED`] key of `offer`'s grant that `record` falls in.
-    fn allowance_key(record: &Rated<'_>, offer: &AllowanceOffer, cycle_day: u8) -> String {
-        match offer.validity {
-            Validity::Day => format!("{}|{}|{}", record.msisdn, offer.id, record.day),
-            Validity::Period => format!(
-                "{}|{}|{}",
-                record.msisdn,
-                offer.id,
-                BillingPeriod::containing(record.day, cycle_day)
-            ),
+    /// The grant of `offer` that `record` falls in.
+    fn grant(record: &Rated<'_>, offer: &AllowanceOffer, cycle_day: u8) -> AllowanceGrant {
+        AllowanceGrant {
+            msisdn: record.msisdn,
+            allowance: offer.id.clone(),
+            span: match offer.validity {
+                Validity::Day => Span::Day(record.day),
+                Validity::Period => Span::Period(BillingPeriod::containing(record.day, cycle_day)),
+            },
         }
     }
 
@@ -194,9 +221,9 @@ impl Charging {
                 continue;
             };
             for offer in &rating.allowances {
-                let key = Charging::allowance_key(record, offer, rating.bill_cycle_day());
-                if !self.allowance_used.contains_key(&key) {
-                    unknown.push(key);
+                let grant = Charging::grant(record, offer, rating.bill_cycle_day());
+                if !self.allowance_used.contains_key(&grant) {
+                    unknown.push(grant);
                 }
             }
         }
@@ -205,8 +232,9 @@ impl Charging {
         }
         unknown.sort_unstable();
         unknown.dedup();
-        let stored = state.values_of(&ALLOWANCE_USED, &unknown)?;
-        for (key, value) in unknown.into_iter().zip(stored) {
+        let keys: Vec<String> = unknown.iter().map(AllowanceGrant::to_string).collect();
+        let stored = state.values_of(&ALLOWANCE_USED, &keys)?;
+        for ((grant, key), value) in unknown.into_iter().zip(keys).zip(stored) {
             let used = match value {
                 None => 0,
                 Some(bytes) => std::str::from_utf8(&bytes)
@@ -219,7 +247,7 @@ impl Charging {
                         ))
                     })?,
             };
-            self.allowance_used.insert(key, used);
+            self.allowance_used.insert(grant, used);
         }
         Ok(())
     }
@@ -245,15 +273,15 @@ impl Charging {
         let cycle_day = rating.bill_cycle_day();
         let billed = rating.billed_units;
         let (mut free_units, mut first) = (0u64, None);
-        let mut take = |this: &mut Charging, offer: &AllowanceOffer, grant: u64, wanted: u64| {
-            let key = Charging::allowance_key(record, offer, cycle_day);
-            let Some(used) = this.allowance_used.get_mut(&key) else {
+        let mut take = |this: &mut Charging, offer: &AllowanceOffer, granted: u64, wanted: u64| {
+            let grant = Charging::grant(record, offer, cycle_day);
+            let Some(used) = this.allowance_used.get_mut(&grant) else {
                 unreachable!("load_allowances read every grant of the batch");
             };
-            let taken = grant.saturating_sub(*used).min(wanted);
+            let taken = granted.saturating_sub(*used).min(wanted);
             if taken > 0 {
                 *used += taken;
-                this.allowance_changed.push(key);
+                this.allowance_changed.push(grant);
                 first.get_or_insert_with(|| offer.id.clone());
             }
             taken
@@ -470,9 +498,13 @@ impl Operator for Charging {
         changed.sort_unstable();
         changed.dedup();
         let mut state = out.state_of(self.name());
-        for key in changed {
-            let used = self.allowance_used[&key];
-            state.put(&ALLOWANCE_USED, key, used.to_string().into_bytes());
+        for grant in changed {
+            let used = self.allowance_used[&grant];
+            state.put(
+                &ALLOWANCE_USED,
+                grant.to_string(),
+                used.to_string().into_bytes(),
+            );
         }
         for (msisdn, delta) in std::mem::take(&mut self.pending_deltas) {
             add_delta(&mut out.balances, msisdn, delta);
