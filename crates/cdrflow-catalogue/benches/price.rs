@@ -23,15 +23,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use cdrflow_catalogue::{Catalogue, CatalogueRater, Usage};
-use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::aggregate::Totals;
 use cdrflow_core::charging::{Charging, ChargingConfig};
 use cdrflow_core::dedup::RecordKey;
 use cdrflow_core::mediation::{DuplicateReason, Rated};
 use cdrflow_core::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use cdrflow_core::normalize::{CountryCode, Day, Msisdn};
-use cdrflow_core::operator::{
-    BatchContext, Checkpoint, Operator, ReadError, StateReader, StateTable,
-};
+use cdrflow_core::operator::{BatchContext, Checkpoint, MemoryState, Operator};
 use cdrflow_core::rating::Rater;
 use cdrflow_core::reference::{Customer, Payment, ReferenceData, Status, Subscriber};
 use cdrflow_core::synth::SplitMix64;
@@ -197,7 +195,8 @@ fn rate_and_charge(catalogue: Catalogue, calls: &[Usage], rng: &mut SplitMix64) 
             currency: currency.clone(),
             ..ChargingConfig::default()
         });
-        let mut nothing_stored = NothingStored;
+        // An empty store: no balance and no allowance used yet.
+        let mut nothing_stored = MemoryState::new("charging");
         let mut checkpoint = Checkpoint::default();
         let started = Instant::now();
         let mut no_rate = 0u64;
@@ -299,7 +298,7 @@ fn rate_and_charge(catalogue: Catalogue, calls: &[Usage], rng: &mut SplitMix64) 
 fn charge(
     charging: &mut Charging,
     batch: &mut Vec<Rated<'_>>,
-    state: &mut NothingStored,
+    state: &mut MemoryState,
 ) -> Duration {
     let started = Instant::now();
     let mut context = BatchContext {
@@ -319,34 +318,6 @@ fn report(part: &str, round: u32, started: Instant, total_micros: i128, no_rate:
         "{part}, round {round}: {CALLS} calls in {seconds:.3} s: {:.0} records/s on one core ({PREFIXES} prefixes; total {total_micros} micro-units, {no_rate} unpriced)",
         CALLS as f64 / seconds,
     );
-}
-
-/// A store that has nothing yet: every subscriber starts with no balance
-/// and no allowance used.
-struct NothingStored;
-
-impl StateReader for NothingStored {
-    fn value(&mut self, _: &StateTable, _: &str) -> Result<Option<Vec<u8>>, ReadError> {
-        Ok(None)
-    }
-
-    fn spans(
-        &mut self,
-        _: &StateTable,
-        _: i32,
-        _: i32,
-        _: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), ReadError> {
-        Ok(())
-    }
-
-    fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
-        Ok(vec![None; rows.len()])
-    }
-
-    fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
-        Ok(vec![None; msisdns.len()])
-    }
 }
 
 fn prefixes_digits(mut n: u64) -> u32 {
