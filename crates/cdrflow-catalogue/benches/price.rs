@@ -16,11 +16,10 @@
 //!
 //!     cargo bench -p cdrflow-catalogue
 
-use std::fmt::Write;
-use std::time::{Duration, Instant};
-
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cdrflow_catalogue::{Catalogue, CatalogueRater, Usage};
 use cdrflow_core::aggregate::Totals;
@@ -28,7 +27,7 @@ use cdrflow_core::charging::{Charging, ChargingConfig};
 use cdrflow_core::dedup::RecordKey;
 use cdrflow_core::mediation::{DuplicateReason, Rated};
 use cdrflow_core::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
-use cdrflow_core::normalize::{CountryCode, Day, Msisdn};
+use cdrflow_core::normalize::{CountryCode, Msisdn, SummaryZone};
 use cdrflow_core::operator::{BatchContext, Checkpoint, MemoryState, Operator};
 use cdrflow_core::rating::Rater;
 use cdrflow_core::reference::{Customer, Payment, ReferenceData, Status, Subscriber};
@@ -237,6 +236,7 @@ fn rate_and_charge(catalogue: Catalogue, calls: &[Usage], rng: &mut SplitMix64) 
                     continue;
                 }
             };
+            let usage = Totals::of(&cdr, rating.cost_micros);
             batch.push(Rated {
                 origin: "bench",
                 partition: "bench",
@@ -251,13 +251,8 @@ fn rate_and_charge(catalogue: Catalogue, calls: &[Usage], rng: &mut SplitMix64) 
                 service_type: cdr.service_type,
                 technology: None,
                 start_time: start,
-                day: Day(start.div_euclid(86_400_000) as i32),
-                usage: Totals {
-                    records: 1,
-                    duration_sec: seconds,
-                    cost_micros: rating.cost_micros,
-                    ..Totals::default()
-                },
+                day: SummaryZone::UTC.day_of(start),
+                usage,
                 key: RecordKey::from_id(IdSpace::TelecomEvents, id),
                 duplicate_reason: DuplicateReason::SameRecordId,
                 rating: Some(Box::new(rating)),
