@@ -7,7 +7,7 @@ use crate::model::Version;
 
 #[derive(Debug)]
 pub(crate) struct Band {
-    pub id: std::sync::Arc<str>,
+    pub id: &'static str,
     /// Monday first.
     pub days: [bool; 7],
     /// Minutes after local midnight: `from..to`, `to` up to 1440.

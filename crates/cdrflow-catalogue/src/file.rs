@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::Decimal;
 use cdrflow_core::normalize::parse_timestamp;
-use cdrflow_core::rating::{AllowanceOffer, Grant, Validity};
+use cdrflow_core::rating::{intern, AllowanceOffer, Grant, Validity};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -359,7 +359,7 @@ fn allowance(
     };
     Ok(Allowance {
         offer: AllowanceOffer {
-            id: a.id.into(),
+            id: intern(&a.id),
             grant,
             validity,
             priority: a.priority,
@@ -481,7 +481,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
             }
         }
         destinations.push(Destination {
-            id: d.id.into(),
+            id: intern(&d.id),
             class,
         });
     }
@@ -510,7 +510,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
             return Err(invalid(here, "`from` must be before `to`"));
         }
         bands.push(Band {
-            id: b.id.into(),
+            id: intern(&b.id),
             days,
             from_minute,
             to_minute,
@@ -558,7 +558,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                     .map(|cap| nanos(&format!("{here}.max_charge"), cap))
                     .transpose()?,
                 round: rounding_point(&here, &r.rounding, r.decimals)?,
-                id: r.id.into(),
+                id: intern(&r.id),
             });
         }
         let mut sms = Vec::new();
@@ -569,7 +569,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 band: band_ref(&here, r.band)?,
                 price: nanos(&format!("{here}.price"), &r.price)?,
                 round: rounding_point(&here, &r.rounding, r.decimals)?,
-                id: r.id.into(),
+                id: intern(&r.id),
             });
         }
         let data = match p.data {
@@ -587,7 +587,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                     per_bytes: r.per_bytes,
                     session_increment_bytes: r.session_increment_bytes,
                     round: rounding_point(&here, &r.rounding, r.decimals)?,
-                    id: r.id.into(),
+                    id: intern(&r.id),
                 })
             }
         };
@@ -598,7 +598,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 Some(FeeRate {
                     price: nanos(&format!("{here}.price"), &r.price)?,
                     round: rounding_point(&here, &r.rounding, r.decimals)?,
-                    id: r.id.into(),
+                    id: intern(&r.id),
                 })
             }
         };
@@ -663,7 +663,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         }
     }
     let version = Version {
-        id: v.id.into(),
+        id: intern(&v.id),
         effective_from,
         currency: v.currency,
         zone_name: v.zone,

@@ -1,7 +1,6 @@
 //! A loaded catalogue: validated, indexed, ready to price.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use cdrflow_core::model::Kind;
 pub use cdrflow_core::money::{Rounding, RoundingPoint};
@@ -32,7 +31,7 @@ impl Catalogue {
 
 #[derive(Debug)]
 pub struct Version {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub effective_from: EpochMillis,
     pub currency: String,
     pub zone_name: String,
@@ -64,7 +63,7 @@ impl Version {
 
 #[derive(Debug)]
 pub(crate) struct Destination {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub class: DestinationClass,
 }
 
@@ -138,7 +137,7 @@ pub(crate) struct Slot {
 
 #[derive(Debug)]
 pub(crate) struct VoiceRate {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub target: Target,
     pub band: Option<String>,
     pub connect_fee: Nanos,
@@ -151,7 +150,7 @@ pub(crate) struct VoiceRate {
 
 #[derive(Debug)]
 pub(crate) struct SmsRate {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub target: Target,
     pub band: Option<String>,
     pub price: Nanos,
@@ -160,7 +159,7 @@ pub(crate) struct SmsRate {
 
 #[derive(Debug)]
 pub(crate) struct DataRate {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub price: Nanos,
     pub per_bytes: u64,
     pub session_increment_bytes: u64,
@@ -169,7 +168,7 @@ pub(crate) struct DataRate {
 
 #[derive(Debug)]
 pub(crate) struct FeeRate {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub price: Nanos,
     pub round: RoundingPoint,
 }

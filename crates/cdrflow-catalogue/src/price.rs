@@ -2,8 +2,6 @@
 //! (longest prefix), its band, the plan's first matching rate, the billed
 //! units, and the cost rounded once.
 
-use std::sync::{Arc, LazyLock};
-
 use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
@@ -13,7 +11,7 @@ use cdrflow_core::rating::{AllowanceOffer, ExactPrice};
 use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
 
 /// The rate a zero-rated destination's records name.
-pub static ZERO_RATED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("zero_rated"));
+pub const ZERO_RATED: &str = "zero_rated";
 
 /// The rates of records a catalogue does not price: money in, and calls
 /// and messages received (the caller's operator charges them).
@@ -68,15 +66,15 @@ impl Usage {
 /// A priced record: what it cost and everything that decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Priced<'c> {
-    /// Names are the catalogue's own, shared: a rated record keeps them
-    /// for the cost of a reference count.
-    pub version: &'c Arc<str>,
+    /// Names are the catalogue's own, interned: a rated record keeps them
+    /// for the cost of a pointer.
+    pub version: &'static str,
     pub currency: &'c str,
     /// Voice and SMS: the destination and its class.
-    pub destination: Option<(&'c Arc<str>, DestinationClass)>,
-    pub band: &'c Arc<str>,
+    pub destination: Option<(&'static str, DestinationClass)>,
+    pub band: &'static str,
     /// The rate used ([`ZERO_RATED`] for a zero-rated destination).
-    pub rate: &'c Arc<str>,
+    pub rate: &'static str,
     /// Seconds, messages or bytes billed.
     pub billed_units: u64,
     pub cost_micros: i64,
@@ -237,7 +235,7 @@ impl Version {
     fn destination_of(
         &self,
         number: Msisdn,
-    ) -> Result<(&Arc<str>, DestinationClass), PricingError> {
+    ) -> Result<(&'static str, DestinationClass), PricingError> {
         let index = self
             .prefixes
             .longest_match(number.digits())
@@ -279,7 +277,7 @@ impl Version {
             destination: None,
             band: &band.id,
             // Every kind's branch below names its rate.
-            rate: &ZERO_RATED,
+            rate: ZERO_RATED,
             billed_units: 0,
             cost_micros: 0,
             exact: None,
@@ -314,7 +312,7 @@ impl Version {
         };
         priced.destination = destination;
         if let Some((id, DestinationClass::ZeroRated)) = destination {
-            priced.rate = &ZERO_RATED;
+            priced.rate = ZERO_RATED;
             priced.billed_units = match *usage {
                 Usage::Voice { seconds, .. } => seconds,
                 _ => 1,

@@ -71,7 +71,7 @@ impl Rater for CatalogueRater {
             cost_micros: 0,
             billed_units: 0,
             plan: plan.into(),
-            version: (&version.id).into(),
+            version: Name::Static(version.id),
             rate: Name::Static(RECHARGE),
             band: None,
             destination: None,
@@ -128,13 +128,13 @@ impl Rater for CatalogueRater {
         })?;
         rating.cost_micros = priced.cost_micros;
         rating.billed_units = priced.billed_units;
-        rating.rate = priced.rate.into();
+        rating.rate = Name::Static(priced.rate);
         rating.exact = priced.exact;
         rating.allowances = priced.allowances;
-        rating.band = Some(priced.band.into());
+        rating.band = Some(Name::Static(priced.band));
         rating.destination = priced
             .destination
-            .map(|(id, class)| (id.into(), class.as_str()));
+            .map(|(id, class)| (Name::Static(id), class.as_str()));
         Ok(rating)
     }
 

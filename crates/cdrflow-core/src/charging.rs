@@ -41,7 +41,7 @@ use crate::model::Kind;
 use crate::money::format_micros;
 use crate::normalize::{Day, EpochMillis, Msisdn};
 use crate::operator::{
-    BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
+    hand_over, BatchContext, Checkpoint, Operator, ReadError, StateKind, StateReader, StateTable,
 };
 use crate::rating::{AllowanceOffer, Grant, Name, Validity};
 use crate::reference::{BillingPeriod, Payment};
@@ -71,7 +71,7 @@ pub struct RatedRecord {
     /// The first allowance that paid for some of it, and how much all
     /// paid: billed units (seconds, messages, bytes), or micro-units when
     /// only money allowances did.
-    pub allowance: Option<(Arc<str>, u64)>,
+    pub allowance: Option<(Name, u64)>,
     /// What is charged: the rated cost less what allowances paid.
     pub cost_micros: i64,
     pub currency: Arc<str>,
@@ -136,10 +136,10 @@ pub const ALLOWANCE_USED: StateTable = StateTable {
 /// One subscriber's grant of one allowance: the key of [`ALLOWANCE_USED`].
 /// Kept typed in memory (looked up for every offer of every record) and
 /// spelt as text only where the store reads or writes it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct AllowanceGrant {
     msisdn: Msisdn,
-    allowance: Arc<str>,
+    allowance: &'static str,
     span: Span,
 }
 
@@ -163,22 +163,57 @@ impl fmt::Display for AllowanceGrant {
 /// What a record is charged once its allowances have paid their part.
 struct Charge {
     cost_micros: i64,
-    allowance: Option<(Arc<str>, u64)>,
+    allowance: Option<(&'static str, u64)>,
+}
+
+/// Allowance use as this scope knows it: every grant it has met, in a
+/// slot of its own. A batch's offers are looked up once, when the batch's
+/// unknown grants are read ([`Charging::load_allowances`]); using them
+/// then goes by slot, in the same order.
+#[derive(Default)]
+struct AllowanceUse {
+    slots: FxHashMap<AllowanceGrant, u32>,
+    /// By slot: the grant, and how much of it is used.
+    grants: Vec<AllowanceGrant>,
+    used: Vec<u64>,
+    /// Slots used since the last checkpoint.
+    changed: Vec<u32>,
+}
+
+impl AllowanceUse {
+    /// The slot of `grant`, and whether it is new (its use not read yet).
+    fn slot(&mut self, grant: AllowanceGrant) -> (u32, bool) {
+        let next = self.grants.len() as u32;
+        let slot = *self.slots.entry(grant).or_insert(next);
+        if slot == next {
+            self.grants.push(grant);
+            self.used.push(0);
+        }
+        (slot, slot == next)
+    }
+}
+
+/// A prepaid balance as this scope follows it.
+struct Balance {
+    /// Committed when first read, then moved record by record.
+    micros: i64,
+    /// How far it moved since the last checkpoint, and the latest event
+    /// time among the records that moved it (`None`: none did).
+    pending: Option<(i64, EpochMillis)>,
 }
 
 pub struct Charging {
     config: ChargingConfig,
-    /// Allowance use as this scope knows it.
-    allowance_used: FxHashMap<AllowanceGrant, u64>,
-    /// Grants used since the last checkpoint.
-    allowance_changed: Vec<AllowanceGrant>,
+    allowances: AllowanceUse,
+    /// The slot of each allowance offer of the batch being charged, record
+    /// by record and offer by offer.
+    batch_slots: Vec<u32>,
     /// Cost the allowances took off the daily summaries since the last checkpoint.
     pending_summaries: SummaryDelta,
-    /// Balances as this scope knows them: committed when first read, then
-    /// followed record by record.
-    balances: FxHashMap<Msisdn, i64>,
+    balances: FxHashMap<Msisdn, Balance>,
+    /// Subscribers whose balance moved since the last checkpoint.
+    balances_moved: Vec<Msisdn>,
     pending_rows: Vec<RatedRecord>,
-    pending_deltas: BalanceDeltas,
     pending_alerts: Vec<Anomaly>,
 }
 
@@ -186,12 +221,12 @@ impl Charging {
     pub fn new(config: ChargingConfig) -> Charging {
         Charging {
             config,
-            allowance_used: FxHashMap::default(),
-            allowance_changed: Vec::new(),
+            allowances: AllowanceUse::default(),
+            batch_slots: Vec::new(),
             pending_summaries: SummaryDelta::default(),
             balances: FxHashMap::default(),
+            balances_moved: Vec::new(),
             pending_rows: Vec::new(),
-            pending_deltas: BalanceDeltas::new(),
             pending_alerts: Vec::new(),
         }
     }
@@ -200,7 +235,7 @@ impl Charging {
     fn grant(record: &Rated<'_>, offer: &AllowanceOffer, cycle_day: u8) -> AllowanceGrant {
         AllowanceGrant {
             msisdn: record.msisdn,
-            allowance: offer.id.clone(),
+            allowance: offer.id,
             span: match offer.validity {
                 Validity::Day => Span::Day(record.day),
                 Validity::Period => Span::Period(BillingPeriod::containing(record.day, cycle_day)),
@@ -208,13 +243,15 @@ impl Charging {
         }
     }
 
-    /// Reads, in one question, what this batch's subscribers have used of
-    /// the allowances the scope has not met yet.
+    /// Finds the slot of every allowance offer of the batch (into
+    /// `batch_slots`) and reads, in one question, what the batch's
+    /// subscribers have used of the grants the scope has not met yet.
     fn load_allowances(
         &mut self,
         batch: &[Rated<'_>],
         state: &mut dyn StateReader,
     ) -> Result<(), ReadError> {
+        self.batch_slots.clear();
         let mut unknown = Vec::new();
         for record in batch {
             let Some(rating) = &record.rating else {
@@ -222,19 +259,22 @@ impl Charging {
             };
             for offer in &rating.allowances {
                 let grant = Charging::grant(record, offer, rating.bill_cycle_day());
-                if !self.allowance_used.contains_key(&grant) {
-                    unknown.push(grant);
+                let (slot, new) = self.allowances.slot(grant);
+                self.batch_slots.push(slot);
+                if new {
+                    unknown.push(slot);
                 }
             }
         }
         if unknown.is_empty() {
             return Ok(());
         }
-        unknown.sort_unstable();
-        unknown.dedup();
-        let keys: Vec<String> = unknown.iter().map(AllowanceGrant::to_string).collect();
+        let keys: Vec<String> = unknown
+            .iter()
+            .map(|&slot| self.allowances.grants[slot as usize].to_string())
+            .collect();
         let stored = state.values_of(&ALLOWANCE_USED, &keys)?;
-        for ((grant, key), value) in unknown.into_iter().zip(keys).zip(stored) {
+        for ((slot, key), value) in unknown.into_iter().zip(keys).zip(stored) {
             let used = match value {
                 None => 0,
                 Some(bytes) => std::str::from_utf8(&bytes)
@@ -247,13 +287,14 @@ impl Charging {
                         ))
                     })?,
             };
-            self.allowance_used.insert(grant, used);
+            self.allowances.used[slot as usize] = used;
         }
         Ok(())
     }
 
-    /// Uses `record`'s allowances in order and prices what they leave.
-    fn apply_allowances(&mut self, record: &Rated<'_>) -> Charge {
+    /// Uses `record`'s allowances in order (`slots`: theirs, from
+    /// [`Charging::load_allowances`]) and prices what they leave.
+    fn apply_allowances(&mut self, record: &Rated<'_>, slots: &[u32]) -> Charge {
         let Some(rating) = &record.rating else {
             return Charge {
                 cost_micros: 0,
@@ -270,25 +311,23 @@ impl Charging {
         let Some(exact) = rating.exact else {
             return unpaid;
         };
-        let cycle_day = rating.bill_cycle_day();
         let billed = rating.billed_units;
         let (mut free_units, mut first) = (0u64, None);
-        let mut take = |this: &mut Charging, offer: &AllowanceOffer, granted: u64, wanted: u64| {
-            let grant = Charging::grant(record, offer, cycle_day);
-            let Some(used) = this.allowance_used.get_mut(&grant) else {
-                unreachable!("load_allowances read every grant of the batch");
-            };
+        let use_of = &mut self.allowances;
+        let mut take = |offer: &AllowanceOffer, slot: u32, granted: u64, wanted: u64| {
+            let used = &mut use_of.used[slot as usize];
             let taken = granted.saturating_sub(*used).min(wanted);
             if taken > 0 {
                 *used += taken;
-                this.allowance_changed.push(grant);
-                first.get_or_insert_with(|| offer.id.clone());
+                use_of.changed.push(slot);
+                first.get_or_insert(offer.id);
             }
             taken
         };
-        for offer in &rating.allowances {
+        let offers = || rating.allowances.iter().zip(slots.iter().copied());
+        for (offer, slot) in offers() {
             if let Grant::Units(grant) = offer.grant {
-                free_units += take(self, offer, grant, billed - free_units);
+                free_units += take(offer, slot, grant, billed - free_units);
             }
         }
         let mut cost = match free_units {
@@ -299,9 +338,9 @@ impl Charging {
                 .unwrap_or(rating.cost_micros),
         };
         let mut free_money = 0u64;
-        for offer in &rating.allowances {
+        for (offer, slot) in offers() {
             if let Grant::Money(grant) = offer.grant {
-                let taken = take(self, offer, grant.max(0) as u64, cost.max(0) as u64);
+                let taken = take(offer, slot, grant.max(0) as u64, cost.max(0) as u64);
                 free_money += taken;
                 cost -= taken as i64;
             }
@@ -351,7 +390,14 @@ impl Charging {
         unknown.dedup();
         let stored = state.balances(&unknown)?;
         for (msisdn, balance) in unknown.into_iter().zip(stored) {
-            self.balances.insert(msisdn, balance.unwrap_or(0));
+            let micros = balance.unwrap_or(0);
+            self.balances.insert(
+                msisdn,
+                Balance {
+                    micros,
+                    pending: None,
+                },
+            );
         }
         Ok(())
     }
@@ -360,18 +406,16 @@ impl Charging {
         let Some(balance) = self.balances.get_mut(&record.msisdn) else {
             unreachable!("load_balances read every prepaid subscriber of the batch");
         };
-        let before = *balance;
+        let before = balance.micros;
         let after = before.saturating_add(change);
-        *balance = after;
-        add_delta(
-            &mut self.pending_deltas,
-            record.msisdn,
-            BalanceDelta {
-                micros: change,
-                currency: self.config.currency.clone(),
-                last_event_time: record.start_time,
-            },
-        );
+        balance.micros = after;
+        balance.pending = Some(match balance.pending {
+            None => {
+                self.balances_moved.push(record.msisdn);
+                (change, record.start_time)
+            }
+            Some((moved, last)) => (moved.saturating_add(change), last.max(record.start_time)),
+        });
         let crossed = |threshold: i64| before >= threshold && after < threshold;
         let mut alert = |rule: &'static str, severity: Severity, threshold: i64| {
             let id = record.source_identity();
@@ -429,7 +473,7 @@ impl Charging {
             technology: rating.technology.clone(),
             usage_units,
             billed_units: rating.billed_units,
-            allowance: charge.allowance,
+            allowance: charge.allowance.map(|(id, paid)| (Name::Static(id), paid)),
             cost_micros: charge.cost_micros,
             currency: self.config.currency.clone(),
             billing_period: BillingPeriod::containing(record.day, rating.bill_cycle_day()),
@@ -453,8 +497,13 @@ impl Operator for Charging {
     ) -> Result<(), ReadError> {
         self.load_balances(batch, context.state)?;
         self.load_allowances(batch, context.state)?;
+        let batch_slots = std::mem::take(&mut self.batch_slots);
+        let mut slots = batch_slots.as_slice();
         for record in batch {
-            let charge = self.apply_allowances(record);
+            let offers = record.rating.as_ref().map_or(0, |r| r.allowances.len());
+            let (of_record, rest) = slots.split_at(offers);
+            slots = rest;
+            let charge = self.apply_allowances(record, of_record);
             if let Some(rating) = &record.rating {
                 let paid = rating.cost_micros - charge.cost_micros;
                 if paid != 0 {
@@ -481,6 +530,7 @@ impl Operator for Charging {
                 }
             }
         }
+        self.batch_slots = batch_slots;
         Ok(())
     }
 
@@ -489,25 +539,37 @@ impl Operator for Charging {
     }
 
     fn checkpoint(&mut self, out: &mut Checkpoint) {
-        out.rated_records.append(&mut self.pending_rows);
+        hand_over(&mut self.pending_rows, &mut out.rated_records);
         let summaries = std::mem::take(&mut self.pending_summaries);
         if !summaries.is_empty() {
             out.summaries.merge(&summaries);
         }
-        let mut changed = std::mem::take(&mut self.allowance_changed);
-        changed.sort_unstable();
-        changed.dedup();
         let mut state = out.state_of(self.name());
-        for grant in changed {
-            let used = self.allowance_used[&grant];
+        let use_of = &mut self.allowances;
+        use_of.changed.sort_unstable();
+        use_of.changed.dedup();
+        for slot in use_of.changed.drain(..) {
+            let slot = slot as usize;
             state.put(
                 &ALLOWANCE_USED,
-                grant.to_string(),
-                used.to_string().into_bytes(),
+                use_of.grants[slot].to_string(),
+                use_of.used[slot].to_string().into_bytes(),
             );
         }
-        for (msisdn, delta) in std::mem::take(&mut self.pending_deltas) {
-            add_delta(&mut out.balances, msisdn, delta);
+        for msisdn in self.balances_moved.drain(..) {
+            let balance = self.balances.get_mut(&msisdn);
+            let Some((micros, last_event_time)) = balance.and_then(|b| b.pending.take()) else {
+                unreachable!("a subscriber whose balance moved has a balance that moved");
+            };
+            add_delta(
+                &mut out.balances,
+                msisdn,
+                BalanceDelta {
+                    micros,
+                    currency: self.config.currency.clone(),
+                    last_event_time,
+                },
+            );
         }
         out.anomalies.append(&mut self.pending_alerts);
     }

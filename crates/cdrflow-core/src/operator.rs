@@ -100,6 +100,32 @@ pub struct Checkpoint {
     pub lake_files: Vec<LakeFile>,
 }
 
+/// Rows of one checkpoint joined to another's: taken whole when there are
+/// none yet, so a checkpoint's quarter of a million rows are not copied.
+fn join_rows<T>(rows: &mut Vec<T>, more: Vec<T>) {
+    if rows.is_empty() {
+        *rows = more;
+    } else {
+        rows.extend(more);
+    }
+}
+
+/// An operator's pending rows handed to the checkpoint: moved whole when
+/// it has none yet (not copied), and `pending` left with room for as many
+/// again, so the next checkpoint's rows are not copied while they grow
+/// either. (Copying rated rows into the checkpoint and regrowing the
+/// pending ones took a quarter of the charging operator's time on the
+/// rater bench.)
+pub fn hand_over<T>(pending: &mut Vec<T>, rows: &mut Vec<T>) {
+    let count = pending.len();
+    if rows.is_empty() {
+        std::mem::swap(pending, rows);
+    } else {
+        rows.append(pending);
+    }
+    pending.reserve(count);
+}
+
 /// A lake file, as the store's manifest (`lake_files`) names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LakeFile {
@@ -126,19 +152,19 @@ impl Checkpoint {
         } else {
             self.summaries.merge(&other.summaries);
         }
-        self.rejects.extend(other.rejects);
+        join_rows(&mut self.rejects, other.rejects);
         self.counts.add(&other.counts);
-        self.event_times.extend(other.event_times);
+        join_rows(&mut self.event_times, other.event_times);
         if self.windows.is_empty() {
             self.windows = other.windows;
         } else {
             self.windows.merge(&other.windows);
         }
-        self.late_events.extend(other.late_events);
-        self.anomalies.extend(other.anomalies);
-        self.raw_events.extend(other.raw_events);
-        self.mediated.extend(other.mediated);
-        self.rated_records.extend(other.rated_records);
+        join_rows(&mut self.late_events, other.late_events);
+        join_rows(&mut self.anomalies, other.anomalies);
+        join_rows(&mut self.raw_events, other.raw_events);
+        join_rows(&mut self.mediated, other.mediated);
+        join_rows(&mut self.rated_records, other.rated_records);
         for (msisdn, delta) in other.balances {
             add_delta(&mut self.balances, msisdn, delta);
         }
@@ -491,6 +517,6 @@ impl<R: RowOf> Operator for Rows<R> {
     }
 
     fn checkpoint(&mut self, out: &mut Checkpoint) {
-        R::rows_in(out).append(&mut self.pending);
+        hand_over(&mut self.pending, R::rows_in(out));
     }
 }
