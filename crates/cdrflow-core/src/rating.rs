@@ -42,7 +42,9 @@ pub fn intern(name: &str) -> &'static str {
     static NAMES: std::sync::LazyLock<std::sync::Mutex<rustc_hash::FxHashSet<&'static str>>> =
         std::sync::LazyLock::new(Default::default);
     // A poisoned set is still a valid set: names are only ever added.
-    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match names.get(name) {
         Some(known) => known,
         None => {

@@ -484,9 +484,11 @@ pub struct ReferenceData {
     subscribers: FxHashMap<Msisdn, History<Subscriber>>,
     customers: FxHashMap<Arc<str>, History<Customer>>,
     cells: FxHashMap<Arc<str>, History<Cell>>,
-    /// One `Arc` per distinct plan and region name, shared by every row
-    /// naming it: a rated record clones its plan and region, and a shared
-    /// count stays in cache where one per subscriber would miss.
+    /// One `Arc` per distinct customer id, plan and region name, shared by
+    /// every row naming it: a rated record clones its plan and region, and
+    /// a shared count stays in cache where one per subscriber would miss;
+    /// a subscriber's customer is found by the very `Arc` that keys it
+    /// (equal pointers compare without reading the text again).
     names: FxHashSet<Arc<str>>,
 }
 
@@ -547,13 +549,15 @@ impl ReferenceData {
     }
 
     pub fn put_subscriber(&mut self, mut row: Subscriber) {
+        row.customer_id = self.shared(row.customer_id);
         row.plan_id = self.shared(row.plan_id);
         row.region = row.region.map(|region| self.shared(region));
         let history = self.subscribers.entry(row.msisdn).or_default();
         history.put(row, |r| r.effective_from);
     }
 
-    pub fn put_customer(&mut self, row: Customer) {
+    pub fn put_customer(&mut self, mut row: Customer) {
+        row.customer_id = self.shared(row.customer_id);
         let history = self.customers.entry(row.customer_id.clone()).or_default();
         history.put(row, |r| r.effective_from);
     }
@@ -568,7 +572,8 @@ impl ReferenceData {
         self.subscribers.get(&msisdn)?.at(at, |r| r.effective_from)
     }
 
-    pub fn customer_at(&self, id: &str, at: EpochMillis) -> Option<&Customer> {
+    /// `id` as a subscriber row names it (the `Arc` the customer is keyed by).
+    pub fn customer_at(&self, id: &Arc<str>, at: EpochMillis) -> Option<&Customer> {
         self.customers.get(id)?.at(at, |r| r.effective_from)
     }
 
