@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use cdrflow_core::charging::RatedRecord;
@@ -63,7 +64,9 @@ pub struct Lake {
     run: String,
     staging: PathBuf,
     _lock: File,
-    next_file: u64,
+    /// Files are staged on one thread while another publishes: the
+    /// counter is shared between them.
+    next_file: AtomicU64,
     properties: WriterProperties,
 }
 
@@ -83,7 +86,7 @@ impl Lake {
             run: run.to_string(),
             staging,
             _lock: lock,
-            next_file: 0,
+            next_file: AtomicU64::new(0),
             properties: properties(),
         })
     }
@@ -96,7 +99,7 @@ impl Lake {
     /// and dataset, each synced to disk: once the commit names them, they
     /// survive a crash.
     pub fn stage(
-        &mut self,
+        &self,
         mediated: &[MediatedRecord],
         rated: &[RatedRecord],
     ) -> Result<Vec<LakeFile>> {
@@ -140,19 +143,18 @@ impl Lake {
     }
 
     fn write(
-        &mut self,
+        &self,
         dataset: Dataset,
         partition: String,
         rows: usize,
         schema: arrow_schema::SchemaRef,
         batches: impl Iterator<Item = RecordBatch>,
     ) -> Result<LakeFile> {
-        self.next_file += 1;
+        let number = self.next_file.fetch_add(1, Ordering::Relaxed) + 1;
         let path = format!(
-            "{}/{partition}/part-{}-{:06}.parquet",
+            "{}/{partition}/part-{}-{number:06}.parquet",
             dataset.as_str(),
             self.run,
-            self.next_file
         );
         let at = self.staged_path(&path);
         let parquet = |source| LakeError::Parquet {

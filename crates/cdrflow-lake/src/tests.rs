@@ -85,7 +85,7 @@ fn money(batches: &[arrow_array::RecordBatch], column: &str) -> i128 {
 #[test]
 fn a_checkpoint_is_staged_per_partition_and_published_where_readers_look() {
     let dir = tempfile_dir("publish");
-    let mut lake = Lake::open(&dir, "t1").unwrap();
+    let lake = Lake::open(&dir, "t1").unwrap();
     let rows = [
         mediated(1, Kind::Voice, "2024-03-01", 1_016_667),
         mediated(2, Kind::Voice, "2024-03-02", 5),
@@ -134,7 +134,7 @@ fn a_checkpoint_is_staged_per_partition_and_published_where_readers_look() {
 #[test]
 fn after_a_crash_committed_files_are_published_and_the_rest_deleted() {
     let dir = tempfile_dir("recover");
-    let mut lake = Lake::open(&dir, "t2").unwrap();
+    let lake = Lake::open(&dir, "t2").unwrap();
     let committed = lake
         .stage(&[mediated(1, Kind::Voice, "2024-03-01", 1)], &[])
         .unwrap();

@@ -50,7 +50,7 @@ impl LakeSink {
     }
 
     /// Writes a part's rows as staged files and names them in its checkpoint.
-    pub fn stage(&mut self, part: &mut JobPart) -> Result<()> {
+    pub fn stage(&self, part: &mut JobPart) -> Result<()> {
         let checkpoint = &mut part.checkpoint;
         let mediated = std::mem::take(&mut checkpoint.mediated);
         checkpoint.lake_files = self
