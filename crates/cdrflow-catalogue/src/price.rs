@@ -6,7 +6,7 @@ use cdrflow_core::charging::RatedRecord;
 use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
-use cdrflow_core::rating::{AllowanceOffer, ExactPrice};
+use cdrflow_core::rating::{ExactPrice, Offers};
 
 use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
 
@@ -81,7 +81,7 @@ pub struct Priced<'c> {
     /// The cost before its rounding (`None`: zero-rated).
     pub exact: Option<ExactPrice>,
     /// The plan's allowances that may pay for it, in the order they are used.
-    pub allowances: Vec<AllowanceOffer>,
+    pub allowances: Offers,
     /// How the cost came about, a step a line, for a person.
     pub steps: Vec<String>,
 }
@@ -281,7 +281,7 @@ impl Version {
             billed_units: 0,
             cost_micros: 0,
             exact: None,
-            allowances: Vec::new(),
+            allowances: Offers::new(),
             steps: Vec::new(),
         };
         // Steps cost allocations: written only when asked for.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cdrflow_core::model::{Cdr, Direction, Kind};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
-use cdrflow_core::rating::{Account, Name, Rater, Rating, RatingError};
+use cdrflow_core::rating::{Account, Name, Offers, Rater, Rating, RatingError};
 use cdrflow_core::reference::{normalize_technology, ReferenceData};
 
 use crate::price::{INCOMING, RECHARGE};
@@ -85,7 +85,7 @@ impl Rater for CatalogueRater {
             }),
             unknown_subscriber: subscriber.is_none(),
             exact: None,
-            allowances: Vec::new(),
+            allowances: Offers::new(),
             region: cell
                 .map(|c| c.region.clone())
                 .or_else(|| subscriber.and_then(|s| s.region.clone())),

@@ -121,7 +121,7 @@ pub struct Rating {
     pub exact: Option<ExactPrice>,
     /// The plan's allowances that may pay for it, in the order they are
     /// used: priority, then the one that expires first.
-    pub allowances: Vec<AllowanceOffer>,
+    pub allowances: Offers,
     /// Enrichment: the region of the record's cell, else of its
     /// subscriber (a record's own region comes first where it has one).
     pub region: Option<Arc<str>>,
@@ -170,6 +170,11 @@ pub enum Grant {
     /// Money off any record it covers, in micro-units.
     Money(i64),
 }
+
+/// The allowances that may pay for one record: two kept inline (plans
+/// rarely offer more for one record), so rating a record allocates no
+/// list for them.
+pub type Offers = smallvec::SmallVec<[AllowanceOffer; 2]>;
 
 /// An allowance of the subscriber's plan that may pay for a record (its
 /// kind, destination class and band match).
@@ -407,7 +412,7 @@ impl Rater for Tariff {
             account: None,
             unknown_subscriber: false,
             exact: None,
-            allowances: Vec::new(),
+            allowances: Offers::new(),
             region: None,
             technology: cdr
                 .radio_technology
