@@ -136,7 +136,7 @@ pub const ALLOWANCE_USED: StateTable = StateTable {
 /// One subscriber's grant of one allowance: the key of [`ALLOWANCE_USED`].
 /// Kept typed in memory (looked up for every offer of every record) and
 /// spelt as text only where the store reads or writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct AllowanceGrant {
     msisdn: Msisdn,
     allowance: &'static str,
@@ -144,7 +144,7 @@ struct AllowanceGrant {
 }
 
 /// The span a grant is renewed over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Span {
     Day(Day),
     Period(BillingPeriod),
@@ -190,6 +190,15 @@ impl AllowanceUse {
             self.used.push(0);
         }
         (slot, slot == next)
+    }
+
+    /// Forgets the grants from slot `first` on: their use could not be
+    /// read, and a grant with a slot counts as read.
+    fn forget_from(&mut self, first: usize) {
+        for grant in self.grants.drain(first..) {
+            self.slots.remove(&grant);
+        }
+        self.used.truncate(first);
     }
 }
 
@@ -252,6 +261,7 @@ impl Charging {
         state: &mut dyn StateReader,
     ) -> Result<(), ReadError> {
         self.batch_slots.clear();
+        let known = self.allowances.grants.len();
         let mut unknown = Vec::new();
         for record in batch {
             let Some(rating) = &record.rating else {
@@ -269,6 +279,19 @@ impl Charging {
         if unknown.is_empty() {
             return Ok(());
         }
+        let read = self.read_allowances(unknown, state);
+        if read.is_err() {
+            self.allowances.forget_from(known);
+        }
+        read
+    }
+
+    /// Reads what is stored of the grants in slots `unknown`, into them.
+    fn read_allowances(
+        &mut self,
+        unknown: Vec<u32>,
+        state: &mut dyn StateReader,
+    ) -> Result<(), ReadError> {
         let keys: Vec<String> = unknown
             .iter()
             .map(|&slot| self.allowances.grants[slot as usize].to_string())
@@ -572,5 +595,152 @@ impl Operator for Charging {
             );
         }
         out.anomalies.append(&mut self.pending_alerts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::aggregate::RowKey;
+    use crate::dedup::RecordKey;
+    use crate::mediation::DuplicateReason;
+    use crate::model::{Direction, IdSpace, SourcePosition};
+    use crate::money::{Rounding, RoundingPoint};
+    use crate::operator::MemoryState;
+    use crate::rating::{Account, ExactPrice, Offers, Rating};
+
+    /// A store whose first question about allowance use fails (a lost
+    /// connection); afterwards it answers from what `stored` holds.
+    struct FailsOnce {
+        failed: bool,
+        stored: MemoryState,
+    }
+
+    impl StateReader for FailsOnce {
+        fn value(&mut self, table: &StateTable, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+            if !self.failed {
+                self.failed = true;
+                return Err(ReadError("the connection was lost".into()));
+            }
+            self.stored.value(table, key)
+        }
+
+        fn spans(
+            &mut self,
+            table: &StateTable,
+            first: i32,
+            last: i32,
+            visit: &mut dyn FnMut(&[u8]),
+        ) -> Result<(), ReadError> {
+            self.stored.spans(table, first, last, visit)
+        }
+
+        fn summary_totals(&mut self, rows: &[RowKey]) -> Result<Vec<Option<Totals>>, ReadError> {
+            self.stored.summary_totals(rows)
+        }
+
+        fn balances(&mut self, msisdns: &[Msisdn]) -> Result<Vec<Option<i64>>, ReadError> {
+            self.stored.balances(msisdns)
+        }
+    }
+
+    const SUBSCRIBER: u64 = 212_600_000_001;
+
+    /// A postpaid 60-second call at 1.00 a minute that a daily allowance
+    /// of `granted` seconds may pay for.
+    fn call(granted: u64) -> Rated<'static> {
+        let day = Day(19_787); // 2024-03-05
+        Rated {
+            origin: "test",
+            partition: "test",
+            position: SourcePosition::Line {
+                line: 1,
+                byte_offset: 0,
+            },
+            record_id: Some(Cow::Borrowed("call-1")),
+            kind: Kind::Voice,
+            direction: Direction::Outgoing,
+            region: None,
+            cell_id: None,
+            msisdn: Msisdn::from_digits(SUBSCRIBER),
+            other_party: None,
+            service_type: Cow::Borrowed("voice"),
+            technology: None,
+            start_time: i64::from(day.0) * 86_400_000,
+            day,
+            usage: Totals::default(),
+            key: RecordKey::from_id(IdSpace::TelecomEvents, "call-1"),
+            duplicate_reason: DuplicateReason::SameRecordId,
+            rating: Some(Box::new(Rating {
+                cost_micros: 1_000_000,
+                billed_units: 60,
+                plan: Name::Static("p"),
+                version: Name::Static("v"),
+                rate: Name::Static("r"),
+                band: None,
+                destination: None,
+                account: Some(Account {
+                    customer_id: "c".into(),
+                    payment: Payment::Postpaid,
+                    bill_cycle_day: 1,
+                }),
+                unknown_subscriber: false,
+                exact: Some(ExactPrice {
+                    numerator: 1_000_000_000,
+                    denominator: 1,
+                    round: RoundingPoint {
+                        rounding: Rounding::HalfUp,
+                        decimals: 2,
+                    },
+                }),
+                allowances: Offers::from_iter([AllowanceOffer {
+                    id: crate::rating::intern("daily-seconds"),
+                    grant: Grant::Units(granted),
+                    validity: Validity::Day,
+                    priority: 1,
+                }]),
+                region: None,
+                technology: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn a_failed_read_of_allowance_use_is_asked_again_not_taken_as_nothing_used() {
+        // 50 of the day's 60 seconds were used in an earlier run.
+        let mut stored = MemoryState::new("charging");
+        let mut earlier = Checkpoint::default();
+        earlier.state_of("charging").put(
+            &ALLOWANCE_USED,
+            format!("+{SUBSCRIBER}|daily-seconds|2024-03-05"),
+            b"50".to_vec(),
+        );
+        stored.apply(&earlier);
+        let mut store = FailsOnce {
+            failed: false,
+            stored,
+        };
+        let mut charging = Charging::new(ChargingConfig::default());
+        let batch = [call(60)];
+        let mut context = BatchContext {
+            now: i64::MAX,
+            state: &mut store,
+        };
+        let failed = charging.process_batch(&batch, &mut context, &mut Vec::new());
+        assert!(failed.is_err(), "the lost connection is reported");
+        charging
+            .process_batch(&batch, &mut context, &mut Vec::new())
+            .expect("the store answers the second time");
+        let mut checkpoint = Checkpoint::default();
+        charging.checkpoint(&mut checkpoint);
+        // 10 free seconds left: 50 of the 60 billed are charged, 50/60 of 1.00.
+        let row = &checkpoint.rated_records[0];
+        assert_eq!(row.allowance, Some((Name::Static("daily-seconds"), 10)));
+        assert_eq!(
+            row.cost_micros, 830_000,
+            "0.8333… rounded half up to 2 decimals"
+        );
     }
 }
