@@ -47,14 +47,26 @@ impl Default for Prefixes {
     }
 }
 
-/// Where (length, prefix) falls in the filter.
-fn filter_bit(length: u32, prefix: u64) -> usize {
+/// Where (length, prefix) falls in the filter: its word and its bit.
+fn filter_bit(length: u32, prefix: u64) -> (usize, u64) {
     // A multiplicative hash: the high bits of the product mix every digit.
     let mixed = (prefix ^ (u64::from(length) << 59)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> (64 - FILTER_BITS.trailing_zeros())) as usize
+    let bit = (mixed >> (64 - FILTER_BITS.trailing_zeros())) as usize;
+    (bit / 64, 1 << (bit % 64))
 }
 
 impl Prefixes {
+    fn mark(&mut self, length: u32, prefix: u64) {
+        let (word, bit) = filter_bit(length, prefix);
+        self.filter[word] |= bit;
+    }
+
+    /// False: certainly not in the map; true: look.
+    fn may_hold(&self, length: u32, prefix: u64) -> bool {
+        let (word, bit) = filter_bit(length, prefix);
+        self.filter[word] & bit != 0
+    }
+
     /// Adds `prefix` (digits only); returns the destination it already had.
     pub fn insert(&mut self, prefix: &str, destination: usize) -> Result<Option<usize>, String> {
         if prefix.is_empty() || prefix.len() > 15 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
@@ -68,8 +80,7 @@ impl Prefixes {
             self.lengths.push(length);
             self.lengths.sort_unstable_by(|a, b| b.cmp(a));
         }
-        let bit = filter_bit(length, digits);
-        self.filter[bit / 64] |= 1 << (bit % 64);
+        self.mark(length, digits);
         Ok(self.by_length.insert((length, digits), destination))
     }
 
@@ -81,9 +92,10 @@ impl Prefixes {
             .filter(|&&l| l <= length)
             .find_map(|&l| {
                 let prefix = number / 10u64.pow(length - l);
-                let bit = filter_bit(l, prefix);
-                let maybe = self.filter[bit / 64] & (1 << (bit % 64)) != 0;
-                maybe.then(|| self.by_length.get(&(l, prefix)).copied())?
+                if !self.may_hold(l, prefix) {
+                    return None;
+                }
+                self.by_length.get(&(l, prefix)).copied()
             })
     }
 

@@ -9,11 +9,13 @@
 //! writer writes each job's Parquet files while the writer commits the
 //! job before (on the rating benchmark the writer thread was busy the
 //! whole run, half of it in Parquet): a third batch in memory, and the
-//! store's transaction and the lake's encoding side by side. Here and only here: retry of transient errors with
-//! backoff, the outcome of a fenced Kafka partition (its part dropped, the
-//! rest committed), commit telemetry, the lake's files around the
-//! transaction ([`LakeSink`]: staged before, published after), and what
-//! follows a commit (the dead-letter topic, through [`AfterCommit`]).
+//! store's transaction and the lake's encoding side by side.
+//!
+//! Here and only here: retry of transient errors with backoff, the
+//! outcome of a fenced Kafka partition (its part dropped, the rest
+//! committed), commit telemetry, the lake's files around the transaction
+//! ([`LakeSink`]: staged before, published after), and what follows a
+//! commit (the dead-letter topic, through [`AfterCommit`]).
 //!
 //! Questions for the store (operator state of old days, stored totals) can go
 //! through the same queue ([`Committer::ask`]): answered after every job
