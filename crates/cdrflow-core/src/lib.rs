@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod analytics;
+pub mod billing;
 pub mod charging;
 pub mod dedup;
 pub mod formats;

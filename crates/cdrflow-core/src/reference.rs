@@ -577,6 +577,16 @@ impl ReferenceData {
         self.customers.get(id)?.at(at, |r| r.effective_from)
     }
 
+    /// Every subscription's rows, oldest first, in no particular number order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &[Subscriber]> {
+        self.subscribers.values().map(|h| &h.0[..])
+    }
+
+    /// Every customer's rows, oldest first, in no particular order.
+    pub fn customer_histories(&self) -> impl Iterator<Item = &[Customer]> {
+        self.customers.values().map(|h| &h.0[..])
+    }
+
     pub fn cell_at(&self, id: &str, at: EpochMillis) -> Option<&Cell> {
         self.cells.get(id)?.at(at, |r| r.effective_from)
     }
