@@ -596,6 +596,7 @@ pub fn import(
             }
             plan_files.push(PlanFile {
                 id: subject.to_string(),
+                monthly_fee: None,
                 voice,
                 sms,
                 data: None,

@@ -81,6 +81,9 @@ pub(crate) struct BandFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlanFile {
     pub(crate) id: String,
+    /// A postpaid subscription's recurring fee, prorated by days on invoices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) monthly_fee: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) voice: Vec<VoiceFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -650,7 +653,13 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         }
         // Priority, then the one that expires first (a day's before a period's).
         allowances.sort_by_key(|a: &Allowance| (a.offer.priority, a.offer.validity));
+        let monthly_fee = p
+            .monthly_fee
+            .as_deref()
+            .map(|fee| nanos(&format!("{here}.monthly_fee"), fee))
+            .transpose()?;
         let plan = Plan {
+            monthly_fee,
             voice,
             sms,
             data,

@@ -29,6 +29,12 @@ impl Catalogue {
     }
 }
 
+impl cdrflow_core::billing::invoice::MonthlyFees for Catalogue {
+    fn monthly_fee_nanos(&self, plan: &str, at: EpochMillis) -> Option<i128> {
+        self.version_at(at)?.monthly_fee_nanos(plan)
+    }
+}
+
 #[derive(Debug)]
 pub struct Version {
     pub id: &'static str,
@@ -54,6 +60,11 @@ impl Version {
 
     pub fn has_plan(&self, plan: &str) -> bool {
         self.plans.contains_key(plan)
+    }
+
+    /// `plan`'s monthly fee in billionths of the currency (`None`: no fee, or no such plan).
+    pub fn monthly_fee_nanos(&self, plan: &str) -> Option<i128> {
+        self.plans.get(plan)?.monthly_fee
     }
 
     pub fn plans(&self) -> impl Iterator<Item = &str> {
@@ -216,6 +227,8 @@ impl Allowance {
 /// A plan's rates, each list in priority order (the first that matches).
 #[derive(Debug)]
 pub(crate) struct Plan {
+    /// Billionths; `None`: no recurring fee.
+    pub monthly_fee: Option<Nanos>,
     pub voice: Vec<VoiceRate>,
     pub sms: Vec<SmsRate>,
     pub data: Option<DataRate>,

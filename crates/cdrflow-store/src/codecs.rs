@@ -128,6 +128,220 @@ pub(crate) const LAKE_V7: &str = "
         byte_count BIGINT NOT NULL
     );";
 
+/// Migration v8, the same in both stores: invoices (issue 13), each with
+/// its figures in micro-units and its document as issued; which rated
+/// record (by id and kind) is on which invoice line — at most one row per
+/// record, so a record is on one live invoice; and each billing entity's
+/// last invoice number.
+pub(crate) const BILLING_V8: &str = "
+    CREATE TABLE invoices (
+        invoice_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        entity TEXT NOT NULL,
+        number TEXT UNIQUE,
+        status TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        voice_micros BIGINT NOT NULL,
+        sms_micros BIGINT NOT NULL,
+        data_micros BIGINT NOT NULL,
+        other_micros BIGINT NOT NULL,
+        recurring_micros BIGINT NOT NULL,
+        discounts_micros BIGINT NOT NULL,
+        subtotal_micros BIGINT NOT NULL,
+        tax_micros BIGINT NOT NULL,
+        total_micros BIGINT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX invoices_by_period ON invoices (period, customer_id);
+    CREATE TABLE invoice_items (
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        invoice_id TEXT NOT NULL,
+        line_no INTEGER NOT NULL,
+        PRIMARY KEY (record_id, kind)
+    );
+    CREATE INDEX invoice_items_by_line ON invoice_items (invoice_id, line_no);
+    CREATE TABLE invoice_numbers (
+        entity TEXT PRIMARY KEY,
+        last_number BIGINT NOT NULL
+    );";
+
+/// Invoices as both stores write and read them. The SQL is written once
+/// with PostgreSQL's `$n` placeholders; SQLite reads them as `?n`.
+pub(crate) mod invoice_rows {
+    use cdrflow_core::billing::invoice::Totals;
+    use cdrflow_core::billing::InvoiceStatus;
+    use cdrflow_core::reference::BillingPeriod;
+
+    use crate::{InvoiceQuery, StoreError, StoredInvoice};
+
+    pub(crate) const COLUMNS: &str = "invoice_id, customer_id, period, revision, entity, number,
+        status, currency, voice_micros, sms_micros, data_micros, other_micros, recurring_micros,
+        discounts_micros, subtotal_micros, tax_micros, total_micros, document";
+
+    /// Inserts a row with [`COLUMNS`]' values as `$1..$18`, replacing a draft of the same id.
+    pub(crate) const UPSERT: &str = "INSERT INTO invoices (invoice_id, customer_id, period,
+        revision, entity, number, status, currency, voice_micros, sms_micros, data_micros,
+        other_micros, recurring_micros, discounts_micros, subtotal_micros, tax_micros,
+        total_micros, document)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        ON CONFLICT (invoice_id) DO UPDATE SET entity = excluded.entity, number = excluded.number,
+            status = excluded.status, currency = excluded.currency,
+            voice_micros = excluded.voice_micros, sms_micros = excluded.sms_micros,
+            data_micros = excluded.data_micros, other_micros = excluded.other_micros,
+            recurring_micros = excluded.recurring_micros,
+            discounts_micros = excluded.discounts_micros,
+            subtotal_micros = excluded.subtotal_micros, tax_micros = excluded.tax_micros,
+            total_micros = excluded.total_micros, document = excluded.document";
+
+    /// The rated records a run of period `$1` may bill.
+    pub(crate) const BILLABLE: &str = "SELECT r.record_id, r.msisdn, r.event_time, r.kind,
+            r.destination_class, r.customer_id, r.cost_micros, r.currency, r.billing_period
+        FROM rated_records r
+        LEFT JOIN invoice_items i ON i.record_id = r.record_id AND i.kind = r.kind
+        LEFT JOIN invoices v ON v.invoice_id = i.invoice_id
+        WHERE r.billing_period <= $1 AND r.customer_id IS NOT NULL
+          AND (i.invoice_id IS NULL OR (v.status = 'draft' AND v.period = $1))";
+
+    pub(crate) const STATUS_OF: &str = "SELECT status FROM invoices WHERE invoice_id = $1";
+    pub(crate) const DELETE_ITEMS: &str = "DELETE FROM invoice_items WHERE invoice_id = $1";
+    pub(crate) const DELETE_DRAFT: &str =
+        "DELETE FROM invoices WHERE invoice_id = $1 AND status = 'draft'";
+    pub(crate) const CLAIM_FIRST_NUMBER: &str =
+        "INSERT INTO invoice_numbers (entity, last_number) VALUES ($1, $2) ON CONFLICT (entity) DO NOTHING";
+    pub(crate) const CLAIM_NEXT_NUMBER: &str =
+        "UPDATE invoice_numbers SET last_number = $3 WHERE entity = $1 AND last_number = $2";
+    pub(crate) const NUMBERS: &str = "SELECT entity, last_number FROM invoice_numbers";
+    pub(crate) const VOID: &str = "UPDATE invoices SET status = 'void'
+        WHERE number = $1 AND status = 'finalised' RETURNING invoice_id";
+    pub(crate) const LINE_RECORDS: &str = "SELECT record_id, kind FROM invoice_items
+        WHERE invoice_id = $1 AND line_no = $2 ORDER BY record_id, kind";
+
+    /// The `SELECT` of `query`, with its values in order.
+    pub(crate) fn select(query: &InvoiceQuery) -> (String, Vec<String>) {
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        for (column, value) in [
+            ("customer_id", query.customer.clone()),
+            ("period", query.period.map(|p| p.to_string())),
+            ("number", query.number.clone()),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                clauses.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        let filter = match clauses.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", clauses.join(" AND ")),
+        };
+        (
+            format!(
+                "SELECT {COLUMNS} FROM invoices {filter} ORDER BY period, customer_id, revision"
+            ),
+            values,
+        )
+    }
+
+    /// What a conflicting run is told.
+    pub(crate) fn conflict(what: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "{what}: another `cdrflow bill` changed these invoices while this one ran; nothing of this run was written. Run it again"
+        ))
+    }
+
+    fn corrupt(what: &str, value: &str) -> StoreError {
+        StoreError::Corrupt(format!("invoices holds {what} `{value}`"))
+    }
+
+    /// A row read back, in [`COLUMNS`] order.
+    pub(crate) struct StoredRow {
+        pub invoice_id: String,
+        pub customer_id: String,
+        pub period: String,
+        pub revision: i64,
+        pub entity: String,
+        pub number: Option<String>,
+        pub status: String,
+        pub currency: String,
+        pub figures: [i64; 9],
+        pub document: String,
+    }
+
+    impl StoredRow {
+        pub(crate) fn into_invoice(self) -> Result<StoredInvoice, StoreError> {
+            let f = self.figures;
+            Ok(StoredInvoice {
+                period: BillingPeriod::parse(&self.period)
+                    .ok_or_else(|| corrupt("the period", &self.period))?,
+                revision: u32::try_from(self.revision)
+                    .map_err(|_| corrupt("the revision", &self.revision.to_string()))?,
+                status: InvoiceStatus::parse(&self.status)
+                    .ok_or_else(|| corrupt("the status", &self.status))?,
+                invoice_id: self.invoice_id,
+                customer_id: self.customer_id,
+                entity: self.entity,
+                number: self.number,
+                currency: self.currency,
+                totals: Totals {
+                    voice: f[0],
+                    sms: f[1],
+                    data: f[2],
+                    other: f[3],
+                    recurring: f[4],
+                    discounts: f[5],
+                    subtotal: f[6],
+                    tax: f[7],
+                    total: f[8],
+                },
+                document: self.document,
+            })
+        }
+    }
+
+    /// A billable row's class and period text as the core's values.
+    pub(crate) fn billable(
+        class: Option<&str>,
+        period: &str,
+    ) -> Result<(Option<&'static str>, BillingPeriod), StoreError> {
+        let class = match class {
+            None => None,
+            Some(text) => Some(
+                super::rated_rows::DESTINATION_CLASSES
+                    .iter()
+                    .find(|c| **c == text)
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "rated_records holds the destination class `{text}`"
+                        ))
+                    })?,
+            ),
+        };
+        let period = BillingPeriod::parse(period).ok_or_else(|| {
+            StoreError::Corrupt(format!("rated_records holds the billing period `{period}`"))
+        })?;
+        Ok((class, period))
+    }
+
+    /// An invoice's figures in [`COLUMNS`] order.
+    pub(crate) fn figures(t: &Totals) -> [i64; 9] {
+        [
+            t.voice,
+            t.sms,
+            t.data,
+            t.other,
+            t.recurring,
+            t.discounts,
+            t.subtotal,
+            t.tax,
+            t.total,
+        ]
+    }
+}
+
 /// A manifest row's dataset, as the lake names it.
 pub(crate) fn lake_dataset(text: &str) -> Result<&'static str, crate::StoreError> {
     ["mediated", "rated"]
@@ -433,7 +647,7 @@ pub(crate) mod rated_rows {
 
     /// The classes a catalogue names (`cdrflow_catalogue::DestinationClass`),
     /// as the static names rated records carry.
-    const DESTINATION_CLASSES: [&str; 7] = [
+    pub(crate) const DESTINATION_CLASSES: [&str; 7] = [
         "national",
         "international",
         "mobile",

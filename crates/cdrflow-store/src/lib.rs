@@ -61,6 +61,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Busy(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -699,6 +701,103 @@ pub trait Charges {
     ) -> Result<()>;
 }
 
+/// A rated record a bill run may take (see [`Billing::billable_usage`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillableRecord {
+    pub usage: cdrflow_core::billing::Usage,
+    pub msisdn: Msisdn,
+    pub event_time: EpochMillis,
+    pub customer_id: String,
+    pub currency: String,
+}
+
+/// An invoice as stored: its figures for exports and reports, and its
+/// document (`cdrflow.invoice/1` JSON) as issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredInvoice {
+    /// `customer:period:revision` (a voided invoice's successor has the next revision).
+    pub invoice_id: String,
+    pub customer_id: String,
+    pub period: BillingPeriod,
+    pub revision: u32,
+    pub entity: String,
+    /// Assigned at finalisation.
+    pub number: Option<String>,
+    pub status: cdrflow_core::billing::InvoiceStatus,
+    pub currency: String,
+    pub totals: cdrflow_core::billing::invoice::Totals,
+    pub document: String,
+}
+
+/// A draft to store (new, or replacing the draft of the same id) or an
+/// invoice to finalise, with the line each of its records is on.
+#[derive(Clone, Debug)]
+pub struct InvoiceWrite {
+    pub invoice: StoredInvoice,
+    /// (record id, kind, line number).
+    pub items: Vec<(Box<str>, Kind, u32)>,
+}
+
+/// An entity's last invoice number before and after a run's finalisations:
+/// the run commits only if no other run numbered invoices meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberClaim {
+    pub entity: String,
+    pub last_before: u64,
+    pub last_after: u64,
+}
+
+/// One billing run's changes, committed in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct BillRun {
+    pub writes: Vec<InvoiceWrite>,
+    /// Drafts that bill nothing any more.
+    pub removed_drafts: Vec<String>,
+    pub numbers: Vec<NumberClaim>,
+}
+
+/// Which invoices to read (every filter optional), by period, customer, revision.
+#[derive(Clone, Debug, Default)]
+pub struct InvoiceQuery {
+    pub customer: Option<String>,
+    pub period: Option<BillingPeriod>,
+    pub number: Option<String>,
+}
+
+/// Invoices (issue 13): drafts, finalised and void invoices with their
+/// documents, which rated record is on which invoice line, and the
+/// entities' gapless numbers. A rated record is held by at most one
+/// invoice that is not void, so it is billed once.
+pub trait Billing {
+    /// Every rated record with a customer and a billing period not after
+    /// `period` that no invoice holds, or that a draft of `period` holds.
+    fn billable_usage(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(BillableRecord),
+    ) -> Result<()>;
+
+    fn invoices(
+        &mut self,
+        query: &InvoiceQuery,
+        visit: &mut dyn FnMut(StoredInvoice),
+    ) -> Result<()>;
+
+    /// Each entity's last assigned invoice number.
+    fn invoice_numbers(&mut self) -> Result<std::collections::BTreeMap<String, u64>>;
+
+    /// Writes a run in one transaction; refused whole (`StoreError::Conflict`)
+    /// when another run numbered invoices or took its records meanwhile.
+    fn save_bill_run(&mut self, run: &BillRun) -> Result<()>;
+
+    /// Voids the finalised invoice `number`, releasing its records; `None`:
+    /// no finalised invoice has that number.
+    fn void_invoice(&mut self, number: &str) -> Result<Option<String>>;
+
+    /// The record ids and kinds on line `line` of `invoice_id`, in id order.
+    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>>;
+}
+
 /// The lake's manifest: the Parquet files commits named (`cdrflow-lake`
 /// stages them, [`Results::commit`] names them with the positions).
 pub trait LakeManifest {
@@ -726,6 +825,7 @@ pub trait Store:
     + Overview
     + Reference
     + Charges
+    + Billing
     + LakeManifest
     + Send
 {
@@ -742,6 +842,7 @@ impl<
             + Overview
             + Reference
             + Charges
+            + Billing
             + LakeManifest
             + Send,
     > Store for T
@@ -751,7 +852,7 @@ impl<
 /// The store traits, for callers that use a `dyn Store`'s methods.
 pub mod prelude {
     pub use crate::{
-        Analytics, Charges, DailyBatch, LakeManifest, OperatorState, Overview, Positions,
+        Analytics, Billing, Charges, DailyBatch, LakeManifest, OperatorState, Overview, Positions,
         Reference, Rejects, Results, Store, Usage,
     };
 }

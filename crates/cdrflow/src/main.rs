@@ -48,6 +48,8 @@ enum Command {
     Alerts(commands::alerts::AlertsArgs),
     /// Seed 003's daily batch: quality check, daily/hourly statistics, verify, summary, cleanup
     Daily(commands::daily::DailyArgs),
+    /// Bill a period: an invoice per customer from its rated records and postpaid subscriptions
+    Bill(commands::bill::BillArgs),
     /// Check a product catalogue; price one record under it, step by step
     #[command(subcommand)]
     Catalogue(commands::catalogue::CatalogueCommand),
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Usage(args) => commands::usage::run(&settings, args),
         Command::Alerts(args) => commands::alerts::run(&settings, args),
         Command::Daily(args) => commands::daily::run(&settings, args),
+        Command::Bill(args) => commands::bill::run(&settings, args),
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),

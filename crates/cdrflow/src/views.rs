@@ -9,7 +9,8 @@ use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
 use cdrflow_store::schema::{table_for, Measure};
 use cdrflow_store::{
-    StatGrain, StoredAnomaly, StoredLateEvent, StoredReject, SummaryRecord, WindowRecord,
+    StatGrain, StoredAnomaly, StoredInvoice, StoredLateEvent, StoredReject, SummaryRecord,
+    WindowRecord,
 };
 use serde_json::{json, Map, Value};
 
@@ -20,6 +21,42 @@ pub const CSV_HEADER: &str =
 /// The rated records export's header: issue 12's columns first.
 pub const RATED_CSV_HEADER: &str = "record_id,msisdn,customer_id,plan_id,destination_id,rate_id,billed_units,cost,currency,\
 event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period,allowance_id,allowance_units";
+
+/// The invoices export's header: issue 13's columns first.
+pub const INVOICE_CSV_HEADER: &str = "invoice_number,customer_id,period,voice,sms,data,recurring,discounts,subtotal,tax,total,currency,\
+other,status,invoice_id,entity";
+
+/// Micro-units for people: no trailing zeros past the cents, never a digit lost.
+pub fn money_text(micros: i64) -> String {
+    let text = format_micros(i128::from(micros));
+    let cut = text.trim_end_matches('0');
+    let decimals = cut.len() - cut.find('.').expect("six decimals") - 1;
+    text[..text.len() - 4 + decimals.saturating_sub(2).min(4)].to_string()
+}
+
+/// An invoice as one CSV line matching [`INVOICE_CSV_HEADER`].
+pub fn invoice_csv(i: &StoredInvoice) -> String {
+    let t = &i.totals;
+    [
+        i.number.clone().unwrap_or_default(),
+        csv_field(&i.customer_id),
+        i.period.to_string(),
+        money_text(t.voice),
+        money_text(t.sms),
+        money_text(t.data),
+        money_text(t.recurring),
+        money_text(t.discounts),
+        money_text(t.subtotal),
+        money_text(t.tax),
+        money_text(t.total),
+        i.currency.clone(),
+        money_text(t.other),
+        i.status.as_str().to_string(),
+        csv_field(&i.invoice_id),
+        csv_field(&i.entity),
+    ]
+    .join(",")
+}
 
 /// A rated record as one CSV line matching [`RATED_CSV_HEADER`].
 pub fn rated_csv(r: &RatedRecord) -> String {

@@ -152,9 +152,9 @@ impl BillingConfig {
                 let mut countries = Vec::new();
                 for (country, value) in tax.countries {
                     let what = format!("tax.countries.{country}");
-                    let text = value
-                        .as_str()
-                        .ok_or_else(|| invalid(&what, "write the percentage as a string: \"20\""))?;
+                    let text = value.as_str().ok_or_else(|| {
+                        invalid(&what, "write the percentage as a string: \"20\"")
+                    })?;
                     countries.push((country.to_ascii_uppercase(), percent_milli(&what, text)?));
                 }
                 (default, countries)
@@ -231,7 +231,8 @@ impl BillingConfig {
         self.entities
             .iter()
             .find(|e| {
-                e.countries.is_empty() || e.countries.iter().any(|c| c.eq_ignore_ascii_case(country))
+                e.countries.is_empty()
+                    || e.countries.iter().any(|c| c.eq_ignore_ascii_case(country))
             })
             .expect("parse adds an entity for every country")
     }

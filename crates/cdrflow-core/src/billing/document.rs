@@ -162,11 +162,7 @@ impl<'a> InvoiceDocument<'a> {
                         records,
                     } => {
                         let prior = *period != invoice.period;
-                        part.category = if prior {
-                            "prior_period_usage"
-                        } else {
-                            "usage"
-                        };
+                        part.category = if prior { "prior_period_usage" } else { "usage" };
                         part.description = format!(
                             "{}{}{}",
                             kind.as_str(),
@@ -184,10 +180,8 @@ impl<'a> InvoiceDocument<'a> {
                     }
                     LineKind::Recurring(r) => {
                         part.category = "recurring";
-                        part.description = format!(
-                            "{} for {}, {} to {}",
-                            r.plan, r.msisdn, r.first, r.last
-                        );
+                        part.description =
+                            format!("{} for {}, {} to {}", r.plan, r.msisdn, r.first, r.last);
                         part.msisdn = Some(r.msisdn.to_string());
                         part.plan = Some(r.plan.clone());
                         part.quantity = u64::from(r.days);

@@ -98,9 +98,10 @@ pub fn recurring_days(
             let Some(fee_nanos) = fees.monthly_fee_nanos(&row.plan_id, at) else {
                 continue;
             };
-            match spans.iter_mut().find(|s| {
-                s.msisdn == msisdn && s.fee_nanos == fee_nanos && *s.plan == *row.plan_id
-            }) {
+            match spans
+                .iter_mut()
+                .find(|s| s.msisdn == msisdn && s.fee_nanos == fee_nanos && *s.plan == *row.plan_id)
+            {
                 Some(span) => {
                     span.days += 1;
                     span.last = Day(day);
@@ -386,7 +387,10 @@ pub fn build_invoice(
     totals.total = if config.prices_include_tax {
         totals.subtotal
     } else {
-        totals.subtotal.checked_add(tax_micros).ok_or_else(overflow)?
+        totals
+            .subtotal
+            .checked_add(tax_micros)
+            .ok_or_else(overflow)?
     };
 
     let line_numbers = input

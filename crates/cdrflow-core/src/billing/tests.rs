@@ -156,7 +156,15 @@ fn only_postpaid_active_days_of_the_customers_own_subscriptions_are_billed() {
         number("+27821000002"),
         number("+27821000003"),
     );
-    reference.put_subscriber(subscriber(a, "", "C1", "flat", Status::Active, Payment::Postpaid, None));
+    reference.put_subscriber(subscriber(
+        a,
+        "",
+        "C1",
+        "flat",
+        Status::Active,
+        Payment::Postpaid,
+        None,
+    ));
     // Terminated during 2024-04-01: billed 03-15 .. 03-31 (17 days).
     reference.put_subscriber(subscriber(
         a,
@@ -167,9 +175,25 @@ fn only_postpaid_active_days_of_the_customers_own_subscriptions_are_billed() {
         Payment::Postpaid,
         None,
     ));
-    reference.put_subscriber(subscriber(b, "", "C1", "flat", Status::Active, Payment::Prepaid, None));
+    reference.put_subscriber(subscriber(
+        b,
+        "",
+        "C1",
+        "flat",
+        Status::Active,
+        Payment::Prepaid,
+        None,
+    ));
     // Moves to another customer on 03-20: billed 03-15 .. 03-19 (5 days).
-    reference.put_subscriber(subscriber(c, "", "C1", "flat", Status::Suspended, Payment::Postpaid, None));
+    reference.put_subscriber(subscriber(
+        c,
+        "",
+        "C1",
+        "flat",
+        Status::Suspended,
+        Payment::Postpaid,
+        None,
+    ));
     reference.put_subscriber(subscriber(
         c,
         "2024-03-20T00:00:00Z",

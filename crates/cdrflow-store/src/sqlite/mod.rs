@@ -9,6 +9,7 @@
 //! that it is still an integer: an overflow aborts the commit instead.
 
 mod analytics;
+mod billing;
 mod charges;
 mod daily;
 mod lake;
@@ -102,6 +103,7 @@ fn migrations() -> Vec<(i64, String)> {
         (5, daily::v5()),
         (6, crate::codecs::RATING_V6.to_string()),
         (7, crate::codecs::LAKE_V7.to_string()),
+        (8, crate::codecs::BILLING_V8.to_string()),
     ]
 }
 

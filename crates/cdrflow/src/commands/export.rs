@@ -12,13 +12,14 @@ use cdrflow_core::normalize::{
 };
 use cdrflow_core::reference::BillingPeriod;
 use cdrflow_lake::RatedParquet;
-use cdrflow_store::{AnomalyQuery, RatedQuery, StatGrain, Store, WindowQuery};
+use cdrflow_store::{AnomalyQuery, InvoiceQuery, RatedQuery, StatGrain, Store, WindowQuery};
 
 use crate::commands::daily::parse_day;
 use crate::config::Settings;
 use crate::views::{
-    anomaly_json, late_event_json, rated_csv, rated_json, stat_csv, stat_csv_header, stat_json,
-    summary_csv, window_csv, CSV_HEADER, RATED_CSV_HEADER, WINDOW_CSV_HEADER,
+    anomaly_json, invoice_csv, late_event_json, rated_csv, rated_json, stat_csv, stat_csv_header,
+    stat_json, summary_csv, window_csv, CSV_HEADER, INVOICE_CSV_HEADER, RATED_CSV_HEADER,
+    WINDOW_CSV_HEADER,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,6 +37,9 @@ pub enum ExportCommand {
     Rated(ExportRatedArgs),
     /// Prepaid balances, one CSV line per subscriber
     Balances(ExportBalancesArgs),
+    /// Invoices (`cdrflow bill`): one CSV line each with its totals, or each
+    /// invoice's document (schema cdrflow.invoice/1) as a JSON line
+    Invoices(ExportInvoicesArgs),
     /// Seed 003's daily_stats of one day (computed by `cdrflow daily`), one CSV line per region and event type
     DailyStats(ExportStatsArgs),
     /// Seed 003's hourly_stats of one day (computed by `cdrflow daily`), one CSV line per hour, region and event type
@@ -71,6 +75,25 @@ pub struct ExportRatedArgs {
     /// Only this billing period (YYYY-MM)
     #[arg(long, value_name = "PERIOD")]
     pub period: Option<String>,
+
+    /// Write to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportInvoicesArgs {
+    /// Only this billing period (YYYY-MM)
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+
+    /// Only this customer's invoices
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+
+    /// Output format
+    #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
+    pub format: String,
 
     /// Write to FILE instead of stdout
     #[arg(long, short, value_name = "FILE")]
@@ -233,6 +256,27 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                 })
             },
         ),
+        ExportCommand::Invoices(args) => {
+            let query = InvoiceQuery {
+                customer: args.customer,
+                period: args
+                    .period
+                    .as_deref()
+                    .map(crate::commands::bill::parse_period)
+                    .transpose()?,
+                number: None,
+            };
+            let csv = args.format == "csv";
+            write_lines(&args.output, csv.then_some(INVOICE_CSV_HEADER), |line| {
+                store.invoices(&query, &mut |i| {
+                    line(if csv {
+                        invoice_csv(&i)
+                    } else {
+                        i.document.trim_end().to_string()
+                    })
+                })
+            })
+        }
         ExportCommand::DailyStats(args) => export_stats(&mut *store, StatGrain::Daily, &args),
         ExportCommand::HourlyStats(args) => export_stats(&mut *store, StatGrain::Hourly, &args),
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand: argument parsing next to what the command does.
 
 pub mod alerts;
+pub mod bill;
 pub mod catalogue;
 pub mod daily;
 pub mod export;

@@ -1,0 +1,175 @@
+//! PostgreSQL: invoices, their records and numbers (SQL shared in `codecs::invoice_rows`).
+
+use std::collections::BTreeMap;
+
+use cdrflow_core::model::Kind;
+use cdrflow_core::reference::BillingPeriod;
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::*;
+use crate::codecs::invoice_rows::{self as sql, conflict, figures, StoredRow};
+use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
+
+fn kind_of(text: &str) -> Result<Kind> {
+    Kind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("invoice_items holds the kind `{text}`")))
+}
+
+impl Billing for PgStore {
+    fn billable_usage(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(BillableRecord),
+    ) -> Result<()> {
+        let period = period.to_string();
+        let mut rows = self.live_client()?.query_raw(sql::BILLABLE, [&period])?;
+        while let Some(r) = rows.next()? {
+            let (class, period) = sql::billable(r.get(4), r.get(8))?;
+            visit(BillableRecord {
+                usage: cdrflow_core::billing::Usage {
+                    record_id: r.get::<_, &str>(0).into(),
+                    kind: kind_of(r.get(3))?,
+                    class,
+                    period,
+                    cost_micros: r.get(6),
+                },
+                msisdn: crate::codecs::stored_msisdn("rated_records", r.get(1))?,
+                event_time: r.get(2),
+                customer_id: r.get(5),
+                currency: r.get(7),
+            });
+        }
+        Ok(())
+    }
+
+    fn invoices(
+        &mut self,
+        query: &InvoiceQuery,
+        visit: &mut dyn FnMut(StoredInvoice),
+    ) -> Result<()> {
+        let (text, values) = sql::select(query);
+        let mut rows = self.live_client()?.query_raw(&text, &values)?;
+        while let Some(r) = rows.next()? {
+            let mut figures = [0i64; 9];
+            for (i, f) in figures.iter_mut().enumerate() {
+                *f = r.get(8 + i);
+            }
+            visit(
+                StoredRow {
+                    invoice_id: r.get(0),
+                    customer_id: r.get(1),
+                    period: r.get(2),
+                    revision: i64::from(r.get::<_, i32>(3)),
+                    entity: r.get(4),
+                    number: r.get(5),
+                    status: r.get(6),
+                    currency: r.get(7),
+                    figures,
+                    document: r.get(17),
+                }
+                .into_invoice()?,
+            );
+        }
+        Ok(())
+    }
+
+    fn invoice_numbers(&mut self) -> Result<BTreeMap<String, u64>> {
+        let rows = self.live_client()?.query(sql::NUMBERS, &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    fn save_bill_run(&mut self, run: &BillRun) -> Result<()> {
+        let mut tx = self.live_client()?.transaction()?;
+        for claim in &run.numbers {
+            let (before, after) = (claim.last_before as i64, claim.last_after as i64);
+            let changed = if claim.last_before == 0 {
+                tx.execute(sql::CLAIM_FIRST_NUMBER, &[&claim.entity, &after])?
+            } else {
+                tx.execute(sql::CLAIM_NEXT_NUMBER, &[&claim.entity, &before, &after])?
+            };
+            if changed != 1 {
+                return Err(conflict(&format!(
+                    "the numbers of entity `{}`",
+                    claim.entity
+                )));
+            }
+        }
+        for id in &run.removed_drafts {
+            tx.execute(sql::DELETE_ITEMS, &[id])?;
+            tx.execute(sql::DELETE_DRAFT, &[id])?;
+        }
+        for write in &run.writes {
+            let i = &write.invoice;
+            let stored = tx.query_opt(sql::STATUS_OF, &[&i.invoice_id])?;
+            if stored.is_some_and(|r| r.get::<_, &str>(0) != "draft") {
+                return Err(conflict(&format!("invoice {}", i.invoice_id)));
+            }
+            tx.execute(sql::DELETE_ITEMS, &[&i.invoice_id])?;
+            let f = figures(&i.totals);
+            let period = i.period.to_string();
+            let revision = i.revision as i32;
+            tx.execute(
+                sql::UPSERT,
+                &[
+                    &i.invoice_id,
+                    &i.customer_id,
+                    &period,
+                    &revision,
+                    &i.entity,
+                    &i.number,
+                    &i.status.as_str(),
+                    &i.currency,
+                    &f[0],
+                    &f[1],
+                    &f[2],
+                    &f[3],
+                    &f[4],
+                    &f[5],
+                    &f[6],
+                    &f[7],
+                    &f[8],
+                    &i.document,
+                ],
+            )?;
+            let ids: Vec<&str> = write.items.iter().map(|(r, _, _)| &**r).collect();
+            let kinds: Vec<&str> = write.items.iter().map(|(_, k, _)| k.as_str()).collect();
+            let lines: Vec<i32> = write.items.iter().map(|(_, _, l)| *l as i32).collect();
+            let inserted = tx.execute(
+                "INSERT INTO invoice_items (record_id, kind, invoice_id, line_no)
+                 SELECT u.r, u.k, $3, u.l FROM unnest($1::text[], $2::text[], $4::int[]) AS u(r, k, l)
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &kinds, &i.invoice_id, &lines],
+            )?;
+            if inserted as usize != write.items.len() {
+                return Err(conflict(&format!(
+                    "the records of invoice {}",
+                    i.invoice_id
+                )));
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn void_invoice(&mut self, number: &str) -> Result<Option<String>> {
+        let mut tx = self.live_client()?.transaction()?;
+        let id: Option<String> = tx.query_opt(sql::VOID, &[&number])?.map(|r| r.get(0));
+        if let Some(id) = &id {
+            tx.execute(sql::DELETE_ITEMS, &[id])?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>> {
+        let line = line as i32;
+        self.live_client()?
+            .query(sql::LINE_RECORDS, &[&invoice_id, &line])?
+            .iter()
+            .map(|r| Ok((r.get(0), kind_of(r.get(1))?)))
+            .collect()
+    }
+}

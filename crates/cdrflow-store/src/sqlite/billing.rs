@@ -1,0 +1,203 @@
+//! SQLite: invoices, their records and numbers (SQL shared in `codecs::invoice_rows`).
+
+use std::collections::BTreeMap;
+
+use cdrflow_core::model::Kind;
+use cdrflow_core::reference::BillingPeriod;
+
+use super::*;
+use crate::codecs::invoice_rows::{self as sql, conflict, figures, StoredRow};
+use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
+
+/// The shared SQL with SQLite's numbered placeholders.
+fn sqlite(text: &str) -> String {
+    text.replace('$', "?")
+}
+
+fn kind_of(text: &str) -> Result<Kind> {
+    Kind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("invoice_items holds the kind `{text}`")))
+}
+
+impl Billing for SqliteStore {
+    fn billable_usage(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(BillableRecord),
+    ) -> Result<()> {
+        let mut select = self.conn.prepare(&sqlite(sql::BILLABLE))?;
+        let mut rows = select.query([period.to_string()])?;
+        while let Some(r) = rows.next()? {
+            let (class, period) = sql::billable(
+                r.get_ref(4)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?,
+                r.get_ref(8)?.as_str().map_err(rusqlite::Error::from)?,
+            )?;
+            visit(BillableRecord {
+                usage: cdrflow_core::billing::Usage {
+                    record_id: r
+                        .get_ref(0)?
+                        .as_str()
+                        .map_err(rusqlite::Error::from)?
+                        .into(),
+                    kind: kind_of(r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?)?,
+                    class,
+                    period,
+                    cost_micros: r.get(6)?,
+                },
+                msisdn: crate::codecs::stored_msisdn(
+                    "rated_records",
+                    r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+                )?,
+                event_time: r.get(2)?,
+                customer_id: r.get(5)?,
+                currency: r.get(7)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn invoices(
+        &mut self,
+        query: &InvoiceQuery,
+        visit: &mut dyn FnMut(StoredInvoice),
+    ) -> Result<()> {
+        let (text, values) = sql::select(query);
+        let mut select = self.conn.prepare(&sqlite(&text))?;
+        let mut rows = select.query(rusqlite::params_from_iter(values))?;
+        while let Some(r) = rows.next()? {
+            let mut figures = [0i64; 9];
+            for (i, f) in figures.iter_mut().enumerate() {
+                *f = r.get(8 + i)?;
+            }
+            visit(
+                StoredRow {
+                    invoice_id: r.get(0)?,
+                    customer_id: r.get(1)?,
+                    period: r.get(2)?,
+                    revision: r.get(3)?,
+                    entity: r.get(4)?,
+                    number: r.get(5)?,
+                    status: r.get(6)?,
+                    currency: r.get(7)?,
+                    figures,
+                    document: r.get(17)?,
+                }
+                .into_invoice()?,
+            );
+        }
+        Ok(())
+    }
+
+    fn invoice_numbers(&mut self) -> Result<BTreeMap<String, u64>> {
+        let mut select = self.conn.prepare(sql::NUMBERS)?;
+        let rows = select.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn save_bill_run(&mut self, run: &BillRun) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for claim in &run.numbers {
+            let changed = if claim.last_before == 0 {
+                tx.execute(
+                    &sqlite(sql::CLAIM_FIRST_NUMBER),
+                    params![claim.entity, claim.last_after as i64],
+                )?
+            } else {
+                tx.execute(
+                    &sqlite(sql::CLAIM_NEXT_NUMBER),
+                    params![
+                        claim.entity,
+                        claim.last_before as i64,
+                        claim.last_after as i64
+                    ],
+                )?
+            };
+            if changed != 1 {
+                return Err(conflict(&format!(
+                    "the numbers of entity `{}`",
+                    claim.entity
+                )));
+            }
+        }
+        for id in &run.removed_drafts {
+            tx.execute(&sqlite(sql::DELETE_ITEMS), [id])?;
+            tx.execute(&sqlite(sql::DELETE_DRAFT), [id])?;
+        }
+        {
+            let mut status = tx.prepare_cached(&sqlite(sql::STATUS_OF))?;
+            let mut delete = tx.prepare_cached(&sqlite(sql::DELETE_ITEMS))?;
+            let mut upsert = tx.prepare_cached(&sqlite(sql::UPSERT))?;
+            let mut item = tx.prepare_cached(
+                "INSERT INTO invoice_items (record_id, kind, invoice_id, line_no) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for write in &run.writes {
+                let i = &write.invoice;
+                let stored: Option<String> =
+                    status.query_row([&i.invoice_id], |r| r.get(0)).optional()?;
+                if stored.is_some_and(|s| s != "draft") {
+                    return Err(conflict(&format!("invoice {}", i.invoice_id)));
+                }
+                delete.execute([&i.invoice_id])?;
+                let f = figures(&i.totals);
+                upsert.execute(params![
+                    i.invoice_id,
+                    i.customer_id,
+                    i.period.to_string(),
+                    i.revision,
+                    i.entity,
+                    i.number,
+                    i.status.as_str(),
+                    i.currency,
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    f[4],
+                    f[5],
+                    f[6],
+                    f[7],
+                    f[8],
+                    i.document,
+                ])?;
+                for (record, kind, line) in &write.items {
+                    match item.execute(params![&**record, kind.as_str(), i.invoice_id, line]) {
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            return Err(conflict(&format!("record {record}")));
+                        }
+                        other => {
+                            other?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn void_invoice(&mut self, number: &str) -> Result<Option<String>> {
+        let tx = self.conn.transaction()?;
+        let id: Option<String> = tx
+            .query_row(&sqlite(sql::VOID), [number], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = &id {
+            tx.execute(&sqlite(sql::DELETE_ITEMS), [id])?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>> {
+        let mut select = self.conn.prepare(&sqlite(sql::LINE_RECORDS))?;
+        let mut rows = select.query(params![invoice_id, line])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((r.get(0)?, kind_of(&r.get::<_, String>(1)?)?));
+        }
+        Ok(out)
+    }
+}

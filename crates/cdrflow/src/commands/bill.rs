@@ -1,0 +1,308 @@
+//! `cdrflow bill --period YYYY-MM [--finalise]`: a billing run (seed 001's
+//! billing layer). Each customer with postpaid usage or a postpaid
+//! subscription gets a draft invoice for the period, recomputed by every
+//! run until it is finalised (numbered without gaps per billing entity);
+//! a record no invoice holds yet, from this period or an earlier one
+//! (late), goes on it. `--void NUMBER` cancels a finalised invoice and
+//! frees its records for the next run. Running it again with nothing new
+//! writes nothing and leaves every document byte-identical.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+
+use cdrflow_core::billing::invoice::{MonthlyFees, Totals};
+use cdrflow_core::billing::{
+    build_invoice, period_days, recurring_days, BillingConfig, InvoiceDocument, InvoiceInput,
+    InvoiceStatus, Usage,
+};
+use cdrflow_core::model::Kind;
+use cdrflow_core::normalize::Msisdn;
+use cdrflow_core::reference::{BillingPeriod, Payment};
+use cdrflow_store::{BillRun, InvoiceQuery, InvoiceWrite, NumberClaim, StoredInvoice};
+
+use crate::config::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct BillArgs {
+    /// The billing period to bill, YYYY-MM (each customer's runs from its bill-cycle day)
+    #[arg(long, value_name = "PERIOD", required_unless_present = "void")]
+    pub period: Option<String>,
+
+    /// Number the period's drafts and issue them (they never change again)
+    #[arg(long)]
+    pub finalise: bool,
+
+    /// Void the finalised invoice NUMBER: its records go on the next run's invoice
+    #[arg(long, value_name = "NUMBER", conflicts_with_all = ["period", "finalise"])]
+    pub void: Option<String>,
+
+    /// Billing settings: tax rates, entities, discounts, rounding (TOML;
+    /// config/billing.toml documents the format) [default: the shipped ones, 20% tax]
+    #[arg(long, env = "CDRFLOW_BILLING", value_name = "FILE")]
+    pub billing: Option<PathBuf>,
+}
+
+/// No catalogue: no plan has a fee.
+struct NoFees;
+
+impl MonthlyFees for NoFees {
+    fn monthly_fee_nanos(&self, _: &str, _: i64) -> Option<i128> {
+        None
+    }
+}
+
+pub fn load_billing(path: &Option<PathBuf>) -> Result<BillingConfig> {
+    match path {
+        None => Ok(BillingConfig::shipped()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the billing file {}", path.display()))?;
+            BillingConfig::parse(&text)
+                .with_context(|| format!("in the billing file {}", path.display()))
+        }
+    }
+}
+
+pub fn parse_period(text: &str) -> Result<BillingPeriod> {
+    BillingPeriod::parse(text)
+        .with_context(|| format!("`{text}` is not a billing period such as 2024-03"))
+}
+
+pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
+    let mut store = settings.open_store()?;
+    if let Some(number) = &args.void {
+        return match store.void_invoice(number)? {
+            Some(id) => {
+                println!("voided {number} ({id}): its records go on the next `cdrflow bill` of its period");
+                Ok(())
+            }
+            None => bail!(
+                "no finalised invoice is numbered {number} (`cdrflow export invoices` lists them)"
+            ),
+        };
+    }
+    let period = parse_period(args.period.as_deref().expect("clap requires --period"))?;
+    let config = load_billing(&args.billing)?;
+    let catalogue = settings.load_catalogue()?;
+    let fees: &dyn MonthlyFees = match &catalogue {
+        Some(c) => c,
+        None => {
+            tracing::warn!("no --catalogue: invoices carry usage only, no plan's monthly fee");
+            &NoFees
+        }
+    };
+    let catalogue_currency = catalogue
+        .as_ref()
+        .and_then(|c| c.versions().last())
+        .map(|v| v.currency.clone());
+    let reference = store.reference()?;
+
+    // The period's invoices so far: each customer's latest revision.
+    let mut existing: BTreeMap<String, StoredInvoice> = BTreeMap::new();
+    store.invoices(
+        &InvoiceQuery {
+            period: Some(period),
+            ..InvoiceQuery::default()
+        },
+        &mut |invoice| {
+            existing.insert(invoice.customer_id.clone(), invoice);
+        },
+    )?;
+
+    // What may be billed, by customer; prepaid records were paid from a balance.
+    let mut usage: HashMap<String, (Vec<Usage>, String)> = HashMap::new();
+    let (mut prepaid, mut waiting) = (0u64, 0u64);
+    let mut mixed = None;
+    store.billable_usage(period, &mut |r| {
+        let postpaid = reference
+            .subscriber_at(r.msisdn, r.event_time)
+            .is_none_or(|s| s.payment == Payment::Postpaid);
+        if !postpaid {
+            prepaid += 1;
+            return;
+        }
+        if existing
+            .get(&r.customer_id)
+            .is_some_and(|i| i.status == InvoiceStatus::Finalised)
+        {
+            waiting += 1;
+            return;
+        }
+        let entry = usage
+            .entry(r.customer_id)
+            .or_insert_with(|| (Vec::new(), r.currency.clone()));
+        if entry.1 != r.currency && mixed.is_none() {
+            mixed = Some((entry.1.clone(), r.currency.clone()));
+        }
+        entry.0.push(r.usage);
+    })?;
+    if let Some((first, second)) = mixed {
+        bail!("one customer's records for {period} are in {first} and in {second}: one invoice holds one currency; rate them with one catalogue currency");
+    }
+
+    // Whose postpaid subscriptions may carry a recurring fee.
+    let mut numbers: HashMap<Arc<str>, Vec<Msisdn>> = HashMap::new();
+    for history in reference.subscriptions() {
+        for row in history.iter().filter(|r| r.payment == Payment::Postpaid) {
+            let list = numbers.entry(row.customer_id.clone()).or_default();
+            if !list.contains(&row.msisdn) {
+                list.push(row.msisdn);
+            }
+        }
+    }
+    let mut customers: Vec<String> = usage.keys().cloned().collect();
+    if catalogue.is_some() {
+        customers.extend(numbers.keys().map(|c| c.to_string()));
+    }
+    customers.sort_unstable();
+    customers.dedup();
+
+    let mut last_numbers = store.invoice_numbers()?;
+    let mut claims: BTreeMap<String, NumberClaim> = BTreeMap::new();
+    let mut run = BillRun::default();
+    let (mut unchanged, mut finalised_before, mut no_customer_row) = (0u64, 0u64, Vec::new());
+    let mut totals = Totals::default();
+    let mut issued = 0u64;
+    for customer_id in &customers {
+        let previous = existing.get(customer_id);
+        if previous.is_some_and(|i| i.status == InvoiceStatus::Finalised) {
+            finalised_before += 1;
+            continue;
+        }
+        let id: Arc<str> = Arc::from(customer_id.as_str());
+        // The customer's latest row: its name, country and bill-cycle day.
+        let Some(customer) = reference.customer_at(&id, i64::MAX) else {
+            no_customer_row.push(customer_id.clone());
+            continue;
+        };
+        let span = period_days(period, customer.bill_cycle_day);
+        let empty = (Vec::new(), String::new());
+        let (records, currency) = usage.get(customer_id).unwrap_or(&empty);
+        let recurring = match numbers.get(&id) {
+            Some(list) => recurring_days(&reference, fees, customer_id, list, span),
+            None => Vec::new(),
+        };
+        let draft = previous.filter(|i| i.status == InvoiceStatus::Draft);
+        if records.is_empty() && recurring.is_empty() {
+            if let Some(draft) = draft {
+                run.removed_drafts.push(draft.invoice_id.clone());
+            }
+            continue;
+        }
+        let (invoice, lines) = build_invoice(
+            &config,
+            InvoiceInput {
+                customer,
+                period,
+                usage: records,
+                currency_of_usage: (!records.is_empty()).then_some(currency.as_str()),
+                recurring,
+                currency: catalogue_currency.as_deref().unwrap_or("XXX"),
+            },
+        )?;
+        let revision = match previous {
+            Some(p) if p.status == InvoiceStatus::Draft => p.revision,
+            Some(p) => p.revision + 1,
+            None => 1,
+        };
+        let invoice_id = format!("{customer_id}:{period}:{revision}");
+        let (status, number) = if args.finalise {
+            let entity = config.entity_for(&customer.billing_country);
+            let last = last_numbers.entry(entity.id.clone()).or_insert(0);
+            let claim = claims.entry(entity.id.clone()).or_insert(NumberClaim {
+                entity: entity.id.clone(),
+                last_before: *last,
+                last_after: *last,
+            });
+            *last += 1;
+            claim.last_after = *last;
+            (
+                InvoiceStatus::Finalised,
+                Some(format!("{}{:08}", entity.prefix, *last)),
+            )
+        } else {
+            (InvoiceStatus::Draft, None)
+        };
+        let mut document = serde_json::to_string(&InvoiceDocument::of(
+            &invoice,
+            &invoice_id,
+            number.as_deref(),
+            status,
+        ))?;
+        document.push('\n');
+        add_totals(&mut totals, &invoice.totals);
+        if args.finalise {
+            issued += 1;
+        }
+        if draft.is_some_and(|d| d.document == document) {
+            unchanged += 1;
+            continue;
+        }
+        let items = records
+            .iter()
+            .zip(lines)
+            .map(|(u, line)| (u.record_id.clone(), u.kind, line))
+            .collect::<Vec<(Box<str>, Kind, u32)>>();
+        run.writes.push(InvoiceWrite {
+            invoice: StoredInvoice {
+                invoice_id,
+                customer_id: customer_id.clone(),
+                period,
+                revision,
+                entity: invoice.entity.clone(),
+                number,
+                status,
+                currency: invoice.currency.clone(),
+                totals: invoice.totals,
+                document,
+            },
+            items,
+        });
+    }
+    run.numbers = claims.into_values().collect();
+    let written = run.writes.len();
+    store.save_bill_run(&run)?;
+
+    let money = |micros: i64| cdrflow_core::billing::document::amount_text(micros, config.decimals);
+    println!(
+        "{period}: {} invoices {} ({written} written, {unchanged} unchanged, {} drafts removed), {finalised_before} finalised before",
+        written as u64 + unchanged,
+        if args.finalise { "finalised" } else { "drafted" },
+        run.removed_drafts.len(),
+    );
+    println!(
+        "  subtotal {}, tax {}, total {}{}",
+        money(totals.subtotal),
+        money(totals.tax),
+        money(totals.total),
+        if issued > 0 {
+            format!("; {issued} numbered")
+        } else {
+            String::new()
+        }
+    );
+    if waiting > 0 {
+        println!("  {waiting} records of customers whose {period} invoice is finalised wait for the next period's run");
+    }
+    if prepaid > 0 {
+        println!("  {prepaid} prepaid records were paid from balances: not invoiced");
+    }
+    if !no_customer_row.is_empty() {
+        println!(
+            "  {} customers have records but no customers row (e.g. {}): not billed; load them with `cdrflow reference load customers`",
+            no_customer_row.len(),
+            no_customer_row[0]
+        );
+    }
+    Ok(())
+}
+
+fn add_totals(sum: &mut Totals, t: &Totals) {
+    sum.subtotal += t.subtotal;
+    sum.tax += t.tax;
+    sum.total += t.total;
+}
