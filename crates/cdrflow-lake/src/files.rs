@@ -301,7 +301,7 @@ fn move_into_place(from: &Path, to: &Path) -> Result<()> {
 
 /// An I/O failure on `path`, for `map_err` (the path is copied only when
 /// there is an error).
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
     move |source| LakeError::Io {
         path: path.to_path_buf(),
         source,
@@ -315,7 +315,7 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
 /// plans, regions, numbers of a subscriber base), none for the columns
 /// nearly every row spells differently: there a dictionary is hashed value
 /// by value until it overflows and the writer falls back to plain pages.
-fn properties() -> WriterProperties {
+pub(crate) fn properties() -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("1 is a zstd level"),

@@ -1,5 +1,6 @@
 //! cdrflow's Parquet lake: the mediated records (`mediated/kind=…/date=…/`)
-//! and the rated records (`rated/period=YYYY-MM/`) as zstd-compressed
+//! the rated records (`rated/period=YYYY-MM/`) and the invoices
+//! (`invoices/period=YYYY-MM/`, see `invoices.rs`) as zstd-compressed
 //! Parquet with statistics, for DuckDB, Spark or pandas to read beside the
 //! store.
 //!
@@ -21,9 +22,11 @@
 
 mod columns;
 mod files;
+mod invoices;
 
 pub use columns::{MEDIATED_COLUMNS, RATED_COLUMNS};
 pub use files::{remove_published, Lake, Orphans, RatedParquet, Recovery};
+pub use invoices::{write_invoices, InvoiceRow};
 
 use std::path::PathBuf;
 

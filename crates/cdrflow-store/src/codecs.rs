@@ -158,6 +158,8 @@ pub(crate) const BILLING_V8: &str = "
     CREATE TABLE invoice_items (
         record_id TEXT NOT NULL,
         kind TEXT NOT NULL,
+        msisdn TEXT NOT NULL,
+        event_time BIGINT NOT NULL,
         invoice_id TEXT NOT NULL,
         line_no INTEGER NOT NULL,
         PRIMARY KEY (record_id, kind)
@@ -216,8 +218,33 @@ pub(crate) mod invoice_rows {
     pub(crate) const NUMBERS: &str = "SELECT entity, last_number FROM invoice_numbers";
     pub(crate) const VOID: &str = "UPDATE invoices SET status = 'void'
         WHERE number = $1 AND status = 'finalised' RETURNING invoice_id";
-    pub(crate) const LINE_RECORDS: &str = "SELECT record_id, kind FROM invoice_items
-        WHERE invoice_id = $1 AND line_no = $2 ORDER BY record_id, kind";
+    /// The rated records of invoice `$1`'s line `$2`, the first `$3`.
+    pub(crate) fn line_records() -> String {
+        let columns: Vec<String> = super::rated_rows::COLUMNS
+            .split(',')
+            .map(|c| format!("r.{}", c.trim()))
+            .collect();
+        format!(
+            "SELECT {} FROM invoice_items i JOIN rated_records r
+                ON r.msisdn = i.msisdn AND r.event_time = i.event_time
+                AND r.record_id = i.record_id AND r.kind = i.kind
+            WHERE i.invoice_id = $1 AND i.line_no = $2
+            ORDER BY r.event_time, r.record_id LIMIT $3",
+            columns.join(", ")
+        )
+    }
+
+    pub(crate) const INSERT_ITEM: &str = "INSERT INTO invoice_items
+        (record_id, kind, msisdn, event_time, invoice_id, line_no) VALUES ($1, $2, $3, $4, $5, $6)";
+
+    /// The distinct customers of the numbers `$1..$n`.
+    pub(crate) fn customers_of(count: usize) -> String {
+        let list: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT DISTINCT customer_id FROM subscribers WHERE msisdn IN ({}) ORDER BY customer_id",
+            list.join(", ")
+        )
+    }
 
     /// The `SELECT` of `query`, with its values in order.
     pub(crate) fn select(query: &InvoiceQuery) -> (String, Vec<String>) {
@@ -227,6 +254,7 @@ pub(crate) mod invoice_rows {
             ("customer_id", query.customer.clone()),
             ("period", query.period.map(|p| p.to_string())),
             ("number", query.number.clone()),
+            ("invoice_id", query.invoice_id.clone()),
         ] {
             if let Some(value) = value {
                 values.push(value);

@@ -729,13 +729,23 @@ pub struct StoredInvoice {
     pub document: String,
 }
 
+/// A rated record on an invoice line (its number and event time find its
+/// row through `rated_records`' index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceItem {
+    pub record_id: Box<str>,
+    pub kind: Kind,
+    pub msisdn: Msisdn,
+    pub event_time: EpochMillis,
+    pub line: u32,
+}
+
 /// A draft to store (new, or replacing the draft of the same id) or an
 /// invoice to finalise, with the line each of its records is on.
 #[derive(Clone, Debug)]
 pub struct InvoiceWrite {
     pub invoice: StoredInvoice,
-    /// (record id, kind, line number).
-    pub items: Vec<(Box<str>, Kind, u32)>,
+    pub items: Vec<InvoiceItem>,
 }
 
 /// An entity's last invoice number before and after a run's finalisations:
@@ -762,6 +772,7 @@ pub struct InvoiceQuery {
     pub customer: Option<String>,
     pub period: Option<BillingPeriod>,
     pub number: Option<String>,
+    pub invoice_id: Option<String>,
 }
 
 /// Invoices (issue 13): drafts, finalised and void invoices with their
@@ -794,8 +805,18 @@ pub trait Billing {
     /// no finalised invoice has that number.
     fn void_invoice(&mut self, number: &str) -> Result<Option<String>>;
 
-    /// The record ids and kinds on line `line` of `invoice_id`, in id order.
-    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>>;
+    /// The first `limit` rated records on line `line` of `invoice_id`, by
+    /// event time then record id.
+    fn invoice_line_records(
+        &mut self,
+        invoice_id: &str,
+        line: u32,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()>;
+
+    /// The customers whose subscriptions (any row) hold one of `msisdns`.
+    fn customers_of(&mut self, msisdns: &[Msisdn]) -> Result<Vec<String>>;
 }
 
 /// The lake's manifest: the Parquet files commits named (`cdrflow-lake`

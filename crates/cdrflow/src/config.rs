@@ -171,7 +171,8 @@ pub struct GlobalArgs {
 
     /// Write the accepted records (`mediated/kind=…/date=…/`) and the rated
     /// records (`rated/period=YYYY-MM/`) as zstd Parquet files under DIR,
-    /// exactly once with the store's commits [default: no lake]
+    /// exactly once with the store's commits; `cdrflow bill` writes the
+    /// period's invoices there too (`invoices/period=YYYY-MM/`) [default: no lake]
     #[arg(long, global = true, env = "CDRFLOW_LAKE", value_name = "DIR")]
     pub lake: Option<PathBuf>,
 

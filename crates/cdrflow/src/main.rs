@@ -9,6 +9,7 @@ mod committer;
 mod config;
 mod events;
 mod histogram;
+mod invoice_page;
 mod kafka;
 mod lake;
 mod metrics;

@@ -11,7 +11,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{cdrflow, postgres_database, run_ok, temp_dir};
+use common::{
+    add_user, add_user_with, cdrflow, duckdb, port_in, postgres_database, run_ok, spawn_until,
+    temp_dir,
+};
 
 /// Decimal text as micro-units, computed here.
 fn micros(text: &str) -> i128 {
@@ -184,6 +187,12 @@ fn billing_matches(name: &str, store_args: &[&str]) {
                 .arg(reference.join(format!("{kind}.csv"))),
         );
     }
+    let lake = dir.join("lake");
+    let bill = |args: &[&str]| {
+        let mut cmd = cli();
+        cmd.arg("--lake").arg(&lake).arg("bill").args(args);
+        run_ok(&mut cmd);
+    };
     let stdout = |cmd: &mut std::process::Command| String::from_utf8(run_ok(cmd).stdout).unwrap();
     let invoices = |period: &str| stdout(cli().args(["export", "invoices", "--period", period]));
     let documents = |period: &str| {
@@ -193,11 +202,20 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     };
     let rated = || csv_rows(&stdout(cli().args(["export", "rated"])));
     let network = network(&reference);
+    if let Some(data_dir) = store_args.iter().position(|a| *a == "--data-dir") {
+        let copy = Path::new(store_args[data_dir + 1]).join("billing-reference");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(
+            reference.join("subscribers.csv"),
+            copy.join("subscribers.csv"),
+        )
+        .unwrap();
+    }
 
     run_ok(cli().args(["process"]).arg(&first));
-    run_ok(cli().args(["bill", "--period", "2024-03"]));
+    bill(&["--period", "2024-03"]);
     let drafts = documents("2024-03");
-    run_ok(cli().args(["bill", "--period", "2024-03"]));
+    bill(&["--period", "2024-03"]);
     assert_eq!(documents("2024-03"), drafts, "a second run changed a draft");
 
     // Every customer's figures, computed here.
@@ -242,7 +260,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     check(&invoices("2024-03"));
 
     // Finalise: gapless numbers, the same figures, then nothing changes.
-    run_ok(cli().args(["bill", "--period", "2024-03", "--finalise"]));
+    bill(&["--period", "2024-03", "--finalise"]);
     let finalised = invoices("2024-03");
     check(&finalised);
     let numbers: BTreeSet<String> = csv_rows(&finalised)
@@ -255,18 +273,24 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     assert_eq!(numbers, gapless);
     let issued = documents("2024-03");
     assert!(issued.contains("\"status\":\"finalised\""));
-    run_ok(cli().args(["bill", "--period", "2024-03", "--finalise"]));
+    let march_file = lake.join("invoices/period=2024-03/invoices.parquet");
+    let parquet = std::fs::read(&march_file).unwrap();
+    bill(&["--period", "2024-03", "--finalise"]);
     assert_eq!(documents("2024-03"), issued, "a finalised invoice changed");
+    assert!(
+        std::fs::read(&march_file).unwrap() == parquet,
+        "the lake's invoices changed"
+    );
 
     // Late records of March after finalisation: on April's invoices, once.
     run_ok(cli().args(["process"]).arg(&late));
-    run_ok(cli().args(["bill", "--period", "2024-03"]));
+    bill(&["--period", "2024-03"]);
     assert_eq!(
         documents("2024-03"),
         issued,
         "late records edited an issued invoice"
     );
-    run_ok(cli().args(["bill", "--period", "2024-04", "--finalise"]));
+    bill(&["--period", "2024-04", "--finalise"]);
     let april_documents = documents("2024-04");
     assert!(april_documents.contains("\"category\":\"prior_period_usage\""));
     let all_rated = rated();
@@ -293,13 +317,29 @@ fn billing_matches(name: &str, store_args: &[&str]) {
         .collect();
     assert_eq!(april_numbers, next);
 
+    // The lake's invoices, read by DuckDB: the store's, period by period.
+    for period in ["2024-03", "2024-04"] {
+        let rows = csv_rows(&invoices(period));
+        let total: i128 = rows.iter().map(|r| micros(&r["total"])).sum();
+        let tax: i128 = rows.iter().map(|r| micros(&r["tax"])).sum();
+        let read = duckdb(&format!(
+            "SELECT count(*), sum(total), sum(tax), count(DISTINCT number) FROM read_parquet('{}/invoices/period={period}/*.parquet')",
+            lake.display()
+        ));
+        let cells: Vec<&str> = read[0].split(',').collect();
+        assert_eq!(cells[0].parse::<usize>().unwrap(), rows.len(), "{period}");
+        assert_eq!(micros(cells[1]), total, "{period}");
+        assert_eq!(micros(cells[2]), tax, "{period}");
+        assert_eq!(cells[3].parse::<usize>().unwrap(), rows.len(), "{period}");
+    }
+
     // Void one: its records go on the period's next revision.
     let voided = csv_rows(&finalised)
         .into_iter()
         .max_by_key(|r| micros(&r["voice"]))
         .unwrap();
     run_ok(cli().args(["bill", "--void", &voided["invoice_number"]]));
-    run_ok(cli().args(["bill", "--period", "2024-03"]));
+    bill(&["--period", "2024-03"]);
     let rows = csv_rows(&invoices("2024-03"));
     let revisions: Vec<&BTreeMap<String, String>> = rows
         .iter()
@@ -312,10 +352,173 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     assert_eq!(revisions[1]["total"], voided["total"]);
 }
 
+/// GET with an `Accept` header; (status, content type, body).
+fn get(port: u16, path: &str, credentials: &str, accept: &str) -> (u16, String, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    (
+        response[9..12].parse().unwrap(),
+        content_type,
+        body.to_string(),
+    )
+}
+
+/// The API over the billed store: operators see every invoice, a customer
+/// only theirs; a document as JSON and as HTML; a line's records add up
+/// to the line.
+fn invoices_over_http(dir: &Path) {
+    let store = ["--data-dir", dir.to_str().unwrap()];
+    let csv = String::from_utf8(
+        run_ok(
+            cdrflow()
+                .args(store)
+                .args(["export", "invoices", "--period", "2024-03"]),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let rows = csv_rows(&csv);
+    let issued: Vec<&BTreeMap<String, String>> =
+        rows.iter().filter(|r| r["status"] == "finalised").collect();
+    let mine = issued[0];
+    let theirs = issued[1];
+    let documents = String::from_utf8(
+        run_ok(cdrflow().args(store).args([
+            "export",
+            "invoices",
+            "--format",
+            "jsonl",
+            "--customer",
+            &mine["customer_id"],
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    let document: serde_json::Value = serde_json::from_str(
+        documents
+            .lines()
+            .find(|l| l.contains(&format!("\"number\":\"{}\"", mine["invoice_number"])))
+            .unwrap(),
+    )
+    .unwrap();
+    let subscribers =
+        std::fs::read_to_string(dir.join("billing-reference/subscribers.csv")).unwrap();
+    let number = csv_rows(&subscribers)
+        .into_iter()
+        .find(|r| r["customer_id"] == mine["customer_id"])
+        .unwrap()["msisdn"]
+        .clone();
+    add_user(dir, "alice", "correct horse");
+    add_user_with(
+        dir,
+        "bob",
+        "battery staple",
+        &["--role", "customer", "--msisdn", &number],
+    );
+    let mut port = None;
+    let _server = spawn_until(
+        cdrflow()
+            .args(store)
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+        std::time::Duration::from_secs(20),
+        |line| {
+            port = line
+                .contains("cdrflow serve: dashboard on")
+                .then(|| port_in(line))
+                .flatten();
+            port.is_some()
+        },
+    );
+    let port = port.unwrap();
+    let (alice, bob) = ("alice:correct horse", "bob:battery staple");
+    let json = |path: &str, who: &str| {
+        let (status, _, body) = get(port, path, who, "application/json");
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let (status, all) = json("/invoices?period=2024-03", alice);
+    assert_eq!(status, 200);
+    assert_eq!(all["invoices"].as_array().unwrap().len(), rows.len());
+    let (_, own) = json("/invoices", bob);
+    let own = own["invoices"].as_array().unwrap();
+    assert!(!own.is_empty());
+    assert!(
+        own.iter()
+            .all(|i| i["customer_id"] == mine["customer_id"].as_str()),
+        "{own:?}"
+    );
+    assert_eq!(
+        json(&format!("/invoices/{}", theirs["invoice_number"]), bob).0,
+        404
+    );
+    let (status, served) = json(&format!("/invoices/{}", mine["invoice_number"]), bob);
+    assert_eq!(status, 200);
+    assert_eq!(served, document);
+    let (status, content_type, page) = get(
+        port,
+        &format!("/invoices/{}", mine["invoice_number"]),
+        bob,
+        "text/html",
+    );
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains(&format!("Invoice {}", mine["invoice_number"])));
+    assert!(page.contains(&format!("{} MAD", mine["total"])));
+    // Each usage line's records, summed here, are the line's amount.
+    let mut usage_lines = 0;
+    for line in document["lines"].as_array().unwrap() {
+        let path = format!(
+            "/invoices/{}/lines/{}/records?limit=10000",
+            mine["invoice_number"], line["line"]
+        );
+        let (status, answer) = json(&path, bob);
+        if line["category"] == "recurring" {
+            assert_eq!(status, 404);
+            continue;
+        }
+        usage_lines += 1;
+        assert_eq!(status, 200, "{answer}");
+        let sum: i128 = answer["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| micros(r["cost"].as_str().unwrap()))
+            .sum();
+        assert_eq!(sum, micros(line["amount"].as_str().unwrap()), "{path}");
+        assert_eq!(
+            answer["records"].as_array().unwrap().len() as u64,
+            line["quantity"].as_u64().unwrap()
+        );
+    }
+    assert!(usage_lines > 0, "{document}");
+}
+
 #[test]
 fn invoices_in_sqlite_match_a_computation_made_outside_the_pipeline() {
     let dir = temp_dir("billing-sqlite-store");
     billing_matches("billing-sqlite", &["--data-dir", dir.to_str().unwrap()]);
+    invoices_over_http(&dir);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use cdrflow_core::charging::RatedRecord;
+
 use cdrflow_core::model::Kind;
 use cdrflow_core::reference::BillingPeriod;
 use postgres::fallible_iterator::FallibleIterator;
@@ -134,14 +136,18 @@ impl Billing for PgStore {
                     &i.document,
                 ],
             )?;
-            let ids: Vec<&str> = write.items.iter().map(|(r, _, _)| &**r).collect();
-            let kinds: Vec<&str> = write.items.iter().map(|(_, k, _)| k.as_str()).collect();
-            let lines: Vec<i32> = write.items.iter().map(|(_, _, l)| *l as i32).collect();
+            let items = &write.items;
+            let ids: Vec<&str> = items.iter().map(|it| &*it.record_id).collect();
+            let kinds: Vec<&str> = items.iter().map(|it| it.kind.as_str()).collect();
+            let numbers: Vec<String> = items.iter().map(|it| it.msisdn.to_string()).collect();
+            let times: Vec<i64> = items.iter().map(|it| it.event_time).collect();
+            let lines: Vec<i32> = items.iter().map(|it| it.line as i32).collect();
             let inserted = tx.execute(
-                "INSERT INTO invoice_items (record_id, kind, invoice_id, line_no)
-                 SELECT u.r, u.k, $3, u.l FROM unnest($1::text[], $2::text[], $4::int[]) AS u(r, k, l)
+                "INSERT INTO invoice_items (record_id, kind, msisdn, event_time, invoice_id, line_no)
+                 SELECT u.r, u.k, u.m, u.t, $6, u.l
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[]) AS u(r, k, m, t, l)
                  ON CONFLICT DO NOTHING",
-                &[&ids, &kinds, &i.invoice_id, &lines],
+                &[&ids, &kinds, &numbers, &times, &lines, &i.invoice_id],
             )?;
             if inserted as usize != write.items.len() {
                 return Err(conflict(&format!(
@@ -164,12 +170,31 @@ impl Billing for PgStore {
         Ok(id)
     }
 
-    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>> {
-        let line = line as i32;
-        self.live_client()?
-            .query(sql::LINE_RECORDS, &[&invoice_id, &line])?
-            .iter()
-            .map(|r| Ok((r.get(0), kind_of(r.get(1))?)))
-            .collect()
+    fn invoice_line_records(
+        &mut self,
+        invoice_id: &str,
+        line: u32,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()> {
+        let (line, limit) = (line as i32, i64::from(limit));
+        let rows = self
+            .live_client()?
+            .query(&sql::line_records(), &[&invoice_id, &line, &limit])?;
+        for r in rows {
+            visit(super::charges::read_rated(&r)?);
+        }
+        Ok(())
+    }
+
+    fn customers_of(&mut self, msisdns: &[Msisdn]) -> Result<Vec<String>> {
+        if msisdns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let numbers: Vec<String> = msisdns.iter().map(|m| m.to_string()).collect();
+        let rows = self
+            .live_client()?
+            .query_raw(&sql::customers_of(numbers.len()), &numbers)?;
+        Ok(rows.map(|r| Ok(r.get(0))).collect()?)
     }
 }

@@ -1,6 +1,9 @@
 //! SQLite: invoices, their records and numbers (SQL shared in `codecs::invoice_rows`).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use cdrflow_core::charging::RatedRecord;
 
 use cdrflow_core::model::Kind;
 use cdrflow_core::reference::BillingPeriod;
@@ -129,9 +132,8 @@ impl Billing for SqliteStore {
             let mut status = tx.prepare_cached(&sqlite(sql::STATUS_OF))?;
             let mut delete = tx.prepare_cached(&sqlite(sql::DELETE_ITEMS))?;
             let mut upsert = tx.prepare_cached(&sqlite(sql::UPSERT))?;
-            let mut item = tx.prepare_cached(
-                "INSERT INTO invoice_items (record_id, kind, invoice_id, line_no) VALUES (?1, ?2, ?3, ?4)",
-            )?;
+            let mut item = tx.prepare_cached(&sqlite(sql::INSERT_ITEM))?;
+            let mut msisdn = String::new();
             for write in &run.writes {
                 let i = &write.invoice;
                 let stored: Option<String> =
@@ -161,12 +163,22 @@ impl Billing for SqliteStore {
                     f[8],
                     i.document,
                 ])?;
-                for (record, kind, line) in &write.items {
-                    match item.execute(params![&**record, kind.as_str(), i.invoice_id, line]) {
+                for it in &write.items {
+                    msisdn.clear();
+                    write!(msisdn, "{}", it.msisdn).expect("writing to a String");
+                    let values = params![
+                        &*it.record_id,
+                        it.kind.as_str(),
+                        msisdn,
+                        it.event_time,
+                        i.invoice_id,
+                        it.line
+                    ];
+                    match item.execute(values) {
                         Err(rusqlite::Error::SqliteFailure(e, _))
                             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                         {
-                            return Err(conflict(&format!("record {record}")));
+                            return Err(conflict(&format!("record {}", it.record_id)));
                         }
                         other => {
                             other?;
@@ -191,13 +203,30 @@ impl Billing for SqliteStore {
         Ok(id)
     }
 
-    fn invoice_line_records(&mut self, invoice_id: &str, line: u32) -> Result<Vec<(String, Kind)>> {
-        let mut select = self.conn.prepare(&sqlite(sql::LINE_RECORDS))?;
-        let mut rows = select.query(params![invoice_id, line])?;
-        let mut out = Vec::new();
+    fn invoice_line_records(
+        &mut self,
+        invoice_id: &str,
+        line: u32,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()> {
+        let mut select = self.conn.prepare(&sqlite(&sql::line_records()))?;
+        let mut rows = select.query(params![invoice_id, line, limit])?;
         while let Some(r) = rows.next()? {
-            out.push((r.get(0)?, kind_of(&r.get::<_, String>(1)?)?));
+            visit(super::charges::read_rated(r)?);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    fn customers_of(&mut self, msisdns: &[Msisdn]) -> Result<Vec<String>> {
+        if msisdns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let numbers: Vec<String> = msisdns.iter().map(|m| m.to_string()).collect();
+        let mut select = self
+            .conn
+            .prepare(&sqlite(&sql::customers_of(numbers.len())))?;
+        let rows = select.query_map(rusqlite::params_from_iter(numbers), |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -113,32 +113,37 @@ impl Charges for SqliteStore {
         let mut select = self.conn.prepare(&sql)?;
         let mut rows = select.query(rusqlite::params_from_iter(values))?;
         while let Some(r) = rows.next()? {
-            let row = StoredRow {
-                record_id: r.get(0)?,
-                msisdn: r.get(1)?,
-                event_time: r.get(2)?,
-                kind: r.get(3)?,
-                service_type: r.get(4)?,
-                other_party: r.get(5)?,
-                customer_id: r.get(6)?,
-                plan_id: r.get(7)?,
-                version: r.get(8)?,
-                destination_id: r.get(9)?,
-                destination_class: r.get(10)?,
-                band: r.get(11)?,
-                rate_id: r.get(12)?,
-                region: r.get(13)?,
-                technology: r.get(14)?,
-                usage_units: r.get(15)?,
-                billed_units: r.get(16)?,
-                allowance_id: r.get(17)?,
-                allowance_units: r.get(18)?,
-                cost_micros: r.get(19)?,
-                currency: r.get(20)?,
-                billing_period: r.get(21)?,
-            };
-            visit(row.into_record()?);
+            visit(read_rated(&r)?);
         }
         Ok(())
     }
+}
+
+/// A `rated_records` row selected with [`COLUMNS`], as the core's record.
+pub(super) fn read_rated(r: &rusqlite::Row<'_>) -> Result<RatedRecord> {
+    StoredRow {
+        record_id: r.get(0)?,
+        msisdn: r.get(1)?,
+        event_time: r.get(2)?,
+        kind: r.get(3)?,
+        service_type: r.get(4)?,
+        other_party: r.get(5)?,
+        customer_id: r.get(6)?,
+        plan_id: r.get(7)?,
+        version: r.get(8)?,
+        destination_id: r.get(9)?,
+        destination_class: r.get(10)?,
+        band: r.get(11)?,
+        rate_id: r.get(12)?,
+        region: r.get(13)?,
+        technology: r.get(14)?,
+        usage_units: r.get(15)?,
+        billed_units: r.get(16)?,
+        allowance_id: r.get(17)?,
+        allowance_units: r.get(18)?,
+        cost_micros: r.get(19)?,
+        currency: r.get(20)?,
+        billing_period: r.get(21)?,
+    }
+    .into_record()
 }

@@ -19,10 +19,11 @@ use cdrflow_core::billing::{
     build_invoice, period_days, recurring_days, BillingConfig, InvoiceDocument, InvoiceInput,
     InvoiceStatus, Usage,
 };
-use cdrflow_core::model::Kind;
 use cdrflow_core::normalize::Msisdn;
 use cdrflow_core::reference::{BillingPeriod, Payment};
-use cdrflow_store::{BillRun, InvoiceQuery, InvoiceWrite, NumberClaim, StoredInvoice};
+use cdrflow_store::{BillRun, InvoiceItem, InvoiceQuery, InvoiceWrite, NumberClaim, StoredInvoice};
+
+use cdrflow_lake::{write_invoices, InvoiceRow};
 
 use crate::config::Settings;
 
@@ -44,6 +45,13 @@ pub struct BillArgs {
     /// config/billing.toml documents the format) [default: the shipped ones, 20% tax]
     #[arg(long, env = "CDRFLOW_BILLING", value_name = "FILE")]
     pub billing: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Billable {
+    records: Vec<Usage>,
+    places: Vec<(Msisdn, i64)>,
+    currency: String,
 }
 
 /// No catalogue: no plan has a fee.
@@ -114,7 +122,8 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     )?;
 
     // What may be billed, by customer; prepaid records were paid from a balance.
-    let mut usage: HashMap<String, (Vec<Usage>, String)> = HashMap::new();
+    // Each customer's records, where they are (number, event time), and their currency.
+    let mut usage: HashMap<String, Billable> = HashMap::new();
     let (mut prepaid, mut waiting) = (0u64, 0u64);
     let mut mixed = None;
     store.billable_usage(period, &mut |r| {
@@ -132,13 +141,16 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
             waiting += 1;
             return;
         }
-        let entry = usage
-            .entry(r.customer_id)
-            .or_insert_with(|| (Vec::new(), r.currency.clone()));
-        if entry.1 != r.currency && mixed.is_none() {
-            mixed = Some((entry.1.clone(), r.currency.clone()));
+        let entry = usage.entry(r.customer_id).or_insert_with(|| Billable {
+            records: Vec::new(),
+            places: Vec::new(),
+            currency: r.currency.clone(),
+        });
+        if entry.currency != r.currency && mixed.is_none() {
+            mixed = Some((entry.currency.clone(), r.currency.clone()));
         }
-        entry.0.push(r.usage);
+        entry.records.push(r.usage);
+        entry.places.push((r.msisdn, r.event_time));
     })?;
     if let Some((first, second)) = mixed {
         bail!("one customer's records for {period} are in {first} and in {second}: one invoice holds one currency; rate them with one catalogue currency");
@@ -180,8 +192,12 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
             continue;
         };
         let span = period_days(period, customer.bill_cycle_day);
-        let empty = (Vec::new(), String::new());
-        let (records, currency) = usage.get(customer_id).unwrap_or(&empty);
+        let empty = Billable::default();
+        let Billable {
+            records,
+            places,
+            currency,
+        } = usage.get(customer_id).unwrap_or(&empty);
         let recurring = match numbers.get(&id) {
             Some(list) => recurring_days(&reference, fees, customer_id, list, span),
             None => Vec::new(),
@@ -244,9 +260,16 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         }
         let items = records
             .iter()
+            .zip(places)
             .zip(lines)
-            .map(|(u, line)| (u.record_id.clone(), u.kind, line))
-            .collect::<Vec<(Box<str>, Kind, u32)>>();
+            .map(|((u, &(msisdn, event_time)), line)| InvoiceItem {
+                record_id: u.record_id.clone(),
+                kind: u.kind,
+                msisdn,
+                event_time,
+                line,
+            })
+            .collect();
         run.writes.push(InvoiceWrite {
             invoice: StoredInvoice {
                 invoice_id,
@@ -266,6 +289,31 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     run.numbers = claims.into_values().collect();
     let written = run.writes.len();
     store.save_bill_run(&run)?;
+    if let Some(root) = &settings.lake {
+        let mut stored = Vec::new();
+        store.invoices(
+            &InvoiceQuery {
+                period: Some(period),
+                ..InvoiceQuery::default()
+            },
+            &mut |i| stored.push(i),
+        )?;
+        let rows: Vec<InvoiceRow<'_>> = stored
+            .iter()
+            .map(|i| InvoiceRow {
+                invoice_id: &i.invoice_id,
+                number: i.number.as_deref(),
+                customer_id: &i.customer_id,
+                status: i.status.as_str(),
+                entity: &i.entity,
+                currency: &i.currency,
+                totals: &i.totals,
+                document: &i.document,
+            })
+            .collect();
+        let path = write_invoices(root, period, &rows)?;
+        println!("  {} invoices in {}", rows.len(), path.display());
+    }
 
     let money = |micros: i64| cdrflow_core::billing::document::amount_text(micros, config.decimals);
     println!(

@@ -264,7 +264,7 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                     .as_deref()
                     .map(crate::commands::bill::parse_period)
                     .transpose()?,
-                number: None,
+                ..InvoiceQuery::default()
             };
             let csv = args.format == "csv";
             write_lines(&args.output, csv.then_some(INVOICE_CSV_HEADER), |line| {

@@ -8,6 +8,7 @@
 mod analytics;
 mod dashboard;
 mod health;
+mod invoices;
 mod metrics;
 mod openapi;
 mod overview;
@@ -32,6 +33,7 @@ pub fn api(state: Shared) -> Router {
         .merge(usage::router())
         .merge(rejected::router())
         .merge(rated::router())
+        .merge(invoices::router())
         .merge(overview::router())
         .merge(analytics::router())
         .merge(stats::router())
@@ -74,7 +76,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// A `YYYY-MM-DD` query parameter.
 /// Rows in one answer of the per-subscriber resources unless `limit` says
 /// otherwise, and the most it may say.
 const ROWS: (u32, u32) = (1000, 10_000);
@@ -93,6 +94,7 @@ fn limit_param(
     Ok(limit)
 }
 
+/// A `YYYY-MM-DD` query parameter.
 fn day_param(
     name: &str,
     value: &Option<String>,
