@@ -745,6 +745,8 @@ pub struct InvoiceItem {
 #[derive(Clone, Debug)]
 pub struct InvoiceWrite {
     pub invoice: StoredInvoice,
+    /// The records on its lines: written for an issued invoice only
+    /// (a draft holds none; it is recomputed by every run).
     pub items: Vec<InvoiceItem>,
 }
 
@@ -776,17 +778,24 @@ pub struct InvoiceQuery {
 }
 
 /// Invoices (issue 13): drafts, finalised and void invoices with their
-/// documents, which rated record is on which invoice line, and the
-/// entities' gapless numbers. A rated record is held by at most one
-/// invoice that is not void, so it is billed once.
+/// documents, which rated record is on which line of an issued invoice,
+/// and the entities' gapless numbers. A rated record is held by at most
+/// one invoice that is not void, so it is billed once.
 pub trait Billing {
     /// Every rated record with a customer and a billing period not after
-    /// `period` that no invoice holds, or that a draft of `period` holds.
+    /// `period` that no issued invoice holds.
     fn billable_usage(
         &mut self,
         period: BillingPeriod,
         visit: &mut dyn FnMut(BillableRecord),
     ) -> Result<()>;
+
+    /// The customers and periods before `period` that have a draft: their
+    /// records wait for that draft.
+    fn drafts_before(
+        &mut self,
+        period: BillingPeriod,
+    ) -> Result<std::collections::BTreeSet<(String, BillingPeriod)>>;
 
     fn invoices(
         &mut self,

@@ -1,6 +1,6 @@
 //! PostgreSQL: invoices, their records and numbers (SQL shared in `codecs::invoice_rows`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cdrflow_core::charging::RatedRecord;
 
@@ -42,6 +42,18 @@ impl Billing for PgStore {
             });
         }
         Ok(())
+    }
+
+    fn drafts_before(
+        &mut self,
+        period: BillingPeriod,
+    ) -> Result<BTreeSet<(String, BillingPeriod)>> {
+        let rows = self
+            .live_client()?
+            .query(sql::DRAFTS_BEFORE, &[&period.to_string()])?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), sql::stored_period(r.get(1))?)))
+            .collect()
     }
 
     fn invoices(
@@ -100,7 +112,6 @@ impl Billing for PgStore {
             }
         }
         for id in &run.removed_drafts {
-            tx.execute(sql::DELETE_ITEMS, &[id])?;
             tx.execute(sql::DELETE_DRAFT, &[id])?;
         }
         for write in &run.writes {
@@ -109,7 +120,6 @@ impl Billing for PgStore {
             if stored.is_some_and(|r| r.get::<_, &str>(0) != "draft") {
                 return Err(conflict(&format!("invoice {}", i.invoice_id)));
             }
-            tx.execute(sql::DELETE_ITEMS, &[&i.invoice_id])?;
             let f = figures(&i.totals);
             let period = i.period.to_string();
             let revision = i.revision as i32;
@@ -149,7 +159,7 @@ impl Billing for PgStore {
                  ON CONFLICT DO NOTHING",
                 &[&ids, &kinds, &numbers, &times, &lines, &i.invoice_id],
             )?;
-            if inserted as usize != write.items.len() {
+            if inserted as usize != items.len() {
                 return Err(conflict(&format!(
                     "the records of invoice {}",
                     i.invoice_id

@@ -1,6 +1,6 @@
 //! SQLite: invoices, their records and numbers (SQL shared in `codecs::invoice_rows`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use cdrflow_core::charging::RatedRecord;
@@ -10,7 +10,7 @@ use cdrflow_core::reference::BillingPeriod;
 
 use super::*;
 use crate::codecs::invoice_rows::{self as sql, conflict, figures, StoredRow};
-use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
+use crate::{BillRun, BillableRecord, InvoiceItem, InvoiceQuery, StoredInvoice};
 
 /// The shared SQL with SQLite's numbered placeholders.
 fn sqlite(text: &str) -> String {
@@ -59,6 +59,20 @@ impl Billing for SqliteStore {
             });
         }
         Ok(())
+    }
+
+    fn drafts_before(
+        &mut self,
+        period: BillingPeriod,
+    ) -> Result<BTreeSet<(String, BillingPeriod)>> {
+        let mut select = self.conn.prepare(&sqlite(sql::DRAFTS_BEFORE))?;
+        let mut rows = select.query([period.to_string()])?;
+        let mut out = BTreeSet::new();
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(1)?;
+            out.insert((r.get(0)?, sql::stored_period(&text)?));
+        }
+        Ok(out)
     }
 
     fn invoices(
@@ -125,12 +139,10 @@ impl Billing for SqliteStore {
             }
         }
         for id in &run.removed_drafts {
-            tx.execute(&sqlite(sql::DELETE_ITEMS), [id])?;
             tx.execute(&sqlite(sql::DELETE_DRAFT), [id])?;
         }
         {
             let mut status = tx.prepare_cached(&sqlite(sql::STATUS_OF))?;
-            let mut delete = tx.prepare_cached(&sqlite(sql::DELETE_ITEMS))?;
             let mut upsert = tx.prepare_cached(&sqlite(sql::UPSERT))?;
             let mut item = tx.prepare_cached(&sqlite(sql::INSERT_ITEM))?;
             let mut msisdn = String::new();
@@ -141,7 +153,6 @@ impl Billing for SqliteStore {
                 if stored.is_some_and(|s| s != "draft") {
                     return Err(conflict(&format!("invoice {}", i.invoice_id)));
                 }
-                delete.execute([&i.invoice_id])?;
                 let f = figures(&i.totals);
                 upsert.execute(params![
                     i.invoice_id,
@@ -163,26 +174,39 @@ impl Billing for SqliteStore {
                     f[8],
                     i.document,
                 ])?;
-                for it in &write.items {
-                    msisdn.clear();
-                    write!(msisdn, "{}", it.msisdn).expect("writing to a String");
-                    let values = params![
-                        &*it.record_id,
-                        it.kind.as_str(),
-                        msisdn,
-                        it.event_time,
-                        i.invoice_id,
-                        it.line
-                    ];
-                    match item.execute(values) {
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                        {
-                            return Err(conflict(&format!("record {}", it.record_id)));
-                        }
-                        other => {
-                            other?;
-                        }
+            }
+            // In key order: each insert lands beside the one before in the
+            // items' B-tree (in invoice order, twice as slow for a million).
+            let mut items: Vec<(&InvoiceItem, &str)> = run
+                .writes
+                .iter()
+                .flat_map(|w| {
+                    let id = w.invoice.invoice_id.as_str();
+                    w.items.iter().map(move |it| (it, id))
+                })
+                .collect();
+            items.sort_unstable_by(|a, b| {
+                (&a.0.record_id, a.0.kind).cmp(&(&b.0.record_id, b.0.kind))
+            });
+            for (it, invoice_id) in items {
+                msisdn.clear();
+                write!(msisdn, "{}", it.msisdn).expect("writing to a String");
+                let values = params![
+                    &*it.record_id,
+                    it.kind.as_str(),
+                    msisdn,
+                    it.event_time,
+                    invoice_id,
+                    it.line
+                ];
+                match item.execute(values) {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(conflict(&format!("record {}", it.record_id)));
+                    }
+                    other => {
+                        other?;
                     }
                 }
             }

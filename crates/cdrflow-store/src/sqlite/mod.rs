@@ -103,7 +103,7 @@ fn migrations() -> Vec<(i64, String)> {
         (5, daily::v5()),
         (6, crate::codecs::RATING_V6.to_string()),
         (7, crate::codecs::LAKE_V7.to_string()),
-        (8, crate::codecs::BILLING_V8.to_string()),
+        (8, crate::codecs::billing_v8(" WITHOUT ROWID")),
     ]
 }
 

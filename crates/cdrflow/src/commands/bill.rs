@@ -2,8 +2,10 @@
 //! billing layer). Each customer with postpaid usage or a postpaid
 //! subscription gets a draft invoice for the period, recomputed by every
 //! run until it is finalised (numbered without gaps per billing entity);
-//! a record no invoice holds yet, from this period or an earlier one
-//! (late), goes on it. `--void NUMBER` cancels a finalised invoice and
+//! a record no issued invoice holds yet, from this period or an earlier one
+//! (late) whose draft is not open, goes on it. Only issued invoices hold
+//! their records (`invoice_items`): a draft is the recomputation of what
+//! would be issued. `--void NUMBER` cancels a finalised invoice and
 //! frees its records for the next run. Running it again with nothing new
 //! writes nothing and leaves every document byte-identical.
 
@@ -107,7 +109,9 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         .as_ref()
         .and_then(|c| c.versions().last())
         .map(|v| v.currency.clone());
+    let started = std::time::Instant::now();
     let reference = store.reference()?;
+    tracing::info!(elapsed = ?started.elapsed(), "reference data read");
 
     // The period's invoices so far: each customer's latest revision.
     let mut existing: BTreeMap<String, StoredInvoice> = BTreeMap::new();
@@ -126,7 +130,16 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     let mut usage: HashMap<String, Billable> = HashMap::new();
     let (mut prepaid, mut waiting) = (0u64, 0u64);
     let mut mixed = None;
+    // Records of a period whose draft is still open wait for that draft.
+    let earlier_drafts = store.drafts_before(period)?;
+    let mut on_earlier_drafts = 0u64;
     store.billable_usage(period, &mut |r| {
+        if r.usage.period < period
+            && earlier_drafts.contains(&(r.customer_id.clone(), r.usage.period))
+        {
+            on_earlier_drafts += 1;
+            return;
+        }
         let postpaid = reference
             .subscriber_at(r.msisdn, r.event_time)
             .is_none_or(|s| s.payment == Payment::Postpaid);
@@ -152,6 +165,12 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         entry.records.push(r.usage);
         entry.places.push((r.msisdn, r.event_time));
     })?;
+    tracing::info!(
+        records = usage.values().map(|b| b.records.len()).sum::<usize>(),
+        customers = usage.len(),
+        elapsed = ?started.elapsed(),
+        "billable records read"
+    );
     if let Some((first, second)) = mixed {
         bail!("one customer's records for {period} are in {first} and in {second}: one invoice holds one currency; rate them with one catalogue currency");
     }
@@ -243,33 +262,42 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         } else {
             (InvoiceStatus::Draft, None)
         };
-        let mut document = serde_json::to_string(&InvoiceDocument::of(
-            &invoice,
-            &invoice_id,
-            number.as_deref(),
-            status,
-        ))?;
-        document.push('\n');
+        let render = |number: Option<&str>, status| -> Result<String> {
+            let mut text =
+                serde_json::to_string(&InvoiceDocument::of(&invoice, &invoice_id, number, status))?;
+            text.push('\n');
+            Ok(text)
+        };
+        let draft_document = render(None, InvoiceStatus::Draft)?;
+        let same_as_stored = draft.is_some_and(|d| d.document == draft_document);
         add_totals(&mut totals, &invoice.totals);
-        if args.finalise {
-            issued += 1;
-        }
-        if draft.is_some_and(|d| d.document == document) {
-            unchanged += 1;
-            continue;
-        }
-        let items = records
-            .iter()
-            .zip(places)
-            .zip(lines)
-            .map(|((u, &(msisdn, event_time)), line)| InvoiceItem {
-                record_id: u.record_id.clone(),
-                kind: u.kind,
-                msisdn,
-                event_time,
-                line,
-            })
-            .collect();
+        let document = match status {
+            InvoiceStatus::Draft if same_as_stored => {
+                unchanged += 1;
+                continue;
+            }
+            InvoiceStatus::Draft => draft_document,
+            _ => {
+                issued += 1;
+                render(number.as_deref(), status)?
+            }
+        };
+        // Issued invoices hold their records; drafts are recomputed from the unheld ones.
+        let items = match status {
+            InvoiceStatus::Draft => Vec::new(),
+            _ => records
+                .iter()
+                .zip(places)
+                .zip(&lines)
+                .map(|((u, &(msisdn, event_time)), &line)| InvoiceItem {
+                    record_id: u.record_id.clone(),
+                    kind: u.kind,
+                    msisdn,
+                    event_time,
+                    line,
+                })
+                .collect(),
+        };
         run.writes.push(InvoiceWrite {
             invoice: StoredInvoice {
                 invoice_id,
@@ -286,9 +314,11 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
             items,
         });
     }
+    tracing::info!(invoices = run.writes.len(), elapsed = ?started.elapsed(), "invoices computed");
     run.numbers = claims.into_values().collect();
     let written = run.writes.len();
     store.save_bill_run(&run)?;
+    tracing::info!(elapsed = ?started.elapsed(), "billing run committed");
     if let Some(root) = &settings.lake {
         let mut stored = Vec::new();
         store.invoices(
@@ -335,6 +365,9 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     );
     if waiting > 0 {
         println!("  {waiting} records of customers whose {period} invoice is finalised wait for the next period's run");
+    }
+    if on_earlier_drafts > 0 {
+        println!("  {on_earlier_drafts} records are on earlier periods' drafts: finalise those to bill them");
     }
     if prepaid > 0 {
         println!("  {prepaid} prepaid records were paid from balances: not invoiced");

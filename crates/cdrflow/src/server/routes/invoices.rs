@@ -1,7 +1,7 @@
 //! `/invoices`: the invoices `cdrflow bill` made, `/invoices/{number}` one
 //! of them (its document as JSON, or as an HTML page when the client
 //! accepts `text/html`), and `/invoices/{number}/lines/{line}/records` the
-//! rated records behind one line. A customer user sees only the invoices
+//! rated records behind one line of an issued invoice. A customer user sees only the invoices
 //! of the customers their numbers belong to; any other answers 404, as an
 //! invoice that does not exist does.
 
@@ -183,6 +183,12 @@ async fn line_records(
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit_param(params.limit, ROWS)?;
     let invoice = find(&state, &principal, &key).await?;
+    if invoice.status == cdrflow_core::billing::InvoiceStatus::Draft {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{key} is a draft: its lines list their records once it is finalised (`cdrflow bill --finalise`)"),
+        ));
+    }
     let id = invoice.invoice_id.clone();
     let records = state
         .stores
