@@ -27,7 +27,7 @@ if [ ! -s "$work/rated-store/cdrflow.db" ]; then
   for kind in subscribers customers cells; do
     "${cli[@]}" --data-dir "$work/rated-store" reference load "$kind" "$work/ref/$kind.csv" > /dev/null
   done
-  "${cli[@]}" --data-dir "$work/rated-store" process --no-metrics "$work/traffic.jsonl" | grep -F "records in"
+  "${cli[@]}" --data-dir "$work/rated-store" process --no-metrics "$work/traffic.jsonl" 2>&1 | grep -F "records in"
 fi
 for run in $(seq 1 "$runs"); do
   rm -rf "$work/store" && cp -r "$work/rated-store" "$work/store"

@@ -158,7 +158,8 @@ pub(crate) fn billing_v8(table_options: &str) -> String {
         subtotal_micros BIGINT NOT NULL,
         tax_micros BIGINT NOT NULL,
         total_micros BIGINT NOT NULL,
-        document TEXT NOT NULL
+        document TEXT NOT NULL,
+        document_hash TEXT NOT NULL
     );
     CREATE INDEX invoices_by_period ON invoices (period, customer_id);
     CREATE TABLE invoice_items (
@@ -189,14 +190,14 @@ pub(crate) mod invoice_rows {
 
     pub(crate) const COLUMNS: &str = "invoice_id, customer_id, period, revision, entity, number,
         status, currency, voice_micros, sms_micros, data_micros, other_micros, recurring_micros,
-        discounts_micros, subtotal_micros, tax_micros, total_micros, document";
+        discounts_micros, subtotal_micros, tax_micros, total_micros, document, document_hash";
 
-    /// Inserts a row with [`COLUMNS`]' values as `$1..$18`, replacing a draft of the same id.
+    /// Inserts a row with [`COLUMNS`]' values as `$1..$19`, replacing a draft of the same id.
     pub(crate) const UPSERT: &str = "INSERT INTO invoices (invoice_id, customer_id, period,
         revision, entity, number, status, currency, voice_micros, sms_micros, data_micros,
         other_micros, recurring_micros, discounts_micros, subtotal_micros, tax_micros,
-        total_micros, document)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        total_micros, document, document_hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
         ON CONFLICT (invoice_id) DO UPDATE SET entity = excluded.entity, number = excluded.number,
             status = excluded.status, currency = excluded.currency,
             voice_micros = excluded.voice_micros, sms_micros = excluded.sms_micros,
@@ -204,7 +205,8 @@ pub(crate) mod invoice_rows {
             recurring_micros = excluded.recurring_micros,
             discounts_micros = excluded.discounts_micros,
             subtotal_micros = excluded.subtotal_micros, tax_micros = excluded.tax_micros,
-            total_micros = excluded.total_micros, document = excluded.document";
+            total_micros = excluded.total_micros, document = excluded.document,
+            document_hash = excluded.document_hash";
 
     /// The rated records a run of period `$1` may bill: those no issued
     /// invoice holds (drafts hold none: they are recomputed from these by
@@ -277,9 +279,13 @@ pub(crate) mod invoice_rows {
             true => String::new(),
             false => format!("WHERE {}", clauses.join(" AND ")),
         };
+        let columns = match query.without_documents {
+            true => COLUMNS.replace(" document,", " '' AS document,"),
+            false => COLUMNS.to_string(),
+        };
         (
             format!(
-                "SELECT {COLUMNS} FROM invoices {filter} ORDER BY period, customer_id, revision"
+                "SELECT {columns} FROM invoices {filter} ORDER BY period, customer_id, revision"
             ),
             values,
         )
@@ -313,6 +319,7 @@ pub(crate) mod invoice_rows {
         pub currency: String,
         pub figures: [i64; 9],
         pub document: String,
+        pub document_hash: String,
     }
 
     impl StoredRow {
@@ -342,6 +349,7 @@ pub(crate) mod invoice_rows {
                     total: f[8],
                 },
                 document: self.document,
+                document_hash: self.document_hash,
             })
         }
     }

@@ -726,7 +726,10 @@ pub struct StoredInvoice {
     pub status: cdrflow_core::billing::InvoiceStatus,
     pub currency: String,
     pub totals: cdrflow_core::billing::invoice::Totals,
+    /// Empty when read with [`InvoiceQuery::without_documents`].
     pub document: String,
+    /// `cdrflow_core::billing::document::document_hash` of the document.
+    pub document_hash: String,
 }
 
 /// A rated record on an invoice line (its number and event time find its
@@ -775,6 +778,8 @@ pub struct InvoiceQuery {
     pub period: Option<BillingPeriod>,
     pub number: Option<String>,
     pub invoice_id: Option<String>,
+    /// Leave the documents out (a run compares their hashes).
+    pub without_documents: bool,
 }
 
 /// Invoices (issue 13): drafts, finalised and void invoices with their

@@ -116,6 +116,12 @@ pub struct TotalsPart {
     pub total: String,
 }
 
+/// What a run compares a stored document by without reading it: the
+/// xxh3-128 of its bytes, in hex.
+pub fn document_hash(document: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(document.as_bytes()))
+}
+
 /// Micro-units as a decimal with `decimals` places (they are whole steps of it).
 pub fn amount_text(micros: i64, decimals: u32) -> String {
     Decimal {

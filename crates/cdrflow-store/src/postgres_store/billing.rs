@@ -80,6 +80,7 @@ impl Billing for PgStore {
                     currency: r.get(7),
                     figures,
                     document: r.get(17),
+                    document_hash: r.get(18),
                 }
                 .into_invoice()?,
             );
@@ -144,6 +145,7 @@ impl Billing for PgStore {
                     &f[7],
                     &f[8],
                     &i.document,
+                    &i.document_hash,
                 ],
             )?;
             let items = &write.items;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 
+use cdrflow_core::billing::document::document_hash;
 use cdrflow_core::billing::invoice::{MonthlyFees, Totals};
 use cdrflow_core::billing::{
     build_invoice, period_days, recurring_days, BillingConfig, InvoiceDocument, InvoiceInput,
@@ -118,6 +119,7 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     store.invoices(
         &InvoiceQuery {
             period: Some(period),
+            without_documents: true,
             ..InvoiceQuery::default()
         },
         &mut |invoice| {
@@ -268,20 +270,17 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
             text.push('\n');
             Ok(text)
         };
-        let draft_document = render(None, InvoiceStatus::Draft)?;
-        let same_as_stored = draft.is_some_and(|d| d.document == draft_document);
         add_totals(&mut totals, &invoice.totals);
-        let document = match status {
-            InvoiceStatus::Draft if same_as_stored => {
+        let document = render(number.as_deref(), status)?;
+        let hash = document_hash(&document);
+        match status {
+            InvoiceStatus::Draft if draft.is_some_and(|d| d.document_hash == hash) => {
                 unchanged += 1;
                 continue;
             }
-            InvoiceStatus::Draft => draft_document,
-            _ => {
-                issued += 1;
-                render(number.as_deref(), status)?
-            }
-        };
+            InvoiceStatus::Draft => {}
+            _ => issued += 1,
+        }
         // Issued invoices hold their records; drafts are recomputed from the unheld ones.
         let items = match status {
             InvoiceStatus::Draft => Vec::new(),
@@ -310,6 +309,7 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
                 currency: invoice.currency.clone(),
                 totals: invoice.totals,
                 document,
+                document_hash: hash,
             },
             items,
         });
