@@ -38,31 +38,6 @@ const TEXT: [&str; 6] = [
     "entity",
     "currency",
 ];
-const FIGURES: [&str; 9] = [
-    "voice",
-    "sms",
-    "data",
-    "other",
-    "recurring",
-    "discounts",
-    "subtotal",
-    "tax",
-    "total",
-];
-
-fn figures(t: &Totals) -> [i64; 9] {
-    [
-        t.voice,
-        t.sms,
-        t.data,
-        t.other,
-        t.recurring,
-        t.discounts,
-        t.subtotal,
-        t.tax,
-        t.total,
-    ]
-}
 
 /// Replaces `period`'s invoice file under `root` with `rows`; returns its path.
 pub fn write_invoices(
@@ -80,7 +55,7 @@ pub fn write_invoices(
         .map(|name| Field::new(*name, DataType::Utf8, *name == "number"))
         .collect();
     fields.extend(
-        FIGURES
+        Totals::NAMES
             .iter()
             .map(|name| Field::new(*name, DataType::Decimal128(38, 6), false)),
     );
@@ -103,11 +78,11 @@ pub fn write_invoices(
         }
         columns.push(Arc::new(builder.finish()));
     }
-    for i in 0..FIGURES.len() {
+    for i in 0..Totals::NAMES.len() {
         let mut builder = Decimal128Builder::with_capacity(rows.len())
             .with_data_type(DataType::Decimal128(38, 6));
         for r in rows {
-            builder.append_value(i128::from(figures(r.totals)[i]));
+            builder.append_value(i128::from(r.totals.in_order()[i]));
         }
         columns.push(Arc::new(builder.finish()));
     }

@@ -184,6 +184,7 @@ pub(crate) fn billing_v8(table_options: &str) -> String {
 pub(crate) mod invoice_rows {
     use cdrflow_core::billing::invoice::Totals;
     use cdrflow_core::billing::InvoiceStatus;
+    use cdrflow_core::model::Kind;
     use cdrflow_core::reference::BillingPeriod;
 
     use crate::{InvoiceQuery, StoreError, StoredInvoice};
@@ -291,6 +292,12 @@ pub(crate) mod invoice_rows {
         )
     }
 
+    /// A stored kind text as a kind.
+    pub(crate) fn stored_kind(text: &str) -> Result<Kind, StoreError> {
+        Kind::parse(text)
+            .ok_or_else(|| StoreError::Corrupt(format!("invoice_items holds the kind `{text}`")))
+    }
+
     /// A stored period text as a period.
     pub(crate) fn stored_period(text: &str) -> Result<BillingPeriod, StoreError> {
         BillingPeriod::parse(text).ok_or_else(|| corrupt("the period", text))
@@ -337,17 +344,7 @@ pub(crate) mod invoice_rows {
                 entity: self.entity,
                 number: self.number,
                 currency: self.currency,
-                totals: Totals {
-                    voice: f[0],
-                    sms: f[1],
-                    data: f[2],
-                    other: f[3],
-                    recurring: f[4],
-                    discounts: f[5],
-                    subtotal: f[6],
-                    tax: f[7],
-                    total: f[8],
-                },
+                totals: Totals::from_order(f),
                 document: self.document,
                 document_hash: self.document_hash,
             })
@@ -377,21 +374,6 @@ pub(crate) mod invoice_rows {
             StoreError::Corrupt(format!("rated_records holds the billing period `{period}`"))
         })?;
         Ok((class, period))
-    }
-
-    /// An invoice's figures in [`COLUMNS`] order.
-    pub(crate) fn figures(t: &Totals) -> [i64; 9] {
-        [
-            t.voice,
-            t.sms,
-            t.data,
-            t.other,
-            t.recurring,
-            t.discounts,
-            t.subtotal,
-            t.tax,
-            t.total,
-        ]
     }
 }
 

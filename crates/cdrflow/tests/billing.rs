@@ -12,25 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::{
-    add_user, add_user_with, cdrflow, duckdb, port_in, postgres_database, run_ok, spawn_until,
-    temp_dir,
+    add_user, add_user_with, cdrflow, duckdb, micros, postgres_database, run_ok,
+    serve_on_free_port, temp_dir,
 };
-
-/// Decimal text as micro-units, computed here.
-fn micros(text: &str) -> i128 {
-    let (negative, text) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (units, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let value = units.parse::<i128>().unwrap() * 1_000_000
-        + format!("{fraction:0<6}").parse::<i128>().unwrap();
-    if negative {
-        -value
-    } else {
-        value
-    }
-}
 
 /// `n / d` micro-units rounded half up to cents, in micro-units.
 fn cents_half_up(n: i128, d: i128) -> i128 {
@@ -433,21 +417,12 @@ fn invoices_over_http(dir: &Path) {
         "battery staple",
         &["--role", "customer", "--msisdn", &number],
     );
-    let mut port = None;
-    let _server = spawn_until(
-        cdrflow()
-            .args(store)
-            .args(["serve", "--listen", "127.0.0.1:0"]),
-        std::time::Duration::from_secs(20),
-        |line| {
-            port = line
-                .contains("cdrflow serve: dashboard on")
-                .then(|| port_in(line))
-                .flatten();
-            port.is_some()
-        },
-    );
-    let port = port.unwrap();
+    let (_server, port) =
+        serve_on_free_port(
+            cdrflow()
+                .args(store)
+                .args(["serve", "--listen", "127.0.0.1:0"]),
+        );
     let (alice, bob) = ("alice:correct horse", "bob:battery staple");
     let json = |path: &str, who: &str| {
         let (status, _, body) = get(port, path, who, "application/json");

@@ -8,24 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{cdrflow, duckdb, export_with, postgres_database, run_ok, temp_dir};
-
-/// Decimal text (`12.345`, `-0.5`, `7`) as micro-units, computed here.
-fn micros(text: &str) -> i128 {
-    let (negative, text) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (units, fraction) = text.split_once('.').unwrap_or((text, ""));
-    assert!(fraction.len() <= 6, "{text}");
-    let value = units.parse::<i128>().unwrap() * 1_000_000
-        + format!("{fraction:0<6}").parse::<i128>().unwrap();
-    if negative {
-        -value
-    } else {
-        value
-    }
-}
+use common::{cdrflow, duckdb, export_with, micros, postgres_database, run_ok, temp_dir};
 
 fn lake_matches_the_store(name: &str, store_args: &[&str]) {
     let dir = temp_dir(name);

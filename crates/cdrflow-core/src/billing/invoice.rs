@@ -174,6 +174,50 @@ pub struct Totals {
     pub total: i64,
 }
 
+impl Totals {
+    /// The figures' names, in the order of [`Totals::in_order`] (the
+    /// order of the CSV export, the stores' columns and the lake's).
+    pub const NAMES: [&'static str; 9] = [
+        "voice",
+        "sms",
+        "data",
+        "other",
+        "recurring",
+        "discounts",
+        "subtotal",
+        "tax",
+        "total",
+    ];
+
+    pub fn in_order(&self) -> [i64; 9] {
+        [
+            self.voice,
+            self.sms,
+            self.data,
+            self.other,
+            self.recurring,
+            self.discounts,
+            self.subtotal,
+            self.tax,
+            self.total,
+        ]
+    }
+
+    pub fn from_order(f: [i64; 9]) -> Totals {
+        Totals {
+            voice: f[0],
+            sms: f[1],
+            data: f[2],
+            other: f[3],
+            recurring: f[4],
+            discounts: f[5],
+            subtotal: f[6],
+            tax: f[7],
+            total: f[8],
+        }
+    }
+}
+
 /// A computed invoice (numbering and status are the store's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invoice {

@@ -4,18 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cdrflow_core::charging::RatedRecord;
 
-use cdrflow_core::model::Kind;
 use cdrflow_core::reference::BillingPeriod;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::*;
-use crate::codecs::invoice_rows::{self as sql, conflict, figures, StoredRow};
+use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
 use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
-
-fn kind_of(text: &str) -> Result<Kind> {
-    Kind::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("invoice_items holds the kind `{text}`")))
-}
 
 impl Billing for PgStore {
     fn billable_usage(
@@ -30,7 +24,7 @@ impl Billing for PgStore {
             visit(BillableRecord {
                 usage: cdrflow_core::billing::Usage {
                     record_id: r.get::<_, &str>(0).into(),
-                    kind: kind_of(r.get(3))?,
+                    kind: sql::stored_kind(r.get(3))?,
                     class,
                     period,
                     cost_micros: r.get(6),
@@ -121,7 +115,7 @@ impl Billing for PgStore {
             if stored.is_some_and(|r| r.get::<_, &str>(0) != "draft") {
                 return Err(conflict(&format!("invoice {}", i.invoice_id)));
             }
-            let f = figures(&i.totals);
+            let f = i.totals.in_order();
             let period = i.period.to_string();
             let revision = i.revision as i32;
             tx.execute(

@@ -5,21 +5,15 @@ use std::fmt::Write as _;
 
 use cdrflow_core::charging::RatedRecord;
 
-use cdrflow_core::model::Kind;
 use cdrflow_core::reference::BillingPeriod;
 
 use super::*;
-use crate::codecs::invoice_rows::{self as sql, conflict, figures, StoredRow};
+use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
 use crate::{BillRun, BillableRecord, InvoiceItem, InvoiceQuery, StoredInvoice};
 
 /// The shared SQL with SQLite's numbered placeholders.
 fn sqlite(text: &str) -> String {
     text.replace('$', "?")
-}
-
-fn kind_of(text: &str) -> Result<Kind> {
-    Kind::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("invoice_items holds the kind `{text}`")))
 }
 
 impl Billing for SqliteStore {
@@ -44,7 +38,7 @@ impl Billing for SqliteStore {
                         .as_str()
                         .map_err(rusqlite::Error::from)?
                         .into(),
-                    kind: kind_of(r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?)?,
+                    kind: sql::stored_kind(r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?)?,
                     class,
                     period,
                     cost_micros: r.get(6)?,
@@ -153,7 +147,7 @@ impl Billing for SqliteStore {
                 if stored.is_some_and(|s| s != "draft") {
                     return Err(conflict(&format!("invoice {}", i.invoice_id)));
                 }
-                let f = figures(&i.totals);
+                let f = i.totals.in_order();
                 upsert.execute(params![
                     i.invoice_id,
                     i.customer_id,

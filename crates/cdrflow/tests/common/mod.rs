@@ -100,6 +100,20 @@ pub fn spawn_until(
     }
 }
 
+/// Spawns `cdrflow ... serve` (its arguments in `command`, listening on
+/// port 0) and waits for its dashboard line; returns it and its port.
+pub fn serve_on_free_port(command: &mut Command) -> (KillOnDrop, u16) {
+    let mut port = None;
+    let server = spawn_until(command, std::time::Duration::from_secs(20), |line| {
+        port = line
+            .contains("cdrflow serve: dashboard on")
+            .then(|| port_in(line))
+            .flatten();
+        port.is_some()
+    });
+    (server, port.expect("the dashboard line names the port"))
+}
+
 /// A child process killed when the test ends, pass or fail.
 pub struct KillOnDrop(pub std::process::Child);
 
@@ -243,6 +257,23 @@ pub fn duckdb(sql: &str) -> Vec<String> {
         .lines()
         .map(String::from)
         .collect()
+}
+
+/// Decimal text (`12.345`, `-0.5`, `7`) as micro-units, computed here.
+pub fn micros(text: &str) -> i128 {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (units, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert!(fraction.len() <= 6, "{text}");
+    let value = units.parse::<i128>().unwrap() * 1_000_000
+        + format!("{fraction:0<6}").parse::<i128>().unwrap();
+    if negative {
+        -value
+    } else {
+        value
+    }
 }
 
 /// Formats micro-units the way the CSV does, computed here without the pipeline's code.

@@ -13,6 +13,7 @@ use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cdrflow_core::billing::invoice::Totals;
 use cdrflow_store::{InvoiceQuery, StoredInvoice};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,7 +65,11 @@ async fn visible_customers(
 }
 
 fn summary(i: &StoredInvoice) -> Value {
-    let t = &i.totals;
+    let totals: serde_json::Map<String, Value> = Totals::NAMES
+        .iter()
+        .zip(i.totals.in_order())
+        .map(|(name, micros)| (name.to_string(), json!(money_text(micros))))
+        .collect();
     json!({
         "invoice_id": i.invoice_id,
         "number": i.number,
@@ -72,12 +77,7 @@ fn summary(i: &StoredInvoice) -> Value {
         "period": i.period.to_string(),
         "status": i.status.as_str(),
         "currency": i.currency,
-        "totals": {
-            "voice": money_text(t.voice), "sms": money_text(t.sms), "data": money_text(t.data),
-            "other": money_text(t.other), "recurring": money_text(t.recurring),
-            "discounts": money_text(t.discounts), "subtotal": money_text(t.subtotal),
-            "tax": money_text(t.tax), "total": money_text(t.total),
-        },
+        "totals": totals,
     })
 }
 
