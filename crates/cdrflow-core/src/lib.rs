@@ -10,6 +10,9 @@
 //!
 //! A [`mediation::Checkpoint`] is what a store commits atomically with the
 //! source positions it came from; that is the whole exactly-once contract.
+//!
+//! After the pipeline, over what the store kept: [`billing`] turns a
+//! customer's rated records and postpaid subscriptions into an invoice.
 
 pub mod aggregate;
 pub mod analytics;
