@@ -2,7 +2,7 @@
 //! rated records, recurring fees prorated by the days each subscription
 //! was active, invoice discounts and tax — each figure rounded once.
 //!
-//! Unrounded amounts are kept exactly as integers of [`Exact`] (a
+//! Unrounded amounts are kept exactly as integers of `Exact` (a
 //! billionth of the currency divided by the period's days and by 10^5, so
 //! that a fee × days / days-in-period and a percentage of it are whole
 //! numbers). A line is rounded once from its exact amount; a discount is
