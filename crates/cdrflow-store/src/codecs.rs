@@ -333,8 +333,7 @@ pub(crate) mod invoice_rows {
         pub(crate) fn into_invoice(self) -> Result<StoredInvoice, StoreError> {
             let f = self.figures;
             Ok(StoredInvoice {
-                period: BillingPeriod::parse(&self.period)
-                    .ok_or_else(|| corrupt("the period", &self.period))?,
+                period: stored_period(&self.period)?,
                 revision: u32::try_from(self.revision)
                     .map_err(|_| corrupt("the revision", &self.revision.to_string()))?,
                 status: InvoiceStatus::parse(&self.status)
@@ -349,31 +348,6 @@ pub(crate) mod invoice_rows {
                 document_hash: self.document_hash,
             })
         }
-    }
-
-    /// A billable row's class and period text as the core's values.
-    pub(crate) fn billable(
-        class: Option<&str>,
-        period: &str,
-    ) -> Result<(Option<&'static str>, BillingPeriod), StoreError> {
-        let class = match class {
-            None => None,
-            Some(text) => Some(
-                super::rated_rows::DESTINATION_CLASSES
-                    .iter()
-                    .find(|c| **c == text)
-                    .copied()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "rated_records holds the destination class `{text}`"
-                        ))
-                    })?,
-            ),
-        };
-        let period = BillingPeriod::parse(period).ok_or_else(|| {
-            StoreError::Corrupt(format!("rated_records holds the billing period `{period}`"))
-        })?;
-        Ok((class, period))
     }
 }
 
@@ -632,16 +606,7 @@ pub(crate) mod rated_rows {
 
     impl StoredRow {
         pub(crate) fn into_record(self) -> Result<RatedRecord, StoreError> {
-            let class = match self.destination_class.as_deref() {
-                None => None,
-                Some(text) => Some(
-                    DESTINATION_CLASSES
-                        .iter()
-                        .find(|c| **c == text)
-                        .copied()
-                        .ok_or_else(|| corrupt("the destination class", text))?,
-                ),
-            };
+            let class = stored_class(self.destination_class.as_deref())?;
             Ok(RatedRecord {
                 record_id: self.record_id.into(),
                 msisdn: super::stored_msisdn("rated_records", &self.msisdn)?,
@@ -674,15 +639,30 @@ pub(crate) mod rated_rows {
                     .map(|id| (id.into(), self.allowance_units as u64)),
                 cost_micros: self.cost_micros,
                 currency: self.currency.into(),
-                billing_period: BillingPeriod::parse(&self.billing_period)
-                    .ok_or_else(|| corrupt("the billing period", &self.billing_period))?,
+                billing_period: stored_billing_period(&self.billing_period)?,
             })
         }
     }
 
+    /// A stored destination class as the static name rated records carry.
+    pub(crate) fn stored_class(text: Option<&str>) -> Result<Option<&'static str>, StoreError> {
+        text.map(|text| {
+            DESTINATION_CLASSES
+                .iter()
+                .find(|c| **c == text)
+                .copied()
+                .ok_or_else(|| corrupt("the destination class", text))
+        })
+        .transpose()
+    }
+
+    pub(crate) fn stored_billing_period(text: &str) -> Result<BillingPeriod, StoreError> {
+        BillingPeriod::parse(text).ok_or_else(|| corrupt("the billing period", text))
+    }
+
     /// The classes a catalogue names (`cdrflow_catalogue::DestinationClass`),
     /// as the static names rated records carry.
-    pub(crate) const DESTINATION_CLASSES: [&str; 7] = [
+    const DESTINATION_CLASSES: [&str; 7] = [
         "national",
         "international",
         "mobile",

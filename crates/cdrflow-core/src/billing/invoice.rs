@@ -23,6 +23,15 @@ const DAY_MS: EpochMillis = 86_400_000;
 /// Percentages are thousandths of a percent: 100% is this.
 const WHOLE_MILLI: i128 = 100_000;
 
+/// The order of usage lines' kinds on an invoice.
+const LINE_KINDS: [Kind; 5] = [
+    Kind::Voice,
+    Kind::Sms,
+    Kind::Data,
+    Kind::Activation,
+    Kind::Recharge,
+];
+
 /// An exact amount: billionths of the currency × the period's days × 10^5.
 type Exact = i128;
 
@@ -237,13 +246,6 @@ pub struct Invoice {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BillingError {
-    #[error("customer {customer}'s records for {period} are in {first} and {second}: one invoice holds one currency; rate them in one")]
-    MixedCurrencies {
-        customer: String,
-        period: BillingPeriod,
-        first: String,
-        second: String,
-    },
     #[error("customer {customer}'s invoice for {period} does not fit in 64-bit micro-units")]
     Overflow {
         customer: String,
@@ -273,9 +275,8 @@ pub struct InvoiceInput<'a> {
     pub period: BillingPeriod,
     /// The customer's billable records (any order).
     pub usage: &'a [Usage],
-    pub currency_of_usage: Option<&'a str>,
     pub recurring: Vec<RecurringDays>,
-    /// The catalogue's currency, for an invoice with no usage.
+    /// The records' currency (the catalogue's for an invoice without usage).
     pub currency: &'a str,
 }
 
@@ -293,43 +294,31 @@ pub fn build_invoice(
         period: input.period,
     };
 
-    // Usage lines: this period's first, then earlier periods', each by kind and class.
-    let mut usage: BTreeMap<(std::cmp::Reverse<BillingPeriod>, u8, Option<&str>), (i128, u64)> =
-        BTreeMap::new();
-    let kind_order = |k: Kind| match k {
-        Kind::Voice => 0u8,
-        Kind::Sms => 1,
-        Kind::Data => 2,
-        Kind::Activation => 3,
-        Kind::Recharge => 4,
+    // Usage lines: this period's first, then earlier periods', each by
+    // kind (in LINE_KINDS' order) and class; each key's micro-units,
+    // records and, once numbered, line.
+    let key_of = |u: &Usage| {
+        let kind = LINE_KINDS.iter().position(|k| *k == u.kind);
+        (std::cmp::Reverse(u.period), kind, u.class)
     };
+    let mut usage: BTreeMap<_, (i128, u64, u32)> = BTreeMap::new();
     for u in input.usage {
-        let entry = usage
-            .entry((std::cmp::Reverse(u.period), kind_order(u.kind), u.class))
-            .or_default();
+        let entry = usage.entry(key_of(u)).or_default();
         entry.0 += i128::from(u.cost_micros);
         entry.1 += 1;
     }
-    let kinds = [
-        Kind::Voice,
-        Kind::Sms,
-        Kind::Data,
-        Kind::Activation,
-        Kind::Recharge,
-    ];
     let mut lines = Vec::new();
     let mut exact_of_line: Vec<Exact> = Vec::new();
     let mut usage_exact: Exact = 0;
-    let mut line_of_key = BTreeMap::new();
-    for ((period, order, class), (micros, records)) in &usage {
-        let exact = micros * 1000 * days * WHOLE_MILLI;
+    for ((period, kind, class), (micros, records, line)) in usage.iter_mut() {
+        let exact = *micros * 1000 * days * WHOLE_MILLI;
         usage_exact += exact;
         let number = lines.len() as u32 + 1;
-        line_of_key.insert((period.0, *order, *class), number);
+        *line = number;
         lines.push(Line {
             number,
             what: LineKind::Usage {
-                kind: kinds[*order as usize],
+                kind: LINE_KINDS[kind.expect("every kind is in LINE_KINDS")],
                 class: *class,
                 period: period.0,
                 records: *records,
@@ -437,11 +426,7 @@ pub fn build_invoice(
             .ok_or_else(overflow)?
     };
 
-    let line_numbers = input
-        .usage
-        .iter()
-        .map(|u| line_of_key[&(u.period, kind_order(u.kind), u.class)])
-        .collect();
+    let line_numbers = input.usage.iter().map(|u| usage[&key_of(u)].2).collect();
     let invoice = Invoice {
         customer: input.customer.clone(),
         entity: config
@@ -451,10 +436,7 @@ pub fn build_invoice(
         period: input.period,
         starts,
         ends,
-        currency: input
-            .currency_of_usage
-            .unwrap_or(input.currency)
-            .to_string(),
+        currency: input.currency.to_string(),
         prices_include_tax: config.prices_include_tax,
         decimals: config.decimals,
         lines,

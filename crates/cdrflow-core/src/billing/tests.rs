@@ -87,7 +87,6 @@ fn bill(
             customer,
             period: march(),
             usage,
-            currency_of_usage: None,
             recurring,
             currency: "MAD",
         },

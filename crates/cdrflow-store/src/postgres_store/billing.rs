@@ -9,6 +9,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use super::*;
 use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
+use crate::codecs::rated_rows;
 use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
 
 impl Billing for PgStore {
@@ -20,7 +21,8 @@ impl Billing for PgStore {
         let period = period.to_string();
         let mut rows = self.live_client()?.query_raw(sql::BILLABLE, [&period])?;
         while let Some(r) = rows.next()? {
-            let (class, period) = sql::billable(r.get(4), r.get(8))?;
+            let class = rated_rows::stored_class(r.get(4))?;
+            let period = rated_rows::stored_billing_period(r.get(8))?;
             visit(BillableRecord {
                 usage: cdrflow_core::billing::Usage {
                     record_id: r.get::<_, &str>(0).into(),

@@ -9,6 +9,7 @@ use cdrflow_core::reference::BillingPeriod;
 
 use super::*;
 use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
+use crate::codecs::rated_rows;
 use crate::{BillRun, BillableRecord, InvoiceItem, InvoiceQuery, StoredInvoice};
 
 /// The shared SQL with SQLite's numbered placeholders.
@@ -25,10 +26,12 @@ impl Billing for SqliteStore {
         let mut select = self.conn.prepare(&sqlite(sql::BILLABLE))?;
         let mut rows = select.query([period.to_string()])?;
         while let Some(r) = rows.next()? {
-            let (class, period) = sql::billable(
+            let class = rated_rows::stored_class(
                 r.get_ref(4)?
                     .as_str_or_null()
                     .map_err(rusqlite::Error::from)?,
+            )?;
+            let period = rated_rows::stored_billing_period(
                 r.get_ref(8)?.as_str().map_err(rusqlite::Error::from)?,
             )?;
             visit(BillableRecord {

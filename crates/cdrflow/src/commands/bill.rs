@@ -9,12 +9,11 @@
 //! frees its records for the next run. Running it again with nothing new
 //! writes nothing and leaves every document byte-identical.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
 
 use cdrflow_core::billing::document::document_hash;
 use cdrflow_core::billing::invoice::{MonthlyFees, Totals};
@@ -127,8 +126,9 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         },
     )?;
 
-    // What may be billed, by customer; prepaid records were paid from a balance.
-    // Each customer's records, where they are (number, event time), and their currency.
+    // What may be billed, by customer: each one's records, where they are
+    // (number, event time) and their currency. Prepaid records were paid
+    // from a balance.
     let mut usage: HashMap<String, Billable> = HashMap::new();
     let (mut prepaid, mut waiting) = (0u64, 0u64);
     let mut mixed = None;
@@ -199,7 +199,6 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
     let mut run = BillRun::default();
     let (mut unchanged, mut finalised_before, mut no_customer_row) = (0u64, 0u64, Vec::new());
     let mut totals = Totals::default();
-    let mut issued = 0u64;
     for customer_id in &customers {
         let previous = existing.get(customer_id);
         if previous.is_some_and(|i| i.status == InvoiceStatus::Finalised) {
@@ -236,9 +235,11 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
                 customer,
                 period,
                 usage: records,
-                currency_of_usage: (!records.is_empty()).then_some(currency.as_str()),
                 recurring,
-                currency: catalogue_currency.as_deref().unwrap_or("XXX"),
+                currency: match records.is_empty() {
+                    true => catalogue_currency.as_deref().unwrap_or("XXX"),
+                    false => currency,
+                },
             },
         )?;
         let revision = match previous {
@@ -264,22 +265,18 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         } else {
             (InvoiceStatus::Draft, None)
         };
-        let render = |number: Option<&str>, status| -> Result<String> {
-            let mut text =
-                serde_json::to_string(&InvoiceDocument::of(&invoice, &invoice_id, number, status))?;
-            text.push('\n');
-            Ok(text)
-        };
         add_totals(&mut totals, &invoice.totals);
-        let document = render(number.as_deref(), status)?;
+        let mut document = serde_json::to_string(&InvoiceDocument::of(
+            &invoice,
+            &invoice_id,
+            number.as_deref(),
+            status,
+        ))?;
+        document.push('\n');
         let hash = document_hash(&document);
-        match status {
-            InvoiceStatus::Draft if draft.is_some_and(|d| d.document_hash == hash) => {
-                unchanged += 1;
-                continue;
-            }
-            InvoiceStatus::Draft => {}
-            _ => issued += 1,
+        if status == InvoiceStatus::Draft && draft.is_some_and(|d| d.document_hash == hash) {
+            unchanged += 1;
+            continue;
         }
         // Issued invoices hold their records; drafts are recomputed from the unheld ones.
         let items = match status {
@@ -357,8 +354,8 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         money(totals.subtotal),
         money(totals.tax),
         money(totals.total),
-        if issued > 0 {
-            format!("; {issued} numbered")
+        if args.finalise && written > 0 {
+            format!("; {written} numbered")
         } else {
             String::new()
         }
