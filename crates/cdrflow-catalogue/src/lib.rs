@@ -20,11 +20,13 @@ mod model;
 mod prefixes;
 mod price;
 mod rater;
+mod reprice;
 
 pub use file::CatalogueError;
 pub use model::{Catalogue, DestinationClass, Rounding, Version};
 pub use price::{Priced, PricingError, Usage, ZERO_RATED};
 pub use rater::CatalogueRater;
+pub use reprice::{reprice, Repriced, Repricing};
 
 /// The example catalogue `config/catalogue.toml`, which documents the format.
 pub const EXAMPLE_CATALOGUE_TOML: &str = include_str!("../../../config/catalogue.toml");

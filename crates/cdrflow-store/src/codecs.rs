@@ -351,6 +351,173 @@ pub(crate) mod invoice_rows {
     }
 }
 
+/// Migration v9, the same in both stores: credit and debit notes (issue
+/// 13's re-rating), each against one issued invoice, with its figures
+/// (differences, in micro-units) and its document. Their sequences live
+/// in `invoice_numbers` under `entity/credit` and `entity/debit`.
+pub(crate) const NOTES_V9: &str = "
+    CREATE TABLE invoice_notes (
+        note_id TEXT PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        invoice_id TEXT NOT NULL,
+        invoice_number TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        rerated_period TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        voice_micros BIGINT NOT NULL,
+        sms_micros BIGINT NOT NULL,
+        data_micros BIGINT NOT NULL,
+        other_micros BIGINT NOT NULL,
+        recurring_micros BIGINT NOT NULL,
+        discounts_micros BIGINT NOT NULL,
+        subtotal_micros BIGINT NOT NULL,
+        tax_micros BIGINT NOT NULL,
+        total_micros BIGINT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX invoice_notes_by_invoice ON invoice_notes (invoice_id);";
+
+/// Re-rating as both stores write and read it: notes, new prices, held
+/// records (SQL with `$n` placeholders, as [`invoice_rows`]).
+pub(crate) mod note_rows {
+    use cdrflow_core::billing::invoice::Totals;
+    use cdrflow_core::billing::notes::NoteKind;
+
+    use super::invoice_rows::stored_period;
+    use crate::{NoteQuery, StoreError, StoredNote};
+
+    pub(crate) const COLUMNS: &str = "note_id, number, kind, invoice_id, invoice_number,
+        customer_id, period, rerated_period, entity, currency, voice_micros, sms_micros,
+        data_micros, other_micros, recurring_micros, discounts_micros, subtotal_micros,
+        tax_micros, total_micros, document";
+
+    pub(crate) const INSERT: &str = "INSERT INTO invoice_notes (note_id, number, kind,
+        invoice_id, invoice_number, customer_id, period, rerated_period, entity, currency,
+        voice_micros, sms_micros, data_micros, other_micros, recurring_micros, discounts_micros,
+        subtotal_micros, tax_micros, total_micros, document)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
+
+    /// A record's new price, if it still costs `$12`.
+    pub(crate) const REPRICE: &str = "UPDATE rated_records SET catalogue_version = $5,
+            destination_id = $6, destination_class = $7, band = $8, rate_id = $9,
+            billed_units = $10, cost_micros = $11
+        WHERE msisdn = $1 AND event_time = $2 AND record_id = $3 AND kind = $4
+          AND cost_micros = $12";
+
+    /// The issued invoice holding record `$1` of kind `$2`.
+    pub(crate) const HOLDER: &str =
+        "SELECT invoice_id FROM invoice_items WHERE record_id = $1 AND kind = $2";
+
+    pub(crate) const CORRECT_BALANCE: &str = "INSERT INTO balances (msisdn, balance_micros, currency, last_event_time)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (msisdn) DO UPDATE SET balance_micros = balances.balance_micros + excluded.balance_micros";
+
+    /// The records held by period `$1`'s finalised invoices and by any
+    /// invoice holding one of its records, by invoice.
+    pub(crate) fn held() -> String {
+        let columns: Vec<String> = super::rated_rows::COLUMNS
+            .split(',')
+            .map(|c| format!("r.{}", c.trim()))
+            .collect();
+        format!(
+            "SELECT i.invoice_id, {} FROM invoice_items i JOIN rated_records r
+                ON r.msisdn = i.msisdn AND r.event_time = i.event_time
+                AND r.record_id = i.record_id AND r.kind = i.kind
+            WHERE i.invoice_id IN (
+                SELECT invoice_id FROM invoices WHERE period = $1 AND status = 'finalised'
+                UNION
+                SELECT i2.invoice_id FROM rated_records r2 JOIN invoice_items i2
+                    ON i2.record_id = r2.record_id AND i2.kind = r2.kind
+                WHERE r2.billing_period = $1)
+            ORDER BY i.invoice_id",
+            columns.join(", ")
+        )
+    }
+
+    /// The `SELECT` of `query`, with its values in order.
+    pub(crate) fn select(query: &NoteQuery) -> (String, Vec<String>) {
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        for (column, value) in [
+            ("period", query.period.map(|p| p.to_string())),
+            ("customer_id", query.customer.clone()),
+            ("invoice_id", query.invoice_id.clone()),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                clauses.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        let filter = match clauses.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", clauses.join(" AND ")),
+        };
+        (
+            format!("SELECT {COLUMNS} FROM invoice_notes {filter} ORDER BY invoice_id, number"),
+            values,
+        )
+    }
+
+    /// A row read back, in [`COLUMNS`] order.
+    pub(crate) struct StoredRow {
+        pub text: [String; 10],
+        pub figures: [i64; 9],
+        pub document: String,
+    }
+
+    impl StoredRow {
+        pub(crate) fn into_note(self) -> Result<StoredNote, StoreError> {
+            let [note_id, number, kind, invoice_id, invoice_number, customer_id, period, rerated, entity, currency] =
+                self.text;
+            Ok(StoredNote {
+                kind: NoteKind::parse(&kind).ok_or_else(|| {
+                    StoreError::Corrupt(format!("invoice_notes holds the kind `{kind}`"))
+                })?,
+                period: stored_period(&period)?,
+                rerated_period: stored_period(&rerated)?,
+                note_id,
+                number,
+                invoice_id,
+                invoice_number,
+                customer_id,
+                entity,
+                currency,
+                totals: Totals::from_order(self.figures),
+                document: self.document,
+            })
+        }
+    }
+
+    /// A note's values in [`INSERT`]'s order: ten texts then nine figures then the document.
+    pub(crate) fn values(note: &StoredNote) -> ([String; 10], [i64; 9]) {
+        (
+            [
+                note.note_id.clone(),
+                note.number.clone(),
+                note.kind.as_str().to_string(),
+                note.invoice_id.clone(),
+                note.invoice_number.clone(),
+                note.customer_id.clone(),
+                note.period.to_string(),
+                note.rerated_period.to_string(),
+                note.entity.clone(),
+                note.currency.clone(),
+            ],
+            note.totals.in_order(),
+        )
+    }
+
+    /// What a conflicting re-rating is told.
+    pub(crate) fn conflict(what: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "{what}: a bill run, a pipeline or another `cdrflow rerate` changed it while this re-rating ran; nothing of this run was written. Run it again"
+        ))
+    }
+}
+
 /// A manifest row's dataset, as the lake names it.
 pub(crate) fn lake_dataset(text: &str) -> Result<&'static str, crate::StoreError> {
     ["mediated", "rated"]

@@ -782,6 +782,76 @@ pub struct InvoiceQuery {
     pub without_documents: bool,
 }
 
+/// A credit or debit note as stored: its figures (differences, negative
+/// when credited) and its document (`cdrflow.credit_note/1` JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredNote {
+    /// `invoice_id:n`, n counting the invoice's notes from 1.
+    pub note_id: String,
+    pub number: String,
+    pub kind: cdrflow_core::billing::notes::NoteKind,
+    pub invoice_id: String,
+    pub invoice_number: String,
+    pub customer_id: String,
+    /// The invoice's period.
+    pub period: BillingPeriod,
+    /// The period whose re-rating issued it.
+    pub rerated_period: BillingPeriod,
+    pub entity: String,
+    pub currency: String,
+    pub totals: cdrflow_core::billing::invoice::Totals,
+    pub document: String,
+}
+
+/// Which notes to read (every filter optional), by invoice period, invoice, note id.
+#[derive(Clone, Debug, Default)]
+pub struct NoteQuery {
+    pub period: Option<BillingPeriod>,
+    pub customer: Option<String>,
+    pub invoice_id: Option<String>,
+}
+
+/// A rated record's new price (`cdrflow rerate`), applied only if the
+/// record still costs `old_cost_micros` and is held by `held_by`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RatedRepricing {
+    pub record_id: Box<str>,
+    pub kind: Kind,
+    pub msisdn: Msisdn,
+    pub event_time: EpochMillis,
+    pub old_cost_micros: i64,
+    /// The issued invoice holding it when the re-rating read it.
+    pub held_by: Option<String>,
+    pub version: String,
+    pub destination: Option<(String, &'static str)>,
+    pub band: Option<String>,
+    pub rate: String,
+    pub billed_units: u64,
+    pub cost_micros: i64,
+}
+
+/// A prepaid balance moved by a re-rating: `micros` added (a record that
+/// costs more takes more).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceCorrection {
+    pub msisdn: Msisdn,
+    pub micros: i64,
+    pub currency: String,
+    pub last_event_time: EpochMillis,
+}
+
+/// One re-rating's changes, committed in one transaction: refused whole
+/// (`StoreError::Conflict`) when a record's price or holder, a note
+/// sequence or an invoice's notes changed since it read them.
+#[derive(Clone, Debug, Default)]
+pub struct RerateRun {
+    pub repriced: Vec<RatedRepricing>,
+    pub balances: Vec<BalanceCorrection>,
+    pub notes: Vec<StoredNote>,
+    /// The note sequences' claims (`NoteKind::sequence` keys).
+    pub numbers: Vec<NumberClaim>,
+}
+
 /// Invoices (issue 13): drafts, finalised and void invoices with their
 /// documents, which rated record is on which line of an issued invoice,
 /// and the entities' gapless numbers. A rated record is held by at most
@@ -831,6 +901,21 @@ pub trait Billing {
 
     /// The customers whose subscriptions (any row) hold one of `msisdns`.
     fn customers_of(&mut self, msisdns: &[Msisdn]) -> Result<Vec<String>>;
+
+    /// The records held by the issued invoices a re-rating of `period`
+    /// touches — the period's finalised invoices and any holding one of its
+    /// records — each with its invoice's id, by invoice.
+    fn held_records(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(&str, RatedRecord),
+    ) -> Result<()>;
+
+    /// Credit and debit notes matching `query`, by invoice then note.
+    fn notes(&mut self, query: &NoteQuery, visit: &mut dyn FnMut(StoredNote)) -> Result<()>;
+
+    /// Writes a re-rating in one transaction.
+    fn save_rerate(&mut self, run: &RerateRun) -> Result<()>;
 }
 
 /// The lake's manifest: the Parquet files commits named (`cdrflow-lake`

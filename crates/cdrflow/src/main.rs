@@ -51,6 +51,8 @@ enum Command {
     Daily(commands::daily::DailyArgs),
     /// Bill a period: an invoice per customer from its rated records and postpaid subscriptions
     Bill(commands::bill::BillArgs),
+    /// Re-price a period under a corrected catalogue; credit or debit notes correct issued invoices
+    Rerate(commands::rerate::RerateArgs),
     /// Check a product catalogue; price one record under it, step by step
     #[command(subcommand)]
     Catalogue(commands::catalogue::CatalogueCommand),
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => commands::alerts::run(&settings, args),
         Command::Daily(args) => commands::daily::run(&settings, args),
         Command::Bill(args) => commands::bill::run(&settings, args),
+        Command::Rerate(args) => commands::rerate::run(&settings, args),
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),

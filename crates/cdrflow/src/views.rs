@@ -9,8 +9,8 @@ use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, format_timestamp_ms};
 use cdrflow_store::schema::{table_for, Measure};
 use cdrflow_store::{
-    StatGrain, StoredAnomaly, StoredInvoice, StoredLateEvent, StoredReject, SummaryRecord,
-    WindowRecord,
+    StatGrain, StoredAnomaly, StoredInvoice, StoredLateEvent, StoredNote, StoredReject,
+    SummaryRecord, WindowRecord,
 };
 use serde_json::{json, Map, Value};
 
@@ -56,6 +56,30 @@ pub fn invoice_csv(i: &StoredInvoice) -> String {
         csv_field(&i.entity),
     ]
     .join(",")
+}
+
+pub const NOTE_CSV_HEADER: &str =
+    "note_number,kind,invoice_number,customer_id,period,rerated_period,\
+voice,sms,data,other,recurring,discounts,subtotal,tax,total,currency,note_id,entity";
+
+/// A credit or debit note as one CSV line matching [`NOTE_CSV_HEADER`]
+/// (figures are differences: negative when credited).
+pub fn note_csv(n: &StoredNote) -> String {
+    let mut fields = vec![
+        csv_field(&n.number),
+        n.kind.as_str().to_string(),
+        csv_field(&n.invoice_number),
+        csv_field(&n.customer_id),
+        n.period.to_string(),
+        n.rerated_period.to_string(),
+    ];
+    fields.extend(n.totals.in_order().map(money_text));
+    fields.extend([
+        n.currency.clone(),
+        csv_field(&n.note_id),
+        csv_field(&n.entity),
+    ]);
+    fields.join(",")
 }
 
 /// A rated record as one CSV line matching [`RATED_CSV_HEADER`].
@@ -344,7 +368,8 @@ pub fn reject_json(reject: &StoredReject) -> Value {
     value
 }
 
-fn csv_field(text: &str) -> String {
+/// `text` as one RFC 4180 field: quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

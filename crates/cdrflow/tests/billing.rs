@@ -4,7 +4,11 @@
 //! re-runs write the same bytes; finalised numbers have no gaps; records
 //! that arrive after their period's invoice was finalised land on the next
 //! invoice as prior-period usage, and no record is billed twice; a voided
-//! invoice's records are billed again by the next run.
+//! invoice's records are billed again by the next run; a re-rating under a
+//! corrected catalogue re-prices exactly the records it should, leaves
+//! issued invoices as issued and corrects them with credit notes that
+//! bring each to the figures computed here at the new prices, and a second
+//! re-rating changes nothing.
 
 mod common;
 
@@ -12,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::{
-    add_user, add_user_with, cdrflow, duckdb, micros, postgres_database, run_ok,
+    add_user, add_user_with, cdrflow, duckdb, micros, micros_text, postgres_database, run_ok,
     serve_on_free_port, temp_dir,
 };
 
@@ -334,6 +338,156 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     assert_eq!(revisions[1]["status"], "draft");
     assert_eq!(revisions[1]["voice"], voided["voice"]);
     assert_eq!(revisions[1]["total"], voided["total"]);
+
+    // Re-rating March under a corrected catalogue: national SMS at 0.20,
+    // not 0.35. Every record of March on that rate costs 0.20 (one message,
+    // two decimals), every other record what it cost; issued invoices stay
+    // as issued and credit notes bring each to its figures at the new prices.
+    let text = std::fs::read_to_string(catalogue).unwrap();
+    assert_eq!(
+        text.matches("price = \"0.35\"").count(),
+        1,
+        "the national SMS rate"
+    );
+    let corrected = dir.join("corrected.toml");
+    std::fs::write(
+        &corrected,
+        text.replace("price = \"0.35\"", "price = \"0.20\""),
+    )
+    .unwrap();
+    let rerate = || {
+        let mut cmd = cdrflow();
+        cmd.args(store_args)
+            .args([
+                "--default-country-code",
+                "212",
+                "--default-plan",
+                "prepaid-basic",
+            ])
+            .arg("--catalogue")
+            .arg(&corrected)
+            .args(["rerate", "--period", "2024-03"]);
+        stdout(&mut cmd)
+    };
+    let before_rerate = rated();
+    let issued_before = documents("2024-03");
+    let first_report = rerate();
+    let after_rerate = rated();
+    let key = |r: &BTreeMap<String, String>| (r["record_id"].clone(), r["kind"].clone());
+    let new_cost: BTreeMap<_, i128> = after_rerate
+        .iter()
+        .map(|r| (key(r), micros(&r["cost"])))
+        .collect();
+    assert_eq!(after_rerate.len(), before_rerate.len());
+    let mut cheaper = 0;
+    for r in &before_rerate {
+        let want = if r["billing_period"] == "2024-03" && r["rate_id"] == "sms-national" {
+            cheaper += 1;
+            200_000
+        } else {
+            micros(&r["cost"])
+        };
+        assert_eq!(new_cost[&key(r)], want, "{r:?}");
+    }
+    assert!(cheaper > 100, "{cheaper} national SMS in March");
+    assert!(
+        first_report.contains(&format!("{cheaper} were re-priced")),
+        "{first_report}"
+    );
+    assert_eq!(
+        documents("2024-03"),
+        issued_before,
+        "a re-rating edited an issued invoice"
+    );
+
+    let notes = || csv_rows(&stdout(cli().args(["export", "notes"])));
+    let all_notes = notes();
+    assert!(!all_notes.is_empty(), "{first_report}");
+    let note_numbers: BTreeSet<String> =
+        all_notes.iter().map(|n| n["note_number"].clone()).collect();
+    let gapless: BTreeSet<String> = (1..=all_notes.len())
+        .map(|n| format!("CN-{n:08}"))
+        .collect();
+    assert_eq!(
+        note_numbers, gapless,
+        "cheaper SMS: credit notes only, numbered without gaps"
+    );
+    let figures = ["voice", "sms", "data", "other", "recurring", "tax", "total"];
+    let noted = |number: &str| {
+        let mut sum = [0i128; 7];
+        for n in all_notes.iter().filter(|n| n["invoice_number"] == number) {
+            for (s, f) in sum.iter_mut().zip(figures) {
+                *s += micros(&n[f]);
+            }
+        }
+        sum
+    };
+    // Each finalised March invoice, with its notes, is what this test
+    // computes from its records at their new prices.
+    let repriced: Vec<BTreeMap<String, String>> = first_rated
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.insert("cost".into(), micros_text(new_cost[&key(&r)]));
+            r
+        })
+        .collect();
+    let usage_now = by_customer(&repriced, "2024-03");
+    let mut corrected_invoices = 0;
+    for row in csv_rows(&invoices("2024-03"))
+        .iter()
+        .filter(|r| r["status"] == "finalised")
+    {
+        let (cycle, numbers) = &network.postpaid[&row["customer_id"]];
+        let records = usage_now
+            .get(&row["customer_id"])
+            .map_or(&[][..], Vec::as_slice);
+        let want = expected(*cycle, numbers.len(), records);
+        let notes = noted(&row["invoice_number"]);
+        let stands = figures.map(|f| micros(&row[f]));
+        let stands: Vec<i128> = stands.iter().zip(notes).map(|(a, b)| a + b).collect();
+        assert_eq!(stands, want, "{row:?}");
+        corrected_invoices += usize::from(notes != [0; 7]);
+    }
+    assert!(corrected_invoices > 0);
+    assert!(
+        all_notes
+            .iter()
+            .all(|n| n["invoice_number"] != voided["invoice_number"]),
+        "a note against a void invoice"
+    );
+    // Every postpaid record billed once, at its new price: issued invoices
+    // with their notes, and the voided customer's draft recomputed.
+    bill(&["--period", "2024-03"]);
+    let billed: i128 = ["2024-03", "2024-04"]
+        .iter()
+        .flat_map(|p| csv_rows(&invoices(p)))
+        .filter(|r| r["status"] != "void")
+        .chain(all_notes.iter().cloned())
+        .map(|r| micros(&r["voice"]) + micros(&r["sms"]) + micros(&r["data"]) + micros(&r["other"]))
+        .sum();
+    let postpaid_cost: i128 = by_customer(&after_rerate, "2024-04")
+        .values()
+        .flatten()
+        .map(|(cost, ..)| cost)
+        .sum();
+    assert_eq!(
+        billed, postpaid_cost,
+        "every postpaid record billed once at its new price"
+    );
+
+    // Again: nothing more.
+    let second_report = rerate();
+    assert!(
+        second_report.contains(" 0 were re-priced"),
+        "{second_report}"
+    );
+    assert!(
+        second_report.contains("0 credit notes and 0 debit notes"),
+        "{second_report}"
+    );
+    assert_eq!(notes(), all_notes);
+    assert_eq!(rated(), after_rerate);
 }
 
 /// GET with an `Accept` header; (status, content type, body).

@@ -33,6 +33,12 @@ pub struct Entity {
     pub id: String,
     /// Put before the number: `INV-` gives `INV-00000001`.
     pub prefix: String,
+    /// Put before its credit notes' numbers; credit and debit notes have
+    /// sequences of their own. Unless given: `CN-` then the invoice
+    /// prefix less a leading `INV-` (`INV-` gives `CN-`, `ZA-` `CN-ZA-`).
+    pub credit_note_prefix: String,
+    /// The same for debit notes, with `DN-`.
+    pub debit_note_prefix: String,
     /// Empty: every country.
     pub countries: Vec<String>,
 }
@@ -93,6 +99,8 @@ struct TaxFile {
 struct EntityFile {
     id: String,
     prefix: String,
+    credit_note_prefix: Option<String>,
+    debit_note_prefix: Option<String>,
     #[serde(default)]
     countries: Vec<String>,
 }
@@ -105,6 +113,16 @@ struct DiscountFile {
     on: String,
     #[serde(default)]
     plans: Vec<String>,
+}
+
+/// A note sequence's default prefix: `kind` then the invoice prefix less a leading `INV-`.
+fn note_prefix(kind: &str, invoice_prefix: &str) -> String {
+    format!(
+        "{kind}{}",
+        invoice_prefix
+            .strip_prefix("INV-")
+            .unwrap_or(invoice_prefix)
+    )
 }
 
 fn invalid(what: impl Into<String>, why: impl Into<String>) -> BillingConfigError {
@@ -169,6 +187,12 @@ impl BillingConfig {
                 ));
             }
             entities.push(Entity {
+                credit_note_prefix: e
+                    .credit_note_prefix
+                    .unwrap_or_else(|| note_prefix("CN-", &e.prefix)),
+                debit_note_prefix: e
+                    .debit_note_prefix
+                    .unwrap_or_else(|| note_prefix("DN-", &e.prefix)),
                 id: e.id,
                 prefix: e.prefix,
                 countries: e.countries.iter().map(|c| c.to_ascii_uppercase()).collect(),
@@ -178,8 +202,27 @@ impl BillingConfig {
             entities.push(Entity {
                 id: "default".into(),
                 prefix: "INV-".into(),
+                credit_note_prefix: "CN-".into(),
+                debit_note_prefix: "DN-".into(),
                 countries: Vec::new(),
             });
+        }
+        // Numbers are unique across the store: no two sequences may share a prefix.
+        let mut prefixes: Vec<(&str, &str, &str)> = Vec::new();
+        for e in &entities {
+            for (what, prefix) in [
+                ("prefix", e.prefix.as_str()),
+                ("credit_note_prefix", &e.credit_note_prefix),
+                ("debit_note_prefix", &e.debit_note_prefix),
+            ] {
+                if let Some((id, other, _)) = prefixes.iter().find(|(_, _, p)| *p == prefix) {
+                    return Err(invalid(
+                        format!("entity `{}`", e.id),
+                        format!("its {what} `{prefix}` is also entity `{id}`'s {other}: give each sequence a prefix of its own"),
+                    ));
+                }
+                prefixes.push((&e.id, what, prefix));
+            }
         }
         let mut discounts = Vec::new();
         for d in file.discount {
@@ -262,6 +305,8 @@ mod tests {
         assert_eq!(config.tax_milli("MA"), 20_000);
         assert_eq!(config.entity_for("ZA").prefix, "ZA-");
         assert_eq!(config.entity_for("MA").id, "default");
+        assert_eq!(config.entity_for("ZA").credit_note_prefix, "CN-ZA-");
+        assert_eq!(config.entity_for("MA").debit_note_prefix, "DN-");
     }
 
     #[test]
@@ -276,6 +321,10 @@ mod tests {
             (
                 "[[discount]]\nid = \"x\"\npercent = \"5\"\non = \"calls\"",
                 "discount `x`: `on = \"calls\"`",
+            ),
+            (
+                "[[entity]]\nid = \"za\"\nprefix = \"ZA-\"\ncredit_note_prefix = \"CN-\"\ncountries = [\"ZA\"]",
+                "entity `default`: its credit_note_prefix `CN-` is also entity `za`'s credit_note_prefix",
             ),
         ] {
             let error = BillingConfig::parse(text).unwrap_err().to_string();

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::invoice::{Invoice, LineKind};
+use super::invoice::{Invoice, LineKind, Totals};
 use crate::money::Decimal;
 
 pub const SCHEMA: &str = "cdrflow.invoice/1";
@@ -116,6 +116,23 @@ pub struct TotalsPart {
     pub total: String,
 }
 
+impl TotalsPart {
+    pub fn of(t: &Totals, decimals: u32) -> TotalsPart {
+        let money = |micros: i64| amount_text(micros, decimals);
+        TotalsPart {
+            voice: money(t.voice),
+            sms: money(t.sms),
+            data: money(t.data),
+            other: money(t.other),
+            recurring: money(t.recurring),
+            discounts: money(t.discounts),
+            subtotal: money(t.subtotal),
+            tax: money(t.tax),
+            total: money(t.total),
+        }
+    }
+}
+
 /// What a run compares a stored document by without reading it: the
 /// xxh3-128 of its bytes, in hex.
 pub fn document_hash(document: &str) -> String {
@@ -203,7 +220,6 @@ impl<'a> InvoiceDocument<'a> {
                 part
             })
             .collect();
-        let t = &invoice.totals;
         InvoiceDocument {
             schema: SCHEMA,
             invoice_id,
@@ -235,17 +251,7 @@ impl<'a> InvoiceDocument<'a> {
                     amount: money(tax.amount_micros),
                 })
                 .collect(),
-            totals: TotalsPart {
-                voice: money(t.voice),
-                sms: money(t.sms),
-                data: money(t.data),
-                other: money(t.other),
-                recurring: money(t.recurring),
-                discounts: money(t.discounts),
-                subtotal: money(t.subtotal),
-                tax: money(t.tax),
-                total: money(t.total),
-            },
+            totals: TotalsPart::of(&invoice.totals, invoice.decimals),
         }
     }
 }

@@ -212,6 +212,25 @@ impl Totals {
         ]
     }
 
+    /// Figure by figure, `self + other` (`None`: one does not fit).
+    pub fn checked_add(&self, other: &Totals) -> Option<Totals> {
+        self.zip(other, i64::checked_add)
+    }
+
+    /// Figure by figure, `self − other` (`None`: one does not fit).
+    pub fn checked_sub(&self, other: &Totals) -> Option<Totals> {
+        self.zip(other, i64::checked_sub)
+    }
+
+    fn zip(&self, other: &Totals, f: fn(i64, i64) -> Option<i64>) -> Option<Totals> {
+        let (a, b) = (self.in_order(), other.in_order());
+        let mut out = [0i64; 9];
+        for i in 0..9 {
+            out[i] = f(a[i], b[i])?;
+        }
+        Some(Totals::from_order(out))
+    }
+
     pub fn from_order(f: [i64; 9]) -> Totals {
         Totals {
             voice: f[0],

@@ -6,11 +6,14 @@
 //! gapless numbers are the store's (`cdrflow-store`'s `Billing`) and the
 //! `bill` command's: a record is held by at most one live invoice, so it
 //! is billed once, and one that comes after its period's invoice was
-//! finalised lands on the next as prior-period usage.
+//! finalised lands on the next as prior-period usage. A re-rating corrects
+//! an issued invoice with a credit or debit note (`notes.rs`), never by
+//! editing it.
 
 pub mod config;
 pub mod document;
 pub mod invoice;
+pub mod notes;
 
 pub use config::BillingConfig;
 pub use document::{InvoiceDocument, InvoiceStatus};

@@ -9,8 +9,12 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use super::*;
 use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
+use crate::codecs::note_rows as notes;
 use crate::codecs::rated_rows;
-use crate::{BillRun, BillableRecord, InvoiceQuery, StoredInvoice};
+use crate::{
+    BillRun, BillableRecord, InvoiceQuery, NoteQuery, NumberClaim, RerateRun, StoredInvoice,
+    StoredNote,
+};
 
 impl Billing for PgStore {
     fn billable_usage(
@@ -94,19 +98,8 @@ impl Billing for PgStore {
 
     fn save_bill_run(&mut self, run: &BillRun) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
-        for claim in &run.numbers {
-            let (before, after) = (claim.last_before as i64, claim.last_after as i64);
-            let changed = if claim.last_before == 0 {
-                tx.execute(sql::CLAIM_FIRST_NUMBER, &[&claim.entity, &after])?
-            } else {
-                tx.execute(sql::CLAIM_NEXT_NUMBER, &[&claim.entity, &before, &after])?
-            };
-            if changed != 1 {
-                return Err(conflict(&format!(
-                    "the numbers of entity `{}`",
-                    claim.entity
-                )));
-            }
+        if let Some(entity) = claim_numbers(&mut tx, &run.numbers)? {
+            return Err(conflict(&format!("the numbers of entity `{entity}`")));
         }
         for id in &run.removed_drafts {
             tx.execute(sql::DELETE_DRAFT, &[id])?;
@@ -190,7 +183,7 @@ impl Billing for PgStore {
             .live_client()?
             .query(&sql::line_records(), &[&invoice_id, &line, &limit])?;
         for r in rows {
-            visit(super::charges::read_rated(&r)?);
+            visit(super::charges::read_rated(&r, 0)?);
         }
         Ok(())
     }
@@ -205,4 +198,138 @@ impl Billing for PgStore {
             .query_raw(&sql::customers_of(numbers.len()), &numbers)?;
         Ok(rows.map(|r| Ok(r.get(0))).collect()?)
     }
+
+    fn held_records(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(&str, RatedRecord),
+    ) -> Result<()> {
+        let period = period.to_string();
+        let mut rows = self.live_client()?.query_raw(&notes::held(), [&period])?;
+        while let Some(r) = rows.next()? {
+            visit(r.get(0), super::charges::read_rated(&r, 1)?);
+        }
+        Ok(())
+    }
+
+    fn notes(&mut self, query: &NoteQuery, visit: &mut dyn FnMut(StoredNote)) -> Result<()> {
+        let (text, values) = notes::select(query);
+        let mut rows = self.live_client()?.query_raw(&text, &values)?;
+        while let Some(r) = rows.next()? {
+            let text: [String; 10] = std::array::from_fn(|i| r.get(i));
+            let figures: [i64; 9] = std::array::from_fn(|i| r.get(10 + i));
+            visit(
+                notes::StoredRow {
+                    text,
+                    figures,
+                    document: r.get(19),
+                }
+                .into_note()?,
+            );
+        }
+        Ok(())
+    }
+
+    fn save_rerate(&mut self, run: &RerateRun) -> Result<()> {
+        let mut tx = self.live_client()?.transaction()?;
+        if let Some(sequence) = claim_numbers(&mut tx, &run.numbers)? {
+            return Err(notes::conflict(&format!("the note sequence `{sequence}`")));
+        }
+        let holder = tx.prepare(notes::HOLDER)?;
+        let reprice = tx.prepare(notes::REPRICE)?;
+        for p in &run.repriced {
+            let what = || format!("record {} ({})", p.record_id, p.kind.as_str());
+            let held: Option<String> = tx
+                .query_opt(&holder, &[&&*p.record_id, &p.kind.as_str()])?
+                .map(|r| r.get(0));
+            if held != p.held_by {
+                return Err(notes::conflict(&what()));
+            }
+            let changed = tx.execute(
+                &reprice,
+                &[
+                    &p.msisdn.to_string(),
+                    &p.event_time,
+                    &&*p.record_id,
+                    &p.kind.as_str(),
+                    &p.version,
+                    &p.destination.as_ref().map(|d| d.0.as_str()),
+                    &p.destination.as_ref().map(|d| d.1),
+                    &p.band,
+                    &p.rate,
+                    &(p.billed_units as i64),
+                    &p.cost_micros,
+                    &p.old_cost_micros,
+                ],
+            )?;
+            if changed != 1 {
+                return Err(notes::conflict(&what()));
+            }
+        }
+        for b in &run.balances {
+            tx.execute(
+                notes::CORRECT_BALANCE,
+                &[
+                    &b.msisdn.to_string(),
+                    &b.micros,
+                    &b.currency,
+                    &b.last_event_time,
+                ],
+            )?;
+        }
+        let insert = format!("{} ON CONFLICT DO NOTHING", notes::INSERT);
+        for note in &run.notes {
+            let (text, f) = notes::values(note);
+            let inserted = tx.execute(
+                &insert,
+                &[
+                    &text[0],
+                    &text[1],
+                    &text[2],
+                    &text[3],
+                    &text[4],
+                    &text[5],
+                    &text[6],
+                    &text[7],
+                    &text[8],
+                    &text[9],
+                    &f[0],
+                    &f[1],
+                    &f[2],
+                    &f[3],
+                    &f[4],
+                    &f[5],
+                    &f[6],
+                    &f[7],
+                    &f[8],
+                    &note.document,
+                ],
+            )?;
+            if inserted != 1 {
+                return Err(notes::conflict(&format!("note {}", note.note_id)));
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Moves each claimed sequence from its `last_before` to its
+/// `last_after`; the sequence another run moved meanwhile, if any.
+fn claim_numbers(
+    tx: &mut postgres::Transaction<'_>,
+    claims: &[NumberClaim],
+) -> Result<Option<String>> {
+    for claim in claims {
+        let (before, after) = (claim.last_before as i64, claim.last_after as i64);
+        let changed = if claim.last_before == 0 {
+            tx.execute(sql::CLAIM_FIRST_NUMBER, &[&claim.entity, &after])?
+        } else {
+            tx.execute(sql::CLAIM_NEXT_NUMBER, &[&claim.entity, &before, &after])?
+        };
+        if changed != 1 {
+            return Ok(Some(claim.entity.clone()));
+        }
+    }
+    Ok(None)
 }

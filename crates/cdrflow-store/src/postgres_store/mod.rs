@@ -123,6 +123,7 @@ fn migrations() -> Vec<(i32, String)> {
         (6, crate::codecs::RATING_V6.to_string()),
         (7, crate::codecs::LAKE_V7.to_string()),
         (8, crate::codecs::billing_v8("")),
+        (9, crate::codecs::NOTES_V9.to_string()),
     ]
 }
 

@@ -9,8 +9,12 @@ use cdrflow_core::reference::BillingPeriod;
 
 use super::*;
 use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
+use crate::codecs::note_rows as notes;
 use crate::codecs::rated_rows;
-use crate::{BillRun, BillableRecord, InvoiceItem, InvoiceQuery, StoredInvoice};
+use crate::{
+    BillRun, BillableRecord, InvoiceItem, InvoiceQuery, NoteQuery, NumberClaim, RerateRun,
+    StoredInvoice, StoredNote,
+};
 
 /// The shared SQL with SQLite's numbered placeholders.
 fn sqlite(text: &str) -> String {
@@ -113,28 +117,8 @@ impl Billing for SqliteStore {
 
     fn save_bill_run(&mut self, run: &BillRun) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for claim in &run.numbers {
-            let changed = if claim.last_before == 0 {
-                tx.execute(
-                    &sqlite(sql::CLAIM_FIRST_NUMBER),
-                    params![claim.entity, claim.last_after as i64],
-                )?
-            } else {
-                tx.execute(
-                    &sqlite(sql::CLAIM_NEXT_NUMBER),
-                    params![
-                        claim.entity,
-                        claim.last_before as i64,
-                        claim.last_after as i64
-                    ],
-                )?
-            };
-            if changed != 1 {
-                return Err(conflict(&format!(
-                    "the numbers of entity `{}`",
-                    claim.entity
-                )));
-            }
+        if let Some(entity) = claim_numbers(&tx, &run.numbers)? {
+            return Err(conflict(&format!("the numbers of entity `{entity}`")));
         }
         for id in &run.removed_drafts {
             tx.execute(&sqlite(sql::DELETE_DRAFT), [id])?;
@@ -245,7 +229,7 @@ impl Billing for SqliteStore {
         let mut select = self.conn.prepare(&sqlite(&sql::line_records()))?;
         let mut rows = select.query(params![invoice_id, line, limit])?;
         while let Some(r) = rows.next()? {
-            visit(super::charges::read_rated(r)?);
+            visit(super::charges::read_rated(r, 0)?);
         }
         Ok(())
     }
@@ -261,6 +245,153 @@ impl Billing for SqliteStore {
         let rows = select.query_map(rusqlite::params_from_iter(numbers), |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn held_records(
+        &mut self,
+        period: BillingPeriod,
+        visit: &mut dyn FnMut(&str, RatedRecord),
+    ) -> Result<()> {
+        let mut select = self.conn.prepare(&sqlite(&notes::held()))?;
+        let mut rows = select.query([period.to_string()])?;
+        while let Some(r) = rows.next()? {
+            let invoice: String = r.get(0)?;
+            visit(&invoice, super::charges::read_rated(r, 1)?);
+        }
+        Ok(())
+    }
+
+    fn notes(&mut self, query: &NoteQuery, visit: &mut dyn FnMut(StoredNote)) -> Result<()> {
+        let (text, values) = notes::select(query);
+        let mut select = self.conn.prepare(&sqlite(&text))?;
+        let mut rows = select.query(rusqlite::params_from_iter(values))?;
+        while let Some(r) = rows.next()? {
+            let mut text: [String; 10] = Default::default();
+            for (i, t) in text.iter_mut().enumerate() {
+                *t = r.get(i)?;
+            }
+            let mut figures = [0i64; 9];
+            for (i, f) in figures.iter_mut().enumerate() {
+                *f = r.get(10 + i)?;
+            }
+            visit(
+                notes::StoredRow {
+                    text,
+                    figures,
+                    document: r.get(19)?,
+                }
+                .into_note()?,
+            );
+        }
+        Ok(())
+    }
+
+    fn save_rerate(&mut self, run: &RerateRun) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if let Some(sequence) = claim_numbers(&tx, &run.numbers)? {
+            return Err(notes::conflict(&format!("the note sequence `{sequence}`")));
+        }
+        {
+            let mut holder = tx.prepare_cached(&sqlite(notes::HOLDER))?;
+            let mut reprice = tx.prepare_cached(&sqlite(notes::REPRICE))?;
+            for p in &run.repriced {
+                let what = || format!("record {} ({})", p.record_id, p.kind.as_str());
+                let held: Option<String> = holder
+                    .query_row(params![&*p.record_id, p.kind.as_str()], |r| r.get(0))
+                    .optional()?;
+                if held != p.held_by {
+                    return Err(notes::conflict(&what()));
+                }
+                let changed = reprice.execute(params![
+                    p.msisdn.to_string(),
+                    p.event_time,
+                    &*p.record_id,
+                    p.kind.as_str(),
+                    p.version,
+                    p.destination.as_ref().map(|d| d.0.as_str()),
+                    p.destination.as_ref().map(|d| d.1),
+                    p.band,
+                    p.rate,
+                    p.billed_units as i64,
+                    p.cost_micros,
+                    p.old_cost_micros,
+                ])?;
+                if changed != 1 {
+                    return Err(notes::conflict(&what()));
+                }
+            }
+            let mut balance = tx.prepare_cached(&sqlite(notes::CORRECT_BALANCE))?;
+            for b in &run.balances {
+                balance.execute(params![
+                    b.msisdn.to_string(),
+                    b.micros,
+                    b.currency,
+                    b.last_event_time
+                ])?;
+            }
+            let mut insert = tx.prepare_cached(&sqlite(notes::INSERT))?;
+            for note in &run.notes {
+                let (text, f) = notes::values(note);
+                let inserted = insert.execute(params![
+                    text[0],
+                    text[1],
+                    text[2],
+                    text[3],
+                    text[4],
+                    text[5],
+                    text[6],
+                    text[7],
+                    text[8],
+                    text[9],
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    f[4],
+                    f[5],
+                    f[6],
+                    f[7],
+                    f[8],
+                    note.document,
+                ]);
+                match inserted {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(notes::conflict(&format!("note {}", note.note_id)));
+                    }
+                    other => other?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Moves each claimed sequence from its `last_before` to its
+/// `last_after`; the sequence another run moved meanwhile, if any.
+fn claim_numbers(tx: &Transaction<'_>, claims: &[NumberClaim]) -> Result<Option<String>> {
+    for claim in claims {
+        let changed = if claim.last_before == 0 {
+            tx.execute(
+                &sqlite(sql::CLAIM_FIRST_NUMBER),
+                params![claim.entity, claim.last_after as i64],
+            )?
+        } else {
+            tx.execute(
+                &sqlite(sql::CLAIM_NEXT_NUMBER),
+                params![
+                    claim.entity,
+                    claim.last_before as i64,
+                    claim.last_after as i64
+                ],
+            )?
+        };
+        if changed != 1 {
+            return Ok(Some(claim.entity.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Items per multi-row insert (6 values each, far under SQLite's limit).

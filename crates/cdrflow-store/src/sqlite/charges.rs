@@ -113,37 +113,37 @@ impl Charges for SqliteStore {
         let mut select = self.conn.prepare(&sql)?;
         let mut rows = select.query(rusqlite::params_from_iter(values))?;
         while let Some(r) = rows.next()? {
-            visit(read_rated(&r)?);
+            visit(read_rated(&r, 0)?);
         }
         Ok(())
     }
 }
 
-/// A `rated_records` row selected with [`COLUMNS`], as the core's record.
-pub(super) fn read_rated(r: &rusqlite::Row<'_>) -> Result<RatedRecord> {
+/// A `rated_records` row selected with [`COLUMNS`] from column `first` on, as the core's record.
+pub(super) fn read_rated(r: &rusqlite::Row<'_>, first: usize) -> Result<RatedRecord> {
     StoredRow {
-        record_id: r.get(0)?,
-        msisdn: r.get(1)?,
-        event_time: r.get(2)?,
-        kind: r.get(3)?,
-        service_type: r.get(4)?,
-        other_party: r.get(5)?,
-        customer_id: r.get(6)?,
-        plan_id: r.get(7)?,
-        version: r.get(8)?,
-        destination_id: r.get(9)?,
-        destination_class: r.get(10)?,
-        band: r.get(11)?,
-        rate_id: r.get(12)?,
-        region: r.get(13)?,
-        technology: r.get(14)?,
-        usage_units: r.get(15)?,
-        billed_units: r.get(16)?,
-        allowance_id: r.get(17)?,
-        allowance_units: r.get(18)?,
-        cost_micros: r.get(19)?,
-        currency: r.get(20)?,
-        billing_period: r.get(21)?,
+        record_id: r.get(first)?,
+        msisdn: r.get(first + 1)?,
+        event_time: r.get(first + 2)?,
+        kind: r.get(first + 3)?,
+        service_type: r.get(first + 4)?,
+        other_party: r.get(first + 5)?,
+        customer_id: r.get(first + 6)?,
+        plan_id: r.get(first + 7)?,
+        version: r.get(first + 8)?,
+        destination_id: r.get(first + 9)?,
+        destination_class: r.get(first + 10)?,
+        band: r.get(first + 11)?,
+        rate_id: r.get(first + 12)?,
+        region: r.get(first + 13)?,
+        technology: r.get(first + 14)?,
+        usage_units: r.get(first + 15)?,
+        billed_units: r.get(first + 16)?,
+        allowance_id: r.get(first + 17)?,
+        allowance_units: r.get(first + 18)?,
+        cost_micros: r.get(first + 19)?,
+        currency: r.get(first + 20)?,
+        billing_period: r.get(first + 21)?,
     }
     .into_record()
 }

@@ -22,7 +22,7 @@ use cdrflow_core::billing::{
     InvoiceStatus, Usage,
 };
 use cdrflow_core::normalize::Msisdn;
-use cdrflow_core::reference::{BillingPeriod, Payment};
+use cdrflow_core::reference::{BillingPeriod, Payment, ReferenceData};
 use cdrflow_store::{BillRun, InvoiceItem, InvoiceQuery, InvoiceWrite, NumberClaim, StoredInvoice};
 
 use cdrflow_lake::{write_invoices, InvoiceRow};
@@ -75,6 +75,21 @@ pub fn load_billing(path: &Option<PathBuf>) -> Result<BillingConfig> {
                 .with_context(|| format!("in the billing file {}", path.display()))
         }
     }
+}
+
+/// Each customer's numbers that were postpaid at some time: whose
+/// subscriptions may carry a recurring fee.
+pub fn postpaid_numbers(reference: &ReferenceData) -> HashMap<Arc<str>, Vec<Msisdn>> {
+    let mut numbers: HashMap<Arc<str>, Vec<Msisdn>> = HashMap::new();
+    for history in reference.subscriptions() {
+        for row in history.iter().filter(|r| r.payment == Payment::Postpaid) {
+            let list = numbers.entry(row.customer_id.clone()).or_default();
+            if !list.contains(&row.msisdn) {
+                list.push(row.msisdn);
+            }
+        }
+    }
+    numbers
 }
 
 pub fn parse_period(text: &str) -> Result<BillingPeriod> {
@@ -177,16 +192,7 @@ pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
         bail!("one customer's records for {period} are in {first} and in {second}: one invoice holds one currency; rate them with one catalogue currency");
     }
 
-    // Whose postpaid subscriptions may carry a recurring fee.
-    let mut numbers: HashMap<Arc<str>, Vec<Msisdn>> = HashMap::new();
-    for history in reference.subscriptions() {
-        for row in history.iter().filter(|r| r.payment == Payment::Postpaid) {
-            let list = numbers.entry(row.customer_id.clone()).or_default();
-            if !list.contains(&row.msisdn) {
-                list.push(row.msisdn);
-            }
-        }
-    }
+    let numbers = postpaid_numbers(&reference);
     let mut customers: Vec<String> = usage.keys().cloned().collect();
     if catalogue.is_some() {
         customers.extend(numbers.keys().map(|c| c.to_string()));

@@ -12,14 +12,16 @@ use cdrflow_core::normalize::{
 };
 use cdrflow_core::reference::BillingPeriod;
 use cdrflow_lake::RatedParquet;
-use cdrflow_store::{AnomalyQuery, InvoiceQuery, RatedQuery, StatGrain, Store, WindowQuery};
+use cdrflow_store::{
+    AnomalyQuery, InvoiceQuery, NoteQuery, RatedQuery, StatGrain, Store, WindowQuery,
+};
 
 use crate::commands::daily::parse_day;
 use crate::config::Settings;
 use crate::views::{
-    anomaly_json, invoice_csv, late_event_json, rated_csv, rated_json, stat_csv, stat_csv_header,
-    stat_json, summary_csv, window_csv, CSV_HEADER, INVOICE_CSV_HEADER, RATED_CSV_HEADER,
-    WINDOW_CSV_HEADER,
+    anomaly_json, invoice_csv, late_event_json, note_csv, rated_csv, rated_json, stat_csv,
+    stat_csv_header, stat_json, summary_csv, window_csv, CSV_HEADER, INVOICE_CSV_HEADER,
+    NOTE_CSV_HEADER, RATED_CSV_HEADER, WINDOW_CSV_HEADER,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -40,6 +42,10 @@ pub enum ExportCommand {
     /// Invoices (`cdrflow bill`): one CSV line each with its totals, or each
     /// invoice's document (schema cdrflow.invoice/1) as a JSON line
     Invoices(ExportInvoicesArgs),
+    /// Credit and debit notes (`cdrflow rerate`): one CSV line each with its
+    /// differences, or each note's document (schema cdrflow.credit_note/1) as a JSON line;
+    /// `--period` is the corrected invoice's period
+    Notes(ExportInvoicesArgs),
     /// Seed 003's daily_stats of one day (computed by `cdrflow daily`), one CSV line per region and event type
     DailyStats(ExportStatsArgs),
     /// Seed 003's hourly_stats of one day (computed by `cdrflow daily`), one CSV line per hour, region and event type
@@ -273,6 +279,27 @@ pub fn run(settings: &Settings, command: ExportCommand) -> Result<()> {
                         invoice_csv(&i)
                     } else {
                         i.document.trim_end().to_string()
+                    })
+                })
+            })
+        }
+        ExportCommand::Notes(args) => {
+            let query = NoteQuery {
+                customer: args.customer,
+                period: args
+                    .period
+                    .as_deref()
+                    .map(crate::commands::bill::parse_period)
+                    .transpose()?,
+                ..NoteQuery::default()
+            };
+            let csv = args.format == "csv";
+            write_lines(&args.output, csv.then_some(NOTE_CSV_HEADER), |line| {
+                store.notes(&query, &mut |n| {
+                    line(if csv {
+                        note_csv(&n)
+                    } else {
+                        n.document.trim_end().to_string()
                     })
                 })
             })

@@ -10,5 +10,6 @@ pub mod process;
 pub mod reference;
 pub mod rejected;
 pub mod replay;
+pub mod rerate;
 pub mod run;
 pub mod usage;
