@@ -355,7 +355,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
         text.replace("price = \"0.35\"", "price = \"0.20\""),
     )
     .unwrap();
-    let rerate = || {
+    let rerate = |extra: &[&str]| {
         let mut cmd = cdrflow();
         cmd.args(store_args)
             .args([
@@ -366,12 +366,21 @@ fn billing_matches(name: &str, store_args: &[&str]) {
             ])
             .arg("--catalogue")
             .arg(&corrected)
-            .args(["rerate", "--period", "2024-03"]);
+            .args(["rerate", "--period", "2024-03"])
+            .args(extra);
         stdout(&mut cmd)
     };
     let before_rerate = rated();
     let issued_before = documents("2024-03");
-    let first_report = rerate();
+    let dry_run = rerate(&["--dry-run"]);
+    assert_eq!(rated(), before_rerate, "a dry run wrote");
+    let report_file = dir.join("rerate-report.csv");
+    let first_report = rerate(&["--report", report_file.to_str().unwrap()]);
+    assert_eq!(
+        dry_run.replace("would be", "were"),
+        first_report,
+        "the dry run said otherwise"
+    );
     let after_rerate = rated();
     let key = |r: &BTreeMap<String, String>| (r["record_id"].clone(), r["kind"].clone());
     let new_cost: BTreeMap<_, i128> = after_rerate
@@ -477,7 +486,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     );
 
     // Again: nothing more.
-    let second_report = rerate();
+    let second_report = rerate(&[]);
     assert!(
         second_report.contains(" 0 were re-priced"),
         "{second_report}"
