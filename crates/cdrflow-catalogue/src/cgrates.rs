@@ -611,6 +611,8 @@ pub fn import(
                 id: id.clone(),
                 class: options.class.clone(),
                 prefixes: prefixes.clone(),
+                wholesale_per_minute: None,
+                wholesale_per_message: None,
             })
             .collect();
         // Numbers no prefix covers still have a destination, for `*any` rates.
@@ -622,6 +624,8 @@ pub fn import(
                     .map(|d| d.to_string())
                     .filter(|p| !destinations.values().flatten().any(|q| q == p))
                     .collect(),
+                wholesale_per_minute: None,
+                wholesale_per_message: None,
             });
         }
         versions.push(VersionFile {

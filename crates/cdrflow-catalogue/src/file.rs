@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
     Allowance, Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan,
-    Rounding, RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate,
+    Rounding, RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate, Wholesale,
 };
 use crate::prefixes::Prefixes;
 
@@ -58,6 +58,15 @@ pub(crate) struct DestinationFile {
     pub(crate) id: String,
     pub(crate) class: String,
     pub(crate) prefixes: Vec<String>,
+    /// What the operator pays to terminate a minute of voice there
+    /// (product cost analysis: revenue less wholesale is the margin).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) wholesale_per_minute: Option<String>,
+    /// ... and a message.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) wholesale_per_message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -483,9 +492,18 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 ));
             }
         }
+        let wholesale = |field: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| nanos(&format!("{here}.{field}"), t))
+                .transpose()
+        };
         destinations.push(Destination {
             id: intern(&d.id),
             class,
+            wholesale: Wholesale {
+                per_minute_nanos: wholesale("wholesale_per_minute", &d.wholesale_per_minute)?,
+                per_message_nanos: wholesale("wholesale_per_message", &d.wholesale_per_message)?,
+            },
         });
     }
     let mut bands = Vec::new();

@@ -23,7 +23,7 @@ mod rater;
 mod reprice;
 
 pub use file::CatalogueError;
-pub use model::{Catalogue, DestinationClass, Rounding, Version};
+pub use model::{Catalogue, DestinationClass, Rounding, Version, Wholesale};
 pub use price::{Priced, PricingError, Usage, ZERO_RATED};
 pub use rater::CatalogueRater;
 pub use reprice::{reprice, Repriced, Repricing};

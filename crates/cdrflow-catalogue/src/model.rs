@@ -35,6 +35,26 @@ impl cdrflow_core::billing::invoice::MonthlyFees for Catalogue {
     }
 }
 
+/// A rated record names its version; its wholesale cost is that version's.
+impl cdrflow_core::billing::reports::WholesaleCosts for Catalogue {
+    fn per_minute_nanos(&self, version: &str, destination: &str) -> Option<i128> {
+        self.wholesale_of(version, destination)?.per_minute_nanos
+    }
+
+    fn per_message_nanos(&self, version: &str, destination: &str) -> Option<i128> {
+        self.wholesale_of(version, destination)?.per_message_nanos
+    }
+}
+
+impl Catalogue {
+    fn wholesale_of(&self, version: &str, destination: &str) -> Option<Wholesale> {
+        self.versions
+            .iter()
+            .find(|v| v.id == version)?
+            .wholesale(destination)
+    }
+}
+
 #[derive(Debug)]
 pub struct Version {
     pub id: &'static str,
@@ -52,6 +72,14 @@ pub struct Version {
 impl Version {
     pub fn destinations(&self) -> usize {
         self.destinations.len()
+    }
+
+    /// The wholesale costs of destination `id` (`None`: no such destination).
+    pub fn wholesale(&self, id: &str) -> Option<Wholesale> {
+        self.destinations
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.wholesale)
     }
 
     pub fn prefixes(&self) -> usize {
@@ -76,6 +104,15 @@ impl Version {
 pub(crate) struct Destination {
     pub id: &'static str,
     pub class: DestinationClass,
+    pub wholesale: Wholesale,
+}
+
+/// What terminating traffic at a destination costs the operator, in
+/// billionths of the currency (`None`: not given).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wholesale {
+    pub per_minute_nanos: Option<i128>,
+    pub per_message_nanos: Option<i128>,
 }
 
 /// What kind of number a destination is.

@@ -53,6 +53,8 @@ enum Command {
     Bill(commands::bill::BillArgs),
     /// Re-price a period under a corrected catalogue; credit or debit notes correct issued invoices
     Rerate(commands::rerate::RerateArgs),
+    /// Business reports over a period's invoices: revenue by plan, top customers, regions, product costs (CSV)
+    Report(commands::report::ReportArgs),
     /// Check a product catalogue; price one record under it, step by step
     #[command(subcommand)]
     Catalogue(commands::catalogue::CatalogueCommand),
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Daily(args) => commands::daily::run(&settings, args),
         Command::Bill(args) => commands::bill::run(&settings, args),
         Command::Rerate(args) => commands::rerate::run(&settings, args),
+        Command::Report(args) => commands::report::run(&settings, args),
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),

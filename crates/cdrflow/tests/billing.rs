@@ -497,6 +497,223 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     );
     assert_eq!(notes(), all_notes);
     assert_eq!(rated(), after_rerate);
+
+    reports_reconcile(
+        &cli,
+        &lake,
+        &network,
+        &voided["customer_id"],
+        &first_rated,
+        &after_rerate,
+    );
+}
+
+/// `cdrflow report` over March's issued invoices (the voided one's
+/// customer is on a draft) after the re-rating: each report's rows equal
+/// sums made here from the exported rated records, and its
+/// reconciliation rows add up to the exported invoices and notes.
+fn reports_reconcile(
+    cli: &dyn Fn() -> std::process::Command,
+    lake: &Path,
+    network: &Network,
+    voided_customer: &str,
+    first_rated: &[BTreeMap<String, String>],
+    rated_now: &[BTreeMap<String, String>],
+) {
+    let stdout = |cmd: &mut std::process::Command| String::from_utf8(run_ok(cmd).stdout).unwrap();
+    let report = |name: &str, extra: &[&str]| {
+        let mut cmd = cli();
+        cmd.arg("--lake")
+            .arg(lake)
+            .args(["report", name, "--period", "2024-03"])
+            .args(extra);
+        stdout(&mut cmd)
+    };
+    // The records March's issued invoices hold, at their current prices.
+    let first: BTreeSet<(String, String)> = first_rated
+        .iter()
+        .map(|r| (r["record_id"].clone(), r["kind"].clone()))
+        .collect();
+    let held: Vec<&BTreeMap<String, String>> = rated_now
+        .iter()
+        .filter(|r| first.contains(&(r["record_id"].clone(), r["kind"].clone())))
+        .filter(|r| r["billing_period"].as_str() <= "2024-03")
+        .filter(|r| !network.prepaid_numbers.contains(&r["msisdn"]))
+        .filter(|r| network.postpaid.contains_key(&r["customer_id"]))
+        .filter(|r| r["customer_id"] != voided_customer)
+        .collect();
+    let invoices: Vec<BTreeMap<String, String>> = csv_rows(&stdout(
+        cli().args(["export", "invoices", "--period", "2024-03"]),
+    ))
+    .into_iter()
+    .filter(|r| r["status"] == "finalised")
+    .collect();
+    let notes = csv_rows(&stdout(
+        cli().args(["export", "notes", "--period", "2024-03"]),
+    ));
+    let sum = |figure: &str| -> i128 {
+        invoices
+            .iter()
+            .chain(&notes)
+            .map(|r| micros(&r[figure]))
+            .sum()
+    };
+    let reconciled = |rows: &[BTreeMap<String, String>], key: &str, value: &str| {
+        let at = |label: &str| micros(&rows.iter().find(|r| r[key] == label).unwrap()[value]);
+        let attributed: i128 = rows
+            .iter()
+            .filter(|r| !r[key].starts_with('('))
+            .map(|r| micros(&r[value]))
+            .sum();
+        assert_eq!(
+            attributed + at("(unattributed)") + at("(discounts)"),
+            at("(subtotal)")
+        );
+        assert_eq!(at("(subtotal)"), sum("subtotal"));
+        assert_eq!(at("(tax)"), sum("tax"));
+        assert_eq!(at("(total)"), sum("total"));
+        assert_eq!(at("(total)"), at("(subtotal)") + at("(tax)"));
+    };
+
+    for (name, column) in [("revenue-by-plan", "plan_id"), ("regions", "region")] {
+        let rows = csv_rows(&report(name, &[]));
+        let key = if name == "regions" { "region" } else { "plan" };
+        let mut want: BTreeMap<String, i128> = BTreeMap::new();
+        for r in &held {
+            let k = match r[column].as_str() {
+                "" => "unknown".to_string(),
+                k => k.to_string(),
+            };
+            *want.entry(k).or_default() += micros(&r["cost"]);
+        }
+        let got: BTreeMap<String, i128> = rows
+            .iter()
+            .filter(|r| !r[key].starts_with('(') && micros(&r["usage"]) != 0)
+            .map(|r| (r[key].clone(), micros(&r["usage"])))
+            .collect();
+        want.retain(|_, v| *v != 0);
+        assert_eq!(got, want, "{name}");
+        let recurring: i128 = rows
+            .iter()
+            .filter(|r| !r[key].starts_with('('))
+            .map(|r| micros(&r["recurring"]))
+            .sum();
+        assert_eq!(recurring, sum("recurring"), "{name}");
+        reconciled(&rows, key, "revenue");
+    }
+
+    // Top customers: by what they stand at (invoice + notes), here.
+    let mut spent: BTreeMap<String, i128> = BTreeMap::new();
+    for r in invoices.iter().chain(&notes) {
+        *spent.entry(r["customer_id"].clone()).or_default() += micros(&r["total"]);
+    }
+    let mut ranking: Vec<(String, i128)> = spent.into_iter().collect();
+    ranking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let text = report("top-customers", &["--top", "5", "--mask-msisdn"]);
+    let rows = csv_rows(&text);
+    let top: Vec<(String, i128)> = rows
+        .iter()
+        .take(5)
+        .map(|r| (r["customer_id"].clone(), micros(&r["total"])))
+        .collect();
+    assert_eq!(top, ranking[..5].to_vec());
+    let others = rows.iter().find(|r| r["rank"] == "(others)").unwrap();
+    assert_eq!(
+        micros(&others["total"]),
+        ranking[5..].iter().map(|r| r.1).sum::<i128>()
+    );
+    let customers = |figure: &str| -> i128 {
+        rows.iter()
+            .filter(|r| !r["rank"].starts_with('(') || r["rank"] == "(others)")
+            .map(|r| micros(&r[figure]))
+            .sum()
+    };
+    let at = |label: &str| micros(&rows.iter().find(|r| r["rank"] == label).unwrap()["total"]);
+    assert_eq!(customers("total"), sum("total"));
+    assert_eq!(customers("subtotal"), sum("subtotal"));
+    assert_eq!(customers("tax"), sum("tax"));
+    assert_eq!(
+        (at("(subtotal)"), at("(tax)"), at("(total)")),
+        (sum("subtotal"), sum("tax"), sum("total"))
+    );
+    for r in rows.iter().take(5) {
+        let (_, numbers) = &network.postpaid[&r["customer_id"]];
+        for n in numbers {
+            assert!(!text.contains(n.as_str()), "{n} unmasked");
+        }
+        assert!(
+            r["msisdns"].split(' ').all(|m| m.ends_with("****")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(lake.join("reports/period=2024-03/top-customers.csv")).unwrap(),
+        text,
+        "the lake's copy"
+    );
+
+    // Product costs: revenue per kind and destination, and the
+    // catalogue's wholesale (config/catalogue.toml: per minute and per
+    // message, by version), Σ units × price rounded half up once per row.
+    let per_minute = |version: &str, destination: &str| match (version, destination) {
+        ("2024-03", "ma-mobile") => Some(120_000i128),
+        ("2024-03", "ma-fixed") => Some(80_000),
+        ("2024-03", "france") => Some(1_100_000),
+        ("2024-03", "rest-of-world") => Some(2_400_000),
+        ("2024-04", "ma-mobile") => Some(100_000),
+        _ => None,
+    };
+    let per_message = |version: &str, destination: &str| match (version, destination) {
+        ("2024-03", "ma-mobile") => Some(50_000i128),
+        ("2024-03", "france") => Some(400_000),
+        ("2024-03", "rest-of-world") => Some(600_000),
+        _ => None,
+    };
+    // (kind, destination) → (revenue, wholesale in micro-units × 60 or None)
+    let mut want: BTreeMap<(String, String), (i128, Option<i128>)> = BTreeMap::new();
+    for r in &held {
+        let (kind, destination) = (r["kind"].clone(), r["destination_id"].clone());
+        let units: i128 = r["usage_units"].parse().unwrap();
+        let cost = match kind.as_str() {
+            _ if destination.is_empty() => None,
+            "voice" => per_minute(&r["catalogue_version"], &destination).map(|p| p * units),
+            "sms" => per_message(&r["catalogue_version"], &destination).map(|p| p * units * 60),
+            _ => None,
+        };
+        let entry = want.entry((kind, destination)).or_insert((0, Some(0)));
+        entry.0 += micros(&r["cost"]);
+        entry.1 = entry.1.zip(cost).map(|(a, b)| a + b);
+    }
+    let rows = csv_rows(&report("product-costs", &[]));
+    let got: BTreeMap<(String, String), (i128, Option<i128>)> = rows
+        .iter()
+        .filter(|r| !r["kind"].starts_with('(') && r["kind"] != "recurring")
+        .map(|r| {
+            let wholesale = (!r["wholesale"].is_empty()).then(|| micros(&r["wholesale"]));
+            (
+                (r["kind"].clone(), r["destination"].clone()),
+                (micros(&r["revenue"]), wholesale),
+            )
+        })
+        .collect();
+    let want: BTreeMap<_, _> = want
+        .into_iter()
+        .map(|(k, (revenue, exact))| (k, (revenue, exact.map(|e| (e + 30) / 60))))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        got.values().any(|(_, w)| w.is_some_and(|w| w > 0)),
+        "some wholesale"
+    );
+    for r in rows.iter().filter(|r| !r["margin"].is_empty()) {
+        assert_eq!(
+            micros(&r["margin"]),
+            micros(&r["revenue"]) - micros(&r["wholesale"])
+        );
+    }
+    let recurring = rows.iter().find(|r| r["kind"] == "recurring").unwrap();
+    assert_eq!(micros(&recurring["revenue"]), sum("recurring"));
+    reconciled(&rows, "kind", "revenue");
 }
 
 /// GET with an `Accept` header; (status, content type, body).

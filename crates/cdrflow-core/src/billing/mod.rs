@@ -14,6 +14,7 @@ pub mod config;
 pub mod document;
 pub mod invoice;
 pub mod notes;
+pub mod reports;
 
 pub use config::BillingConfig;
 pub use document::{InvoiceDocument, InvoiceStatus};

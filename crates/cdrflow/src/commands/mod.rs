@@ -10,6 +10,7 @@ pub mod process;
 pub mod reference;
 pub mod rejected;
 pub mod replay;
+pub mod report;
 pub mod rerate;
 pub mod run;
 pub mod usage;
