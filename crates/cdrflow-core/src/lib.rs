@@ -31,4 +31,5 @@ pub mod operator;
 pub mod rating;
 pub mod reference;
 pub mod reject;
+pub mod retention;
 pub mod synth;

@@ -518,6 +518,74 @@ pub(crate) mod note_rows {
     }
 }
 
+/// Retention's statements past the raw layer, the same in both stores,
+/// in the order they delete: an invoice line's trace goes with its record
+/// or its invoice, then the records, the notes, the invoices.
+pub(crate) mod retention_rows {
+    /// What a condition's placeholders are bound to.
+    #[derive(Clone, Copy)]
+    pub(crate) enum By {
+        /// `$1`: the rated records' cut (ms).
+        EventTime,
+        /// `$1`: the invoices' first kept period.
+        Period,
+        /// `$1` the records' cut, `$2` the invoices' period.
+        Both,
+    }
+
+    pub(crate) struct Layer {
+        pub table: &'static str,
+        pub condition: &'static str,
+        pub by: By,
+    }
+
+    pub(crate) const ITEMS: Layer = Layer {
+        table: "invoice_items",
+        condition: "invoice_id IN (SELECT invoice_id FROM invoices WHERE period < $2)
+            OR EXISTS (SELECT 1 FROM rated_records r WHERE r.record_id = invoice_items.record_id
+                AND r.kind = invoice_items.kind AND r.event_time < $1)",
+        by: By::Both,
+    };
+    pub(crate) const RATED: Layer = Layer {
+        table: "rated_records",
+        condition: "event_time < $1",
+        by: By::EventTime,
+    };
+    pub(crate) const NOTES: Layer = Layer {
+        table: "invoice_notes",
+        condition: "period < $1",
+        by: By::Period,
+    };
+    pub(crate) const INVOICES: Layer = Layer {
+        table: "invoices",
+        condition: "period < $1",
+        by: By::Period,
+    };
+
+    /// Rated records past the cut `$1` with a customer and on no issued invoice.
+    pub(crate) const UNBILLED: &str = "SELECT count(*) FROM rated_records r
+        WHERE r.event_time < $1 AND r.customer_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM invoice_items i WHERE i.record_id = r.record_id AND i.kind = r.kind)";
+
+    pub(crate) const LAKE_FILES: &str =
+        "DELETE FROM lake_files WHERE dataset = $1 AND partition_path = $2";
+    pub(crate) const COUNT_LAKE_FILES: &str =
+        "SELECT count(*) FROM lake_files WHERE dataset = $1 AND partition_path = $2";
+
+    impl Layer {
+        pub(crate) fn count(&self) -> String {
+            format!(
+                "SELECT count(*) FROM {} WHERE {}",
+                self.table, self.condition
+            )
+        }
+
+        pub(crate) fn delete(&self) -> String {
+            format!("DELETE FROM {} WHERE {}", self.table, self.condition)
+        }
+    }
+}
+
 /// A manifest row's dataset, as the lake names it.
 pub(crate) fn lake_dataset(text: &str) -> Result<&'static str, crate::StoreError> {
     ["mediated", "rated"]

@@ -635,9 +635,6 @@ pub trait DailyBatch {
 
     /// The stored statistics of the UTC day starting at `day`, in key order.
     fn stats(&mut self, grain: StatGrain, day: EpochMillis) -> Result<Vec<Stat>>;
-
-    /// Removes the raw events before `before`; says how many.
-    fn expire_raw_events(&mut self, before: EpochMillis) -> Result<u64>;
 }
 
 /// Totals across subscribers: lifetime counters, a day's totals, top spenders.
@@ -931,6 +928,34 @@ pub trait LakeManifest {
     fn lake_files(&mut self) -> Result<Vec<cdrflow_core::operator::LakeFile>>;
 }
 
+/// What a retention run removes (see `cdrflow_core::retention`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionCounts {
+    pub raw_events: u64,
+    pub rated_records: u64,
+    /// Of those, records with a customer that no issued invoice held.
+    pub unbilled_rated: u64,
+    pub invoices: u64,
+    pub invoice_items: u64,
+    pub notes: u64,
+    /// Manifest rows of the lake partitions removed.
+    pub lake_files: u64,
+}
+
+/// Data retention (issue 13): each layer's rows past its cut, counted or
+/// removed in one transaction.
+pub trait Retention {
+    /// Counts (`apply` false) or removes (true) what `cuts` put past
+    /// retention, and the manifest rows of `lake_partitions` (dataset,
+    /// partition path) whose files are being removed.
+    fn retain(
+        &mut self,
+        cuts: &cdrflow_core::retention::Cuts,
+        lake_partitions: &[(String, String)],
+        apply: bool,
+    ) -> Result<RetentionCounts>;
+}
+
 /// A store: every concern, behind one connection, so that one transaction
 /// (`Results::commit`) spans them all. Implement the concern traits; this
 /// one follows.
@@ -947,6 +972,7 @@ pub trait Store:
     + Charges
     + Billing
     + LakeManifest
+    + Retention
     + Send
 {
 }
@@ -964,6 +990,7 @@ impl<
             + Charges
             + Billing
             + LakeManifest
+            + Retention
             + Send,
     > Store for T
 {

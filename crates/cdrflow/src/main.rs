@@ -55,6 +55,8 @@ enum Command {
     Rerate(commands::rerate::RerateArgs),
     /// Business reports over a period's invoices: revenue by plan, top customers, regions, product costs (CSV)
     Report(commands::report::ReportArgs),
+    /// Remove what each layer's retention has passed (raw 7 days, mediated 90, rated 1 year, invoices 7 years)
+    Retention(commands::retention::RetentionArgs),
     /// Check a product catalogue; price one record under it, step by step
     #[command(subcommand)]
     Catalogue(commands::catalogue::CatalogueCommand),
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Bill(args) => commands::bill::run(&settings, args),
         Command::Rerate(args) => commands::rerate::run(&settings, args),
         Command::Report(args) => commands::report::run(&settings, args),
+        Command::Retention(args) => commands::retention::run(&settings, args),
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),

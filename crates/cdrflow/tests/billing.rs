@@ -132,7 +132,8 @@ fn expected(cycle: i64, numbers: usize, records: &[(i128, String, String, String
     [voice, sms, data, other, recurring, tax, subtotal + tax]
 }
 
-fn billing_matches(name: &str, store_args: &[&str]) {
+/// Returns the lake the runs wrote.
+fn billing_matches(name: &str, store_args: &[&str]) -> std::path::PathBuf {
     let dir = temp_dir(name);
     let reference = dir.join("reference");
     let (first, late) = (dir.join("first.jsonl"), dir.join("late.jsonl"));
@@ -200,7 +201,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
         .unwrap();
     }
 
-    run_ok(cli().args(["process"]).arg(&first));
+    run_ok(cli().arg("--lake").arg(&lake).arg("process").arg(&first));
     bill(&["--period", "2024-03"]);
     let drafts = documents("2024-03");
     bill(&["--period", "2024-03"]);
@@ -271,7 +272,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
     );
 
     // Late records of March after finalisation: on April's invoices, once.
-    run_ok(cli().args(["process"]).arg(&late));
+    run_ok(cli().arg("--lake").arg(&lake).arg("process").arg(&late));
     bill(&["--period", "2024-03"]);
     assert_eq!(
         documents("2024-03"),
@@ -506,6 +507,7 @@ fn billing_matches(name: &str, store_args: &[&str]) {
         &first_rated,
         &after_rerate,
     );
+    lake
 }
 
 /// `cdrflow report` over March's issued invoices (the voided one's
@@ -869,15 +871,116 @@ fn invoices_over_http(dir: &Path) {
     assert!(usage_lines > 0, "{document}");
 }
 
+/// `cdrflow retention` with an injected clock (`--now`) over the billed
+/// store and its lake (all of it from March and April 2024): each layer
+/// goes when its time is up and not before, a dry run removes nothing,
+/// a second run finds nothing, reports stay.
+fn retention_keeps_each_layer_its_time(store_args: &[&str], lake: &Path) {
+    let cli = || {
+        let mut cmd = cdrflow();
+        cmd.args(store_args)
+            .args(["--default-country-code", "212"])
+            .arg("--lake")
+            .arg(lake);
+        cmd
+    };
+    let stdout = |cmd: &mut std::process::Command| String::from_utf8(run_ok(cmd).stdout).unwrap();
+    let retention = |now: &str, dry: bool| {
+        let mut cmd = cli();
+        cmd.args(["retention", "--now", now]);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        stdout(&mut cmd)
+    };
+    let count = |what: &str| csv_rows(&stdout(cli().args(["export", what]))).len();
+    let partitions = |dataset: &str| -> usize {
+        let root = lake.join(dataset);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return 0;
+        };
+        entries
+            .map(|e| e.unwrap().path())
+            .map(|p| match dataset {
+                "mediated" => std::fs::read_dir(p).unwrap().count(),
+                _ => 1,
+            })
+            .sum()
+    };
+    let (rated, invoices, notes) = (count("rated"), count("invoices"), count("notes"));
+    let (mediated_parts, rated_parts) = (partitions("mediated"), partitions("rated"));
+    assert!(rated > 0 && invoices > 0 && notes > 0 && mediated_parts > 0 && rated_parts == 2);
+    let report = lake.join("reports/period=2024-03/top-customers.csv");
+    assert!(report.is_file());
+
+    // A year and a bit later: raw events, mediated and rated go; invoices stay.
+    let later = "2025-06-15T00:00:00Z";
+    let dry = retention(later, true);
+    assert!(dry.contains(&format!(": {rated} rated records")), "{dry}");
+    assert!(
+        dry.contains(&format!("{mediated_parts} lake partitions")),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(": 0 invoices, 0 credit and debit notes"),
+        "{dry}"
+    );
+    assert_eq!(
+        (count("rated"), partitions("mediated")),
+        (rated, mediated_parts),
+        "a dry run removed"
+    );
+    let applied = retention(later, false);
+    assert_eq!(
+        applied.replace(" (dry run: nothing removed)", ""),
+        dry.replace(" (dry run: nothing removed)", "")
+    );
+    assert!(!applied.contains(": 0 raw events"), "{applied}");
+    assert_eq!(
+        (count("rated"), partitions("mediated"), partitions("rated")),
+        (0, 0, 0)
+    );
+    assert_eq!((count("invoices"), count("notes")), (invoices, notes));
+    let again = retention(later, false);
+    assert!(
+        again.contains(": 0 raw events") && again.contains(": 0 rated records"),
+        "{again}"
+    );
+    assert!(!again.contains("lake partitions"), "{again}");
+
+    // Seven years after the periods' ends: 2024-03's records may run to
+    // 2024-04-28, so on 2031-04-15 its invoices stay; on 2031-06-01
+    // March's and April's go; reports never do.
+    let early = retention("2031-04-15T00:00:00Z", false);
+    assert!(early.contains(": 0 invoices"), "{early}");
+    assert_eq!(count("invoices"), invoices);
+    let gone = retention("2031-06-01T00:00:00Z", false);
+    assert!(
+        gone.contains(&format!(
+            ": {invoices} invoices, {notes} credit and debit notes"
+        )),
+        "{gone}"
+    );
+    assert_eq!(
+        (count("invoices"), count("notes"), partitions("invoices")),
+        (0, 0, 0)
+    );
+    assert!(report.is_file(), "a report was removed");
+}
+
 #[test]
 fn invoices_in_sqlite_match_a_computation_made_outside_the_pipeline() {
     let dir = temp_dir("billing-sqlite-store");
-    billing_matches("billing-sqlite", &["--data-dir", dir.to_str().unwrap()]);
+    let store = ["--data-dir", dir.to_str().unwrap()];
+    let lake = billing_matches("billing-sqlite", &store);
     invoices_over_http(&dir);
+    retention_keeps_each_layer_its_time(&store, &lake);
 }
 
 #[test]
 fn invoices_in_postgres_match_a_computation_made_outside_the_pipeline() {
     let url = postgres_database("cdrflow_billing");
-    billing_matches("billing-postgres", &["--store", &url]);
+    let store = ["--store", url.as_str()];
+    let lake = billing_matches("billing-postgres", &store);
+    retention_keeps_each_layer_its_time(&store, &lake);
 }

@@ -284,13 +284,4 @@ impl DailyBatch for PgStore {
         stats.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(stats)
     }
-
-    fn expire_raw_events(&mut self, before: EpochMillis) -> Result<u64> {
-        let before = before.clamp(YEAR_1, YEAR_10000);
-        let sql = format!(
-            "DELETE FROM raw_events WHERE timestamp < {}",
-            at("$1::bigint")
-        );
-        Ok(self.live_client()?.execute(&sql, &[&before])?)
-    }
 }

@@ -20,6 +20,7 @@ mod positions;
 mod reference;
 mod rejects;
 mod results;
+mod retention;
 mod usage;
 
 use cdrflow_core::aggregate::{RowKey, Totals};

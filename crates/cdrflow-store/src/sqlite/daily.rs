@@ -289,12 +289,4 @@ impl DailyBatch for SqliteStore {
         stats.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(stats)
     }
-
-    fn expire_raw_events(&mut self, before: EpochMillis) -> Result<u64> {
-        let removed = self.conn.execute(
-            "DELETE FROM raw_event_rows WHERE event_time_ms < ?",
-            [before],
-        )?;
-        Ok(removed as u64)
-    }
 }

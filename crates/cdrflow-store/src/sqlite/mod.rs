@@ -19,6 +19,7 @@ mod positions;
 mod reference;
 mod rejects;
 mod results;
+mod retention;
 mod usage;
 
 use std::path::Path;

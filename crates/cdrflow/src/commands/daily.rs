@@ -23,6 +23,7 @@ use cdrflow_core::money::format_micros;
 use cdrflow_core::normalize::{format_timestamp, parse_timestamp, EpochMillis};
 use cdrflow_store::{AnomalyQuery, StatGrain, Store, WindowQuery};
 
+use crate::commands::retention::{retain, RetentionPolicyArgs};
 use crate::config::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,10 @@ pub struct DailyArgs {
     /// Seconds between a step's attempts
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub retry_delay_seconds: u64,
+
+    /// cleanup_old_data applies every layer's retention (`cdrflow retention`)
+    #[command(flatten)]
+    pub retention: RetentionPolicyArgs,
 }
 
 /// Seed 003's tasks, under its names.
@@ -63,7 +68,7 @@ pub enum Step {
     /// Print the day's summary as JSON (stdout and log)
     #[value(name = "send_summary")]
     SendSummary,
-    /// Remove raw events older than the retention (--raw-events-retention-days)
+    /// Remove raw events older than the retention (--raw-events-retention-days) and what every other layer's retention has passed
     #[value(name = "cleanup_old_data")]
     CleanupOldData,
 }
@@ -198,8 +203,9 @@ fn run_step(
             println!("{summary}");
         }
         Step::CleanupOldData => {
+            // Every layer's retention, counted from the end of the day.
             let keep_from = to - i64::from(settings.raw_events.retention_days) * DAY_MS;
-            let removed = store.expire_raw_events(keep_from)?;
+            let removed = retain(settings, store, to, &args.retention, false)?.raw_events;
             tracing::info!(
                 "daily cleanup_old_data: removed {removed} raw events before {} ({} days kept)",
                 date_of(keep_from),

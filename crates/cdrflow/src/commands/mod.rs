@@ -12,5 +12,6 @@ pub mod rejected;
 pub mod replay;
 pub mod report;
 pub mod rerate;
+pub mod retention;
 pub mod run;
 pub mod usage;
