@@ -205,7 +205,11 @@ fn run_step(
         Step::CleanupOldData => {
             // Every layer's retention, counted from the end of the day.
             let keep_from = to - i64::from(settings.raw_events.retention_days) * DAY_MS;
-            let removed = retain(settings, store, to, &args.retention, false)?.raw_events;
+            let (counts, report) = retain(settings, store, to, &args.retention, false)?;
+            for line in report {
+                tracing::info!("daily cleanup_old_data: {}", line.trim_start());
+            }
+            let removed = counts.raw_events;
             tracing::info!(
                 "daily cleanup_old_data: removed {removed} raw events before {} ({} days kept)",
                 date_of(keep_from),

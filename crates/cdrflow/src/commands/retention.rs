@@ -83,17 +83,22 @@ pub fn run(settings: &Settings, args: RetentionArgs) -> Result<()> {
             .as_millis() as EpochMillis,
     };
     let mut store = settings.open_store()?;
-    retain(settings, &mut *store, now, &args.policy, args.dry_run).map(|_| ())
+    let (_, report) = retain(settings, &mut *store, now, &args.policy, args.dry_run)?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
 }
 
-/// Removes (or, `dry_run`, counts) what is past retention at `now`, and prints what.
+/// Removes (or, `dry_run`, counts) what is past retention at `now`; the
+/// counts, and a report of them for a person.
 pub fn retain(
     settings: &Settings,
     store: &mut dyn Store,
     now: EpochMillis,
     policy: &RetentionPolicyArgs,
     dry_run: bool,
-) -> Result<RetentionCounts> {
+) -> Result<(RetentionCounts, Vec<String>)> {
     let policy = RetentionPolicy {
         raw_days: settings.raw_events.retention_days,
         mediated_days: policy.mediated_days,
@@ -130,7 +135,8 @@ pub fn retain(
         }
     };
     let day = |ms: EpochMillis| Day(ms.div_euclid(86_400_000) as i32);
-    println!(
+    let report = vec![
+        format!(
         "retention at {}{}",
         format_timestamp(now),
         if dry_run {
@@ -138,14 +144,14 @@ pub fn retain(
         } else {
             ""
         }
-    );
-    println!(
+        ),
+        format!(
         "  raw       {:>4} days  before {}: {} raw events",
         policy.raw_days,
         day(cuts.raw_before),
         counts.raw_events
-    );
-    println!(
+        ),
+        format!(
         "  mediated  {:>4} days  before {}: {}",
         policy.mediated_days,
         cuts.mediated_before,
@@ -153,8 +159,8 @@ pub fn retain(
             "" => "nothing".to_string(),
             text => text[2..].to_string(),
         }
-    );
-    println!(
+        ),
+        format!(
         "  rated     {:>4} days  before {}: {} rated records ({} of them on no issued invoice: prepaid, or never billed), {} invoice-line traces{}",
         policy.rated_days,
         day(cuts.rated_before),
@@ -162,17 +168,18 @@ pub fn retain(
         counts.unbilled_rated,
         counts.invoice_items,
         lake("rated")
-    );
-    println!(
+        ),
+        format!(
         "  invoices  {:>4} years periods before {}: {} invoices, {} credit and debit notes{}",
         policy.invoice_years,
         cuts.invoice_periods_before,
         counts.invoices,
         counts.notes,
         lake("invoices")
-    );
-    println!("  reports   kept");
-    Ok(counts)
+        ),
+        "  reports   kept".to_string(),
+    ];
+    Ok((counts, report))
 }
 
 /// The lake's partitions past their retention: `mediated/kind=K/date=D`,
