@@ -220,6 +220,30 @@ fn has_surrogate_escape(input: &[u8]) -> bool {
     })
 }
 
+/// `arbitrary_precision` makes `serde_json` read an object whose key is
+/// `$serde_json::private::Number` (however escaped) as its private number
+/// wrapper, so it refuses records any other JSON reader accepts; where the
+/// text names that key anywhere, the oracle cannot judge a refusal.
+fn names_number_marker(input: &[u8]) -> bool {
+    const MARKER: &str = "$serde_json::private::Number";
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'"' {
+            let start = i;
+            i += 1;
+            while i < input.len() && input[i] != b'"' {
+                i += if input[i] == b'\\' { 2 } else { 1 };
+            }
+            let token = &input[start..(i + 1).min(input.len())];
+            if serde_json::from_slice::<String>(token).is_ok_and(|s| s == MARKER) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
 fn key_text(raw: &[u8]) -> Option<String> {
     JsonValue::String {
         raw,
@@ -313,6 +337,8 @@ pub fn check_json(input: &[u8]) {
 
     let oracle = serde_json::from_slice::<serde_json::Value>(input);
     match (&result, &oracle) {
+        // The oracle's own blind spot, not the reader's: see below.
+        _ if names_number_marker(input) => {}
         (Ok(()), Ok(serde_json::Value::Object(map))) => {
             // Last occurrence wins, as in serde_json's map.
             let mut last: HashMap<String, JsonValue<'_>> = HashMap::new();
