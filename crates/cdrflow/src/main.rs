@@ -15,6 +15,7 @@ mod lake;
 mod metrics;
 mod pipeline;
 mod progress;
+mod reports;
 mod runner;
 mod server;
 mod sources;

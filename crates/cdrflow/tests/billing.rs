@@ -15,6 +15,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use common::browser::{data_attribute, element_text, rendered_dom, table_rows};
 use common::{
     add_user, add_user_with, cdrflow, duckdb, micros, micros_text, postgres_database, run_ok,
     serve_on_free_port, temp_dir,
@@ -869,6 +870,136 @@ fn invoices_over_http(dir: &Path) {
         );
     }
     assert!(usage_lines > 0, "{document}");
+    billing_panel(port, store, (alice, bob));
+}
+
+/// `/billing/summary` and the dashboard's billing panel in Chromium: the
+/// period's totals and top customers as the exported invoices and notes
+/// add up here, revenue by plan as `cdrflow report` has it.
+fn billing_panel(port: u16, store: [&str; 2], (operator, customer): (&str, &str)) {
+    let export = |args: &[&str]| {
+        csv_rows(&String::from_utf8(run_ok(cdrflow().args(store).args(args)).stdout).unwrap())
+    };
+    assert_eq!(
+        get(port, "/billing/summary", customer, "application/json").0,
+        403
+    );
+    let latest = export(&["export", "invoices"])
+        .into_iter()
+        .filter(|r| r["status"] == "finalised")
+        .map(|r| r["period"].clone())
+        .max()
+        .unwrap();
+    let (status, _, body) = get(port, "/billing/summary", operator, "application/json");
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        summary["period"],
+        latest.as_str(),
+        "the latest issued period"
+    );
+    let period = latest.as_str();
+
+    let invoices: Vec<_> = export(&["export", "invoices", "--period", period])
+        .into_iter()
+        .filter(|r| r["status"] == "finalised")
+        .collect();
+    let notes = export(&["export", "notes", "--period", period]);
+    let mut spent: BTreeMap<String, i128> = BTreeMap::new();
+    for r in invoices.iter().chain(&notes) {
+        *spent.entry(r["customer_id"].clone()).or_default() += micros(&r["total"]);
+    }
+    let mut ranking: Vec<(String, i128)> = spent.into_iter().collect();
+    ranking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: i128 = ranking.iter().map(|r| r.1).sum();
+    assert_eq!(summary["invoices"], invoices.len());
+    assert_eq!(micros(summary["totals"]["total"].as_str().unwrap()), total);
+    let top: Vec<(String, i128)> = summary["top_customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["customer_id"].as_str().unwrap().to_string(),
+                micros(c["total"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(top, ranking[..5.min(ranking.len())].to_vec());
+    assert_eq!(
+        micros(summary["others"]["total"].as_str().unwrap()),
+        ranking[top.len()..].iter().map(|r| r.1).sum::<i128>()
+    );
+    let plans: Vec<Vec<String>> = csv_rows(
+        &String::from_utf8(
+            run_ok(
+                cdrflow()
+                    .args(store)
+                    .args(["report", "revenue-by-plan", "--period", period]),
+            )
+            .stdout,
+        )
+        .unwrap(),
+    )
+    .into_iter()
+    .filter(|r| !r["plan"].starts_with('('))
+    .map(|r| {
+        ["plan", "records", "usage", "recurring", "revenue"]
+            .map(|c| r[c].clone())
+            .to_vec()
+    })
+    .collect();
+    let served: Vec<Vec<String>> = summary["revenue_by_plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            ["plan", "records", "usage", "recurring", "revenue"]
+                .map(|c| match &p[c] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .to_vec()
+        })
+        .collect();
+    assert!(!plans.is_empty());
+    assert_eq!(served, plans, "revenue by plan as the report has it");
+
+    // The panel shows what the API answers.
+    let dom = rendered_dom(&format!("http://{operator}@127.0.0.1:{port}/"), 3000);
+    assert_eq!(element_text(&dom, "billing_period"), period);
+    assert_eq!(table_rows(&dom, "plan_revenue"), plans);
+    assert_eq!(data_attribute(&dom, "data-bars"), plans.len() as u64);
+    let shown: Vec<Vec<String>> = summary["top_customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut row = vec![
+                c["rank"].to_string(),
+                match c["name"].as_str().unwrap() {
+                    "" => c["customer_id"].as_str().unwrap().to_string(),
+                    name => name.to_string(),
+                },
+                c["msisdns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                c["invoices"].to_string(),
+                c["total"].as_str().unwrap().to_string(),
+            ];
+            row.retain(|cell| !cell.is_empty());
+            row
+        })
+        .collect();
+    assert_eq!(table_rows(&dom, "top_customers"), shown);
+    assert!(
+        shown.iter().all(|row| row[2].ends_with("****")),
+        "{shown:?}"
+    );
 }
 
 /// `cdrflow retention` with an injected clock (`--now`) over the billed

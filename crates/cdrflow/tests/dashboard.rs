@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::browser::{data_attribute, element_text, rendered_dom, table_rows};
 use common::{cdrflow, http_get, http_get_json, port_in, spawn_until, temp_dir, KillOnDrop};
 
 /// Starts `cdrflow run --keep-serving` and waits until the job is done;
@@ -99,41 +100,9 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
     assert!(last_update > 1.7e9, "{last_update}");
 
     // The dashboard in a real browser: let it poll a few times, then read the page.
-    let profile = temp_dir("dashboard-chromium");
-    let page = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=7000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("http://{credentials}@127.0.0.1:{port}/"))
-        .stderr(Stdio::null())
-        .output()
-        .expect("chromium is installed (.ci/run: apt-get install chromium)");
-    let dom = String::from_utf8_lossy(&page.stdout);
-    let shown = |id: &str| -> String {
-        let start = dom
-            .find(&format!("id=\"{id}\""))
-            .unwrap_or_else(|| panic!("#{id} is on the page:\n{dom}"));
-        let text = &dom[start..];
-        let text = &text[text.find('>').unwrap() + 1..];
-        text[..text.find('<').unwrap()].replace(',', "")
-    };
-    let attribute = |name: &str| -> u64 {
-        let start = dom
-            .find(&format!("{name}=\""))
-            .unwrap_or_else(|| panic!("{name} is set:\n{dom}"));
-        let value = &dom[start + name.len() + 2..];
-        value[..value.find('"').unwrap()].parse().unwrap()
-    };
+    let dom = rendered_dom(&format!("http://{credentials}@127.0.0.1:{port}/"), 7000);
+    let shown = |id: &str| element_text(&dom, id);
+    let attribute = |name: &str| data_attribute(&dom, name);
     let (status, overview) = http_get_json(port, "/overview", demo);
     assert_eq!(status, 200);
     for counter in ["records_in", "accepted", "rejected", "duplicates"] {
@@ -150,6 +119,13 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
         "the throughput chart is drawn"
     );
     assert!(dom.contains("<td>read → committed</td>"), "{dom}");
+    // The billing panel asks too: the demo issues no invoice.
+    let (status, billing) = http_get_json(port, "/billing/summary", demo);
+    assert_eq!(
+        (status, &billing["period"]),
+        (200, &serde_json::Value::Null)
+    );
+    assert_eq!(shown("billing_period"), "(no invoice finalised yet)");
     assert!(
         dom.contains("<td>invalid_msisdn</td>"),
         "rejects by reason are listed"
@@ -203,26 +179,4 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
         severities,
         "anomalies by severity"
     );
-}
-
-/// The cells of each body row of the table with `id`, thousands separators dropped.
-fn table_rows(dom: &str, id: &str) -> Vec<Vec<String>> {
-    let start = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("#{id} is on the page:\n{dom}"));
-    let table = &dom[start..];
-    let body = &table[table.find("<tbody>").unwrap() + 7..table.find("</tbody>").unwrap()];
-    body.split("<tr>")
-        .filter(|row| !row.is_empty())
-        .map(|row| {
-            row.split("</td>")
-                .filter_map(|cell| cell.rfind('>').map(|at| cell[at + 1..].replace(',', "")))
-                .filter(|cell| !cell.starts_with('/'))
-                .collect::<Vec<_>>()
-        })
-        .map(|mut cells| {
-            cells.retain(|c| !c.is_empty());
-            cells
-        })
-        .collect()
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     /// milliseconds on a large store): every dashboard poll of every open tab
     /// would pay it. Computed at most once per [`TOP_SUBSCRIBERS_TTL`].
     top_subscribers: Mutex<Option<(Instant, Arc<Vec<TopSubscriber>>)>>,
+    /// The dashboard's billing panel, likewise (see `/billing/summary`).
+    pub billing_summaries: super::routes::SummaryCache,
     /// Set once a SIGHUP listener reloads `auth`: the API and the metrics
     /// address share this state, each on a runtime of its own.
     pub sighup_watched: AtomicBool,
@@ -57,6 +59,7 @@ impl AppState {
             catalogue: settings.load_catalogue()?.map(Arc::new),
             idle_partition_ms: settings.windows.idle_after_ms,
             top_subscribers: Mutex::new(None),
+            billing_summaries: Default::default(),
             sighup_watched: AtomicBool::new(false),
         }))
     }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -18,10 +18,10 @@ use cdrflow_store::{InvoiceQuery, StoredInvoice};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{limit_param, ROWS};
+use super::{limit_param, period_param, ROWS};
 use crate::invoice_page::invoice_html;
 use crate::server::auth::api_users;
-use crate::server::error::{bad_request, ApiError, ApiPath, ApiQuery};
+use crate::server::error::{ApiError, ApiPath, ApiQuery};
 use crate::server::state::Shared;
 use crate::server::users::{Principal, Role};
 use crate::views::money_text;
@@ -86,17 +86,7 @@ async fn list(
     Extension(principal): Extension<Arc<Principal>>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let period = params
-        .period
-        .as_deref()
-        .map(|p| {
-            cdrflow_core::reference::BillingPeriod::parse(p).ok_or_else(|| {
-                bad_request(format!(
-                    "`period` = `{p}` is not a billing period such as 2024-03"
-                ))
-            })
-        })
-        .transpose()?;
+    let period = period_param(&params.period)?;
     let visible = visible_customers(&state, &principal).await?;
     let query = InvoiceQuery {
         customer: params.customer,

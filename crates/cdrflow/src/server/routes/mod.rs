@@ -6,6 +6,7 @@
 //! and one `.merge(...)` line below (and its paths in `openapi.json`).
 
 mod analytics;
+mod billing;
 mod dashboard;
 mod health;
 mod invoices;
@@ -16,6 +17,8 @@ mod rated;
 mod rejected;
 mod stats;
 mod usage;
+
+pub use billing::SummaryCache;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -34,6 +37,7 @@ pub fn api(state: Shared) -> Router {
         .merge(rejected::router())
         .merge(rated::router())
         .merge(invoices::router())
+        .merge(billing::router())
         .merge(overview::router())
         .merge(analytics::router())
         .merge(stats::router())
@@ -92,6 +96,22 @@ fn limit_param(
         )));
     }
     Ok(limit)
+}
+
+/// A `YYYY-MM` billing period query parameter.
+fn period_param(
+    value: &Option<String>,
+) -> Result<Option<cdrflow_core::reference::BillingPeriod>, super::error::ApiError> {
+    value
+        .as_deref()
+        .map(|p| {
+            cdrflow_core::reference::BillingPeriod::parse(p).ok_or_else(|| {
+                super::error::bad_request(format!(
+                    "`period` = `{p}` is not a billing period such as 2024-03"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// A `YYYY-MM-DD` query parameter.
