@@ -8,6 +8,8 @@
 #   draft      bill --period 2024-03             (every invoice computed and written)
 #   again      bill --period 2024-03             (nothing new: nothing written)
 #   finalise   bill --period 2024-03 --finalise  (numbered and rewritten)
+# and then, from a fresh copy,
+#   issue      bill --period 2024-03 --finalise  (computed, numbered, written in one step)
 #
 #   bench/billing_throughput.sh [WORKDIR] [RUNS]   (defaults /tmp/cdrflow-billing-bench, 3)
 #
@@ -37,4 +39,7 @@ for run in $(seq 1 "$runs"); do
     /usr/bin/time -f "$step: wall %e s, user %U s, peak RSS %M KB" \
       "${cli[@]}" --data-dir "$work/store" bill --period 2024-03 "${extra[@]}" 2>&1 | grep -v "^  "
   done
+  rm -rf "$work/store" && cp -r "$work/rated-store" "$work/store"
+  /usr/bin/time -f "issue: wall %e s, user %U s, peak RSS %M KB" \
+    "${cli[@]}" --data-dir "$work/store" bill --period 2024-03 --finalise 2>&1 | grep -v "^  "
 done

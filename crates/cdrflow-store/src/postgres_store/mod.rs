@@ -125,6 +125,7 @@ fn migrations() -> Vec<(i32, String)> {
         (7, crate::codecs::LAKE_V7.to_string()),
         (8, crate::codecs::billing_v8("")),
         (9, crate::codecs::NOTES_V9.to_string()),
+        (10, crate::codecs::ITEMS_BY_KEY_ONLY_V10.to_string()),
     ]
 }
 

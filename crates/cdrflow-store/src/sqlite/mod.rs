@@ -106,6 +106,7 @@ fn migrations() -> Vec<(i64, String)> {
         (7, crate::codecs::LAKE_V7.to_string()),
         (8, crate::codecs::billing_v8(" WITHOUT ROWID")),
         (9, crate::codecs::NOTES_V9.to_string()),
+        (10, crate::codecs::ITEMS_BY_KEY_ONLY_V10.to_string()),
     ]
 }
 
