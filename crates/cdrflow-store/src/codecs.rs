@@ -179,6 +179,24 @@ pub(crate) fn billing_v8(table_options: &str) -> String {
     )
 }
 
+/// A `WHERE` clause asking each column given a value to equal it (`$1`,
+/// `$2`, … in order), and the values; empty when none is given.
+fn where_equal<const N: usize>(columns: [(&str, Option<String>); N]) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    for (column, value) in columns {
+        if let Some(value) = value {
+            values.push(value);
+            clauses.push(format!("{column} = ${}", values.len()));
+        }
+    }
+    let filter = match clauses.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", clauses.join(" AND ")),
+    };
+    (filter, values)
+}
+
 /// Invoices as both stores write and read them. The SQL is written once
 /// with PostgreSQL's `$n` placeholders; SQLite reads them as `?n`.
 pub(crate) mod invoice_rows {
@@ -268,23 +286,12 @@ pub(crate) mod invoice_rows {
 
     /// The `SELECT` of `query`, with its values in order.
     pub(crate) fn select(query: &InvoiceQuery) -> (String, Vec<String>) {
-        let mut clauses = Vec::new();
-        let mut values = Vec::new();
-        for (column, value) in [
+        let (filter, values) = super::where_equal([
             ("customer_id", query.customer.clone()),
             ("period", query.period.map(|p| p.to_string())),
             ("number", query.number.clone()),
             ("invoice_id", query.invoice_id.clone()),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                clauses.push(format!("{column} = ${}", values.len()));
-            }
-        }
-        let filter = match clauses.is_empty() {
-            true => String::new(),
-            false => format!("WHERE {}", clauses.join(" AND ")),
-        };
+        ]);
         let columns = match query.without_documents {
             true => COLUMNS.replace(" document,", " '' AS document,"),
             false => COLUMNS.to_string(),
@@ -451,22 +458,11 @@ pub(crate) mod note_rows {
 
     /// The `SELECT` of `query`, with its values in order.
     pub(crate) fn select(query: &NoteQuery) -> (String, Vec<String>) {
-        let mut clauses = Vec::new();
-        let mut values = Vec::new();
-        for (column, value) in [
+        let (filter, values) = super::where_equal([
             ("period", query.period.map(|p| p.to_string())),
             ("customer_id", query.customer.clone()),
             ("invoice_id", query.invoice_id.clone()),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                clauses.push(format!("{column} = ${}", values.len()));
-            }
-        }
-        let filter = match clauses.is_empty() {
-            true => String::new(),
-            false => format!("WHERE {}", clauses.join(" AND ")),
-        };
+        ]);
         (
             format!("SELECT {COLUMNS} FROM invoice_notes {filter} ORDER BY invoice_id, number"),
             values,
