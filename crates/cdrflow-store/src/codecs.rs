@@ -272,6 +272,31 @@ pub(crate) mod invoice_rows {
         )
     }
 
+    /// The records a draft's usage line stands for (`$1` customer, `$2`
+    /// billing period, `$3` kind, `$4` class or '' for none), the first
+    /// `$5`: [`BILLABLE`]'s rows of the customer's numbers, postpaid at
+    /// their event time (no subscription row counts as postpaid, as in
+    /// `cdrflow bill`).
+    pub(crate) fn draft_line_records() -> String {
+        let columns: Vec<String> = super::rated_rows::COLUMNS
+            .split(',')
+            .map(|c| format!("r.{}", c.trim()))
+            .collect();
+        format!(
+            "SELECT {} FROM rated_records r
+            WHERE r.msisdn IN (SELECT msisdn FROM subscribers WHERE customer_id = $1)
+                AND r.customer_id = $1 AND r.billing_period = $2 AND r.kind = $3
+                AND COALESCE(r.destination_class, '') = $4
+                AND NOT EXISTS (SELECT 1 FROM invoice_items i
+                    WHERE i.record_id = r.record_id AND i.kind = r.kind)
+                AND COALESCE((SELECT s.payment FROM subscribers s
+                    WHERE s.msisdn = r.msisdn AND s.effective_from <= r.event_time
+                    ORDER BY s.effective_from DESC LIMIT 1), 'postpaid') = 'postpaid'
+            ORDER BY r.event_time, r.record_id LIMIT $5",
+            columns.join(", ")
+        )
+    }
+
     pub(crate) const INSERT_ITEM: &str = "INSERT INTO invoice_items
         (record_id, kind, msisdn, event_time, invoice_id, line_no) VALUES ($1, $2, $3, $4, $5, $6)";
 

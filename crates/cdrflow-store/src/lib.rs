@@ -768,6 +768,17 @@ pub struct BillRun {
     pub numbers: Vec<NumberClaim>,
 }
 
+/// A usage line of a customer's draft, by what puts a record on it: the
+/// customer, the record's billing period, kind and destination class.
+#[derive(Clone, Debug)]
+pub struct DraftLine {
+    pub customer_id: String,
+    pub usage_period: BillingPeriod,
+    pub kind: Kind,
+    /// The destination class as stored (`None`: a record without one).
+    pub class: Option<String>,
+}
+
 /// Which invoices to read (every filter optional), by period, customer, revision.
 #[derive(Clone, Debug, Default)]
 pub struct InvoiceQuery {
@@ -892,6 +903,17 @@ pub trait Billing {
         &mut self,
         invoice_id: &str,
         line: u32,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()>;
+
+    /// The first `limit` records a draft's usage `line` stands for — the
+    /// customer's postpaid records of its period, kind and class that no
+    /// issued invoice holds, as `cdrflow bill` reads them — by event time
+    /// then record id. A draft holds none (it is recomputed by every run).
+    fn draft_line_records(
+        &mut self,
+        line: &DraftLine,
         limit: u32,
         visit: &mut dyn FnMut(RatedRecord),
     ) -> Result<()>;

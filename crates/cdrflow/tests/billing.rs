@@ -870,6 +870,34 @@ fn invoices_over_http(dir: &Path) {
         );
     }
     assert!(usage_lines > 0, "{document}");
+
+    // A draft holds no records; its lines list the ones it stands for.
+    let draft = rows.iter().find(|r| r["status"] == "draft").unwrap();
+    let id = &draft["invoice_id"];
+    let (status, document) = json(&format!("/invoices/{id}"), alice);
+    assert_eq!(status, 200);
+    let mut draft_lines = 0;
+    for line in document["lines"].as_array().unwrap() {
+        let (status, answer) = json(
+            &format!("/invoices/{id}/lines/{}/records?limit=10000", line["line"]),
+            alice,
+        );
+        if line["category"] == "recurring" {
+            assert_eq!(status, 404);
+            continue;
+        }
+        draft_lines += 1;
+        assert_eq!(status, 200, "{answer}");
+        let records = answer["records"].as_array().unwrap();
+        let sum: i128 = records
+            .iter()
+            .map(|r| micros(r["cost"].as_str().unwrap()))
+            .sum();
+        assert_eq!(sum, micros(line["amount"].as_str().unwrap()), "{line}");
+        assert_eq!(records.len() as u64, line["quantity"].as_u64().unwrap());
+        assert!(records.iter().all(|r| r["kind"] == line["kind"]), "{line}");
+    }
+    assert!(draft_lines > 0, "{document}");
     billing_panel(port, store, (alice, bob));
 }
 

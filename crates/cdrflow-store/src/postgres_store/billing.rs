@@ -12,8 +12,8 @@ use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
 use crate::codecs::note_rows as notes;
 use crate::codecs::rated_rows;
 use crate::{
-    BillRun, BillableRecord, InvoiceQuery, NoteQuery, NumberClaim, RerateRun, StoredInvoice,
-    StoredNote,
+    BillRun, BillableRecord, DraftLine, InvoiceQuery, NoteQuery, NumberClaim, RerateRun,
+    StoredInvoice, StoredNote,
 };
 
 impl Billing for PgStore {
@@ -182,6 +182,28 @@ impl Billing for PgStore {
         let rows = self
             .live_client()?
             .query(&sql::line_records(), &[&invoice_id, &line, &limit])?;
+        for r in rows {
+            visit(super::charges::read_rated(&r, 0)?);
+        }
+        Ok(())
+    }
+
+    fn draft_line_records(
+        &mut self,
+        line: &DraftLine,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()> {
+        let rows = self.live_client()?.query(
+            &sql::draft_line_records(),
+            &[
+                &line.customer_id,
+                &line.usage_period.to_string(),
+                &line.kind.as_str(),
+                &line.class.as_deref().unwrap_or(""),
+                &i64::from(limit),
+            ],
+        )?;
         for r in rows {
             visit(super::charges::read_rated(&r, 0)?);
         }

@@ -12,8 +12,8 @@ use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
 use crate::codecs::note_rows as notes;
 use crate::codecs::rated_rows;
 use crate::{
-    BillRun, BillableRecord, InvoiceItem, InvoiceQuery, NoteQuery, NumberClaim, RerateRun,
-    StoredInvoice, StoredNote,
+    BillRun, BillableRecord, DraftLine, InvoiceItem, InvoiceQuery, NoteQuery, NumberClaim,
+    RerateRun, StoredInvoice, StoredNote,
 };
 
 /// The shared SQL with SQLite's numbered placeholders.
@@ -228,6 +228,26 @@ impl Billing for SqliteStore {
     ) -> Result<()> {
         let mut select = self.conn.prepare(&sqlite(&sql::line_records()))?;
         let mut rows = select.query(params![invoice_id, line, limit])?;
+        while let Some(r) = rows.next()? {
+            visit(super::charges::read_rated(r, 0)?);
+        }
+        Ok(())
+    }
+
+    fn draft_line_records(
+        &mut self,
+        line: &DraftLine,
+        limit: u32,
+        visit: &mut dyn FnMut(RatedRecord),
+    ) -> Result<()> {
+        let mut select = self.conn.prepare(&sqlite(&sql::draft_line_records()))?;
+        let mut rows = select.query(params![
+            line.customer_id,
+            line.usage_period.to_string(),
+            line.kind.as_str(),
+            line.class.as_deref().unwrap_or(""),
+            limit
+        ])?;
         while let Some(r) = rows.next()? {
             visit(super::charges::read_rated(r, 0)?);
         }

@@ -1,7 +1,8 @@
 //! `/invoices`: the invoices `cdrflow bill` made, `/invoices/{number}` one
 //! of them (its document as JSON, or as an HTML page when the client
 //! accepts `text/html`), and `/invoices/{number}/lines/{line}/records` the
-//! rated records behind one line of an issued invoice. A customer user sees only the invoices
+//! rated records behind one line: those an issued invoice holds, or for a
+//! draft those it stands for now. A customer user sees only the invoices
 //! of the customers their numbers belong to; any other answers 404, as an
 //! invoice that does not exist does.
 
@@ -14,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cdrflow_core::billing::invoice::Totals;
-use cdrflow_store::{InvoiceQuery, StoredInvoice};
+use cdrflow_store::{DraftLine, InvoiceQuery, StoredInvoice};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -173,23 +174,24 @@ async fn line_records(
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit_param(params.limit, ROWS)?;
     let invoice = find(&state, &principal, &key).await?;
-    if invoice.status == cdrflow_core::billing::InvoiceStatus::Draft {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("{key} is a draft: its lines list their records once it is finalised (`cdrflow bill --finalise`)"),
-        ));
-    }
-    let id = invoice.invoice_id.clone();
-    let records = state
-        .stores
-        .query(move |s| {
-            let mut rows = Vec::new();
-            s.invoice_line_records(&id, line, limit, &mut |r| {
-                rows.push(crate::views::rated_json(&r))
-            })?;
-            Ok(rows)
-        })
-        .await?;
+    let records = match invoice.status {
+        cdrflow_core::billing::InvoiceStatus::Draft => {
+            draft_records(&state, &invoice, &key, line, limit).await?
+        }
+        _ => {
+            let id = invoice.invoice_id.clone();
+            state
+                .stores
+                .query(move |s| {
+                    let mut rows = Vec::new();
+                    s.invoice_line_records(&id, line, limit, &mut |r| {
+                        rows.push(crate::views::rated_json(&r))
+                    })?;
+                    Ok(rows)
+                })
+                .await?
+        }
+    };
     if records.is_empty() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -202,4 +204,79 @@ async fn line_records(
         "line": line,
         "records": records,
     })))
+}
+
+/// A draft's line `line`: the records it stands for, found as `cdrflow
+/// bill` found them (a draft holds none). A draft is as of its run: when
+/// the records found are not the line's count, records came or went
+/// since, and the answer says to run the bill again rather than list
+/// records the draft does not show.
+async fn draft_records(
+    state: &Shared,
+    invoice: &StoredInvoice,
+    key: &str,
+    line: u32,
+    limit: u32,
+) -> Result<Vec<Value>, ApiError> {
+    let document: Value = serde_json::from_str(&invoice.document).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("invoice {key}'s stored document is not JSON: {e}"),
+        )
+    })?;
+    let no_line = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("invoice {key} has no line {line} with rated records"),
+        )
+    };
+    let found = document["lines"]
+        .as_array()
+        .and_then(|lines| lines.iter().find(|l| l["line"] == line))
+        .filter(|l| l["category"] == "usage")
+        .ok_or_else(no_line)?;
+    let (Some(kind), Some(usage_period), Some(quantity)) = (
+        found["kind"]
+            .as_str()
+            .and_then(cdrflow_core::model::Kind::parse),
+        found["usage_period"]
+            .as_str()
+            .and_then(cdrflow_core::reference::BillingPeriod::parse),
+        found["quantity"].as_u64(),
+    ) else {
+        return Err(no_line());
+    };
+    let wanted = DraftLine {
+        customer_id: invoice.customer_id.clone(),
+        usage_period,
+        kind,
+        class: found["destination_class"].as_str().map(str::to_string),
+    };
+    // One more than shown: more records than the line counts means it is stale too.
+    let shown = u64::from(limit).min(quantity);
+    let ask = u32::try_from(shown + 1).unwrap_or(u32::MAX);
+    let mut records = state
+        .stores
+        .query(move |s| {
+            let mut rows = Vec::new();
+            s.draft_line_records(&wanted, ask, &mut |r| {
+                rows.push(crate::views::rated_json(&r))
+            })?;
+            Ok(rows)
+        })
+        .await?;
+    let complete = records.len() as u64 == shown + u64::from(quantity > shown);
+    if !complete {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "draft {key}'s line {line} counts {quantity} records and {} are billable now: \
+                 run `cdrflow bill --period {}` to recompute the draft",
+                records.len(),
+                invoice.period
+            ),
+        ));
+    }
+    records.truncate(shown as usize);
+    Ok(records)
 }
