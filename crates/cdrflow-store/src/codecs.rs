@@ -392,8 +392,11 @@ pub(crate) mod invoice_rows {
 /// invoice line. Issuing a million records kept it in step with the key
 /// in random order, over half of `--finalise`'s commit (13 s for 100,000
 /// invoices, BENCHMARKS.md); the few readers by invoice find a line's
-/// records through its customer's numbers, or scan (void, re-rating).
-pub(crate) const ITEMS_BY_KEY_ONLY_V10: &str = "DROP INDEX IF EXISTS invoice_items_by_line;";
+/// records through its customer's numbers (hence subscribers by
+/// customer), or scan (void, re-rating).
+pub(crate) const ITEMS_BY_KEY_ONLY_V10: &str = "
+    DROP INDEX IF EXISTS invoice_items_by_line;
+    CREATE INDEX subscribers_by_customer ON subscribers (customer_id);";
 
 /// Migration v9, the same in both stores: credit and debit notes (issue
 /// 13's re-rating), each against one issued invoice, with its figures

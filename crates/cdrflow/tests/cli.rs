@@ -174,6 +174,27 @@ fn bad_arguments_say_what_to_do() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
+    // Rated records kept in the lake only: nothing in the store to bill.
+    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/catalogue.toml");
+    for command in [
+        &["bill", "--period", "2024-03"][..],
+        &["report", "regions", "--period", "2024-03"],
+    ] {
+        let out = cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--catalogue", catalogue, "--default-plan", "prepaid-basic"])
+            .args(["--rated-records", "off"])
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("process with rated records on"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

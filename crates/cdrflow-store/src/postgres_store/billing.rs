@@ -12,9 +12,41 @@ use crate::codecs::invoice_rows::{self as sql, conflict, StoredRow};
 use crate::codecs::note_rows as notes;
 use crate::codecs::rated_rows;
 use crate::{
-    BillRun, BillableRecord, DraftLine, InvoiceQuery, NoteQuery, NumberClaim, RerateRun,
-    StoredInvoice, StoredNote,
+    BillRun, BillableRecord, DraftLine, InvoiceQuery, NoteQuery, NumberClaim, RatedRepricing,
+    RerateRun, StoredInvoice, StoredNote,
 };
+
+/// Re-pricings per statement.
+const REPRICES_PER_STATEMENT: usize = 10_000;
+
+/// [`notes::REPRICE`] and [`notes::HOLDER`]'s check for many records at
+/// once (arrays, one element per record): each row is re-priced only if
+/// it still costs what the re-rating read and the same invoice (or none)
+/// still holds it; the count of rows re-priced tells whether all were.
+const REPRICE_MANY: &str = "
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+            $12::bigint[], $13::text[])
+        AS t(msisdn, event_time, record_id, kind, version, destination_id, destination_class,
+            band, rate_id, billed_units, cost_micros, old_cost_micros, held_by)
+    ), unmoved AS (
+        SELECT * FROM input
+        WHERE (SELECT i.invoice_id FROM invoice_items i
+               WHERE i.record_id = input.record_id AND i.kind = input.kind)
+            IS NOT DISTINCT FROM input.held_by
+    ), repriced AS (
+        UPDATE rated_records r SET catalogue_version = u.version,
+            destination_id = u.destination_id, destination_class = u.destination_class,
+            band = u.band, rate_id = u.rate_id, billed_units = u.billed_units,
+            cost_micros = u.cost_micros
+        FROM unmoved u
+        WHERE r.msisdn = u.msisdn AND r.event_time = u.event_time
+            AND r.record_id = u.record_id AND r.kind = u.kind
+            AND r.cost_micros = u.old_cost_micros
+        RETURNING 1
+    )
+    SELECT count(*) FROM repriced";
 
 impl Billing for PgStore {
     fn billable_usage(
@@ -257,35 +289,43 @@ impl Billing for PgStore {
         if let Some(sequence) = claim_numbers(&mut tx, &run.numbers)? {
             return Err(notes::conflict(&format!("the note sequence `{sequence}`")));
         }
-        let holder = tx.prepare(notes::HOLDER)?;
-        let reprice = tx.prepare(notes::REPRICE)?;
-        for p in &run.repriced {
-            let what = || format!("record {} ({})", p.record_id, p.kind.as_str());
-            let held: Option<String> = tx
-                .query_opt(&holder, &[&&*p.record_id, &p.kind.as_str()])?
-                .map(|r| r.get(0));
-            if held != p.held_by {
-                return Err(notes::conflict(&what()));
-            }
-            let changed = tx.execute(
-                &reprice,
-                &[
-                    &p.msisdn.to_string(),
-                    &p.event_time,
-                    &&*p.record_id,
-                    &p.kind.as_str(),
-                    &p.version,
-                    &p.destination.as_ref().map(|d| d.0.as_str()),
-                    &p.destination.as_ref().map(|d| d.1),
-                    &p.band,
-                    &p.rate,
-                    &(p.billed_units as i64),
-                    &p.cost_micros,
-                    &p.old_cost_micros,
-                ],
-            )?;
-            if changed != 1 {
-                return Err(notes::conflict(&what()));
+        // A statement per chunk, not two per record: a round trip each was
+        // the whole of a large period's re-rating.
+        let reprice = tx.prepare(REPRICE_MANY)?;
+        for chunk in run.repriced.chunks(REPRICES_PER_STATEMENT) {
+            let column = |f: &dyn Fn(&RatedRepricing) -> Option<String>| -> Vec<Option<String>> {
+                chunk.iter().map(f).collect()
+            };
+            let number =
+                |f: &dyn Fn(&RatedRepricing) -> i64| -> Vec<i64> { chunk.iter().map(f).collect() };
+            let changed: i64 = tx
+                .query_one(
+                    &reprice,
+                    &[
+                        &column(&|p| Some(p.msisdn.to_string())),
+                        &number(&|p| p.event_time),
+                        &column(&|p| Some(p.record_id.to_string())),
+                        &column(&|p| Some(p.kind.as_str().to_string())),
+                        &column(&|p| Some(p.version.clone())),
+                        &column(&|p| p.destination.as_ref().map(|d| d.0.clone())),
+                        &column(&|p| p.destination.as_ref().map(|d| d.1.to_string())),
+                        &column(&|p| p.band.clone()),
+                        &column(&|p| Some(p.rate.clone())),
+                        &number(&|p| p.billed_units as i64),
+                        &number(&|p| p.cost_micros),
+                        &number(&|p| p.old_cost_micros),
+                        &column(&|p| p.held_by.clone()),
+                    ],
+                )?
+                .get(0);
+            if changed != chunk.len() as i64 {
+                return Err(notes::conflict(&format!(
+                    "{} of {} records from {} ({})",
+                    chunk.len() as i64 - changed,
+                    chunk.len(),
+                    chunk[0].record_id,
+                    chunk[0].kind.as_str()
+                )));
             }
         }
         for b in &run.balances {

@@ -92,12 +92,27 @@ pub fn postpaid_numbers(reference: &ReferenceData) -> HashMap<Arc<str>, Vec<Msis
     numbers
 }
 
+/// Billing, re-rating and reports read rated records from the store: with
+/// a catalogue they are kept there unless `--rated-records off` said not
+/// to, and then there is nothing to bill — say so rather than bill nothing.
+pub fn require_rated_records(settings: &Settings, command: &str) -> Result<()> {
+    if settings.catalogue.is_some() && !settings.rated_records_in_store {
+        bail!(
+            "`cdrflow {command}` reads rated records from the store, and `--rated-records off` \
+             (or `rated_records = false` in the config file) keeps them in the lake only: \
+             process with rated records on to bill them"
+        );
+    }
+    Ok(())
+}
+
 pub fn parse_period(text: &str) -> Result<BillingPeriod> {
     BillingPeriod::parse(text)
         .with_context(|| format!("`{text}` is not a billing period such as 2024-03"))
 }
 
 pub fn run(settings: &Settings, args: BillArgs) -> Result<()> {
+    require_rated_records(settings, "bill")?;
     let mut store = settings.open_store()?;
     if let Some(number) = &args.void {
         return match store.void_invoice(number)? {

@@ -210,6 +210,7 @@ pub fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
     if args.report == ReportName::ProductCosts && catalogue.is_none() {
         tracing::warn!("no --catalogue: product-costs has no wholesale costs, so no margins");
     }
+    crate::commands::bill::require_rated_records(settings, "report")?;
     let mut store = settings.open_store()?;
     let reference = store.reference()?;
     let data = report_data(&mut *store, &reference, period)?;

@@ -74,6 +74,7 @@ pub fn run(settings: &Settings, args: RerateArgs) -> Result<()> {
     let Some(catalogue) = settings.load_catalogue()? else {
         bail!("re-rating prices records under a catalogue: give --catalogue FILE (CDRFLOW_CATALOGUE), the corrected one")
     };
+    crate::commands::bill::require_rated_records(settings, "rerate")?;
     let mut store = settings.open_store()?;
     let reference = store.reference()?;
 
