@@ -257,10 +257,7 @@ pub(crate) mod invoice_rows {
     /// rows by `rated_records_by_msisdn`), each probed in the items by its
     /// key — the items have no index by invoice (see v10).
     pub(crate) fn line_records() -> String {
-        let columns: Vec<String> = super::rated_rows::COLUMNS
-            .split(',')
-            .map(|c| format!("r.{}", c.trim()))
-            .collect();
+        let columns = super::rated_rows::columns_of("r");
         format!(
             "SELECT {} FROM rated_records r JOIN invoice_items i
                 ON i.record_id = r.record_id AND i.kind = r.kind
@@ -268,7 +265,7 @@ pub(crate) mod invoice_rows {
                     ON v.customer_id = s.customer_id WHERE v.invoice_id = $1)
                 AND i.invoice_id = $1 AND i.line_no = $2
             ORDER BY r.event_time, r.record_id LIMIT $3",
-            columns.join(", ")
+            columns
         )
     }
 
@@ -278,10 +275,7 @@ pub(crate) mod invoice_rows {
     /// their event time (no subscription row counts as postpaid, as in
     /// `cdrflow bill`).
     pub(crate) fn draft_line_records() -> String {
-        let columns: Vec<String> = super::rated_rows::COLUMNS
-            .split(',')
-            .map(|c| format!("r.{}", c.trim()))
-            .collect();
+        let columns = super::rated_rows::columns_of("r");
         format!(
             "SELECT {} FROM rated_records r
             WHERE r.msisdn IN (SELECT msisdn FROM subscribers WHERE customer_id = $1)
@@ -293,7 +287,7 @@ pub(crate) mod invoice_rows {
                     WHERE s.msisdn = r.msisdn AND s.effective_from <= r.event_time
                     ORDER BY s.effective_from DESC LIMIT 1), 'postpaid') = 'postpaid'
             ORDER BY r.event_time, r.record_id LIMIT $5",
-            columns.join(", ")
+            columns
         )
     }
 
@@ -465,10 +459,7 @@ pub(crate) mod note_rows {
     /// The records held by period `$1`'s finalised invoices and by any
     /// invoice holding one of its records, by invoice.
     pub(crate) fn held() -> String {
-        let columns: Vec<String> = super::rated_rows::COLUMNS
-            .split(',')
-            .map(|c| format!("r.{}", c.trim()))
-            .collect();
+        let columns = super::rated_rows::columns_of("r");
         format!(
             "SELECT i.invoice_id, {} FROM invoice_items i JOIN rated_records r
                 ON r.msisdn = i.msisdn AND r.event_time = i.event_time
@@ -480,7 +471,7 @@ pub(crate) mod note_rows {
                     ON i2.record_id = r2.record_id AND i2.kind = r2.kind
                 WHERE r2.billing_period = $1)
             ORDER BY i.invoice_id",
-            columns.join(", ")
+            columns
         )
     }
 
@@ -785,6 +776,15 @@ pub(crate) mod rated_rows {
     use cdrflow_core::reference::{normalize_technology, BillingPeriod};
 
     use crate::{RatedQuery, StoreError};
+
+    /// [`COLUMNS`] of the table under the alias `alias`, for a join.
+    pub(crate) fn columns_of(alias: &str) -> String {
+        let columns: Vec<String> = COLUMNS
+            .split(',')
+            .map(|c| format!("{alias}.{}", c.trim()))
+            .collect();
+        columns.join(", ")
+    }
 
     /// `rated_records`' columns, in the order rows are written and read.
     pub(crate) const COLUMNS: &str =
