@@ -148,12 +148,7 @@ async fn one(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let invoice = find(&state, &principal, &key).await?;
-    let mut document: Value = serde_json::from_str(&invoice.document).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("invoice {key}'s stored document is not JSON: {e}"),
-        )
-    })?;
+    let mut document = stored_document(&invoice, &key)?;
     // Served with its current status: a voided invoice says so.
     document["status"] = json!(invoice.status.as_str());
     let wants_html = headers
@@ -218,12 +213,7 @@ async fn draft_records(
     line: u32,
     limit: u32,
 ) -> Result<Vec<Value>, ApiError> {
-    let document: Value = serde_json::from_str(&invoice.document).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("invoice {key}'s stored document is not JSON: {e}"),
-        )
-    })?;
+    let document = stored_document(invoice, key)?;
     let no_line = || {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -279,4 +269,14 @@ async fn draft_records(
     }
     records.truncate(shown as usize);
     Ok(records)
+}
+
+/// The invoice's stored document, read as JSON.
+fn stored_document(invoice: &StoredInvoice, key: &str) -> Result<Value, ApiError> {
+    serde_json::from_str(&invoice.document).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("invoice {key}'s stored document is not JSON: {e}"),
+        )
+    })
 }
