@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod analytics;
 pub mod billing;
+pub mod cdc;
 pub mod charging;
 pub mod dedup;
 pub mod formats;

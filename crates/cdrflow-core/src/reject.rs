@@ -29,10 +29,16 @@ pub enum RejectReason {
     RatingFailed,
     /// The catalogue has no rate for the record (its destination, plan, band).
     NoRate,
+    /// JSON, but not a Debezium change event (no `op`, no `after` for an insert, …).
+    NotAChangeEvent,
+    /// A change event without its WAL position (`source.lsn`, `__lsn`): it cannot be ordered.
+    ChangeWithoutPosition,
+    /// A change event column that is not what the mapping says it is.
+    InvalidChangeValue,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 23] = [
+    pub const ALL: [RejectReason; 26] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
         RejectReason::TooDeeplyNested,
@@ -56,6 +62,9 @@ impl RejectReason {
         RejectReason::UnknownEventType,
         RejectReason::RatingFailed,
         RejectReason::NoRate,
+        RejectReason::NotAChangeEvent,
+        RejectReason::ChangeWithoutPosition,
+        RejectReason::InvalidChangeValue,
     ];
 
     /// The stable snake_case name stored with the record and used in metrics.
@@ -84,6 +93,9 @@ impl RejectReason {
             RejectReason::UnknownEventType => "unknown_event_type",
             RejectReason::RatingFailed => "rating_failed",
             RejectReason::NoRate => "no_rate",
+            RejectReason::NotAChangeEvent => "not_a_change_event",
+            RejectReason::ChangeWithoutPosition => "change_without_position",
+            RejectReason::InvalidChangeValue => "invalid_change_value",
         }
     }
 
