@@ -26,6 +26,7 @@ use crate::charging::{add_delta, BalanceDeltas, RatedRecord};
 use crate::mediated::MediatedRecord;
 use crate::mediation::{Counts, Rated, RejectedRecord};
 use crate::normalize::{EpochMillis, Msisdn};
+use crate::reference::ReferenceChange;
 
 /// A state table an operator declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +93,8 @@ pub struct Checkpoint {
     pub rated_records: Vec<RatedRecord>,
     /// Prepaid balances to move, by the sum of their records' changes.
     pub balances: BalanceDeltas,
+    /// Reference data changes (from change events), in the order they apply.
+    pub reference: Vec<ReferenceChange>,
     /// Changes to the operators' state tables, in the order they apply.
     pub state: Vec<StateWrite>,
     /// Files the lake wrote for this checkpoint (filled in by the committer,
@@ -168,6 +171,7 @@ impl Checkpoint {
         for (msisdn, delta) in other.balances {
             add_delta(&mut self.balances, msisdn, delta);
         }
+        join_rows(&mut self.reference, other.reference);
         self.state.extend(other.state);
         self.lake_files.extend(other.lake_files);
     }

@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::normalize::{
-    format_timestamp, normalize_msisdn, parse_timestamp, CountryCode, Day, EpochMillis, Msisdn,
+    format_timestamp_ms, normalize_msisdn, parse_timestamp, CountryCode, Day, EpochMillis, Msisdn,
 };
 
 /// `effective_from` of a row that was always in force.
@@ -112,26 +112,46 @@ pub struct Cell {
     pub technology: &'static str,
 }
 
-/// The three kinds of reference rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A price plan as the operational database describes it (its rates are
+/// the catalogue's): what search, rankings and reports show of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub plan_id: Arc<str>,
+    pub effective_from: EpochMillis,
+    pub name: String,
+    pub description: String,
+    /// The recurring fee, in micro-units of `currency`.
+    pub monthly_fee_micros: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// The kinds of reference rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReferenceKind {
     Subscribers,
     Customers,
     Cells,
+    Plans,
 }
 
 impl ReferenceKind {
-    pub const ALL: [ReferenceKind; 3] = [
+    pub const ALL: [ReferenceKind; 4] = [
         ReferenceKind::Subscribers,
         ReferenceKind::Customers,
         ReferenceKind::Cells,
+        ReferenceKind::Plans,
     ];
+
+    pub fn parse(text: &str) -> Option<ReferenceKind> {
+        ReferenceKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ReferenceKind::Subscribers => "subscribers",
             ReferenceKind::Customers => "customers",
             ReferenceKind::Cells => "cells",
+            ReferenceKind::Plans => "plans",
         }
     }
 
@@ -153,6 +173,10 @@ impl ReferenceKind {
                 &["billing_country", "bill_cycle_day", "effective_from"],
             ),
             ReferenceKind::Cells => (&["cell_id", "region", "technology"], &["effective_from"]),
+            ReferenceKind::Plans => (
+                &["plan_id", "name"],
+                &["description", "monthly_fee", "currency", "effective_from"],
+            ),
         }
     }
 }
@@ -212,14 +236,45 @@ pub enum ReferenceRows {
     Subscribers(Vec<Subscriber>),
     Customers(Vec<Customer>),
     Cells(Vec<Cell>),
+    Plans(Vec<Plan>),
 }
 
 impl ReferenceRows {
+    pub fn empty(kind: ReferenceKind) -> ReferenceRows {
+        match kind {
+            ReferenceKind::Subscribers => ReferenceRows::Subscribers(Vec::new()),
+            ReferenceKind::Customers => ReferenceRows::Customers(Vec::new()),
+            ReferenceKind::Cells => ReferenceRows::Cells(Vec::new()),
+            ReferenceKind::Plans => ReferenceRows::Plans(Vec::new()),
+        }
+    }
+
+    pub fn kind(&self) -> ReferenceKind {
+        match self {
+            ReferenceRows::Subscribers(_) => ReferenceKind::Subscribers,
+            ReferenceRows::Customers(_) => ReferenceKind::Customers,
+            ReferenceRows::Cells(_) => ReferenceKind::Cells,
+            ReferenceRows::Plans(_) => ReferenceKind::Plans,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             ReferenceRows::Subscribers(rows) => rows.len(),
             ReferenceRows::Customers(rows) => rows.len(),
             ReferenceRows::Cells(rows) => rows.len(),
+            ReferenceRows::Plans(rows) => rows.len(),
+        }
+    }
+
+    /// One row, as a change to apply.
+    pub fn push(&mut self, row: ReferenceRow) {
+        match (self, row) {
+            (ReferenceRows::Subscribers(rows), ReferenceRow::Subscriber(r)) => rows.push(r),
+            (ReferenceRows::Customers(rows), ReferenceRow::Customer(r)) => rows.push(r),
+            (ReferenceRows::Cells(rows), ReferenceRow::Cell(r)) => rows.push(r),
+            (ReferenceRows::Plans(rows), ReferenceRow::Plan(r)) => rows.push(r),
+            (rows, row) => panic!("a {} row pushed onto {} rows", row.kind(), rows.kind()),
         }
     }
 
@@ -240,11 +295,7 @@ pub fn parse_csv(
         .from_reader(text.as_bytes());
     let header = reader.headers().map_err(|e| csv_error(&e))?.clone();
     let columns = Columns::new(kind, &header)?;
-    let mut rows = match kind {
-        ReferenceKind::Subscribers => ReferenceRows::Subscribers(Vec::new()),
-        ReferenceKind::Customers => ReferenceRows::Customers(Vec::new()),
-        ReferenceKind::Cells => ReferenceRows::Cells(Vec::new()),
-    };
+    let mut rows = ReferenceRows::empty(kind);
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(&e))?;
         let line = record.position().map_or(0, |p| p.line());
@@ -257,9 +308,109 @@ pub fn parse_csv(
             ReferenceRows::Subscribers(out) => out.push(row.subscriber(home)?),
             ReferenceRows::Customers(out) => out.push(row.customer()?),
             ReferenceRows::Cells(out) => out.push(row.cell()?),
+            ReferenceRows::Plans(out) => out.push(row.plan()?),
         }
     }
     Ok(rows)
+}
+
+/// Rows as a CSV file [`parse_csv`] reads back: a header of every column
+/// of the kind, then the rows in the order given.
+pub fn write_csv(rows: &ReferenceRows) -> String {
+    let kind = rows.kind();
+    let (required, optional) = kind.columns();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let write = |out: &mut csv::Writer<Vec<u8>>, record: &[String]| {
+        out.write_record(record).expect("writing CSV to memory");
+    };
+    let header: Vec<String> = required
+        .iter()
+        .chain(optional)
+        .map(|c| c.to_string())
+        .collect();
+    write(&mut out, &header);
+    let from = format_effective_from;
+    let or_empty = |s: Option<&str>| s.unwrap_or("").to_string();
+    match rows {
+        ReferenceRows::Subscribers(rows) => rows.iter().for_each(|r| {
+            write(
+                &mut out,
+                &[
+                    r.msisdn.to_string(),
+                    r.customer_id.to_string(),
+                    r.plan_id.to_string(),
+                    or_empty(r.region.as_deref()),
+                    r.status.as_str().into(),
+                    r.payment.as_str().into(),
+                    r.activation_date.map_or(String::new(), |d| d.to_string()),
+                    from(r.effective_from),
+                ],
+            )
+        }),
+        ReferenceRows::Customers(rows) => rows.iter().for_each(|r| {
+            write(
+                &mut out,
+                &[
+                    r.customer_id.to_string(),
+                    r.name.clone(),
+                    r.billing_country.clone(),
+                    r.bill_cycle_day.to_string(),
+                    from(r.effective_from),
+                ],
+            )
+        }),
+        ReferenceRows::Cells(rows) => rows.iter().for_each(|r| {
+            write(
+                &mut out,
+                &[
+                    r.cell_id.to_string(),
+                    r.region.to_string(),
+                    r.technology.to_string(),
+                    from(r.effective_from),
+                ],
+            )
+        }),
+        ReferenceRows::Plans(rows) => rows.iter().for_each(|r| {
+            write(
+                &mut out,
+                &[
+                    r.plan_id.to_string(),
+                    r.name.clone(),
+                    r.description.clone(),
+                    r.monthly_fee_micros.map_or(String::new(), |m| {
+                        crate::money::format_trimmed(i128::from(m), 6)
+                    }),
+                    or_empty(r.currency.as_deref()),
+                    from(r.effective_from),
+                ],
+            )
+        }),
+    }
+    String::from_utf8(out.into_inner().expect("writing CSV to memory")).expect("CSV of UTF-8 text")
+}
+
+/// A row of `kind` from named texts, read and checked as a CSV row is: the
+/// change-event mapping hands its columns over this way, so both sources
+/// accept and refuse the same values with the same words.
+pub fn row_from_texts(
+    kind: ReferenceKind,
+    texts: &[(&str, String)],
+    home: CountryCode,
+) -> Result<ReferenceRow, ReferenceError> {
+    let header: csv::StringRecord = texts.iter().map(|(name, _)| *name).collect();
+    let record: csv::StringRecord = texts.iter().map(|(_, value)| value.as_str()).collect();
+    let columns = Columns::new(kind, &header)?;
+    let row = Row {
+        line: 0,
+        record: &record,
+        columns: &columns,
+    };
+    Ok(match kind {
+        ReferenceKind::Subscribers => ReferenceRow::Subscriber(row.subscriber(home)?),
+        ReferenceKind::Customers => ReferenceRow::Customer(row.customer()?),
+        ReferenceKind::Cells => ReferenceRow::Cell(row.cell()?),
+        ReferenceKind::Plans => ReferenceRow::Plan(row.plan()?),
+    })
 }
 
 fn csv_error(e: &csv::Error) -> ReferenceError {
@@ -430,6 +581,32 @@ impl Row<'_> {
     }
 }
 
+impl Row<'_> {
+    fn plan(&self) -> Result<Plan, ReferenceError> {
+        let monthly_fee_micros = self
+            .get("monthly_fee")
+            .map(|text| money_micros(text).map_err(|why| self.error("monthly_fee", why)))
+            .transpose()?;
+        Ok(Plan {
+            plan_id: self.required("plan_id")?.into(),
+            effective_from: self.effective_from()?,
+            name: self.required("name")?.to_string(),
+            description: self.get("description").unwrap_or("").to_string(),
+            monthly_fee_micros,
+            currency: self.get("currency").map(str::to_string),
+        })
+    }
+}
+
+/// A decimal amount as micro-units, refused past 6 decimals rather than cut.
+pub fn money_micros(text: &str) -> Result<i64, String> {
+    let decimal = crate::money::Decimal::parse(text).map_err(|e| e.to_string())?;
+    decimal
+        .scaled_to_integer(6)
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or_else(|| format!("`{text}` has more than 6 decimals or is too large for an amount"))
+}
+
 /// An instant (RFC 3339) or a date (midnight UTC).
 fn parse_effective_from(text: &str) -> Result<EpochMillis, String> {
     if let Some(day) = Day::parse(text) {
@@ -440,11 +617,12 @@ fn parse_effective_from(text: &str) -> Result<EpochMillis, String> {
     })
 }
 
-/// `effective_from` as text: empty for [`ALWAYS`].
+/// `effective_from` as text (milliseconds written when there are any):
+/// empty for [`ALWAYS`].
 pub fn format_effective_from(at: EpochMillis) -> String {
     match at {
         ALWAYS => String::new(),
-        at => format_timestamp(at),
+        at => format_timestamp_ms(at),
     }
 }
 
@@ -453,8 +631,49 @@ pub fn format_effective_from(at: EpochMillis) -> String {
 /// one row is kept in the map's own slot: looking a subscriber up is one
 /// memory access fewer than with the rows on the heap (the rater does it
 /// for every record).
+///
+/// A removal (the row deleted at the source) is an entry too: from then
+/// until a later row, the id is unknown.
 #[derive(Clone, Debug)]
-struct History<T>(SmallVec<[T; 1]>);
+struct History<T>(SmallVec<[Entry<T>; 1]>);
+
+#[derive(Clone, Debug)]
+enum Entry<T> {
+    Row(T),
+    Removed(EpochMillis),
+}
+
+/// A reference row's id and the instant it took effect.
+pub trait Effective {
+    fn effective_from(&self) -> EpochMillis;
+}
+
+macro_rules! effective {
+    ($($row:ty),*) => {$(
+        impl Effective for $row {
+            fn effective_from(&self) -> EpochMillis {
+                self.effective_from
+            }
+        }
+    )*};
+}
+effective!(Subscriber, Customer, Cell, Plan);
+
+impl<T: Effective> Entry<T> {
+    fn from(&self) -> EpochMillis {
+        match self {
+            Entry::Row(row) => row.effective_from(),
+            Entry::Removed(at) => *at,
+        }
+    }
+
+    fn row(&self) -> Option<&T> {
+        match self {
+            Entry::Row(row) => Some(row),
+            Entry::Removed(_) => None,
+        }
+    }
+}
 
 impl<T> Default for History<T> {
     fn default() -> Self {
@@ -462,18 +681,84 @@ impl<T> Default for History<T> {
     }
 }
 
-impl<T> History<T> {
-    fn at(&self, time: EpochMillis, from: impl Fn(&T) -> EpochMillis) -> Option<&T> {
-        let after = self.0.partition_point(|row| from(row) <= time);
-        after.checked_sub(1).map(|i| &self.0[i])
+impl<T: Effective> History<T> {
+    fn at(&self, time: EpochMillis) -> Option<&T> {
+        let after = self.0.partition_point(|entry| entry.from() <= time);
+        after.checked_sub(1).and_then(|i| self.0[i].row())
     }
 
-    /// Adds `row`, replacing one that took effect at the same instant.
-    fn put(&mut self, row: T, from: impl Fn(&T) -> EpochMillis) {
-        let at = from(&row);
-        match self.0.binary_search_by_key(&at, &from) {
-            Ok(i) => self.0[i] = row,
-            Err(i) => self.0.insert(i, row),
+    /// Adds `entry`, replacing one that took effect at the same instant.
+    fn put(&mut self, entry: Entry<T>) {
+        let at = entry.from();
+        match self.0.binary_search_by_key(&at, Entry::from) {
+            Ok(i) => self.0[i] = entry,
+            Err(i) => self.0.insert(i, entry),
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().filter_map(Entry::row)
+    }
+
+    /// The row in force after every change: `None` once removed.
+    fn current(&self) -> Option<&T> {
+        self.0.last().and_then(Entry::row)
+    }
+}
+
+/// A change to the reference data, as a change event brings it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceChange {
+    /// A row in force from its `effective_from`.
+    Put(ReferenceRow),
+    /// The id is unknown from `at` (its row was deleted at the source).
+    Remove {
+        kind: ReferenceKind,
+        id: String,
+        at: EpochMillis,
+    },
+    /// Every id of the kind is unknown from `at` (the table was truncated).
+    RemoveAll {
+        kind: ReferenceKind,
+        at: EpochMillis,
+    },
+}
+
+/// One reference row of any kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceRow {
+    Subscriber(Subscriber),
+    Customer(Customer),
+    Cell(Cell),
+    Plan(Plan),
+}
+
+impl ReferenceRow {
+    pub fn kind(&self) -> ReferenceKind {
+        match self {
+            ReferenceRow::Subscriber(_) => ReferenceKind::Subscribers,
+            ReferenceRow::Customer(_) => ReferenceKind::Customers,
+            ReferenceRow::Cell(_) => ReferenceKind::Cells,
+            ReferenceRow::Plan(_) => ReferenceKind::Plans,
+        }
+    }
+
+    /// The id, as the store keys it (a number in E.164).
+    pub fn id(&self) -> String {
+        match self {
+            ReferenceRow::Subscriber(r) => r.msisdn.to_string(),
+            ReferenceRow::Customer(r) => r.customer_id.to_string(),
+            ReferenceRow::Cell(r) => r.cell_id.to_string(),
+            ReferenceRow::Plan(r) => r.plan_id.to_string(),
+        }
+    }
+
+    pub fn effective_from(&self) -> EpochMillis {
+        match self {
+            ReferenceRow::Subscriber(r) => r.effective_from,
+            ReferenceRow::Customer(r) => r.effective_from,
+            ReferenceRow::Cell(r) => r.effective_from,
+            ReferenceRow::Plan(r) => r.effective_from,
         }
     }
 }
@@ -484,6 +769,7 @@ pub struct ReferenceData {
     subscribers: FxHashMap<Msisdn, History<Subscriber>>,
     customers: FxHashMap<Arc<str>, History<Customer>>,
     cells: FxHashMap<Arc<str>, History<Cell>>,
+    plans: FxHashMap<Arc<str>, History<Plan>>,
     /// One `Arc` per distinct customer id, plan and region name, shared by
     /// every row naming it: a rated record clones its plan and region, and
     /// a shared count stays in cache where one per subscriber would miss;
@@ -494,35 +780,33 @@ pub struct ReferenceData {
 
 impl ReferenceData {
     pub fn is_empty(&self) -> bool {
-        self.subscribers.is_empty() && self.customers.is_empty() && self.cells.is_empty()
+        ReferenceKind::ALL.into_iter().all(|k| self.len(k) == 0)
     }
 
-    /// How many rows of each kind (every effective time counted).
+    /// How many entries of each kind (every effective time counted, removals too).
     pub fn len(&self, kind: ReferenceKind) -> usize {
+        self.effective_times(kind).count()
+    }
+
+    fn effective_times(&self, kind: ReferenceKind) -> Box<dyn Iterator<Item = EpochMillis> + '_> {
+        fn times<K, T: Effective>(
+            map: &FxHashMap<K, History<T>>,
+        ) -> Box<dyn Iterator<Item = EpochMillis> + '_> {
+            Box::new(map.values().flat_map(|h| h.0.iter().map(Entry::from)))
+        }
         match kind {
-            ReferenceKind::Subscribers => self.subscribers.values().map(|h| h.0.len()).sum(),
-            ReferenceKind::Customers => self.customers.values().map(|h| h.0.len()).sum(),
-            ReferenceKind::Cells => self.cells.values().map(|h| h.0.len()).sum(),
+            ReferenceKind::Subscribers => times(&self.subscribers),
+            ReferenceKind::Customers => times(&self.customers),
+            ReferenceKind::Cells => times(&self.cells),
+            ReferenceKind::Plans => times(&self.plans),
         }
     }
 
     /// The latest `effective_from` of any row, if any is not [`ALWAYS`].
     pub fn latest_change(&self) -> Option<EpochMillis> {
-        let subscribers = self
-            .subscribers
-            .values()
-            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        let customers = self
-            .customers
-            .values()
-            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        let cells = self
-            .cells
-            .values()
-            .flat_map(|h| h.0.iter().map(|r| r.effective_from));
-        subscribers
-            .chain(customers)
-            .chain(cells)
+        ReferenceKind::ALL
+            .into_iter()
+            .flat_map(|k| self.effective_times(k))
             .filter(|t| *t != ALWAYS)
             .max()
     }
@@ -534,6 +818,68 @@ impl ReferenceData {
             }
             ReferenceRows::Customers(rows) => rows.into_iter().for_each(|r| self.put_customer(r)),
             ReferenceRows::Cells(rows) => rows.into_iter().for_each(|r| self.put_cell(r)),
+            ReferenceRows::Plans(rows) => rows.into_iter().for_each(|r| self.put_plan(r)),
+        }
+    }
+
+    pub fn put_row(&mut self, row: ReferenceRow) {
+        match row {
+            ReferenceRow::Subscriber(r) => self.put_subscriber(r),
+            ReferenceRow::Customer(r) => self.put_customer(r),
+            ReferenceRow::Cell(r) => self.put_cell(r),
+            ReferenceRow::Plan(r) => self.put_plan(r),
+        }
+    }
+
+    /// Applies a change as the store does.
+    pub fn apply(&mut self, change: ReferenceChange) {
+        match change {
+            ReferenceChange::Put(row) => self.put_row(row),
+            ReferenceChange::Remove { kind, id, at } => self.remove(kind, &id, at),
+            ReferenceChange::RemoveAll { kind, at } => {
+                fn all<K, T: Effective>(map: &mut FxHashMap<K, History<T>>, at: EpochMillis) {
+                    map.values_mut()
+                        .filter(|h| h.at(at).is_some())
+                        .for_each(|h| h.put(Entry::Removed(at)));
+                }
+                match kind {
+                    ReferenceKind::Subscribers => all(&mut self.subscribers, at),
+                    ReferenceKind::Customers => all(&mut self.customers, at),
+                    ReferenceKind::Cells => all(&mut self.cells, at),
+                    ReferenceKind::Plans => all(&mut self.plans, at),
+                }
+            }
+        }
+    }
+
+    /// `id` unknown from `at` on (a subscriber's id is its number in E.164;
+    /// an id not known as a number is not a subscriber, so nothing changes).
+    pub fn remove(&mut self, kind: ReferenceKind, id: &str, at: EpochMillis) {
+        match kind {
+            ReferenceKind::Subscribers => {
+                // E.164 with its `+`: the home country plays no part.
+                if let Ok(msisdn) = normalize_msisdn(id, CountryCode::SOUTH_AFRICA) {
+                    self.subscribers
+                        .entry(msisdn)
+                        .or_default()
+                        .put(Entry::Removed(at));
+                }
+            }
+            ReferenceKind::Customers => self
+                .customers
+                .entry(id.into())
+                .or_default()
+                .put(Entry::Removed(at)),
+            ReferenceKind::Cells => self
+                .cells
+                .entry(id.into())
+                .or_default()
+                .put(Entry::Removed(at)),
+            ReferenceKind::Plans => self
+                .plans
+                .entry(id.into())
+                .or_default()
+                .put(Entry::Removed(at)),
         }
     }
 
@@ -553,42 +899,74 @@ impl ReferenceData {
         row.plan_id = self.shared(row.plan_id);
         row.region = row.region.map(|region| self.shared(region));
         let history = self.subscribers.entry(row.msisdn).or_default();
-        history.put(row, |r| r.effective_from);
+        history.put(Entry::Row(row));
     }
 
     pub fn put_customer(&mut self, mut row: Customer) {
         row.customer_id = self.shared(row.customer_id);
         let history = self.customers.entry(row.customer_id.clone()).or_default();
-        history.put(row, |r| r.effective_from);
+        history.put(Entry::Row(row));
     }
 
     pub fn put_cell(&mut self, mut row: Cell) {
         row.region = self.shared(row.region);
         let history = self.cells.entry(row.cell_id.clone()).or_default();
-        history.put(row, |r| r.effective_from);
+        history.put(Entry::Row(row));
+    }
+
+    pub fn put_plan(&mut self, mut row: Plan) {
+        row.plan_id = self.shared(row.plan_id);
+        let history = self.plans.entry(row.plan_id.clone()).or_default();
+        history.put(Entry::Row(row));
     }
 
     pub fn subscriber_at(&self, msisdn: Msisdn, at: EpochMillis) -> Option<&Subscriber> {
-        self.subscribers.get(&msisdn)?.at(at, |r| r.effective_from)
+        self.subscribers.get(&msisdn)?.at(at)
     }
 
     /// `id` as a subscriber row names it (the `Arc` the customer is keyed by).
     pub fn customer_at(&self, id: &Arc<str>, at: EpochMillis) -> Option<&Customer> {
-        self.customers.get(id)?.at(at, |r| r.effective_from)
+        self.customers.get(id)?.at(at)
     }
 
     /// Every subscription's rows, oldest first, in no particular number order.
-    pub fn subscriptions(&self) -> impl Iterator<Item = &[Subscriber]> {
-        self.subscribers.values().map(|h| &h.0[..])
-    }
-
-    /// Every customer's rows, oldest first, in no particular order.
-    pub fn customer_histories(&self) -> impl Iterator<Item = &[Customer]> {
-        self.customers.values().map(|h| &h.0[..])
+    pub fn subscriptions(&self) -> impl Iterator<Item = impl Iterator<Item = &Subscriber>> {
+        self.subscribers.values().map(History::rows)
     }
 
     pub fn cell_at(&self, id: &str, at: EpochMillis) -> Option<&Cell> {
-        self.cells.get(id)?.at(at, |r| r.effective_from)
+        self.cells.get(id)?.at(at)
+    }
+
+    pub fn plan_at(&self, id: &str, at: EpochMillis) -> Option<&Plan> {
+        self.plans.get(id)?.at(at)
+    }
+
+    /// The rows in force once every change so far has taken effect — what
+    /// the source tables hold now — by id.
+    pub fn current(&self, kind: ReferenceKind) -> ReferenceRows {
+        fn current<K, T: Effective + Clone>(
+            map: &FxHashMap<K, History<T>>,
+            id: impl Fn(&T) -> String,
+        ) -> Vec<T> {
+            let mut rows: Vec<T> = map.values().filter_map(History::current).cloned().collect();
+            rows.sort_by_cached_key(|r| id(r));
+            rows
+        }
+        match kind {
+            ReferenceKind::Subscribers => {
+                ReferenceRows::Subscribers(current(&self.subscribers, |r| r.msisdn.to_string()))
+            }
+            ReferenceKind::Customers => {
+                ReferenceRows::Customers(current(&self.customers, |r| r.customer_id.to_string()))
+            }
+            ReferenceKind::Cells => {
+                ReferenceRows::Cells(current(&self.cells, |r| r.cell_id.to_string()))
+            }
+            ReferenceKind::Plans => {
+                ReferenceRows::Plans(current(&self.plans, |r| r.plan_id.to_string()))
+            }
+        }
     }
 }
 
@@ -737,6 +1115,39 @@ mod tests {
             let error = parse_csv(kind, text, ZA).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn an_export_reads_back_as_the_rows_it_wrote_and_removals_hide_an_id() {
+        let texts = [
+            (ReferenceKind::Subscribers, "msisdn,customer_id,plan_id,region,payment,activation_date,effective_from\n+27821234567,\"C, 1\",gold,north,prepaid,2024-03-01,2024-03-01T10:00:00.5Z\n"),
+            (ReferenceKind::Plans, "plan_id,name,description,monthly_fee,currency\ngold,Gold,\"All you can eat\",149.99,ZAR\nfree,Free,,,\n"),
+        ];
+        for (kind, text) in texts {
+            let rows = parse_csv(kind, text, ZA).unwrap();
+            let again = parse_csv(kind, &write_csv(&rows), ZA).unwrap();
+            assert_eq!(again, rows, "{kind}");
+        }
+        let mut data = ReferenceData::default();
+        data.put(parse_csv(ReferenceKind::Plans, texts[1].1, ZA).unwrap());
+        data.apply(ReferenceChange::Remove {
+            kind: ReferenceKind::Plans,
+            id: "free".into(),
+            at: 5_000,
+        });
+        assert!(data.plan_at("free", 4_999).is_some());
+        assert!(data.plan_at("free", 5_000).is_none());
+        let ReferenceRows::Plans(current) = data.current(ReferenceKind::Plans) else {
+            panic!("plans")
+        };
+        let ids: Vec<&str> = current.iter().map(|p| &*p.plan_id).collect();
+        assert_eq!(ids, ["gold"]);
+        data.apply(ReferenceChange::RemoveAll {
+            kind: ReferenceKind::Plans,
+            at: 6_000,
+        });
+        assert!(data.current(ReferenceKind::Plans).is_empty());
+        assert!(data.plan_at("gold", 5_999).is_some());
     }
 
     #[test]

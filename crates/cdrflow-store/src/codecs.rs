@@ -388,6 +388,27 @@ pub(crate) mod invoice_rows {
 /// invoices, BENCHMARKS.md); the few readers by invoice find a line's
 /// records through its customer's numbers (hence subscribers by
 /// customer), or scan (void, re-rating).
+/// Migration v11, the same in both stores (issue 14): plans as reference
+/// data (what search and rankings show of them; their rates stay the
+/// catalogue's), and removals — an id deleted at the source is unknown
+/// from that instant until a later row.
+pub(crate) const CDC_V11: &str = "
+    CREATE TABLE plans (
+        plan_id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        monthly_fee_micros BIGINT,
+        currency TEXT,
+        PRIMARY KEY (plan_id, effective_from)
+    );
+    CREATE TABLE reference_removals (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        PRIMARY KEY (kind, id, effective_from)
+    );";
+
 pub(crate) const ITEMS_BY_KEY_ONLY_V10: &str = "
     DROP INDEX IF EXISTS invoice_items_by_line;
     CREATE INDEX subscribers_by_customer ON subscribers (customer_id);";
@@ -640,7 +661,8 @@ pub(crate) mod reference_rows {
     use cdrflow_core::normalize::Day;
     use cdrflow_core::reference::ReferenceKind;
     use cdrflow_core::reference::{
-        normalize_technology, Cell, Customer, Payment, Status, Subscriber,
+        normalize_technology, Cell, Customer, Payment, Plan, ReferenceChange, ReferenceRow,
+        ReferenceRows, Status, Subscriber,
     };
 
     use crate::StoreError;
@@ -666,7 +688,153 @@ pub(crate) mod reference_rows {
                 "bill_cycle_day",
             ],
             ReferenceKind::Cells => &["cell_id", "effective_from", "region", "technology"],
+            ReferenceKind::Plans => &[
+                "plan_id",
+                "effective_from",
+                "name",
+                "description",
+                "monthly_fee_micros",
+                "currency",
+            ],
         }
+    }
+
+    /// A value to bind, typed as its column is (a NULL too: PostgreSQL
+    /// checks a parameter's type against the column's).
+    pub(crate) enum Param {
+        Text(Option<String>),
+        Int(Option<i64>),
+        Int32(i32),
+    }
+
+    /// A row's values, in [`columns`] order.
+    pub(crate) fn params(row: &ReferenceRow) -> Vec<Param> {
+        use Param::*;
+        let text = |s: &str| Text(Some(s.to_string()));
+        match row {
+            ReferenceRow::Subscriber(r) => vec![
+                text(&r.msisdn.to_string()),
+                Int(Some(r.effective_from)),
+                text(&r.customer_id),
+                text(&r.plan_id),
+                Text(r.region.as_deref().map(str::to_string)),
+                text(r.status.as_str()),
+                text(r.payment.as_str()),
+                Text(r.activation_date.map(|d| d.to_string())),
+            ],
+            ReferenceRow::Customer(r) => vec![
+                text(&r.customer_id),
+                Int(Some(r.effective_from)),
+                text(&r.name),
+                text(&r.billing_country),
+                Int32(i32::from(r.bill_cycle_day)),
+            ],
+            ReferenceRow::Cell(r) => vec![
+                text(&r.cell_id),
+                Int(Some(r.effective_from)),
+                text(&r.region),
+                text(r.technology),
+            ],
+            ReferenceRow::Plan(r) => vec![
+                text(&r.plan_id),
+                Int(Some(r.effective_from)),
+                text(&r.name),
+                text(&r.description),
+                Int(r.monthly_fee_micros),
+                Text(r.currency.clone()),
+            ],
+        }
+    }
+
+    /// A file's rows as changes: each a row put.
+    pub(crate) fn puts(rows: &ReferenceRows) -> Vec<ReferenceChange> {
+        let put = |row| ReferenceChange::Put(row);
+        match rows {
+            ReferenceRows::Subscribers(r) => r
+                .iter()
+                .cloned()
+                .map(ReferenceRow::Subscriber)
+                .map(put)
+                .collect(),
+            ReferenceRows::Customers(r) => r
+                .iter()
+                .cloned()
+                .map(ReferenceRow::Customer)
+                .map(put)
+                .collect(),
+            ReferenceRows::Cells(r) => r.iter().cloned().map(ReferenceRow::Cell).map(put).collect(),
+            ReferenceRows::Plans(r) => r.iter().cloned().map(ReferenceRow::Plan).map(put).collect(),
+        }
+    }
+
+    /// The statements that apply `change`, with `placeholder(i)` for the
+    /// i-th value (from 1). A row put replaces a removal at the same
+    /// instant and a removal a row (one entry per id and instant).
+    pub(crate) fn change_sql(
+        change: &ReferenceChange,
+        placeholder: fn(usize) -> String,
+    ) -> Vec<(String, Vec<Param>)> {
+        let p = placeholder;
+        let text = |s: &str| Param::Text(Some(s.to_string()));
+        match change {
+            ReferenceChange::Put(row) => {
+                let kind = row.kind();
+                vec![
+                    (
+                        format!(
+                            "DELETE FROM reference_removals WHERE kind = {} AND id = {} AND effective_from = {}",
+                            p(1), p(2), p(3)
+                        ),
+                        vec![text(kind.as_str()), text(&row.id()), Param::Int(Some(row.effective_from()))],
+                    ),
+                    (upsert_sql(kind, placeholder), params(row)),
+                ]
+            }
+            ReferenceChange::Remove { kind, id, at } => vec![
+                (
+                    format!(
+                        "DELETE FROM {} WHERE {} = {} AND effective_from = {}",
+                        kind.as_str(),
+                        columns(*kind)[0],
+                        p(1),
+                        p(2)
+                    ),
+                    vec![text(id), Param::Int(Some(*at))],
+                ),
+                (
+                    format!(
+                        "INSERT INTO reference_removals (kind, id, effective_from) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
+                        p(1), p(2), p(3)
+                    ),
+                    vec![text(kind.as_str()), text(id), Param::Int(Some(*at))],
+                ),
+            ],
+            ReferenceChange::RemoveAll { kind, at } => vec![
+                (
+                    format!(
+                        "INSERT INTO reference_removals (kind, id, effective_from)
+                         SELECT DISTINCT {}, {id}, {} FROM {table} ON CONFLICT DO NOTHING",
+                        p(1),
+                        p(2),
+                        id = columns(*kind)[0],
+                        table = kind.as_str(),
+                    ),
+                    vec![text(kind.as_str()), Param::Int(Some(*at))],
+                ),
+                (
+                    format!("DELETE FROM {} WHERE effective_from = {}", kind.as_str(), p(1)),
+                    vec![Param::Int(Some(*at))],
+                ),
+            ],
+        }
+    }
+
+    pub(crate) const SELECT_REMOVALS: &str =
+        "SELECT kind, id, effective_from FROM reference_removals ORDER BY kind, id, effective_from";
+
+    /// A stored removal's kind.
+    pub(crate) fn removal_kind(kind: &str) -> Result<ReferenceKind, StoreError> {
+        ReferenceKind::parse(kind).ok_or_else(|| corrupt("reference_removals", "the kind", kind))
     }
 
     /// The upsert of one row, with `placeholder(i)` for the i-th value (from 1).
@@ -751,6 +919,24 @@ pub(crate) mod reference_rows {
                     )
                 })?,
         })
+    }
+
+    pub(crate) fn plan(
+        plan_id: &str,
+        effective_from: i64,
+        name: String,
+        description: String,
+        monthly_fee_micros: Option<i64>,
+        currency: Option<String>,
+    ) -> Plan {
+        Plan {
+            plan_id: plan_id.into(),
+            effective_from,
+            name,
+            description,
+            monthly_fee_micros,
+            currency,
+        }
     }
 
     pub(crate) fn cell(

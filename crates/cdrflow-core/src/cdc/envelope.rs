@@ -140,9 +140,13 @@ impl ChangeEvent {
 pub enum Decoded {
     Change(ChangeEvent),
     /// A null value: Kafka's compaction marker after a delete.
-    Tombstone { key: Option<Row> },
+    Tombstone {
+        key: Option<Row>,
+    },
     /// A logical decoding message (`op` `m`): nothing to apply.
-    Message { prefix: Option<String> },
+    Message {
+        prefix: Option<String>,
+    },
 }
 
 /// Why a message is not a change cdrflow can apply.
@@ -340,14 +344,15 @@ fn envelope(
     };
     let lsn = int_of(&source, "lsn", "`source`'s")?.ok_or_else(|| {
         ChangeError::NoPosition(
-            "`source` has no `lsn`: cdrflow orders changes by their PostgreSQL WAL position"
-                .into(),
+            "`source` has no `lsn`: cdrflow orders changes by their PostgreSQL WAL position".into(),
         )
     })?;
     let order = match fields.get("transaction") {
-        Some(raw) if raw.get().trim() != "null" => {
-            int_of(&object(raw, "`transaction`")?, "total_order", "`transaction`'s")?
-        }
+        Some(raw) if raw.get().trim() != "null" => int_of(
+            &object(raw, "`transaction`")?,
+            "total_order",
+            "`transaction`'s",
+        )?,
         _ => None,
     };
     let side = |name: &str| -> Result<Option<Row>, ChangeError> {
@@ -362,7 +367,10 @@ fn envelope(
     let (before, after) = (side("before")?, side("after")?);
     match op {
         Op::Create | Op::Update | Op::Read if after.is_none() => {
-            return Err(not_a_change(format!("a `{}` event without `after`", op.code())))
+            return Err(not_a_change(format!(
+                "a `{}` event without `after`",
+                op.code()
+            )))
         }
         Op::Delete if before.is_none() && key.is_none() => {
             return Err(not_a_change(
@@ -457,7 +465,9 @@ fn new_record_state(
         None => Snapshot::No,
     };
     let columns = row(
-        fields.into_iter().filter(|(name, _)| !name.starts_with("__")),
+        fields
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("__")),
         schema,
     )?;
     let (before, after) = match op {

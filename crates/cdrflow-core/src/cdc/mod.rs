@@ -8,9 +8,11 @@
 //! changes out.
 
 pub mod envelope;
+pub mod mapping;
 pub mod value;
 
 pub use envelope::{decode, ChangeError, ChangeEvent, ChangePosition, Decoded, Op, Snapshot};
+pub use mapping::{Adjustment, Entity, Mapping, MappingError, TableMapping};
 pub use value::{Row, TimeUnit, Value};
 
 #[cfg(test)]
@@ -46,9 +48,12 @@ mod tests {
         let mut out = String::new();
         match decoded {
             Err(e) => writeln!(out, "reject {}", e.reason().as_str()).unwrap(),
-            Ok(Decoded::Tombstone { key }) => {
-                writeln!(out, "tombstone key: {}", key.as_ref().map(row).unwrap_or_default()).unwrap()
-            }
+            Ok(Decoded::Tombstone { key }) => writeln!(
+                out,
+                "tombstone key: {}",
+                key.as_ref().map(row).unwrap_or_default()
+            )
+            .unwrap(),
             Ok(Decoded::Message { prefix }) => {
                 writeln!(out, "message prefix={}", prefix.as_deref().unwrap_or("-")).unwrap()
             }

@@ -50,7 +50,10 @@ pub struct Row(pub Vec<(String, Value)>);
 impl Row {
     /// The column's value; `None` when the row has no such column.
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.0.iter().find(|(name, _)| name == column).map(|(_, v)| v)
+        self.0
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, v)| v)
     }
 }
 
@@ -103,7 +106,10 @@ const MILLI_TIMESTAMPS: [&str; 2] = [
     "io.debezium.time.Timestamp",
     "org.apache.kafka.connect.data.Timestamp",
 ];
-const DATES: [&str; 2] = ["io.debezium.time.Date", "org.apache.kafka.connect.data.Date"];
+const DATES: [&str; 2] = [
+    "io.debezium.time.Date",
+    "org.apache.kafka.connect.data.Date",
+];
 
 /// Reads one value by its schema (when the event has schemas).
 pub fn decode_value(raw: &RawValue, schema: Option<&ConnectSchema>) -> Result<Value, String> {
@@ -129,8 +135,11 @@ pub fn decode_value(raw: &RawValue, schema: Option<&ConnectSchema>) -> Result<Va
                 scale: schema.scale()?,
             }))
         }
-        Some(VARIABLE_SCALE_DECIMAL) => variable_scale_decimal(raw)
-            .ok_or_else(|| format!("`{text}` is not a VariableScaleDecimal (`{{\"scale\":…,\"value\":\"base64\"}}`)"))?,
+        Some(VARIABLE_SCALE_DECIMAL) => variable_scale_decimal(raw).ok_or_else(|| {
+            format!(
+                "`{text}` is not a VariableScaleDecimal (`{{\"scale\":…,\"value\":\"base64\"}}`)"
+            )
+        })?,
         Some(ZONED_TIMESTAMP) => Ok(Value::Instant(parse_instant_micros(&string()?)?)),
         Some(MICRO_TIMESTAMP) => Ok(Value::Instant(int()?)),
         Some(NANO_TIMESTAMP) => Ok(Value::Instant(int()?.div_euclid(1000))),
@@ -234,7 +243,8 @@ pub fn unscaled(text: &str) -> Result<i128, String> {
 /// RFC 3339 (Debezium's `ZonedTimestamp`: `2024-03-01T10:15:30.123456+01:00`)
 /// to microseconds, keeping the fraction's fourth to sixth digits.
 pub fn parse_instant_micros(text: &str) -> Result<i64, String> {
-    let millis = parse_timestamp(text).map_err(|_| format!("`{text}` is not an RFC 3339 instant"))?;
+    let millis =
+        parse_timestamp(text).map_err(|_| format!("`{text}` is not an RFC 3339 instant"))?;
     let fraction = text
         .trim()
         .get(19..)
@@ -389,7 +399,13 @@ mod tests {
             r#"{"type":"bytes","name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"10"},"field":"price"}"#,
         );
         // 1250 = 0x04E2; -1250 = 0xFB1E; 128 needs a leading zero byte (0x0080).
-        for (b64, mantissa) in [("BOI=", 1250), ("+x4=", -1250), ("AIA=", 128), ("gA==", -128), ("", 0)] {
+        for (b64, mantissa) in [
+            ("BOI=", 1250),
+            ("+x4=", -1250),
+            ("AIA=", 128),
+            ("gA==", -128),
+            ("", 0),
+        ] {
             assert_eq!(
                 decode_value(&raw(&format!("\"{b64}\"")), Some(&price)).unwrap(),
                 Value::Decimal(Decimal { mantissa, scale: 2 }),
@@ -416,14 +432,27 @@ mod tests {
 
     #[test]
     fn timestamps_by_their_logical_type() {
-        let named = |name: &str, kind: &str| schema(&format!(r#"{{"type":"{kind}","name":"{name}"}}"#));
+        let named =
+            |name: &str, kind: &str| schema(&format!(r#"{{"type":"{kind}","name":"{name}"}}"#));
         let at = 1_709_288_130_123_456i64; // 2024-03-01T10:15:30.123456Z
         let cases = [
             (named(MICRO_TIMESTAMP, "int64"), at.to_string(), at),
             (named(NANO_TIMESTAMP, "int64"), format!("{at}789"), at),
-            (named(MILLI_TIMESTAMPS[0], "int64"), (at / 1000).to_string(), at / 1000 * 1000),
-            (named(MILLI_TIMESTAMPS[1], "int64"), (at / 1000).to_string(), at / 1000 * 1000),
-            (named(ZONED_TIMESTAMP, "string"), "\"2024-03-01T11:15:30.123456+01:00\"".into(), at),
+            (
+                named(MILLI_TIMESTAMPS[0], "int64"),
+                (at / 1000).to_string(),
+                at / 1000 * 1000,
+            ),
+            (
+                named(MILLI_TIMESTAMPS[1], "int64"),
+                (at / 1000).to_string(),
+                at / 1000 * 1000,
+            ),
+            (
+                named(ZONED_TIMESTAMP, "string"),
+                "\"2024-03-01T11:15:30.123456+01:00\"".into(),
+                at,
+            ),
         ];
         for (schema, text, micros) in cases {
             assert_eq!(
@@ -479,7 +508,9 @@ mod tests {
             .unwrap_err()
             .contains("scale"));
         assert_eq!(
-            Value::Int(1_709_288_130_123).instant_micros(TimeUnit::Millis).unwrap(),
+            Value::Int(1_709_288_130_123)
+                .instant_micros(TimeUnit::Millis)
+                .unwrap(),
             Some(1_709_288_130_123_000)
         );
         assert_eq!(

@@ -1,61 +1,15 @@
-//! PostgreSQL: reference data (subscribers, customers, cells).
+//! PostgreSQL: reference data (subscribers, customers, cells, plans, removals).
 
-use cdrflow_core::reference::{ReferenceData, ReferenceKind, ReferenceRows};
+use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind, ReferenceRows};
 use postgres::types::ToSql;
 
 use super::*;
-use crate::codecs::reference_rows::{self, select_sql, upsert_sql};
+use crate::codecs::reference_rows::{self, change_sql, puts, select_sql, Param};
 
 impl Reference for PgStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
-        let kind = match rows {
-            ReferenceRows::Subscribers(_) => ReferenceKind::Subscribers,
-            ReferenceRows::Customers(_) => ReferenceKind::Customers,
-            ReferenceRows::Cells(_) => ReferenceKind::Cells,
-        };
-        let upsert = tx.prepare(&upsert_sql(kind, |i| format!("${i}")))?;
-        match rows {
-            ReferenceRows::Subscribers(rows) => {
-                for r in rows {
-                    let date = r.activation_date.map(|d| d.to_string());
-                    let values: [&(dyn ToSql + Sync); 8] = [
-                        &r.msisdn.to_string(),
-                        &r.effective_from,
-                        &&*r.customer_id,
-                        &&*r.plan_id,
-                        &r.region.as_deref(),
-                        &r.status.as_str(),
-                        &r.payment.as_str(),
-                        &date,
-                    ];
-                    tx.execute(&upsert, &values)?;
-                }
-            }
-            ReferenceRows::Customers(rows) => {
-                for r in rows {
-                    let values: [&(dyn ToSql + Sync); 5] = [
-                        &&*r.customer_id,
-                        &r.effective_from,
-                        &r.name,
-                        &r.billing_country,
-                        &i32::from(r.bill_cycle_day),
-                    ];
-                    tx.execute(&upsert, &values)?;
-                }
-            }
-            ReferenceRows::Cells(rows) => {
-                for r in rows {
-                    let values: [&(dyn ToSql + Sync); 4] = [
-                        &&*r.cell_id,
-                        &r.effective_from,
-                        &&*r.region,
-                        &&*r.technology,
-                    ];
-                    tx.execute(&upsert, &values)?;
-                }
-            }
-        }
+        write_changes(&mut tx, &puts(rows))?;
         tx.commit()?;
         Ok(())
     }
@@ -92,6 +46,41 @@ impl Reference for PgStore {
                 r.get(3),
             )?);
         }
+        for r in client.query(&select_sql(ReferenceKind::Plans), &[])? {
+            data.put_plan(reference_rows::plan(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            ));
+        }
+        for r in client.query(reference_rows::SELECT_REMOVALS, &[])? {
+            let kind = reference_rows::removal_kind(r.get(0))?;
+            data.remove(kind, r.get(1), r.get(2));
+        }
         Ok(data)
     }
+}
+
+/// Applies reference changes in `tx`, in order.
+pub(super) fn write_changes(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    for change in changes {
+        for (sql, params) in change_sql(change, |i| format!("${i}")) {
+            let values: Vec<Box<dyn ToSql + Sync>> = params
+                .into_iter()
+                .map(|p| -> Box<dyn ToSql + Sync> {
+                    match p {
+                        Param::Text(t) => Box::new(t),
+                        Param::Int(i) => Box::new(i),
+                        Param::Int32(i) => Box::new(i),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v).collect();
+            tx.execute(sql.as_str(), &refs)?;
+        }
+    }
+    Ok(())
 }

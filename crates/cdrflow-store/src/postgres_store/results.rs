@@ -48,6 +48,9 @@ impl Results for PgStore {
         analytics::write_windows(&mut tx, &commit)?;
         daily::write_raw_events(&mut tx, &commit)?;
         charges::write_charges(&mut tx, &commit)?;
+        for part in commit.parts {
+            reference::write_changes(&mut tx, &part.checkpoint.reference)?;
+        }
         lake::write_manifest(&mut tx, &commit)?;
 
         let rejects: Vec<_> = commit

@@ -1,69 +1,15 @@
-//! SQLite: reference data (subscribers, customers, cells).
+//! SQLite: reference data (subscribers, customers, cells, plans, removals).
 
-use cdrflow_core::reference::{ReferenceData, ReferenceKind, ReferenceRows};
+use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind, ReferenceRows};
 use rusqlite::types::Value;
 
 use super::*;
-use crate::codecs::reference_rows::{self, select_sql, upsert_sql};
+use crate::codecs::reference_rows::{self, change_sql, puts, select_sql, Param};
 
 impl Reference for SqliteStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let text = |s: &str| Value::Text(s.to_string());
-        let optional = |s: Option<&str>| s.map_or(Value::Null, text);
-        let (kind, values): (ReferenceKind, Vec<Vec<Value>>) = match rows {
-            ReferenceRows::Subscribers(rows) => (
-                ReferenceKind::Subscribers,
-                rows.iter()
-                    .map(|r| {
-                        vec![
-                            Value::Text(r.msisdn.to_string()),
-                            Value::Integer(r.effective_from),
-                            text(&r.customer_id),
-                            text(&r.plan_id),
-                            optional(r.region.as_deref()),
-                            text(r.status.as_str()),
-                            text(r.payment.as_str()),
-                            r.activation_date
-                                .map_or(Value::Null, |d| Value::Text(d.to_string())),
-                        ]
-                    })
-                    .collect(),
-            ),
-            ReferenceRows::Customers(rows) => (
-                ReferenceKind::Customers,
-                rows.iter()
-                    .map(|r| {
-                        vec![
-                            text(&r.customer_id),
-                            Value::Integer(r.effective_from),
-                            text(&r.name),
-                            text(&r.billing_country),
-                            Value::Integer(i64::from(r.bill_cycle_day)),
-                        ]
-                    })
-                    .collect(),
-            ),
-            ReferenceRows::Cells(rows) => (
-                ReferenceKind::Cells,
-                rows.iter()
-                    .map(|r| {
-                        vec![
-                            text(&r.cell_id),
-                            Value::Integer(r.effective_from),
-                            text(&r.region),
-                            text(&r.technology),
-                        ]
-                    })
-                    .collect(),
-            ),
-        };
-        {
-            let mut upsert = tx.prepare(&upsert_sql(kind, |i| format!("?{i}")))?;
-            for row in values {
-                upsert.execute(rusqlite::params_from_iter(row))?;
-            }
-        }
+        write_changes(&tx, &puts(rows))?;
         tx.commit()?;
         Ok(())
     }
@@ -105,6 +51,40 @@ impl Reference for SqliteStore {
                 &r.get::<_, String>(3)?,
             )?);
         }
+        let mut stmt = self.conn.prepare(&select_sql(ReferenceKind::Plans))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            data.put_plan(reference_rows::plan(
+                &r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ));
+        }
+        let mut stmt = self.conn.prepare(reference_rows::SELECT_REMOVALS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind = reference_rows::removal_kind(&r.get::<_, String>(0)?)?;
+            data.remove(kind, &r.get::<_, String>(1)?, r.get(2)?);
+        }
         Ok(data)
     }
+}
+
+/// Applies reference changes in `tx`, in order.
+pub(super) fn write_changes(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    for change in changes {
+        for (sql, params) in change_sql(change, |i| format!("?{i}")) {
+            let values = params.into_iter().map(|p| match p {
+                Param::Text(t) => t.map_or(Value::Null, Value::Text),
+                Param::Int(i) => i.map_or(Value::Null, Value::Integer),
+                Param::Int32(i) => Value::Integer(i64::from(i)),
+            });
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+        }
+    }
+    Ok(())
 }

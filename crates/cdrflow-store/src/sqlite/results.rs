@@ -68,6 +68,9 @@ impl Results for SqliteStore {
         analytics::write_windows(&tx, &commit)?;
         daily::write_raw_events(&tx, &commit)?;
         charges::write_charges(&tx, &commit)?;
+        for part in commit.parts {
+            reference::write_changes(&tx, &part.checkpoint.reference)?;
+        }
         lake::write_manifest(&tx, &commit)?;
         let mut insert_reject = tx.prepare_cached(
             "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",

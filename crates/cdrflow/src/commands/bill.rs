@@ -82,7 +82,7 @@ pub fn load_billing(path: &Option<PathBuf>) -> Result<BillingConfig> {
 pub fn postpaid_numbers(reference: &ReferenceData) -> HashMap<Arc<str>, Vec<Msisdn>> {
     let mut numbers: HashMap<Arc<str>, Vec<Msisdn>> = HashMap::new();
     for history in reference.subscriptions() {
-        for row in history.iter().filter(|r| r.payment == Payment::Postpaid) {
+        for row in history.filter(|r| r.payment == Payment::Postpaid) {
             let list = numbers.entry(row.customer_id.clone()).or_default();
             if !list.contains(&row.msisdn) {
                 list.push(row.msisdn);

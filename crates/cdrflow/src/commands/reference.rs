@@ -1,12 +1,12 @@
 //! `cdrflow reference`: load the reference data rating joins every record
 //! with — subscribers (number → customer, plan, prepaid or postpaid),
-//! customers (bill-cycle day) and cells (region, technology) — and show
-//! what is loaded.
+//! customers (bill-cycle day), cells (region, technology) and plans (name,
+//! fee) — show what is loaded, and export what is in force now.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cdrflow_core::reference::{format_effective_from, parse_csv, ReferenceKind};
+use cdrflow_core::reference::{format_effective_from, parse_csv, write_csv, ReferenceKind};
 use clap::{Subcommand, ValueEnum};
 
 use crate::config::Settings;
@@ -22,6 +22,8 @@ pub enum ReferenceCommand {
     /// effective_from].
     /// cells: cell_id, region, technology (GSM, UMTS, LTE, NR or 2G-5G)
     /// [, effective_from].
+    /// plans: plan_id, name [, description, monthly_fee, currency,
+    /// effective_from].
     ///
     /// effective_from is a date or an instant; empty means always. A row
     /// with a later effective_from is a change taking effect then: records
@@ -32,6 +34,19 @@ pub enum ReferenceCommand {
     Load { kind: Kind, file: PathBuf },
     /// How many rows of each kind are loaded
     Show,
+    /// The rows in force once every change so far has taken effect (what
+    /// the source tables hold now: removed ids left out), by id, as a CSV
+    /// file `load` reads back.
+    Export {
+        kind: Kind,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -39,6 +54,7 @@ pub enum Kind {
     Subscribers,
     Customers,
     Cells,
+    Plans,
 }
 
 impl From<Kind> for ReferenceKind {
@@ -47,6 +63,7 @@ impl From<Kind> for ReferenceKind {
             Kind::Subscribers => ReferenceKind::Subscribers,
             Kind::Customers => ReferenceKind::Customers,
             Kind::Cells => ReferenceKind::Cells,
+            Kind::Plans => ReferenceKind::Plans,
         }
     }
 }
@@ -79,6 +96,11 @@ pub fn run(settings: &Settings, command: ReferenceCommand) -> Result<()> {
                     format_effective_from(latest)
                 );
             }
+        }
+        ReferenceCommand::Export { kind, format } => {
+            let ExportFormat::Csv = format;
+            let rows = store.reference()?.current(kind.into());
+            print!("{}", write_csv(&rows));
         }
     }
     Ok(())
