@@ -143,6 +143,8 @@ pub struct Counts {
     /// Accepted records of numbers in no subscribers row at their event
     /// time, rated on the default plan (a catalogue with reference data).
     pub unknown_subscribers: u64,
+    /// Change events (reference data from Debezium), by outcome.
+    pub changes: crate::cdc::ChangeCounts,
 }
 
 impl Counts {
@@ -172,6 +174,9 @@ impl Counts {
         self.late_events += other.late_events;
         self.pseudonymous += other.pseudonymous;
         self.unknown_subscribers += other.unknown_subscribers;
+        self.changes.applied += other.changes.applied;
+        self.changes.skipped += other.changes.skipped;
+        self.changes.ignored += other.changes.ignored;
     }
 }
 

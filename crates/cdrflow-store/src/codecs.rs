@@ -1147,6 +1147,9 @@ pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
             "unknown_subscribers".to_string(),
             counts.unknown_subscribers,
         ),
+        ("changes.applied".to_string(), counts.changes.applied),
+        ("changes.skipped".to_string(), counts.changes.skipped),
+        ("changes.ignored".to_string(), counts.changes.ignored),
     ];
     out.extend(
         counts
@@ -1177,6 +1180,9 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
         None if name == "late_events" => counts.late_events = value,
         None if name == "pseudonymous" => counts.pseudonymous = value,
         None if name == "unknown_subscribers" => counts.unknown_subscribers = value,
+        Some(("changes", "applied")) => counts.changes.applied = value,
+        Some(("changes", "skipped")) => counts.changes.skipped = value,
+        Some(("changes", "ignored")) => counts.changes.ignored = value,
         Some(("accepted", kind)) => {
             if let Some(kind) = Kind::parse(kind) {
                 counts.accepted.insert(kind, value);

@@ -7,10 +7,12 @@
 //! [`value`] for Connect's encodings of numbers and times). Pure: bytes in,
 //! changes out.
 
+pub mod apply;
 pub mod envelope;
 pub mod mapping;
 pub mod value;
 
+pub use apply::{ChangeConfig, ChangeCounts, ChangeMessage, ReferenceChanges};
 pub use envelope::{decode, ChangeError, ChangeEvent, ChangePosition, Decoded, Op, Snapshot};
 pub use mapping::{Adjustment, Entity, Mapping, MappingError, TableMapping};
 pub use value::{Row, TimeUnit, Value};
