@@ -1127,3 +1127,55 @@ pub fn check_classify(input: &[u8]) {
     assert_eq!(cp.event_times.len() as u64, counts.accepted_total());
     assert_eq!(mediator.watermark(), cp.event_times.iter().copied().max());
 }
+
+// ---------------------------------------------------------------------------
+// Change events (Debezium).
+
+/// `cdc::decode`: an optional key line, then the value (`KEY\nVALUE`; no
+/// newline: a value without key). Never panics, answers the same twice, and
+/// for an accepted change agrees with serde_json (the oracle, sharing no
+/// code with the decoder) on what the JSON says: the `op` code, the LSN and
+/// table of a bare envelope's `source`, the columns of `after`.
+pub fn check_change(input: &[u8]) {
+    use cdrflow_core::cdc::{decode as decode_change, Decoded, Op};
+    let (key, value) = match input.iter().position(|&b| b == b'\n') {
+        Some(i) => (Some(&input[..i]), &input[i + 1..]),
+        None => (None, input),
+    };
+    let first = decode_change("dbserver1.public.t", key, value);
+    let second = decode_change("dbserver1.public.t", key, value);
+    assert_eq!(first, second, "decoding is not deterministic");
+    let Ok(Decoded::Change(change)) = first else {
+        return;
+    };
+    if matches!(change.op, Op::Create | Op::Update | Op::Read) {
+        assert!(change.after.is_some(), "a {:?} without `after` accepted", change.op);
+    }
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(value)
+    else {
+        return;
+    };
+    // A bare envelope (not the schema wrapper, not a new-record state).
+    if top.len() == 2 && top.contains_key("schema") && top.contains_key("payload") {
+        return;
+    }
+    if !top.contains_key("op") || top.contains_key("__op") {
+        return;
+    }
+    assert_eq!(top["op"].as_str(), Some(change.op.code()), "op");
+    let source = top["source"].as_object().expect("accepted with an object `source`");
+    if let Some(lsn) = source.get("lsn").and_then(|l| l.as_i64()) {
+        assert_eq!(change.position.lsn, lsn, "lsn");
+    }
+    if let Some(table) = source.get("table").and_then(|t| t.as_str()) {
+        assert_eq!(change.table, table, "table");
+    }
+    if let (Some(serde_json::Value::Object(after)), Some(row)) = (top.get("after"), &change.after) {
+        let mut oracle: Vec<&str> = after.keys().map(String::as_str).collect();
+        oracle.sort_unstable();
+        oracle.dedup();
+        let mut decoded: Vec<&str> = row.0.iter().map(|(n, _)| n.as_str()).collect();
+        decoded.sort_unstable();
+        assert_eq!(decoded, oracle, "the columns of `after`");
+    }
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cdrflow_core::aggregate::{RowKey, Totals};
+use cdrflow_core::cdc::{ChangeConfig, ChangeMessage, Mapping, ReferenceChanges};
 use cdrflow_core::analytics::raw_events::{RawEvents, RawEventsConfig};
 use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
@@ -42,6 +43,17 @@ pub struct OperatorConfig {
     pub keep_mediated: bool,
     /// Its currency is the rater's, filled in when a scope starts.
     pub charging: ChargingConfig,
+    /// Change events (Debezium) on the topics it matches, when read.
+    pub changes: Option<ChangeSetup>,
+}
+
+/// Which topics carry change events, and what they feed.
+#[derive(Clone, Debug)]
+pub struct ChangeSetup {
+    pub topics: regex::Regex,
+    pub mapping: Arc<Mapping>,
+    /// For national numbers in the source tables.
+    pub home: cdrflow_core::normalize::CountryCode,
 }
 
 /// The operators of one scope, in data-flow order: the mediator's accepted
@@ -55,6 +67,16 @@ pub struct ScopeOperators<'r> {
     charging: Charging,
     windows: Windows,
     rules: Rules,
+    /// Set for a partition of a change-event topic: its messages go here
+    /// and nowhere else.
+    changes: Option<ReferenceChanges>,
+}
+
+impl ScopeOperators<'_> {
+    /// Whether the scope reads change events rather than records.
+    pub fn reads_changes(&self) -> bool {
+        self.changes.is_some()
+    }
 }
 
 pub struct Runner<'r> {
@@ -88,6 +110,58 @@ impl<'r> Runner<'r> {
     /// Restores a scope's operators from what `store` committed last.
     pub fn start_scope(&self, scope: String, store: &mut dyn Store) -> Result<ScopeOperators<'r>> {
         start_scope(scope, &self.config, self.rater, store, &self.stopping)
+    }
+
+    /// [`Runner::start_scope`] for a partition of `topic`: a change-event
+    /// topic's scope applies its changes, any other's reads records.
+    pub fn start_topic_scope(
+        &self,
+        scope: String,
+        topic: &str,
+        store: &mut dyn Store,
+    ) -> Result<ScopeOperators<'r>> {
+        let Some(setup) = self
+            .config
+            .changes
+            .as_ref()
+            .filter(|c| c.topics.is_match(topic))
+        else {
+            return self.start_scope(scope, store);
+        };
+        let mut operators = new_operators(scope, &self.config, self.rater);
+        operators.changes = Some(ReferenceChanges::new(
+            setup.mapping.clone(),
+            ChangeConfig {
+                home: setup.home,
+                currency: self.rater.currency().into(),
+            },
+        ));
+        Ok(operators)
+    }
+
+    /// Processes one batch of change events of a scope started by
+    /// [`Runner::start_topic_scope`] for a change-event topic.
+    pub fn process_changes(
+        &mut self,
+        operators: &mut ScopeOperators<'r>,
+        batch: &[ChangeMessage<'_>],
+        now: EpochMillis,
+    ) -> Result<()> {
+        let committer = &self.committer;
+        let state_of = |operator: &'static str| StoreState {
+            access: Access::AfterCommits(committer),
+            operator,
+            scope: &operators.scope,
+            stopping: &self.stopping,
+        };
+        let changes = operators
+            .changes
+            .as_mut()
+            .expect("a change-event scope has its operator");
+        feed(changes, batch, now, &state_of, &mut Vec::new())?;
+        self.pending_records += batch.len() as u64;
+        self.ingested.push((now, batch.len() as u64));
+        Ok(())
     }
 
     /// Processes one batch of a scope, in source order, then hands every
@@ -159,6 +233,9 @@ impl<'r> Runner<'r> {
         operators.charging.checkpoint(&mut checkpoint);
         operators.windows.checkpoint(&mut checkpoint);
         operators.rules.checkpoint(&mut checkpoint);
+        if let Some(changes) = &mut operators.changes {
+            changes.checkpoint(&mut checkpoint);
+        }
         JobPart {
             scope: operators.scope.clone(),
             checkpoint,
@@ -219,28 +296,34 @@ pub fn start_scope<'r>(
     store: &mut dyn Store,
     stopping: &Arc<AtomicBool>,
 ) -> Result<ScopeOperators<'r>> {
-    let mut mediator = Mediator::new(config.mediation, rater);
-    let mediated = Mediated::new(config.keep_mediated);
-    let raw_events = RawEvents::new(config.raw_events.keep);
-    let charging = Charging::new(ChargingConfig {
-        currency: rater.currency().into(),
-        ..config.charging.clone()
-    });
-    let mut windows = Windows::new(config.windows);
+    let mut operators = new_operators(scope, config, rater);
+    let scope = &operators.scope;
+    restore(&mut operators.mediator, scope, store, stopping)?;
+    restore(&mut operators.windows, scope, store, stopping)?;
+    restore(&mut operators.rules, scope, store, stopping)?;
+    Ok(operators)
+}
+
+/// A scope's operators as new, before any restores its state.
+fn new_operators<'r>(
+    scope: String,
+    config: &OperatorConfig,
+    rater: &'r dyn Rater,
+) -> ScopeOperators<'r> {
     let home = config.mediation.decode.default_country_code;
-    let mut rules = Rules::new(config.rules.clone(), config.windows.size_ms, home);
-    restore(&mut mediator, &scope, store, stopping)?;
-    restore(&mut windows, &scope, store, stopping)?;
-    restore(&mut rules, &scope, store, stopping)?;
-    Ok(ScopeOperators {
+    ScopeOperators {
         scope,
-        mediator,
-        mediated,
-        raw_events,
-        charging,
-        windows,
-        rules,
-    })
+        mediator: Mediator::new(config.mediation, rater),
+        mediated: Mediated::new(config.keep_mediated),
+        raw_events: RawEvents::new(config.raw_events.keep),
+        charging: Charging::new(ChargingConfig {
+            currency: rater.currency().into(),
+            ..config.charging.clone()
+        }),
+        windows: Windows::new(config.windows),
+        rules: Rules::new(config.rules.clone(), config.windows.size_ms, home),
+        changes: None,
+    }
 }
 
 fn restore(

@@ -15,7 +15,8 @@ use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
-use crate::runner::OperatorConfig;
+use crate::runner::{ChangeSetup, OperatorConfig};
+use cdrflow_core::cdc::Mapping;
 use crate::server::{serve_metrics_in_background, HttpArgs};
 use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
 use crate::sources::kafka::stall::{self, StallWatch};
@@ -116,6 +117,58 @@ pub struct ConsumerArgs {
         value_name = "SECONDS"
     )]
     pub stall_timeout: f64,
+
+    /// Also read Debezium change events from the topics this regex matches
+    /// (`--cdc` alone: `^dbserver1\.public\.`): the operational database's
+    /// subscribers, customers, plans, cells and balance adjustments, each
+    /// change applied once, in the source's order, with the offsets
+    #[arg(
+        long,
+        env = "CDRFLOW_CDC_TOPICS",
+        value_name = "REGEX",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_CDC_TOPICS
+    )]
+    pub cdc: Option<String>,
+
+    /// Which source tables and columns feed which reference data
+    /// [default: the shipped config/cdc.toml]
+    #[arg(long, env = "CDRFLOW_CDC_MAPPING", value_name = "FILE")]
+    pub cdc_mapping: Option<std::path::PathBuf>,
+}
+
+/// Debezium's topics for the tables of `public` under its default prefix.
+pub const DEFAULT_CDC_TOPICS: &str = r"^dbserver1\.public\.";
+
+/// The shipped mapping (`config/cdc.toml`).
+const SHIPPED_CDC_MAPPING: &str = include_str!("../../../../config/cdc.toml");
+
+impl ConsumerArgs {
+    /// The change-event topics and their mapping, when `--cdc` asks for them.
+    fn changes(&self, settings: &Settings) -> Result<Option<ChangeSetup>> {
+        let Some(pattern) = &self.cdc else {
+            return Ok(None);
+        };
+        if !pattern.starts_with('^') {
+            bail!("--cdc takes a regex starting with ^ (librdkafka subscribes to those as patterns), not `{pattern}`");
+        }
+        let topics = regex::Regex::new(pattern)
+            .with_context(|| format!("--cdc `{pattern}` is not a regex"))?;
+        let mapping = match &self.cdc_mapping {
+            None => Mapping::parse(SHIPPED_CDC_MAPPING).context("in the shipped config/cdc.toml")?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the CDC mapping {}", path.display()))?;
+                Mapping::parse(&text)
+                    .with_context(|| format!("in the CDC mapping {}", path.display()))?
+            }
+        };
+        Ok(Some(ChangeSetup {
+            topics,
+            mapping: Arc::new(mapping),
+            home: settings.country_code,
+        }))
+    }
 }
 
 pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
@@ -197,7 +250,7 @@ pub fn process_kafka(
     let lake = settings.open_lake(store.as_mut())?;
     let commit_store = settings.open_store()?;
     let consumer = &args.consumer;
-    let topics = if consumer.topics.is_empty() {
+    let mut topics = if consumer.topics.is_empty() {
         vec![
             args.kafka.topic_data.clone(),
             args.kafka.topic_voice.clone(),
@@ -205,6 +258,8 @@ pub fn process_kafka(
     } else {
         consumer.topics.clone()
     };
+    let changes = consumer.changes(settings)?;
+    topics.extend(consumer.cdc.clone().filter(|_| changes.is_some()));
     let options = KafkaSourceOptions {
         cluster: args.kafka.cluster(settings)?,
         topics,
@@ -238,7 +293,10 @@ pub fn process_kafka(
         commit_store,
         lake,
         rater,
-        operators(settings, args),
+        OperatorConfig {
+            changes,
+            ..operators(settings, args)
+        },
         &options,
         stopping,
     )
@@ -258,5 +316,6 @@ fn operators(settings: &Settings, args: &ProcessArgs) -> OperatorConfig {
         raw_events: settings.raw_events,
         keep_mediated: settings.lake.is_some(),
         charging: settings.charging.clone(),
+        changes: None,
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cdrflow_core::cdc::ChangeMessage;
 use cdrflow_core::mediation::{RawRecord, RejectedRecord};
 use cdrflow_core::model::SourcePosition;
 use cdrflow_core::rating::Rater;
@@ -151,7 +152,9 @@ impl Worker {
         let mut starts = Vec::with_capacity(claims.len());
         for claim in claims {
             let scope = kafka_scope(&claim.topic, claim.partition);
-            let operators = self.runner.start_scope(scope, self.store.as_mut())?;
+            let operators =
+                self.runner
+                    .start_topic_scope(scope, &claim.topic, self.store.as_mut())?;
             let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
             starts.push((claim.topic.clone(), claim.partition, offset));
             tracing::info!(topic = %claim.topic, partition = claim.partition, epoch = claim.epoch, next_offset = ?claim.next_offset, "partition assigned");
@@ -187,6 +190,9 @@ impl Worker {
         let mut current: Option<usize> = None;
         let mut admitted: Vec<usize> = Vec::with_capacity(messages.len());
         let mut records: Vec<RawRecord<'m>> = Vec::with_capacity(messages.len());
+        // Partitions of change-event topics: their messages, apart.
+        let mut changes_admitted: Vec<usize> = Vec::new();
+        let mut changes: Vec<ChangeMessage<'m>> = Vec::new();
         for message in messages {
             let (topic, partition, offset) =
                 (message.topic(), message.partition(), message.offset());
@@ -238,30 +244,41 @@ impl Worker {
             work.fresh = false;
             work.next_offset = Some(offset + 1);
             work.produced_at.extend(message.timestamp().to_millis());
+            let position = SourcePosition::Kafka { partition, offset };
+            if work.operators.reads_changes() {
+                changes_admitted.push(index);
+                changes.push(ChangeMessage {
+                    topic,
+                    position,
+                    key: message.key(),
+                    value: message.payload().unwrap_or_default(),
+                });
+                continue;
+            }
             admitted.push(index);
             records.push(RawRecord {
                 origin: topic,
                 source_id: topic,
-                position: SourcePosition::Kafka { partition, offset },
+                position,
                 payload: message.payload().unwrap_or_default(),
                 cut_from: None,
             });
         }
-        if records.is_empty() {
+        if records.is_empty() && changes.is_empty() {
             return Ok(seeks);
         }
         // Messages arrive in runs from one partition: each run is one batch.
-        let mut start = 0;
-        while start < records.len() {
+        for (start, len) in runs(&admitted) {
             let index = admitted[start];
-            let len = admitted[start..]
-                .iter()
-                .take_while(|&&i| i == index)
-                .count();
             let batch = &records[start..start + len];
             self.runner
                 .process(&mut self.partitions[index].operators, batch, now)?;
-            start += len;
+        }
+        for (start, len) in runs(&changes_admitted) {
+            let index = changes_admitted[start];
+            let batch = &changes[start..start + len];
+            self.runner
+                .process_changes(&mut self.partitions[index].operators, batch, now)?;
         }
         let now = Instant::now();
         self.first_record.get_or_insert(now);
@@ -775,6 +792,17 @@ pub fn consume(
         report.active = Some(last - first);
     }
     Ok(report)
+}
+
+/// Where each run of equal partition indices starts, and its length.
+fn runs(indices: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let index = *indices.get(start)?;
+        let len = indices[start..].iter().take_while(|&&i| i == index).count();
+        start += len;
+        Some((start - len, len))
+    })
 }
 
 fn kafka_read_failed(error: &rdkafka::error::KafkaError) {
