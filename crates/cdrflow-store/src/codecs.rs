@@ -812,8 +812,11 @@ pub(crate) mod reference_rows {
             ReferenceChange::RemoveAll { kind, at } => vec![
                 (
                     format!(
+                        // The casts type the parameters for PostgreSQL; `WHERE true`
+                        // tells SQLite the ON CONFLICT is the INSERT's, not a join's.
                         "INSERT INTO reference_removals (kind, id, effective_from)
-                         SELECT DISTINCT {}, {id}, {} FROM {table} ON CONFLICT DO NOTHING",
+                         SELECT DISTINCT CAST({} AS TEXT), {id}, CAST({} AS BIGINT) FROM {table} WHERE true
+                         ON CONFLICT DO NOTHING",
                         p(1),
                         p(2),
                         id = columns(*kind)[0],

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cdrflow_core::aggregate::{RowKey, Totals};
-use cdrflow_core::cdc::{ChangeConfig, ChangeMessage, Mapping, ReferenceChanges};
 use cdrflow_core::analytics::raw_events::{RawEvents, RawEventsConfig};
 use cdrflow_core::analytics::rules::{Placed, Rules, RulesConfig};
 use cdrflow_core::analytics::windows::{WindowConfig, Windows};
+use cdrflow_core::cdc::{ChangeConfig, ChangeMessage, Mapping, ReferenceChanges};
 use cdrflow_core::charging::{Charging, ChargingConfig};
 use cdrflow_core::mediated::Mediated;
 use cdrflow_core::mediation::{MediationConfig, Mediator, RawRecord};

@@ -82,38 +82,141 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
         let key = |msisdn: &str| format!(r#"{{"msisdn":"{msisdn}"}}"#);
         let (ka, kb) = (key(a), key(b));
         let adjustment = |id: i64, msisdn: &str, amount: &str| {
-            format!(r#"{{"adjustment_id":{id},"msisdn":"{msisdn}","amount":"{amount}","currency":"MAD"}}"#)
+            format!(
+                r#"{{"adjustment_id":{id},"msisdn":"{msisdn}","amount":"{amount}","currency":"MAD"}}"#
+            )
         };
         let null = "null";
         produce(
             &broker,
             &[
                 // Snapshot: a on P1 (in force from always), b on P1.
-                (subscribers, Some(&ka), Some(envelope("subscribers", "r", 100, 1_000, null, &subscriber(a, "P1", "prepaid")))),
-                (subscribers, Some(&kb), Some(envelope("subscribers", "r", 101, 1_000, null, &subscriber(b, "P1", "postpaid")))),
+                (
+                    subscribers,
+                    Some(&ka),
+                    Some(envelope(
+                        "subscribers",
+                        "r",
+                        100,
+                        1_000,
+                        null,
+                        &subscriber(a, "P1", "prepaid"),
+                    )),
+                ),
+                (
+                    subscribers,
+                    Some(&kb),
+                    Some(envelope(
+                        "subscribers",
+                        "r",
+                        101,
+                        1_000,
+                        null,
+                        &subscriber(b, "P1", "postpaid"),
+                    )),
+                ),
                 // a moves to P2 at 2024-03-01T10:00:00Z (1709287200000).
-                (subscribers, Some(&ka), Some(envelope("subscribers", "u", 200, 1_709_287_200_000, &subscriber(a, "P1", "prepaid"), &subscriber(a, "P2", "prepaid")))),
+                (
+                    subscribers,
+                    Some(&ka),
+                    Some(envelope(
+                        "subscribers",
+                        "u",
+                        200,
+                        1_709_287_200_000,
+                        &subscriber(a, "P1", "prepaid"),
+                        &subscriber(a, "P2", "prepaid"),
+                    )),
+                ),
                 // Redelivered after a connector restart: nothing twice.
-                (subscribers, Some(&ka), Some(envelope("subscribers", "u", 200, 1_709_287_200_000, &subscriber(a, "P1", "prepaid"), &subscriber(a, "P2", "prepaid")))),
+                (
+                    subscribers,
+                    Some(&ka),
+                    Some(envelope(
+                        "subscribers",
+                        "u",
+                        200,
+                        1_709_287_200_000,
+                        &subscriber(a, "P1", "prepaid"),
+                        &subscriber(a, "P2", "prepaid"),
+                    )),
+                ),
                 // A snapshot row older than the change above, arriving after it: skipped.
-                (subscribers, Some(&ka), Some(envelope("subscribers", "r", 150, 1_000, null, &subscriber(a, "P0", "prepaid")))),
+                (
+                    subscribers,
+                    Some(&ka),
+                    Some(envelope(
+                        "subscribers",
+                        "r",
+                        150,
+                        1_000,
+                        null,
+                        &subscriber(a, "P0", "prepaid"),
+                    )),
+                ),
                 // b deleted, then its tombstone.
-                (subscribers, Some(&kb), Some(envelope("subscribers", "d", 300, 1_709_290_800_000, &subscriber(b, "P1", "postpaid"), null))),
+                (
+                    subscribers,
+                    Some(&kb),
+                    Some(envelope(
+                        "subscribers",
+                        "d",
+                        300,
+                        1_709_290_800_000,
+                        &subscriber(b, "P1", "postpaid"),
+                        null,
+                    )),
+                ),
                 (subscribers, Some(&kb), None),
                 // Undecodable: dead-lettered with its reason, the rest goes on.
                 (subscribers, Some(&ka), Some("{\"op\":\"u\",".to_string())),
                 // Plans with schemas: 49.99 = 4999 = 0x1387 → "E4c="; 0.50 = 50 = 0x32 → "Mg==".
-                (plans, Some(r#"{"plan_id":"P1"}"#), Some(plan_with_schema(110, 1_000, "P1", "E4c="))),
-                (plans, Some(r#"{"plan_id":"P2"}"#), Some(plan_with_schema(111, 1_000, "P2", "Mg=="))),
+                (
+                    plans,
+                    Some(r#"{"plan_id":"P1"}"#),
+                    Some(plan_with_schema(110, 1_000, "P1", "E4c=")),
+                ),
+                (
+                    plans,
+                    Some(r#"{"plan_id":"P2"}"#),
+                    Some(plan_with_schema(111, 1_000, "P2", "Mg==")),
+                ),
                 // ExtractNewRecordState output for the adjustments ledger:
                 // +100.00, corrected to +80.00, +25.50, the correction deleted
                 // (delete.tombstone.handling.mode=rewrite): a ends at 25.50.
-                (adjustments, Some("1"), Some(unwrapped(&adjustment(1, a, "100.00"), "c", 400, "false"))),
-                (adjustments, Some("1"), Some(unwrapped(&adjustment(1, a, "80.00"), "u", 410, "false"))),
-                (adjustments, Some("2"), Some(unwrapped(&adjustment(2, a, "25.50"), "c", 420, "false"))),
-                (adjustments, Some("1"), Some(unwrapped(&adjustment(1, a, "80.00"), "d", 430, "true"))),
+                (
+                    adjustments,
+                    Some("1"),
+                    Some(unwrapped(&adjustment(1, a, "100.00"), "c", 400, "false")),
+                ),
+                (
+                    adjustments,
+                    Some("1"),
+                    Some(unwrapped(&adjustment(1, a, "80.00"), "u", 410, "false")),
+                ),
+                (
+                    adjustments,
+                    Some("2"),
+                    Some(unwrapped(&adjustment(2, a, "25.50"), "c", 420, "false")),
+                ),
+                (
+                    adjustments,
+                    Some("1"),
+                    Some(unwrapped(&adjustment(1, a, "80.00"), "d", 430, "true")),
+                ),
                 // A table the mapping does not name: ignored.
-                ("dbserver1.public.orders", Some("7"), Some(envelope("orders", "c", 500, 2_000, null, r#"{"order_id":7}"#))),
+                (
+                    "dbserver1.public.orders",
+                    Some("7"),
+                    Some(envelope(
+                        "orders",
+                        "c",
+                        500,
+                        2_000,
+                        null,
+                        r#"{"order_id":7}"#,
+                    )),
+                ),
             ],
         );
         let consume = || {
@@ -139,7 +242,13 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
         // cdr_voice must exist for the subscription; one CDR in it.
         produce(
             &broker,
-            &[("cdr_voice", Some(a), Some(format!(r#"{{"cdr_id":"v1","msisdn":"{a}","start_time":"2024-03-01T11:00:00Z","call_type":"voice","call_duration_sec":60}}"#)))],
+            &[(
+                "cdr_voice",
+                Some(a),
+                Some(format!(
+                    r#"{{"cdr_id":"v1","msisdn":"{a}","start_time":"2024-03-01T11:00:00Z","call_type":"voice","call_duration_sec":60}}"#
+                )),
+            )],
         );
         consume();
         let export = |kind: &str| {
@@ -159,7 +268,11 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
         };
         let expected_balance = format!("{a},25.500000,MAD,");
         let check = |when: &str| {
-            assert_eq!(export("subscribers"), expected_subscribers, "{when}, {store}");
+            assert_eq!(
+                export("subscribers"),
+                expected_subscribers,
+                "{when}, {store}"
+            );
             assert_eq!(export("plans"), expected_plans, "{when}, {store}");
             let balances = balances();
             assert!(

@@ -23,6 +23,7 @@ use cdrflow_store::{
 mod analytics;
 mod operator_state;
 mod positions;
+mod reference;
 mod results;
 mod usage;
 

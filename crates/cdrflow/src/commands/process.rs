@@ -16,11 +16,11 @@ use crate::pipeline::{
 };
 use crate::progress::Progress;
 use crate::runner::{ChangeSetup, OperatorConfig};
-use cdrflow_core::cdc::Mapping;
 use crate::server::{serve_metrics_in_background, HttpArgs};
 use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
 use crate::sources::kafka::stall::{self, StallWatch};
 use crate::sources::kafka::{consume, KafkaSourceOptions};
+use cdrflow_core::cdc::Mapping;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
@@ -155,7 +155,9 @@ impl ConsumerArgs {
         let topics = regex::Regex::new(pattern)
             .with_context(|| format!("--cdc `{pattern}` is not a regex"))?;
         let mapping = match &self.cdc_mapping {
-            None => Mapping::parse(SHIPPED_CDC_MAPPING).context("in the shipped config/cdc.toml")?,
+            None => {
+                Mapping::parse(SHIPPED_CDC_MAPPING).context("in the shipped config/cdc.toml")?
+            }
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the CDC mapping {}", path.display()))?;
