@@ -162,6 +162,18 @@ fn store_counters(page: &mut Exposition, counts: &Counts) {
         family.sample(&[("reason", reason.as_str())], value);
     }
     let mut family = page.family(
+        "cdrflow_change_events_total",
+        MetricType::Counter,
+        "Debezium change events read, by outcome: applied; skipped (at or before the position already applied to their id: a redelivery, an old snapshot row); ignored (unmapped tables, tombstones, messages). Undecodable ones count as rejected records.",
+    );
+    for (outcome, value) in [
+        ("applied", counts.changes.applied),
+        ("skipped", counts.changes.skipped),
+        ("ignored", counts.changes.ignored),
+    ] {
+        family.sample(&[("outcome", outcome)], value);
+    }
+    let mut family = page.family(
         "cdrflow_duplicates_total",
         MetricType::Counter,
         "Duplicate records dropped, by reason.",

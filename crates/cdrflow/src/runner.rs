@@ -147,13 +147,7 @@ impl<'r> Runner<'r> {
         batch: &[ChangeMessage<'_>],
         now: EpochMillis,
     ) -> Result<()> {
-        let committer = &self.committer;
-        let state_of = |operator: &'static str| StoreState {
-            access: Access::AfterCommits(committer),
-            operator,
-            scope: &operators.scope,
-            stopping: &self.stopping,
-        };
+        let state_of = after_commits(&self.committer, &operators.scope, &self.stopping);
         let changes = operators
             .changes
             .as_mut()
@@ -172,13 +166,7 @@ impl<'r> Runner<'r> {
         batch: &[RawRecord<'_>],
         now: EpochMillis,
     ) -> Result<()> {
-        let committer = &self.committer;
-        let state_of = |operator: &'static str| StoreState {
-            access: Access::AfterCommits(committer),
-            operator,
-            scope: &operators.scope,
-            stopping: &self.stopping,
-        };
+        let state_of = after_commits(&self.committer, &operators.scope, &self.stopping);
         let mediator = &mut operators.mediator;
         let mut accepted = Vec::with_capacity(batch.len());
         feed(mediator, batch, now, &state_of, &mut accepted)?;
@@ -268,6 +256,21 @@ impl<'r> Runner<'r> {
 
     pub fn committer(&mut self) -> &mut Committer {
         &mut self.committer
+    }
+}
+
+/// Each operator's tables in `scope`, read through the committer after the
+/// commits in flight.
+fn after_commits<'s>(
+    committer: &'s Committer,
+    scope: &'s str,
+    stopping: &'s Arc<AtomicBool>,
+) -> impl Fn(&'static str) -> StoreState<'s> {
+    move |operator| StoreState {
+        access: Access::AfterCommits(committer),
+        operator,
+        scope,
+        stopping,
     }
 }
 

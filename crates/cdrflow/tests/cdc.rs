@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cdrflow, postgres_database, run_ok, temp_dir, Broker};
+use common::{cdrflow, dlq_messages, postgres_database, run_ok, temp_dir, Broker};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
@@ -48,7 +48,20 @@ fn plan_with_schema(lsn: i64, ts_ms: i64, id: &str, fee_base64: &str) -> String 
     )
 }
 
+/// Tansu does not create topics on first use: each one made here, with one partition.
 fn produce(broker: &Broker, messages: &[(&str, Option<&str>, Option<String>)]) {
+    let mut topics: Vec<&str> = messages.iter().map(|(t, _, _)| *t).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    for topic in topics {
+        let status = std::process::Command::new(common::tansu())
+            .args(["topic", "create", topic, "--partitions", "1", "--broker"])
+            .arg(format!("tcp://{}", broker.bootstrap))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "cannot create {topic}");
+    }
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .create()
@@ -281,9 +294,18 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
             );
         };
         check("after the first run");
+        let dead = dlq_messages(&broker, 1);
+        assert_eq!(dead.len(), 1, "{store}");
+        assert_eq!(dead[0].0, "malformed_json");
+        assert_eq!(dead[0].1, b"{\"op\":\"u\",");
         // Every offset is in the store: a second consumer changes nothing.
         consume();
         check("after a second run");
+        assert_eq!(
+            dlq_messages(&broker, 1).len(),
+            1,
+            "dead-lettered once, {store}"
+        );
     }
 }
 

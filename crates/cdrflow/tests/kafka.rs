@@ -9,14 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    add_user, assert_matches_truth, cdrflow, export_store, free_port, http_get, port_in,
-    postgres_database, run_ok, seed_000_truth, spawn_until, temp_dir, Broker, KillIfPanicking,
-    Proxy,
+    add_user, assert_matches_truth, cdrflow, dlq_messages, export_store, free_port, http_get,
+    port_in, postgres_database, run_ok, seed_000_truth, spawn_until, temp_dir, Broker,
+    KillIfPanicking, Proxy,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 /// Generates seed-000 traffic into `dir` (ground truth) and, identically, into Kafka.
 fn traffic(broker: &Broker, dir: &Path, count: u64, rate: u64) -> (Vec<String>, Vec<Child>) {
@@ -104,42 +102,6 @@ fn consumer(broker: &Broker, store: &str, extra: &[&str]) -> Command {
     .args(extra)
     .env("CDRFLOW_LOG", "info");
     cmd
-}
-
-/// The dead-letter topic's records: waits for `expected`, then 2 s more for any extra.
-fn dlq_messages(broker: &Broker, expected: usize) -> Vec<(String, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", "dlq-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("cdr.rejected", 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut deadline = Instant::now() + Duration::from_secs(20);
-    let mut settling = false;
-    while Instant::now() < deadline {
-        if out.len() >= expected && !settling {
-            settling = true;
-            deadline = Instant::now() + Duration::from_secs(2);
-        }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let headers = m.headers().expect("DLQ records carry headers");
-            let reason = headers
-                .iter()
-                .find(|h| h.key == "cdrflow.reason")
-                .and_then(|h| h.value)
-                .unwrap();
-            out.push((
-                String::from_utf8(reason.to_vec()).unwrap(),
-                m.payload().unwrap().to_vec(),
-            ));
-        }
-    }
-    out
 }
 
 #[test]

@@ -191,14 +191,10 @@ fn is_null(raw: Option<&&RawValue>) -> bool {
     raw.is_none_or(|r| r.get().trim() == "null")
 }
 
-/// Decodes a message of `topic` (`dbserver1.public.subscribers`: the table
-/// when the event does not name it). An empty value is a tombstone.
+/// Decodes a message of `topic` (`dbserver1.public.subscribers`: the schema
+/// and table when the event does not name them). An empty value is a tombstone.
 pub fn decode(topic: &str, key: Option<&[u8]>, value: &[u8]) -> Result<Decoded, ChangeError> {
-    let key = key
-        .filter(|k| !k.is_empty())
-        .map(decode_key)
-        .transpose()?
-        .flatten();
+    let key = key.filter(|k| !k.is_empty()).and_then(decode_key);
     let Some((schema, payload)) = split(value)? else {
         return Ok(Decoded::Tombstone { key });
     };
@@ -243,16 +239,13 @@ fn split(message: &[u8]) -> Result<Option<(Option<ConnectSchema>, &RawValue)>, C
     Ok(Some((None, raw)))
 }
 
-/// The key message's columns; `None` for a key that is not an object (a
-/// topic keyed some other way).
-fn decode_key(key: &[u8]) -> Result<Option<Row>, ChangeError> {
-    let Some((schema, payload)) = split(key)? else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Object<'_>>(payload.get()) {
-        Ok(fields) => row(fields.into_iter(), schema.as_ref()).map(Some),
-        Err(_) => Ok(None),
-    }
+/// The key message's columns; `None` for a key that is not a JSON object
+/// (a topic keyed some other way: the key is only a fallback for which row
+/// a delete removed, never a reason to refuse the event).
+fn decode_key(key: &[u8]) -> Option<Row> {
+    let (schema, payload) = split(key).ok()??;
+    let fields = serde_json::from_str::<Object<'_>>(payload.get()).ok()?;
+    row(fields.into_iter(), schema.as_ref()).ok()
 }
 
 fn row<'a>(
@@ -308,6 +301,14 @@ fn snapshot_of(fields: &Object<'_>, name: &str) -> Snapshot {
 
 fn table_of_topic(topic: &str) -> &str {
     topic.rsplit('.').next().unwrap_or(topic)
+}
+
+/// The schema of a Debezium topic name, `<prefix>.<schema>.<table>`.
+fn schema_of_topic(topic: &str) -> Option<&str> {
+    let mut segments = topic.rsplit('.');
+    segments.next()?;
+    let schema = segments.next()?;
+    segments.next().map(|_| schema)
 }
 
 fn envelope(
@@ -450,7 +451,8 @@ fn new_record_state(
     let table = text_meta(&["__table", "__source_table"])?
         .unwrap_or_else(|| table_of_topic(topic).to_string());
     let db = text_meta(&["__db", "__source_db"])?;
-    let schema_name = text_meta(&["__schema", "__source_schema"])?;
+    let schema_name = text_meta(&["__schema", "__source_schema"])?
+        .or_else(|| schema_of_topic(topic).map(str::to_string));
     let committed_at = match meta(&["__source_ts_ms", "__ts_ms"]) {
         Some(name) => int_of(&fields, name, "the")?,
         None => None,

@@ -593,3 +593,43 @@ pub fn generate_seed_000(dir: &Path, name: &str, args: &[&str]) -> Vec<String> {
     }
     lines
 }
+
+/// The dead-letter topic's records: waits for `expected`, then 2 s more for any extra.
+pub fn dlq_messages(broker: &Broker, expected: usize) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use std::time::{Duration, Instant};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "dlq-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("cdr.rejected", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut deadline = Instant::now() + Duration::from_secs(20);
+    let mut settling = false;
+    while Instant::now() < deadline {
+        if out.len() >= expected && !settling {
+            settling = true;
+            deadline = Instant::now() + Duration::from_secs(2);
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m.headers().expect("DLQ records carry headers");
+            let reason = headers
+                .iter()
+                .find(|h| h.key == "cdrflow.reason")
+                .and_then(|h| h.value)
+                .unwrap();
+            out.push((
+                String::from_utf8(reason.to_vec()).unwrap(),
+                m.payload().unwrap().to_vec(),
+            ));
+        }
+    }
+    out
+}
