@@ -267,17 +267,6 @@ impl ReferenceRows {
         }
     }
 
-    /// One row, as a change to apply.
-    pub fn push(&mut self, row: ReferenceRow) {
-        match (self, row) {
-            (ReferenceRows::Subscribers(rows), ReferenceRow::Subscriber(r)) => rows.push(r),
-            (ReferenceRows::Customers(rows), ReferenceRow::Customer(r)) => rows.push(r),
-            (ReferenceRows::Cells(rows), ReferenceRow::Cell(r)) => rows.push(r),
-            (ReferenceRows::Plans(rows), ReferenceRow::Plan(r)) => rows.push(r),
-            (rows, row) => panic!("a {} row pushed onto {} rows", row.kind(), rows.kind()),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -90,10 +90,6 @@ impl Snapshot {
             Snapshot::Incremental => "incremental",
         }
     }
-
-    pub fn is_snapshot(&self) -> bool {
-        *self != Snapshot::No
-    }
 }
 
 /// Where a change stands in its database's history: compared as

@@ -235,10 +235,6 @@ impl Mapping {
             .iter()
             .find(|t| t.table == table && (t.schema.is_none() || t.schema.as_deref() == schema))
     }
-
-    pub fn tables(&self) -> &[TableMapping] {
-        &self.tables
-    }
 }
 
 /// A balance adjustment row, read.
