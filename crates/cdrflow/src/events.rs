@@ -94,7 +94,7 @@ pub static OFFSET_GAPS: EventCounter = EventCounter::new(
 );
 
 /// Every event counter, in exposition order.
-pub const COUNTERS: [&EventCounter; 7] = [
+pub const COUNTERS: [&EventCounter; 8] = [
     &CHECKPOINTS_COMMITTED,
     &REJECTS_COMMITTED,
     &STORE_RETRIES,
@@ -102,6 +102,7 @@ pub const COUNTERS: [&EventCounter; 7] = [
     &KAFKA_CLIENT_ERRORS,
     &READ_ERRORS,
     &OFFSET_GAPS,
+    &LOGICAL_MESSAGES,
 ];
 
 /// Every event counter, onto a `/metrics` page.
@@ -274,6 +275,30 @@ impl InternalEvent for OffsetGap<'_> {
                 OFFSET_GAPS.add("accepted", 1);
             }
         }
+    }
+}
+
+pub static LOGICAL_MESSAGES: EventCounter = EventCounter::new(
+    "cdrflow_logical_messages_ignored_total",
+    "Logical decoding messages (Debezium op `m`) read from change-event topics: nothing to apply.",
+    "topic",
+);
+
+/// A logical decoding message on a change-event topic, skipped.
+pub struct LogicalMessageIgnored<'a> {
+    pub message: cdrflow_core::cdc::LogicalMessage<'a>,
+}
+
+impl InternalEvent for LogicalMessageIgnored<'_> {
+    fn emit(self) {
+        let m = self.message;
+        tracing::info!(
+            topic = m.topic,
+            position = %m.position,
+            prefix = m.prefix.as_deref().unwrap_or(""),
+            "logical decoding message ignored: it changes no row"
+        );
+        LOGICAL_MESSAGES.add(m.topic, 1);
     }
 }
 

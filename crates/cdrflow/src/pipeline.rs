@@ -95,6 +95,13 @@ impl RunReport {
                 .collect();
             line.push_str(&format!(" ({})", reasons.join(", ")));
         }
+        let changes = c.changes;
+        if changes.applied + changes.skipped + changes.ignored > 0 {
+            line.push_str(&format!(
+                "; change events: applied {}, skipped {} (already applied), ignored {}",
+                changes.applied, changes.skipped, changes.ignored
+            ));
+        }
         if c.late_events > 0 {
             line.push_str(&format!(
                 "; late events {} (in usage, in no window: export late-events)",

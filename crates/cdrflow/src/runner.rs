@@ -30,6 +30,7 @@ use cdrflow_core::rating::Rater;
 use cdrflow_store::{Cursor, StateAt, Store};
 
 use crate::committer::{with_retry, CommitJob, Committer, JobPart};
+use crate::events::{InternalEvent, LogicalMessageIgnored};
 use crate::telemetry::IngestTimes;
 
 /// Every operator's settings.
@@ -152,7 +153,11 @@ impl<'r> Runner<'r> {
             .changes
             .as_mut()
             .expect("a change-event scope has its operator");
-        feed(changes, batch, now, &state_of, &mut Vec::new())?;
+        let mut messages = Vec::new();
+        feed(changes, batch, now, &state_of, &mut messages)?;
+        for message in messages {
+            LogicalMessageIgnored { message }.emit();
+        }
         self.pending_records += batch.len() as u64;
         self.ingested.push((now, batch.len() as u64));
         Ok(())

@@ -217,6 +217,15 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
                     Some("1"),
                     Some(unwrapped(&adjustment(1, a, "80.00"), "d", 430, "true")),
                 ),
+                // A logical decoding message: nothing to apply, logged.
+                (
+                    subscribers,
+                    None,
+                    Some(format!(
+                        r#"{{"op":"m","ts_ms":2000,"source":{},"message":{{"prefix":"audit-7","content":"aGk="}}}}"#,
+                        source("", 450, 2_000, "false")
+                    )),
+                ),
                 // A table the mapping does not name: ignored.
                 (
                     "dbserver1.public.orders",
@@ -233,24 +242,28 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
             ],
         );
         let consume = || {
-            run_ok(cdrflow().args([
-                "--store",
-                &store,
-                "--default-country-code",
-                "212",
-                "process",
-                "--from",
-                "kafka",
-                "--bootstrap",
-                &broker.bootstrap,
-                "--topics",
-                "cdr_voice",
-                "--cdc",
-                "--session-timeout-ms",
-                "6000",
-                "--idle-exit-secs",
-                "4",
-            ]))
+            run_ok(
+                cdrflow()
+                    .args([
+                        "--store",
+                        &store,
+                        "--default-country-code",
+                        "212",
+                        "process",
+                        "--from",
+                        "kafka",
+                        "--bootstrap",
+                        &broker.bootstrap,
+                        "--topics",
+                        "cdr_voice",
+                        "--cdc",
+                        "--session-timeout-ms",
+                        "6000",
+                        "--idle-exit-secs",
+                        "4",
+                    ])
+                    .env("CDRFLOW_LOG", "info"),
+            )
         };
         // cdr_voice must exist for the subscription; one CDR in it.
         produce(
@@ -263,7 +276,19 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
                 )),
             )],
         );
-        consume();
+        let first = consume();
+        let log = String::from_utf8_lossy(&first.stderr);
+        assert!(
+            log.contains("logical decoding message ignored") && log.contains("audit-7"),
+            "{log}"
+        );
+        // Applied: 2 snapshot rows, an update, a delete, 2 plans, 4 adjustments;
+        // skipped: the redelivery and the older snapshot row; ignored: the
+        // tombstone, the message, the unmapped table.
+        assert!(
+            log.contains("change events: applied 10, skipped 2 (already applied), ignored 3"),
+            "{log}"
+        );
         let export = |kind: &str| {
             let out = run_ok(cdrflow().args(["--store", &store, "reference", "export", kind]));
             String::from_utf8(out.stdout).unwrap()
@@ -299,7 +324,9 @@ fn change_events_keep_reference_data_and_balances_exactly_once() {
         assert_eq!(dead[0].0, "malformed_json");
         assert_eq!(dead[0].1, b"{\"op\":\"u\",");
         // Every offset is in the store: a second consumer changes nothing.
-        consume();
+        let second = consume();
+        let log = String::from_utf8_lossy(&second.stderr);
+        assert!(!log.contains("change events:"), "nothing read again: {log}");
         check("after a second run");
         assert_eq!(
             dlq_messages(&broker, 1).len(),

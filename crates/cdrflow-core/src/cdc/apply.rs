@@ -42,6 +42,15 @@ pub struct ChangeMessage<'a> {
     pub value: &'a [u8],
 }
 
+/// A logical decoding message (`op` `m`, `pg_logical_emit_message`):
+/// nothing to apply, handed on so that the runner can say it was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalMessage<'a> {
+    pub topic: &'a str,
+    pub position: SourcePosition,
+    pub prefix: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ChangeConfig {
     /// For national numbers in the source tables.
@@ -134,6 +143,7 @@ enum Read<'m> {
         key: String,
     },
     Ignored,
+    Message(Option<String>),
     Rejected(Rejection),
 }
 
@@ -154,7 +164,8 @@ impl ReferenceChanges {
     fn read<'m>(mapping: &'m Mapping, home: CountryCode, message: &ChangeMessage<'_>) -> Read<'m> {
         let event = match decode(message.topic, message.key, message.value) {
             Ok(Decoded::Change(event)) => event,
-            Ok(Decoded::Tombstone { .. } | Decoded::Message { .. }) => return Read::Ignored,
+            Ok(Decoded::Tombstone { .. }) => return Read::Ignored,
+            Ok(Decoded::Message { prefix }) => return Read::Message(prefix),
             Err(e) => return Read::Rejected(Rejection::new(e.reason(), e.to_string())),
         };
         let Some(table) = mapping.table(event.schema.as_deref(), &event.table) else {
@@ -263,7 +274,7 @@ impl ReferenceChanges {
 
 impl Operator for ReferenceChanges {
     type Input<'a> = ChangeMessage<'a>;
-    type Output<'a> = ();
+    type Output<'a> = LogicalMessage<'a>;
 
     fn name(&self) -> &'static str {
         "reference_changes"
@@ -277,7 +288,7 @@ impl Operator for ReferenceChanges {
         &mut self,
         batch: &[ChangeMessage<'a>],
         context: &mut BatchContext<'_>,
-        _out: &mut Vec<()>,
+        out: &mut Vec<LogicalMessage<'a>>,
     ) -> Result<(), ReadError> {
         let mapping = self.mapping.clone();
         let reads: Vec<Read<'_>> = batch
@@ -307,6 +318,15 @@ impl Operator for ReferenceChanges {
                 Read::Change { event, table, key } => (event, table, key),
                 Read::Ignored => {
                     self.counts.changes.ignored += 1;
+                    continue;
+                }
+                Read::Message(prefix) => {
+                    self.counts.changes.ignored += 1;
+                    out.push(LogicalMessage {
+                        topic: message.topic,
+                        position: message.position,
+                        prefix,
+                    });
                     continue;
                 }
                 Read::Rejected(rejection) => {
@@ -424,9 +444,13 @@ mod tests {
             })
             .collect();
         let mut context = BatchContext { now: 0, state };
+        let mut logical = Vec::new();
         operator
-            .process_batch(&messages, &mut context, &mut Vec::new())
+            .process_batch(&messages, &mut context, &mut logical)
             .unwrap();
+        // The logical decoding message is handed on, to be logged.
+        let prefixes: Vec<_> = logical.iter().map(|m| m.prefix.as_deref()).collect();
+        assert_eq!(prefixes, [Some("audit")]);
         let mut checkpoint = Checkpoint::default();
         operator.checkpoint(&mut checkpoint);
         state.apply(&checkpoint);
@@ -488,6 +512,7 @@ mod tests {
             event("subscribers", "d", 400, 4_000, &subscriber("P2"), null),
             "{\"op\":".to_string(),
             event("orders", "c", 500, 5_000, null, r#"{"id":1}"#),
+            r#"{"op":"m","ts_ms":1,"source":{"lsn":600,"table":""},"message":{"prefix":"audit","content":""}}"#.to_string(),
         ];
         let mut state = MemoryState::new("reference_changes");
         let first = run(&mut state, &values);
@@ -496,7 +521,7 @@ mod tests {
             ChangeCounts {
                 applied: 7,
                 skipped: 3,
-                ignored: 1
+                ignored: 2
             }
         );
         assert_eq!(first.counts.rejected[&RejectReason::MalformedJson], 1);
@@ -525,6 +550,7 @@ mod tests {
         let again = run(&mut state, &values);
         assert_eq!(again.counts.changes.applied, 0);
         assert_eq!(again.counts.changes.skipped, 10);
+        assert_eq!(again.counts.changes.ignored, 2);
         assert!(again.reference.is_empty() && again.balances.is_empty());
     }
 }

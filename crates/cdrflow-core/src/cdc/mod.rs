@@ -12,7 +12,7 @@ pub mod envelope;
 pub mod mapping;
 pub mod value;
 
-pub use apply::{ChangeConfig, ChangeCounts, ChangeMessage, ReferenceChanges};
+pub use apply::{ChangeConfig, ChangeCounts, ChangeMessage, LogicalMessage, ReferenceChanges};
 pub use envelope::{decode, ChangeError, ChangeEvent, ChangePosition, Decoded, Op, Snapshot};
 pub use mapping::{Adjustment, Entity, Mapping, MappingError, TableMapping};
 pub use value::{Row, TimeUnit, Value};
