@@ -297,10 +297,11 @@ impl Operator for ReferenceChanges {
             .collect();
         // What the store holds for ids this scope has not seen yet: one question.
         let mut wanted: Vec<String> = Vec::new();
+        let mut asked: FxHashSet<&str> = FxHashSet::default();
         for read in &reads {
             if let Read::Change { table, key, .. } = read {
                 for k in [key.as_str(), table.entity.as_str()] {
-                    if !self.applied.contains_key(k) && !wanted.iter().any(|w| w == k) {
+                    if !self.applied.contains_key(k) && asked.insert(k) {
                         wanted.push(k.to_string());
                     }
                 }
