@@ -4,10 +4,12 @@
 //! operational PostgreSQL; Debezium (or `cdrflow cdc capture`) turns each
 //! committed change into a Kafka message. This module reads those messages
 //! ([`envelope`]: every shape Debezium's JsonConverter writes, with
-//! [`value`] for Connect's encodings of numbers and times). Pure: bytes in,
-//! changes out.
+//! [`value`] for Connect's encodings of numbers and times), and writes
+//! them ([`capture`]: PostgreSQL's `pgoutput` messages as Debezium events,
+//! for `cdrflow cdc capture`). Pure: bytes in, changes out.
 
 pub mod apply;
+pub mod capture;
 pub mod envelope;
 pub mod mapping;
 pub mod value;
