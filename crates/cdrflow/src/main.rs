@@ -64,6 +64,9 @@ enum Command {
     /// Load reference data (subscribers, customers, cells) that rating joins records with
     #[command(subcommand)]
     Reference(commands::reference::ReferenceCommand),
+    /// Change data capture: send an operational PostgreSQL's changes to Kafka as Debezium events
+    #[command(subcommand)]
+    Cdc(commands::cdc::CdcCommand),
     /// Export stored results
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Catalogue(command) => commands::catalogue::run(&settings, command),
         Command::Reference(command) => commands::reference::run(&settings, command),
         Command::Export(command) => commands::export::run(&settings, command),
+        Command::Cdc(command) => commands::cdc::run(&settings, command),
         Command::Rejected(args) => commands::rejected::run(&settings, args),
         Command::Replay(args) => commands::replay::run(&settings, args),
         Command::Generate(args) => commands::generate::run(&settings, args),

@@ -28,11 +28,12 @@ use serde_json::{json, Value};
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::normalize::format_timestamp_ms;
 use cdrflow_store::{AnomalyQuery, Store, StoredAnomaly};
-use rdkafka::client::ClientContext;
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use crate::config::Settings;
-use crate::kafka::{self, ensure_topics, producer_with, wait_until_reachable, KafkaArgs};
+use crate::kafka::{
+    self, ensure_topics, producer_with, wait_until_reachable, DeliveryFailures, KafkaArgs,
+};
 use crate::views::anomaly_json;
 
 #[derive(Debug, clap::Args)]
@@ -139,22 +140,6 @@ enum Sink {
     },
 }
 
-/// Counts the records Kafka did not take (their delivery reports).
-struct DeliveryFailures(Arc<AtomicU64>);
-
-impl ClientContext for DeliveryFailures {}
-
-impl ProducerContext for DeliveryFailures {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::warn!("alerts: Kafka did not take an alert: {e}");
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 impl Sink {
     fn open(settings: &Settings, args: &AlertsArgs) -> Result<Sink> {
         if let Some(topic) = &args.kafka_topic {
@@ -167,7 +152,11 @@ impl Sink {
             ensure_topics(&cluster, &[topic], 1)?;
             let failures = Arc::new(AtomicU64::new(0));
             return Ok(Sink::Kafka {
-                producer: producer_with(&cluster, "lz4", DeliveryFailures(failures.clone()))?,
+                producer: producer_with(
+                    &cluster,
+                    "lz4",
+                    DeliveryFailures::new("alerts", failures.clone()),
+                )?,
                 topic: topic.clone(),
                 failures,
             });

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod bill;
 pub mod catalogue;
+pub mod cdc;
 pub mod daily;
 pub mod export;
 pub mod generate;

@@ -4,8 +4,8 @@
 
 mod security;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
-    BaseRecord, DefaultProducerContext, Producer, ProducerContext, ThreadedProducer,
+    BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -216,6 +216,32 @@ pub fn producer_with<C: ProducerContext + 'static>(
     with_env_overrides(&mut config)
         .create_with_context(context)
         .with_context(|| format!("cannot create a Kafka producer for {}", cluster.bootstrap))
+}
+
+/// Counts the records Kafka did not take (their delivery reports), saying
+/// each in a warning prefixed by who produced it.
+pub struct DeliveryFailures {
+    producer: &'static str,
+    failures: Arc<AtomicU64>,
+}
+
+impl DeliveryFailures {
+    pub fn new(producer: &'static str, failures: Arc<AtomicU64>) -> DeliveryFailures {
+        DeliveryFailures { producer, failures }
+    }
+}
+
+impl ClientContext for DeliveryFailures {}
+
+impl ProducerContext for DeliveryFailures {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!("{}: Kafka did not take a record: {e}", self.producer);
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sends one record, waiting while the producer's queue is full.
