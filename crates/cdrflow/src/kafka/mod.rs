@@ -72,8 +72,32 @@ pub fn with_env_overrides(config: &mut ClientConfig) -> &mut ClientConfig {
 }
 
 /// Creates the topics that do not exist yet, with `partitions` partitions each.
+/// Topics the cluster already lists are left alone, so a cluster whose
+/// topics are made by its operators (no CreateTopics permission) is fine.
 pub fn ensure_topics(cluster: &Cluster, topics: &[&str], partitions: i32) -> Result<()> {
     let bootstrap = &cluster.bootstrap;
+    let lister: BaseConsumer = with_env_overrides(&mut cluster.client_config())
+        .create()
+        .context("cannot create a Kafka client")?;
+    let listed = lister
+        .fetch_metadata(None, Duration::from_secs(10))
+        .with_context(|| {
+            format!("cannot list the topics on {bootstrap}: is the broker running?")
+        })?;
+    let existing: std::collections::HashSet<&str> = listed
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name())
+        .collect();
+    let topics: Vec<&str> = topics
+        .iter()
+        .copied()
+        .filter(|t| !existing.contains(t))
+        .collect();
+    if topics.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = with_env_overrides(&mut cluster.client_config())
         .create()
         .context("cannot create a Kafka admin client")?;
