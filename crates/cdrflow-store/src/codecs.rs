@@ -707,6 +707,31 @@ pub(crate) mod reference_rows {
         Int32(i32),
     }
 
+    /// A column's values as one array: every row's value in a column has
+    /// the same variant.
+    impl Param {
+        pub(crate) fn text(&self) -> Option<&str> {
+            match self {
+                Param::Text(t) => t.as_deref(),
+                _ => unreachable!("a text column's value"),
+            }
+        }
+
+        pub(crate) fn int(&self) -> Option<i64> {
+            match self {
+                Param::Int(i) => *i,
+                _ => unreachable!("a bigint column's value"),
+            }
+        }
+
+        pub(crate) fn int32(&self) -> i32 {
+            match self {
+                Param::Int32(i) => *i,
+                _ => unreachable!("an int column's value"),
+            }
+        }
+    }
+
     /// A row's values, in [`columns`] order.
     pub(crate) fn params(row: &ReferenceRow) -> Vec<Param> {
         use Param::*;
@@ -842,17 +867,22 @@ pub(crate) mod reference_rows {
 
     /// The upsert of one row, with `placeholder(i)` for the i-th value (from 1).
     pub(crate) fn upsert_sql(kind: ReferenceKind, placeholder: fn(usize) -> String) -> String {
+        let values: Vec<String> = (1..=columns(kind).len()).map(placeholder).collect();
+        upsert_from(kind, &format!("VALUES ({})", values.join(", ")))
+    }
+
+    /// The upsert of the rows `source` yields (`VALUES (…)`, `SELECT …`),
+    /// in [`columns`] order.
+    pub(crate) fn upsert_from(kind: ReferenceKind, source: &str) -> String {
         let columns = columns(kind);
-        let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
         let updates: Vec<String> = columns[2..]
             .iter()
             .map(|c| format!("{c} = excluded.{c}"))
             .collect();
         format!(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({id}, effective_from) DO UPDATE SET {updates}",
+            "INSERT INTO {table} ({columns}) {source} ON CONFLICT ({id}, effective_from) DO UPDATE SET {updates}",
             table = kind.as_str(),
             columns = columns.join(", "),
-            values = values.join(", "),
             id = columns[0],
             updates = updates.join(", "),
         )

@@ -469,6 +469,16 @@ pub trait OperatorState {
     /// The value under `key` in a keyed table.
     fn state_value(&mut self, at: StateAt<'_>, key: &str) -> Result<Option<Vec<u8>>>;
 
+    /// The values under `keys`, in the order asked: a store with a round
+    /// trip per question answers all in one.
+    fn state_values_of(
+        &mut self,
+        at: StateAt<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|key| self.state_value(at, key)).collect()
+    }
+
     /// Every value of a span table whose span overlaps `first_minute..=last_minute`.
     fn state_spans(
         &mut self,

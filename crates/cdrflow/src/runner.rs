@@ -464,7 +464,7 @@ impl StateReader for StoreState<'_> {
                 scope: &scope,
                 table,
             };
-            keys.iter().map(|key| store.state_value(at, key)).collect()
+            store.state_values_of(at, &keys)
         })
     }
 

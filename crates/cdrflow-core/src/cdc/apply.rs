@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::envelope::{decode, ChangeEvent, ChangePosition, Decoded, Op};
+use super::envelope::{decode_with, ChangeEvent, ChangePosition, Decoded, Op, SchemaCache};
 use super::mapping::{Entity, Mapping, TableMapping};
 use crate::charging::{add_delta, BalanceDelta, BalanceDeltas};
 use crate::mediation::{Counts, RejectedRecord};
@@ -133,6 +133,7 @@ pub struct ReferenceChanges {
     balances: BalanceDeltas,
     rejects: Vec<RejectedRecord>,
     counts: Counts,
+    schemas: SchemaCache,
 }
 
 /// A message read, with the ids its change is ordered by.
@@ -158,11 +159,17 @@ impl ReferenceChanges {
             balances: BalanceDeltas::default(),
             rejects: Vec::new(),
             counts: Counts::default(),
+            schemas: SchemaCache::default(),
         }
     }
 
-    fn read<'m>(mapping: &'m Mapping, home: CountryCode, message: &ChangeMessage<'_>) -> Read<'m> {
-        let event = match decode(message.topic, message.key, message.value) {
+    fn read<'m>(
+        mapping: &'m Mapping,
+        home: CountryCode,
+        schemas: &mut SchemaCache,
+        message: &ChangeMessage<'_>,
+    ) -> Read<'m> {
+        let event = match decode_with(schemas, message.topic, message.key, message.value) {
             Ok(Decoded::Change(event)) => event,
             Ok(Decoded::Tombstone { .. }) => return Read::Ignored,
             Ok(Decoded::Message { prefix }) => return Read::Message(prefix),
@@ -293,7 +300,7 @@ impl Operator for ReferenceChanges {
         let mapping = self.mapping.clone();
         let reads: Vec<Read<'_>> = batch
             .iter()
-            .map(|m| Self::read(&mapping, self.config.home, m))
+            .map(|m| Self::read(&mapping, self.config.home, &mut self.schemas, m))
             .collect();
         // What the store holds for ids this scope has not seen yet: one question.
         let mut wanted: Vec<String> = Vec::new();

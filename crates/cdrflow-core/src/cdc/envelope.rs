@@ -20,6 +20,7 @@
 //! after newer changes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -190,33 +191,84 @@ fn is_null(raw: Option<&&RawValue>) -> bool {
 /// Decodes a message of `topic` (`dbserver1.public.subscribers`: the schema
 /// and table when the event does not name them). An empty value is a tombstone.
 pub fn decode(topic: &str, key: Option<&[u8]>, value: &[u8]) -> Result<Decoded, ChangeError> {
-    let key = key.filter(|k| !k.is_empty()).and_then(decode_key);
-    let Some((schema, payload)) = split(value)? else {
+    decode_with(&mut SchemaCache::default(), topic, key, value)
+}
+
+/// The Connect schemas of recent messages, parsed once. With schemas on,
+/// every message repeats its table's schema — most of its bytes — and
+/// parsing it each time was most of the consumer's work.
+#[derive(Default)]
+pub struct SchemaCache {
+    /// (schema text, parsed), most recently used last; a handful of tables'.
+    recent: Vec<(Box<str>, Arc<ConnectSchema>)>,
+}
+
+impl SchemaCache {
+    const KEPT: usize = 16;
+
+    fn parse(&mut self, text: &str) -> Result<Arc<ConnectSchema>, ChangeError> {
+        if let Some(i) = self.recent.iter().position(|(t, _)| &**t == text) {
+            let entry = self.recent.remove(i);
+            let schema = entry.1.clone();
+            self.recent.push(entry);
+            return Ok(schema);
+        }
+        let schema: Arc<ConnectSchema> = Arc::new(
+            serde_json::from_str(text)
+                .map_err(|e| not_a_change(format!("`schema` is not a Connect schema: {e}")))?,
+        );
+        if self.recent.len() == Self::KEPT {
+            self.recent.remove(0);
+        }
+        self.recent.push((text.into(), schema.clone()));
+        Ok(schema)
+    }
+}
+
+/// [`decode`], with schemas parsed through `schemas`.
+pub fn decode_with(
+    schemas: &mut SchemaCache,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<Decoded, ChangeError> {
+    let key = key
+        .filter(|k| !k.is_empty())
+        .and_then(|k| decode_key(schemas, k));
+    let Some((schema, fields)) = split(schemas, value)? else {
         return Ok(Decoded::Tombstone { key });
     };
-    let fields = object(payload, "the event")?;
     if fields.contains_key("op") && !fields.contains_key("__op") {
-        envelope(topic, key, &fields, schema.as_ref())
+        envelope(topic, key, &fields, schema.as_deref())
     } else {
-        new_record_state(topic, key, fields, schema.as_ref())
+        new_record_state(topic, key, fields, schema.as_deref())
     }
 }
 
 /// The payload and its schema, unwrapping `{"schema":…,"payload":…}`;
 /// `None` for a null value.
-fn split(message: &[u8]) -> Result<Option<(Option<ConnectSchema>, &RawValue)>, ChangeError> {
+fn split<'m>(
+    schemas: &mut SchemaCache,
+    message: &'m [u8],
+) -> Result<Option<(Option<Arc<ConnectSchema>>, Object<'m>)>, ChangeError> {
     let text = std::str::from_utf8(message).map_err(|_| ChangeError::NotUtf8)?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|e| ChangeError::NotJson(e.to_string()))?;
-    if raw.get().trim() == "null" {
-        return Ok(None);
-    }
-    let Ok(top) = serde_json::from_str::<Object<'_>>(raw.get()) else {
-        return Err(not_a_change("the message is JSON but not an object"));
+    // Straight to the object, the common case: the message is read once
+    // (a schema is most of its bytes); only a failure looks closer.
+    let top = match serde_json::from_str::<Object<'_>>(text) {
+        Ok(top) => top,
+        Err(_) => {
+            let raw: &RawValue =
+                serde_json::from_str(text).map_err(|e| ChangeError::NotJson(e.to_string()))?;
+            if raw.get().trim() == "null" {
+                return Ok(None);
+            }
+            return Err(not_a_change("the message is JSON but not an object"));
+        }
     };
+
     if top.len() == 2 && top.contains_key("schema") && top.contains_key("payload") {
         let payload = top["payload"];
         if payload.get().trim() == "null" {
@@ -225,23 +277,19 @@ fn split(message: &[u8]) -> Result<Option<(Option<ConnectSchema>, &RawValue)>, C
         let schema = if is_null(top.get("schema")) {
             None
         } else {
-            Some(
-                serde_json::from_str(top["schema"].get())
-                    .map_err(|e| not_a_change(format!("`schema` is not a Connect schema: {e}")))?,
-            )
+            Some(schemas.parse(top["schema"].get())?)
         };
-        return Ok(Some((schema, payload)));
+        return Ok(Some((schema, object(payload, "the event")?)));
     }
-    Ok(Some((None, raw)))
+    Ok(Some((None, top)))
 }
 
 /// The key message's columns; `None` for a key that is not a JSON object
 /// (a topic keyed some other way: the key is only a fallback for which row
 /// a delete removed, never a reason to refuse the event).
-fn decode_key(key: &[u8]) -> Option<Row> {
-    let (schema, payload) = split(key).ok()??;
-    let fields = serde_json::from_str::<Object<'_>>(payload.get()).ok()?;
-    row(fields.into_iter(), schema.as_ref()).ok()
+fn decode_key(schemas: &mut SchemaCache, key: &[u8]) -> Option<Row> {
+    let (schema, fields) = split(schemas, key).ok()??;
+    row(fields.into_iter(), schema.as_deref()).ok()
 }
 
 fn row<'a>(

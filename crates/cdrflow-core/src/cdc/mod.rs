@@ -15,7 +15,10 @@ pub mod mapping;
 pub mod value;
 
 pub use apply::{ChangeConfig, ChangeCounts, ChangeMessage, LogicalMessage, ReferenceChanges};
-pub use envelope::{decode, ChangeError, ChangeEvent, ChangePosition, Decoded, Op, Snapshot};
+pub use envelope::{
+    decode, decode_with, ChangeError, ChangeEvent, ChangePosition, Decoded, Op, SchemaCache,
+    Snapshot,
+};
 pub use mapping::{Adjustment, Entity, Mapping, MappingError, TableMapping};
 pub use value::{Row, TimeUnit, Value};
 

@@ -14,6 +14,26 @@ impl OperatorState for PgStore {
             .map(|r| r.get(0)))
     }
 
+    /// One query for all keys: the change-event consumer asks for thousands
+    /// of fresh ids per batch, and a query each held it to ~2,500 changes/s.
+    fn state_values_of(
+        &mut self,
+        at: StateAt<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let rows = self.live_client()?.query(
+            // A subquery per key, not a join: joined, the planner scanned the
+            // scope's whole table for each key (the index's key column became a filter).
+            "SELECT (SELECT s.value FROM operator_state s
+                     WHERE s.operator = $1 AND s.scope = $2 AND s.state_table = $3
+                       AND s.state_key = k.state_key)
+             FROM unnest($4::text[]) WITH ORDINALITY AS k(state_key, n)
+             ORDER BY k.n",
+            &[&at.operator, &at.scope, &at.table, &keys],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     fn state_spans(
         &mut self,
         at: StateAt<'_>,

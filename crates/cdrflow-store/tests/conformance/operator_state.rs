@@ -104,6 +104,27 @@ fn operator_state_is_kept_per_operator_scope_and_table(store: &mut dyn Store) {
     assert_eq!(value(store, "other", "a", "k").as_deref(), Some("other's"));
     assert_eq!(value(store, "op", "b", "k").as_deref(), Some("b's"));
     assert_eq!(value(store, "op", "c", "k"), None);
+    // Many keys in one question: in the order asked, missing ones as None,
+    // a repeated key answered each time.
+    let asked: Vec<String> = ["j", "missing", "k", "k"].map(String::from).to_vec();
+    let at = StateAt {
+        operator: "op",
+        scope: "a",
+        table: KEYED,
+    };
+    let answers: Vec<Option<String>> = store
+        .state_values_of(at, &asked)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.map(|v| String::from_utf8(v).unwrap()))
+        .collect();
+    let one_by_one: Vec<Option<String>> =
+        asked.iter().map(|k| value(store, "op", "a", k)).collect();
+    assert_eq!(answers, one_by_one);
+    assert_eq!(
+        answers,
+        [Some(""), None, Some("2"), Some("2")].map(|v| v.map(String::from))
+    );
     assert_eq!(
         spans(store, "a", 9, 10),
         ["0-9", "10-19"],

@@ -150,10 +150,11 @@ struct Sink {
 }
 
 impl Sink {
-    fn send(&mut self, records: &[Record]) -> Result<()> {
-        let new: Vec<&str> = records
-            .iter()
-            .map(|r| &*r.topic)
+    /// Creates the topics not made yet (consumers subscribed by pattern see
+    /// only topics that exist).
+    fn ensure<'a>(&mut self, topics: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let new: Vec<&str> = topics
+            .into_iter()
             .filter(|t| !self.topics.contains(*t))
             .collect::<HashSet<_>>()
             .into_iter()
@@ -162,6 +163,11 @@ impl Sink {
             ensure_topics(&self.cluster, &new, self.partitions)?;
             self.topics.extend(new.into_iter().map(Arc::from));
         }
+        Ok(())
+    }
+
+    fn send(&mut self, records: &[Record]) -> Result<()> {
+        self.ensure(records.iter().map(|r| &*r.topic))?;
         for record in records {
             let mut message = BaseRecord::to(&record.topic);
             if let Some(key) = &record.key {
@@ -223,6 +229,14 @@ pub fn run(settings: &Settings, args: CaptureArgs) -> Result<()> {
         transaction_topic: args.transaction_topic,
     };
     let tables = source.published_tables(&args.tables)?;
+    let mut topics: Vec<String> = tables
+        .iter()
+        .map(|(schema, table)| format!("{}.{schema}.{table}", args.prefix))
+        .collect();
+    if args.transaction_topic {
+        topics.push(origin.transaction_topic_name());
+    }
+    sink.ensure(topics.iter().map(String::as_str))?;
     let state_path = args.state.clone().unwrap_or_else(|| {
         settings
             .data_dir
@@ -397,7 +411,7 @@ fn stream(
     args: &CaptureArgs,
     stopping: &AtomicBool,
 ) -> Result<()> {
-    let (confirmed, _) = source.positions()?;
+    let (mut confirmed, _) = source.positions()?;
     tracing::info!(
         "streaming changes of `{}` from {} (slot `{}`) to {}.*",
         source.database,
@@ -410,12 +424,11 @@ fn stream(
     let mut last_said = Instant::now();
     let mut records = Vec::new();
     while !stopping.load(Ordering::Relaxed) {
-        let slot_changes = source.peek(args.batch_changes)?;
-        if slot_changes.is_empty() {
-            std::thread::sleep(Duration::from_millis(args.poll_interval_ms));
-        } else {
+        let (slot_changes, covered) = source.peek(args.batch_changes)?;
+        let mut advance_to = None;
+        if !slot_changes.is_empty() {
             records.clear();
-            let (mut advance_to, mut complete) = (None, 0);
+            let mut complete = 0;
             let now = now_ms();
             for change in &slot_changes {
                 if let Fed::Committed {
@@ -439,9 +452,14 @@ fn stream(
             warn_each(&mut capture.problems);
             sink.send(&records)?;
             sink.confirm()?;
-            if let Some(lsn) = advance_to {
-                source.advance(lsn)?;
-            }
+        }
+        // Only forward: a slot never moves back.
+        if let Some(lsn) = advance_to.max(covered).filter(|lsn| *lsn > confirmed) {
+            source.advance(lsn)?;
+            confirmed = lsn;
+        }
+        if slot_changes.is_empty() {
+            std::thread::sleep(Duration::from_millis(args.poll_interval_ms));
         }
         if last_said.elapsed() >= Duration::from_secs(10) {
             let (slot, wal) = source.positions()?;

@@ -297,17 +297,33 @@ impl Source {
     }
 
     /// Up to `changes` changes (whole transactions) the slot holds past
-    /// what was confirmed, without consuming them.
-    pub fn peek(&mut self, changes: i32) -> Result<Vec<SlotChange>> {
+    /// what was confirmed, without consuming them, of the transactions
+    /// committed before the WAL flushed so far. Also returns that flush
+    /// position when the read reached it (fewer changes than asked): every
+    /// transaction committed before it has then been returned, so the slot
+    /// may be confirmed up to it even when none was for the publication.
+    /// Without that, a slot on a database whose WAL grows from other work
+    /// (another database in the cluster, unpublished tables) was never
+    /// confirmed past its last change, its restart point never moved, and
+    /// every read decoded all the WAL since again.
+    pub fn peek(&mut self, changes: i32) -> Result<(Vec<SlotChange>, Option<Lsn>)> {
+        let flushed: String = self
+            .client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])?
+            .get(0);
         let rows = self
             .client
             .query(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                 'proto_version', '1', 'publication_names', $3)",
-                &[&self.slot, &changes, &publication_names(&self.publication)],
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+                 'proto_version', '1', 'publication_names', $4)",
+                &[&self.slot, &flushed, &changes, &publication_names(&self.publication)],
             )
             .with_context(|| format!("cannot read the replication slot `{}`", self.slot))?;
-        rows.iter()
+        let covered = (rows.len() < changes as usize)
+            .then(|| parse_lsn(&flushed))
+            .flatten();
+        let changes = rows
+            .iter()
             .map(|row| {
                 let lsn: String = row.get(0);
                 Ok(SlotChange {
@@ -316,7 +332,8 @@ impl Source {
                     data: row.get(1),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((changes, covered))
     }
 
     /// Confirms everything before `lsn`: the slot lets PostgreSQL recycle it.
