@@ -1,6 +1,6 @@
 //! `cdrflow process`: files, stdin or Kafka topics into the store, exactly once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,13 +178,7 @@ pub fn run(settings: &Settings, args: ProcessArgs) -> Result<()> {
     let report = match args.from {
         SourceKind::File => process(settings, &args, &mut Progress::new("processing"))?,
         SourceKind::Kafka => {
-            let stopping = Arc::new(AtomicBool::new(false));
-            let flag = stopping.clone();
-            ctrlc::set_handler(move || {
-                tracing::info!("stop requested: committing what is in hand");
-                flag.store(true, Ordering::Relaxed);
-            })
-            .context("cannot install the SIGTERM/SIGINT handler")?;
+            let stopping = super::stop_on_signal("committing what is in hand")?;
             process_kafka(settings, &args, stopping)?
         }
     };

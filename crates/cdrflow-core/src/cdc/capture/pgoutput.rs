@@ -304,42 +304,58 @@ pub fn decode(bytes: &[u8]) -> Result<Message, PgoutputError> {
     })
 }
 
+/// Messages built the way PostgreSQL's `proto.c` writes them, for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Builds messages the way PostgreSQL's `proto.c` writes them.
+pub(crate) mod build {
     #[derive(Default)]
-    struct Writer(Vec<u8>);
+    pub(crate) struct Bytes(pub(crate) Vec<u8>);
 
-    impl Writer {
-        fn u8(mut self, v: u8) -> Self {
+    impl Bytes {
+        pub(crate) fn u8(mut self, v: u8) -> Self {
             self.0.push(v);
             self
         }
-        fn u16(mut self, v: u16) -> Self {
+        pub(crate) fn u16(mut self, v: u16) -> Self {
             self.0.extend_from_slice(&v.to_be_bytes());
             self
         }
-        fn u32(mut self, v: u32) -> Self {
+        pub(crate) fn u32(mut self, v: u32) -> Self {
             self.0.extend_from_slice(&v.to_be_bytes());
             self
         }
-        fn u64(mut self, v: u64) -> Self {
+        pub(crate) fn u64(mut self, v: u64) -> Self {
             self.0.extend_from_slice(&v.to_be_bytes());
             self
         }
-        fn string(mut self, s: &str) -> Self {
+        pub(crate) fn string(mut self, s: &str) -> Self {
             self.0.extend_from_slice(s.as_bytes());
             self.0.push(0);
             self
         }
-        fn text(self, s: &str) -> Self {
-            let mut w = self.u8(b't').u32(s.len() as u32);
-            w.0.extend_from_slice(s.as_bytes());
-            w
+        /// One text cell.
+        pub(crate) fn text(self, s: &str) -> Self {
+            let mut b = self.u8(b't').u32(s.len() as u32);
+            b.0.extend_from_slice(s.as_bytes());
+            b
+        }
+        /// A whole tuple: its column count, then each cell (`None`: null).
+        pub(crate) fn tuple(self, cells: &[Option<&str>]) -> Self {
+            let mut b = self.u16(cells.len() as u16);
+            for cell in cells {
+                b = match cell {
+                    None => b.u8(b'n'),
+                    Some(text) => b.text(text),
+                };
+            }
+            b
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::Bytes as Writer;
+    use super::*;
 
     #[test]
     fn begin_and_commit_carry_positions_and_unix_times() {

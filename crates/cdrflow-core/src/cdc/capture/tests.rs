@@ -2,53 +2,12 @@
 //! ([`crate::cdc::decode`], itself checked against hand-written Debezium
 //! fixtures): what goes in as pgoutput must come out as the same changes.
 
+use super::pgoutput::build::Bytes;
 use super::pgoutput::{Column, Relation};
 use super::*;
 use crate::cdc::{decode, ChangePosition, Decoded, Value};
 use crate::money::Decimal;
 use crate::normalize::Day;
-
-/// pgoutput bytes, as PostgreSQL's `proto.c` writes them.
-#[derive(Default)]
-struct Bytes(Vec<u8>);
-
-impl Bytes {
-    fn u8(mut self, v: u8) -> Self {
-        self.0.push(v);
-        self
-    }
-    fn u16(mut self, v: u16) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u32(mut self, v: u32) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u64(mut self, v: u64) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn string(mut self, s: &str) -> Self {
-        self.0.extend_from_slice(s.as_bytes());
-        self.0.push(0);
-        self
-    }
-    fn tuple(self, cells: &[Option<&str>]) -> Self {
-        let mut b = self.u16(cells.len() as u16);
-        for cell in cells {
-            b = match cell {
-                None => b.u8(b'n'),
-                Some(text) => {
-                    let mut b = b.u8(b't').u32(text.len() as u32);
-                    b.0.extend_from_slice(text.as_bytes());
-                    b
-                }
-            };
-        }
-        b
-    }
-}
 
 const PLANS: u32 = 16_390;
 /// 2026-01-15T10:00:00Z in microseconds since 2000-01-01 (PostgreSQL's epoch).

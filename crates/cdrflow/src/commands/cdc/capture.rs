@@ -199,13 +199,7 @@ fn now_ms() -> i64 {
 }
 
 pub fn run(settings: &Settings, args: CaptureArgs) -> Result<()> {
-    let stopping = Arc::new(AtomicBool::new(false));
-    let flag = stopping.clone();
-    ctrlc::set_handler(move || {
-        tracing::info!("stop requested: confirming what Kafka has, then stopping");
-        flag.store(true, Ordering::Relaxed);
-    })
-    .context("cannot install the SIGTERM/SIGINT handler")?;
+    let stopping = crate::commands::stop_on_signal("confirming what Kafka has, then stopping")?;
     let cluster = args.kafka.cluster(settings)?;
     if !wait_until_reachable(&cluster, &stopping, None)? {
         return Ok(());
