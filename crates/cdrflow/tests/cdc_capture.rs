@@ -471,17 +471,11 @@ fn capture_sends_through_tansu() {
     copy_subscribers(&mut db, 100_000, 2_000);
     business(&mut db, 2);
     // The consumer's pattern subscription must find the capture's topics.
-    let started = Instant::now();
-    while !std::fs::read_to_string(dir.join("capture.log"))
-        .unwrap()
-        .contains("streaming changes")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the capture did not start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        &dir.join("capture.log"),
+        "streaming changes",
+        Duration::from_secs(30),
+    );
     let status = Command::new(common::tansu())
         .args([
             "topic",

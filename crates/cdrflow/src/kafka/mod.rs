@@ -76,10 +76,11 @@ pub fn with_env_overrides(config: &mut ClientConfig) -> &mut ClientConfig {
 /// topics are made by its operators (no CreateTopics permission) is fine.
 pub fn ensure_topics(cluster: &Cluster, topics: &[&str], partitions: i32) -> Result<()> {
     let bootstrap = &cluster.bootstrap;
-    let lister: BaseConsumer = with_env_overrides(&mut cluster.client_config())
+    let admin: AdminClient<DefaultClientContext> = with_env_overrides(&mut cluster.client_config())
         .create()
-        .context("cannot create a Kafka client")?;
-    let listed = lister
+        .context("cannot create a Kafka admin client")?;
+    let listed = admin
+        .inner()
         .fetch_metadata(None, Duration::from_secs(10))
         .with_context(|| {
             format!("cannot list the topics on {bootstrap}: is the broker running?")
@@ -98,9 +99,6 @@ pub fn ensure_topics(cluster: &Cluster, topics: &[&str], partitions: i32) -> Res
     if topics.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = with_env_overrides(&mut cluster.client_config())
-        .create()
-        .context("cannot create a Kafka admin client")?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))

@@ -39,6 +39,11 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Where a table's events go: `<prefix>.<schema>.<table>`.
+    pub fn topic(&self, schema: &str, table: &str) -> String {
+        format!("{}.{schema}.{table}", self.prefix)
+    }
+
     pub fn transaction_topic_name(&self) -> String {
         format!("{}.transaction", self.prefix)
     }
@@ -93,7 +98,7 @@ pub struct TableEvents {
 
 impl TableEvents {
     pub fn new(origin: &Origin, relation: Relation) -> TableEvents {
-        let topic = format!("{}.{}.{}", origin.prefix, relation.schema, relation.table);
+        let topic = origin.topic(&relation.schema, &relation.table);
         let kinds: Vec<ColumnKind> = relation
             .columns
             .iter()
@@ -197,7 +202,7 @@ impl TableEvents {
         out.push_str("{\"schema\":");
         out.push_str(&self.key_schema);
         out.push_str(",\"payload\":");
-        self.write_row(tuple, Some(&self.key_columns), &mut out, problems);
+        self.write_row(tuple, self.key_columns.iter().copied(), &mut out, problems);
         out.push('}');
         Some(out)
     }
@@ -217,12 +222,12 @@ impl TableEvents {
         out.push_str(&self.value_schema);
         out.push_str(",\"payload\":{\"before\":");
         match before {
-            Some(tuple) => self.write_row(tuple, None, &mut out, problems),
+            Some(tuple) => self.write_row(tuple, 0..self.kinds.len(), &mut out, problems),
             None => out.push_str("null"),
         }
         out.push_str(",\"after\":");
         match after {
-            Some(tuple) => self.write_row(tuple, None, &mut out, problems),
+            Some(tuple) => self.write_row(tuple, 0..self.kinds.len(), &mut out, problems),
             None => out.push_str("null"),
         }
         out.push_str(",\"source\":");
@@ -252,24 +257,16 @@ impl TableEvents {
         out
     }
 
-    /// `{"column":value,…}` for all columns or only `only`.
+    /// `{"column":value,…}` for the columns at `columns`.
     fn write_row(
         &self,
         tuple: &Tuple,
-        only: Option<&[usize]>,
+        columns: impl Iterator<Item = usize>,
         out: &mut String,
         problems: &mut Vec<String>,
     ) {
         out.push('{');
-        let all: Vec<usize>;
-        let columns = match only {
-            Some(columns) => columns,
-            None => {
-                all = (0..self.kinds.len()).collect();
-                &all
-            }
-        };
-        for (n, &i) in columns.iter().enumerate() {
+        for (n, i) in columns.enumerate() {
             if n > 0 {
                 out.push(',');
             }
@@ -336,7 +333,8 @@ struct OpenTransaction {
     id: String,
     skipped: bool,
     total_order: u64,
-    per_collection: BTreeMap<String, u64>,
+    /// Events per relation id (named at the END event).
+    per_relation: HashMap<u32, u64>,
 }
 
 /// A slot's messages, in order, to Kafka records.
@@ -345,6 +343,7 @@ pub struct Capture {
     tables: HashMap<u32, TableEvents>,
     visibility: Option<SnapshotVisibility>,
     open: Option<OpenTransaction>,
+    transaction_topic: Arc<str>,
     /// Values written as null because their schema has no form for them.
     pub problems: Vec<String>,
 }
@@ -354,12 +353,18 @@ impl Capture {
     /// hold transactions it saw.
     pub fn new(origin: Origin, visibility: Option<SnapshotVisibility>) -> Capture {
         Capture {
+            transaction_topic: origin.transaction_topic_name().into(),
             origin,
             tables: HashMap::new(),
             visibility,
             open: None,
             problems: Vec::new(),
         }
+    }
+
+    /// Where BEGIN and END events go (when asked for).
+    pub fn transaction_topic(&self) -> &str {
+        &self.transaction_topic
     }
 
     /// Feeds the message found at `lsn`, appending its records to `out`.
@@ -390,7 +395,7 @@ impl Capture {
                     id,
                     skipped,
                     total_order: 0,
-                    per_collection: BTreeMap::new(),
+                    per_relation: HashMap::new(),
                 });
                 return Ok(Fed::Within);
             }
@@ -454,17 +459,14 @@ impl Capture {
                         relation,
                     })?;
             let committed_at_ms = open.begin.committed_at_micros.div_euclid(1000);
+            // The key is the row's: the new one, or the old one for a delete.
             let mut emit = |op: Op,
-                            key_of: Option<&Tuple>,
                             before: Option<&Tuple>,
                             after: Option<&Tuple>,
                             out: &mut Vec<Record>,
                             problems: &mut Vec<String>| {
                 open.total_order += 1;
-                let in_collection = open
-                    .per_collection
-                    .entry(table.collection.clone())
-                    .or_default();
+                let in_collection = open.per_relation.entry(relation).or_default();
                 *in_collection += 1;
                 let place = Place {
                     lsn,
@@ -477,7 +479,9 @@ impl Capture {
                         data_collection_order: *in_collection,
                     }),
                 };
-                let key = key_of.and_then(|tuple| table.key(tuple, problems));
+                let key = after
+                    .or(before)
+                    .and_then(|tuple| table.key(tuple, problems));
                 let value = table.change(op, before, after, &place, now_ms, problems);
                 out.push(Record {
                     topic: table.topic.clone(),
@@ -494,23 +498,18 @@ impl Capture {
             };
             let problems = &mut self.problems;
             match &change {
-                Change::Insert(new) => emit(Op::Create, Some(new), None, Some(new), out, problems),
+                Change::Insert(new) => emit(Op::Create, None, Some(new), out, problems),
                 // A new primary key is, as Debezium sends it, the old row
                 // deleted and the new one created.
                 Change::Update(Some(old), new) if table.key_changed(old, new) => {
-                    emit(Op::Delete, Some(old), Some(old), None, out, problems);
-                    emit(Op::Create, Some(new), None, Some(new), out, problems);
+                    emit(Op::Delete, Some(old), None, out, problems);
+                    emit(Op::Create, None, Some(new), out, problems);
                 }
-                Change::Update(old, new) => emit(
-                    Op::Update,
-                    Some(new),
-                    old.as_ref(),
-                    Some(new),
-                    out,
-                    problems,
-                ),
-                Change::Delete(old) => emit(Op::Delete, Some(old), Some(old), None, out, problems),
-                Change::Truncate => emit(Op::Truncate, None, None, None, out, problems),
+                Change::Update(old, new) => {
+                    emit(Op::Update, old.as_ref(), Some(new), out, problems)
+                }
+                Change::Delete(old) => emit(Op::Delete, Some(old), None, out, problems),
+                Change::Truncate => emit(Op::Truncate, None, None, out, problems),
             }
         }
         Ok(Fed::Within)
@@ -525,18 +524,27 @@ impl Capture {
         ended: Option<&OpenTransaction>,
     ) -> Record {
         let (event_count, collections) = match ended {
-            Some(open) => (
-                json!(open.total_order),
-                json!(open
-                    .per_collection
+            Some(open) => {
+                // By name, as Debezium lists them.
+                let per_collection: BTreeMap<&str, u64> = open
+                    .per_relation
                     .iter()
-                    .map(|(name, count)| json!({"data_collection": name, "event_count": count}))
-                    .collect::<Vec<_>>()),
-            ),
+                    .filter_map(|(id, count)| {
+                        Some((self.tables.get(id)?.collection.as_str(), *count))
+                    })
+                    .collect();
+                (
+                    json!(open.total_order),
+                    json!(per_collection
+                        .iter()
+                        .map(|(name, count)| json!({"data_collection": name, "event_count": count}))
+                        .collect::<Vec<_>>()),
+                )
+            }
             None => (json!(null), json!(null)),
         };
         Record {
-            topic: self.origin.transaction_topic_name().into(),
+            topic: self.transaction_topic.clone(),
             key: Some(json!({ "id": id }).to_string()),
             value: Some(
                 json!({

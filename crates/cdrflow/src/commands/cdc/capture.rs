@@ -225,7 +225,7 @@ pub fn run(settings: &Settings, args: CaptureArgs) -> Result<()> {
     let tables = source.published_tables(&args.tables)?;
     let mut topics: Vec<String> = tables
         .iter()
-        .map(|(schema, table)| format!("{}.{schema}.{table}", args.prefix))
+        .map(|(schema, table)| origin.topic(schema, table))
         .collect();
     if args.transaction_topic {
         topics.push(origin.transaction_topic_name());
@@ -236,9 +236,10 @@ pub fn run(settings: &Settings, args: CaptureArgs) -> Result<()> {
             .data_dir
             .join(format!("capture-{}.json", args.slot))
     });
+    let slot_exists = source.slot_exists()?;
     let state = match State::read(&state_path)? {
         Some(state) if state.slot == args.slot && state.database == source.database => {
-            if source.slot_exists()? {
+            if slot_exists {
                 Some(state)
             } else {
                 tracing::warn!(
@@ -263,7 +264,7 @@ pub fn run(settings: &Settings, args: CaptureArgs) -> Result<()> {
         Some(state) => state,
         None => {
             // A slot without a state file is a snapshot that never finished.
-            if source.slot_exists()? {
+            if slot_exists {
                 tracing::info!(
                     "the slot `{}` has no finished snapshot: dropping it to start again",
                     args.slot
@@ -413,7 +414,6 @@ fn stream(
         args.slot,
         args.prefix
     );
-    let transaction_topic = format!("{}.transaction", args.prefix);
     let (mut changes, mut transactions, mut skipped) = (0u64, 0u64, 0u64);
     let mut last_said = Instant::now();
     let mut records = Vec::new();
@@ -441,7 +441,7 @@ fn stream(
             records.truncate(complete);
             changes += records
                 .iter()
-                .filter(|r| r.value.is_some() && *r.topic != *transaction_topic)
+                .filter(|r| r.value.is_some() && &*r.topic != capture.transaction_topic())
                 .count() as u64;
             warn_each(&mut capture.problems);
             sink.send(&records)?;
