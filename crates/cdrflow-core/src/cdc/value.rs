@@ -91,10 +91,17 @@ impl ConnectSchema {
             serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
             _ => None,
         }
-        .filter(|s| *s <= 30)
-        .ok_or_else(|| format!("the Decimal scale {scale} is not a whole number from 0 to 30"))
+        .filter(|s| *s <= MAX_DECIMAL_SCALE)
+        .ok_or_else(|| {
+            format!("the Decimal scale {scale} is not a whole number from 0 to {MAX_DECIMAL_SCALE}")
+        })
     }
 }
+
+/// The largest decimal scale cdrflow reads: a mantissa is an `i128`
+/// (38 digits), so 30 leaves eight whole digits. The capture holds to the
+/// same bound, so it never sends a decimal its consumer would refuse.
+pub const MAX_DECIMAL_SCALE: u32 = 30;
 
 /// Logical type names (Kafka Connect's and Debezium's).
 const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
@@ -204,9 +211,9 @@ fn variable_scale_decimal(raw: &RawValue) -> Option<Result<Value, String>> {
         value: String,
     }
     let decimal: VariableScale = serde_json::from_str(raw.get()).ok()?;
-    if decimal.scale > 30 {
+    if decimal.scale > MAX_DECIMAL_SCALE {
         return Some(Err(format!(
-            "the VariableScaleDecimal scale {} is over 30",
+            "the VariableScaleDecimal scale {} is over {MAX_DECIMAL_SCALE}",
             decimal.scale
         )));
     }

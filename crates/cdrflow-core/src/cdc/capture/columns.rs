@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::cdc::value::parse_instant_micros;
+use crate::cdc::value::{parse_instant_micros, MAX_DECIMAL_SCALE};
 use crate::normalize::Day;
 
 /// Debezium's stand-in for a TOASTed value an update did not send.
@@ -67,12 +67,20 @@ impl ColumnKind {
             oid::INT8 | oid::OID => ColumnKind::Integer("int64"),
             oid::FLOAT4 => ColumnKind::Float("float"),
             oid::FLOAT8 => ColumnKind::Float("double"),
-            // NUMERIC(p, s) stores ((p << 16) | s) + VARHDRSZ as its modifier.
+            // NUMERIC(p, s) stores ((p << 16) | s) + VARHDRSZ as its modifier
+            // (s in 11 bits, signed since PostgreSQL 15). A scale the
+            // consumer cannot hold (over 30, or negative) is sent with each
+            // value's own scale instead.
             oid::NUMERIC if type_modifier >= 4 => {
                 let packed = (type_modifier - 4) as u32;
-                ColumnKind::Decimal {
-                    precision: packed >> 16 & 0xffff,
-                    scale: packed & 0xffff,
+                let scale = packed & 0xffff;
+                if scale > MAX_DECIMAL_SCALE {
+                    ColumnKind::VariableScaleDecimal
+                } else {
+                    ColumnKind::Decimal {
+                        precision: packed >> 16 & 0xffff,
+                        scale,
+                    }
                 }
             }
             oid::NUMERIC => ColumnKind::VariableScaleDecimal,
@@ -160,7 +168,9 @@ impl ColumnKind {
                 push_json_string(out, &twos_complement_base64(mantissa));
             }
             ColumnKind::VariableScaleDecimal => {
-                let Some((mantissa, scale)) = numeric(text) else {
+                let Some((mantissa, scale)) =
+                    numeric(text).filter(|(_, scale)| *scale <= MAX_DECIMAL_SCALE)
+                else {
                     return cannot("a VariableScaleDecimal");
                 };
                 out.push_str("{\"scale\":");
@@ -286,6 +296,15 @@ mod tests {
             }
         );
         assert_eq!(ColumnKind::of(1700, -1), ColumnKind::VariableScaleDecimal);
+        // NUMERIC(12,32) (PostgreSQL 15 allows a scale over the precision)
+        // and NUMERIC(5,-2) (its 11-bit scale is 0x7fe): beyond what the
+        // consumer reads as a fixed scale.
+        for modifier in [(12 << 16 | 32) + 4, (5 << 16 | 0x7fe) + 4] {
+            assert_eq!(
+                ColumnKind::of(1700, modifier),
+                ColumnKind::VariableScaleDecimal
+            );
+        }
     }
 
     #[test]
@@ -314,6 +333,10 @@ mod tests {
             )
         );
         assert!(written(kind, "NaN").is_err());
+        assert!(
+            written(ColumnKind::VariableScaleDecimal, &format!("0.{}1", "0".repeat(30))).is_err(),
+            "a scale of 31"
+        );
         assert!(
             written(kind, "1.2345").is_err(),
             "more digits than the scale"

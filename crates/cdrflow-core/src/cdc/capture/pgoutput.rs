@@ -106,6 +106,8 @@ pub enum PgoutputError {
     Truncated(usize),
     #[error("pgoutput message type `{0}` is not one of protocol version 1's")]
     UnknownType(char),
+    #[error("the pgoutput relation `{table}` names the column `{column}` twice")]
+    DuplicateColumn { table: String, column: String },
     #[error("a pgoutput tuple's column {column} is marked `{kind}`, not n, u, t or b")]
     UnknownCell { column: usize, kind: char },
     #[error("a pgoutput tuple's column {column} is binary: ask for text output (binary 'false')")]
@@ -244,8 +246,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message, PgoutputError> {
             let mut columns = Vec::with_capacity(count.min(bytes.len()));
             for _ in 0..count {
                 let flags = r.u8()?;
+                let name = r.string("column name")?;
+                // A table's columns have distinct names; two fields of one
+                // name would give a consumer one value under two schemas.
+                if columns.iter().any(|c: &Column| c.name == name) {
+                    return Err(PgoutputError::DuplicateColumn { table, column: name });
+                }
                 columns.push(Column {
-                    name: r.string("column name")?,
+                    name,
                     key: flags & 1 == 1,
                     type_oid: r.u32()?,
                     type_modifier: r.u32()? as i32,
@@ -413,6 +421,25 @@ mod tests {
         assert!(relation.columns[0].key && !relation.columns[1].key);
         assert_eq!(relation.columns[0].type_modifier, -1);
         assert_eq!(relation.columns[1].type_modifier, (12 << 16 | 2) + 4);
+    }
+
+    #[test]
+    fn a_relation_naming_a_column_twice_is_refused() {
+        let column = |w: Writer| w.u8(0).string("fee").u32(25).u32(u32::MAX);
+        let bytes = column(column(
+            Writer::default()
+                .u8(b'R')
+                .u32(1)
+                .string("public")
+                .string("plans")
+                .u8(b'd')
+                .u16(2),
+        ))
+        .0;
+        assert!(matches!(
+            decode(&bytes),
+            Err(PgoutputError::DuplicateColumn { column, .. }) if column == "fee"
+        ));
     }
 
     #[test]
