@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cdrflow_core::model::{Cdr, Direction, Kind};
 use cdrflow_core::normalize::{normalize_msisdn, CountryCode};
 use cdrflow_core::rating::{Account, Name, Offers, Rater, Rating, RatingError};
-use cdrflow_core::reference::{normalize_technology, ReferenceData};
+use cdrflow_core::reference::{normalize_technology, LiveReference, ReferenceData};
 
 use crate::price::{INCOMING, RECHARGE};
 use crate::{Catalogue, CatalogueError, PricingError, Usage};
@@ -20,7 +20,8 @@ pub struct CatalogueRater {
     catalogue: Catalogue,
     default_plan: Arc<str>,
     home: CountryCode,
-    reference: ReferenceData,
+    /// Kept live by change events while records are rated.
+    reference: LiveReference,
 }
 
 impl CatalogueRater {
@@ -46,7 +47,7 @@ impl CatalogueRater {
             catalogue,
             default_plan: default_plan.into(),
             home,
-            reference,
+            reference: LiveReference::new(reference),
         })
     }
 }
@@ -57,11 +58,12 @@ impl Rater for CatalogueRater {
     /// messages cost nothing.
     fn rate(&self, cdr: &Cdr<'_>) -> Result<Rating, RatingError> {
         let start = cdr.start_time;
-        let subscriber = self.reference.subscriber_at(cdr.served_msisdn, start);
+        let reference = self.reference.view();
+        let subscriber = reference.subscriber_at(cdr.served_msisdn, start);
         let cell = cdr
             .cell_id
             .as_deref()
-            .and_then(|id| self.reference.cell_at(id, start));
+            .and_then(|id| reference.cell_at(id, start));
         let plan = subscriber.map_or(&self.default_plan, |s| &s.plan_id);
         let version = self
             .catalogue
@@ -78,8 +80,7 @@ impl Rater for CatalogueRater {
             account: subscriber.map(|s| Account {
                 customer_id: s.customer_id.clone(),
                 payment: s.payment,
-                bill_cycle_day: self
-                    .reference
+                bill_cycle_day: reference
                     .customer_at(&s.customer_id, start)
                     .map_or(1, |c| c.bill_cycle_day),
             }),
@@ -144,5 +145,9 @@ impl Rater for CatalogueRater {
 
     fn recharge_currency(&self) -> &str {
         self.currency()
+    }
+
+    fn live_reference(&self) -> Option<&LiveReference> {
+        Some(&self.reference)
     }
 }

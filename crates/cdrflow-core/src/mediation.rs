@@ -177,6 +177,7 @@ impl Counts {
         self.changes.applied += other.changes.applied;
         self.changes.skipped += other.changes.skipped;
         self.changes.ignored += other.changes.ignored;
+        self.changes.late += other.changes.late;
     }
 }
 

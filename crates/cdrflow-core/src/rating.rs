@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::model::{Cdr, Kind};
 use crate::money::{div_round_half_away, Decimal, RoundingPoint, MICROS_PER_UNIT};
-use crate::reference::{normalize_technology, Payment};
+use crate::reference::{normalize_technology, LiveReference, Payment};
 
 /// The tariff cdrflow ships with: seed 000's prices.
 pub const DEFAULT_TARIFF_TOML: &str = include_str!("../../../config/tariff.toml");
@@ -27,6 +27,12 @@ pub trait Rater: Send + Sync {
 
     /// The currency recharge amounts are in.
     fn recharge_currency(&self) -> &str;
+
+    /// The reference data the rater joins, when it has any: change events
+    /// applied to it reach the records rated after.
+    fn live_reference(&self) -> Option<&LiveReference> {
+        None
+    }
 }
 
 /// `name` as a `&'static str`, the same one every time it is asked for.

@@ -15,6 +15,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod live;
+pub use live::{LiveReference, ReferenceView};
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
@@ -672,8 +675,13 @@ impl<T> Default for History<T> {
 
 impl<T: Effective> History<T> {
     fn at(&self, time: EpochMillis) -> Option<&T> {
+        self.entry_at(time).and_then(Entry::row)
+    }
+
+    /// The latest entry, row or removal, that took effect by `time`.
+    fn entry_at(&self, time: EpochMillis) -> Option<&Entry<T>> {
         let after = self.0.partition_point(|entry| entry.from() <= time);
-        after.checked_sub(1).and_then(|i| self.0[i].row())
+        after.checked_sub(1).map(|i| &self.0[i])
     }
 
     /// Adds `entry`, replacing one that took effect at the same instant.
@@ -789,6 +797,40 @@ impl ReferenceData {
             ReferenceKind::Cells => times(&self.cells),
             ReferenceKind::Plans => times(&self.plans),
         }
+    }
+
+    /// How many ids, of every kind (an id's rows and removals count once).
+    fn ids(&self) -> usize {
+        self.subscribers.len() + self.customers.len() + self.cells.len() + self.plans.len()
+    }
+
+    /// Adds every entry of `other`, each replacing one of the same id that
+    /// took effect at the same instant.
+    fn absorb(&mut self, other: &ReferenceData) {
+        fn each<K: Clone + Eq + std::hash::Hash, T: Clone>(
+            data: &mut ReferenceData,
+            other: &FxHashMap<K, History<T>>,
+            map: fn(&mut ReferenceData) -> &mut FxHashMap<K, History<T>>,
+            put: fn(&mut ReferenceData, T),
+        ) where
+            T: Effective,
+        {
+            for (id, history) in other {
+                for entry in &history.0 {
+                    match entry {
+                        Entry::Row(row) => put(data, row.clone()),
+                        Entry::Removed(at) => map(data)
+                            .entry(id.clone())
+                            .or_default()
+                            .put(Entry::Removed(*at)),
+                    }
+                }
+            }
+        }
+        each(self, &other.subscribers, |d| &mut d.subscribers, ReferenceData::put_subscriber);
+        each(self, &other.customers, |d| &mut d.customers, ReferenceData::put_customer);
+        each(self, &other.cells, |d| &mut d.cells, ReferenceData::put_cell);
+        each(self, &other.plans, |d| &mut d.plans, ReferenceData::put_plan);
     }
 
     /// The latest `effective_from` of any row, if any is not [`ALWAYS`].

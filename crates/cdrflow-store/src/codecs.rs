@@ -382,12 +382,23 @@ pub(crate) mod invoice_rows {
     }
 }
 
-/// Migration v10, the same in both stores: the items lose their index by
-/// invoice line. Issuing a million records kept it in step with the key
-/// in random order, over half of `--finalise`'s commit (13 s for 100,000
-/// invoices, BENCHMARKS.md); the few readers by invoice find a line's
-/// records through its customer's numbers (hence subscribers by
-/// customer), or scan (void, re-rating).
+/// Migration v12, the same in both stores (issue 14): reference changes
+/// that came after records they should have affected — a subscriber's row
+/// put or removed from an instant some of its rated records are at or
+/// after — with what a re-rating needs to know (how many records, from
+/// when, which billing periods).
+pub(crate) const LATE_CHANGES_V12: &str = "
+    CREATE TABLE late_reference_changes (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        records BIGINT NOT NULL,
+        first_event_time BIGINT NOT NULL,
+        first_period TEXT NOT NULL,
+        last_period TEXT NOT NULL,
+        PRIMARY KEY (kind, id, effective_from)
+    );";
+
 /// Migration v11, the same in both stores (issue 14): plans as reference
 /// data (what search and rankings show of them; their rates stay the
 /// catalogue's), and removals — an id deleted at the source is unknown
@@ -409,6 +420,12 @@ pub(crate) const CDC_V11: &str = "
         PRIMARY KEY (kind, id, effective_from)
     );";
 
+/// Migration v10, the same in both stores: the items lose their index by
+/// invoice line. Issuing a million records kept it in step with the key
+/// in random order, over half of `--finalise`'s commit (13 s for 100,000
+/// invoices, BENCHMARKS.md); the few readers by invoice find a line's
+/// records through its customer's numbers (hence subscribers by
+/// customer), or scan (void, re-rating).
 pub(crate) const ITEMS_BY_KEY_ONLY_V10: &str = "
     DROP INDEX IF EXISTS invoice_items_by_line;
     CREATE INDEX subscribers_by_customer ON subscribers (customer_id);";
@@ -857,6 +874,51 @@ pub(crate) mod reference_rows {
         }
     }
 
+    /// The subscriber changes among `changes` — a row put or removed, as
+    /// (number, instant), each once — that records rated before them may
+    /// have missed. Rating joins subscribers only (customers through them,
+    /// cells by their own id); a truncate is left out.
+    pub(crate) fn subscriber_moves(changes: &[ReferenceChange]) -> Vec<(String, i64)> {
+        let mut moves: Vec<(String, i64)> = changes
+            .iter()
+            .filter_map(|change| match change {
+                ReferenceChange::Put(row @ ReferenceRow::Subscriber(_)) => {
+                    Some((row.id(), row.effective_from()))
+                }
+                ReferenceChange::Remove {
+                    kind: ReferenceKind::Subscribers,
+                    id,
+                    at,
+                } => Some((id.clone(), *at)),
+                _ => None,
+            })
+            .collect();
+        moves.sort_unstable();
+        moves.dedup();
+        moves
+    }
+
+    /// What [`late_changes`](crate::Reference::late_changes) reads back,
+    /// the columns in `LateReferenceChange`'s order.
+    pub(crate) const SELECT_LATE: &str = "SELECT kind, id, effective_from, records,
+        first_event_time, first_period, last_period
+        FROM late_reference_changes ORDER BY kind, id, effective_from";
+
+    /// The aggregate over one subscriber's rated records from an instant
+    /// that makes a move late: `FROM` and `WHERE` are the caller's (one
+    /// move or an array of them, `m(id, at)`, joined to `rated_records r`).
+    pub(crate) fn insert_late_sql(moves_and_records: &str) -> String {
+        format!(
+            "INSERT INTO late_reference_changes (kind, id, effective_from, records,
+                 first_event_time, first_period, last_period)
+             SELECT 'subscribers', m.id, m.at, count(*), min(r.event_time),
+                 min(r.billing_period), max(r.billing_period)
+             FROM {moves_and_records}
+             GROUP BY m.id, m.at
+             ON CONFLICT DO NOTHING"
+        )
+    }
+
     pub(crate) const SELECT_REMOVALS: &str =
         "SELECT kind, id, effective_from FROM reference_removals ORDER BY kind, id, effective_from";
 
@@ -1183,6 +1245,7 @@ pub(crate) fn counter_entries(counts: &Counts) -> Vec<(String, u64)> {
         ("changes.applied".to_string(), counts.changes.applied),
         ("changes.skipped".to_string(), counts.changes.skipped),
         ("changes.ignored".to_string(), counts.changes.ignored),
+        ("changes.late".to_string(), counts.changes.late),
     ];
     out.extend(
         counts
@@ -1216,6 +1279,7 @@ pub(crate) fn apply_counter(counts: &mut Counts, name: &str, value: u64) {
         Some(("changes", "applied")) => counts.changes.applied = value,
         Some(("changes", "skipped")) => counts.changes.skipped = value,
         Some(("changes", "ignored")) => counts.changes.ignored = value,
+        Some(("changes", "late")) => counts.changes.late = value,
         Some(("accepted", kind)) => {
             if let Some(kind) = Kind::parse(kind) {
                 counts.accepted.insert(kind, value);

@@ -668,6 +668,29 @@ pub trait Reference {
 
     /// Every row, indexed for rating.
     fn reference(&mut self) -> Result<ReferenceData>;
+
+    /// The changes that came after records they should have affected, by
+    /// kind, id and instant (see [`LateReferenceChange`]).
+    fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>>;
+}
+
+/// A reference change that arrived after rated records it should have
+/// affected: a subscriber's row put or removed from `effective_from`, when
+/// the store already held `records` rated records of that number from
+/// then on (rated on what was in force before it). Those records keep
+/// their prices until they are re-rated; `cdrflow rerate` for the periods
+/// from `first_period` to `last_period` does that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LateReferenceChange {
+    /// `subscribers`.
+    pub kind: String,
+    pub id: String,
+    pub effective_from: EpochMillis,
+    pub records: i64,
+    /// The earliest of those records' event times.
+    pub first_event_time: EpochMillis,
+    pub first_period: String,
+    pub last_period: String,
 }
 
 /// Which rated records to read: one subscriber's or everyone's, by event

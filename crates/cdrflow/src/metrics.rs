@@ -173,6 +173,12 @@ fn store_counters(page: &mut Exposition, counts: &Counts) {
     ] {
         family.sample(&[("outcome", outcome)], value);
     }
+    page.family(
+        "cdrflow_reference_changes_late_total",
+        MetricType::Counter,
+        "Subscriber changes applied after rated records they should have affected (records of the number at or after the change's instant were rated on the row before it); each is listed by `cdrflow reference late` for re-rating.",
+    )
+    .sample(&[], counts.changes.late);
     let mut family = page.family(
         "cdrflow_duplicates_total",
         MetricType::Counter,

@@ -228,6 +228,13 @@ impl<'r> Runner<'r> {
         operators.rules.checkpoint(&mut checkpoint);
         if let Some(changes) = &mut operators.changes {
             changes.checkpoint(&mut checkpoint);
+            // Records rated from now on see these changes. Every record
+            // rated before is in this job or an earlier one, so the commit
+            // can tell which changes came after records they should have
+            // affected (`late_reference_changes`).
+            if let Some(live) = self.rater.live_reference() {
+                live.apply(&checkpoint.reference);
+            }
         }
         JobPart {
             scope: operators.scope.clone(),

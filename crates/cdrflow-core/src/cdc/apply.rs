@@ -121,6 +121,9 @@ pub struct ChangeCounts {
     /// applied the change), logical decoding messages, truncates of
     /// balance adjustments (a ledger emptied does not undo top-ups).
     pub ignored: u64,
+    /// Applied, but after rated records they should have affected: the
+    /// store counts these as it commits (`late_reference_changes`).
+    pub late: u64,
 }
 
 pub struct ReferenceChanges {

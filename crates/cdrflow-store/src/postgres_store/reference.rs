@@ -6,6 +6,7 @@ use cdrflow_core::reference::{
 use postgres::types::ToSql;
 
 use super::*;
+use crate::LateReferenceChange;
 use crate::codecs::reference_rows::{
     self, change_sql, params, puts, select_sql, upsert_from, Param,
 };
@@ -66,6 +67,22 @@ impl Reference for PgStore {
         }
         Ok(data)
     }
+
+    fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>> {
+        let rows = self.live_client()?.query(reference_rows::SELECT_LATE, &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| LateReferenceChange {
+                kind: r.get(0),
+                id: r.get(1),
+                effective_from: r.get(2),
+                records: r.get(3),
+                first_event_time: r.get(4),
+                first_period: r.get(5),
+                last_period: r.get(6),
+            })
+            .collect())
+    }
 }
 
 /// Applies reference changes in `tx`, in order. Consecutive puts of one
@@ -83,6 +100,32 @@ pub(super) fn write_changes(tx: &mut Transaction<'_>, changes: &[ReferenceChange
             write_one(tx, change)?;
             rest = &rest[1..];
         }
+    }
+    list_late(tx, changes)
+}
+
+/// Lists the subscriber changes that came after rated records they should
+/// have affected (the records of this transaction included: they are
+/// written first), in one statement, and counts them as `changes.late`.
+fn list_late(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    let moves = reference_rows::subscriber_moves(changes);
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let (ids, ats): (Vec<String>, Vec<i64>) = moves.into_iter().unzip();
+    let late = tx.execute(
+        &reference_rows::insert_late_sql(
+            "unnest($1::text[], $2::bigint[]) AS m(id, at)
+             JOIN rated_records r ON r.msisdn = m.id AND r.event_time >= m.at",
+        ),
+        &[&ids, &ats],
+    )?;
+    if late > 0 {
+        tx.execute(
+            "INSERT INTO pipeline_counters (name, value) VALUES ('changes.late', $1)
+             ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value",
+            &[&(late as i64)],
+        )?;
     }
     Ok(())
 }

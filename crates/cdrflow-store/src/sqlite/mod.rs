@@ -108,6 +108,7 @@ fn migrations() -> Vec<(i64, String)> {
         (9, crate::codecs::NOTES_V9.to_string()),
         (10, crate::codecs::ITEMS_BY_KEY_ONLY_V10.to_string()),
         (11, crate::codecs::CDC_V11.to_string()),
+        (12, crate::codecs::LATE_CHANGES_V12.to_string()),
     ]
 }
 

@@ -4,7 +4,10 @@ use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind, Ref
 use rusqlite::types::Value;
 
 use super::*;
-use crate::codecs::reference_rows::{self, change_sql, puts, select_sql, Param};
+use crate::LateReferenceChange;
+use crate::codecs::reference_rows::{
+    self, change_sql, insert_late_sql, puts, select_sql, subscriber_moves, Param,
+};
 
 impl Reference for SqliteStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
@@ -71,6 +74,22 @@ impl Reference for SqliteStore {
         }
         Ok(data)
     }
+
+    fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>> {
+        let mut stmt = self.conn.prepare(reference_rows::SELECT_LATE)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(LateReferenceChange {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                effective_from: r.get(2)?,
+                records: r.get(3)?,
+                first_event_time: r.get(4)?,
+                first_period: r.get(5)?,
+                last_period: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 /// Applies reference changes in `tx`, in order.
@@ -85,6 +104,32 @@ pub(super) fn write_changes(tx: &Transaction<'_>, changes: &[ReferenceChange]) -
             tx.prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(values))?;
         }
+    }
+    list_late(tx, changes)
+}
+
+/// Lists the subscriber changes that came after rated records they should
+/// have affected (the records of this transaction included: they are
+/// written first), and counts them as `changes.late`.
+fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    let moves = subscriber_moves(changes);
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(&insert_late_sql(
+        "(SELECT CAST(?1 AS TEXT) AS id, CAST(?2 AS BIGINT) AS at) m
+         JOIN rated_records r ON r.msisdn = m.id AND r.event_time >= m.at",
+    ))?;
+    let mut late = 0;
+    for (id, at) in moves {
+        late += insert.execute(rusqlite::params![id, at])?;
+    }
+    if late > 0 {
+        tx.prepare_cached(
+            "INSERT INTO pipeline_counters (name, value) VALUES ('changes.late', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        )?
+        .execute([late as i64])?;
     }
     Ok(())
 }

@@ -1,9 +1,13 @@
 //! Reference data: rows put by a file load and by commits, removals (a
 //! delete at the source), truncates, read back as the core applies them.
 
+use cdrflow_core::charging::RatedRecord;
+use cdrflow_core::rating::Name;
 use cdrflow_core::reference::{
-    parse_csv, ReferenceChange, ReferenceData, ReferenceKind, ReferenceRow, ReferenceRows,
+    parse_csv, BillingPeriod, ReferenceChange, ReferenceData, ReferenceKind, ReferenceRow,
+    ReferenceRows,
 };
+use cdrflow_store::LateReferenceChange;
 
 use super::*;
 
@@ -109,4 +113,123 @@ for_every_store!(
     sqlite_reference_changes_commit_and_read_back,
     postgres_reference_changes_commit_and_read_back,
     "reference_changes"
+);
+
+fn rated(msisdn: &str, event_time: i64, period: &str) -> RatedRecord {
+    RatedRecord {
+        record_id: format!("{msisdn}@{event_time}").into(),
+        msisdn: normalize_msisdn(msisdn, CountryCode::SOUTH_AFRICA).unwrap(),
+        event_time,
+        kind: Kind::Voice,
+        service_type: "voice".into(),
+        other_party: None,
+        customer_id: None,
+        plan: Name::Static("basic"),
+        version: Name::Static("v1"),
+        destination: None,
+        band: None,
+        rate: Name::Static("r"),
+        region: None,
+        technology: None,
+        usage_units: 60,
+        billed_units: 60,
+        allowance: None,
+        cost_micros: 1_000_000,
+        currency: "ZAR".into(),
+        billing_period: BillingPeriod::parse(period).unwrap(),
+    }
+}
+
+/// A subscriber change committed after records of its number at or after
+/// its instant is listed (and counted) once; one before all of them, or of
+/// a number with no records, is not. Records committed in the same
+/// transaction as the change count.
+fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
+    let home = CountryCode::SOUTH_AFRICA;
+    let subscribers = "msisdn,customer_id,plan_id,effective_from\n\
+        +27821110001,c1,basic,\n\
+        +27821110002,c2,basic,\n";
+    store
+        .put_reference(&parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap())
+        .unwrap();
+    let checkpoint = Checkpoint {
+        rated_records: vec![
+            rated("+27821110001", T1, "2024-03"),
+            rated("+27821110001", T3, "2024-03"),
+            rated("+27821110001", T4, "2024-04"),
+        ],
+        ..Checkpoint::default()
+    };
+    store
+        .commit(Commit {
+            parts: &[CommitPart {
+                scope: "kafka:cdrs:0",
+                checkpoint: &checkpoint,
+            }],
+            cursors: &[],
+        })
+        .unwrap();
+    let ReferenceRows::Subscribers(loaded) =
+        parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap()
+    else {
+        panic!("subscribers")
+    };
+    let moved = |i: usize, at: i64| {
+        let mut row = loaded[i].clone();
+        row.effective_from = at;
+        row.plan_id = "gold".into();
+        ReferenceChange::Put(ReferenceRow::Subscriber(row))
+    };
+    // The first number's change at T2: two of its records (T3, T4) are
+    // after it. The second number has no records. A change after every
+    // record is on time.
+    commit_changes(store, vec![moved(0, T2), moved(1, T2)]);
+    commit_changes(store, vec![moved(0, T4 + 1)]);
+    // Delivered again: listed once.
+    commit_changes(store, vec![moved(0, T2)]);
+    // Its record at T1 comes with a removal at T1 in one transaction.
+    let checkpoint = Checkpoint {
+        rated_records: vec![rated("+27821110002", T1, "2024-02")],
+        reference: vec![ReferenceChange::Remove {
+            kind: ReferenceKind::Subscribers,
+            id: "+27821110002".into(),
+            at: T1,
+        }],
+        ..Checkpoint::default()
+    };
+    store
+        .commit(Commit {
+            parts: &[CommitPart {
+                scope: "kafka:cdrs:0",
+                checkpoint: &checkpoint,
+            }],
+            cursors: &[],
+        })
+        .unwrap();
+    let late = |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| {
+        LateReferenceChange {
+            kind: "subscribers".into(),
+            id: id.into(),
+            effective_from: at,
+            records,
+            first_event_time: first,
+            first_period: periods.0.into(),
+            last_period: periods.1.into(),
+        }
+    };
+    assert_eq!(
+        store.late_changes().unwrap(),
+        [
+            late("+27821110001", T2, 2, T3, ("2024-03", "2024-04")),
+            late("+27821110002", T1, 1, T1, ("2024-02", "2024-02")),
+        ]
+    );
+    assert_eq!(store.counts().unwrap().changes.late, 2);
+}
+
+for_every_store!(
+    changes_after_rated_records_are_listed,
+    sqlite_late_reference_changes_listed,
+    postgres_late_reference_changes_listed,
+    "late_reference_changes"
 );

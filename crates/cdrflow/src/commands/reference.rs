@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use cdrflow_core::normalize::format_timestamp_ms;
 use cdrflow_core::reference::{format_effective_from, parse_csv, write_csv, ReferenceKind};
+use cdrflow_store::LateReferenceChange;
 use clap::{Subcommand, ValueEnum};
 
 use crate::config::Settings;
@@ -42,6 +44,23 @@ pub enum ReferenceCommand {
         #[arg(long, value_enum, default_value = "csv")]
         format: ExportFormat,
     },
+    /// The changes that arrived after rated records they should have
+    /// affected: a subscriber's row put or removed from an instant at or
+    /// before some of its records already rated (on the row in force
+    /// before). Found as each change commits; counted in /metrics
+    /// (cdrflow_reference_changes_late_total). CSV: kind, id,
+    /// effective_from, records, first_event_time, first_period, last_period.
+    Late {
+        #[arg(long, value_enum, default_value = "table")]
+        format: LateFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LateFormat {
+    /// Aligned columns for a person, times in UTC
+    Table,
+    Csv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,6 +121,55 @@ pub fn run(settings: &Settings, command: ReferenceCommand) -> Result<()> {
             let rows = store.reference()?.current(kind.into());
             print!("{}", write_csv(&rows));
         }
+        ReferenceCommand::Late { format } => print_late(&store.late_changes()?, format),
     }
     Ok(())
+}
+
+fn print_late(changes: &[LateReferenceChange], format: LateFormat) {
+    match format {
+        LateFormat::Csv => {
+            println!("kind,id,effective_from,records,first_event_time,first_period,last_period");
+            for c in changes {
+                println!(
+                    "{},{},{},{},{},{},{}",
+                    c.kind,
+                    c.id,
+                    format_effective_from(c.effective_from),
+                    c.records,
+                    format_timestamp_ms(c.first_event_time),
+                    c.first_period,
+                    c.last_period
+                );
+            }
+        }
+        LateFormat::Table if changes.is_empty() => {
+            println!("no reference change came after records it should have affected")
+        }
+        LateFormat::Table => {
+            println!(
+                "{:<12} {:<16} {:<24} {:>8}  {:<24} periods",
+                "kind", "id", "in force from", "records", "first record at"
+            );
+            for c in changes {
+                let periods = if c.first_period == c.last_period {
+                    c.first_period.clone()
+                } else {
+                    format!("{} to {}", c.first_period, c.last_period)
+                };
+                println!(
+                    "{:<12} {:<16} {:<24} {:>8}  {:<24} {periods}",
+                    c.kind,
+                    c.id,
+                    format_effective_from(c.effective_from),
+                    c.records,
+                    format_timestamp_ms(c.first_event_time),
+                );
+            }
+            println!(
+                "{} change(s): their records were rated on the row in force before them",
+                changes.len()
+            );
+        }
+    }
 }
