@@ -827,10 +827,30 @@ impl ReferenceData {
                 }
             }
         }
-        each(self, &other.subscribers, |d| &mut d.subscribers, ReferenceData::put_subscriber);
-        each(self, &other.customers, |d| &mut d.customers, ReferenceData::put_customer);
-        each(self, &other.cells, |d| &mut d.cells, ReferenceData::put_cell);
-        each(self, &other.plans, |d| &mut d.plans, ReferenceData::put_plan);
+        each(
+            self,
+            &other.subscribers,
+            |d| &mut d.subscribers,
+            ReferenceData::put_subscriber,
+        );
+        each(
+            self,
+            &other.customers,
+            |d| &mut d.customers,
+            ReferenceData::put_customer,
+        );
+        each(
+            self,
+            &other.cells,
+            |d| &mut d.cells,
+            ReferenceData::put_cell,
+        );
+        each(
+            self,
+            &other.plans,
+            |d| &mut d.plans,
+            ReferenceData::put_plan,
+        );
     }
 
     /// The latest `effective_from` of any row, if any is not [`ALWAYS`].

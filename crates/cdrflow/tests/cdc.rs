@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{cdrflow, dlq_messages, postgres_database, run_ok, temp_dir, Broker};
@@ -62,8 +63,13 @@ fn produce(broker: &Broker, messages: &[(&str, Option<&str>, Option<String>)]) {
             .expect("tansu topic create");
         assert!(status.success(), "cannot create {topic}");
     }
+    send(&broker.bootstrap, messages);
+}
+
+/// Sends each message to partition 0 of its topic, waiting for the acknowledgements.
+fn send(bootstrap: &str, messages: &[(&str, Option<&str>, Option<String>)]) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     for (topic, key, value) in messages {
@@ -342,4 +348,206 @@ fn unwrapped(row: &str, op: &str, lsn: i64, deleted: &str) -> String {
         r#""__op":"{op}","__table":"balance_adjustments","__lsn":{lsn},"__source_ts_ms":1709294400000,"__deleted":"{deleted}""#
     );
     format!("{},{fields}}}", row.trim_end_matches('}'))
+}
+
+/// Two plans that price a one-minute mobile call differently (1.20 and
+/// 0.60), so a rated record's cost says which one rated it.
+const TWO_PLANS: &str = r#"
+[[version]]
+id = "v1"
+effective_from = "2024-01-01T00:00:00Z"
+currency = "MAD"
+zone = "UTC"
+[[version.destination]]
+id = "ma-mobile"
+class = "mobile"
+prefixes = ["2126", "2127"]
+[[version.band]]
+id = "any"
+[[version.plan]]
+id = "P1"
+[[version.plan.voice]]
+id = "p1-mobile"
+class = "mobile"
+price = "1.20"
+increments = "60/60"
+rounding = "half_up"
+decimals = 2
+[[version.plan]]
+id = "P2"
+[[version.plan.voice]]
+id = "p2-mobile"
+class = "mobile"
+price = "0.60"
+increments = "60/60"
+rounding = "half_up"
+decimals = 2
+"#;
+
+/// Issue 14 item 2: one consumer, never restarted, rates each call on the
+/// plan its subscriber is on at the call's start as change events bring
+/// it; a change that arrives after a call it should have priced is listed
+/// and counted, the call keeping its price until re-rated. The broker is
+/// librdkafka's mock cluster: the test waits on each step, and Tansu's
+/// fetches would wait out `fetch.wait.max.ms` at each one.
+#[test]
+fn a_running_consumer_rates_with_each_change_as_it_arrives() {
+    let dir = temp_dir("cdc-live");
+    let data_dir = dir.join("data");
+    let catalogue = dir.join("catalogue.toml");
+    std::fs::write(&catalogue, TWO_PLANS).unwrap();
+    let subscribers = "dbserver1.public.subscribers";
+    let calls = "telecom_events";
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    for topic in [subscribers, calls] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let a = "+212612345678";
+    let key = format!(r#"{{"msisdn":"{a}"}}"#);
+    let call = |id: &str, at: &str| {
+        format!(
+            r#"{{"event_id":"{id}","msisdn":"{a}","event_type":"call","event_subtype":"outgoing","timestamp":"{at}","other_party":"+212698765432","duration_seconds":60,"cell_tower_id":"CELL-7"}}"#
+        )
+    };
+    // a is on P1 from always (a snapshot row).
+    send(
+        &bootstrap,
+        &[(
+            subscribers,
+            Some(&key),
+            Some(envelope(
+                "subscribers",
+                "r",
+                100,
+                1_000,
+                "null",
+                &subscriber(a, "P1", "prepaid"),
+            )),
+        )],
+    );
+    let log = dir.join("consumer.log");
+    let consumer = cdrflow()
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--catalogue")
+        .arg(&catalogue)
+        .args(["--default-plan", "P1", "--default-country-code", "212"])
+        .args(["process", "--from", "kafka", "--bootstrap", &bootstrap])
+        .args([
+            "--topics",
+            calls,
+            "--cdc",
+            "--no-dlq",
+            "--session-timeout-ms",
+            "6000",
+        ])
+        .args(["--idle-exit-secs", "20"])
+        .env("CDRFLOW_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut consumer = common::KillOnDrop(consumer);
+    let cdrflow_in = |args: &[&str]| {
+        let out = run_ok(cdrflow().arg("--data-dir").arg(&data_dir).args(args));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // (plan, cost) of each rated call, by id.
+    let rated = || -> BTreeMap<String, (String, String)> {
+        let text = cdrflow_in(&["export", "rated"]);
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (id, plan, cost) = (column("record_id"), column("plan_id"), column("cost"));
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .map(|f| {
+                (
+                    f[id].to_string(),
+                    (f[plan].to_string(), f[cost].to_string()),
+                )
+            })
+            .collect()
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never {what}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // A call at 11:00 once the row is in: rated on P1 with a's account (a
+    // call read before would have been an unknown subscriber's, and the
+    // row a late change).
+    wait_until("applied the snapshot row", &|| {
+        cdrflow_in(&["reference", "export", "subscribers"]).contains(",P1,")
+    });
+    send(
+        &bootstrap,
+        &[(calls, Some(a), Some(call("c1", "2024-03-01T11:00:00Z")))],
+    );
+    wait_until("rated c1", &|| rated().contains_key("c1"));
+    // a moves to P2 from 10:00, before c1: c1 was priced on P1 already.
+    send(
+        &bootstrap,
+        &[(
+            subscribers,
+            Some(&key),
+            Some(envelope(
+                "subscribers",
+                "u",
+                200,
+                1_709_287_200_000,
+                &subscriber(a, "P1", "prepaid"),
+                &subscriber(a, "P2", "prepaid"),
+            )),
+        )],
+    );
+    wait_until("applied the move to P2", &|| {
+        cdrflow_in(&["reference", "export", "subscribers"]).contains(",P2,")
+    });
+    // A call at 12:00, after the move: the same consumer rates it on P2.
+    send(
+        &bootstrap,
+        &[(calls, Some(a), Some(call("c2", "2024-03-01T12:00:00Z")))],
+    );
+    wait_until("rated c2", &|| rated().contains_key("c2"));
+    assert!(
+        consumer.0.try_wait().unwrap().is_none(),
+        "one consumer throughout"
+    );
+    let expected: BTreeMap<String, (String, String)> =
+        [("c1", ("P1", "1.200000")), ("c2", ("P2", "0.600000"))]
+            .into_iter()
+            .map(|(id, (plan, cost))| (id.to_string(), (plan.to_string(), cost.to_string())))
+            .collect();
+    assert_eq!(rated(), expected);
+    assert_eq!(
+        cdrflow_in(&["reference", "late", "--format", "csv"]),
+        format!(
+            "kind,id,effective_from,records,first_event_time,first_period,last_period\n\
+             subscribers,{a},2024-03-01T10:00:00Z,1,2024-03-01T11:00:00Z,2024-03,2024-03\n"
+        )
+    );
+    consumer.0.kill().unwrap();
+    consumer.0.wait().unwrap();
+    common::add_user(&data_dir, "alice", "correct horse");
+    let (_server, port) =
+        common::serve_on_free_port(cdrflow().arg("--data-dir").arg(&data_dir).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ]));
+    let (status, metrics) = common::http_get(port, "/metrics", Some("alice:correct horse"));
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "cdrflow_reference_changes_late_total 1"),
+        "{metrics}"
+    );
 }

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
-use super::{Cell, Customer, Effective, Entry, History, ReferenceChange, ReferenceData, Subscriber};
+use super::{
+    Cell, Customer, Effective, Entry, History, ReferenceChange, ReferenceData, Subscriber,
+};
 use crate::normalize::{EpochMillis, Msisdn};
 
 /// Below this many ids the recent layer is never folded: copying it is cheap.
@@ -208,7 +210,8 @@ mod tests {
             changes.iter().for_each(|c| oracle.apply(c.clone()));
             for i in 0..260 {
                 for at in (0..13).map(|s| 1_000 * s - 1) {
-                    let plan = |s: Option<&Subscriber>| s.map(|s| (s.effective_from, s.plan_id.clone()));
+                    let plan =
+                        |s: Option<&Subscriber>| s.map(|s| (s.effective_from, s.plan_id.clone()));
                     assert_eq!(
                         plan(after.subscriber_at(number(i), at)),
                         plan(oracle.subscriber_at(number(i), at)),

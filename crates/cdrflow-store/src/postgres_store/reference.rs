@@ -6,10 +6,10 @@ use cdrflow_core::reference::{
 use postgres::types::ToSql;
 
 use super::*;
-use crate::LateReferenceChange;
 use crate::codecs::reference_rows::{
     self, change_sql, params, puts, select_sql, upsert_from, Param,
 };
+use crate::LateReferenceChange;
 
 impl Reference for PgStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
@@ -69,7 +69,9 @@ impl Reference for PgStore {
     }
 
     fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>> {
-        let rows = self.live_client()?.query(reference_rows::SELECT_LATE, &[])?;
+        let rows = self
+            .live_client()?
+            .query(reference_rows::SELECT_LATE, &[])?;
         Ok(rows
             .iter()
             .map(|r| LateReferenceChange {

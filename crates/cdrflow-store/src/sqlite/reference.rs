@@ -4,10 +4,10 @@ use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind, Ref
 use rusqlite::types::Value;
 
 use super::*;
-use crate::LateReferenceChange;
 use crate::codecs::reference_rows::{
     self, change_sql, insert_late_sql, puts, select_sql, subscriber_moves, Param,
 };
+use crate::LateReferenceChange;
 
 impl Reference for SqliteStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {

@@ -206,8 +206,8 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
             cursors: &[],
         })
         .unwrap();
-    let late = |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| {
-        LateReferenceChange {
+    let late =
+        |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| LateReferenceChange {
             kind: "subscribers".into(),
             id: id.into(),
             effective_from: at,
@@ -215,8 +215,7 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
             first_event_time: first,
             first_period: periods.0.into(),
             last_period: periods.1.into(),
-        }
-    };
+        };
     assert_eq!(
         store.late_changes().unwrap(),
         [

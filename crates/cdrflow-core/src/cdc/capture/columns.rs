@@ -334,7 +334,11 @@ mod tests {
         );
         assert!(written(kind, "NaN").is_err());
         assert!(
-            written(ColumnKind::VariableScaleDecimal, &format!("0.{}1", "0".repeat(30))).is_err(),
+            written(
+                ColumnKind::VariableScaleDecimal,
+                &format!("0.{}1", "0".repeat(30))
+            )
+            .is_err(),
             "a scale of 31"
         );
         assert!(

@@ -250,7 +250,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, PgoutputError> {
                 // A table's columns have distinct names; two fields of one
                 // name would give a consumer one value under two schemas.
                 if columns.iter().any(|c: &Column| c.name == name) {
-                    return Err(PgoutputError::DuplicateColumn { table, column: name });
+                    return Err(PgoutputError::DuplicateColumn {
+                        table,
+                        column: name,
+                    });
                 }
                 columns.push(Column {
                     name,
