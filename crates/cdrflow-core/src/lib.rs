@@ -33,4 +33,5 @@ pub mod rating;
 pub mod reference;
 pub mod reject;
 pub mod retention;
+pub mod search;
 pub mod synth;

@@ -130,6 +130,13 @@ impl Default for CountryCode {
     }
 }
 
+/// The digits, without `+` (`212`).
+impl fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Turns any accepted spelling into E.164, or says why it cannot.
 ///
 /// Rules: spaces, dashes, dots and parentheses are ignored; `+` followed by

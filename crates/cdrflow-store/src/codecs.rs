@@ -1441,3 +1441,112 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// The search index (issue 14's search indexer) as both stores write and
+/// query it: one document per reference id (`search_documents`), the
+/// words indexed by the store's own full-text engine — FTS5 in SQLite, a
+/// `tsvector` with a GIN index in PostgreSQL (each store's migration v13).
+pub(crate) mod search_rows {
+    use cdrflow_core::reference::ReferenceKind;
+    use cdrflow_core::search::{SearchDocument, SearchHit, SearchQuery};
+
+    use super::reference_rows::Param;
+    use crate::StoreError;
+
+    /// A document written unless the stored one is newer (`$1`…`$8`:
+    /// kind, id, effective_from, removed, title, words, msisdn, fee_micros;
+    /// `removed` as each store spells a boolean).
+    pub(crate) fn upsert_sql(values: &str) -> String {
+        format!(
+            "INSERT INTO search_documents (kind, id, effective_from, removed, title, words, msisdn, fee_micros)
+             {values}
+             ON CONFLICT (kind, id) DO UPDATE SET effective_from = excluded.effective_from,
+                 removed = excluded.removed, title = excluded.title, words = excluded.words,
+                 msisdn = excluded.msisdn, fee_micros = excluded.fee_micros
+             WHERE excluded.effective_from >= search_documents.effective_from"
+        )
+    }
+
+    /// A truncate: every document of a kind from `$2` or before removed,
+    /// as of `$2` (so no older change brings one back).
+    pub(crate) fn remove_all_sql(removed: &str) -> String {
+        format!(
+            "UPDATE search_documents SET removed = {removed}, effective_from = $2
+             WHERE kind = $1 AND effective_from <= $2"
+        )
+    }
+
+    pub(crate) fn params(doc: &SearchDocument) -> [Param; 7] {
+        [
+            Param::Text(Some(doc.kind.as_str().to_string())),
+            Param::Text(Some(doc.id.clone())),
+            Param::Int(Some(doc.effective_from)),
+            Param::Text(Some(doc.title.clone())),
+            Param::Text(Some(doc.words.clone())),
+            Param::Text(doc.msisdn.clone()),
+            Param::Int(doc.fee_micros),
+        ]
+    }
+
+    /// The conditions besides the text: not removed, the kinds asked for,
+    /// the fee range. Placeholders from `$first`; returns the SQL (starting
+    /// with ` AND`) and its values.
+    pub(crate) fn filters(
+        query: &SearchQuery,
+        first: usize,
+        not_removed: &str,
+    ) -> (String, Vec<Param>) {
+        let mut sql = format!(" AND d.removed = {not_removed}");
+        let mut values = Vec::new();
+        let next = |value: Param, values: &mut Vec<Param>| {
+            values.push(value);
+            format!("${}", first + values.len() - 1)
+        };
+        if !query.kinds.is_empty() {
+            let kinds: Vec<String> = query
+                .kinds
+                .iter()
+                .map(|k| next(Param::Text(Some(k.as_str().into())), &mut values))
+                .collect();
+            sql.push_str(&format!(" AND d.kind IN ({})", kinds.join(", ")));
+        }
+        if let Some(min) = query.min_fee_micros {
+            sql.push_str(&format!(
+                " AND d.fee_micros >= {}",
+                next(Param::Int(Some(min)), &mut values)
+            ));
+        }
+        if let Some(max) = query.max_fee_micros {
+            sql.push_str(&format!(
+                " AND d.fee_micros <= {}",
+                next(Param::Int(Some(max)), &mut values)
+            ));
+        }
+        (sql, values)
+    }
+
+    /// What a result row holds: kind, id, title, fee_micros.
+    pub(crate) const RESULT_COLUMNS: &str = "d.kind, d.id, d.title, d.fee_micros";
+
+    pub(crate) fn hit(
+        kind: &str,
+        id: String,
+        title: String,
+        fee_micros: Option<i64>,
+    ) -> Result<SearchHit, StoreError> {
+        Ok(SearchHit {
+            kind: ReferenceKind::parse(kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("search_documents holds the kind `{kind}`"))
+            })?,
+            id,
+            title,
+            fee_micros,
+        })
+    }
+
+    /// The first text after every number starting with `prefix` (`:`
+    /// follows `9`), for a range an ordinary index answers.
+    pub(crate) fn after_prefix(prefix: &str) -> String {
+        format!("{prefix}:")
+    }
+}

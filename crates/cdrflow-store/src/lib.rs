@@ -669,6 +669,15 @@ pub trait Reference {
     /// Every row, indexed for rating.
     fn reference(&mut self) -> Result<ReferenceData>;
 
+    /// Subscribers, customers, cells and plans as they are now, found by
+    /// words, number prefix or fee range (`cdrflow_core::search`), best
+    /// first: the store's full-text engine (FTS5, PostgreSQL text search)
+    /// over an index every reference change keeps in step.
+    fn search(
+        &mut self,
+        query: &cdrflow_core::search::SearchQuery,
+    ) -> Result<Vec<cdrflow_core::search::SearchHit>>;
+
     /// The changes that came after records they should have affected, by
     /// kind, id and instant (see [`LateReferenceChange`]).
     fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>>;

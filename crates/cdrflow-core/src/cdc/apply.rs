@@ -532,7 +532,8 @@ mod tests {
             ChangeCounts {
                 applied: 7,
                 skipped: 3,
-                ignored: 2
+                ignored: 2,
+                late: 0
             }
         );
         assert_eq!(first.counts.rejected[&RejectReason::MalformedJson], 1);

@@ -21,6 +21,7 @@ mod reference;
 mod rejects;
 mod results;
 mod retention;
+mod search;
 mod usage;
 
 use cdrflow_core::aggregate::{RowKey, Totals};
@@ -128,6 +129,7 @@ fn migrations() -> Vec<(i32, String)> {
         (10, crate::codecs::ITEMS_BY_KEY_ONLY_V10.to_string()),
         (11, crate::codecs::CDC_V11.to_string()),
         (12, crate::codecs::LATE_CHANGES_V12.to_string()),
+        (13, search::SEARCH_V13.to_string()),
     ]
 }
 
@@ -252,6 +254,7 @@ impl PgStore {
             client,
         };
         store.migrate()?;
+        search::rebuild_if_needed(&mut store)?;
         Ok(store)
     }
 

@@ -10,6 +10,7 @@ use crate::codecs::reference_rows::{
     self, change_sql, params, puts, select_sql, upsert_from, Param,
 };
 use crate::LateReferenceChange;
+use cdrflow_core::search::{SearchHit, SearchQuery};
 
 impl Reference for PgStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
@@ -68,6 +69,10 @@ impl Reference for PgStore {
         Ok(data)
     }
 
+    fn search(&mut self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        super::search::query(self.live_client()?, query)
+    }
+
     fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>> {
         let rows = self
             .live_client()?
@@ -103,7 +108,8 @@ pub(super) fn write_changes(tx: &mut Transaction<'_>, changes: &[ReferenceChange
             rest = &rest[1..];
         }
     }
-    list_late(tx, changes)
+    list_late(tx, changes)?;
+    super::search::write_index(tx, changes)
 }
 
 /// Lists the subscriber changes that came after rated records they should
@@ -200,18 +206,18 @@ fn write_puts(tx: &mut Transaction<'_>, rows: &[&ReferenceRow]) -> Result<()> {
 
 fn write_one(tx: &mut Transaction<'_>, change: &ReferenceChange) -> Result<()> {
     for (sql, params) in change_sql(change, |i| format!("${i}")) {
-        let values: Vec<Box<dyn ToSql + Sync>> = params
-            .into_iter()
-            .map(|p| -> Box<dyn ToSql + Sync> {
-                match p {
-                    Param::Text(t) => Box::new(t),
-                    Param::Int(i) => Box::new(i),
-                    Param::Int32(i) => Box::new(i),
-                }
-            })
-            .collect();
+        let values: Vec<Box<dyn ToSql + Sync>> = params.into_iter().map(boxed).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v).collect();
         tx.execute(sql.as_str(), &refs)?;
     }
     Ok(())
+}
+
+/// A value to bind, as the driver takes it.
+pub(super) fn boxed(param: Param) -> Box<dyn ToSql + Sync> {
+    match param {
+        Param::Text(t) => Box::new(t),
+        Param::Int(i) => Box::new(i),
+        Param::Int32(i) => Box::new(i),
+    }
 }

@@ -20,6 +20,7 @@ mod reference;
 mod rejects;
 mod results;
 mod retention;
+mod search;
 mod usage;
 
 use std::path::Path;
@@ -109,6 +110,7 @@ fn migrations() -> Vec<(i64, String)> {
         (10, crate::codecs::ITEMS_BY_KEY_ONLY_V10.to_string()),
         (11, crate::codecs::CDC_V11.to_string()),
         (12, crate::codecs::LATE_CHANGES_V12.to_string()),
+        (13, search::SEARCH_V13.to_string()),
     ]
 }
 
@@ -239,6 +241,7 @@ impl SqliteStore {
             files_lock: None,
         };
         store.migrate()?;
+        search::rebuild_if_needed(&mut store)?;
         Ok(store)
     }
 

@@ -8,6 +8,7 @@ use crate::codecs::reference_rows::{
     self, change_sql, insert_late_sql, puts, select_sql, subscriber_moves, Param,
 };
 use crate::LateReferenceChange;
+use cdrflow_core::search::{SearchHit, SearchQuery};
 
 impl Reference for SqliteStore {
     fn put_reference(&mut self, rows: &ReferenceRows) -> Result<()> {
@@ -75,6 +76,10 @@ impl Reference for SqliteStore {
         Ok(data)
     }
 
+    fn search(&mut self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        super::search::query(&self.conn, query)
+    }
+
     fn late_changes(&mut self) -> Result<Vec<LateReferenceChange>> {
         let mut stmt = self.conn.prepare(reference_rows::SELECT_LATE)?;
         let rows = stmt.query_map([], |r| {
@@ -105,7 +110,8 @@ pub(super) fn write_changes(tx: &Transaction<'_>, changes: &[ReferenceChange]) -
                 .execute(rusqlite::params_from_iter(values))?;
         }
     }
-    list_late(tx, changes)
+    list_late(tx, changes)?;
+    super::search::write_index(tx, changes)
 }
 
 /// Lists the subscriber changes that came after rated records they should

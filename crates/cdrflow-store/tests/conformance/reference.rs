@@ -232,3 +232,114 @@ for_every_store!(
     postgres_late_reference_changes_listed,
     "late_reference_changes"
 );
+
+/// The search index follows every change: folded words, numbers by prefix
+/// in any spelling, plans by fee, removals and truncates gone, an older
+/// change leaving a newer document as it is. What each search must find
+/// is read off the rows by hand.
+fn search_follows_the_reference_data(store: &mut dyn Store) {
+    use cdrflow_core::search::{Find, SearchQuery};
+    let home = CountryCode::parse("212").unwrap();
+    let load = |store: &mut dyn Store, kind, csv: &str| {
+        store
+            .put_reference(&parse_csv(kind, csv, home).unwrap())
+            .unwrap();
+    };
+    load(
+        store,
+        ReferenceKind::Customers,
+        "customer_id,name,billing_country\nC1,Hôtel Atlas Fès,MA\nC2,Épicerie Atlas,MA\nC3,Banque Zellige,MA\n",
+    );
+    load(store, ReferenceKind::Plans, PLANS);
+    load(
+        store,
+        ReferenceKind::Subscribers,
+        "msisdn,customer_id,plan_id\n0612345678,C1,gold\n0612399999,C2,gold\n0698765432,C3,free\n",
+    );
+    let find = |store: &mut dyn Store, q: &str| -> Vec<String> {
+        let query = SearchQuery {
+            find: Find::parse(q, home),
+            kinds: Vec::new(),
+            min_fee_micros: None,
+            max_fee_micros: None,
+            limit: 20,
+        };
+        let mut ids: Vec<String> = store
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|h| format!("{}:{}", h.kind, h.id))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(find(store, "ATLAS"), ["customers:C1", "customers:C2"]);
+    assert_eq!(find(store, "hotel fes"), ["customers:C1"]);
+    assert_eq!(find(store, "epic"), ["customers:C2"], "a word's start");
+    assert_eq!(find(store, "sms appels"), Vec::<String>::new());
+    assert_eq!(find(store, "calls sms"), ["plans:gold"]);
+    for spelling in ["06123", "+212 6 123", "002126123", "(061) 23"] {
+        assert_eq!(
+            find(store, spelling),
+            ["subscribers:+212612345678", "subscribers:+212612399999"],
+            "{spelling}"
+        );
+    }
+    let fees = |store: &mut dyn Store, min: Option<i64>, max: Option<i64>| -> Vec<String> {
+        let query = SearchQuery {
+            find: Find::Everything,
+            kinds: vec![ReferenceKind::Plans],
+            min_fee_micros: min,
+            max_fee_micros: max,
+            limit: 20,
+        };
+        store
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    assert_eq!(fees(store, Some(100_000_000), None), ["gold"]);
+    assert_eq!(fees(store, None, Some(149_989_999)), Vec::<String>::new());
+    // C2 removed; C1 renamed; then an older row for C1 (a file with a
+    // past instant) changes nothing.
+    let rename = |name: &str, at: i64| {
+        ReferenceChange::Put(ReferenceRow::Customer(cdrflow_core::reference::Customer {
+            customer_id: "C1".into(),
+            effective_from: at,
+            name: name.into(),
+            billing_country: "MA".into(),
+            bill_cycle_day: 1,
+        }))
+    };
+    commit_changes(
+        store,
+        vec![
+            ReferenceChange::Remove {
+                kind: ReferenceKind::Customers,
+                id: "C2".into(),
+                at: T1,
+            },
+            rename("Riad Zellige", T2),
+            rename("Hôtel Atlas Fès", T1),
+        ],
+    );
+    assert_eq!(find(store, "atlas"), Vec::<String>::new());
+    assert_eq!(find(store, "zellige"), ["customers:C1", "customers:C3"]);
+    commit_changes(
+        store,
+        vec![ReferenceChange::RemoveAll {
+            kind: ReferenceKind::Subscribers,
+            at: T3,
+        }],
+    );
+    assert_eq!(find(store, "0612"), Vec::<String>::new());
+}
+
+for_every_store!(
+    search_follows_the_reference_data,
+    sqlite_search_follows_the_reference_data,
+    postgres_search_follows_the_reference_data,
+    "search"
+);

@@ -1,0 +1,168 @@
+//! PostgreSQL: the search index — `search_documents` with its folded
+//! words as a generated `tsvector` under a GIN index (the `simple`
+//! configuration: the words are folded already, and no language's
+//! stemming suits names and numbers).
+
+use cdrflow_core::reference::{ReferenceChange, ReferenceKind};
+use cdrflow_core::search::{Find, IndexChange, SearchDocument, SearchHit, SearchQuery};
+use postgres::types::ToSql;
+
+use super::reference::boxed;
+use super::*;
+use crate::codecs::reference_rows::{puts, Param};
+use crate::codecs::search_rows::{
+    after_prefix, filters, hit, remove_all_sql, upsert_sql, RESULT_COLUMNS,
+};
+
+/// Migration v13: the documents and their index (removed documents are
+/// kept, so an older change cannot bring one back). The index is filled
+/// from the reference data when the store is next opened (`rebuild_needed`).
+pub(super) const SEARCH_V13: &str = "
+    CREATE TABLE search_documents (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        removed BOOLEAN NOT NULL,
+        title TEXT NOT NULL,
+        words TEXT NOT NULL,
+        msisdn TEXT COLLATE \"C\",
+        fee_micros BIGINT,
+        words_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple', words)) STORED,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE INDEX search_documents_words ON search_documents USING GIN (words_vector);
+    CREATE INDEX search_documents_by_msisdn ON search_documents (msisdn);
+    CREATE INDEX search_documents_by_fee ON search_documents (kind, fee_micros);
+    CREATE TABLE search_index_state (rebuild_needed BOOLEAN NOT NULL);
+    INSERT INTO search_index_state VALUES (true);";
+
+/// The index changes `changes` make, in `tx`: each run of documents as one
+/// statement over arrays, a truncate where it comes.
+pub(super) fn write_index(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    let mut run: Vec<SearchDocument> = Vec::new();
+    for change in changes {
+        match IndexChange::of(change) {
+            IndexChange::Put(doc) => run.push(doc),
+            IndexChange::RemoveAll { kind, at } => {
+                write_documents(tx, std::mem::take(&mut run))?;
+                tx.execute(&remove_all_sql("true"), &[&kind.as_str(), &at])?;
+            }
+        }
+    }
+    write_documents(tx, run)
+}
+
+/// One upsert for `docs`; of one id's, the latest (one statement may not
+/// touch a row twice).
+fn write_documents(tx: &mut Transaction<'_>, mut docs: Vec<SearchDocument>) -> Result<()> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    // Stable: of one id's documents at one instant, the last written wins.
+    docs.sort_by(|a, b| (a.kind, &a.id, a.effective_from).cmp(&(b.kind, &b.id, b.effective_from)));
+    let mut latest: Vec<SearchDocument> = Vec::with_capacity(docs.len());
+    for doc in docs {
+        match latest.last_mut() {
+            Some(last) if last.kind == doc.kind && last.id == doc.id => *last = doc,
+            _ => latest.push(doc),
+        }
+    }
+    let column = |f: fn(&SearchDocument) -> Option<String>| -> Vec<Option<String>> {
+        latest.iter().map(f).collect()
+    };
+    let kinds = column(|d| Some(d.kind.as_str().into()));
+    let ids = column(|d| Some(d.id.clone()));
+    let titles = column(|d| Some(d.title.clone()));
+    let words = column(|d| Some(d.words.clone()));
+    let msisdns = column(|d| d.msisdn.clone());
+    let effective: Vec<i64> = latest.iter().map(|d| d.effective_from).collect();
+    let removed: Vec<bool> = latest.iter().map(|d| d.removed).collect();
+    let fees: Vec<Option<i64>> = latest.iter().map(|d| d.fee_micros).collect();
+    tx.execute(
+        &upsert_sql(
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $8::boolean[],
+                 $4::text[], $5::text[], $6::text[], $7::bigint[])",
+        ),
+        &[
+            &kinds, &ids, &effective, &titles, &words, &msisdns, &fees, &removed,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Fills the index from the reference data the store holds, when a
+/// migration asked for it (v13, over a store with rows already).
+pub(super) fn rebuild_if_needed(store: &mut PgStore) -> Result<()> {
+    let needed: bool = store
+        .live_client()?
+        .query_one("SELECT rebuild_needed FROM search_index_state", &[])?
+        .get(0);
+    if !needed {
+        return Ok(());
+    }
+    let data = store.reference()?;
+    let mut tx = store.live_client()?.transaction()?;
+    tx.execute("DELETE FROM search_documents", &[])?;
+    let puts: Vec<ReferenceChange> = ReferenceKind::ALL
+        .into_iter()
+        .flat_map(|kind| puts(&data.current(kind)))
+        .collect();
+    write_index(&mut tx, &puts)?;
+    tx.execute("UPDATE search_index_state SET rebuild_needed = false", &[])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn query(client: &mut Client, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+    let (sql, mut values) = match &query.find {
+        Find::Words(words) => {
+            let (filters, values) = filters(query, 2, "false");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_documents d
+                     WHERE d.words_vector @@ to_tsquery('simple', $1){filters}
+                     ORDER BY ts_rank(d.words_vector, to_tsquery('simple', $1)) DESC, d.kind, d.id"
+                ),
+                std::iter::once(Param::Text(Some(SearchQuery::tsquery(words))))
+                    .chain(values)
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Find::NumberPrefix(prefix) => {
+            let (filters, values) = filters(query, 3, "false");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_documents d
+                     WHERE d.msisdn >= $1 AND d.msisdn < $2{filters}
+                     ORDER BY d.msisdn"
+                ),
+                [
+                    Param::Text(Some(prefix.clone())),
+                    Param::Text(Some(after_prefix(prefix))),
+                ]
+                .into_iter()
+                .chain(values)
+                .collect(),
+            )
+        }
+        Find::Everything => {
+            let (filters, values) = filters(query, 1, "false");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_documents d WHERE true{filters}
+                     ORDER BY d.kind, d.id"
+                ),
+                values,
+            )
+        }
+    };
+    let limit = format!(" LIMIT ${}", values.len() + 1);
+    values.push(Param::Int(Some(i64::from(query.limit))));
+    let values: Vec<Box<dyn ToSql + Sync>> = values.into_iter().map(boxed).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v).collect();
+    client
+        .query(&format!("{sql}{limit}"), &refs)?
+        .iter()
+        .map(|r| hit(r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}

@@ -1,0 +1,173 @@
+//! SQLite: the search index — `search_documents` and its FTS5 index
+//! `search_words` (external content, kept in step by triggers; folded text
+//! tokenised by `unicode61`).
+
+use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind};
+use cdrflow_core::search::{Find, IndexChange, SearchHit, SearchQuery};
+use rusqlite::types::Value;
+
+use super::*;
+use crate::codecs::reference_rows::{puts, Param};
+use crate::codecs::search_rows::{
+    after_prefix, filters, hit, params, remove_all_sql, upsert_sql, RESULT_COLUMNS,
+};
+
+/// Migration v13: the documents, their full-text index and the triggers
+/// that keep it in step (removed documents are kept, unindexed, so an
+/// older change cannot bring one back). The index is filled from the
+/// reference data when the store is next opened (`rebuild_needed`).
+pub(super) const SEARCH_V13: &str = "
+    CREATE TABLE search_documents (
+        doc INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        removed INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        words TEXT NOT NULL,
+        msisdn TEXT,
+        fee_micros BIGINT,
+        UNIQUE (kind, id)
+    );
+    CREATE INDEX search_documents_by_msisdn ON search_documents (msisdn);
+    CREATE INDEX search_documents_by_fee ON search_documents (kind, fee_micros);
+    CREATE VIRTUAL TABLE search_words USING fts5(
+        words, content = 'search_documents', content_rowid = 'doc',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER search_documents_added AFTER INSERT ON search_documents WHEN new.removed = 0
+    BEGIN
+        INSERT INTO search_words (rowid, words) VALUES (new.doc, new.words);
+    END;
+    CREATE TRIGGER search_documents_changed AFTER UPDATE ON search_documents
+    BEGIN
+        INSERT INTO search_words (search_words, rowid, words)
+            SELECT 'delete', old.doc, old.words WHERE old.removed = 0;
+        INSERT INTO search_words (rowid, words) SELECT new.doc, new.words WHERE new.removed = 0;
+    END;
+    CREATE TABLE search_index_state (rebuild_needed INTEGER NOT NULL);
+    INSERT INTO search_index_state VALUES (1);";
+
+/// SQLite numbers its placeholders `?n`; the shared SQL says `$n`.
+fn numbered(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+fn value(param: Param) -> Value {
+    match param {
+        Param::Text(t) => t.map_or(Value::Null, Value::Text),
+        Param::Int(i) => i.map_or(Value::Null, Value::Integer),
+        Param::Int32(i) => Value::Integer(i64::from(i)),
+    }
+}
+
+/// The index changes `changes` make, in `tx`.
+pub(super) fn write_index(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
+    let mut upsert = tx.prepare_cached(&numbered(&upsert_sql(
+        "VALUES ($1, $2, $3, $8, $4, $5, $6, $7)",
+    )))?;
+    for change in changes {
+        match IndexChange::of(change) {
+            IndexChange::Put(doc) => {
+                let mut values: Vec<Value> = params(&doc).into_iter().map(value).collect();
+                values.push(Value::Integer(i64::from(doc.removed)));
+                upsert.execute(rusqlite::params_from_iter(values))?;
+            }
+            IndexChange::RemoveAll { kind, at } => {
+                tx.prepare_cached(&numbered(&remove_all_sql("1")))?
+                    .execute(rusqlite::params![kind.as_str(), at])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fills the index from the reference data the store holds, when a
+/// migration asked for it (v13, over a store with rows already).
+pub(super) fn rebuild_if_needed(store: &mut SqliteStore) -> Result<()> {
+    let needed: i64 =
+        store
+            .conn
+            .query_row("SELECT rebuild_needed FROM search_index_state", [], |r| {
+                r.get(0)
+            })?;
+    if needed == 0 {
+        return Ok(());
+    }
+    let data: ReferenceData = store.reference()?;
+    let tx = store.conn.transaction()?;
+    tx.execute("DELETE FROM search_documents", [])?;
+    let puts: Vec<ReferenceChange> = ReferenceKind::ALL
+        .into_iter()
+        .flat_map(|kind| puts(&data.current(kind)))
+        .collect();
+    write_index(&tx, &puts)?;
+    tx.execute("UPDATE search_index_state SET rebuild_needed = 0", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn query(conn: &Connection, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+    let (sql, mut values) = match &query.find {
+        Find::Words(words) => {
+            let (filters, values) = filters(query, 2, "0");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_words w JOIN search_documents d ON d.doc = w.rowid
+                     WHERE search_words MATCH $1{filters}
+                     ORDER BY w.rank, d.kind, d.id"
+                ),
+                std::iter::once(Param::Text(Some(SearchQuery::fts5_match(words))))
+                    .chain(values)
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Find::NumberPrefix(prefix) => {
+            let (filters, values) = filters(query, 3, "0");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_documents d
+                     WHERE d.msisdn >= $1 AND d.msisdn < $2{filters}
+                     ORDER BY d.msisdn"
+                ),
+                [
+                    Param::Text(Some(prefix.clone())),
+                    Param::Text(Some(after_prefix(prefix))),
+                ]
+                .into_iter()
+                .chain(values)
+                .collect(),
+            )
+        }
+        Find::Everything => {
+            let (filters, values) = filters(query, 1, "0");
+            (
+                format!(
+                    "SELECT {RESULT_COLUMNS} FROM search_documents d WHERE true{filters}
+                     ORDER BY d.kind, d.id"
+                ),
+                values,
+            )
+        }
+    };
+    let limit = format!(" LIMIT ${}", values.len() + 1);
+    values.push(Param::Int(Some(i64::from(query.limit))));
+    let mut stmt = conn.prepare_cached(&numbered(&format!("{sql}{limit}")))?;
+    let rows = stmt.query_map(
+        rusqlite::params_from_iter(values.into_iter().map(value)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        },
+    )?;
+    let mut hits = Vec::new();
+    for row in rows {
+        let (kind, id, title, fee) = row?;
+        hits.push(hit(&kind, id, title, fee)?);
+    }
+    Ok(hits)
+}
