@@ -538,6 +538,8 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
     common::add_user(&data_dir, "alice", "correct horse");
     let (_server, port) =
         common::serve_on_free_port(cdrflow().arg("--data-dir").arg(&data_dir).args([
+            "--default-country-code",
+            "212",
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -550,4 +552,16 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
             .any(|l| l == "cdrflow_reference_changes_late_total 1"),
         "{metrics}"
     );
+    // The API finds the subscriber the change events brought, by a number
+    // prefix spelt nationally, and by its customer.
+    for q in ["0612%2034", "c-%2B212612345678"] {
+        let (status, found) =
+            common::http_get_json(port, &format!("/search?q={q}"), Some("alice:correct horse"));
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(
+            found["results"],
+            serde_json::json!([{"kind": "subscribers", "id": a, "title": a}]),
+            "{q}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod overview;
 mod rated;
 mod rejected;
+mod search;
 mod stats;
 mod usage;
 
@@ -35,6 +36,7 @@ pub fn api(state: Shared) -> Router {
     let protected = Router::new()
         .merge(usage::router())
         .merge(rejected::router())
+        .merge(search::router())
         .merge(rated::router())
         .merge(invoices::router())
         .merge(billing::router())
