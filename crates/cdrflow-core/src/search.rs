@@ -189,20 +189,27 @@ fn number_prefix(typed: &str, digits: &str, home: CountryCode) -> String {
 }
 
 impl SearchQuery {
-    /// FTS5's query: each word a prefix, all required.
+    /// FTS5's query: every word required, each a prefix (a one-letter
+    /// word whole: as a prefix it would ask for most of the index).
     pub fn fts5_match(words: &[String]) -> String {
         words
             .iter()
-            .map(|w| format!("\"{w}\"*"))
+            .map(|w| match w.chars().nth(1) {
+                Some(_) => format!("\"{w}\"*"),
+                None => format!("\"{w}\""),
+            })
             .collect::<Vec<_>>()
             .join(" AND ")
     }
 
-    /// PostgreSQL's `to_tsquery('simple', …)`: each word a prefix, all required.
+    /// PostgreSQL's `to_tsquery('simple', …)`, as [`SearchQuery::fts5_match`].
     pub fn tsquery(words: &[String]) -> String {
         words
             .iter()
-            .map(|w| format!("{w}:*"))
+            .map(|w| match w.chars().nth(1) {
+                Some(_) => format!("{w}:*"),
+                None => w.clone(),
+            })
             .collect::<Vec<_>>()
             .join(" & ")
     }
@@ -243,6 +250,13 @@ mod tests {
                 "{typed}"
             );
         }
+    }
+
+    #[test]
+    fn every_word_is_required_and_a_prefix_unless_one_letter() {
+        let words: Vec<String> = ["fes", "a"].map(String::from).to_vec();
+        assert_eq!(SearchQuery::fts5_match(&words), "\"fes\"* AND \"a\"");
+        assert_eq!(SearchQuery::tsquery(&words), "fes:* & a");
     }
 
     #[test]

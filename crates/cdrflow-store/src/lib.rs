@@ -670,8 +670,10 @@ pub trait Reference {
     fn reference(&mut self) -> Result<ReferenceData>;
 
     /// Subscribers, customers, cells and plans as they are now, found by
-    /// words, number prefix or fee range (`cdrflow_core::search`), best
-    /// first: the store's full-text engine (FTS5, PostgreSQL text search)
+    /// words, number prefix or fee range (`cdrflow_core::search`): every
+    /// match of every word, in the index's order (no relevance ranking: over
+    /// a million documents, ranking a common name's thousands of matches took
+    /// longer than the 10 ms a search may take), numbers in order; the store's full-text engine (FTS5, PostgreSQL text search)
     /// over an index every reference change keeps in step.
     fn search(
         &mut self,

@@ -115,7 +115,7 @@ pub(super) fn query(conn: &Connection, query: &SearchQuery) -> Result<Vec<Search
                 format!(
                     "SELECT {RESULT_COLUMNS} FROM search_words w JOIN search_documents d ON d.doc = w.rowid
                      WHERE search_words MATCH $1{filters}
-                     ORDER BY w.rank, d.kind, d.id"
+                     ORDER BY w.rowid"
                 ),
                 std::iter::once(Param::Text(Some(SearchQuery::fts5_match(words))))
                     .chain(values)
