@@ -1448,7 +1448,7 @@ pub(crate) mod tests {
 /// `tsvector` with a GIN index in PostgreSQL (each store's migration v13).
 pub(crate) mod search_rows {
     use cdrflow_core::reference::ReferenceKind;
-    use cdrflow_core::search::{SearchDocument, SearchHit, SearchQuery};
+    use cdrflow_core::search::{Find, SearchDocument, SearchHit, SearchQuery};
 
     use super::reference_rows::Param;
     use crate::StoreError;
@@ -1526,7 +1526,7 @@ pub(crate) mod search_rows {
     }
 
     /// What a result row holds: kind, id, title, fee_micros.
-    pub(crate) const RESULT_COLUMNS: &str = "d.kind, d.id, d.title, d.fee_micros";
+    const RESULT_COLUMNS: &str = "d.kind, d.id, d.title, d.fee_micros";
 
     pub(crate) fn hit(
         kind: &str,
@@ -1546,7 +1546,56 @@ pub(crate) mod search_rows {
 
     /// The first text after every number starting with `prefix` (`:`
     /// follows `9`), for a range an ordinary index answers.
-    pub(crate) fn after_prefix(prefix: &str) -> String {
+    fn after_prefix(prefix: &str) -> String {
         format!("{prefix}:")
+    }
+
+    /// How a store's full-text engine is asked for words.
+    pub(crate) struct Engine {
+        /// The tables of a words search, the documents as `d`.
+        pub words_from: &'static str,
+        /// The condition on `$1`, the engine's query text.
+        pub words_match: &'static str,
+        /// The engine's own order, cheap to follow (empty: none).
+        pub words_order: &'static str,
+        /// The query text for the words.
+        pub query_text: fn(&[String]) -> String,
+        /// How the store spells "not removed".
+        pub not_removed: &'static str,
+    }
+
+    /// The search `query` as SQL (`$n` placeholders) and its values, the
+    /// limit last: words through `engine`, a number prefix as a range of
+    /// the `msisdn` index, nothing but filters in id order.
+    pub(crate) fn select(query: &SearchQuery, engine: &Engine) -> (String, Vec<Param>) {
+        let text = |t: String| Param::Text(Some(t));
+        let (from, condition, order, mut values) = match &query.find {
+            Find::Words(words) => (
+                engine.words_from,
+                engine.words_match.to_string(),
+                engine.words_order,
+                vec![text((engine.query_text)(words))],
+            ),
+            Find::NumberPrefix(prefix) => (
+                "search_documents d",
+                "d.msisdn >= $1 AND d.msisdn < $2".to_string(),
+                "ORDER BY d.msisdn",
+                vec![text(prefix.clone()), text(after_prefix(prefix))],
+            ),
+            Find::Everything => (
+                "search_documents d",
+                "true".to_string(),
+                "ORDER BY d.kind, d.id",
+                vec![],
+            ),
+        };
+        let (filters, filter_values) = filters(query, values.len() + 1, engine.not_removed);
+        values.extend(filter_values);
+        values.push(Param::Int(Some(i64::from(query.limit))));
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} FROM {from} WHERE {condition}{filters} {order} LIMIT ${}",
+            values.len()
+        );
+        (sql, values)
     }
 }

@@ -135,6 +135,7 @@ impl<'r> Runner<'r> {
             ChangeConfig {
                 home: setup.home,
                 currency: self.rater.currency().into(),
+                low_balance_micros: self.config.charging.low_balance_micros,
             },
         ));
         Ok(operators)

@@ -17,9 +17,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::envelope::{decode_with, ChangeEvent, ChangePosition, Decoded, Op, SchemaCache};
 use super::mapping::{Entity, Mapping, TableMapping};
+use crate::analytics::rules::{Anomaly, Severity};
 use crate::charging::{add_delta, BalanceDelta, BalanceDeltas};
 use crate::mediation::{Counts, RejectedRecord};
 use crate::model::SourcePosition;
+use crate::money::format_micros;
 use crate::normalize::{CountryCode, Msisdn};
 use crate::operator::{BatchContext, Checkpoint, Operator, ReadError, StateKind, StateTable};
 use crate::reference::{ReferenceChange, ALWAYS};
@@ -57,6 +59,9 @@ pub struct ChangeConfig {
     pub home: CountryCode,
     /// The currency of balance adjustments that name none.
     pub currency: Arc<str>,
+    /// An adjustment that takes a prepaid balance below this raises a
+    /// `low_balance` anomaly (`None`: never); below zero, `negative_balance`.
+    pub low_balance_micros: Option<i64>,
 }
 
 /// What the last applied change of an id left.
@@ -126,6 +131,55 @@ pub struct ChangeCounts {
     pub late: u64,
 }
 
+/// One balance adjustment's move of a prepaid balance.
+struct BalanceCrossing<'a> {
+    msisdn: Msisdn,
+    before: i64,
+    after: i64,
+    currency: &'a str,
+    /// `balance_adjustments:ID`.
+    adjustment: &'a str,
+    position: ChangePosition,
+    at: i64,
+}
+
+impl BalanceCrossing<'_> {
+    /// The anomalies of a move from at or above a line to below it: under
+    /// `low` (`low_balance`), under zero (`negative_balance`). Keyed by the
+    /// change's position, so one redelivered is stored once.
+    fn alerts(&self, low: Option<i64>) -> Vec<Anomaly> {
+        let crossed = |line: i64| self.before >= line && self.after < line;
+        let alert = |rule: &'static str, severity: Severity, line: i64| Anomaly {
+            rule,
+            severity,
+            msisdn: self.msisdn,
+            event_id: Some(self.adjustment.to_string()),
+            event_time: self.at,
+            window_start: None,
+            evidence: format!(
+                "balance {} → {} {} after the change of {} (threshold {})",
+                format_micros(i128::from(self.before)),
+                format_micros(i128::from(self.after)),
+                self.currency,
+                self.adjustment,
+                format_micros(i128::from(line)),
+            ),
+            idempotency_key: format!(
+                "{rule}:{}@{}.{}",
+                self.adjustment, self.position.lsn, self.position.order
+            ),
+        };
+        let mut alerts = Vec::new();
+        if let Some(low) = low.filter(|&low| crossed(low)) {
+            alerts.push(alert("low_balance", Severity::Medium, low));
+        }
+        if low.is_some() && crossed(0) {
+            alerts.push(alert("negative_balance", Severity::High, 0));
+        }
+        alerts
+    }
+}
+
 pub struct ReferenceChanges {
     mapping: Arc<Mapping>,
     config: ChangeConfig,
@@ -134,6 +188,11 @@ pub struct ReferenceChanges {
     changed: FxHashSet<String>,
     pending: Vec<ReferenceChange>,
     balances: BalanceDeltas,
+    /// The balances adjustments moved, as this scope follows them: read
+    /// from the store once, then moved by its own adjustments (as the
+    /// charging operator follows the balances its records move).
+    followed: FxHashMap<Msisdn, i64>,
+    alerts: Vec<Anomaly>,
     rejects: Vec<RejectedRecord>,
     counts: Counts,
     schemas: SchemaCache,
@@ -160,6 +219,8 @@ impl ReferenceChanges {
             changed: FxHashSet::default(),
             pending: Vec::new(),
             balances: BalanceDeltas::default(),
+            followed: FxHashMap::default(),
+            alerts: Vec::new(),
             rejects: Vec::new(),
             counts: Counts::default(),
             schemas: SchemaCache::default(),
@@ -260,6 +321,7 @@ impl ReferenceChanges {
                     .and_then(|a| a.currency.as_deref())
                     .map_or_else(|| self.config.currency.clone(), Arc::from);
                 let last_event_time = event.committed_at.unwrap_or(at).max(0);
+                let low = self.config.low_balance_micros;
                 let mut move_balance = |msisdn: Msisdn, micros: i64| {
                     let delta = BalanceDelta {
                         micros,
@@ -267,6 +329,19 @@ impl ReferenceChanges {
                         last_event_time,
                     };
                     add_delta(&mut self.balances, msisdn, delta);
+                    let balance = self.followed.entry(msisdn).or_default();
+                    let before = *balance;
+                    *balance = before.saturating_add(micros);
+                    let crossing = BalanceCrossing {
+                        msisdn,
+                        before,
+                        after: *balance,
+                        currency: &currency,
+                        adjustment: key,
+                        position: event.position,
+                        at: last_event_time,
+                    };
+                    self.alerts.extend(crossing.alerts(low));
                 };
                 if let Some((msisdn, micros)) = known.and_then(|k| k.adjustment) {
                     move_balance(msisdn, -micros);
@@ -324,6 +399,7 @@ impl Operator for ReferenceChanges {
                 self.applied.insert(key, applied);
             }
         }
+        self.follow_balances(&reads, context)?;
         for (message, read) in batch.iter().zip(reads) {
             let (event, table, key) = match read {
                 Read::Change { event, table, key } => (event, table, key),
@@ -371,6 +447,7 @@ impl Operator for ReferenceChanges {
 
     fn checkpoint(&mut self, out: &mut Checkpoint) {
         out.reference.append(&mut self.pending);
+        out.anomalies.append(&mut self.alerts);
         for (msisdn, delta) in std::mem::take(&mut self.balances) {
             add_delta(&mut out.balances, msisdn, delta);
         }
@@ -388,6 +465,57 @@ impl Operator for ReferenceChanges {
 }
 
 impl ReferenceChanges {
+    /// Reads, in one question, the committed balances the batch's
+    /// adjustments will move that this scope does not follow yet: the
+    /// subscriber a row names, and the one an earlier version of the row
+    /// moved (an update or delete takes that back).
+    fn follow_balances(
+        &mut self,
+        reads: &[Read<'_>],
+        context: &mut BatchContext<'_>,
+    ) -> Result<(), ReadError> {
+        if self.config.low_balance_micros.is_none() {
+            return Ok(());
+        }
+        let home = self.config.home;
+        let mut unknown: Vec<Msisdn> = Vec::new();
+        for read in reads {
+            let Read::Change { event, table, key } = read else {
+                continue;
+            };
+            if table.entity != Entity::BalanceAdjustments {
+                continue;
+            }
+            let named = event
+                .after
+                .as_ref()
+                .and_then(|row| table.adjustment(row, home).ok());
+            let earlier = self
+                .applied
+                .get(key)
+                .cloned()
+                .flatten()
+                .and_then(|a| a.adjustment);
+            unknown.extend(
+                named
+                    .map(|a| a.msisdn)
+                    .into_iter()
+                    .chain(earlier.map(|(m, _)| m)),
+            );
+        }
+        unknown.retain(|m| !self.followed.contains_key(m));
+        unknown.sort_unstable();
+        unknown.dedup();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let stored = context.state.balances(&unknown)?;
+        for (msisdn, micros) in unknown.into_iter().zip(stored) {
+            self.followed.insert(msisdn, micros.unwrap_or(0));
+        }
+        Ok(())
+    }
+
     fn reject(&mut self, message: &ChangeMessage<'_>, rejection: Rejection) {
         *self.counts.rejected.entry(rejection.reason).or_default() += 1;
         self.rejects.push(RejectedRecord {
@@ -439,6 +567,7 @@ mod tests {
         let config = ChangeConfig {
             home: CountryCode::parse("212").unwrap(),
             currency: "MAD".into(),
+            low_balance_micros: Some(10_000_000),
         };
         let mut operator = ReferenceChanges::new(mapping, config);
         let messages: Vec<ChangeMessage<'_>> = values
@@ -461,7 +590,7 @@ mod tests {
             .unwrap();
         // The logical decoding message is handed on, to be logged.
         let prefixes: Vec<_> = logical.iter().map(|m| m.prefix.as_deref()).collect();
-        assert_eq!(prefixes, [Some("audit")]);
+        assert!(prefixes.iter().all(|p| *p == Some("audit")));
         let mut checkpoint = Checkpoint::default();
         operator.checkpoint(&mut checkpoint);
         state.apply(&checkpoint);
@@ -564,5 +693,96 @@ mod tests {
         assert_eq!(again.counts.changes.skipped, 10);
         assert_eq!(again.counts.changes.ignored, 2);
         assert!(again.reference.is_empty() && again.balances.is_empty());
+    }
+
+    /// From a stored balance of 12.00 (threshold 10.00): +5.00 → 17.00,
+    /// −9.00 → 8.00 (low), the first corrected to +1.00 → 4.00, −10.00 →
+    /// −6.00 (negative); each alert once, none again on redelivery.
+    #[test]
+    fn adjustments_that_cross_the_lines_raise_alerts_once() {
+        let number =
+            crate::normalize::normalize_msisdn("+212612345678", CountryCode::SOUTH_AFRICA).unwrap();
+        let mut state = MemoryState::new("reference_changes");
+        let mut stored = Checkpoint::default();
+        let twelve = BalanceDelta {
+            micros: 12_000_000,
+            currency: "MAD".into(),
+            last_event_time: 0,
+        };
+        add_delta(&mut stored.balances, number, twelve);
+        state.apply(&stored);
+        let null = "null";
+        let values = vec![
+            event(
+                "balance_adjustments",
+                "c",
+                10,
+                1_000,
+                null,
+                &adjustment(1, "5.00"),
+            ),
+            event(
+                "balance_adjustments",
+                "c",
+                20,
+                2_000,
+                null,
+                &adjustment(2, "-9.00"),
+            ),
+            event(
+                "balance_adjustments",
+                "u",
+                30,
+                3_000,
+                &adjustment(1, "5.00"),
+                &adjustment(1, "1.00"),
+            ),
+            event(
+                "balance_adjustments",
+                "c",
+                40,
+                4_000,
+                null,
+                &adjustment(3, "-10.00"),
+            ),
+        ];
+        let first = run(&mut state, &values);
+        let alerts: Vec<(&str, &str, &str)> = first
+            .anomalies
+            .iter()
+            .map(|a| {
+                (
+                    a.rule,
+                    a.event_id.as_deref().unwrap(),
+                    a.idempotency_key.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            alerts,
+            [
+                (
+                    "low_balance",
+                    "balance_adjustments:2",
+                    "low_balance:balance_adjustments:2@20.0"
+                ),
+                (
+                    "negative_balance",
+                    "balance_adjustments:3",
+                    "negative_balance:balance_adjustments:3@40.0"
+                ),
+            ]
+        );
+        assert!(
+            first.anomalies[0].evidence.contains("balance 17"),
+            "{}",
+            first.anomalies[0].evidence
+        );
+        assert_eq!(
+            first.balances[&number].micros,
+            5_000_000 - 9_000_000 - 4_000_000 - 10_000_000
+        );
+        let again = run(&mut state, &values);
+        assert!(again.anomalies.is_empty());
     }
 }

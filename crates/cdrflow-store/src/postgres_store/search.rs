@@ -4,15 +4,13 @@
 //! stemming suits names and numbers).
 
 use cdrflow_core::reference::{ReferenceChange, ReferenceKind};
-use cdrflow_core::search::{Find, IndexChange, SearchDocument, SearchHit, SearchQuery};
+use cdrflow_core::search::{IndexChange, SearchDocument, SearchHit, SearchQuery};
 use postgres::types::ToSql;
 
 use super::reference::boxed;
 use super::*;
-use crate::codecs::reference_rows::{puts, Param};
-use crate::codecs::search_rows::{
-    after_prefix, filters, hit, remove_all_sql, upsert_sql, RESULT_COLUMNS,
-};
+use crate::codecs::reference_rows::puts;
+use crate::codecs::search_rows::{hit, remove_all_sql, select, upsert_sql, Engine};
 
 /// Migration v13: the documents and their index (removed documents are
 /// kept, so an older change cannot bring one back). The GIN index takes
@@ -118,55 +116,20 @@ pub(super) fn rebuild_if_needed(store: &mut PgStore) -> Result<()> {
     Ok(())
 }
 
+const TEXT_SEARCH: Engine = Engine {
+    words_from: "search_documents d",
+    words_match: "d.words_vector @@ to_tsquery('simple', $1)",
+    words_order: "",
+    query_text: SearchQuery::tsquery,
+    not_removed: "false",
+};
+
 pub(super) fn query(client: &mut Client, query: &SearchQuery) -> Result<Vec<SearchHit>> {
-    let (sql, mut values) = match &query.find {
-        Find::Words(words) => {
-            let (filters, values) = filters(query, 2, "false");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_documents d
-                     WHERE d.words_vector @@ to_tsquery('simple', $1){filters}
-"
-                ),
-                std::iter::once(Param::Text(Some(SearchQuery::tsquery(words))))
-                    .chain(values)
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Find::NumberPrefix(prefix) => {
-            let (filters, values) = filters(query, 3, "false");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_documents d
-                     WHERE d.msisdn >= $1 AND d.msisdn < $2{filters}
-                     ORDER BY d.msisdn"
-                ),
-                [
-                    Param::Text(Some(prefix.clone())),
-                    Param::Text(Some(after_prefix(prefix))),
-                ]
-                .into_iter()
-                .chain(values)
-                .collect(),
-            )
-        }
-        Find::Everything => {
-            let (filters, values) = filters(query, 1, "false");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_documents d WHERE true{filters}
-                     ORDER BY d.kind, d.id"
-                ),
-                values,
-            )
-        }
-    };
-    let limit = format!(" LIMIT ${}", values.len() + 1);
-    values.push(Param::Int(Some(i64::from(query.limit))));
+    let (sql, values) = select(query, &TEXT_SEARCH);
     let values: Vec<Box<dyn ToSql + Sync>> = values.into_iter().map(boxed).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v).collect();
     client
-        .query(&format!("{sql}{limit}"), &refs)?
+        .query(&sql, &refs)?
         .iter()
         .map(|r| hit(r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect()

@@ -3,14 +3,12 @@
 //! tokenised by `unicode61`).
 
 use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind};
-use cdrflow_core::search::{Find, IndexChange, SearchHit, SearchQuery};
+use cdrflow_core::search::{IndexChange, SearchHit, SearchQuery};
 use rusqlite::types::Value;
 
 use super::*;
 use crate::codecs::reference_rows::{puts, Param};
-use crate::codecs::search_rows::{
-    after_prefix, filters, hit, params, remove_all_sql, upsert_sql, RESULT_COLUMNS,
-};
+use crate::codecs::search_rows::{hit, params, remove_all_sql, select, upsert_sql, Engine};
 
 /// Migration v13: the documents, their full-text index and the triggers
 /// that keep it in step (removed documents are kept, unindexed, so an
@@ -107,52 +105,18 @@ pub(super) fn rebuild_if_needed(store: &mut SqliteStore) -> Result<()> {
     Ok(())
 }
 
+const FTS5: Engine = Engine {
+    words_from: "search_words w JOIN search_documents d ON d.doc = w.rowid",
+    words_match: "search_words MATCH $1",
+    // FTS5 yields rowids in order: following it costs nothing.
+    words_order: "ORDER BY w.rowid",
+    query_text: SearchQuery::fts5_match,
+    not_removed: "0",
+};
+
 pub(super) fn query(conn: &Connection, query: &SearchQuery) -> Result<Vec<SearchHit>> {
-    let (sql, mut values) = match &query.find {
-        Find::Words(words) => {
-            let (filters, values) = filters(query, 2, "0");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_words w JOIN search_documents d ON d.doc = w.rowid
-                     WHERE search_words MATCH $1{filters}
-                     ORDER BY w.rowid"
-                ),
-                std::iter::once(Param::Text(Some(SearchQuery::fts5_match(words))))
-                    .chain(values)
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Find::NumberPrefix(prefix) => {
-            let (filters, values) = filters(query, 3, "0");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_documents d
-                     WHERE d.msisdn >= $1 AND d.msisdn < $2{filters}
-                     ORDER BY d.msisdn"
-                ),
-                [
-                    Param::Text(Some(prefix.clone())),
-                    Param::Text(Some(after_prefix(prefix))),
-                ]
-                .into_iter()
-                .chain(values)
-                .collect(),
-            )
-        }
-        Find::Everything => {
-            let (filters, values) = filters(query, 1, "0");
-            (
-                format!(
-                    "SELECT {RESULT_COLUMNS} FROM search_documents d WHERE true{filters}
-                     ORDER BY d.kind, d.id"
-                ),
-                values,
-            )
-        }
-    };
-    let limit = format!(" LIMIT ${}", values.len() + 1);
-    values.push(Param::Int(Some(i64::from(query.limit))));
-    let mut stmt = conn.prepare_cached(&numbered(&format!("{sql}{limit}")))?;
+    let (sql, values) = select(query, &FTS5);
+    let mut stmt = conn.prepare_cached(&numbered(&sql))?;
     let rows = stmt.query_map(
         rusqlite::params_from_iter(values.into_iter().map(value)),
         |r| {

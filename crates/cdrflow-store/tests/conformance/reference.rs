@@ -23,10 +23,16 @@ const T3: i64 = 1_709_500_000_000;
 const T4: i64 = 1_709_600_000_000;
 
 fn commit_changes(store: &mut dyn Store, changes: Vec<ReferenceChange>) {
-    let checkpoint = Checkpoint {
-        reference: changes,
-        ..Checkpoint::default()
-    };
+    commit(
+        store,
+        Checkpoint {
+            reference: changes,
+            ..Checkpoint::default()
+        },
+    );
+}
+
+fn commit(store: &mut dyn Store, checkpoint: Checkpoint) {
     store
         .commit(Commit {
             parts: &[CommitPart {
@@ -152,23 +158,17 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
     store
         .put_reference(&parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap())
         .unwrap();
-    let checkpoint = Checkpoint {
-        rated_records: vec![
-            rated("+27821110001", T1, "2024-03"),
-            rated("+27821110001", T3, "2024-03"),
-            rated("+27821110001", T4, "2024-04"),
-        ],
-        ..Checkpoint::default()
-    };
-    store
-        .commit(Commit {
-            parts: &[CommitPart {
-                scope: "kafka:cdrs:0",
-                checkpoint: &checkpoint,
-            }],
-            cursors: &[],
-        })
-        .unwrap();
+    commit(
+        store,
+        Checkpoint {
+            rated_records: vec![
+                rated("+27821110001", T1, "2024-03"),
+                rated("+27821110001", T3, "2024-03"),
+                rated("+27821110001", T4, "2024-04"),
+            ],
+            ..Checkpoint::default()
+        },
+    );
     let ReferenceRows::Subscribers(loaded) =
         parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap()
     else {
@@ -188,24 +188,18 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
     // Delivered again: listed once.
     commit_changes(store, vec![moved(0, T2)]);
     // Its record at T1 comes with a removal at T1 in one transaction.
-    let checkpoint = Checkpoint {
-        rated_records: vec![rated("+27821110002", T1, "2024-02")],
-        reference: vec![ReferenceChange::Remove {
-            kind: ReferenceKind::Subscribers,
-            id: "+27821110002".into(),
-            at: T1,
-        }],
-        ..Checkpoint::default()
-    };
-    store
-        .commit(Commit {
-            parts: &[CommitPart {
-                scope: "kafka:cdrs:0",
-                checkpoint: &checkpoint,
+    commit(
+        store,
+        Checkpoint {
+            rated_records: vec![rated("+27821110002", T1, "2024-02")],
+            reference: vec![ReferenceChange::Remove {
+                kind: ReferenceKind::Subscribers,
+                id: "+27821110002".into(),
+                at: T1,
             }],
-            cursors: &[],
-        })
-        .unwrap();
+            ..Checkpoint::default()
+        },
+    );
     let late =
         |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| LateReferenceChange {
             kind: "subscribers".into(),
