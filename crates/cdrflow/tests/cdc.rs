@@ -387,7 +387,9 @@ decimals = 2
 /// Issue 14 item 2: one consumer, never restarted, rates each call on the
 /// plan its subscriber is on at the call's start as change events bring
 /// it; a change that arrives after a call it should have priced is listed
-/// and counted, the call keeping its price until re-rated. The broker is
+/// and counted, the call keeping its price until re-rated; a balance
+/// correction that takes the balance under the low line raises one alert;
+/// the API's search finds the subscriber. The broker is
 /// librdkafka's mock cluster: the test waits on each step, and Tansu's
 /// fetches would wait out `fetch.wait.max.ms` at each one.
 #[test]
@@ -398,8 +400,11 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
     std::fs::write(&catalogue, TWO_PLANS).unwrap();
     let subscribers = "dbserver1.public.subscribers";
     let calls = "telecom_events";
+    let adjustments = "dbserver1.public.balance_adjustments";
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    for topic in [subscribers, calls] {
+    // All made before the consumer subscribes: a topic made later matches
+    // its pattern only at the next metadata refresh (5 minutes).
+    for topic in [subscribers, calls, adjustments] {
         cluster.create_topic(topic, 1, 1).unwrap();
     }
     let bootstrap = cluster.bootstrap_servers();
@@ -526,6 +531,31 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
             .map(|(id, (plan, cost))| (id.to_string(), (plan.to_string(), cost.to_string())))
             .collect();
     assert_eq!(rated(), expected);
+    // a's balance: -1.20 and -0.60 for the calls, +15.00 topped up, then
+    // -8.00 taken back (a correction): 5.20, under the 10.00 line the
+    // correction crossed — an alert on that change.
+    let adjustment = |id: i64, amount: &str, lsn: i64| {
+        format!(
+            r#"{{"adjustment_id":{id},"msisdn":"{a}","amount":"{amount}","currency":"MAD","__op":"c","__table":"balance_adjustments","__lsn":{lsn},"__source_ts_ms":1709298000000,"__deleted":"false"}}"#
+        )
+    };
+    send(
+        &bootstrap,
+        &[
+            (adjustments, Some("1"), Some(adjustment(1, "15.00", 300))),
+            (adjustments, Some("2"), Some(adjustment(2, "-8.00", 310))),
+        ],
+    );
+    wait_until("moved the balance", &|| {
+        cdrflow_in(&["export", "balances"]).contains(&format!("{a},5.200000,"))
+    });
+    let anomalies = cdrflow_in(&["export", "anomalies"]);
+    let low: Vec<&str> = anomalies
+        .lines()
+        .filter(|l| l.contains("\"low_balance\""))
+        .collect();
+    assert_eq!(low.len(), 1, "{anomalies}");
+    assert!(low[0].contains("balance_adjustments:2"), "{anomalies}");
     assert_eq!(
         cdrflow_in(&["reference", "late", "--format", "csv"]),
         format!(
