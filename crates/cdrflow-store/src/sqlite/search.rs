@@ -12,7 +12,8 @@ use crate::codecs::search_rows::{hit, params, remove_all_sql, select, upsert_sql
 
 /// Migration v13: the documents, their full-text index and the triggers
 /// that keep it in step (removed documents are kept, unindexed, so an
-/// older change cannot bring one back). The index is filled from the
+/// older change cannot bring one back; documents without words — the
+/// subscribers — are not in it). The index is filled from the
 /// reference data when the store is next opened (`rebuild_needed`).
 pub(super) const SEARCH_V13: &str = "
     CREATE TABLE search_documents (
@@ -33,15 +34,17 @@ pub(super) const SEARCH_V13: &str = "
         words, content = 'search_documents', content_rowid = 'doc',
         tokenize = 'unicode61 remove_diacritics 2'
     );
-    CREATE TRIGGER search_documents_added AFTER INSERT ON search_documents WHEN new.removed = 0
+    CREATE TRIGGER search_documents_added AFTER INSERT ON search_documents
+        WHEN new.removed = 0 AND new.words != ''
     BEGIN
         INSERT INTO search_words (rowid, words) VALUES (new.doc, new.words);
     END;
     CREATE TRIGGER search_documents_changed AFTER UPDATE ON search_documents
     BEGIN
         INSERT INTO search_words (search_words, rowid, words)
-            SELECT 'delete', old.doc, old.words WHERE old.removed = 0;
-        INSERT INTO search_words (rowid, words) SELECT new.doc, new.words WHERE new.removed = 0;
+            SELECT 'delete', old.doc, old.words WHERE old.removed = 0 AND old.words != '';
+        INSERT INTO search_words (rowid, words)
+            SELECT new.doc, new.words WHERE new.removed = 0 AND new.words != '';
     END;
     CREATE TABLE search_index_state (rebuild_needed INTEGER NOT NULL);
     INSERT INTO search_index_state VALUES (1);";
