@@ -85,8 +85,8 @@ pub fn document(row: &ReferenceRow) -> SearchDocument {
     let (title, words, msisdn, fee_micros) = match row {
         // Found by its number (a range of the number index), not by words:
         // a subscriber has no name, and a million documents' words in the
-        // full-text index took a third of a change-event commit's time
-        // (15,978 changes/s against 21,157 without; BENCHMARKS.md).
+        // full-text index held the change-event consumer to 15,978
+        // changes/s on SQLite, 25,692 without (BENCHMARKS.md).
         ReferenceRow::Subscriber(s) => {
             let number = s.msisdn.to_string();
             (number.clone(), String::new(), Some(number), None)
