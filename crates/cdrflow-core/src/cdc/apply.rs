@@ -60,7 +60,8 @@ pub struct ChangeConfig {
     /// The currency of balance adjustments that name none.
     pub currency: Arc<str>,
     /// An adjustment that takes a prepaid balance below this raises a
-    /// `low_balance` anomaly (`None`: never); below zero, `negative_balance`.
+    /// `low_balance` anomaly (`None`: never); below zero, always
+    /// `negative_balance` (as the charging operator's records do).
     pub low_balance_micros: Option<i64>,
 }
 
@@ -173,7 +174,7 @@ impl BalanceCrossing<'_> {
         if let Some(low) = low.filter(|&low| crossed(low)) {
             alerts.push(alert("low_balance", Severity::Medium, low));
         }
-        if low.is_some() && crossed(0) {
+        if crossed(0) {
             alerts.push(alert("negative_balance", Severity::High, 0));
         }
         alerts
@@ -474,9 +475,6 @@ impl ReferenceChanges {
         reads: &[Read<'_>],
         context: &mut BatchContext<'_>,
     ) -> Result<(), ReadError> {
-        if self.config.low_balance_micros.is_none() {
-            return Ok(());
-        }
         let home = self.config.home;
         let mut unknown: Vec<Msisdn> = Vec::new();
         for read in reads {
