@@ -1448,14 +1448,24 @@ pub(crate) mod tests {
 /// `tsvector` with a GIN index in PostgreSQL (each store's migration v13).
 pub(crate) mod search_rows {
     use cdrflow_core::reference::ReferenceKind;
-    use cdrflow_core::search::{Find, SearchDocument, SearchHit, SearchQuery};
+    use cdrflow_core::reference::{ReferenceChange, ReferenceData};
+    use cdrflow_core::search::{Find, SearchHit, SearchQuery};
 
-    use super::reference_rows::Param;
+    use super::reference_rows::{puts, Param};
     use crate::StoreError;
 
-    /// A document written unless the stored one is newer (`$1`…`$8`:
-    /// kind, id, effective_from, removed, title, words, msisdn, fee_micros;
-    /// `removed` as each store spells a boolean).
+    /// Every row in force in `data`, as the puts that index it from nothing
+    /// (the rebuild a migration asks for).
+    pub(crate) fn current_puts(data: &ReferenceData) -> Vec<ReferenceChange> {
+        ReferenceKind::ALL
+            .into_iter()
+            .flat_map(|kind| puts(&data.current(kind)))
+            .collect()
+    }
+
+    /// A document written unless the stored one is newer; `values` gives
+    /// kind, id, effective_from, removed, title, words, msisdn, fee_micros
+    /// in that order.
     pub(crate) fn upsert_sql(values: &str) -> String {
         format!(
             "INSERT INTO search_documents (kind, id, effective_from, removed, title, words, msisdn, fee_micros)
@@ -1476,26 +1486,10 @@ pub(crate) mod search_rows {
         )
     }
 
-    pub(crate) fn params(doc: &SearchDocument) -> [Param; 7] {
-        [
-            Param::Text(Some(doc.kind.as_str().to_string())),
-            Param::Text(Some(doc.id.clone())),
-            Param::Int(Some(doc.effective_from)),
-            Param::Text(Some(doc.title.clone())),
-            Param::Text(Some(doc.words.clone())),
-            Param::Text(doc.msisdn.clone()),
-            Param::Int(doc.fee_micros),
-        ]
-    }
-
     /// The conditions besides the text: not removed, the kinds asked for,
     /// the fee range. Placeholders from `$first`; returns the SQL (starting
     /// with ` AND`) and its values.
-    pub(crate) fn filters(
-        query: &SearchQuery,
-        first: usize,
-        not_removed: &str,
-    ) -> (String, Vec<Param>) {
+    fn filters(query: &SearchQuery, first: usize, not_removed: &str) -> (String, Vec<Param>) {
         let mut sql = format!(" AND d.removed = {not_removed}");
         let mut values = Vec::new();
         let next = |value: Param, values: &mut Vec<Param>| {
@@ -1572,19 +1566,19 @@ pub(crate) mod search_rows {
         let (from, condition, order, mut values) = match &query.find {
             Find::Words(words) => (
                 engine.words_from,
-                engine.words_match.to_string(),
+                engine.words_match,
                 engine.words_order,
                 vec![text((engine.query_text)(words))],
             ),
             Find::NumberPrefix(prefix) => (
                 "search_documents d",
-                "d.msisdn >= $1 AND d.msisdn < $2".to_string(),
+                "d.msisdn >= $1 AND d.msisdn < $2",
                 "ORDER BY d.msisdn",
                 vec![text(prefix.clone()), text(after_prefix(prefix))],
             ),
             Find::Everything => (
                 "search_documents d",
-                "true".to_string(),
+                "true",
                 "ORDER BY d.kind, d.id",
                 vec![],
             ),

@@ -3,14 +3,13 @@
 //! configuration: the words are folded already, and no language's
 //! stemming suits names and numbers).
 
-use cdrflow_core::reference::{ReferenceChange, ReferenceKind};
+use cdrflow_core::reference::ReferenceChange;
 use cdrflow_core::search::{IndexChange, SearchDocument, SearchHit, SearchQuery};
 use postgres::types::ToSql;
 
 use super::reference::boxed;
 use super::*;
-use crate::codecs::reference_rows::puts;
-use crate::codecs::search_rows::{hit, remove_all_sql, select, upsert_sql, Engine};
+use crate::codecs::search_rows::{current_puts, hit, remove_all_sql, select, upsert_sql, Engine};
 
 /// Migration v13: the documents and their index (removed documents are
 /// kept, so an older change cannot bring one back). The GIN index takes
@@ -83,11 +82,11 @@ fn write_documents(tx: &mut Transaction<'_>, mut docs: Vec<SearchDocument>) -> R
     let fees: Vec<Option<i64>> = latest.iter().map(|d| d.fee_micros).collect();
     tx.execute(
         &upsert_sql(
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $8::boolean[],
-                 $4::text[], $5::text[], $6::text[], $7::bigint[])",
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[],
+                 $5::text[], $6::text[], $7::text[], $8::bigint[])",
         ),
         &[
-            &kinds, &ids, &effective, &titles, &words, &msisdns, &fees, &removed,
+            &kinds, &ids, &effective, &removed, &titles, &words, &msisdns, &fees,
         ],
     )?;
     Ok(())
@@ -106,11 +105,7 @@ pub(super) fn rebuild_if_needed(store: &mut PgStore) -> Result<()> {
     let data = store.reference()?;
     let mut tx = store.live_client()?.transaction()?;
     tx.execute("DELETE FROM search_documents", &[])?;
-    let puts: Vec<ReferenceChange> = ReferenceKind::ALL
-        .into_iter()
-        .flat_map(|kind| puts(&data.current(kind)))
-        .collect();
-    write_index(&mut tx, &puts)?;
+    write_index(&mut tx, &current_puts(&data))?;
     tx.execute("UPDATE search_index_state SET rebuild_needed = false", &[])?;
     tx.commit()?;
     Ok(())

@@ -114,6 +114,10 @@ fn migrations() -> Vec<(i64, String)> {
     ]
 }
 
+/// Adds `?2` to the counter named `?1`.
+const BUMP_COUNTER: &str = "INSERT INTO pipeline_counters (name, value) VALUES (?1, ?2)
+     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
+
 fn stored_column(measure: Measure) -> String {
     if measure.is_money() {
         format!("{}_micros", measure.column())

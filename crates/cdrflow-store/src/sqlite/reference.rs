@@ -101,17 +101,21 @@ impl Reference for SqliteStore {
 pub(super) fn write_changes(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
     for change in changes {
         for (sql, params) in change_sql(change, |i| format!("?{i}")) {
-            let values = params.into_iter().map(|p| match p {
-                Param::Text(t) => t.map_or(Value::Null, Value::Text),
-                Param::Int(i) => i.map_or(Value::Null, Value::Integer),
-                Param::Int32(i) => Value::Integer(i64::from(i)),
-            });
             tx.prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(values))?;
+                .execute(rusqlite::params_from_iter(params.into_iter().map(value)))?;
         }
     }
     list_late(tx, changes)?;
     super::search::write_index(tx, changes)
+}
+
+/// A value to bind, as SQLite takes it.
+pub(super) fn value(param: Param) -> Value {
+    match param {
+        Param::Text(t) => t.map_or(Value::Null, Value::Text),
+        Param::Int(i) => i.map_or(Value::Null, Value::Integer),
+        Param::Int32(i) => Value::Integer(i64::from(i)),
+    }
 }
 
 /// Lists the subscriber changes that came after rated records they should
@@ -131,11 +135,8 @@ fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
         late += insert.execute(rusqlite::params![id, at])?;
     }
     if late > 0 {
-        tx.prepare_cached(
-            "INSERT INTO pipeline_counters (name, value) VALUES ('changes.late', ?1)
-             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-        )?
-        .execute([late as i64])?;
+        tx.prepare_cached(BUMP_COUNTER)?
+            .execute(params!["changes.late", late as i64])?;
     }
     Ok(())
 }

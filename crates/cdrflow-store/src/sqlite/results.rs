@@ -75,10 +75,7 @@ impl Results for SqliteStore {
         let mut insert_reject = tx.prepare_cached(
             "INSERT INTO rejected_records (reason, detail, origin, position, payload) VALUES (?, ?, ?, ?, ?)",
         )?;
-        let mut bump = tx.prepare_cached(
-            "INSERT INTO pipeline_counters (name, value) VALUES (?, ?)
-             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-        )?;
+        let mut bump = tx.prepare_cached(BUMP_COUNTER)?;
         for part in commit.parts {
             let checkpoint = part.checkpoint;
             for r in &checkpoint.rejects {

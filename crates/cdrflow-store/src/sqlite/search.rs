@@ -2,13 +2,11 @@
 //! `search_words` (external content, kept in step by triggers; folded text
 //! tokenised by `unicode61`).
 
-use cdrflow_core::reference::{ReferenceChange, ReferenceData, ReferenceKind};
-use cdrflow_core::search::{IndexChange, SearchHit, SearchQuery};
-use rusqlite::types::Value;
-
+use super::reference::value;
 use super::*;
-use crate::codecs::reference_rows::{puts, Param};
-use crate::codecs::search_rows::{hit, params, remove_all_sql, select, upsert_sql, Engine};
+use crate::codecs::search_rows::{current_puts, hit, remove_all_sql, select, upsert_sql, Engine};
+use cdrflow_core::reference::{ReferenceChange, ReferenceData};
+use cdrflow_core::search::{IndexChange, SearchHit, SearchQuery};
 
 /// Migration v13: the documents, their full-text index and the triggers
 /// that keep it in step (removed documents are kept, unindexed, so an
@@ -54,25 +52,22 @@ fn numbered(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn value(param: Param) -> Value {
-    match param {
-        Param::Text(t) => t.map_or(Value::Null, Value::Text),
-        Param::Int(i) => i.map_or(Value::Null, Value::Integer),
-        Param::Int32(i) => Value::Integer(i64::from(i)),
-    }
-}
-
 /// The index changes `changes` make, in `tx`.
 pub(super) fn write_index(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
-    let mut upsert = tx.prepare_cached(&numbered(&upsert_sql(
-        "VALUES ($1, $2, $3, $8, $4, $5, $6, $7)",
-    )))?;
+    let mut upsert = tx.prepare_cached(&upsert_sql("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"))?;
     for change in changes {
         match IndexChange::of(change) {
             IndexChange::Put(doc) => {
-                let mut values: Vec<Value> = params(&doc).into_iter().map(value).collect();
-                values.push(Value::Integer(i64::from(doc.removed)));
-                upsert.execute(rusqlite::params_from_iter(values))?;
+                upsert.execute(rusqlite::params![
+                    doc.kind.as_str(),
+                    doc.id,
+                    doc.effective_from,
+                    doc.removed,
+                    doc.title,
+                    doc.words,
+                    doc.msisdn,
+                    doc.fee_micros,
+                ])?;
             }
             IndexChange::RemoveAll { kind, at } => {
                 tx.prepare_cached(&numbered(&remove_all_sql("1")))?
@@ -98,11 +93,7 @@ pub(super) fn rebuild_if_needed(store: &mut SqliteStore) -> Result<()> {
     let data: ReferenceData = store.reference()?;
     let tx = store.conn.transaction()?;
     tx.execute("DELETE FROM search_documents", [])?;
-    let puts: Vec<ReferenceChange> = ReferenceKind::ALL
-        .into_iter()
-        .flat_map(|kind| puts(&data.current(kind)))
-        .collect();
-    write_index(&tx, &puts)?;
+    write_index(&tx, &current_puts(&data))?;
     tx.execute("UPDATE search_index_state SET rebuild_needed = 0", [])?;
     tx.commit()?;
     Ok(())
