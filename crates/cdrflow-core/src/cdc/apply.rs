@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::envelope::{decode_with, ChangeEvent, ChangePosition, Decoded, Op, SchemaCache};
-use super::mapping::{Entity, Mapping, TableMapping};
+use super::mapping::{Adjustment, Entity, Mapping, TableMapping};
 use crate::analytics::rules::{Anomaly, Severity};
 use crate::charging::{add_delta, BalanceDelta, BalanceDeltas};
 use crate::mediation::{Counts, RejectedRecord};
@@ -205,6 +205,10 @@ enum Read<'m> {
         event: ChangeEvent,
         table: &'m TableMapping,
         key: String,
+        /// A balance adjustment's row as read (`None` for other tables
+        /// and for a delete): read once, for the balances to ask for and
+        /// for the change.
+        adjustment: Option<Result<Adjustment, String>>,
     },
     Ignored,
     Message(Option<String>),
@@ -269,7 +273,16 @@ impl ReferenceChanges {
                 }
             }
         };
-        Read::Change { event, table, key }
+        let adjustment = match (table.entity, &event.after) {
+            (Entity::BalanceAdjustments, Some(row)) => Some(table.adjustment(row, home)),
+            _ => None,
+        };
+        Read::Change {
+            event,
+            table,
+            key,
+            adjustment,
+        }
     }
 
     /// Applies one change whose position is newer than its id's.
@@ -278,6 +291,7 @@ impl ReferenceChanges {
         event: &ChangeEvent,
         table: &TableMapping,
         key: &str,
+        adjustment: Option<Result<Adjustment, String>>,
         known: Option<&Applied>,
     ) -> Result<Option<Applied>, Rejection> {
         let invalid = |why: String| Rejection::new(RejectReason::InvalidChangeValue, why);
@@ -312,10 +326,11 @@ impl ReferenceChanges {
             (Entity::BalanceAdjustments, Op::Create | Op::Update | Op::Read | Op::Delete) => {
                 let now = match event.op {
                     Op::Delete => None,
-                    _ => {
-                        let row = event.after.as_ref().expect("decoded with `after`");
-                        Some(table.adjustment(row, home).map_err(invalid)?)
-                    }
+                    _ => Some(
+                        adjustment
+                            .expect("read from the row `after`")
+                            .map_err(invalid)?,
+                    ),
                 };
                 let currency: Arc<str> = now
                     .as_ref()
@@ -402,8 +417,13 @@ impl Operator for ReferenceChanges {
         }
         self.follow_balances(&reads, context)?;
         for (message, read) in batch.iter().zip(reads) {
-            let (event, table, key) = match read {
-                Read::Change { event, table, key } => (event, table, key),
+            let (event, table, key, adjustment) = match read {
+                Read::Change {
+                    event,
+                    table,
+                    key,
+                    adjustment,
+                } => (event, table, key, adjustment),
                 Read::Ignored => {
                     self.counts.changes.ignored += 1;
                     continue;
@@ -433,7 +453,7 @@ impl Operator for ReferenceChanges {
                 continue;
             }
             let known = self.applied.get(&key).cloned().flatten();
-            match self.apply(&event, table, &key, known.as_ref()) {
+            match self.apply(&event, table, &key, adjustment, known.as_ref()) {
                 Ok(Some(applied)) => {
                     self.counts.changes.applied += 1;
                     self.applied.insert(key.clone(), Some(applied));
@@ -475,19 +495,21 @@ impl ReferenceChanges {
         reads: &[Read<'_>],
         context: &mut BatchContext<'_>,
     ) -> Result<(), ReadError> {
-        let home = self.config.home;
         let mut unknown: Vec<Msisdn> = Vec::new();
         for read in reads {
-            let Read::Change { event, table, key } = read else {
+            let Read::Change {
+                table,
+                key,
+                adjustment,
+                ..
+            } = read
+            else {
                 continue;
             };
             if table.entity != Entity::BalanceAdjustments {
                 continue;
             }
-            let named = event
-                .after
-                .as_ref()
-                .and_then(|row| table.adjustment(row, home).ok());
+            let named = adjustment.as_ref().and_then(|a| a.as_ref().ok());
             let earlier = self
                 .applied
                 .get(key)
