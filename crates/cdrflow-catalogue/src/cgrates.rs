@@ -642,6 +642,7 @@ pub fn import(
                 why,
             })?,
             plan: plan_files,
+            bundle: Vec::new(),
         });
     }
     let file = CatalogueFile { version: versions };

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bands::{Band, WEEKDAYS};
 use crate::model::{
-    Allowance, Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate, Nanos, Plan,
-    Rounding, RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate, Wholesale,
+    Allowance, Bundle, Catalogue, DataRate, Destination, DestinationClass, Discount, FeeRate,
+    Nanos, Plan, Rounding, RoundingPoint, Slot, SmsRate, Target, Version, VoiceRate, Wholesale,
 };
 use crate::prefixes::Prefixes;
 
@@ -50,6 +50,8 @@ pub(crate) struct VersionFile {
     pub(crate) destination: Vec<DestinationFile>,
     pub(crate) band: Vec<BandFile>,
     pub(crate) plan: Vec<PlanFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bundle: Vec<BundleFile>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -126,6 +128,28 @@ pub(crate) struct AllowanceFile {
     /// day or period [default: period].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) validity: Option<String>,
+    #[serde(default)]
+    pub(crate) priority: u32,
+}
+
+/// A bundle subscribers buy (a `bundles` reference row names it): an
+/// allowance granted once per purchase.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BundleFile {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) units: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) classes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bands: Vec<String>,
+    /// Days from the purchase it can be used, when the purchase gives no expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) days: Option<u32>,
     #[serde(default)]
     pub(crate) priority: u32,
 }
@@ -670,7 +694,9 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
             )?);
         }
         // Priority, then the one that expires first (a day's before a period's).
-        allowances.sort_by_key(|a: &Allowance| (a.offer.priority, a.offer.validity));
+        allowances.sort_by(|a: &Allowance, b: &Allowance| {
+            (a.offer.priority, &a.offer.validity).cmp(&(b.offer.priority, &b.offer.validity))
+        });
         let monthly_fee = p
             .monthly_fee
             .as_deref()
@@ -689,6 +715,33 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
             return Err(invalid(here, "given twice"));
         }
     }
+    let mut bundles = FxHashMap::default();
+    for b in v.bundle {
+        let here = format!("{at}, bundle `{}`", b.id);
+        if b.days == Some(0) {
+            return Err(invalid(
+                format!("{here}.days"),
+                "0: a bundle must last at least a day",
+            ));
+        }
+        let file = AllowanceFile {
+            id: b.id.clone(),
+            kind: b.kind,
+            units: b.units,
+            amount: b.amount,
+            classes: b.classes,
+            bands: b.bands,
+            validity: None,
+            priority: b.priority,
+        };
+        let bundle = Bundle {
+            allowance: allowance(&here, file, &band_ids)?,
+            days: b.days,
+        };
+        if bundles.insert(b.id, bundle).is_some() {
+            return Err(invalid(here, "given twice"));
+        }
+    }
     let version = Version {
         id: intern(&v.id),
         effective_from,
@@ -700,6 +753,7 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         prefixes,
         bands,
         plans,
+        bundles,
     };
     if let Some((day, minute)) = version.uncovered_minute() {
         return Err(invalid(

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use cdrflow_core::model::Kind;
 pub use cdrflow_core::money::{Rounding, RoundingPoint};
 use cdrflow_core::normalize::EpochMillis;
-use cdrflow_core::rating::AllowanceOffer;
+use cdrflow_core::rating::{AllowanceOffer, Validity};
+use cdrflow_core::reference::{BundlePurchase, ALWAYS};
 use rustc_hash::FxHashMap;
 
 use crate::bands::Band;
@@ -67,6 +68,7 @@ pub struct Version {
     pub(crate) prefixes: Prefixes,
     pub(crate) bands: Vec<Band>,
     pub(crate) plans: FxHashMap<String, Plan>,
+    pub(crate) bundles: FxHashMap<String, Bundle>,
 }
 
 impl Version {
@@ -258,6 +260,46 @@ impl Allowance {
         self.kind.is_none_or(|k| k == kind)
             && (self.classes.is_empty() || class.is_some_and(|c| self.classes.contains(&c)))
             && (self.bands.is_empty() || self.bands.iter().any(|b| b == band))
+    }
+}
+
+/// A bundle of the catalogue: its allowance (validity: the purchase's),
+/// and how long a purchase lasts when its row gives no expiry.
+#[derive(Debug)]
+pub(crate) struct Bundle {
+    pub allowance: Allowance,
+    /// `None`: until the purchase's `expires_at`, or for ever.
+    pub days: Option<u32>,
+}
+
+impl Bundle {
+    /// What `purchase` of this bundle offers a record of `kind`, `class`
+    /// and `band` at `at`: nothing once it expired or if it does not cover
+    /// the record.
+    pub fn offer(
+        &self,
+        purchase: &BundlePurchase,
+        (kind, class, band): (Kind, Option<DestinationClass>, &str),
+        at: EpochMillis,
+    ) -> Option<AllowanceOffer> {
+        const DAY_MILLIS: i64 = 86_400_000;
+        // A row in force "from always" (a snapshot's) has no start to count days from.
+        let lasts = self
+            .days
+            .filter(|_| purchase.effective_from != ALWAYS)
+            .map(|days| {
+                purchase
+                    .effective_from
+                    .saturating_add(i64::from(days) * DAY_MILLIS)
+            });
+        let expires = purchase.expires_at.or(lasts);
+        if expires.is_some_and(|end| at >= end) || !self.allowance.covers(kind, class, band) {
+            return None;
+        }
+        Some(AllowanceOffer {
+            validity: Validity::Purchase(purchase.purchase_id.clone()),
+            ..self.allowance.offer.clone()
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use cdrflow_core::model::Kind;
 use cdrflow_core::money::format_trimmed;
 use cdrflow_core::normalize::{EpochMillis, Msisdn};
 use cdrflow_core::rating::{ExactPrice, Offers};
+use cdrflow_core::reference::BundlePurchase;
 
 use crate::model::{Catalogue, DestinationClass, Nanos, RoundingPoint, Slot, Target, Version};
 
@@ -245,6 +246,40 @@ impl Version {
             })?;
         let d = &self.destinations[index];
         Ok((&d.id, d.class))
+    }
+
+    /// Adds to `priced` (a record of `kind`) the allowances of the
+    /// subscriber's `purchases` that may pay for it: after the plan's own
+    /// of the same priority, oldest purchase first. A purchase of a bundle
+    /// this version does not define offers nothing.
+    pub fn offer_bundles(
+        &self,
+        priced: &mut Priced<'_>,
+        kind: Kind,
+        purchases: &[&BundlePurchase],
+        at: EpochMillis,
+    ) {
+        if priced.exact.is_none() || purchases.is_empty() {
+            return;
+        }
+        let record = (
+            kind,
+            priced.destination.map(|(_, class)| class),
+            priced.band,
+        );
+        let offers = purchases.iter().filter_map(|purchase| {
+            self.bundles
+                .get(&*purchase.bundle_id)?
+                .offer(purchase, record, at)
+        });
+        priced.allowances.extend(offers);
+        // Stable: the plan's order, then the purchases', within a priority.
+        priced.allowances.sort_by_key(|offer| offer.priority);
+    }
+
+    /// Whether any bundle is defined (else purchases need not be looked up).
+    pub fn sells_bundles(&self) -> bool {
+        !self.bundles.is_empty()
     }
 
     /// Prices `usage` under `plan_id`.

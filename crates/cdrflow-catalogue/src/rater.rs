@@ -123,10 +123,14 @@ impl Rater for CatalogueRater {
             },
             Kind::Activation => Usage::Activation { start },
         };
-        let priced = version.price(plan, &usage).map_err(|e| match e {
+        let mut priced = version.price(plan, &usage).map_err(|e| match e {
             PricingError::Overflow => RatingError::Overflow,
             e => RatingError::NoRate(e.to_string()),
         })?;
+        if version.sells_bundles() {
+            let purchases = reference.bundles_at(cdr.served_msisdn, start);
+            version.offer_bundles(&mut priced, cdr.kind, &purchases, start);
+        }
         rating.cost_micros = priced.cost_micros;
         rating.billed_units = priced.billed_units;
         rating.rate = Name::Static(priced.rate);

@@ -456,3 +456,89 @@ fn what_the_import_does_not_take_is_named_by_file_line_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn a_bought_bundle_is_offered_from_its_purchase_until_it_expires() {
+    use cdrflow_core::reference::BundlePurchase;
+    let with_bundles = EXAMPLE_CATALOGUE_TOML.to_string()
+        + r#"
+[[version.bundle]]
+id = "mobile-minutes"
+kind = "voice"
+units = 600
+classes = ["mobile"]
+days = 2
+priority = 1
+"#;
+    let c = Catalogue::from_toml(&with_bundles).unwrap();
+    let buyer = number("+212612345670");
+    let purchase = |id: &str, bundle: &str, from: &str, expires: Option<&str>| BundlePurchase {
+        purchase_id: id.into(),
+        effective_from: at(from),
+        msisdn: buyer,
+        bundle_id: bundle.into(),
+        expires_at: expires.map(at),
+    };
+    let purchases = [
+        purchase("P1", "mobile-minutes", "2024-04-01T10:00:00Z", None),
+        purchase(
+            "P2",
+            "mobile-minutes",
+            "2024-04-02T00:00:00Z",
+            Some("2024-04-05T00:00:00Z"),
+        ),
+        purchase("P3", "no-such-bundle", "2024-04-01T00:00:00Z", None),
+    ];
+    let offered = |to: &str, start: &str| -> Vec<String> {
+        let usage = call(to, start, 60);
+        let version = c.version_for(&usage).unwrap();
+        let mut priced = version.price("prepaid-basic", &usage).unwrap();
+        let all: Vec<&BundlePurchase> = purchases.iter().collect();
+        version.offer_bundles(
+            &mut priced,
+            cdrflow_core::model::Kind::Voice,
+            &all,
+            at(start),
+        );
+        priced
+            .allowances
+            .iter()
+            .map(|a| match &a.validity {
+                cdrflow_core::rating::Validity::Purchase(p) => format!("{}@{p}", a.id),
+                _ => a.id.to_string(),
+            })
+            .collect()
+    };
+    // The plan's own allowance of priority 1 first, then the purchases,
+    // oldest first; the unknown bundle offers nothing.
+    assert_eq!(
+        offered("+212612345678", "2024-04-02T09:00:00Z"),
+        [
+            "april-mobile-minutes",
+            "mobile-minutes@P1",
+            "mobile-minutes@P2"
+        ]
+    );
+    // P1 lasts 2 days from 2024-04-01T10:00: gone at 2024-04-03T10:00.
+    assert_eq!(
+        offered("+212612345678", "2024-04-03T09:59:59Z"),
+        [
+            "april-mobile-minutes",
+            "mobile-minutes@P1",
+            "mobile-minutes@P2"
+        ]
+    );
+    assert_eq!(
+        offered("+212612345678", "2024-04-03T10:00:00Z"),
+        ["april-mobile-minutes", "mobile-minutes@P2"]
+    );
+    // P2's own expiry wins over the bundle's days.
+    assert_eq!(
+        offered("+212612345678", "2024-04-05T00:00:00Z"),
+        ["april-mobile-minutes"]
+    );
+    // A call abroad is not the bundle's class.
+    assert!(offered("+14155550100", "2024-04-02T09:00:00Z").is_empty());
+    // The bundle is April's: March's version does not define it.
+    assert!(offered("+212612345678", "2024-03-31T09:00:00Z").is_empty());
+}

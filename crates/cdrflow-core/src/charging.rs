@@ -127,7 +127,7 @@ impl Default for ChargingConfig {
 
 /// What each subscriber has used of each allowance grant: key
 /// `msisdn|allowance|span` (`2024-03-05` for a day, `2024-03` for a
-/// billing period), value the units or micro-units used, as decimal text.
+/// billing period, `purchase=ID` for a bundle purchase), value the units or micro-units used, as decimal text.
 pub const ALLOWANCE_USED: StateTable = StateTable {
     name: "allowance_used",
     kind: StateKind::Keyed,
@@ -136,7 +136,7 @@ pub const ALLOWANCE_USED: StateTable = StateTable {
 /// One subscriber's grant of one allowance: the key of [`ALLOWANCE_USED`].
 /// Kept typed in memory (looked up for every offer of every record) and
 /// spelt as text only where the store reads or writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct AllowanceGrant {
     msisdn: Msisdn,
     allowance: &'static str,
@@ -144,18 +144,21 @@ struct AllowanceGrant {
 }
 
 /// The span a grant is renewed over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Span {
     Day(Day),
     Period(BillingPeriod),
+    /// Never renewed: one purchase's grant.
+    Purchase(Arc<str>),
 }
 
 impl fmt::Display for AllowanceGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (msisdn, allowance) = (self.msisdn, &self.allowance);
-        match self.span {
+        match &self.span {
             Span::Day(day) => write!(f, "{msisdn}|{allowance}|{day}"),
             Span::Period(period) => write!(f, "{msisdn}|{allowance}|{period}"),
+            Span::Purchase(id) => write!(f, "{msisdn}|{allowance}|purchase={id}"),
         }
     }
 }
@@ -184,7 +187,7 @@ impl AllowanceUse {
     /// The slot of `grant`, and whether it is new (its use not read yet).
     fn slot(&mut self, grant: AllowanceGrant) -> (u32, bool) {
         let next = self.grants.len() as u32;
-        let slot = *self.slots.entry(grant).or_insert(next);
+        let slot = *self.slots.entry(grant.clone()).or_insert(next);
         if slot == next {
             self.grants.push(grant);
             self.used.push(0);
@@ -245,9 +248,10 @@ impl Charging {
         AllowanceGrant {
             msisdn: record.msisdn,
             allowance: offer.id,
-            span: match offer.validity {
+            span: match &offer.validity {
                 Validity::Day => Span::Day(record.day),
                 Validity::Period => Span::Period(BillingPeriod::containing(record.day, cycle_day)),
+                Validity::Purchase(id) => Span::Purchase(id.clone()),
             },
         }
     }

@@ -160,12 +160,16 @@ impl ExactPrice {
 }
 
 /// How long an allowance's grant lasts: it is granted again for each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// In this order when priorities tie: the one that expires first.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Validity {
     /// A calendar day (the summary zone's).
     Day,
     /// The subscriber's billing period (by the customer's bill-cycle day).
     Period,
+    /// A bundle purchase (its id): granted once, from the purchase until
+    /// the bundle expires (the rater offers it only then).
+    Purchase(Arc<str>),
 }
 
 /// What an allowance gives each validity span.

@@ -128,6 +128,20 @@ pub struct Plan {
     pub currency: Option<String>,
 }
 
+/// A bundle a subscriber bought: the catalogue's bundle `bundle_id`
+/// (what it grants), from `effective_from` — the purchase — until
+/// `expires_at`, or the bundle's validity in days when the row gives no
+/// expiry. A purchase's use is its own: two purchases of one bundle grant
+/// twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundlePurchase {
+    pub purchase_id: Arc<str>,
+    pub effective_from: EpochMillis,
+    pub msisdn: Msisdn,
+    pub bundle_id: Arc<str>,
+    pub expires_at: Option<EpochMillis>,
+}
+
 /// The kinds of reference rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReferenceKind {
@@ -135,14 +149,16 @@ pub enum ReferenceKind {
     Customers,
     Cells,
     Plans,
+    Bundles,
 }
 
 impl ReferenceKind {
-    pub const ALL: [ReferenceKind; 4] = [
+    pub const ALL: [ReferenceKind; 5] = [
         ReferenceKind::Subscribers,
         ReferenceKind::Customers,
         ReferenceKind::Cells,
         ReferenceKind::Plans,
+        ReferenceKind::Bundles,
     ];
 
     pub fn parse(text: &str) -> Option<ReferenceKind> {
@@ -155,6 +171,7 @@ impl ReferenceKind {
             ReferenceKind::Customers => "customers",
             ReferenceKind::Cells => "cells",
             ReferenceKind::Plans => "plans",
+            ReferenceKind::Bundles => "bundles",
         }
     }
 
@@ -179,6 +196,10 @@ impl ReferenceKind {
             ReferenceKind::Plans => (
                 &["plan_id", "name"],
                 &["description", "monthly_fee", "currency", "effective_from"],
+            ),
+            ReferenceKind::Bundles => (
+                &["purchase_id", "msisdn", "bundle_id"],
+                &["expires_at", "effective_from"],
             ),
         }
     }
@@ -240,6 +261,7 @@ pub enum ReferenceRows {
     Customers(Vec<Customer>),
     Cells(Vec<Cell>),
     Plans(Vec<Plan>),
+    Bundles(Vec<BundlePurchase>),
 }
 
 impl ReferenceRows {
@@ -249,6 +271,7 @@ impl ReferenceRows {
             ReferenceKind::Customers => ReferenceRows::Customers(Vec::new()),
             ReferenceKind::Cells => ReferenceRows::Cells(Vec::new()),
             ReferenceKind::Plans => ReferenceRows::Plans(Vec::new()),
+            ReferenceKind::Bundles => ReferenceRows::Bundles(Vec::new()),
         }
     }
 
@@ -258,6 +281,7 @@ impl ReferenceRows {
             ReferenceRows::Customers(_) => ReferenceKind::Customers,
             ReferenceRows::Cells(_) => ReferenceKind::Cells,
             ReferenceRows::Plans(_) => ReferenceKind::Plans,
+            ReferenceRows::Bundles(_) => ReferenceKind::Bundles,
         }
     }
 
@@ -267,6 +291,7 @@ impl ReferenceRows {
             ReferenceRows::Customers(rows) => rows.len(),
             ReferenceRows::Cells(rows) => rows.len(),
             ReferenceRows::Plans(rows) => rows.len(),
+            ReferenceRows::Bundles(rows) => rows.len(),
         }
     }
 
@@ -301,6 +326,7 @@ pub fn parse_csv(
             ReferenceRows::Customers(out) => out.push(row.customer()?),
             ReferenceRows::Cells(out) => out.push(row.cell()?),
             ReferenceRows::Plans(out) => out.push(row.plan()?),
+            ReferenceRows::Bundles(out) => out.push(row.bundle(home)?),
         }
     }
     Ok(rows)
@@ -377,6 +403,18 @@ pub fn write_csv(rows: &ReferenceRows) -> String {
                 ],
             )
         }),
+        ReferenceRows::Bundles(rows) => rows.iter().for_each(|r| {
+            write(
+                &mut out,
+                &[
+                    r.purchase_id.to_string(),
+                    r.msisdn.to_string(),
+                    r.bundle_id.to_string(),
+                    r.expires_at.map_or(String::new(), format_timestamp_ms),
+                    from(r.effective_from),
+                ],
+            )
+        }),
     }
     String::from_utf8(out.into_inner().expect("writing CSV to memory")).expect("CSV of UTF-8 text")
 }
@@ -402,6 +440,7 @@ pub fn row_from_texts(
         ReferenceKind::Customers => ReferenceRow::Customer(row.customer()?),
         ReferenceKind::Cells => ReferenceRow::Cell(row.cell()?),
         ReferenceKind::Plans => ReferenceRow::Plan(row.plan()?),
+        ReferenceKind::Bundles => ReferenceRow::Bundle(row.bundle(home)?),
     })
 }
 
@@ -588,6 +627,30 @@ impl Row<'_> {
             currency: self.get("currency").map(str::to_string),
         })
     }
+
+    fn bundle(&self, home: CountryCode) -> Result<BundlePurchase, ReferenceError> {
+        let raw = self.required("msisdn")?;
+        let msisdn = normalize_msisdn(raw, home)
+            .map_err(|why| self.error("msisdn", format!("`{raw}` {why}")))?;
+        let effective_from = self.effective_from()?;
+        let expires_at = self
+            .get("expires_at")
+            .map(|text| parse_effective_from(text).map_err(|why| self.error("expires_at", why)))
+            .transpose()?;
+        if expires_at.is_some_and(|end| end <= effective_from) {
+            return Err(self.error(
+                "expires_at",
+                "is not after the purchase (`effective_from`): the bundle would never be usable",
+            ));
+        }
+        Ok(BundlePurchase {
+            purchase_id: self.required("purchase_id")?.into(),
+            effective_from,
+            msisdn,
+            bundle_id: self.required("bundle_id")?.into(),
+            expires_at,
+        })
+    }
 }
 
 /// A decimal amount as micro-units, refused past 6 decimals rather than cut.
@@ -649,7 +712,7 @@ macro_rules! effective {
         }
     )*};
 }
-effective!(Subscriber, Customer, Cell, Plan);
+effective!(Subscriber, Customer, Cell, Plan, BundlePurchase);
 
 impl<T: Effective> Entry<T> {
     fn from(&self) -> EpochMillis {
@@ -728,6 +791,7 @@ pub enum ReferenceRow {
     Customer(Customer),
     Cell(Cell),
     Plan(Plan),
+    Bundle(BundlePurchase),
 }
 
 impl ReferenceRow {
@@ -737,6 +801,7 @@ impl ReferenceRow {
             ReferenceRow::Customer(_) => ReferenceKind::Customers,
             ReferenceRow::Cell(_) => ReferenceKind::Cells,
             ReferenceRow::Plan(_) => ReferenceKind::Plans,
+            ReferenceRow::Bundle(_) => ReferenceKind::Bundles,
         }
     }
 
@@ -747,6 +812,7 @@ impl ReferenceRow {
             ReferenceRow::Customer(r) => r.customer_id.to_string(),
             ReferenceRow::Cell(r) => r.cell_id.to_string(),
             ReferenceRow::Plan(r) => r.plan_id.to_string(),
+            ReferenceRow::Bundle(r) => r.purchase_id.to_string(),
         }
     }
 
@@ -756,6 +822,7 @@ impl ReferenceRow {
             ReferenceRow::Customer(r) => r.effective_from,
             ReferenceRow::Cell(r) => r.effective_from,
             ReferenceRow::Plan(r) => r.effective_from,
+            ReferenceRow::Bundle(r) => r.effective_from,
         }
     }
 }
@@ -767,6 +834,10 @@ pub struct ReferenceData {
     customers: FxHashMap<Arc<str>, History<Customer>>,
     cells: FxHashMap<Arc<str>, History<Cell>>,
     plans: FxHashMap<Arc<str>, History<Plan>>,
+    bundles: FxHashMap<Arc<str>, History<BundlePurchase>>,
+    /// The purchases that ever named each number (a row moved to another
+    /// number stays listed under the first: a lookup checks the row).
+    bundles_of: FxHashMap<Msisdn, SmallVec<[Arc<str>; 2]>>,
     /// One `Arc` per distinct customer id, plan and region name, shared by
     /// every row naming it: a rated record clones its plan and region, and
     /// a shared count stays in cache where one per subscriber would miss;
@@ -796,12 +867,17 @@ impl ReferenceData {
             ReferenceKind::Customers => times(&self.customers),
             ReferenceKind::Cells => times(&self.cells),
             ReferenceKind::Plans => times(&self.plans),
+            ReferenceKind::Bundles => times(&self.bundles),
         }
     }
 
     /// How many ids, of every kind (an id's rows and removals count once).
     fn ids(&self) -> usize {
-        self.subscribers.len() + self.customers.len() + self.cells.len() + self.plans.len()
+        self.subscribers.len()
+            + self.customers.len()
+            + self.cells.len()
+            + self.plans.len()
+            + self.bundles.len()
     }
 
     /// Adds every entry of `other`, each replacing one of the same id that
@@ -851,6 +927,12 @@ impl ReferenceData {
             |d| &mut d.plans,
             ReferenceData::put_plan,
         );
+        each(
+            self,
+            &other.bundles,
+            |d| &mut d.bundles,
+            ReferenceData::put_bundle,
+        );
     }
 
     /// The latest `effective_from` of any row, if any is not [`ALWAYS`].
@@ -870,6 +952,7 @@ impl ReferenceData {
             ReferenceRows::Customers(rows) => rows.into_iter().for_each(|r| self.put_customer(r)),
             ReferenceRows::Cells(rows) => rows.into_iter().for_each(|r| self.put_cell(r)),
             ReferenceRows::Plans(rows) => rows.into_iter().for_each(|r| self.put_plan(r)),
+            ReferenceRows::Bundles(rows) => rows.into_iter().for_each(|r| self.put_bundle(r)),
         }
     }
 
@@ -879,6 +962,7 @@ impl ReferenceData {
             ReferenceRow::Customer(r) => self.put_customer(r),
             ReferenceRow::Cell(r) => self.put_cell(r),
             ReferenceRow::Plan(r) => self.put_plan(r),
+            ReferenceRow::Bundle(r) => self.put_bundle(r),
         }
     }
 
@@ -898,6 +982,7 @@ impl ReferenceData {
                     ReferenceKind::Customers => all(&mut self.customers, at),
                     ReferenceKind::Cells => all(&mut self.cells, at),
                     ReferenceKind::Plans => all(&mut self.plans, at),
+                    ReferenceKind::Bundles => all(&mut self.bundles, at),
                 }
             }
         }
@@ -928,6 +1013,11 @@ impl ReferenceData {
                 .put(Entry::Removed(at)),
             ReferenceKind::Plans => self
                 .plans
+                .entry(id.into())
+                .or_default()
+                .put(Entry::Removed(at)),
+            ReferenceKind::Bundles => self
+                .bundles
                 .entry(id.into())
                 .or_default()
                 .put(Entry::Removed(at)),
@@ -971,6 +1061,16 @@ impl ReferenceData {
         history.put(Entry::Row(row));
     }
 
+    pub fn put_bundle(&mut self, mut row: BundlePurchase) {
+        row.bundle_id = self.shared(row.bundle_id);
+        let listed = self.bundles_of.entry(row.msisdn).or_default();
+        if !listed.contains(&row.purchase_id) {
+            listed.push(row.purchase_id.clone());
+        }
+        let history = self.bundles.entry(row.purchase_id.clone()).or_default();
+        history.put(Entry::Row(row));
+    }
+
     pub fn subscriber_at(&self, msisdn: Msisdn, at: EpochMillis) -> Option<&Subscriber> {
         self.subscribers.get(&msisdn)?.at(at)
     }
@@ -991,6 +1091,16 @@ impl ReferenceData {
 
     pub fn plan_at(&self, id: &str, at: EpochMillis) -> Option<&Plan> {
         self.plans.get(id)?.at(at)
+    }
+
+    /// `msisdn`'s purchases as they stood at `at` (bought by then, not
+    /// cancelled), expired ones too: their expiry is the catalogue's to tell.
+    pub fn bundles_at(&self, msisdn: Msisdn, at: EpochMillis) -> Vec<&BundlePurchase> {
+        bundles_at(
+            msisdn,
+            |id| self.bundles.get(id).and_then(|h| h.at(at)),
+            self.bundles_of.get(&msisdn).into_iter().flatten(),
+        )
     }
 
     /// The rows in force once every change so far has taken effect — what
@@ -1017,8 +1127,30 @@ impl ReferenceData {
             ReferenceKind::Plans => {
                 ReferenceRows::Plans(current(&self.plans, |r| r.plan_id.to_string()))
             }
+            ReferenceKind::Bundles => {
+                ReferenceRows::Bundles(current(&self.bundles, |r| r.purchase_id.to_string()))
+            }
         }
     }
+}
+
+/// The rows, by `row_at` (in force at the instant asked for), of the
+/// purchases `listed` under `msisdn` that name it still (oldest purchase
+/// first, so offers come in a stable order).
+fn bundles_at<'a>(
+    msisdn: Msisdn,
+    row_at: impl Fn(&Arc<str>) -> Option<&'a BundlePurchase>,
+    listed: impl Iterator<Item = &'a Arc<str>>,
+) -> Vec<&'a BundlePurchase> {
+    let mut rows: Vec<&BundlePurchase> = listed
+        .filter_map(row_at)
+        .filter(|row| row.msisdn == msisdn)
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.effective_from, &a.purchase_id).cmp(&(b.effective_from, &b.purchase_id))
+    });
+    rows.dedup_by(|a, b| a.purchase_id == b.purchase_id);
+    rows
 }
 
 /// A billing period: the month it starts in (`2024-03`). With bill-cycle
@@ -1199,6 +1331,60 @@ mod tests {
         });
         assert!(data.current(ReferenceKind::Plans).is_empty());
         assert!(data.plan_at("gold", 5_999).is_some());
+    }
+
+    #[test]
+    fn a_numbers_purchases_are_those_it_holds_at_the_instant() {
+        let text = "purchase_id,msisdn,bundle_id,expires_at,effective_from\n\
+                    P1,0821234567,data-1gb,,2024-03-01\n\
+                    P2,+27821234567,minutes,2024-03-20,2024-03-10\n\
+                    P1,+27820000000,data-1gb,,2024-03-15\n";
+        let rows = parse_csv(ReferenceKind::Bundles, text, ZA).unwrap();
+        assert_eq!(
+            parse_csv(ReferenceKind::Bundles, &write_csv(&rows), ZA).unwrap(),
+            rows
+        );
+        let mut data = ReferenceData::default();
+        data.put(rows);
+        data.apply(ReferenceChange::Remove {
+            kind: ReferenceKind::Bundles,
+            id: "P2".into(),
+            at: parse_timestamp("2024-03-12T00:00:00Z").unwrap(),
+        });
+        let held = |number: &str, when: &str| -> Vec<String> {
+            let msisdn = normalize_msisdn(number, ZA).unwrap();
+            let at = parse_timestamp(when).unwrap();
+            data.bundles_at(msisdn, at)
+                .iter()
+                .map(|b| format!("{}:{}", b.purchase_id, b.bundle_id))
+                .collect()
+        };
+        assert!(held("+27821234567", "2024-02-29T23:59:59Z").is_empty());
+        assert_eq!(
+            held("+27821234567", "2024-03-10T00:00:00Z"),
+            ["P1:data-1gb", "P2:minutes"]
+        );
+        // P2 cancelled on the 12th; P1 moved to another number on the 15th.
+        assert_eq!(
+            held("+27821234567", "2024-03-12T00:00:00Z"),
+            ["P1:data-1gb"]
+        );
+        assert!(held("+27821234567", "2024-03-15T00:00:00Z").is_empty());
+        assert_eq!(
+            held("+27820000000", "2024-03-15T00:00:00Z"),
+            ["P1:data-1gb"]
+        );
+        let error = parse_csv(
+            ReferenceKind::Bundles,
+            "purchase_id,msisdn,bundle_id,expires_at,effective_from\nP9,0821234567,b,2024-03-01,2024-03-02\n",
+            ZA,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("line 2, `expires_at`: is not after the purchase"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -109,6 +109,13 @@ pub fn document(row: &ReferenceRow) -> SearchDocument {
             None,
             p.monthly_fee_micros,
         ),
+        // Under the buyer's number too: a number's search lists its purchases.
+        ReferenceRow::Bundle(b) => (
+            b.bundle_id.to_string(),
+            words(&[&b.bundle_id, &b.purchase_id]),
+            Some(b.msisdn.to_string()),
+            None,
+        ),
     };
     SearchDocument {
         kind: row.kind(),

@@ -382,6 +382,19 @@ pub(crate) mod invoice_rows {
     }
 }
 
+/// Migration v14, the same in both stores (issue 14): bundle purchases as
+/// reference data — a number's purchase of a catalogue bundle, from the
+/// purchase until its expiry — found by number for every record rated.
+pub(crate) const BUNDLES_V14: &str = "
+    CREATE TABLE bundles (
+        purchase_id TEXT NOT NULL,
+        effective_from BIGINT NOT NULL,
+        msisdn TEXT NOT NULL,
+        bundle_id TEXT NOT NULL,
+        expires_at BIGINT,
+        PRIMARY KEY (purchase_id, effective_from)
+    );";
+
 /// Migration v12, the same in both stores (issue 14): reference changes
 /// that came after records they should have affected — a subscriber's row
 /// put or removed from an instant some of its rated records are at or
@@ -678,8 +691,8 @@ pub(crate) mod reference_rows {
     use cdrflow_core::normalize::Day;
     use cdrflow_core::reference::ReferenceKind;
     use cdrflow_core::reference::{
-        normalize_technology, Cell, Customer, Payment, Plan, ReferenceChange, ReferenceRow,
-        ReferenceRows, Status, Subscriber,
+        normalize_technology, BundlePurchase, Cell, Customer, Payment, Plan, ReferenceChange,
+        ReferenceRow, ReferenceRows, Status, Subscriber,
     };
 
     use crate::StoreError;
@@ -712,6 +725,13 @@ pub(crate) mod reference_rows {
                 "description",
                 "monthly_fee_micros",
                 "currency",
+            ],
+            ReferenceKind::Bundles => &[
+                "purchase_id",
+                "effective_from",
+                "msisdn",
+                "bundle_id",
+                "expires_at",
             ],
         }
     }
@@ -785,6 +805,13 @@ pub(crate) mod reference_rows {
                 Int(r.monthly_fee_micros),
                 Text(r.currency.clone()),
             ],
+            ReferenceRow::Bundle(r) => vec![
+                text(&r.purchase_id),
+                Int(Some(r.effective_from)),
+                text(&r.msisdn.to_string()),
+                text(&r.bundle_id),
+                Int(r.expires_at),
+            ],
         }
     }
 
@@ -806,6 +833,12 @@ pub(crate) mod reference_rows {
                 .collect(),
             ReferenceRows::Cells(r) => r.iter().cloned().map(ReferenceRow::Cell).map(put).collect(),
             ReferenceRows::Plans(r) => r.iter().cloned().map(ReferenceRow::Plan).map(put).collect(),
+            ReferenceRows::Bundles(r) => r
+                .iter()
+                .cloned()
+                .map(ReferenceRow::Bundle)
+                .map(put)
+                .collect(),
         }
     }
 
@@ -874,22 +907,38 @@ pub(crate) mod reference_rows {
         }
     }
 
-    /// The subscriber changes among `changes` — a row put or removed, as
-    /// (number, instant), each once — that records rated before them may
-    /// have missed. Rating joins subscribers only (customers through them,
-    /// cells by their own id); a truncate is left out.
-    pub(crate) fn subscriber_moves(changes: &[ReferenceChange]) -> Vec<(String, i64)> {
-        let mut moves: Vec<(String, i64)> = changes
+    /// The changes among `changes` that records rated before them may
+    /// have missed, each once: a subscriber's row put or removed, a bundle
+    /// bought, as (kind, id, the number whose records it touches, instant).
+    /// Rating joins subscribers (customers through them, cells by their own
+    /// id) and a number's purchases; a truncate, and a purchase cancelled
+    /// (its removal names no number), are left out.
+    pub(crate) fn late_candidates(changes: &[ReferenceChange]) -> Vec<LateCandidate> {
+        let mut moves: Vec<LateCandidate> = changes
             .iter()
             .filter_map(|change| match change {
-                ReferenceChange::Put(row @ ReferenceRow::Subscriber(_)) => {
-                    Some((row.id(), row.effective_from()))
-                }
+                ReferenceChange::Put(row @ ReferenceRow::Subscriber(_)) => Some(LateCandidate {
+                    kind: ReferenceKind::Subscribers.as_str(),
+                    msisdn: row.id(),
+                    id: row.id(),
+                    at: row.effective_from(),
+                }),
+                ReferenceChange::Put(ReferenceRow::Bundle(b)) => Some(LateCandidate {
+                    kind: ReferenceKind::Bundles.as_str(),
+                    id: b.purchase_id.to_string(),
+                    msisdn: b.msisdn.to_string(),
+                    at: b.effective_from,
+                }),
                 ReferenceChange::Remove {
                     kind: ReferenceKind::Subscribers,
                     id,
                     at,
-                } => Some((id.clone(), *at)),
+                } => Some(LateCandidate {
+                    kind: ReferenceKind::Subscribers.as_str(),
+                    id: id.clone(),
+                    msisdn: id.clone(),
+                    at: *at,
+                }),
                 _ => None,
             })
             .collect();
@@ -898,23 +947,33 @@ pub(crate) mod reference_rows {
         moves
     }
 
+    /// A change that is late if `msisdn` has rated records at or after `at`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub(crate) struct LateCandidate {
+        pub kind: &'static str,
+        pub id: String,
+        pub msisdn: String,
+        pub at: i64,
+    }
+
     /// What [`late_changes`](crate::Reference::late_changes) reads back,
     /// the columns in `LateReferenceChange`'s order.
     pub(crate) const SELECT_LATE: &str = "SELECT kind, id, effective_from, records,
         first_event_time, first_period, last_period
         FROM late_reference_changes ORDER BY kind, id, effective_from";
 
-    /// The aggregate over one subscriber's rated records from an instant
-    /// that makes a move late: `FROM` and `WHERE` are the caller's (one
-    /// move or an array of them, `m(id, at)`, joined to `rated_records r`).
+    /// The aggregate over one number's rated records from an instant that
+    /// makes a change late: `FROM` and `WHERE` are the caller's (one
+    /// [`LateCandidate`] or an array of them, `m(kind, id, msisdn, at)`,
+    /// joined to `rated_records r`).
     pub(crate) fn insert_late_sql(moves_and_records: &str) -> String {
         format!(
             "INSERT INTO late_reference_changes (kind, id, effective_from, records,
                  first_event_time, first_period, last_period)
-             SELECT 'subscribers', m.id, m.at, count(*), min(r.event_time),
+             SELECT m.kind, m.id, m.at, count(*), min(r.event_time),
                  min(r.billing_period), max(r.billing_period)
              FROM {moves_and_records}
-             GROUP BY m.id, m.at
+             GROUP BY m.kind, m.id, m.at
              ON CONFLICT DO NOTHING"
         )
     }
@@ -1032,6 +1091,22 @@ pub(crate) mod reference_rows {
             monthly_fee_micros,
             currency,
         }
+    }
+
+    pub(crate) fn bundle(
+        purchase_id: &str,
+        effective_from: i64,
+        msisdn: &str,
+        bundle_id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<BundlePurchase, StoreError> {
+        Ok(BundlePurchase {
+            purchase_id: purchase_id.into(),
+            effective_from,
+            msisdn: super::stored_msisdn("bundles", msisdn)?,
+            bundle_id: bundle_id.into(),
+            expires_at,
+        })
     }
 
     pub(crate) fn cell(

@@ -92,6 +92,28 @@ kind = "voice"
 units = 300
 classes = ["mobile"]
 priority = 1
+[[version.plan]]
+id = "flat"
+[[version.plan.voice]]
+id = "flat-mobile"
+class = "mobile"
+price = "0.60"
+increments = "1/1"
+rounding = "half_up"
+decimals = 2
+[[version.plan.voice]]
+id = "flat-world"
+class = "international"
+price = "6.00"
+increments = "60/60"
+rounding = "half_up"
+decimals = 2
+[[version.bundle]]
+id = "minutes-100"
+kind = "voice"
+units = 100
+classes = ["mobile"]
+days = 7
 "#;
 
 const PREPAID: &str = "+212600000001";
@@ -683,4 +705,150 @@ fn a_reference_file_with_a_mistake_loads_nothing_and_names_the_line() {
     let shown = String::from_utf8(run_ok(cdrflow().args(store).args(["reference", "show"])).stdout)
         .unwrap();
     assert!(shown.contains("cells: 0 rows"), "{shown}");
+}
+
+/// Bundles bought: each purchase of `minutes-100` (100 s of national
+/// mobile calls, 7 days) grants its own 100 s, from the purchase until
+/// its expiry; the `flat` plan charges 0.01 a second without them. The
+/// expected charges are worked out by hand in the comments.
+#[test]
+fn bought_bundles_pay_for_calls_until_used_up_or_expired() {
+    let dir = temp_dir("rating-bundles");
+    let data = dir.join("data");
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let (catalogue, _) = write_inputs(&dir);
+    let buyer = "+212600000009";
+    std::fs::write(
+        dir.join("subscribers.csv"),
+        format!("msisdn,customer_id,plan_id,payment\n{buyer},C2,flat,postpaid\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bundles.csv"),
+        // P1 lasts the bundle's 7 days; P2 expires on its own date; P3
+        // names a bundle the catalogue does not sell.
+        "purchase_id,msisdn,bundle_id,expires_at,effective_from\n\
+         P1,0600000009,minutes-100,,2024-03-01T00:00:00Z\n\
+         P2,0600000009,minutes-100,2024-03-04T00:00:00Z,2024-03-03T00:00:00Z\n\
+         P3,0600000009,minutes-mystery,,2024-03-01T00:00:00Z\n",
+    )
+    .unwrap();
+    for kind in ["subscribers", "customers", "bundles"] {
+        run_ok(
+            cdrflow()
+                .args(store)
+                .args(["--default-country-code", "212", "reference", "load", kind])
+                .arg(dir.join(format!("{kind}.csv"))),
+        );
+    }
+    // (id, time, to, seconds, cost charged, allowance paid)
+    let calls = [
+        // Before any purchase: 60 × 0.01.
+        (
+            "b1",
+            "2024-02-29T10:00:00Z",
+            "0612345678",
+            60,
+            "0.600000",
+            "",
+        ),
+        // P1 pays all 80 s (20 of its 100 left).
+        (
+            "b2",
+            "2024-03-02T10:00:00Z",
+            "0612345678",
+            80,
+            "0.000000",
+            "minutes-100:80",
+        ),
+        // Abroad: not the bundle's class; a minute at 6.00.
+        (
+            "b3",
+            "2024-03-02T11:00:00Z",
+            "+14155550100",
+            60,
+            "6.000000",
+            "",
+        ),
+        // P1's last 20 s, then 40 of P2's: all 60 free, P1 named.
+        (
+            "b4",
+            "2024-03-03T12:00:00Z",
+            "0612345678",
+            60,
+            "0.000000",
+            "minutes-100:60",
+        ),
+        // P2 expired on the 4th (60 s unused), P1 is used up: 30 × 0.01.
+        (
+            "b5",
+            "2024-03-05T10:00:00Z",
+            "0612345678",
+            30,
+            "0.300000",
+            "",
+        ),
+    ];
+    let lines: Vec<String> = calls
+        .iter()
+        .map(|(id, time, to, seconds, _, _)| {
+            format!(
+                r#"{{"event_id":"{id}","msisdn":"{buyer}","event_type":"call","event_subtype":"outgoing","timestamp":"{time}","other_party":"{to}","duration_seconds":{seconds}}}"#
+            )
+        })
+        .collect();
+    let input = dir.join("calls.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    run_ok(
+        cdrflow()
+            .args(store)
+            .args(["--catalogue", catalogue.to_str().unwrap()])
+            .args(["--default-plan", "basic", "--default-country-code", "212"])
+            .arg("process")
+            .arg(&input),
+    );
+    let text =
+        String::from_utf8(run_ok(cdrflow().args(store).args(["export", "rated"])).stdout).unwrap();
+    let mut rows = text.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let rated: BTreeMap<String, BTreeMap<&str, String>> = rows
+        .map(|line| {
+            let row: BTreeMap<&str, String> = header.iter().copied().zip(split_csv(line)).collect();
+            (row["record_id"].clone(), row)
+        })
+        .collect();
+    for (id, _, _, _, cost, allowance) in calls {
+        let row = &rated[id];
+        let paid = match (
+            row["allowance_id"].as_str(),
+            row["allowance_units"].as_str(),
+        ) {
+            ("", "0") => String::new(),
+            (bundle, units) => format!("{bundle}:{units}"),
+        };
+        assert_eq!(
+            (row["cost"].as_str(), paid.as_str()),
+            (cost, allowance),
+            "{id}: {row:?}"
+        );
+    }
+    // The purchases read back as loaded (the number in E.164).
+    let exported = String::from_utf8(
+        run_ok(
+            cdrflow()
+                .args(store)
+                .args(["reference", "export", "bundles"]),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        exported,
+        format!(
+            "purchase_id,msisdn,bundle_id,expires_at,effective_from\n\
+             P1,{buyer},minutes-100,,2024-03-01T00:00:00Z\n\
+             P2,{buyer},minutes-100,2024-03-04T00:00:00Z,2024-03-03T00:00:00Z\n\
+             P3,{buyer},minutes-mystery,,2024-03-01T00:00:00Z\n"
+        )
+    );
 }

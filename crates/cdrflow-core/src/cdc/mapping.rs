@@ -77,6 +77,13 @@ impl Entity {
                 ("currency", Text, false),
                 ("effective_from", Instant, false),
             ],
+            Entity::Reference(ReferenceKind::Bundles) => &[
+                ("purchase_id", Text, true),
+                ("msisdn", Number, true),
+                ("bundle_id", Text, true),
+                ("expires_at", Instant, false),
+                ("effective_from", Instant, false),
+            ],
             Entity::BalanceAdjustments => &[
                 ("adjustment_id", Text, true),
                 ("msisdn", Number, true),

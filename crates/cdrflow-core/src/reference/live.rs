@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, Guard};
 
 use super::{
-    Cell, Customer, Effective, Entry, History, ReferenceChange, ReferenceData, Subscriber,
+    bundles_at, BundlePurchase, Cell, Customer, Effective, Entry, History, ReferenceChange,
+    ReferenceData, Subscriber,
 };
 use crate::normalize::{EpochMillis, Msisdn};
 
@@ -116,6 +117,20 @@ impl ReferenceView {
         let Layers { base, recent } = &**self.layers;
         layered(base.cells.get(id), recent.cells.get(id), at)
     }
+
+    /// As [`ReferenceData::bundles_at`].
+    pub fn bundles_at(&self, msisdn: Msisdn, at: EpochMillis) -> Vec<&BundlePurchase> {
+        let Layers { base, recent } = &**self.layers;
+        let listed = [&base.bundles_of, &recent.bundles_of]
+            .into_iter()
+            .filter_map(|index| index.get(&msisdn))
+            .flatten();
+        bundles_at(
+            msisdn,
+            |id| layered(base.bundles.get(id), recent.bundles.get(id), at),
+            listed,
+        )
+    }
 }
 
 /// The row in force at `at` over both layers' entries for one id.
@@ -185,9 +200,26 @@ mod tests {
                 .map(|_| {
                     let i = draws.next(260);
                     let at = 1_000 * draws.next(12) as i64;
-                    match draws.next(20) {
+                    match draws.next(24) {
                         0 => ReferenceChange::RemoveAll {
                             kind: ReferenceKind::Subscribers,
+                            at,
+                        },
+                        // Purchases, some moved to another number, some cancelled.
+                        20 | 21 => ReferenceChange::Put(ReferenceRow::Bundle(BundlePurchase {
+                            purchase_id: format!("P{}", draws.next(60)).into(),
+                            effective_from: at,
+                            msisdn: number(i % 30),
+                            bundle_id: format!("bundle{round}").into(),
+                            expires_at: None,
+                        })),
+                        22 => ReferenceChange::Remove {
+                            kind: ReferenceKind::Bundles,
+                            id: format!("P{}", draws.next(60)),
+                            at,
+                        },
+                        23 => ReferenceChange::RemoveAll {
+                            kind: ReferenceKind::Bundles,
                             at,
                         },
                         1..=4 => ReferenceChange::Remove {
@@ -221,6 +253,16 @@ mod tests {
                         plan(before.subscriber_at(number(i), at)),
                         plan(previous.subscriber_at(number(i), at)),
                         "a view taken before round {round} saw its changes"
+                    );
+                    let bought = |rows: Vec<&BundlePurchase>| -> Vec<(Arc<str>, Arc<str>)> {
+                        rows.into_iter()
+                            .map(|b| (b.purchase_id.clone(), b.bundle_id.clone()))
+                            .collect()
+                    };
+                    assert_eq!(
+                        bought(after.bundles_at(number(i), at)),
+                        bought(oracle.bundles_at(number(i), at)),
+                        "round {round}, purchases of {i} at {at}"
                     );
                 }
             }

@@ -130,6 +130,7 @@ fn migrations() -> Vec<(i32, String)> {
         (11, crate::codecs::CDC_V11.to_string()),
         (12, crate::codecs::LATE_CHANGES_V12.to_string()),
         (13, search::SEARCH_V13.to_string()),
+        (14, crate::codecs::BUNDLES_V14.to_string()),
     ]
 }
 

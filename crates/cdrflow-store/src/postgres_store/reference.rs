@@ -62,6 +62,15 @@ impl Reference for PgStore {
                 r.get(5),
             ));
         }
+        for r in client.query(&select_sql(ReferenceKind::Bundles), &[])? {
+            data.put_bundle(reference_rows::bundle(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+            )?);
+        }
         for r in client.query(reference_rows::SELECT_REMOVALS, &[])? {
             let kind = reference_rows::removal_kind(r.get(0))?;
             data.remove(kind, r.get(1), r.get(2));
@@ -116,17 +125,20 @@ pub(super) fn write_changes(tx: &mut Transaction<'_>, changes: &[ReferenceChange
 /// have affected (the records of this transaction included: they are
 /// written first), in one statement, and counts them as `changes.late`.
 fn list_late(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
-    let moves = reference_rows::subscriber_moves(changes);
+    let moves = reference_rows::late_candidates(changes);
     if moves.is_empty() {
         return Ok(());
     }
-    let (ids, ats): (Vec<String>, Vec<i64>) = moves.into_iter().unzip();
+    let kinds: Vec<&str> = moves.iter().map(|m| m.kind).collect();
+    let ids: Vec<&str> = moves.iter().map(|m| &*m.id).collect();
+    let numbers: Vec<&str> = moves.iter().map(|m| &*m.msisdn).collect();
+    let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
     let late = tx.execute(
         &reference_rows::insert_late_sql(
-            "unnest($1::text[], $2::bigint[]) AS m(id, at)
-             JOIN rated_records r ON r.msisdn = m.id AND r.event_time >= m.at",
+            "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS m(kind, id, msisdn, at)
+             JOIN rated_records r ON r.msisdn = m.msisdn AND r.event_time >= m.at",
         ),
-        &[&ids, &ats],
+        &[&kinds, &ids, &numbers, &ats],
     )?;
     if late > 0 {
         tx.execute(

@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 
 use super::*;
 use crate::codecs::reference_rows::{
-    self, change_sql, insert_late_sql, puts, select_sql, subscriber_moves, Param,
+    self, change_sql, insert_late_sql, late_candidates, puts, select_sql, Param,
 };
 use crate::LateReferenceChange;
 use cdrflow_core::search::{SearchHit, SearchQuery};
@@ -67,6 +67,17 @@ impl Reference for SqliteStore {
                 r.get(5)?,
             ));
         }
+        let mut stmt = self.conn.prepare(&select_sql(ReferenceKind::Bundles))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            data.put_bundle(reference_rows::bundle(
+                &r.get::<_, String>(0)?,
+                r.get(1)?,
+                &r.get::<_, String>(2)?,
+                &r.get::<_, String>(3)?,
+                r.get(4)?,
+            )?);
+        }
         let mut stmt = self.conn.prepare(reference_rows::SELECT_REMOVALS)?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -122,17 +133,18 @@ pub(super) fn value(param: Param) -> Value {
 /// have affected (the records of this transaction included: they are
 /// written first), and counts them as `changes.late`.
 fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
-    let moves = subscriber_moves(changes);
+    let moves = late_candidates(changes);
     if moves.is_empty() {
         return Ok(());
     }
     let mut insert = tx.prepare_cached(&insert_late_sql(
-        "(SELECT CAST(?1 AS TEXT) AS id, CAST(?2 AS BIGINT) AS at) m
-         JOIN rated_records r ON r.msisdn = m.id AND r.event_time >= m.at",
+        "(SELECT CAST(?1 AS TEXT) AS kind, CAST(?2 AS TEXT) AS id, CAST(?3 AS TEXT) AS msisdn,
+                 CAST(?4 AS BIGINT) AS at) m
+         JOIN rated_records r ON r.msisdn = m.msisdn AND r.event_time >= m.at",
     ))?;
     let mut late = 0;
-    for (id, at) in moves {
-        late += insert.execute(rusqlite::params![id, at])?;
+    for m in moves {
+        late += insert.execute(rusqlite::params![m.kind, m.id, m.msisdn, m.at])?;
     }
     if late > 0 {
         tx.prepare_cached(BUMP_COUNTER)?

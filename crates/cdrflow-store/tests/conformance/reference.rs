@@ -187,6 +187,26 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
     commit_changes(store, vec![moved(0, T4 + 1)]);
     // Delivered again: listed once.
     commit_changes(store, vec![moved(0, T2)]);
+    // Purchases: one at T3, two of the number's records at or after it;
+    // one of a number with no records.
+    let bought = |id: &str, number: &str, at: i64| {
+        ReferenceChange::Put(ReferenceRow::Bundle(
+            cdrflow_core::reference::BundlePurchase {
+                purchase_id: id.into(),
+                effective_from: at,
+                msisdn: normalize_msisdn(number, home).unwrap(),
+                bundle_id: "minutes-100".into(),
+                expires_at: None,
+            },
+        ))
+    };
+    commit_changes(
+        store,
+        vec![
+            bought("P1", "+27821110001", T3),
+            bought("P2", "+27821119999", T1),
+        ],
+    );
     // Its record at T1 comes with a removal at T1 in one transaction.
     commit(
         store,
@@ -200,24 +220,53 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
             ..Checkpoint::default()
         },
     );
-    let late =
-        |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| LateReferenceChange {
-            kind: "subscribers".into(),
-            id: id.into(),
-            effective_from: at,
-            records,
-            first_event_time: first,
-            first_period: periods.0.into(),
-            last_period: periods.1.into(),
+    let late_of =
+        |kind: &str, id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| {
+            LateReferenceChange {
+                kind: kind.into(),
+                id: id.into(),
+                effective_from: at,
+                records,
+                first_event_time: first,
+                first_period: periods.0.into(),
+                last_period: periods.1.into(),
+            }
         };
+    let late = |id: &str, at: i64, records: i64, first: i64, periods: (&str, &str)| {
+        late_of("subscribers", id, at, records, first, periods)
+    };
     assert_eq!(
         store.late_changes().unwrap(),
         [
+            late_of("bundles", "P1", T3, 2, T3, ("2024-03", "2024-04")),
             late("+27821110001", T2, 2, T3, ("2024-03", "2024-04")),
             late("+27821110002", T1, 1, T1, ("2024-02", "2024-02")),
         ]
     );
-    assert_eq!(store.counts().unwrap().changes.late, 2);
+    assert_eq!(store.counts().unwrap().changes.late, 3);
+    // The purchases read back as committed.
+    let ReferenceRows::Bundles(purchases) =
+        store.reference().unwrap().current(ReferenceKind::Bundles)
+    else {
+        panic!("bundles")
+    };
+    let held: Vec<(String, String, i64)> = purchases
+        .iter()
+        .map(|b| {
+            (
+                b.purchase_id.to_string(),
+                b.msisdn.to_string(),
+                b.effective_from,
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("P1".to_string(), "+27821110001".to_string(), T3),
+            ("P2".to_string(), "+27821119999".to_string(), T1),
+        ]
+    );
 }
 
 for_every_store!(

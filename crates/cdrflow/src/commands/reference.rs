@@ -74,6 +74,8 @@ pub enum Kind {
     Customers,
     Cells,
     Plans,
+    /// Bundle purchases: a number's purchase of a catalogue bundle
+    Bundles,
 }
 
 impl From<Kind> for ReferenceKind {
@@ -83,6 +85,7 @@ impl From<Kind> for ReferenceKind {
             Kind::Customers => ReferenceKind::Customers,
             Kind::Cells => ReferenceKind::Cells,
             Kind::Plans => ReferenceKind::Plans,
+            Kind::Bundles => ReferenceKind::Bundles,
         }
     }
 }
