@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use common::{cdrflow, postgres_database, run_ok, temp_dir, Broker};
 
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "customers",
     "plans",
     "subscribers",
     "cells",
+    "bundle_purchases",
     "balance_adjustments",
 ];
 
@@ -33,6 +34,8 @@ const SCHEMA: &str = "
     CREATE TABLE subscribers (msisdn text PRIMARY KEY, customer_id text NOT NULL,
         plan_id text NOT NULL, region text, status text, payment text, activation_date date);
     CREATE TABLE cells (cell_id text PRIMARY KEY, region text NOT NULL, technology text NOT NULL);
+    CREATE TABLE bundle_purchases (purchase_id bigint PRIMARY KEY, msisdn text NOT NULL,
+        bundle_id text NOT NULL, purchased_at timestamptz NOT NULL, expires_at timestamptz);
     CREATE TABLE balance_adjustments (adjustment_id bigint PRIMARY KEY, msisdn text NOT NULL,
         amount numeric(14,2) NOT NULL, currency text);
 ";
@@ -48,6 +51,19 @@ fn subscriber_row(n: u32, plan: u32) -> String {
         n % 40,
         plan % 5,
         n % 300
+    )
+}
+
+/// A bundle bought: every third without an expiry of its own.
+fn purchase_row(n: u32) -> String {
+    let expires = match n % 3 {
+        0 => "NULL".to_string(),
+        _ => format!("TIMESTAMPTZ '2024-04-01 00:00:00+00' + interval '{} hours'", n),
+    };
+    format!(
+        "({n}, '{}', 'bundle-{}', TIMESTAMPTZ '2024-03-01 08:00:00+01' + interval '{n} minutes', {expires})",
+        msisdn(n % 60),
+        n % 4
     )
 }
 
@@ -89,12 +105,15 @@ fn seed(db: &mut postgres::Client) {
             )
         })
         .collect();
+    let purchases: Vec<String> = (0..50).map(purchase_row).collect();
     db.batch_execute(&format!(
-        "INSERT INTO customers VALUES {};
+        "INSERT INTO bundle_purchases VALUES {};
+         INSERT INTO customers VALUES {};
          INSERT INTO plans VALUES {};
          INSERT INTO subscribers VALUES {};
          INSERT INTO cells VALUES {};
          INSERT INTO balance_adjustments VALUES {};",
+        purchases.join(","),
         customers.join(","),
         plans.join(","),
         subscribers.join(","),
@@ -129,6 +148,10 @@ fn business(db: &mut postgres::Client, round: u32) {
          DELETE FROM balance_adjustments WHERE adjustment_id = {round};
          UPDATE customers SET name = name || ' ✓', bill_cycle_day = {day} WHERE customer_id = 'C{round}';
          DELETE FROM cells WHERE cell_id = 'CELL{round}';
+         INSERT INTO bundle_purchases VALUES {bought};
+         UPDATE bundle_purchases SET expires_at = coalesce(expires_at, purchased_at) + interval '1 day',
+             bundle_id = 'bundle-9' WHERE purchase_id = {round};
+         DELETE FROM bundle_purchases WHERE purchase_id = {refunded};
          INSERT INTO cells VALUES ('CELLX{round}', 'Région Nord', 'NR');",
         p = round % 5,
         new = msisdn(50_000 + round),
@@ -138,6 +161,8 @@ fn business(db: &mut postgres::Client, round: u32) {
         b = 1_001 + round * 2,
         old2 = msisdn(100 + round),
         day = 1 + round % 28,
+        bought = [0, 1, 2].map(|k| purchase_row(1_000 + round * 3 + k)).join(", "),
+        refunded = 20 + round,
     ))
     .unwrap();
 }
@@ -172,6 +197,9 @@ fn table_contents(db: &mut postgres::Client, kind: &str) -> String {
                 coalesce(bill_cycle_day::text, '') FROM customers ORDER BY customer_id",
         "plans" => "SELECT plan_id, name, coalesce(description, ''),
                 coalesce(trim_scale(monthly_fee)::text, ''), coalesce(currency, '') FROM plans ORDER BY plan_id",
+        "bundles" => "SELECT purchase_id::text, msisdn, bundle_id,
+                coalesce(to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')
+                FROM bundle_purchases ORDER BY purchase_id::text COLLATE \"C\"",
         // cdrflow names technologies by generation, as seed 001 does.
         "cells" => "SELECT cell_id, region, CASE technology WHEN 'GSM' THEN '2G' WHEN 'UMTS' THEN '3G'
                 WHEN 'LTE' THEN '4G' WHEN 'NR' THEN '5G' ELSE technology END FROM cells ORDER BY cell_id",
@@ -347,7 +375,7 @@ fn converges(db: &mut postgres::Client, store: &str, within: Duration) {
     let started = Instant::now();
     loop {
         let mut differences = Vec::new();
-        for kind in ["subscribers", "customers", "plans", "cells"] {
+        for kind in ["subscribers", "customers", "plans", "cells", "bundles"] {
             let (want, got) = (table_contents(db, kind), exported(store, kind));
             if want != got {
                 differences.push(format!(
