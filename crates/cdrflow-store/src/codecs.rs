@@ -382,6 +382,171 @@ pub(crate) mod invoice_rows {
     }
 }
 
+/// Migration v15, the same in both stores (issue 14): the latest spend
+/// report (seed 004's analytics flush), its rows and when it was taken.
+pub(crate) const SPEND_REPORTS_V15: &str = "
+    CREATE TABLE spend_reports (
+        ranking TEXT NOT NULL,
+        rank INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        spend_micros BIGINT NOT NULL,
+        records BIGINT NOT NULL,
+        subscribers BIGINT NOT NULL,
+        PRIMARY KEY (ranking, rank)
+    );
+    CREATE TABLE spend_report_state (
+        only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+        flushed_at BIGINT NOT NULL,
+        period TEXT
+    );";
+
+/// Spend reports as both stores take, keep and read them: the same SQL
+/// with each store's placeholders.
+pub(crate) mod spend_reports {
+    use cdrflow_core::analytics::rankings::{Ranked, Ranking, SpendReport};
+    use cdrflow_core::reference::{BillingPeriod, Status};
+
+    use crate::StoreError;
+
+    /// The latest billing period any rated record is in (by its index).
+    pub(crate) const LATEST_PERIOD: &str = "SELECT max(billing_period) FROM rated_records";
+
+    /// Subscribers or plans by what their records were charged in one
+    /// period (`p(1)`), the top `p(2)`: id, spend, records, subscribers.
+    pub(crate) fn top_sql(ranking: Ranking, p: fn(usize) -> String) -> String {
+        let (id, subscribers) = match ranking {
+            Ranking::Subscribers => ("msisdn", "CAST(1 AS BIGINT)"),
+            _ => ("plan_id", "count(DISTINCT msisdn)"),
+        };
+        format!(
+            "SELECT {id}, CAST(sum(cost_micros) AS BIGINT) AS spend, count(*), {subscribers}
+             FROM rated_records WHERE billing_period = {} GROUP BY {id}
+             ORDER BY spend DESC, {id} LIMIT {}",
+            p(1),
+            p(2)
+        )
+    }
+
+    /// Subscribers in force now — each number's latest row, unless a
+    /// removal came after it — by status.
+    pub(crate) const STATUSES: &str = "SELECT s.status, count(*) FROM subscribers s
+        WHERE s.effective_from = (SELECT max(t.effective_from) FROM subscribers t WHERE t.msisdn = s.msisdn)
+          AND NOT EXISTS (SELECT 1 FROM reference_removals r
+                          WHERE r.kind = 'subscribers' AND r.id = s.msisdn AND r.effective_from > s.effective_from)
+        GROUP BY s.status";
+
+    /// A ranking's row as read: (id, spend, records, subscribers).
+    pub(crate) fn ranked(rows: Vec<(String, i64, i64, i64)>) -> Vec<Ranked> {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (id, spend_micros, records, subscribers))| Ranked {
+                rank: i as u32 + 1,
+                id,
+                spend_micros,
+                records: records as u64,
+                subscribers: subscribers as u64,
+            })
+            .collect()
+    }
+
+    /// Every status, in [`Status`]'s order, with how many are in it.
+    pub(crate) fn statuses(counts: Vec<(String, i64)>) -> Result<Vec<Ranked>, StoreError> {
+        if let Some((unknown, _)) = counts.iter().find(|(s, _)| Status::parse(s).is_none()) {
+            return Err(StoreError::Corrupt(format!(
+                "subscribers holds the status `{unknown}`"
+            )));
+        }
+        let all = [Status::Active, Status::Suspended, Status::Terminated];
+        Ok(all
+            .iter()
+            .enumerate()
+            .map(|(i, status)| Ranked {
+                rank: i as u32 + 1,
+                id: status.as_str().to_string(),
+                spend_micros: 0,
+                records: 0,
+                subscribers: counts
+                    .iter()
+                    .find(|(s, _)| s == status.as_str())
+                    .map_or(0, |(_, n)| *n as u64),
+            })
+            .collect())
+    }
+
+    pub(crate) fn period(text: Option<String>) -> Result<Option<BillingPeriod>, StoreError> {
+        text.map(|t| {
+            BillingPeriod::parse(&t)
+                .ok_or_else(|| StoreError::Corrupt(format!("a billing period `{t}`")))
+        })
+        .transpose()
+    }
+
+    pub(crate) const CLEAR: &str = "DELETE FROM spend_reports";
+
+    pub(crate) fn insert_row_sql(p: fn(usize) -> String) -> String {
+        format!(
+            "INSERT INTO spend_reports (ranking, rank, id, spend_micros, records, subscribers)
+             VALUES ({}, {}, {}, {}, {}, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6)
+        )
+    }
+
+    pub(crate) fn put_state_sql(p: fn(usize) -> String) -> String {
+        format!(
+            "INSERT INTO spend_report_state (only_row, flushed_at, period) VALUES (1, {}, {})
+             ON CONFLICT (only_row) DO UPDATE SET flushed_at = excluded.flushed_at, period = excluded.period",
+            p(1),
+            p(2)
+        )
+    }
+
+    pub(crate) const SELECT_STATE: &str = "SELECT flushed_at, period FROM spend_report_state";
+
+    pub(crate) const SELECT_ROWS: &str =
+        "SELECT ranking, rank, id, spend_micros, records, subscribers
+        FROM spend_reports ORDER BY ranking, rank";
+
+    /// The stored rows, into the report they came from.
+    pub(crate) fn report(
+        flushed_at: i64,
+        period: Option<String>,
+        rows: Vec<(String, i64, String, i64, i64, i64)>,
+    ) -> Result<SpendReport, StoreError> {
+        let mut report = SpendReport {
+            flushed_at,
+            period: self::period(period)?,
+            subscribers: Vec::new(),
+            plans: Vec::new(),
+            statuses: Vec::new(),
+        };
+        for (ranking, rank, id, spend_micros, records, subscribers) in rows {
+            let row = Ranked {
+                rank: rank as u32,
+                id,
+                spend_micros,
+                records: records as u64,
+                subscribers: subscribers as u64,
+            };
+            match Ranking::parse(&ranking) {
+                Some(Ranking::Subscribers) => report.subscribers.push(row),
+                Some(Ranking::Plans) => report.plans.push(row),
+                Some(Ranking::Statuses) => report.statuses.push(row),
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "spend_reports holds the ranking `{ranking}`"
+                    )))
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
 /// Migration v14, the same in both stores (issue 14): bundle purchases as
 /// reference data — a number's purchase of a catalogue bundle, from the
 /// purchase until its expiry — found by number for every record rated.

@@ -11,6 +11,7 @@
 
 use cdrflow_core::aggregate::{RowKey, Totals};
 use cdrflow_core::analytics::daily::{DayCounts, Stat};
+use cdrflow_core::analytics::rankings::SpendReport;
 use cdrflow_core::analytics::rules::Severity;
 use cdrflow_core::analytics::windows::{closed_before, PartitionMark, WindowMeasures};
 use cdrflow_core::charging::RatedRecord;
@@ -657,6 +658,18 @@ pub trait Overview {
 
     /// The `limit` subscribers with the highest total cost.
     fn top_subscribers(&mut self, limit: u32) -> Result<Vec<TopSubscriber>>;
+
+    /// Seed 004's analytics flush, taken from committed state: the `top`
+    /// subscribers and plans by spend in the latest billing period rated,
+    /// and the subscribers in force by status
+    /// (`cdrflow_core::analytics::rankings`).
+    fn take_spend_report(&mut self, top: u32, flushed_at: i64) -> Result<SpendReport>;
+
+    /// Keeps `report` as the latest, in place of the one before.
+    fn put_spend_report(&mut self, report: &SpendReport) -> Result<()>;
+
+    /// The latest report kept (`None`: none was flushed yet).
+    fn spend_report(&mut self) -> Result<Option<SpendReport>>;
 }
 
 /// Reference data: subscribers, customers and cells, each row with the

@@ -58,7 +58,10 @@ fn subscriber_row(n: u32, plan: u32) -> String {
 fn purchase_row(n: u32) -> String {
     let expires = match n % 3 {
         0 => "NULL".to_string(),
-        _ => format!("TIMESTAMPTZ '2024-04-01 00:00:00+00' + interval '{} hours'", n),
+        _ => format!(
+            "TIMESTAMPTZ '2024-04-01 00:00:00+00' + interval '{} hours'",
+            n
+        ),
     };
     format!(
         "({n}, '{}', 'bundle-{}', TIMESTAMPTZ '2024-03-01 08:00:00+01' + interval '{n} minutes', {expires})",

@@ -4,6 +4,7 @@
 //! `raw_events`, from which the daily batch's statistics come (`daily`).
 
 pub mod daily;
+pub mod rankings;
 pub mod raw_events;
 pub mod rules;
 pub mod windows;

@@ -131,6 +131,7 @@ fn migrations() -> Vec<(i32, String)> {
         (12, crate::codecs::LATE_CHANGES_V12.to_string()),
         (13, search::SEARCH_V13.to_string()),
         (14, crate::codecs::BUNDLES_V14.to_string()),
+        (15, crate::codecs::SPEND_REPORTS_V15.to_string()),
     ]
 }
 

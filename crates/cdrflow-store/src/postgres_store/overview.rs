@@ -1,6 +1,8 @@
-//! PostgreSQL: Lifetime counters, a day's totals, top subscribers.
+//! PostgreSQL: Lifetime counters, a day's totals, top subscribers, spend reports.
 
 use super::*;
+use crate::codecs::spend_reports as reports;
+use cdrflow_core::analytics::rankings::{Ranking, SpendReport};
 
 impl Overview for PgStore {
     fn counts(&mut self) -> Result<Counts> {
@@ -70,5 +72,91 @@ impl Overview for PgStore {
                 cost_micros: i128::from(r.get::<_, i64>(1)),
             })
             .collect())
+    }
+
+    fn take_spend_report(&mut self, top: u32, flushed_at: i64) -> Result<SpendReport> {
+        // One snapshot: the rankings and the statuses of one state.
+        let mut tx = self
+            .live_client()?
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let period: Option<String> = tx.query_one(reports::LATEST_PERIOD, &[])?.get(0);
+        let rank = |tx: &mut postgres::Transaction<'_>, ranking| -> Result<_> {
+            let Some(period) = &period else {
+                return Ok(Vec::new());
+            };
+            let sql = reports::top_sql(ranking, |i| format!("${i}"));
+            let rows = tx.query(&sql, &[period, &i64::from(top)])?;
+            Ok(reports::ranked(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, i64>(3)))
+                    .collect(),
+            ))
+        };
+        let subscribers = rank(&mut tx, Ranking::Subscribers)?;
+        let plans = rank(&mut tx, Ranking::Plans)?;
+        let counts = tx
+            .query(reports::STATUSES, &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        tx.commit()?;
+        Ok(SpendReport {
+            flushed_at,
+            period: reports::period(period)?,
+            subscribers,
+            plans,
+            statuses: reports::statuses(counts)?,
+        })
+    }
+
+    fn put_spend_report(&mut self, report: &SpendReport) -> Result<()> {
+        let mut tx = self.live_client()?.transaction()?;
+        tx.execute(reports::CLEAR, &[])?;
+        let insert = tx.prepare(&reports::insert_row_sql(|i| format!("${i}")))?;
+        for (ranking, row) in report.rows() {
+            tx.execute(
+                &insert,
+                &[
+                    &ranking.as_str(),
+                    &(row.rank as i32),
+                    &row.id,
+                    &row.spend_micros,
+                    &(row.records as i64),
+                    &(row.subscribers as i64),
+                ],
+            )?;
+        }
+        tx.execute(
+            &reports::put_state_sql(|i| format!("${i}")),
+            &[&report.flushed_at, &report.period.map(|p| p.to_string())],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn spend_report(&mut self) -> Result<Option<SpendReport>> {
+        let mut tx = self.live_client()?.transaction()?;
+        let Some(state) = tx.query_opt(reports::SELECT_STATE, &[])? else {
+            return Ok(None);
+        };
+        let rows = tx
+            .query(reports::SELECT_ROWS, &[])?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    i64::from(r.get::<_, i32>(1)),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )
+            })
+            .collect();
+        tx.commit()?;
+        Ok(Some(reports::report(state.get(0), state.get(1), rows)?))
     }
 }

@@ -1,6 +1,8 @@
-//! SQLite: Lifetime counters, a day's totals, top subscribers.
+//! SQLite: Lifetime counters, a day's totals, top subscribers, spend reports.
 
 use super::*;
+use crate::codecs::spend_reports as reports;
+use cdrflow_core::analytics::rankings::{Ranking, SpendReport};
 
 impl Overview for SqliteStore {
     fn counts(&mut self) -> Result<Counts> {
@@ -73,5 +75,84 @@ impl Overview for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn take_spend_report(&mut self, top: u32, flushed_at: i64) -> Result<SpendReport> {
+        // One read transaction: the rankings and the statuses of one state.
+        let tx = self.conn.transaction()?;
+        let period: Option<String> = tx.query_row(reports::LATEST_PERIOD, [], |r| r.get(0))?;
+        let rank = |ranking| -> Result<_> {
+            let Some(period) = &period else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = tx.prepare(&reports::top_sql(ranking, |i| format!("?{i}")))?;
+            let rows = stmt.query_map(rusqlite::params![period, top], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            Ok(reports::ranked(rows.collect::<rusqlite::Result<_>>()?))
+        };
+        let subscribers = rank(Ranking::Subscribers)?;
+        let plans = rank(Ranking::Plans)?;
+        let counts = {
+            let mut stmt = tx.prepare(reports::STATUSES)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        Ok(SpendReport {
+            flushed_at,
+            period: reports::period(period)?,
+            subscribers,
+            plans,
+            statuses: reports::statuses(counts)?,
+        })
+    }
+
+    fn put_spend_report(&mut self, report: &SpendReport) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(reports::CLEAR, [])?;
+        {
+            let mut insert = tx.prepare(&reports::insert_row_sql(|i| format!("?{i}")))?;
+            for (ranking, row) in report.rows() {
+                insert.execute(rusqlite::params![
+                    ranking.as_str(),
+                    row.rank,
+                    row.id,
+                    row.spend_micros,
+                    row.records as i64,
+                    row.subscribers as i64
+                ])?;
+            }
+        }
+        tx.execute(
+            &reports::put_state_sql(|i| format!("?{i}")),
+            rusqlite::params![report.flushed_at, report.period.map(|p| p.to_string())],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn spend_report(&mut self) -> Result<Option<SpendReport>> {
+        let tx = self.conn.transaction()?;
+        let state: Option<(i64, Option<String>)> = tx
+            .query_row(reports::SELECT_STATE, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((flushed_at, period)) = state else {
+            return Ok(None);
+        };
+        let rows = {
+            let mut stmt = tx.prepare(reports::SELECT_ROWS)?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        Ok(Some(reports::report(flushed_at, period, rows)?))
     }
 }

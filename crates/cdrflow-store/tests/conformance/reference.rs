@@ -386,3 +386,100 @@ for_every_store!(
     postgres_search_follows_the_reference_data,
     "search"
 );
+
+/// Seed 004's analytics flush from committed state: spend in the latest
+/// period rated (an older period's records left out), subscribers in force
+/// by status (a later row and a removal count), kept and read back whole.
+/// The expected figures are summed here by hand.
+fn spend_reports_rank_the_latest_period(store: &mut dyn Store) {
+    use cdrflow_core::analytics::rankings::Ranked;
+    let home = CountryCode::SOUTH_AFRICA;
+    let empty = store.take_spend_report(2, 1).unwrap();
+    assert_eq!((empty.period, empty.subscribers.len()), (None, 0));
+    assert_eq!(store.spend_report().unwrap(), None, "nothing flushed yet");
+    let subscribers = "msisdn,customer_id,plan_id,status,effective_from\n\
+         +27821110001,c1,basic,active,\n\
+         +27821110002,c2,gold,suspended,\n\
+         +27821110003,c3,gold,active,\n\
+         +27821110003,c3,gold,terminated,2024-03-05T00:00:00Z\n\
+         +27821110004,c4,gold,active,\n";
+    store
+        .put_reference(&parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap())
+        .unwrap();
+    let charged = |number: &str, plan: &'static str, micros: i64, period: &str, at: i64| {
+        let mut row = rated(number, at, period);
+        row.plan = Name::Static(plan);
+        row.cost_micros = micros;
+        row
+    };
+    commit(
+        store,
+        Checkpoint {
+            rated_records: vec![
+                charged("+27821110001", "basic", 1_000_000, "2024-03", T1),
+                charged("+27821110001", "basic", 2_500_000, "2024-03", T2),
+                charged("+27821110002", "gold", 750_000, "2024-03", T1),
+                charged("+27821110003", "gold", 4_000_000, "2024-03", T3),
+                charged("+27821110002", "gold", 100_000_000, "2024-02", T0),
+            ],
+            reference: vec![ReferenceChange::Remove {
+                kind: ReferenceKind::Subscribers,
+                id: "+27821110004".into(),
+                at: T3,
+            }],
+            ..Checkpoint::default()
+        },
+    );
+    let ranked = |rank, id: &str, spend_micros, records, subscribers| Ranked {
+        rank,
+        id: id.into(),
+        spend_micros,
+        records,
+        subscribers,
+    };
+    let report = store.take_spend_report(2, 42).unwrap();
+    assert_eq!(report.flushed_at, 42);
+    assert_eq!(report.period, BillingPeriod::parse("2024-03"));
+    // 4.00; 1.00 + 2.50; (0.75 is third, past the top 2).
+    assert_eq!(
+        report.subscribers,
+        [
+            ranked(1, "+27821110003", 4_000_000, 1, 1),
+            ranked(2, "+27821110001", 3_500_000, 2, 1),
+        ]
+    );
+    // gold: 0.75 + 4.00 from two subscribers; basic: 3.50 from one.
+    assert_eq!(
+        report.plans,
+        [
+            ranked(1, "gold", 4_750_000, 2, 2),
+            ranked(2, "basic", 3_500_000, 2, 1),
+        ]
+    );
+    // 1 still active, 2 suspended, 3 terminated since the 5th, 4 removed.
+    assert_eq!(
+        report.statuses,
+        [
+            ranked(1, "active", 0, 0, 1),
+            ranked(2, "suspended", 0, 0, 1),
+            ranked(3, "terminated", 0, 0, 1),
+        ]
+    );
+    store.put_spend_report(&report).unwrap();
+    assert_eq!(store.spend_report().unwrap().as_ref(), Some(&report));
+    // The next flush replaces it whole.
+    let next = store.take_spend_report(1, 43).unwrap();
+    store.put_spend_report(&next).unwrap();
+    let kept = store.spend_report().unwrap().unwrap();
+    assert_eq!(
+        (kept.flushed_at, kept.subscribers.len(), kept.plans.len()),
+        (43, 1, 1)
+    );
+}
+
+for_every_store!(
+    spend_reports_rank_the_latest_period,
+    sqlite_spend_reports_rank_the_latest_period,
+    postgres_spend_reports_rank_the_latest_period,
+    "spend_reports"
+);
