@@ -5,7 +5,7 @@
 //! beside its place, synced, and renamed over it: a reader sees the old
 //! file or the new one, and a run that changes nothing writes the same bytes.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +14,6 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use cdrflow_core::billing::invoice::Totals;
 use cdrflow_core::reference::BillingPeriod;
-use parquet::arrow::ArrowWriter;
 
 use crate::{LakeError, Result};
 
@@ -48,7 +47,6 @@ pub fn write_invoices(
     let folder = root.join("invoices").join(format!("period={period}"));
     fs::create_dir_all(&folder).map_err(crate::files::io_at(&folder))?;
     let path = folder.join("invoices.parquet");
-    let temporary = folder.join(".invoices.parquet.tmp");
 
     let mut fields: Vec<Field> = TEXT
         .iter()
@@ -91,22 +89,10 @@ pub fn write_invoices(
         documents.append_value(r.document);
     }
     columns.push(Arc::new(documents.finish()));
-    let parquet_error = |source| LakeError::Parquet {
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Parquet {
         path: path.clone(),
-        source,
-    };
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| parquet_error(parquet::errors::ParquetError::from(e)))?;
-
-    let file = File::create(&temporary).map_err(crate::files::io_at(&temporary))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(crate::files::properties()))
-        .map_err(parquet_error)?;
-    writer.write(&batch).map_err(parquet_error)?;
-    let file = writer.into_inner().map_err(parquet_error)?;
-    file.sync_all().map_err(crate::files::io_at(&temporary))?;
-    fs::rename(&temporary, &path).map_err(crate::files::io_at(&path))?;
-    File::open(&folder)
-        .and_then(|f| f.sync_all())
-        .map_err(crate::files::io_at(&folder))?;
+        source: e.into(),
+    })?;
+    crate::files::write_in_place(&path, &batch)?;
     Ok(path)
 }

@@ -1,6 +1,7 @@
-//! cdrflow's Parquet lake: the mediated records (`mediated/kind=…/date=…/`)
-//! the rated records (`rated/period=YYYY-MM/`) and the invoices
-//! (`invoices/period=YYYY-MM/`, see `invoices.rs`) as zstd-compressed
+//! cdrflow's Parquet lake: the mediated records (`mediated/kind=…/date=…/`),
+//! the rated records (`rated/period=YYYY-MM/`), the invoices
+//! (`invoices/period=YYYY-MM/`, see `invoices.rs`) and the spend reports
+//! (`rankings/flushed_date=…/`, see `rankings.rs`) as zstd-compressed
 //! Parquet with statistics, for DuckDB, Spark or pandas to read beside the
 //! store.
 //!
@@ -23,10 +24,12 @@
 mod columns;
 mod files;
 mod invoices;
+mod rankings;
 
 pub use columns::{MEDIATED_COLUMNS, RATED_COLUMNS};
 pub use files::{remove_published, Lake, Orphans, RatedParquet, Recovery};
 pub use invoices::{write_invoices, InvoiceRow};
+pub use rankings::write_spend_report;
 
 use std::path::PathBuf;
 

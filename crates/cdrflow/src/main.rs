@@ -15,6 +15,7 @@ mod lake;
 mod metrics;
 mod pipeline;
 mod progress;
+mod rankings;
 mod reports;
 mod runner;
 mod server;

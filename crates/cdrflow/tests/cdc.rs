@@ -448,6 +448,10 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
             "6000",
         ])
         .args(["--idle-exit-secs", "20"])
+        // Only the final spend report, on SIGTERM: its figures are the run's.
+        .args(["--rankings-every", "3600"])
+        .arg("--lake")
+        .arg(dir.join("lake"))
         .env("CDRFLOW_LOG", "info")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -563,8 +567,36 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
              subscribers,{a},2024-03-01T10:00:00Z,1,2024-03-01T11:00:00Z,2024-03,2024-03\n"
         )
     );
-    consumer.0.kill().unwrap();
-    consumer.0.wait().unwrap();
+    // SIGTERM: the consumer commits, flushes its last spend report and exits.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &consumer.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = consumer.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // The report, in the lake: c1 (1.20 on P1) and c2 (0.60 on P2), both a's,
+    // in March's period; a the one subscriber, active.
+    let lake_rows = common::duckdb(&format!(
+        "SELECT ranking, rank, id, spend::VARCHAR, records, subscribers, period
+         FROM read_parquet('{}/lake/rankings/*/*.parquet') ORDER BY ranking, rank",
+        dir.display()
+    ));
+    assert_eq!(
+        lake_rows,
+        [
+            "plans,1,P1,1.200000,1,1,2024-03".to_string(),
+            "plans,2,P2,0.600000,1,1,2024-03".to_string(),
+            "statuses,1,active,0.000000,0,1,2024-03".to_string(),
+            "statuses,2,suspended,0.000000,0,0,2024-03".to_string(),
+            "statuses,3,terminated,0.000000,0,0,2024-03".to_string(),
+            format!("subscribers,1,{a},1.800000,2,1,2024-03"),
+        ]
+    );
     common::add_user(&data_dir, "alice", "correct horse");
     let (_server, port) =
         common::serve_on_free_port(cdrflow().arg("--data-dir").arg(&data_dir).args([
@@ -574,6 +606,24 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
             "--listen",
             "127.0.0.1:0",
         ]));
+    let (status, report) = common::http_get_json(port, "/rankings", Some("alice:correct horse"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["period"], "2024-03");
+    assert_eq!(
+        report["subscribers"],
+        serde_json::json!([{"rank": 1, "msisdn": a, "spend": "1.800000", "records": 2}])
+    );
+    assert_eq!(
+        report["plans"],
+        serde_json::json!([
+            {"rank": 1, "plan_id": "P1", "spend": "1.200000", "records": 1, "subscribers": 1},
+            {"rank": 2, "plan_id": "P2", "spend": "0.600000", "records": 1, "subscribers": 1},
+        ])
+    );
+    assert_eq!(
+        report["statuses"],
+        serde_json::json!({"active": 1, "suspended": 0, "terminated": 0})
+    );
     let (status, metrics) = common::http_get(port, "/metrics", Some("alice:correct horse"));
     assert_eq!(status, 200);
     assert!(

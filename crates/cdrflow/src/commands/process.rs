@@ -15,6 +15,7 @@ use crate::pipeline::{
     default_classify_threads, process_inputs, PipelineOptions, RunReport, DEFAULT_BATCH_SIZE,
 };
 use crate::progress::Progress;
+use crate::rankings::{Flusher, Flushes};
 use crate::runner::{ChangeSetup, OperatorConfig};
 use crate::server::{serve_metrics_in_background, HttpArgs};
 use crate::sources::file::{Input, InputOptions, DEFAULT_MAX_RECORD_BYTES, KEPT_BYTES};
@@ -135,6 +136,23 @@ pub struct ConsumerArgs {
     /// [default: the shipped config/cdc.toml]
     #[arg(long, env = "CDRFLOW_CDC_MAPPING", value_name = "FILE")]
     pub cdc_mapping: Option<std::path::PathBuf>,
+
+    /// Take a spend report this often, and once more on stopping: the top
+    /// subscribers and plans by spend in the latest billing period and
+    /// the subscribers by status, from what was committed; kept in the
+    /// store (GET /analytics/rankings) and, with --lake, written to it
+    /// (`rankings/`). 0: never
+    #[arg(
+        long,
+        env = "CDRFLOW_RANKINGS_EVERY",
+        default_value_t = 300,
+        value_name = "SECS"
+    )]
+    pub rankings_every: u64,
+
+    /// How many subscribers and plans each ranking of the spend report keeps
+    #[arg(long, default_value_t = cdrflow_core::analytics::rankings::DEFAULT_TOP, value_name = "N")]
+    pub rankings_top: u32,
 }
 
 /// Debezium's topics for the tables of `public` under its default prefix.
@@ -284,7 +302,13 @@ pub fn process_kafka(
         settings.open_store()?,
         stopping.clone(),
     )?;
-    consume(
+    let flushes = Flushes {
+        every: (consumer.rankings_every > 0).then(|| Duration::from_secs(consumer.rankings_every)),
+        top: consumer.rankings_top.max(1),
+        lake: settings.lake.clone(),
+    };
+    let flusher = Flusher::start(flushes, settings.open_store()?)?;
+    let report = consume(
         store,
         commit_store,
         lake,
@@ -295,7 +319,9 @@ pub fn process_kafka(
         },
         &options,
         stopping,
-    )
+    )?;
+    flusher.finish(settings.open_store()?.as_mut())?;
+    Ok(report)
 }
 
 /// The operators' settings, mediation with this command's record limit and threads.

@@ -1,12 +1,15 @@
-//! `/windows`, `/late-events`, `/anomalies`: seed 003's real-time metrics.
-//! Staff only: they describe the whole network, not one customer.
+//! `/windows`, `/late-events`, `/anomalies`: seed 003's real-time metrics;
+//! `/rankings`: seed 004's analytics flush. Staff only: they describe the
+//! whole network, not one customer.
 
 use axum::extract::State;
 use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
+use cdrflow_core::analytics::rankings::Ranked;
 use cdrflow_core::analytics::rules::Severity;
-use cdrflow_core::normalize::{parse_timestamp, EpochMillis};
+use cdrflow_core::money::format_micros;
+use cdrflow_core::normalize::{format_timestamp_ms, parse_timestamp, EpochMillis};
 use cdrflow_store::{AnomalyQuery, WindowQuery};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +25,7 @@ pub fn router() -> Router<Shared> {
         .route("/windows", get(windows))
         .route("/late-events", get(late_events))
         .route("/anomalies", get(anomalies))
+        .route("/rankings", get(rankings))
         .route_layer(middleware::from_fn(staff_only))
 }
 
@@ -152,4 +156,43 @@ async fn anomalies(
     Ok(Json(
         json!({ "anomalies": anomalies, "next_after": next_after }),
     ))
+}
+
+/// The latest spend report, as the consumer flushed it.
+async fn rankings(State(state): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    let report = state.stores.query(|s| Ok(s.spend_report()?)).await?;
+    let Some(report) = report else {
+        return Err(ApiError(
+            axum::http::StatusCode::NOT_FOUND,
+            "no spend report yet: a running consumer (`cdrflow process --from kafka`) flushes one every --rankings-every seconds and when it stops".into(),
+        ));
+    };
+    let ranked = |rows: &[Ranked], id: &str, with_subscribers: bool| -> Vec<serde_json::Value> {
+        rows.iter()
+            .map(|r| {
+                let mut row = json!({
+                    "rank": r.rank,
+                    id: r.id,
+                    "spend": format_micros(i128::from(r.spend_micros)),
+                    "records": r.records,
+                });
+                if with_subscribers {
+                    row["subscribers"] = json!(r.subscribers);
+                }
+                row
+            })
+            .collect()
+    };
+    let statuses: serde_json::Map<String, serde_json::Value> = report
+        .statuses
+        .iter()
+        .map(|s| (s.id.clone(), json!(s.subscribers)))
+        .collect();
+    Ok(Json(json!({
+        "flushed_at": format_timestamp_ms(report.flushed_at),
+        "period": report.period.map(|p| p.to_string()),
+        "subscribers": ranked(&report.subscribers, "msisdn", false),
+        "plans": ranked(&report.plans, "plan_id", true),
+        "statuses": statuses,
+    })))
 }

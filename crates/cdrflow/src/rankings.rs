@@ -1,0 +1,111 @@
+//! Seed 004's analytics flush, beside a running consumer: every
+//! `--rankings-every` seconds, and once more when the consumer stops (SIGTERM,
+//! Ctrl-C or `--idle-exit-secs`), a spend report taken from the store's
+//! committed state (`cdrflow_core::analytics::rankings`), kept in the store
+//! for `GET /analytics/rankings` and, with `--lake`, written to the lake.
+//!
+//! The flush reads what the consumer committed; it holds no buffer of its
+//! own, so a process killed between flushes loses no figure: the next
+//! flush, of the next run, says what this one would have.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cdrflow_core::analytics::rankings::SpendReport;
+use cdrflow_store::Store;
+
+use crate::pipeline::now_millis;
+
+/// How often, how many, and where the lake is.
+#[derive(Clone, Debug)]
+pub struct Flushes {
+    /// `None`: no flush at all (`--rankings-every 0`).
+    pub every: Option<Duration>,
+    pub top: u32,
+    pub lake: Option<PathBuf>,
+}
+
+/// Takes a report, keeps it, and writes it to the lake.
+pub fn flush(store: &mut dyn Store, top: u32, lake: Option<&Path>) -> Result<SpendReport> {
+    let report = store
+        .take_spend_report(top, now_millis())
+        .context("taking the spend report")?;
+    store
+        .put_spend_report(&report)
+        .context("keeping the spend report")?;
+    if let Some(root) = lake {
+        let path = cdrflow_lake::write_spend_report(root, &report)
+            .context("writing the spend report to the lake")?;
+        tracing::info!(
+            path = %path.display(),
+            period = ?report.period.map(|p| p.to_string()),
+            subscribers = report.subscribers.len(),
+            plans = report.plans.len(),
+            "spend report flushed"
+        );
+    } else {
+        tracing::info!(
+            period = ?report.period.map(|p| p.to_string()),
+            "spend report flushed"
+        );
+    }
+    Ok(report)
+}
+
+/// The flushes of one consumer: a thread of their own, then the last one.
+pub struct Flusher {
+    thread: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+    flushes: Flushes,
+}
+
+impl Flusher {
+    /// Starts the timed flushes on `store` (a connection of their own).
+    pub fn start(flushes: Flushes, mut store: Box<dyn Store>) -> Result<Flusher> {
+        let Some(every) = flushes.every else {
+            return Ok(Flusher {
+                thread: None,
+                flushes,
+            });
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let (top, lake, stop) = (flushes.top, flushes.lake.clone(), done.clone());
+        let thread = std::thread::Builder::new()
+            .name("rankings".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() < every {
+                        continue;
+                    }
+                    last = Instant::now();
+                    // A store that does not answer now may at the next flush.
+                    if let Err(e) = flush(store.as_mut(), top, lake.as_deref()) {
+                        tracing::warn!("the spend report was not flushed: {e:#}");
+                    }
+                }
+            })
+            .context("cannot start the rankings thread")?;
+        Ok(Flusher {
+            thread: Some((thread, done)),
+            flushes,
+        })
+    }
+
+    /// After the consumer's last commit: stops the timed flushes and takes
+    /// the final one, so the report says what the run ended with.
+    pub fn finish(self, store: &mut dyn Store) -> Result<()> {
+        let Some((thread, done)) = self.thread else {
+            return Ok(());
+        };
+        done.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+        flush(store, self.flushes.top, self.flushes.lake.as_deref())
+            .context("the final spend report")?;
+        Ok(())
+    }
+}
