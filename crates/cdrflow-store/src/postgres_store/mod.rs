@@ -447,13 +447,15 @@ mod tests {
     /// A store written by schema v2 (the mediator's own tables) opens with
     /// the same watermark and identities under `operator_state`. Needs
     /// PostgreSQL on 127.0.0.1:5432 (or `CDRFLOW_TEST_POSTGRES`): fails without.
-    #[test]
-    fn a_version_2_store_keeps_its_mediation_state() {
+    /// A fresh database (`CDRFLOW_TEST_POSTGRES`'s server, or
+    /// 127.0.0.1:5432: fails without) with the migrations up to `version`
+    /// applied: its URL and a client.
+    fn database_at_version(name: &str, version: i32) -> (String, postgres::Client) {
         let admin_url = std::env::var("CDRFLOW_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
             .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin_url}: {e}"));
-        let db = format!("cdrflow_test_v2_migration_{}", std::process::id());
+        let db = format!("cdrflow_test_{name}_{}", std::process::id());
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
             .unwrap();
@@ -461,23 +463,61 @@ mod tests {
             .batch_execute(&format!("CREATE DATABASE {db}"))
             .unwrap();
         let url = format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()]);
-        let old = crate::codecs::tests::Version2State::example();
-        {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .unwrap();
+        for (v, sql) in migrations().into_iter().filter(|(v, _)| *v <= version) {
+            client.batch_execute(&sql).unwrap();
             client
-                .batch_execute(
-                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-                )
+                .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&v])
                 .unwrap();
-            for (version, sql) in migrations().into_iter().filter(|(v, _)| *v <= 2) {
-                client.batch_execute(&sql).unwrap();
-                client
-                    .execute(
-                        "INSERT INTO schema_migrations (version) VALUES ($1)",
-                        &[&version],
-                    )
-                    .unwrap();
-            }
+        }
+        (url, client)
+    }
+
+    /// A store with reference rows from before the search index (v12)
+    /// gets its index built from them when it is opened.
+    #[test]
+    fn a_version_12_store_gets_its_search_index_built() {
+        use cdrflow_core::normalize::CountryCode;
+        use cdrflow_core::search::{Find, SearchQuery};
+        let (url, mut client) = database_at_version("v12_search", 12);
+        client
+            .batch_execute(
+                "INSERT INTO customers (customer_id, effective_from, name, billing_country, bill_cycle_day)
+                     VALUES ('C1', -9223372036854775808, 'Hôtel Atlas', 'MA', 1),
+                            ('C2', -9223372036854775808, 'Banque Zellige', 'MA', 1);
+                 INSERT INTO reference_removals (kind, id, effective_from) VALUES ('customers', 'C2', 5);",
+            )
+            .unwrap();
+        let mut store = PgStore::connect(&url).unwrap();
+        let mut find = |q: &str| -> Vec<String> {
+            let query = SearchQuery {
+                find: Find::parse(q, CountryCode::SOUTH_AFRICA),
+                kinds: Vec::new(),
+                min_fee_micros: None,
+                max_fee_micros: None,
+                limit: 20,
+            };
+            store
+                .search(&query)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
+        };
+        assert_eq!(find("hotel"), ["C1"]);
+        assert!(find("zellige").is_empty(), "C2 was removed");
+    }
+
+    #[test]
+    fn a_version_2_store_keeps_its_mediation_state() {
+        let old = crate::codecs::tests::Version2State::example();
+        let (url, mut client) = database_at_version("v2_migration", 2);
+        {
             for (scope, first, last, entries) in &old.dedup {
                 client
                     .execute(

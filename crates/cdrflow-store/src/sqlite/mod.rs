@@ -490,4 +490,63 @@ mod tests {
         old.check(&mut store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A store with reference rows from before the search index (v12)
+    /// gets its index built from them when it is opened, and only then.
+    #[test]
+    fn a_version_12_store_gets_its_search_index_built() {
+        use cdrflow_core::normalize::CountryCode;
+        use cdrflow_core::search::{Find, SearchQuery};
+        let dir = temp_dir("v12");
+        let path = dir.join("s.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for (version, sql) in migrations().into_iter().filter(|(v, _)| *v <= 12) {
+                conn.execute_batch(&sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, 'then')",
+                    [version],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO customers (customer_id, effective_from, name, billing_country, bill_cycle_day)
+                     VALUES ('C1', -9223372036854775808, 'Hôtel Atlas', 'MA', 1),
+                            ('C2', -9223372036854775808, 'Banque Zellige', 'MA', 1);
+                 INSERT INTO reference_removals (kind, id, effective_from) VALUES ('customers', 'C2', 5);",
+            )
+            .unwrap();
+        }
+        let find = |store: &mut SqliteStore, q: &str| -> Vec<String> {
+            let query = SearchQuery {
+                find: Find::parse(q, CountryCode::SOUTH_AFRICA),
+                kinds: Vec::new(),
+                min_fee_micros: None,
+                max_fee_micros: None,
+                limit: 20,
+            };
+            store
+                .search(&query)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
+        };
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(find(&mut store, "hotel"), ["C1"]);
+        assert!(find(&mut store, "zellige").is_empty(), "C2 was removed");
+        // Built once: an index emptied behind the store's back stays empty.
+        store
+            .conn
+            .execute("DELETE FROM search_documents", [])
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert!(find(&mut store, "hotel").is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
