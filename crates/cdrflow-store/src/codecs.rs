@@ -1073,37 +1073,52 @@ pub(crate) mod reference_rows {
     }
 
     /// The changes among `changes` that records rated before them may
-    /// have missed, each once: a subscriber's row put or removed, a bundle
-    /// bought, as (kind, id, the number whose records it touches, instant).
-    /// Rating joins subscribers (customers through them, cells by their own
-    /// id) and a number's purchases; a truncate, and a purchase cancelled
-    /// (its removal names no number), are left out.
+    /// have missed, each once: a subscriber's row or a customer's put or
+    /// removed, a bundle bought. Rating joins subscribers, their customers
+    /// (account, bill-cycle day) and a number's purchases; cells (rated
+    /// records keep the region, not the cell), truncates and a purchase
+    /// cancelled (its removal names no number) are left out.
     pub(crate) fn late_candidates(changes: &[ReferenceChange]) -> Vec<LateCandidate> {
+        let candidate = |kind: ReferenceKind, id: &str, by, key: &str, at| LateCandidate {
+            kind: kind.as_str(),
+            id: id.to_string(),
+            by,
+            key: key.to_string(),
+            at,
+        };
         let mut moves: Vec<LateCandidate> = changes
             .iter()
             .filter_map(|change| match change {
-                ReferenceChange::Put(row @ ReferenceRow::Subscriber(_)) => Some(LateCandidate {
-                    kind: ReferenceKind::Subscribers.as_str(),
-                    msisdn: row.id(),
-                    id: row.id(),
-                    at: row.effective_from(),
-                }),
-                ReferenceChange::Put(ReferenceRow::Bundle(b)) => Some(LateCandidate {
-                    kind: ReferenceKind::Bundles.as_str(),
-                    id: b.purchase_id.to_string(),
-                    msisdn: b.msisdn.to_string(),
-                    at: b.effective_from,
-                }),
-                ReferenceChange::Remove {
-                    kind: ReferenceKind::Subscribers,
-                    id,
-                    at,
-                } => Some(LateCandidate {
-                    kind: ReferenceKind::Subscribers.as_str(),
-                    id: id.clone(),
-                    msisdn: id.clone(),
-                    at: *at,
-                }),
+                ReferenceChange::Put(row @ ReferenceRow::Subscriber(_)) => Some(candidate(
+                    ReferenceKind::Subscribers,
+                    &row.id(),
+                    LateBy::Number,
+                    &row.id(),
+                    row.effective_from(),
+                )),
+                ReferenceChange::Put(row @ ReferenceRow::Customer(_)) => Some(candidate(
+                    ReferenceKind::Customers,
+                    &row.id(),
+                    LateBy::Customer,
+                    &row.id(),
+                    row.effective_from(),
+                )),
+                ReferenceChange::Put(ReferenceRow::Bundle(b)) => Some(candidate(
+                    ReferenceKind::Bundles,
+                    &b.purchase_id,
+                    LateBy::Number,
+                    &b.msisdn.to_string(),
+                    b.effective_from,
+                )),
+                ReferenceChange::Remove { kind, id, at } => match kind {
+                    ReferenceKind::Subscribers => {
+                        Some(candidate(*kind, id, LateBy::Number, id, *at))
+                    }
+                    ReferenceKind::Customers => {
+                        Some(candidate(*kind, id, LateBy::Customer, id, *at))
+                    }
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
@@ -1112,12 +1127,41 @@ pub(crate) mod reference_rows {
         moves
     }
 
-    /// A change that is late if `msisdn` has rated records at or after `at`.
+    /// Whose rated records a late change touches.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub(crate) enum LateBy {
+        /// The records of the number `key`.
+        Number,
+        /// The records rated for customer `key`, found through its
+        /// subscribers' numbers (rated records are indexed by number).
+        Customer,
+    }
+
+    impl LateBy {
+        pub(crate) const ALL: [LateBy; 2] = [LateBy::Number, LateBy::Customer];
+
+        /// The join of `m` (a candidate) to `rated_records r`.
+        pub(crate) fn records(self) -> &'static str {
+            match self {
+                LateBy::Number => {
+                    "JOIN rated_records r ON r.msisdn = m.key AND r.event_time >= m.at"
+                }
+                LateBy::Customer => {
+                    "JOIN rated_records r ON r.msisdn IN (SELECT s.msisdn FROM subscribers s WHERE s.customer_id = m.key)
+                        AND r.customer_id = m.key AND r.event_time >= m.at"
+                }
+            }
+        }
+    }
+
+    /// A change that is late if the records `by` and `key` name include
+    /// some at or after `at`.
     #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
     pub(crate) struct LateCandidate {
         pub kind: &'static str,
         pub id: String,
-        pub msisdn: String,
+        pub by: LateBy,
+        pub key: String,
         pub at: i64,
     }
 
@@ -1129,8 +1173,8 @@ pub(crate) mod reference_rows {
 
     /// The aggregate over one number's rated records from an instant that
     /// makes a change late: `FROM` and `WHERE` are the caller's (one
-    /// [`LateCandidate`] or an array of them, `m(kind, id, msisdn, at)`,
-    /// joined to `rated_records r`).
+    /// [`LateCandidate`] or an array of them, `m(kind, id, key, at)`,
+    /// joined to `rated_records r` by [`LateBy::records`]).
     pub(crate) fn insert_late_sql(moves_and_records: &str) -> String {
         format!(
             "INSERT INTO late_reference_changes (kind, id, effective_from, records,

@@ -121,25 +121,32 @@ pub(super) fn write_changes(tx: &mut Transaction<'_>, changes: &[ReferenceChange
     super::search::write_index(tx, changes)
 }
 
-/// Lists the subscriber changes that came after rated records they should
-/// have affected (the records of this transaction included: they are
-/// written first), in one statement, and counts them as `changes.late`.
+/// Lists the changes that came after rated records they should have
+/// affected (the records of this transaction included: they are written
+/// first), in one statement per kind of join, and counts them as `changes.late`.
 fn list_late(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
     let moves = reference_rows::late_candidates(changes);
     if moves.is_empty() {
         return Ok(());
     }
-    let kinds: Vec<&str> = moves.iter().map(|m| m.kind).collect();
-    let ids: Vec<&str> = moves.iter().map(|m| &*m.id).collect();
-    let numbers: Vec<&str> = moves.iter().map(|m| &*m.msisdn).collect();
-    let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
-    let late = tx.execute(
-        &reference_rows::insert_late_sql(
-            "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS m(kind, id, msisdn, at)
-             JOIN rated_records r ON r.msisdn = m.msisdn AND r.event_time >= m.at",
-        ),
-        &[&kinds, &ids, &numbers, &ats],
-    )?;
+    let mut late = 0;
+    for by in reference_rows::LateBy::ALL {
+        let moves: Vec<_> = moves.iter().filter(|m| m.by == by).collect();
+        if moves.is_empty() {
+            continue;
+        }
+        let kinds: Vec<&str> = moves.iter().map(|m| m.kind).collect();
+        let ids: Vec<&str> = moves.iter().map(|m| &*m.id).collect();
+        let keys: Vec<&str> = moves.iter().map(|m| &*m.key).collect();
+        let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
+        late += tx.execute(
+            &reference_rows::insert_late_sql(&format!(
+                "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS m(kind, id, key, at) {}",
+                by.records()
+            )),
+            &[&kinds, &ids, &keys, &ats],
+        )?;
+    }
     if late > 0 {
         tx.execute(
             "INSERT INTO pipeline_counters (name, value) VALUES ('changes.late', $1)

@@ -129,7 +129,7 @@ pub(super) fn value(param: Param) -> Value {
     }
 }
 
-/// Lists the subscriber changes that came after rated records they should
+/// Lists the changes that came after rated records they should
 /// have affected (the records of this transaction included: they are
 /// written first), and counts them as `changes.late`.
 fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
@@ -137,14 +137,14 @@ fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
     if moves.is_empty() {
         return Ok(());
     }
-    let mut insert = tx.prepare_cached(&insert_late_sql(
-        "(SELECT CAST(?1 AS TEXT) AS kind, CAST(?2 AS TEXT) AS id, CAST(?3 AS TEXT) AS msisdn,
-                 CAST(?4 AS BIGINT) AS at) m
-         JOIN rated_records r ON r.msisdn = m.msisdn AND r.event_time >= m.at",
-    ))?;
     let mut late = 0;
     for m in moves {
-        late += insert.execute(rusqlite::params![m.kind, m.id, m.msisdn, m.at])?;
+        let mut insert = tx.prepare_cached(&insert_late_sql(&format!(
+            "(SELECT CAST(?1 AS TEXT) AS kind, CAST(?2 AS TEXT) AS id, CAST(?3 AS TEXT) AS key,
+                     CAST(?4 AS BIGINT) AS at) m {}",
+            m.by.records()
+        )))?;
+        late += insert.execute(rusqlite::params![m.kind, m.id, m.key, m.at])?;
     }
     if late > 0 {
         tx.prepare_cached(BUMP_COUNTER)?

@@ -158,13 +158,18 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
     store
         .put_reference(&parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap())
         .unwrap();
+    // The first number's records are rated for its customer, c1.
+    let of_c1 = |mut r: RatedRecord| {
+        r.customer_id = Some("c1".into());
+        r
+    };
     commit(
         store,
         Checkpoint {
             rated_records: vec![
-                rated("+27821110001", T1, "2024-03"),
-                rated("+27821110001", T3, "2024-03"),
-                rated("+27821110001", T4, "2024-04"),
+                of_c1(rated("+27821110001", T1, "2024-03")),
+                of_c1(rated("+27821110001", T3, "2024-03")),
+                of_c1(rated("+27821110001", T4, "2024-04")),
             ],
             ..Checkpoint::default()
         },
@@ -207,6 +212,18 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
             bought("P2", "+27821119999", T1),
         ],
     );
+    // c1's bill-cycle day changes at T4: its record at T4 is after it; c2
+    // (whose number's record is not rated for it) and c9 have none.
+    let customer = |id: &str| {
+        ReferenceChange::Put(ReferenceRow::Customer(cdrflow_core::reference::Customer {
+            customer_id: id.into(),
+            effective_from: T4,
+            name: id.into(),
+            billing_country: "ZA".into(),
+            bill_cycle_day: 15,
+        }))
+    };
+    commit_changes(store, vec![customer("c1"), customer("c2"), customer("c9")]);
     // Its record at T1 comes with a removal at T1 in one transaction.
     commit(
         store,
@@ -239,11 +256,12 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
         store.late_changes().unwrap(),
         [
             late_of("bundles", "P1", T3, 2, T3, ("2024-03", "2024-04")),
+            late_of("customers", "c1", T4, 1, T4, ("2024-04", "2024-04")),
             late("+27821110001", T2, 2, T3, ("2024-03", "2024-04")),
             late("+27821110002", T1, 1, T1, ("2024-02", "2024-02")),
         ]
     );
-    assert_eq!(store.counts().unwrap().changes.late, 3);
+    assert_eq!(store.counts().unwrap().changes.late, 4);
     // The purchases read back as committed.
     let ReferenceRows::Bundles(purchases) =
         store.reference().unwrap().current(ReferenceKind::Bundles)
