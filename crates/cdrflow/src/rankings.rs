@@ -1,6 +1,6 @@
-//! Seed 004's analytics flush, beside a running consumer: every
-//! `--rankings-every` seconds, and once more when the consumer stops (SIGTERM,
-//! Ctrl-C or `--idle-exit-secs`), a spend report taken from the store's
+//! Seed 004's analytics flush, beside a running job: every
+//! `--rankings-every` seconds, and once more when the job ends (SIGTERM,
+//! Ctrl-C, `--idle-exit-secs` or the input's end), a spend report taken from the store's
 //! committed state (`cdrflow_core::analytics::rankings`), kept in the store
 //! for `GET /analytics/rankings` and, with `--lake`, written to the lake.
 //!
@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use cdrflow_core::analytics::rankings::SpendReport;
 use cdrflow_store::Store;
 
+use crate::config::Settings;
 use crate::pipeline::now_millis;
 
 /// How often, how many, and where the lake is.
@@ -63,14 +64,15 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the timed flushes on `store` (a connection of their own).
-    pub fn start(flushes: Flushes, mut store: Box<dyn Store>) -> Result<Flusher> {
+    /// Starts the timed flushes (on a store connection of their own).
+    pub fn start(settings: &Settings, flushes: Flushes) -> Result<Flusher> {
         let Some(every) = flushes.every else {
             return Ok(Flusher {
                 thread: None,
                 flushes,
             });
         };
+        let mut store = settings.open_store()?;
         let done = Arc::new(AtomicBool::new(false));
         let (top, lake, stop) = (flushes.top, flushes.lake.clone(), done.clone());
         let thread = std::thread::Builder::new()
@@ -98,14 +100,19 @@ impl Flusher {
 
     /// After the consumer's last commit: stops the timed flushes and takes
     /// the final one, so the report says what the run ended with.
-    pub fn finish(self, store: &mut dyn Store) -> Result<()> {
+    pub fn finish(self, settings: &Settings) -> Result<()> {
         let Some((thread, done)) = self.thread else {
             return Ok(());
         };
         done.store(true, Ordering::Relaxed);
         let _ = thread.join();
-        flush(store, self.flushes.top, self.flushes.lake.as_deref())
-            .context("the final spend report")?;
+        let mut store = settings.open_store()?;
+        flush(
+            store.as_mut(),
+            self.flushes.top,
+            self.flushes.lake.as_deref(),
+        )
+        .context("the final spend report")?;
         Ok(())
     }
 }

@@ -126,6 +126,27 @@ fn run_serves_a_live_dashboard_and_valid_metrics() {
         (200, &serde_json::Value::Null)
     );
     assert_eq!(shown("billing_period"), "(no invoice finalised yet)");
+    // The spend panel: the report the run flushed when it ended. The demo
+    // rates on the flat tariff, which keeps no rated records (the
+    // rankings' source: `tests/cdc.rs` checks their figures), so the panel
+    // says so, and shows the subscribers by status.
+    let (status, report) = http_get_json(port, "/rankings", demo);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["period"], serde_json::Value::Null, "{report}");
+    assert!(
+        shown("rankings_period").starts_with("(no rated records kept: rate with --catalogue"),
+        "{}",
+        shown("rankings_period")
+    );
+    assert_eq!(attribute("data-bars"), 0, "no spender to draw");
+    let statuses: Vec<Vec<String>> = report["statuses"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(status, n)| vec![status.clone(), n.to_string()])
+        .collect();
+    assert_eq!(statuses.len(), 3, "{report}");
+    assert_eq!(table_rows(&dom, "statuses"), statuses);
     assert!(
         dom.contains("<td>invalid_msisdn</td>"),
         "rejects by reason are listed"

@@ -140,15 +140,11 @@ pub struct ConsumerArgs {
     /// Take a spend report this often, and once more on stopping: the top
     /// subscribers and plans by spend in the latest billing period and
     /// the subscribers by status, from what was committed; kept in the
-    /// store (GET /analytics/rankings) and, with --lake, written to it
-    /// (`rankings/`). 0: never
-    #[arg(
-        long,
-        env = "CDRFLOW_RANKINGS_EVERY",
-        default_value_t = 300,
-        value_name = "SECS"
-    )]
-    pub rankings_every: u64,
+    /// store (GET /rankings) and, with --lake, written to it (`rankings/`).
+    /// 0: never [default: 300 reading Kafka, 10 for `run`'s stream; a file
+    /// job takes one only when asked]
+    #[arg(long, env = "CDRFLOW_RANKINGS_EVERY", value_name = "SECS")]
+    pub rankings_every: Option<u64>,
 
     /// How many subscribers and plans each ranking of the spend report keeps
     #[arg(long, default_value_t = cdrflow_core::analytics::rankings::DEFAULT_TOP, value_name = "N")]
@@ -162,6 +158,19 @@ pub const DEFAULT_CDC_TOPICS: &str = r"^dbserver1\.public\.";
 const SHIPPED_CDC_MAPPING: &str = include_str!("../../../../config/cdc.toml");
 
 impl ConsumerArgs {
+    /// The spend reports asked for, every `default_secs` unless told.
+    pub fn flushes(&self, settings: &Settings, default_secs: Option<u64>) -> Flushes {
+        Flushes {
+            every: self
+                .rankings_every
+                .or(default_secs)
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs),
+            top: self.rankings_top.max(1),
+            lake: settings.lake.clone(),
+        }
+    }
+
     /// The change-event topics and their mapping, when `--cdc` asks for them.
     fn changes(&self, settings: &Settings) -> Result<Option<ChangeSetup>> {
         let Some(pattern) = &self.cdc else {
@@ -241,7 +250,8 @@ pub fn process_inputs_of(
         },
         batch_size,
     };
-    process_inputs(
+    let flusher = Flusher::start(settings, args.consumer.flushes(settings, None))?;
+    let report = process_inputs(
         store,
         lake,
         reader.as_mut(),
@@ -249,7 +259,9 @@ pub fn process_inputs_of(
         inputs,
         &options,
         progress,
-    )
+    )?;
+    flusher.finish(settings)?;
+    Ok(report)
 }
 
 /// Consumes Kafka until stopped; shared with `cdrflow run --kafka`.
@@ -302,12 +314,7 @@ pub fn process_kafka(
         settings.open_store()?,
         stopping.clone(),
     )?;
-    let flushes = Flushes {
-        every: (consumer.rankings_every > 0).then(|| Duration::from_secs(consumer.rankings_every)),
-        top: consumer.rankings_top.max(1),
-        lake: settings.lake.clone(),
-    };
-    let flusher = Flusher::start(flushes, settings.open_store()?)?;
+    let flusher = Flusher::start(settings, consumer.flushes(settings, Some(300)))?;
     let report = consume(
         store,
         commit_store,
@@ -320,7 +327,7 @@ pub fn process_kafka(
         &options,
         stopping,
     )?;
-    flusher.finish(settings.open_store()?.as_mut())?;
+    flusher.finish(settings)?;
     Ok(report)
 }
 

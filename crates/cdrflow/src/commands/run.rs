@@ -156,7 +156,11 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<()> {
         batch_size: args.batch_size,
         threads: None,
         kafka: args.broker.clone(),
-        consumer: args.consumer.clone(),
+        consumer: ConsumerArgs {
+            // The dashboard's spend panel follows the run.
+            rankings_every: args.consumer.rankings_every.or(Some(10)),
+            ..args.consumer.clone()
+        },
         // Served above, once for the whole run.
         http: HttpArgs {
             no_metrics: true,

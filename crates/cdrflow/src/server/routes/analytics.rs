@@ -164,7 +164,7 @@ async fn rankings(State(state): State<Shared>) -> Result<Json<serde_json::Value>
     let Some(report) = report else {
         return Err(ApiError(
             axum::http::StatusCode::NOT_FOUND,
-            "no spend report yet: a running consumer (`cdrflow process --from kafka`) flushes one every --rankings-every seconds and when it stops".into(),
+            "no spend report yet: a job flushes one every --rankings-every seconds and when it ends (reading Kafka: every 300 s; `cdrflow run`: every 10 s; a file job: only when given --rankings-every)".into(),
         ));
     };
     let ranked = |rows: &[Ranked], id: &str, with_subscribers: bool| -> Vec<serde_json::Value> {
