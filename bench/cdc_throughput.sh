@@ -10,6 +10,7 @@
 #                                on 127.0.0.1:5432, python3 with psycopg: made in target/tools-venv)
 #   CDRFLOW_BIN=/path/to/cdrflow bench/cdc_throughput.sh   (another build, for before/after)
 #   STORE=sqlite bench/cdc_throughput.sh   (the consumer on the embedded store; default postgres)
+#   CONSUMER_ARGS='--commit-interval-ms 200' bench/cdc_throughput.sh   (more flags for the consumer)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${CDRFLOW_BIN:-}" ]; then
@@ -57,7 +58,7 @@ run_phase() {
   "$bin" generate --to kafka --bootstrap "$bootstrap" --count 0 >/dev/null
   sleep 3
   "$bin" --store "$store" --default-country-code 212 process --from kafka --bootstrap "$bootstrap" \
-    --topics cdr_voice --cdc --no-dlq &
+    --topics cdr_voice --cdc --no-dlq ${CONSUMER_ARGS:-} &
   pids+=($!)
   sleep 5
   "$venv/bin/python" "$here/bench/cdc_load.py" "$1" --source "$source_db" --store "$store" \
