@@ -9,6 +9,12 @@
 //! removal (as [`ReferenceData::current`](crate::reference::ReferenceData::current)),
 //! so a removed id is found no more, and a change older than the document
 //! (a file loaded with a past instant) leaves it as it is.
+//!
+//! Subscribers have no document: they have no words, only a number, and
+//! the stores find a number's current row in the subscribers table by its
+//! own index. A document per subscriber cost every change-event commit a
+//! row and four index entries — on PostgreSQL 16,817 against 20,425
+//! changes/s without (bench/cdc_throughput.sh, BENCHMARKS.md).
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -27,10 +33,9 @@ pub struct SearchDocument {
     pub removed: bool,
     /// What a result shows: the number, the customer's or the plan's name.
     pub title: String,
-    /// The folded words it is found by (none for a subscriber: it is
-    /// found by number).
+    /// The folded words it is found by.
     pub words: String,
-    /// A subscriber's number in E.164, for prefix search.
+    /// A bundle purchase's number in E.164, for prefix search.
     pub msisdn: Option<String>,
     /// A plan's monthly fee, for price ranges.
     pub fee_micros: Option<i64>,
@@ -57,10 +62,17 @@ pub fn fold(text: &str) -> String {
 }
 
 impl IndexChange {
-    /// The index change a reference change makes.
-    pub fn of(change: &ReferenceChange) -> IndexChange {
-        match change {
-            ReferenceChange::Put(row) => IndexChange::Put(document(row)),
+    /// The index change a reference change makes (`None`: a subscriber's).
+    pub fn of(change: &ReferenceChange) -> Option<IndexChange> {
+        let kind = match change {
+            ReferenceChange::Put(row) => row.kind(),
+            ReferenceChange::Remove { kind, .. } | ReferenceChange::RemoveAll { kind, .. } => *kind,
+        };
+        if kind == ReferenceKind::Subscribers {
+            return None;
+        }
+        Some(match change {
+            ReferenceChange::Put(row) => IndexChange::Put(document(row)?),
             ReferenceChange::Remove { kind, id, at } => IndexChange::Put(SearchDocument {
                 kind: *kind,
                 id: id.clone(),
@@ -75,22 +87,15 @@ impl IndexChange {
                 kind: *kind,
                 at: *at,
             },
-        }
+        })
     }
 }
 
-/// A row's document.
-pub fn document(row: &ReferenceRow) -> SearchDocument {
+/// A row's document (`None`: a subscriber, found in its own table).
+pub fn document(row: &ReferenceRow) -> Option<SearchDocument> {
     let words = |parts: &[&str]| fold(&parts.join(" "));
     let (title, words, msisdn, fee_micros) = match row {
-        // Found by its number (a range of the number index), not by words:
-        // a subscriber has no name, and a million documents' words in the
-        // full-text index held the change-event consumer to 15,978
-        // changes/s on SQLite, 25,692 without (BENCHMARKS.md).
-        ReferenceRow::Subscriber(s) => {
-            let number = s.msisdn.to_string();
-            (number.clone(), String::new(), Some(number), None)
-        }
+        ReferenceRow::Subscriber(_) => return None,
         ReferenceRow::Customer(c) => (
             c.name.clone(),
             words(&[&c.name, &c.customer_id, &c.billing_country]),
@@ -117,7 +122,7 @@ pub fn document(row: &ReferenceRow) -> SearchDocument {
             None,
         ),
     };
-    SearchDocument {
+    Some(SearchDocument {
         kind: row.kind(),
         id: row.id(),
         effective_from: row.effective_from(),
@@ -126,7 +131,7 @@ pub fn document(row: &ReferenceRow) -> SearchDocument {
         words,
         msisdn,
         fee_micros,
-    }
+    })
 }
 
 /// A search, read from the API's parameters.
@@ -150,6 +155,27 @@ pub enum Find {
     NumberPrefix(String),
     /// No text: every document the other conditions allow (a price range).
     Everything,
+}
+
+/// The numbers starting with `prefix` (`+` and digits) as a range
+/// `[from, before)` an ordinary index answers: `before` is the prefix with
+/// its last digit raised (`+2126123` → `+2126124`; `None` when every digit
+/// is a 9). Raising a digit rather than appending a character past `9`
+/// keeps the range right under any collation: PostgreSQL's default ones
+/// pass over punctuation at first, so `+2126123:` sorts with `+2126123`.
+pub fn number_range(prefix: &str) -> (String, Option<String>) {
+    let mut digits = prefix.as_bytes().to_vec();
+    while let Some(last) = digits.pop() {
+        if last.is_ascii_digit() && last < b'9' {
+            digits.push(last + 1);
+            let before = String::from_utf8(digits).expect("ASCII");
+            return (prefix.to_string(), Some(before));
+        }
+        if !last.is_ascii_digit() {
+            break;
+        }
+    }
+    (prefix.to_string(), None)
 }
 
 impl Find {
@@ -232,6 +258,18 @@ pub struct SearchHit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_prefix_is_a_range_under_any_collation() {
+        let range = |p: &str| {
+            let (from, before) = number_range(p);
+            (from, before.unwrap_or_default())
+        };
+        assert_eq!(range("+2126123"), ("+2126123".into(), "+2126124".into()));
+        assert_eq!(range("+21269"), ("+21269".into(), "+2127".into()));
+        assert_eq!(range("+2129999"), ("+2129999".into(), "+213".into()));
+        assert_eq!(number_range("+999"), ("+999".into(), None));
+    }
 
     #[test]
     fn folding_drops_case_and_accents() {

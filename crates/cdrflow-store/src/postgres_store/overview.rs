@@ -98,7 +98,7 @@ impl Overview for PgStore {
         let subscribers = rank(&mut tx, Ranking::Subscribers)?;
         let plans = rank(&mut tx, Ranking::Plans)?;
         let counts = tx
-            .query(reports::STATUSES, &[])?
+            .query(&reports::statuses_sql(), &[])?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();

@@ -44,8 +44,9 @@ pub(super) fn write_index(tx: &mut Transaction<'_>, changes: &[ReferenceChange])
     let mut run: Vec<SearchDocument> = Vec::new();
     for change in changes {
         match IndexChange::of(change) {
-            IndexChange::Put(doc) => run.push(doc),
-            IndexChange::RemoveAll { kind, at } => {
+            None => {}
+            Some(IndexChange::Put(doc)) => run.push(doc),
+            Some(IndexChange::RemoveAll { kind, at }) => {
                 write_documents(tx, std::mem::take(&mut run))?;
                 tx.execute(&remove_all_sql("true"), &[&kind.as_str(), &at])?;
             }
@@ -117,6 +118,7 @@ const TEXT_SEARCH: Engine = Engine {
     words_order: "",
     query_text: SearchQuery::tsquery,
     not_removed: "false",
+    bytewise: " COLLATE \"C\"",
 };
 
 pub(super) fn query(client: &mut Client, query: &SearchQuery) -> Result<Vec<SearchHit>> {

@@ -94,7 +94,7 @@ impl Overview for SqliteStore {
         let subscribers = rank(Ranking::Subscribers)?;
         let plans = rank(Ranking::Plans)?;
         let counts = {
-            let mut stmt = tx.prepare(reports::STATUSES)?;
+            let mut stmt = tx.prepare(&reports::statuses_sql())?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };

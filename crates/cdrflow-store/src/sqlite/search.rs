@@ -57,7 +57,8 @@ pub(super) fn write_index(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> 
     let mut upsert = tx.prepare_cached(&upsert_sql("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"))?;
     for change in changes {
         match IndexChange::of(change) {
-            IndexChange::Put(doc) => {
+            None => {}
+            Some(IndexChange::Put(doc)) => {
                 upsert.execute(rusqlite::params![
                     doc.kind.as_str(),
                     doc.id,
@@ -69,7 +70,7 @@ pub(super) fn write_index(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> 
                     doc.fee_micros,
                 ])?;
             }
-            IndexChange::RemoveAll { kind, at } => {
+            Some(IndexChange::RemoveAll { kind, at }) => {
                 tx.prepare_cached(&numbered(&remove_all_sql("1")))?
                     .execute(rusqlite::params![kind.as_str(), at])?;
             }
@@ -106,6 +107,7 @@ const FTS5: Engine = Engine {
     words_order: "ORDER BY w.rowid",
     query_text: SearchQuery::fts5_match,
     not_removed: "0",
+    bytewise: "",
 };
 
 pub(super) fn query(conn: &Connection, query: &SearchQuery) -> Result<Vec<SearchHit>> {

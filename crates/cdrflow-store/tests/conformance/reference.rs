@@ -388,6 +388,69 @@ fn search_follows_the_reference_data(store: &mut dyn Store) {
     );
     assert_eq!(find(store, "atlas"), Vec::<String>::new());
     assert_eq!(find(store, "zellige"), ["customers:C1", "customers:C3"]);
+    // A number removed is found no more; its purchase is, under its number;
+    // a row after the removal brings the number back.
+    let number = |n: &str| normalize_msisdn(n, home).unwrap();
+    commit_changes(
+        store,
+        vec![
+            ReferenceChange::Remove {
+                kind: ReferenceKind::Subscribers,
+                id: "+212612399999".into(),
+                at: T1,
+            },
+            ReferenceChange::Put(ReferenceRow::Bundle(
+                cdrflow_core::reference::BundlePurchase {
+                    purchase_id: "P7".into(),
+                    effective_from: T1,
+                    msisdn: number("0612399999"),
+                    bundle_id: "data-1gb".into(),
+                    expires_at: None,
+                },
+            )),
+        ],
+    );
+    assert_eq!(
+        find(store, "061239"),
+        ["bundles:P7"],
+        "the number is gone, its purchase is not"
+    );
+    let ReferenceRows::Subscribers(rows) = parse_csv(
+        ReferenceKind::Subscribers,
+        "msisdn,customer_id,plan_id,effective_from\n0612399999,C2,free,2024-03-02\n",
+        home,
+    )
+    .unwrap() else {
+        panic!("subscribers")
+    };
+    commit_changes(
+        store,
+        vec![ReferenceChange::Put(ReferenceRow::Subscriber(
+            rows[0].clone(),
+        ))],
+    );
+    assert_eq!(
+        find(store, "061239"),
+        ["bundles:P7", "subscribers:+212612399999"]
+    );
+    let everything = SearchQuery {
+        find: Find::Everything,
+        kinds: vec![ReferenceKind::Subscribers],
+        min_fee_micros: None,
+        max_fee_micros: None,
+        limit: 2,
+    };
+    let listed: Vec<String> = store
+        .search(&everything)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(
+        listed,
+        ["+212612345678", "+212612399999"],
+        "in number order, the limit kept"
+    );
     commit_changes(
         store,
         vec![ReferenceChange::RemoveAll {
@@ -395,7 +458,11 @@ fn search_follows_the_reference_data(store: &mut dyn Store) {
             at: T3,
         }],
     );
-    assert_eq!(find(store, "0612"), Vec::<String>::new());
+    assert_eq!(
+        find(store, "0612"),
+        ["bundles:P7"],
+        "the subscribers truncated, not the purchases"
+    );
 }
 
 for_every_store!(
