@@ -403,7 +403,7 @@ fn a_running_consumer_rates_with_each_change_as_it_arrives() {
     let adjustments = "dbserver1.public.balance_adjustments";
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
     // All made before the consumer subscribes: a topic made later matches
-    // its pattern only at the next metadata refresh (5 minutes).
+    // its pattern only at the next metadata refresh (every 30 s).
     for topic in [subscribers, calls, adjustments] {
         cluster.create_topic(topic, 1, 1).unwrap();
     }

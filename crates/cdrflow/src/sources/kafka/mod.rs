@@ -698,6 +698,12 @@ pub fn consume(
         // A fetch should return as soon as records arrive, but Tansu 0.6 holds it for
         // the whole wait (default 500 ms), which became the end-to-end latency.
         .set("fetch.wait.max.ms", "10");
+    if options.topics.iter().any(|t| t.starts_with('^')) {
+        // A pattern matches a topic made later (a table added to the
+        // capture) only once the client refreshes its metadata: every 30 s
+        // instead of librdkafka's 5 minutes.
+        config.set("topic.metadata.refresh.interval.ms", "30000");
+    }
     let consumer: BaseConsumer<MemberContext> = with_env_overrides(&mut config)
         .create_with_context(MemberContext {
             worker: worker.clone(),
