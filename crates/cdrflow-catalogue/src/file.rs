@@ -50,8 +50,10 @@ pub(crate) struct VersionFile {
     pub(crate) destination: Vec<DestinationFile>,
     pub(crate) band: Vec<BandFile>,
     pub(crate) plan: Vec<PlanFile>,
+    /// Bundles subscribers buy (a `bundles` reference row names one): an
+    /// allowance granted once per purchase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) bundle: Vec<BundleFile>,
+    pub(crate) bundle: Vec<AllowanceFile>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -125,29 +127,11 @@ pub(crate) struct AllowanceFile {
     pub(crate) classes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) bands: Vec<String>,
-    /// day or period [default: period].
+    /// A plan's: day or period [default: period].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) validity: Option<String>,
-    #[serde(default)]
-    pub(crate) priority: u32,
-}
-
-/// A bundle subscribers buy (a `bundles` reference row names it): an
-/// allowance granted once per purchase.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BundleFile {
-    pub(crate) id: String,
-    pub(crate) kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) units: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) amount: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) classes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) bands: Vec<String>,
-    /// Days from the purchase it can be used, when the purchase gives no expiry.
+    /// A bundle's: the days from the purchase it can be used, when the
+    /// purchase gives no expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) days: Option<u32>,
     #[serde(default)]
@@ -687,6 +671,12 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
         }
         let mut allowances = Vec::new();
         for a in p.allowance {
+            if a.days.is_some() {
+                return Err(invalid(
+                    format!("{here}, allowance `{}`.days", a.id),
+                    "a plan's allowance is granted each `validity` span; `days` is a bundle's",
+                ));
+            }
             allowances.push(allowance(
                 &format!("{here}, allowance `{}`", a.id),
                 a,
@@ -724,21 +714,18 @@ fn version(v: VersionFile) -> Result<Version, CatalogueError> {
                 "0: a bundle must last at least a day",
             ));
         }
-        let file = AllowanceFile {
-            id: b.id.clone(),
-            kind: b.kind,
-            units: b.units,
-            amount: b.amount,
-            classes: b.classes,
-            bands: b.bands,
-            validity: None,
-            priority: b.priority,
-        };
+        if b.validity.is_some() {
+            return Err(invalid(
+                format!("{here}.validity"),
+                "a bundle lasts from its purchase: give `days` (or an expiry in the purchase)",
+            ));
+        }
+        let (id, days) = (b.id.clone(), b.days);
         let bundle = Bundle {
-            allowance: allowance(&here, file, &band_ids)?,
-            days: b.days,
+            allowance: allowance(&here, b, &band_ids)?,
+            days,
         };
-        if bundles.insert(b.id, bundle).is_some() {
+        if bundles.insert(id, bundle).is_some() {
             return Err(invalid(here, "given twice"));
         }
     }

@@ -541,4 +541,18 @@ priority = 1
     assert!(offered("+14155550100", "2024-04-02T09:00:00Z").is_empty());
     // The bundle is April's: March's version does not define it.
     assert!(offered("+212612345678", "2024-03-31T09:00:00Z").is_empty());
+    for (change, expected) in [("days = 2", "days = 0"), ("days = 2", "validity = \"day\"")] {
+        let e = Catalogue::from_toml(&with_bundles.replace(change, expected))
+            .unwrap_err()
+            .to_string();
+        let place = if expected.starts_with("days") {
+            "days"
+        } else {
+            "validity"
+        };
+        assert!(
+            e.contains(&format!("bundle `mobile-minutes`.{place}")),
+            "{e}"
+        );
+    }
 }

@@ -308,11 +308,15 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '
     }
 }
 
-/// Writes `batch` as the Parquet file `path`: beside it first, synced,
-/// then renamed over it, so a reader sees the old file or the new one and
-/// never half of one (a process killed meanwhile leaves a hidden `.tmp`
-/// the next write replaces).
-pub(crate) fn write_in_place(path: &Path, batch: &RecordBatch) -> Result<()> {
+/// Writes `columns` (of `schema`) as the Parquet file `path`: beside it
+/// first, synced, then renamed over it, so a reader sees the old file or
+/// the new one and never half of one (a process killed meanwhile leaves a
+/// hidden `.tmp` the next write replaces).
+pub(crate) fn write_in_place(
+    path: &Path,
+    schema: arrow_schema::SchemaRef,
+    columns: Vec<arrow_array::ArrayRef>,
+) -> Result<()> {
     let folder = path.parent().expect("a lake file is in a folder");
     let name = path.file_name().expect("a lake file has a name");
     let temporary = folder.join(format!(".{}.tmp", name.to_string_lossy()));
@@ -320,10 +324,11 @@ pub(crate) fn write_in_place(path: &Path, batch: &RecordBatch) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| parquet_error(e.into()))?;
     let file = File::create(&temporary).map_err(io_at(&temporary))?;
     let mut writer =
         ArrowWriter::try_new(file, batch.schema(), Some(properties())).map_err(parquet_error)?;
-    writer.write(batch).map_err(parquet_error)?;
+    writer.write(&batch).map_err(parquet_error)?;
     let file = writer.into_inner().map_err(parquet_error)?;
     file.sync_all().map_err(io_at(&temporary))?;
     fs::rename(&temporary, path).map_err(io_at(path))?;

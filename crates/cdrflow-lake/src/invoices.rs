@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Decimal128Builder, StringBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field, Schema};
 use cdrflow_core::billing::invoice::Totals;
 use cdrflow_core::reference::BillingPeriod;
 
-use crate::{LakeError, Result};
+use crate::Result;
 
 /// One invoice as the lake keeps it.
 pub struct InvoiceRow<'a> {
@@ -89,10 +89,6 @@ pub fn write_invoices(
         documents.append_value(r.document);
     }
     columns.push(Arc::new(documents.finish()));
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Parquet {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    crate::files::write_in_place(&path, &batch)?;
+    crate::files::write_in_place(&path, schema, columns)?;
     Ok(path)
 }

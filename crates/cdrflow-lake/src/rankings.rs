@@ -11,12 +11,12 @@ use std::sync::Arc;
 use arrow_array::builder::{
     Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use cdrflow_core::analytics::rankings::SpendReport;
 use cdrflow_core::normalize::Day;
 
-use crate::{LakeError, Result};
+use crate::Result;
 
 /// Writes `report` under `root`; returns the file's path.
 pub fn write_spend_report(root: &std::path::Path, report: &SpendReport) -> Result<PathBuf> {
@@ -69,10 +69,6 @@ pub fn write_spend_report(root: &std::path::Path, report: &SpendReport) -> Resul
         Arc::new(records.finish()),
         Arc::new(subscribers.finish()),
     ];
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Parquet {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    crate::files::write_in_place(&path, &batch)?;
+    crate::files::write_in_place(&path, schema, columns)?;
     Ok(path)
 }

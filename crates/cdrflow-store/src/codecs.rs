@@ -1616,6 +1616,39 @@ pub(crate) mod tests {
     use crate::prelude::*;
     use crate::StateAt;
 
+    /// Reference rows written before the search index (schema v12), in SQL
+    /// both stores take: two customers, one of them removed since.
+    pub(crate) const VERSION_12_CUSTOMERS: &str = "
+        INSERT INTO customers (customer_id, effective_from, name, billing_country, bill_cycle_day)
+            VALUES ('C1', -9223372036854775808, 'Hôtel Atlas', 'MA', 1),
+                   ('C2', -9223372036854775808, 'Banque Zellige', 'MA', 1);
+        INSERT INTO reference_removals (kind, id, effective_from) VALUES ('customers', 'C2', 5);";
+
+    /// The ids `q` finds in `store`.
+    pub(crate) fn found(store: &mut dyn Store, q: &str) -> Vec<String> {
+        use cdrflow_core::normalize::CountryCode;
+        use cdrflow_core::search::{Find, SearchQuery};
+        let query = SearchQuery {
+            find: Find::parse(q, CountryCode::SOUTH_AFRICA),
+            kinds: Vec::new(),
+            min_fee_micros: None,
+            max_fee_micros: None,
+            limit: 20,
+        };
+        store
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    }
+
+    /// A store opened over [`VERSION_12_CUSTOMERS`] finds them as they are now.
+    pub(crate) fn check_version_12_search(store: &mut dyn Store) {
+        assert_eq!(found(store, "hotel"), ["C1"]);
+        assert!(found(store, "zellige").is_empty(), "C2 was removed");
+    }
+
     /// What schema v2 kept of the mediator: dedup blobs per scope (one from
     /// before v2, without a first minute) and watermarks.
     pub(crate) struct Version2State {

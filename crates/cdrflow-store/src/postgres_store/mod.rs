@@ -483,35 +483,12 @@ mod tests {
     /// gets its index built from them when it is opened.
     #[test]
     fn a_version_12_store_gets_its_search_index_built() {
-        use cdrflow_core::normalize::CountryCode;
-        use cdrflow_core::search::{Find, SearchQuery};
         let (url, mut client) = database_at_version("v12_search", 12);
         client
-            .batch_execute(
-                "INSERT INTO customers (customer_id, effective_from, name, billing_country, bill_cycle_day)
-                     VALUES ('C1', -9223372036854775808, 'Hôtel Atlas', 'MA', 1),
-                            ('C2', -9223372036854775808, 'Banque Zellige', 'MA', 1);
-                 INSERT INTO reference_removals (kind, id, effective_from) VALUES ('customers', 'C2', 5);",
-            )
+            .batch_execute(crate::codecs::tests::VERSION_12_CUSTOMERS)
             .unwrap();
         let mut store = PgStore::connect(&url).unwrap();
-        let mut find = |q: &str| -> Vec<String> {
-            let query = SearchQuery {
-                find: Find::parse(q, CountryCode::SOUTH_AFRICA),
-                kinds: Vec::new(),
-                min_fee_micros: None,
-                max_fee_micros: None,
-                limit: 20,
-            };
-            store
-                .search(&query)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.id)
-                .collect()
-        };
-        assert_eq!(find("hotel"), ["C1"]);
-        assert!(find("zellige").is_empty(), "C2 was removed");
+        crate::codecs::tests::check_version_12_search(&mut store);
     }
 
     #[test]

@@ -496,8 +496,7 @@ mod tests {
     /// gets its index built from them when it is opened, and only then.
     #[test]
     fn a_version_12_store_gets_its_search_index_built() {
-        use cdrflow_core::normalize::CountryCode;
-        use cdrflow_core::search::{Find, SearchQuery};
+        use crate::codecs::tests::{check_version_12_search, found, VERSION_12_CUSTOMERS};
         let dir = temp_dir("v12");
         let path = dir.join("s.db");
         {
@@ -514,32 +513,10 @@ mod tests {
                 )
                 .unwrap();
             }
-            conn.execute_batch(
-                "INSERT INTO customers (customer_id, effective_from, name, billing_country, bill_cycle_day)
-                     VALUES ('C1', -9223372036854775808, 'Hôtel Atlas', 'MA', 1),
-                            ('C2', -9223372036854775808, 'Banque Zellige', 'MA', 1);
-                 INSERT INTO reference_removals (kind, id, effective_from) VALUES ('customers', 'C2', 5);",
-            )
-            .unwrap();
+            conn.execute_batch(VERSION_12_CUSTOMERS).unwrap();
         }
-        let find = |store: &mut SqliteStore, q: &str| -> Vec<String> {
-            let query = SearchQuery {
-                find: Find::parse(q, CountryCode::SOUTH_AFRICA),
-                kinds: Vec::new(),
-                min_fee_micros: None,
-                max_fee_micros: None,
-                limit: 20,
-            };
-            store
-                .search(&query)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.id)
-                .collect()
-        };
         let mut store = SqliteStore::open(&path).unwrap();
-        assert_eq!(find(&mut store, "hotel"), ["C1"]);
-        assert!(find(&mut store, "zellige").is_empty(), "C2 was removed");
+        check_version_12_search(&mut store);
         // Built once: an index emptied behind the store's back stays empty.
         store
             .conn
@@ -547,7 +524,7 @@ mod tests {
             .unwrap();
         drop(store);
         let mut store = SqliteStore::open(&path).unwrap();
-        assert!(find(&mut store, "hotel").is_empty());
+        assert!(found(&mut store, "hotel").is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
