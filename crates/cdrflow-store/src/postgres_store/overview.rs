@@ -4,6 +4,9 @@ use super::*;
 use crate::codecs::spend_reports as reports;
 use cdrflow_core::analytics::rankings::{Ranking, SpendReport};
 
+/// Serialises writers of the spend report.
+const SPEND_REPORT_LOCK: i64 = 0x6364_7266_7370_6e64; // "cdrfspnd"
+
 impl Overview for PgStore {
     fn counts(&mut self) -> Result<Counts> {
         let mut counts = Counts::default();
@@ -114,6 +117,10 @@ impl Overview for PgStore {
 
     fn put_spend_report(&mut self, report: &SpendReport) -> Result<()> {
         let mut tx = self.live_client()?.transaction()?;
+        // The members of a consumer group flush on their own: one report
+        // replaces the other whole, never two interleaved (which failed on
+        // the key when three members stopped together).
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SPEND_REPORT_LOCK])?;
         tx.execute(reports::CLEAR, &[])?;
         let insert = tx.prepare(&reports::insert_row_sql(|i| format!("${i}")))?;
         for (ranking, row) in report.rows() {

@@ -108,7 +108,11 @@ impl Overview for SqliteStore {
     }
 
     fn put_spend_report(&mut self, report: &SpendReport) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        // Writing from the start, so a report from another process waits
+        // for this one rather than failing halfway.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(reports::CLEAR, [])?;
         {
             let mut insert = tx.prepare(&reports::insert_row_sql(|i| format!("?{i}")))?;

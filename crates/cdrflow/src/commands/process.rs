@@ -260,7 +260,7 @@ pub fn process_inputs_of(
         &options,
         progress,
     )?;
-    flusher.finish(settings)?;
+    flusher.finish(settings);
     Ok(report)
 }
 
@@ -327,7 +327,7 @@ pub fn process_kafka(
         &options,
         stopping,
     )?;
-    flusher.finish(settings)?;
+    flusher.finish(settings);
     Ok(report)
 }
 
