@@ -186,13 +186,15 @@ struct AllowanceUse {
 impl AllowanceUse {
     /// The slot of `grant`, and whether it is new (its use not read yet).
     fn slot(&mut self, grant: AllowanceGrant) -> (u32, bool) {
-        let next = self.grants.len() as u32;
-        let slot = *self.slots.entry(grant.clone()).or_insert(next);
-        if slot == next {
-            self.grants.push(grant);
-            self.used.push(0);
+        if let Some(&slot) = self.slots.get(&grant) {
+            return (slot, false);
         }
-        (slot, slot == next)
+        // Cloned only when new: a purchase's grant holds an `Arc`.
+        let slot = self.grants.len() as u32;
+        self.slots.insert(grant.clone(), slot);
+        self.grants.push(grant);
+        self.used.push(0);
+        (slot, true)
     }
 
     /// Forgets the grants from slot `first` on: their use could not be

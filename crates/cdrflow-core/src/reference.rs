@@ -65,6 +65,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 3] = [Status::Active, Status::Suspended, Status::Terminated];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
@@ -74,9 +76,7 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [Status::Active, Status::Suspended, Status::Terminated]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

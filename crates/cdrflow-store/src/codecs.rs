@@ -462,8 +462,7 @@ pub(crate) mod spend_reports {
                 "subscribers holds the status `{unknown}`"
             )));
         }
-        let all = [Status::Active, Status::Suspended, Status::Terminated];
-        Ok(all
+        Ok(Status::ALL
             .iter()
             .enumerate()
             .map(|(i, status)| Ranked {

@@ -38,22 +38,17 @@ pub fn flush(store: &mut dyn Store, top: u32, lake: Option<&Path>) -> Result<Spe
     store
         .put_spend_report(&report)
         .context("keeping the spend report")?;
-    if let Some(root) = lake {
-        let path = cdrflow_lake::write_spend_report(root, &report)
-            .context("writing the spend report to the lake")?;
-        tracing::info!(
-            path = %path.display(),
-            period = ?report.period.map(|p| p.to_string()),
-            subscribers = report.subscribers.len(),
-            plans = report.plans.len(),
-            "spend report flushed"
-        );
-    } else {
-        tracing::info!(
-            period = ?report.period.map(|p| p.to_string()),
-            "spend report flushed"
-        );
-    }
+    let path = lake
+        .map(|root| cdrflow_lake::write_spend_report(root, &report))
+        .transpose()
+        .context("writing the spend report to the lake")?;
+    tracing::info!(
+        path = ?path.map(|p| p.display().to_string()),
+        period = ?report.period.map(|p| p.to_string()),
+        subscribers = report.subscribers.len(),
+        plans = report.plans.len(),
+        "spend report flushed"
+    );
     Ok(report)
 }
 
