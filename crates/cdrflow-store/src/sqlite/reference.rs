@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 
 use super::*;
 use crate::codecs::reference_rows::{
-    self, change_sql, insert_late_sql, late_candidates, puts, select_sql, Param,
+    self, change_sql, insert_late_sql, late_candidates, puts, select_sql, LateBy, Param,
 };
 use crate::LateReferenceChange;
 use cdrflow_core::search::{SearchHit, SearchQuery};
@@ -138,13 +138,20 @@ fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
         return Ok(());
     }
     let mut late = 0;
-    for m in moves {
+    for by in LateBy::ALL {
+        let mut these = moves.iter().filter(|m| m.by == by).peekable();
+        if these.peek().is_none() {
+            continue;
+        }
+        // One statement per kind of join, its text built once per commit.
         let mut insert = tx.prepare_cached(&insert_late_sql(&format!(
             "(SELECT CAST(?1 AS TEXT) AS kind, CAST(?2 AS TEXT) AS id, CAST(?3 AS TEXT) AS key,
                      CAST(?4 AS BIGINT) AS at) m {}",
-            m.by.records()
+            by.records()
         )))?;
-        late += insert.execute(rusqlite::params![m.kind, m.id, m.key, m.at])?;
+        for m in these {
+            late += insert.execute(rusqlite::params![m.kind, m.id, m.key, m.at])?;
+        }
     }
     if late > 0 {
         tx.prepare_cached(BUMP_COUNTER)?
