@@ -64,6 +64,9 @@ pub struct RatedRecord {
     pub band: Option<Name>,
     pub rate: Name,
     pub region: Option<Arc<str>>,
+    /// The cell the record names: what finds the records a late cell
+    /// change touched.
+    pub cell_id: Option<Box<str>>,
     pub technology: Option<&'static str>,
     /// Seconds, bytes or messages as recorded (1 for an activation).
     pub usage_units: u64,
@@ -499,6 +502,7 @@ impl Charging {
                 Some(own) => Some(Arc::from(&**own)),
                 None => rating.region.clone(),
             },
+            cell_id: record.cell_id.as_deref().map(Box::from),
             technology: rating.technology.clone(),
             usage_units,
             billed_units: rating.billed_units,

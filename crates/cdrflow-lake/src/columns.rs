@@ -41,7 +41,7 @@ pub const MEDIATED_COLUMNS: [&str; 14] = [
 
 /// The rated records' columns, in file order: the store's `rated_records`
 /// but its `billing_period`, which is the partition.
-pub const RATED_COLUMNS: [&str; 21] = [
+pub const RATED_COLUMNS: [&str; 22] = [
     "record_id",
     "msisdn",
     "event_time",
@@ -56,6 +56,7 @@ pub const RATED_COLUMNS: [&str; 21] = [
     "band",
     "rate_id",
     "region",
+    "cell_id",
     "technology",
     "usage_units",
     "billed_units",
@@ -114,7 +115,7 @@ pub(crate) fn rated_schema() -> SchemaRef {
                 "usage_units" | "billed_units" | "allowance_units" => (DataType::Int64, false),
                 "cost" => (money(), false),
                 "other_party" | "customer_id" | "destination_id" | "destination_class" | "band"
-                | "region" | "technology" | "allowance_id" => (DataType::Utf8, true),
+                | "region" | "cell_id" | "technology" | "allowance_id" => (DataType::Utf8, true),
                 _ => (DataType::Utf8, false),
             })
         })
@@ -247,7 +248,7 @@ pub(crate) fn rated_batch(rows: &[&RatedRecord]) -> RecordBatch {
         strings(n),
         strings(n),
     );
-    let (mut region, mut technology) = (strings(n), strings(n));
+    let (mut region, mut cell_id, mut technology) = (strings(n), strings(n), strings(n));
     let (mut usage_units, mut billed_units) = (
         Int64Builder::with_capacity(n),
         Int64Builder::with_capacity(n),
@@ -269,6 +270,7 @@ pub(crate) fn rated_batch(rows: &[&RatedRecord]) -> RecordBatch {
         band.append_option(r.band.as_deref());
         rate.append_value(&*r.rate);
         region.append_option(r.region.as_deref());
+        cell_id.append_option(r.cell_id.as_deref());
         technology.append_option(r.technology);
         usage_units.append_value(r.usage_units as i64);
         billed_units.append_value(r.billed_units as i64);
@@ -292,6 +294,7 @@ pub(crate) fn rated_batch(rows: &[&RatedRecord]) -> RecordBatch {
         Arc::new(band.finish()),
         Arc::new(rate.finish()),
         Arc::new(region.finish()),
+        Arc::new(cell_id.finish()),
         Arc::new(technology.finish()),
         Arc::new(usage_units.finish()),
         Arc::new(billed_units.finish()),

@@ -50,6 +50,7 @@ fn rated(id: u32, period: &str, cost_micros: i64) -> RatedRecord {
         band: Some(Name::Static("peak")),
         rate: Name::Static("intl-peak"),
         region: None,
+        cell_id: Some("CASA-0042".into()),
         technology: Some("3G"),
         usage_units: 61,
         billed_units: 66,

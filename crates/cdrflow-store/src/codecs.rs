@@ -382,6 +382,13 @@ pub(crate) mod invoice_rows {
     }
 }
 
+/// Migration v17, the same in both stores (issue 14): a rated record
+/// keeps the cell it names, indexed with its time, so a cell change that
+/// arrives after records of that cell finds them.
+pub(crate) const RATED_CELLS_V17: &str = "
+    ALTER TABLE rated_records ADD COLUMN cell_id TEXT;
+    CREATE INDEX rated_records_by_cell ON rated_records (cell_id, event_time);";
+
 /// Migration v16, the same in both stores: subscribers leave the search
 /// documents (they are found in their own table, `search_rows::select`).
 pub(crate) const SUBSCRIBERS_UNINDEXED_V16: &str =
@@ -1078,11 +1085,12 @@ pub(crate) mod reference_rows {
     }
 
     /// The changes among `changes` that records rated before them may
-    /// have missed, each once: a subscriber's row or a customer's put or
-    /// removed, a bundle bought. Rating joins subscribers, their customers
-    /// (account, bill-cycle day) and a number's purchases; cells (rated
-    /// records keep the region, not the cell), truncates and a purchase
-    /// cancelled (its removal names no number) are left out.
+    /// have missed, each once: a subscriber's, a customer's or a cell's row
+    /// put or removed, a bundle bought. Rating joins subscribers, their
+    /// customers (account, bill-cycle day), a number's purchases and the
+    /// record's cell (region, technology); plans and catalogue entries
+    /// (the catalogue is versioned by its own dates), truncates and a
+    /// purchase cancelled (its removal names no number) are left out.
     pub(crate) fn late_candidates(changes: &[ReferenceChange]) -> Vec<LateCandidate> {
         let candidate = |kind: ReferenceKind, id: &str, by, key: &str, at| LateCandidate {
             kind: kind.as_str(),
@@ -1108,6 +1116,13 @@ pub(crate) mod reference_rows {
                     &row.id(),
                     row.effective_from(),
                 )),
+                ReferenceChange::Put(row @ ReferenceRow::Cell(_)) => Some(candidate(
+                    ReferenceKind::Cells,
+                    &row.id(),
+                    LateBy::Cell,
+                    &row.id(),
+                    row.effective_from(),
+                )),
                 ReferenceChange::Put(ReferenceRow::Bundle(b)) => Some(candidate(
                     ReferenceKind::Bundles,
                     &b.purchase_id,
@@ -1122,6 +1137,7 @@ pub(crate) mod reference_rows {
                     ReferenceKind::Customers => {
                         Some(candidate(*kind, id, LateBy::Customer, id, *at))
                     }
+                    ReferenceKind::Cells => Some(candidate(*kind, id, LateBy::Cell, id, *at)),
                     _ => None,
                 },
                 _ => None,
@@ -1140,10 +1156,12 @@ pub(crate) mod reference_rows {
         /// The records rated for customer `key`, found through its
         /// subscribers' numbers (rated records are indexed by number).
         Customer,
+        /// The records that name cell `key` (`rated_records_by_cell`).
+        Cell,
     }
 
     impl LateBy {
-        pub(crate) const ALL: [LateBy; 2] = [LateBy::Number, LateBy::Customer];
+        pub(crate) const ALL: [LateBy; 3] = [LateBy::Number, LateBy::Customer, LateBy::Cell];
 
         /// The join of `m` (a candidate) to `rated_records r`.
         pub(crate) fn records(self) -> &'static str {
@@ -1154,6 +1172,9 @@ pub(crate) mod reference_rows {
                 LateBy::Customer => {
                     "JOIN rated_records r ON r.msisdn IN (SELECT s.msisdn FROM subscribers s WHERE s.customer_id = m.key)
                         AND r.customer_id = m.key AND r.event_time >= m.at"
+                }
+                LateBy::Cell => {
+                    "JOIN rated_records r ON r.cell_id = m.key AND r.event_time >= m.at"
                 }
             }
         }
@@ -1370,7 +1391,7 @@ pub(crate) mod rated_rows {
     pub(crate) const COLUMNS: &str =
         "record_id, msisdn, event_time, kind, service_type, other_party,
         customer_id, plan_id, catalogue_version, destination_id, destination_class, band, rate_id,
-        region, technology, usage_units, billed_units, allowance_id, allowance_units, cost_micros,
+        region, cell_id, technology, usage_units, billed_units, allowance_id, allowance_units, cost_micros,
         currency, billing_period";
 
     /// The `WHERE` of `query`, with `placeholder(i)` for its i-th value
@@ -1445,6 +1466,7 @@ pub(crate) mod rated_rows {
         pub band: Option<String>,
         pub rate_id: String,
         pub region: Option<String>,
+        pub cell_id: Option<String>,
         pub technology: Option<String>,
         pub usage_units: i64,
         pub billed_units: i64,
@@ -1476,6 +1498,7 @@ pub(crate) mod rated_rows {
                 band: self.band.map(Into::into),
                 rate: self.rate_id.into(),
                 region: self.region.map(Into::into),
+                cell_id: self.cell_id.map(Into::into),
                 technology: match self.technology.as_deref() {
                     None => None,
                     Some(text) => Some(

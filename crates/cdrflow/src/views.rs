@@ -20,7 +20,7 @@ pub const CSV_HEADER: &str =
 
 /// The rated records export's header: issue 12's columns first.
 pub const RATED_CSV_HEADER: &str = "record_id,msisdn,customer_id,plan_id,destination_id,rate_id,billed_units,cost,currency,\
-event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period,allowance_id,allowance_units";
+event_time,kind,service_type,other_party,catalogue_version,destination_class,band,region,technology,usage_units,billing_period,allowance_id,allowance_units,cell_id";
 
 /// The invoices export's header: issue 13's columns first.
 pub const INVOICE_CSV_HEADER: &str = "invoice_number,customer_id,period,voice,sms,data,recurring,discounts,subtotal,tax,total,currency,\
@@ -108,6 +108,7 @@ pub fn rated_csv(r: &RatedRecord) -> String {
         r.billing_period.to_string(),
         text(r.allowance.as_ref().map(|a| &*a.0)),
         r.allowance.as_ref().map_or(0, |a| a.1).to_string(),
+        text(r.cell_id.as_deref()),
     ]
     .join(",")
 }
@@ -132,6 +133,7 @@ pub fn rated_json(r: &RatedRecord) -> Value {
         "destination_class": r.destination.as_ref().map(|d| d.1),
         "band": r.band.as_deref(),
         "region": r.region.as_deref(),
+        "cell_id": r.cell_id.as_deref(),
         "technology": r.technology.as_deref(),
         "usage_units": r.usage_units,
         "billing_period": r.billing_period.to_string(),

@@ -430,6 +430,7 @@ fn check_rating(dir: &Path, store: &[&str]) -> BTreeMap<String, BTreeMap<String,
         // The cell is in Rabat on LTE; a record's own region would come first.
         assert_eq!(row["technology"], "4G", "{what}");
         assert_eq!(row["region"], "Rabat", "{what}");
+        assert_eq!(row["cell_id"], "CELL-7", "{what}");
         let customer = match record.msisdn {
             PREPAID => "C1",
             POSTPAID => "C2",

@@ -28,7 +28,7 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             .map(|r| r.other_party.map(|m| m.to_string()))
             .collect();
         let periods: Vec<String> = rows.iter().map(|r| r.billing_period.to_string()).collect();
-        let columns: [&(dyn ToSql + Sync); 22] = [
+        let columns: [&(dyn ToSql + Sync); 23] = [
             &text(&|r| &r.record_id),
             &msisdns,
             &integer(&|r| r.event_time),
@@ -43,6 +43,7 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             &optional(&|r| r.band.as_deref()),
             &text(&|r| &r.rate),
             &optional(&|r| r.region.as_deref()),
+            &optional(&|r| r.cell_id.as_deref()),
             &optional(&|r| r.technology.as_deref()),
             &integer(&|r| r.usage_units as i64),
             &integer(&|r| r.billed_units as i64),
@@ -57,8 +58,8 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
                 "INSERT INTO rated_records ({COLUMNS})
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                     $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[],
-                     $19::bigint[], $20::bigint[], $21::text[], $22::text[])"
+                     $13::text[], $14::text[], $15::text[], $16::text[], $17::bigint[], $18::bigint[],
+                     $19::text[], $20::bigint[], $21::bigint[], $22::text[], $23::text[])"
             ),
             &columns,
         )?;
@@ -143,14 +144,15 @@ pub(super) fn read_rated(r: &postgres::Row, first: usize) -> Result<RatedRecord>
         band: r.get(first + 11),
         rate_id: r.get(first + 12),
         region: r.get(first + 13),
-        technology: r.get(first + 14),
-        usage_units: r.get(first + 15),
-        billed_units: r.get(first + 16),
-        allowance_id: r.get(first + 17),
-        allowance_units: r.get(first + 18),
-        cost_micros: r.get(first + 19),
-        currency: r.get(first + 20),
-        billing_period: r.get(first + 21),
+        cell_id: r.get(first + 14),
+        technology: r.get(first + 15),
+        usage_units: r.get(first + 16),
+        billed_units: r.get(first + 17),
+        allowance_id: r.get(first + 18),
+        allowance_units: r.get(first + 19),
+        cost_micros: r.get(first + 20),
+        currency: r.get(first + 21),
+        billing_period: r.get(first + 22),
     }
     .into_record()
 }

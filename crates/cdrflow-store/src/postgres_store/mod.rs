@@ -133,6 +133,7 @@ fn migrations() -> Vec<(i32, String)> {
         (14, crate::codecs::BUNDLES_V14.to_string()),
         (15, crate::codecs::SPEND_REPORTS_V15.to_string()),
         (16, crate::codecs::SUBSCRIBERS_UNINDEXED_V16.to_string()),
+        (17, crate::codecs::RATED_CELLS_V17.to_string()),
     ]
 }
 

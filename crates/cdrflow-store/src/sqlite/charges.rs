@@ -12,7 +12,7 @@ use crate::{RatedQuery, StoredBalance};
 /// Adds a commit's rated records and balance changes.
 pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
     let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO rated_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO rated_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))?;
     let (mut msisdn, mut other) = (String::new(), String::new());
     for part in commit.parts {
@@ -38,14 +38,15 @@ pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
             insert.raw_bind_parameter(12, r.band.as_deref())?;
             insert.raw_bind_parameter(13, &*r.rate)?;
             insert.raw_bind_parameter(14, r.region.as_deref())?;
-            insert.raw_bind_parameter(15, r.technology.as_deref())?;
-            insert.raw_bind_parameter(16, r.usage_units as i64)?;
-            insert.raw_bind_parameter(17, r.billed_units as i64)?;
-            insert.raw_bind_parameter(18, r.allowance.as_ref().map(|a| &*a.0))?;
-            insert.raw_bind_parameter(19, r.allowance.as_ref().map_or(0, |a| a.1 as i64))?;
-            insert.raw_bind_parameter(20, r.cost_micros)?;
-            insert.raw_bind_parameter(21, &*r.currency)?;
-            insert.raw_bind_parameter(22, period.as_str())?;
+            insert.raw_bind_parameter(15, r.cell_id.as_deref())?;
+            insert.raw_bind_parameter(16, r.technology.as_deref())?;
+            insert.raw_bind_parameter(17, r.usage_units as i64)?;
+            insert.raw_bind_parameter(18, r.billed_units as i64)?;
+            insert.raw_bind_parameter(19, r.allowance.as_ref().map(|a| &*a.0))?;
+            insert.raw_bind_parameter(20, r.allowance.as_ref().map_or(0, |a| a.1 as i64))?;
+            insert.raw_bind_parameter(21, r.cost_micros)?;
+            insert.raw_bind_parameter(22, &*r.currency)?;
+            insert.raw_bind_parameter(23, period.as_str())?;
             insert.raw_execute()?;
         }
     }
@@ -136,14 +137,15 @@ pub(super) fn read_rated(r: &rusqlite::Row<'_>, first: usize) -> Result<RatedRec
         band: r.get(first + 11)?,
         rate_id: r.get(first + 12)?,
         region: r.get(first + 13)?,
-        technology: r.get(first + 14)?,
-        usage_units: r.get(first + 15)?,
-        billed_units: r.get(first + 16)?,
-        allowance_id: r.get(first + 17)?,
-        allowance_units: r.get(first + 18)?,
-        cost_micros: r.get(first + 19)?,
-        currency: r.get(first + 20)?,
-        billing_period: r.get(first + 21)?,
+        cell_id: r.get(first + 14)?,
+        technology: r.get(first + 15)?,
+        usage_units: r.get(first + 16)?,
+        billed_units: r.get(first + 17)?,
+        allowance_id: r.get(first + 18)?,
+        allowance_units: r.get(first + 19)?,
+        cost_micros: r.get(first + 20)?,
+        currency: r.get(first + 21)?,
+        billing_period: r.get(first + 22)?,
     }
     .into_record()
 }

@@ -136,6 +136,7 @@ fn rated(msisdn: &str, event_time: i64, period: &str) -> RatedRecord {
         band: None,
         rate: Name::Static("r"),
         region: None,
+        cell_id: None,
         technology: None,
         usage_units: 60,
         billed_units: 60,
@@ -158,18 +159,20 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
     store
         .put_reference(&parse_csv(ReferenceKind::Subscribers, subscribers, home).unwrap())
         .unwrap();
-    // The first number's records are rated for its customer, c1.
-    let of_c1 = |mut r: RatedRecord| {
+    // The first number's records are rated for its customer, c1, the
+    // first in cell B, the others in cell A.
+    let of_c1 = |mut r: RatedRecord, cell: &str| {
         r.customer_id = Some("c1".into());
+        r.cell_id = Some(cell.into());
         r
     };
     commit(
         store,
         Checkpoint {
             rated_records: vec![
-                of_c1(rated("+27821110001", T1, "2024-03")),
-                of_c1(rated("+27821110001", T3, "2024-03")),
-                of_c1(rated("+27821110001", T4, "2024-04")),
+                of_c1(rated("+27821110001", T1, "2024-03"), "CELL-B"),
+                of_c1(rated("+27821110001", T3, "2024-03"), "CELL-A"),
+                of_c1(rated("+27821110001", T4, "2024-04"), "CELL-A"),
             ],
             ..Checkpoint::default()
         },
@@ -224,6 +227,28 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
         }))
     };
     commit_changes(store, vec![customer("c1"), customer("c2"), customer("c9")]);
+    // Cell A moves region at T3 (both its records are at or after it);
+    // cell B is removed after its one record; cell Z has none.
+    let cell = |id: &str| {
+        ReferenceChange::Put(ReferenceRow::Cell(cdrflow_core::reference::Cell {
+            cell_id: id.into(),
+            effective_from: T3,
+            region: "north".into(),
+            technology: "4G",
+        }))
+    };
+    commit_changes(
+        store,
+        vec![
+            cell("CELL-A"),
+            cell("CELL-Z"),
+            ReferenceChange::Remove {
+                kind: ReferenceKind::Cells,
+                id: "CELL-B".into(),
+                at: T2,
+            },
+        ],
+    );
     // Its record at T1 comes with a removal at T1 in one transaction.
     commit(
         store,
@@ -256,12 +281,13 @@ fn changes_after_rated_records_are_listed(store: &mut dyn Store) {
         store.late_changes().unwrap(),
         [
             late_of("bundles", "P1", T3, 2, T3, ("2024-03", "2024-04")),
+            late_of("cells", "CELL-A", T3, 2, T3, ("2024-03", "2024-04")),
             late_of("customers", "c1", T4, 1, T4, ("2024-04", "2024-04")),
             late("+27821110001", T2, 2, T3, ("2024-03", "2024-04")),
             late("+27821110002", T1, 1, T1, ("2024-02", "2024-02")),
         ]
     );
-    assert_eq!(store.counts().unwrap().changes.late, 4);
+    assert_eq!(store.counts().unwrap().changes.late, 5);
     // The purchases read back as committed.
     let ReferenceRows::Bundles(purchases) =
         store.reference().unwrap().current(ReferenceKind::Bundles)
