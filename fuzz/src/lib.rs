@@ -1230,3 +1230,23 @@ pub fn check_pgoutput(input: &[u8]) {
         }
     }
 }
+
+/// `cdrflow_asn1`: a BER record and a 32.297 file from the same bytes.
+/// Neither may panic; a record read is framed within the input and reads
+/// the same from exactly its own octets; every CDR of a file lies inside it.
+pub fn check_ber(input: &[u8]) {
+    use cdrflow_asn1::file::CdrFile;
+    use cdrflow_asn1::{decode_message, decode_record};
+    if let Ok((record, used)) = decode_record(input) {
+        assert!(used <= input.len(), "a record longer than its input");
+        assert_eq!(decode_message(&input[..used]).as_ref(), Ok(&record));
+        assert!(record.unknown.iter().all(|(_, bytes)| bytes.len() < used));
+    }
+    if let Ok(file) = CdrFile::parse(input) {
+        for entry in file {
+            let Ok(entry) = entry else { break };
+            assert!(entry.offset + entry.bytes.len() <= input.len());
+            let _ = decode_message(entry.bytes);
+        }
+    }
+}

@@ -214,7 +214,10 @@ impl<'a> Iterator for CdrFile<'a> {
             let header_len = if release == 7 { 5 } else { 4 };
             let bytes = self.rest.get(header_len..header_len + len).ok_or(cut)?;
             let extension = match release {
-                7 => 10 + self.rest[4],
+                7 => 10u8.checked_add(self.rest[4]).ok_or(Asn1Error::CdrHeader {
+                    offset: self.offset,
+                    reason: "a release past 255",
+                })?,
                 r => r,
             };
             Ok((

@@ -388,6 +388,17 @@ fn a_cdr_file_that_lies_about_itself_is_refused() {
         CdrFile::parse(&file[..40]).err().map(|e| e.reason()),
         Some("cdr_file_bad_header")
     );
+    // Release code 7 reads the extension octet: 10 + 250 is no release.
+    let mut file = cdr_file(52, &cdrs, 0);
+    file[54] = 7 << 5;
+    file.insert(56, 250);
+    let said = (file.len() as u32).to_be_bytes();
+    file[..4].copy_from_slice(&said);
+    let entries: Vec<_> = CdrFile::parse(&file).unwrap().collect();
+    assert_eq!(
+        entries[0].as_ref().unwrap_err().to_string(),
+        "the CDR header at octet 52 is a release past 255"
+    );
 }
 
 #[test]
