@@ -19,6 +19,7 @@ pub mod analytics;
 pub mod billing;
 pub mod cdc;
 pub mod charging;
+pub mod country;
 pub mod dedup;
 pub mod formats;
 pub mod framing;
