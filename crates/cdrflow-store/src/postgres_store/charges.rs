@@ -64,6 +64,33 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
             &columns,
         )?;
     }
+    let cells = crate::codecs::cell_hours(commit);
+    if !cells.is_empty() {
+        let ids: Vec<&str> = cells.iter().map(|c| c.cell_id).collect();
+        let hours: Vec<i64> = cells.iter().map(|c| c.hour).collect();
+        let records: Vec<i64> = cells.iter().map(|c| c.records).collect();
+        let firsts: Vec<i64> = cells.iter().map(|c| c.first_event_time).collect();
+        let lasts: Vec<i64> = cells.iter().map(|c| c.last_event_time).collect();
+        let first_periods: Vec<&str> = cells.iter().map(|c| c.first_period.as_str()).collect();
+        let last_periods: Vec<&str> = cells.iter().map(|c| c.last_period.as_str()).collect();
+        tx.execute(
+            &crate::codecs::upsert_cell_hours_sql(
+                "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                     $5::bigint[], $6::text[], $7::text[])",
+                "least",
+                "greatest",
+            ),
+            &[
+                &ids,
+                &hours,
+                &records,
+                &firsts,
+                &lasts,
+                &first_periods,
+                &last_periods,
+            ],
+        )?;
+    }
     for part in commit.parts {
         for (msisdn, delta) in &part.checkpoint.balances {
             tx.execute(

@@ -147,10 +147,10 @@ fn list_late(tx: &mut Transaction<'_>, changes: &[ReferenceChange]) -> Result<()
         let keys: Vec<&str> = moves.iter().map(|m| &*m.key).collect();
         let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
         late += tx.execute(
-            &reference_rows::insert_late_sql(&format!(
-                "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS m(kind, id, key, at) {}",
-                by.records()
-            )),
+            &reference_rows::insert_late_sql(
+                by,
+                "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS m(kind, id, key, at)",
+            ),
             &[&kinds, &ids, &keys, &ats],
         )?;
     }

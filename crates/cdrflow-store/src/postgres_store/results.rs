@@ -98,7 +98,7 @@ impl Results for PgStore {
     fn clear_results(&mut self) -> Result<()> {
         let tables: Vec<&str> = SUMMARY_TABLES.iter().map(|t| t.name).collect();
         self.live_client()?.batch_execute(&format!(
-            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies, raw_events, daily_stats, hourly_stats, rated_records, balances, lake_files",
+            "TRUNCATE {}, rejected_records, operator_state, pipeline_counters, source_positions, real_time_metrics, late_events, anomalies, raw_events, daily_stats, hourly_stats, rated_records, cell_usage, balances, lake_files",
             tables.join(", ")
         ))?;
         Ok(())

@@ -47,6 +47,7 @@ impl Retention for PgStore {
         };
         counts.invoice_items = run(&mut tx, &sql::ITEMS)?;
         counts.rated_records = run(&mut tx, &sql::RATED)?;
+        run(&mut tx, &sql::CELL_USAGE)?;
         counts.notes = run(&mut tx, &sql::NOTES)?;
         counts.invoices = run(&mut tx, &sql::INVOICES)?;
         for (dataset, partition) in lake_partitions {

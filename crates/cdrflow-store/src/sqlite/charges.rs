@@ -50,6 +50,22 @@ pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
             insert.raw_execute()?;
         }
     }
+    let mut cells = tx.prepare_cached(&crate::codecs::upsert_cell_hours_sql(
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "min",
+        "max",
+    ))?;
+    for c in crate::codecs::cell_hours(commit) {
+        cells.execute(params![
+            c.cell_id,
+            c.hour,
+            c.records,
+            c.first_event_time,
+            c.last_event_time,
+            c.first_period,
+            c.last_period
+        ])?;
+    }
     let mut upsert = tx.prepare_cached(
         "INSERT INTO balances (msisdn, balance_micros, currency, last_event_time) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (msisdn) DO UPDATE SET balance_micros = balance_micros + excluded.balance_micros,

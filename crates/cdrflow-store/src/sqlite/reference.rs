@@ -144,11 +144,11 @@ fn list_late(tx: &Transaction<'_>, changes: &[ReferenceChange]) -> Result<()> {
             continue;
         }
         // One statement per kind of join, its text built once per commit.
-        let mut insert = tx.prepare_cached(&insert_late_sql(&format!(
+        let mut insert = tx.prepare_cached(&insert_late_sql(
+            by,
             "(SELECT CAST(?1 AS TEXT) AS kind, CAST(?2 AS TEXT) AS id, CAST(?3 AS TEXT) AS key,
-                     CAST(?4 AS BIGINT) AS at) m {}",
-            by.records()
-        )))?;
+                     CAST(?4 AS BIGINT) AS at) m",
+        ))?;
         for m in these {
             late += insert.execute(rusqlite::params![m.kind, m.id, m.key, m.at])?;
         }

@@ -106,7 +106,7 @@ impl Results for SqliteStore {
             "DELETE FROM rejected_records; DELETE FROM operator_state; DELETE FROM pipeline_counters;
              DELETE FROM source_positions; DELETE FROM window_totals; DELETE FROM late_events; DELETE FROM anomalies;
              DELETE FROM raw_event_rows; DELETE FROM daily_stats_totals; DELETE FROM hourly_stats_totals;
-             DELETE FROM rated_records; DELETE FROM balances; DELETE FROM lake_files;",
+             DELETE FROM rated_records; DELETE FROM cell_usage; DELETE FROM balances; DELETE FROM lake_files;",
         )?;
         tx.commit()?;
         Ok(())

@@ -59,6 +59,7 @@ impl Retention for SqliteStore {
         };
         counts.invoice_items = run(&sql::ITEMS)?;
         counts.rated_records = run(&sql::RATED)?;
+        run(&sql::CELL_USAGE)?;
         counts.notes = run(&sql::NOTES)?;
         counts.invoices = run(&sql::INVOICES)?;
         for (dataset, partition) in lake_partitions {
