@@ -48,6 +48,16 @@ fn nsn(random: &mut SplitMix64, len: usize, trunk: &str) -> String {
         })
         .collect()
 }
+
+/// How the country's own switches dial a national number (from the
+/// regulators' plans, not from the country files under test).
+fn trunk_prefix(cc: &str) -> &'static str {
+    match cc {
+        "fr" | "be" | "ma" | "eg" | "mg" => "0",
+        _ => "",
+    }
+}
+
 #[test]
 fn todays_plans_agree_with_libphonenumber() {
     let now = parse_timestamp("2026-06-01T00:00:00Z").unwrap();
@@ -55,10 +65,7 @@ fn todays_plans_agree_with_libphonenumber() {
     for cc in COUNTRIES {
         let country = country(cc);
         let code = country.numbering.country_code();
-        let trunk = match cc {
-            "fr" | "be" | "ma" | "eg" | "mg" => "0",
-            _ => "",
-        };
+        let trunk = trunk_prefix(cc);
         let mut valid = 0;
         for len in 6..=11 {
             for _ in 0..1_500 {
@@ -107,11 +114,7 @@ fn a_length_cdrflow_refuses_holds_no_valid_number() {
     let mut random = SplitMix64(16);
     for cc in COUNTRIES {
         let country = country(cc);
-        let trunk = if matches!(cc, "fr" | "be" | "ma" | "eg" | "mg") {
-            "0"
-        } else {
-            ""
-        };
+        let trunk = trunk_prefix(cc);
         for len in 6..=11 {
             for _ in 0..1_000 {
                 let national = format!("{trunk}{}", nsn(&mut random, len, trunk));
@@ -187,11 +190,7 @@ fn old_numbers_are_rewritten_to_numbers_valid_today() {
         assert_eq!(ours.msisdn.to_string(), expected, "{cc}: `{old}` at {at}");
         let national =
             expected.trim_start_matches(&format!("+{}", country.numbering.country_code()));
-        let trunk = if matches!(cc, "ma" | "eg" | "mg") {
-            "0"
-        } else {
-            ""
-        };
+        let trunk = trunk_prefix(cc);
         assert_eq!(
             libphonenumber(cc, &format!("{trunk}{national}")).as_deref(),
             Some(expected),
