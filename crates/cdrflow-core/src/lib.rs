@@ -35,4 +35,5 @@ pub mod reference;
 pub mod reject;
 pub mod retention;
 pub mod search;
+pub mod stitching;
 pub mod synth;
