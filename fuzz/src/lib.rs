@@ -569,6 +569,7 @@ fn check_cdr(cdr: &Cdr<'_>, fields: &HashMap<&[u8], JsonValue<'_>>, options: &De
         IdSpace::CdrData => "data_type",
         IdSpace::CdrVoice => "call_type",
         IdSpace::TelecomEvents => "event_subtype",
+        IdSpace::ChargingRecords => unreachable!("a JSON record is no 3GPP charging record"),
     };
     let label = text_of(get(label_field)).unwrap_or_else(|| "default".into());
     assert_eq!(ty, label.trim().to_lowercase(), "type label of {label:?}");
@@ -584,6 +585,7 @@ fn check_cdr(cdr: &Cdr<'_>, fields: &HashMap<&[u8], JsonValue<'_>>, options: &De
     let id_field = match cdr.id_space {
         IdSpace::TelecomEvents => "event_id",
         IdSpace::CdrData | IdSpace::CdrVoice => "cdr_id",
+        IdSpace::ChargingRecords => unreachable!("a JSON record is no 3GPP charging record"),
     };
     check_text_field(&cdr.record_id, get(id_field), id_field);
 
@@ -592,6 +594,7 @@ fn check_cdr(cdr: &Cdr<'_>, fields: &HashMap<&[u8], JsonValue<'_>>, options: &De
         IdSpace::CdrData => "event_datetime",
         IdSpace::CdrVoice => "start_time",
         IdSpace::TelecomEvents => "timestamp",
+        IdSpace::ChargingRecords => unreachable!("a JSON record is no 3GPP charging record"),
     };
     let raw_time = text_of(get(time_field)).expect("accepted without a time");
     assert_eq!(parse_timestamp(&raw_time), Ok(cdr.start_time));
@@ -1231,9 +1234,10 @@ pub fn check_pgoutput(input: &[u8]) {
     }
 }
 
-/// `cdrflow_asn1`: a BER record and a 32.297 file from the same bytes.
-/// Neither may panic; a record read is framed within the input and reads
-/// the same from exactly its own octets; every CDR of a file lies inside it.
+/// `cdrflow_asn1` and the core's BER format: a BER record, a stream of
+/// them and a 32.297 file from the same bytes. None may panic; a record
+/// read is framed within the input and reads the same from exactly its own
+/// octets; stream frames tile the input; every CDR of a file lies inside it.
 pub fn check_ber(input: &[u8]) {
     use cdrflow_asn1::file::CdrFile;
     use cdrflow_asn1::{decode_message, decode_record};
@@ -1242,6 +1246,25 @@ pub fn check_ber(input: &[u8]) {
         assert_eq!(decode_message(&input[..used]).as_ref(), Ok(&record));
         assert!(record.unknown.iter().all(|(_, bytes)| bytes.len() < used));
     }
+    // The core's side: framed as a stream and decoded by `--format ber`;
+    // frames tile the input in order.
+    use cdrflow_core::formats::{decode, DecodeOptions, Format};
+    use cdrflow_core::framing::{BerRecords, Framing};
+    let options = DecodeOptions {
+        format: Format::parse("ber").expect("the ber format is registered"),
+        ..DecodeOptions::default()
+    };
+    let mut covered = 0;
+    for frame in BerRecords.frames(input, true) {
+        assert!(frame.offset >= covered, "frames overlap");
+        covered = frame.offset + frame.payload.len();
+        let position = cdrflow_core::model::SourcePosition::Line {
+            line: frame.number + 1,
+            byte_offset: frame.offset as u64,
+        };
+        let _ = decode(frame.payload, position, &options);
+    }
+    assert!(covered <= input.len());
     if let Ok(file) = CdrFile::parse(input) {
         for entry in file {
             let Ok(entry) = entry else { break };

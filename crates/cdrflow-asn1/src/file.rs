@@ -7,8 +7,7 @@
 //! The header length is read both ways writers have been seen to write
 //! it: from the start of the file, or after the two length fields.
 
-use cdrflow_core::normalize::{Day, EpochMillis};
-
+use crate::time::{civil_millis, year_of, EpochMillis};
 use crate::Asn1Error;
 
 /// The fixed part of a file header, up to the routeing filter.
@@ -56,15 +55,14 @@ impl HeaderTime {
     /// on 1 January is last year's. `None` for 29 February in a year
     /// without one.
     pub fn nearest_to(&self, reference: EpochMillis) -> Option<EpochMillis> {
-        let (year, _, _) = Day((reference.div_euclid(86_400_000)) as i32).ymd();
+        let year = year_of(reference)?;
         (year - 1..=year + 1)
             .filter_map(|y| self.in_year(y))
             .min_by_key(|at| (at - reference).abs())
     }
 
     fn in_year(&self, year: i32) -> Option<EpochMillis> {
-        let day = Day::from_ymd(year, self.month, self.day)?;
-        let local = (i64::from(day.0) * 1440 + i64::from(self.hour * 60 + self.minute)) * 60_000;
+        let local = civil_millis(year, self.month, self.day, self.hour, self.minute, 0)?;
         Some(local - i64::from(self.offset_minutes) * 60_000)
     }
 }

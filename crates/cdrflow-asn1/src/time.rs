@@ -3,9 +3,45 @@
 //! ASCII `+` or `-`). Some switches write the first six only; those say no
 //! offset, and the source's configured zone gives it.
 
-use cdrflow_core::normalize::{Day, EpochMillis};
-
 use crate::Asn1Error;
+
+/// UTC milliseconds since the Unix epoch (the core's `EpochMillis`).
+pub type EpochMillis = i64;
+
+/// Milliseconds from 1970-01-01T00:00 to the given wall-clock reading
+/// counted as UTC; `None` for no such date or time.
+pub(crate) fn civil_millis(
+    year: i32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Option<EpochMillis> {
+    let narrow = |v: u32| i8::try_from(v).ok();
+    let reading = jiff::civil::DateTime::new(
+        i16::try_from(year).ok()?,
+        narrow(month)?,
+        narrow(day)?,
+        narrow(hour)?,
+        narrow(minute)?,
+        narrow(second)?,
+        0,
+    )
+    .ok()?;
+    Some(
+        jiff::tz::TimeZone::UTC
+            .to_timestamp(reading)
+            .ok()?
+            .as_millisecond(),
+    )
+}
+
+/// The UTC calendar year of an instant.
+pub(crate) fn year_of(at: EpochMillis) -> Option<i32> {
+    let instant = jiff::Timestamp::from_millisecond(at).ok()?;
+    Some(i32::from(instant.to_zoned(jiff::tz::TimeZone::UTC).year()))
+}
 
 /// A wall-clock reading and, where the record says, its offset from UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +80,11 @@ pub fn timestamp(value: &[u8]) -> Result<Timestamp, Asn1Error> {
     let field = |i: usize| bcd(clock[i]);
     let (year, month, day) = (2000 + field(0)? as i32, field(1)?, field(2)?);
     let (hour, minute, second) = (field(3)?, field(4)?, field(5)?);
-    let date = Day::from_ymd(year, month, day).ok_or(Asn1Error::BadTimestamp("no such date"))?;
     if hour > 23 || minute > 59 || second > 59 {
         return Err(Asn1Error::BadTimestamp("no such time of day"));
     }
+    let local_millis = civil_millis(year, month, day, hour, minute, second)
+        .ok_or(Asn1Error::BadTimestamp("no such date"))?;
     let offset_minutes = match offset {
         None => None,
         Some(&[sign, hours, minutes]) => {
@@ -64,12 +101,8 @@ pub fn timestamp(value: &[u8]) -> Result<Timestamp, Asn1Error> {
         }
         Some(_) => unreachable!("nine octets leave three for the offset"),
     };
-    let seconds = i64::from(date.0) * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second);
     Ok(Timestamp {
-        local_millis: seconds * 1000,
+        local_millis,
         offset_minutes,
     })
 }

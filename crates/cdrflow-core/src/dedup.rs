@@ -27,6 +27,7 @@ impl RecordKey {
             IdSpace::CdrData => Kind::Data as u64 + 1,
             IdSpace::CdrVoice => Kind::Voice as u64 + 1,
             IdSpace::TelecomEvents => 0x7e1e_0000,
+            IdSpace::ChargingRecords => 0x3_2298,
         };
         RecordKey(xxh3_128_with_seed(id.as_bytes(), seed))
     }

@@ -106,9 +106,129 @@ impl Framing for Newline {
     }
 }
 
+/// BER records one after another, as switches write raw CDR streams (and
+/// 32.298 records outside a 32.297 file): a frame is one outer
+/// tag-length-value. `0x00` and `0xFF` between records are fill (ZTE pads
+/// records with `0xFF`). A value whose tag or length cannot be read makes
+/// the rest of the data one frame, which the decoder rejects with the
+/// reason: nothing after it can be found.
+pub struct BerRecords;
+
+enum Scan {
+    End,
+    Record {
+        start: usize,
+        end: usize,
+    },
+    /// The data ends inside a record.
+    Truncated {
+        start: usize,
+    },
+    Broken {
+        start: usize,
+    },
+}
+
+fn scan(data: &[u8], from: usize) -> Scan {
+    let start = data[from..]
+        .iter()
+        .position(|&b| b != 0x00 && b != 0xFF)
+        .map_or(data.len(), |i| from + i);
+    if start == data.len() {
+        return Scan::End;
+    }
+    match cdrflow_asn1::tlv::read(&data[start..]) {
+        Ok(tlv) => Scan::Record {
+            start,
+            end: start + tlv.encoded_len,
+        },
+        Err(cdrflow_asn1::Asn1Error::Truncated(_)) => Scan::Truncated { start },
+        Err(_) => Scan::Broken { start },
+    }
+}
+
+impl Framing for BerRecords {
+    fn name(&self) -> &'static str {
+        "ber"
+    }
+
+    fn last_boundary(&self, data: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        loop {
+            match scan(data, at) {
+                Scan::Record { end, .. } => at = end,
+                Scan::End | Scan::Broken { .. } => return (!data.is_empty()).then_some(data.len()),
+                Scan::Truncated { start } => return (start > 0).then_some(start),
+            }
+        }
+    }
+
+    fn first_end(&self, data: &[u8]) -> Option<(usize, usize)> {
+        match scan(data, 0) {
+            Scan::Record { end, .. } => Some((end, end)),
+            Scan::Broken { .. } => Some((data.len(), data.len())),
+            Scan::End | Scan::Truncated { .. } => None,
+        }
+    }
+
+    fn frames<'a>(
+        &self,
+        data: &'a [u8],
+        _at_start: bool,
+    ) -> Box<dyn Iterator<Item = Frame<'a>> + 'a> {
+        let (mut at, mut number) = (0usize, 0u64);
+        Box::new(std::iter::from_fn(move || {
+            let (start, end) = match scan(data, at) {
+                Scan::End => return None,
+                Scan::Record { start, end } => (start, end),
+                Scan::Truncated { start } | Scan::Broken { start } => (start, data.len()),
+            };
+            at = end;
+            number += 1;
+            Some(Frame {
+                number: number - 1,
+                offset: start,
+                payload: &data[start..end],
+            })
+        }))
+    }
+
+    fn count(&self, data: &[u8]) -> u64 {
+        self.frames(data, true).count() as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ber_frames_are_whole_records_with_fill_between() {
+        // [0] {…3 octets}, fill, [1] {…1}, then a record cut short.
+        let data = [
+            0xA0, 0x03, 0x80, 0x01, 0x00, 0xFF, 0xFF, 0xA1, 0x01, 0x07, 0xA6, 0x05, 0x80,
+        ];
+        let frames: Vec<_> = BerRecords
+            .frames(&data, true)
+            .map(|f| (f.number, f.offset, f.payload))
+            .collect();
+        assert_eq!(
+            frames,
+            [
+                (0, 0, &data[..5]),
+                (1, 7, &data[7..10]),
+                (2, 10, &data[10..])
+            ]
+        );
+        assert_eq!(BerRecords.last_boundary(&data), Some(10));
+        assert_eq!(BerRecords.last_boundary(&data[..3]), None);
+        assert_eq!(BerRecords.first_end(&data[7..]), Some((3, 3)));
+        assert_eq!(BerRecords.count(&data[..10]), 2);
+        // A length no BER allows: the rest is one frame, for the decoder to refuse.
+        let broken = [0xA0, 0x01, 0x05, 0xA1, 0x85, 1, 2, 3, 4, 5, 0xA0, 0x00];
+        assert_eq!(BerRecords.count(&broken), 2);
+        assert_eq!(BerRecords.last_boundary(&broken), Some(broken.len()));
+    }
 
     fn payloads(data: &[u8], at_start: bool) -> Vec<(u64, usize, &[u8])> {
         Newline

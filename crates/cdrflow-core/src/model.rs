@@ -96,6 +96,8 @@ pub enum IdSpace {
     CdrData,
     CdrVoice,
     TelecomEvents,
+    /// 3GPP charging records: ids are the switch's (entity, reference, part).
+    ChargingRecords,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,10 +35,17 @@ pub enum RejectReason {
     ChangeWithoutPosition,
     /// A change event column that is not what the mapping says it is.
     InvalidChangeValue,
+    /// Bytes that are not a BER charging record (a length past the data, a
+    /// field of the wrong structure).
+    MalformedBer,
+    /// A BER record of a type cdrflow does not read.
+    UnknownRecordType,
+    /// A local time without its UTC offset where no zone is configured.
+    TimeWithoutOffset,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 26] = [
+    pub const ALL: [RejectReason; 29] = [
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
         RejectReason::TooDeeplyNested,
@@ -65,6 +72,9 @@ impl RejectReason {
         RejectReason::NotAChangeEvent,
         RejectReason::ChangeWithoutPosition,
         RejectReason::InvalidChangeValue,
+        RejectReason::MalformedBer,
+        RejectReason::UnknownRecordType,
+        RejectReason::TimeWithoutOffset,
     ];
 
     /// The stable snake_case name stored with the record and used in metrics.
@@ -96,6 +106,9 @@ impl RejectReason {
             RejectReason::NotAChangeEvent => "not_a_change_event",
             RejectReason::ChangeWithoutPosition => "change_without_position",
             RejectReason::InvalidChangeValue => "invalid_change_value",
+            RejectReason::MalformedBer => "malformed_ber",
+            RejectReason::UnknownRecordType => "unknown_record_type",
+            RejectReason::TimeWithoutOffset => "time_without_offset",
         }
     }
 

@@ -2,6 +2,7 @@
 //! config file > defaults. Clap reads flags and environment into `Option`s;
 //! the config file fills what both left empty; defaults fill the rest.
 
+use cdrflow_core::country::Country;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,12 @@ pub struct GlobalArgs {
     /// Country code given to national numbers (leading 0) [default: 27]
     #[arg(long, global = true, env = "DEFAULT_COUNTRY_CODE", value_name = "CC")]
     pub default_country_code: Option<String>,
+
+    /// The country the records come from (config/countries/<cc>.toml): its
+    /// numbering plan turns national numbers, old ones included, into E.164
+    /// (`--format ber` reads it; without it the default country code does)
+    #[arg(long, global = true, env = "CDRFLOW_COUNTRY_FILE", value_name = "FILE")]
+    pub country_file: Option<PathBuf>,
 
     /// Zone whose calendar decides the summary date: UTC or a fixed offset like +02:00 [default: UTC]
     #[arg(long, global = true, env = "CDRFLOW_SUMMARY_ZONE", value_name = "ZONE")]
@@ -206,6 +213,7 @@ struct ConfigFile {
     catalogue: Option<PathBuf>,
     default_plan: Option<String>,
     default_country_code: Option<String>,
+    country_file: Option<PathBuf>,
     summary_zone: Option<String>,
     dedup_window_days: Option<u32>,
     dedup_horizon_days: Option<u32>,
@@ -237,6 +245,8 @@ pub struct Settings {
     /// With a plan: the catalogue prices records, not the tariff.
     pub catalogue: Option<(PathBuf, String)>,
     pub country_code: CountryCode,
+    /// `--country-file`, read and checked once (kept for the process's life).
+    pub country: Option<&'static Country>,
     pub zone: SummaryZone,
     pub dedup_window_days: u32,
     pub dedup_horizon_days: u32,
@@ -379,6 +389,21 @@ impl Settings {
                 Some(text) => CountryCode::parse(&text).map_err(anyhow::Error::msg)?,
                 None => CountryCode::default(),
             },
+            country: match args.country_file.clone().or(file.country_file) {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| {
+                        format!("cannot read the country file {}", path.display())
+                    })?;
+                    let country = Country::parse(&text).with_context(|| {
+                        format!(
+                            "in the country file {} (see config/countries/README.md)",
+                            path.display()
+                        )
+                    })?;
+                    Some(&*Box::leak(Box::new(country)))
+                }
+            },
             zone: match zone {
                 Some(text) => SummaryZone::parse(&text).map_err(anyhow::Error::msg)?,
                 None => SummaryZone::UTC,
@@ -447,6 +472,7 @@ impl Settings {
             decode: DecodeOptions {
                 format,
                 default_country_code: self.country_code,
+                country: self.country,
             },
             zone: self.zone,
             dedup_window_ms: i64::from(self.dedup_window_days) * 86_400_000,

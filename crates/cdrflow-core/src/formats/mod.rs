@@ -8,6 +8,7 @@
 //! their field readers and take part in detection (`auto`, see
 //! [`json::Auto`]); sources name their format, `auto` by default.
 
+mod ber;
 mod cdr_data;
 mod cdr_voice;
 pub mod json;
@@ -15,6 +16,8 @@ mod telecom_events;
 
 use std::fmt;
 
+use crate::country::Country;
+use crate::framing::{Framing, Newline};
 use crate::model::{Cdr, SourcePosition};
 use crate::normalize::CountryCode;
 use crate::reject::Rejection;
@@ -37,6 +40,11 @@ pub trait Decoder: Sync {
         position: SourcePosition,
         options: &DecodeOptions,
     ) -> Result<Cdr<'a>, Rejection>;
+
+    /// Where its records end in a file: lines, unless the format says.
+    fn framing(&self) -> &'static dyn Framing {
+        &Newline
+    }
 
     /// A JSON format takes part in detection.
     fn as_json(&self) -> Option<&dyn JsonFormat> {
@@ -67,6 +75,7 @@ pub fn registry() -> &'static [&'static dyn Decoder] {
         &telecom_events::TelecomEvents,
         &cdr_data::CdrData,
         &cdr_voice::CdrVoice,
+        &ber::Ber,
     ]
 }
 
@@ -91,6 +100,10 @@ impl Format {
 
     pub fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    pub fn framing(&self) -> &'static dyn Framing {
+        self.0.framing()
     }
 
     pub fn is_auto(&self) -> bool {
@@ -129,6 +142,9 @@ impl fmt::Display for Format {
 pub struct DecodeOptions {
     pub format: Format,
     pub default_country_code: CountryCode,
+    /// The country the records come from (`--country-file`): its numbering
+    /// plan reads national numbers (the BER format's, for now).
+    pub country: Option<&'static Country>,
 }
 
 /// Decodes and validates one record in the configured format.

@@ -53,7 +53,8 @@ pub struct ProcessArgs {
     #[arg(long, env = "CDRFLOW_MAX_RECORD_BYTES", value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
 
-    /// Record format: auto (detected per record), cdr-data, cdr-voice, telecom-events
+    /// Record format: auto (detected per record), cdr-data, cdr-voice, telecom-events,
+    /// ber (3GPP TS 32.298 records one after another; see --country-file)
     #[arg(long, default_value = "auto", value_parser = Format::parse)]
     pub format: Format,
 
@@ -246,7 +247,7 @@ pub fn process_inputs_of(
         input: InputOptions {
             complete: args.complete,
             max_record_bytes: args.max_record_bytes.max(KEPT_BYTES),
-            ..InputOptions::default()
+            framing: args.format.framing(),
         },
         batch_size,
     };
