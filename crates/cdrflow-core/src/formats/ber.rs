@@ -9,8 +9,8 @@
 //! Each part of a partial call or session is a record of its own here —
 //! durations and volumes add up the same in the summaries; joining the
 //! parts into one record is [`crate::stitching`]'s (not yet on this path).
-//! A timestamp without its UTC offset is refused until the country's zone
-//! is applied on this path.
+//! A timestamp without its UTC offset is read in the country's zone, and
+//! refused without a country file.
 
 use std::borrow::Cow;
 
@@ -68,12 +68,16 @@ fn cdr<'a>(
             "the record has no start, answer, seizure or opening time",
         )
     })?;
-    let start_time = start.utc_millis().ok_or_else(|| {
-        Rejection::new(
-            RejectReason::TimeWithoutOffset,
-            "the record's start time has no UTC offset (6-octet TimeStamp)",
-        )
-    })?;
+    // A 6-octet TimeStamp has no offset: the country's zone gives it.
+    let start_time = start
+        .utc_millis()
+        .or_else(|| options.country.and_then(|c| c.instant_of_local(start.local_millis)))
+        .ok_or_else(|| {
+            Rejection::new(
+                RejectReason::TimeWithoutOffset,
+                "the record's start time has no UTC offset (6-octet TimeStamp) and no --country-file gives its zone",
+            )
+        })?;
     let served = record.served_msisdn.ok_or_else(|| {
         Rejection::new(
             RejectReason::MissingField,
@@ -263,12 +267,21 @@ mod tests {
             reason(&[0xA2, 0x03, 0x80, 0x01, 0x02]),
             RejectReason::UnknownRecordType
         );
-        // An answer time of six octets: no offset, no zone yet.
+        // An answer time of six octets, 14:30 on 5 March 2024 with no
+        // offset: Paris's (+01:00) with France's file, refused without one.
         let local = [
-            0xA0, 0x0D, 0x83, 0x03, 0x91, 0x33, 0xF6, 0x97, 0x06, 0x24, 0x03, 0x05, 0x14, 0x30,
-            0x00,
+            0xA0, 0x11, 0x83, 0x07, 0x91, 0x33, 0x16, 0x32, 0x54, 0x76, 0xF8, 0x97, 0x06, 0x24,
+            0x03, 0x05, 0x14, 0x30, 0x00,
         ];
-        assert_eq!(reason(&local), RejectReason::TimeWithoutOffset);
+        let read = Ber.decode(&local, position, &france()).unwrap();
+        assert_eq!(
+            read.start_time,
+            parse_timestamp("2024-03-05T13:30:00Z").unwrap()
+        );
+        let without = Ber
+            .decode(&local, position, &DecodeOptions::default())
+            .unwrap_err();
+        assert_eq!(without.reason, RejectReason::TimeWithoutOffset);
         // No served number.
         let nobody = [
             0xA0, 0x0B, 0x97, 0x09, 0x24, 0x03, 0x05, 0x14, 0x30, 0x00, b'+', 0x01, 0x00,
