@@ -1265,6 +1265,17 @@ pub fn check_ber(input: &[u8]) {
         let _ = decode(frame.payload, position, &options);
     }
     assert!(covered <= input.len());
+    // And as a 32.297 file: past its header, frames tile the rest.
+    use cdrflow_core::framing::Ts32297;
+    let header = Ts32297.header_len(input);
+    assert!(header <= input.len());
+    let mut covered = 0;
+    for frame in Ts32297.frames(&input[header..], false) {
+        assert!(frame.offset >= covered, "32.297 frames overlap");
+        covered = frame.offset + frame.payload.len();
+        assert!(covered <= input.len() - header);
+    }
+    assert_eq!(Ts32297.count(&input[header..]), Ts32297.frames(&input[header..], false).count() as u64);
     if let Ok(file) = CdrFile::parse(input) {
         for entry in file {
             let Ok(entry) = entry else { break };

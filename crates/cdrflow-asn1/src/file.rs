@@ -130,57 +130,15 @@ pub struct CdrFile<'a> {
 }
 
 impl<'a> CdrFile<'a> {
+    /// A whole file: its length must be the one its header says.
     pub fn parse(file: &'a [u8]) -> Result<CdrFile<'a>, Asn1Error> {
-        let short = Asn1Error::BadFileHeader("shorter than its fixed part");
-        let fixed = file.get(..FIXED_HEADER).ok_or(short)?;
-        let u32_at = |i: usize| u32::from_be_bytes(fixed[i..i + 4].try_into().expect("4 octets"));
-        let length_field = |at: usize| -> Result<(&'a [u8], usize), Asn1Error> {
-            let len = file
-                .get(at..at + 2)
-                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-                .ok_or(Asn1Error::BadFileHeader("cut inside its variable part"))?;
-            let bytes = file
-                .get(at + 2..at + 2 + len)
-                .ok_or(Asn1Error::BadFileHeader("cut inside its variable part"))?;
-            Ok((bytes, at + 2 + len))
-        };
-        let (routeing_filter, next) = length_field(FIXED_HEADER)?;
-        let (private_extension, mut parsed) = length_field(next)?;
-        // Release code 7 says "see the extension octets".
-        if fixed[8] >> 5 == 7 {
-            parsed += 2;
-        }
-        let header = FileHeader {
-            file_length: u32_at(0),
-            header_length: u32_at(4),
-            high_release: fixed[8],
-            low_release: fixed[9],
-            opened: HeaderTime::parse(fixed[10..14].try_into().expect("4 octets"))?,
-            last_appended: HeaderTime::parse(fixed[14..18].try_into().expect("4 octets"))?,
-            cdr_count: u32_at(18),
-            sequence_number: u32_at(22),
-            closure_reason: fixed[26],
-            node_address: fixed[27..47].try_into().expect("20 octets"),
-            lost: LostCdrs { raw: fixed[47] },
-            routeing_filter,
-            private_extension,
-        };
+        let (header, first_cdr) = parse_header(file)?;
         if header.file_length as usize != file.len() {
             return Err(Asn1Error::FileLength {
                 said: header.file_length as usize,
                 read: file.len(),
             });
         }
-        let declared = header.header_length as usize;
-        let first_cdr = if declared >= parsed {
-            declared
-        } else if declared + 8 >= parsed {
-            declared + 8
-        } else {
-            return Err(Asn1Error::BadFileHeader(
-                "a header length shorter than its own fields",
-            ));
-        };
         let rest = file.get(first_cdr..).ok_or(Asn1Error::BadFileHeader(
             "a header length past the file's end",
         ))?;
@@ -192,6 +150,86 @@ impl<'a> CdrFile<'a> {
     }
 }
 
+/// The header at the start of `data` (a file, or its first octets) and
+/// where its first CDR starts.
+pub fn parse_header(data: &[u8]) -> Result<(FileHeader<'_>, usize), Asn1Error> {
+    let short = Asn1Error::BadFileHeader("shorter than its fixed part");
+    let fixed = data.get(..FIXED_HEADER).ok_or(short)?;
+    let u32_at = |i: usize| u32::from_be_bytes(fixed[i..i + 4].try_into().expect("4 octets"));
+    let length_field = |at: usize| -> Result<(&[u8], usize), Asn1Error> {
+        let len = data
+            .get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            .ok_or(Asn1Error::BadFileHeader("cut inside its variable part"))?;
+        let bytes = data
+            .get(at + 2..at + 2 + len)
+            .ok_or(Asn1Error::BadFileHeader("cut inside its variable part"))?;
+        Ok((bytes, at + 2 + len))
+    };
+    let (routeing_filter, next) = length_field(FIXED_HEADER)?;
+    let (private_extension, mut parsed) = length_field(next)?;
+    // Release code 7 says "see the extension octets".
+    if fixed[8] >> 5 == 7 {
+        parsed += 2;
+    }
+    let header = FileHeader {
+        file_length: u32_at(0),
+        header_length: u32_at(4),
+        high_release: fixed[8],
+        low_release: fixed[9],
+        opened: HeaderTime::parse(fixed[10..14].try_into().expect("4 octets"))?,
+        last_appended: HeaderTime::parse(fixed[14..18].try_into().expect("4 octets"))?,
+        cdr_count: u32_at(18),
+        sequence_number: u32_at(22),
+        closure_reason: fixed[26],
+        node_address: fixed[27..47].try_into().expect("20 octets"),
+        lost: LostCdrs { raw: fixed[47] },
+        routeing_filter,
+        private_extension,
+    };
+    let declared = header.header_length as usize;
+    let first_cdr = if declared >= parsed {
+        declared
+    } else if declared + 8 >= parsed {
+        declared + 8
+    } else {
+        return Err(Asn1Error::BadFileHeader(
+            "a header length shorter than its own fields",
+        ));
+    };
+    Ok((header, first_cdr))
+}
+
+/// The CDR at the start of `data`, `offset` octets into its file, and the
+/// octets it takes with its header; `Ok(None)` when `data` ends inside it.
+pub fn read_entry(data: &[u8], offset: usize) -> Result<Option<(CdrEntry<'_>, usize)>, Asn1Error> {
+    let Some(header) = data.get(..4) else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+    let release = header[2] >> 5;
+    let header_len = if release == 7 { 5 } else { 4 };
+    let Some(bytes) = data.get(header_len..header_len + len) else {
+        return Ok(None);
+    };
+    let release = match release {
+        7 => 10u8.checked_add(data[4]).ok_or(Asn1Error::CdrHeader {
+            offset,
+            reason: "a release past 255",
+        })?,
+        r => r,
+    };
+    let entry = CdrEntry {
+        offset,
+        release,
+        version: header[2] & 0x1F,
+        encoding: header[3] >> 5,
+        ts_number: header[3] & 0x1F,
+        bytes,
+    };
+    Ok(Some((entry, header_len + len)))
+}
+
 impl<'a> Iterator for CdrFile<'a> {
     /// A CDR whose header or length is broken ends the file: nothing after
     /// it can be framed.
@@ -201,35 +239,12 @@ impl<'a> Iterator for CdrFile<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let entry = (|| {
-            let cut = Asn1Error::CdrHeader {
+        let entry = read_entry(self.rest, self.offset).and_then(|entry| {
+            entry.ok_or(Asn1Error::CdrHeader {
                 offset: self.offset,
                 reason: "cut short",
-            };
-            let header = self.rest.get(..4).ok_or(cut.clone())?;
-            let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-            let release = header[2] >> 5;
-            let header_len = if release == 7 { 5 } else { 4 };
-            let bytes = self.rest.get(header_len..header_len + len).ok_or(cut)?;
-            let extension = match release {
-                7 => 10u8.checked_add(self.rest[4]).ok_or(Asn1Error::CdrHeader {
-                    offset: self.offset,
-                    reason: "a release past 255",
-                })?,
-                r => r,
-            };
-            Ok((
-                CdrEntry {
-                    offset: self.offset,
-                    release: extension,
-                    version: header[2] & 0x1F,
-                    encoding: header[3] >> 5,
-                    ts_number: header[3] & 0x1F,
-                    bytes,
-                },
-                header_len + len,
-            ))
-        })();
+            })
+        });
         match entry {
             Ok((entry, used)) => {
                 self.rest = &self.rest[used..];

@@ -40,6 +40,12 @@ pub trait Framing: Sync {
 
     /// How many frames `data` holds, the empty ones included.
     fn count(&self, data: &[u8]) -> u64;
+
+    /// How many octets at the start of an input are its header, not
+    /// frames (a 32.297 file's); asked once, with the input's first read.
+    fn header_len(&self, _start: &[u8]) -> usize {
+        0
+    }
 }
 
 impl std::fmt::Debug for dyn Framing {
@@ -195,6 +201,91 @@ impl Framing for BerRecords {
 
     fn count(&self, data: &[u8]) -> u64 {
         self.frames(data, true).count() as u64
+    }
+}
+
+/// TS 32.297 CDR files: a file header, then each CDR behind its own
+/// length and release header; a frame is one CDR's BER octets. A file
+/// whose header cannot be read is framed from its start, so its octets
+/// come out as records the decoder refuses, with their reasons.
+pub struct Ts32297;
+
+impl Ts32297 {
+    fn entries(data: &[u8]) -> impl Iterator<Item = Result<(usize, usize, usize), usize>> + '_ {
+        // (frame start, payload start, frame end), or Err(start) for an
+        // entry that is cut short or broken.
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= data.len() {
+                return None;
+            }
+            let start = at;
+            match cdrflow_asn1::file::read_entry(&data[start..], start) {
+                Ok(Some((entry, used))) => {
+                    at = start + used;
+                    Some(Ok((start, start + used - entry.bytes.len(), at)))
+                }
+                Ok(None) | Err(_) => {
+                    at = data.len();
+                    Some(Err(start))
+                }
+            }
+        })
+    }
+}
+
+impl Framing for Ts32297 {
+    fn name(&self) -> &'static str {
+        "ts32297"
+    }
+
+    fn header_len(&self, start: &[u8]) -> usize {
+        cdrflow_asn1::file::parse_header(start)
+            .map_or(0, |(_, first_cdr)| first_cdr.min(start.len()))
+    }
+
+    fn last_boundary(&self, data: &[u8]) -> Option<usize> {
+        let mut last = 0;
+        for entry in Ts32297::entries(data) {
+            match entry {
+                Ok((_, _, end)) => last = end,
+                Err(_) => break,
+            }
+        }
+        (last > 0).then_some(last)
+    }
+
+    fn first_end(&self, data: &[u8]) -> Option<(usize, usize)> {
+        match Ts32297::entries(data).next()? {
+            Ok((_, _, end)) => Some((end, end)),
+            Err(_) => None,
+        }
+    }
+
+    fn frames<'a>(
+        &self,
+        data: &'a [u8],
+        _at_start: bool,
+    ) -> Box<dyn Iterator<Item = Frame<'a>> + 'a> {
+        Box::new(
+            Ts32297::entries(data)
+                .enumerate()
+                .map(move |(number, entry)| {
+                    let (offset, payload) = match entry {
+                        Ok((start, payload, end)) => (start, &data[payload..end]),
+                        Err(start) => (start, &data[start..]),
+                    };
+                    Frame {
+                        number: number as u64,
+                        offset,
+                        payload,
+                    }
+                }),
+        )
+    }
+
+    fn count(&self, data: &[u8]) -> u64 {
+        Ts32297::entries(data).count() as u64
     }
 }
 

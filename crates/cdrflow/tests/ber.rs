@@ -103,3 +103,47 @@ fn a_country_file_that_cannot_be_used_says_where_and_what() {
         "{error}"
     );
 }
+
+/// A TS 32.297 file (the fuzz seed `cdr_file.ber`: a header saying two
+/// CDRs, then the same call and session behind their CDR headers), and a
+/// copy whose last CDR header says more octets than follow.
+#[test]
+fn a_32297_file_is_read_past_its_header() {
+    let file: &[u8] = include_bytes!("../../../fuzz/corpus/decode_ber/cdr_file.ber");
+    let dir = temp_dir("ber-file");
+    let (whole, cut) = (dir.join("whole.cdr"), dir.join("cut.cdr"));
+    std::fs::write(&whole, file).unwrap();
+    std::fs::write(&cut, &file[..file.len() - 3]).unwrap();
+    let country = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/countries/fr.toml"
+    );
+    let output = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--country-file", country])
+            .args(["process", "--format", "ber-file", "--complete"])
+            .arg(&whole)
+            .arg(&cut),
+    );
+    let report = String::from_utf8_lossy(&output.stderr);
+    // Two CDRs in each file; the cut file's second is refused, the
+    // whole file's two and the cut one's first (the same call again) leave
+    // one call and one session.
+    assert!(report.contains("4 records"), "{report}");
+    assert!(report.contains("accepted 2, rejected 1"), "{report}");
+    assert!(report.contains("duplicates 1"), "{report}");
+    let rows = export(&dir);
+    let key = |kind: &str, ty: &str| {
+        (
+            kind.to_string(),
+            "+33612345678".to_string(),
+            "2024-03-05".to_string(),
+            ty.to_string(),
+        )
+    };
+    assert_eq!(rows[&key("voice", "mo_call")]["duration_sec"], "61");
+    assert_eq!(rows[&key("data", "pgw")]["down_bytes"], "8398608");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+}

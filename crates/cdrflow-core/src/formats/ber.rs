@@ -18,12 +18,38 @@ use cdrflow_asn1::digits::{NatureOfAddress, Number};
 use cdrflow_asn1::{decode_message, ChargingRecord, RecordKind};
 
 use super::{DecodeOptions, Decoder};
-use crate::framing::{BerRecords, Framing};
+use crate::framing::{BerRecords, Framing, Ts32297};
 use crate::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use crate::normalize::{normalize_msisdn, EpochMillis, Msisdn};
 use crate::reject::{RejectReason, Rejection};
 
 pub struct Ber;
+
+/// The same records in TS 32.297 CDR files (`--format ber-file`).
+pub struct BerFile;
+
+impl Decoder for BerFile {
+    fn name(&self) -> &'static str {
+        "ber-file"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["ts32297"]
+    }
+
+    fn framing(&self) -> &'static dyn Framing {
+        &Ts32297
+    }
+
+    fn decode<'a>(
+        &self,
+        payload: &'a [u8],
+        position: SourcePosition,
+        options: &DecodeOptions,
+    ) -> Result<Cdr<'a>, Rejection> {
+        Ber.decode(payload, position, options)
+    }
+}
 
 impl Decoder for Ber {
     fn name(&self) -> &'static str {

@@ -76,6 +76,7 @@ pub fn registry() -> &'static [&'static dyn Decoder] {
         &cdr_data::CdrData,
         &cdr_voice::CdrVoice,
         &ber::Ber,
+        &ber::BerFile,
     ]
 }
 

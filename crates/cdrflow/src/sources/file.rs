@@ -358,6 +358,16 @@ impl OpenedInput {
             if filled == 0 {
                 break;
             }
+            if offset == 0 {
+                // A file header (32.297's) is no record: frames start after it.
+                let header = self.framing.header_len(&buf[..filled]);
+                if header > 0 {
+                    buf.copy_within(header..filled, 0);
+                    filled -= header;
+                    offset = header as u64;
+                    continue;
+                }
+            }
             let end = match self.framing.last_boundary(&buf[..filled]) {
                 Some(end) => end,
                 None if eof && self.complete => filled,
