@@ -7,11 +7,31 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{cdrflow, export, run_ok, temp_dir};
 
 const MO_CALL: &[u8] = include_bytes!("../../../fuzz/corpus/decode_ber/mo_call.ber");
 const PGW: &[u8] = include_bytes!("../../../fuzz/corpus/decode_ber/pgw.ber");
 const MO_SMS: &[u8] = include_bytes!("../../../fuzz/corpus/decode_ber/mo_sms.ber");
+
+/// `cdrflow process --format FORMAT --complete INPUTS` with France's
+/// country file; its report.
+fn process_french(dir: &Path, format: &str, inputs: &[&Path]) -> String {
+    let country = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/countries/fr.toml"
+    );
+    let output = run_ok(
+        cdrflow()
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--country-file", country])
+            .args(["process", "--format", format, "--complete"])
+            .args(inputs),
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
 
 #[test]
 fn a_ber_stream_is_summed_with_duplicates_dropped_and_a_broken_record_kept() {
@@ -29,19 +49,7 @@ fn a_ber_stream_is_summed_with_duplicates_dropped_and_a_broken_record_kept() {
     ]
     .concat();
     std::fs::write(&input, stream).unwrap();
-    let country = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/countries/fr.toml"
-    );
-    let output = run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--country-file", country])
-            .args(["process", "--format", "ber", "--complete"])
-            .arg(&input),
-    );
-    let report = String::from_utf8_lossy(&output.stderr);
+    let report = process_french(&dir, "ber", &[&input]);
     assert!(report.contains("5 records"), "{report}");
     assert!(report.contains("accepted 3, rejected 1"), "{report}");
     assert!(report.contains("duplicates 1"), "{report}");
@@ -114,20 +122,7 @@ fn a_32297_file_is_read_past_its_header() {
     let (whole, cut) = (dir.join("whole.cdr"), dir.join("cut.cdr"));
     std::fs::write(&whole, file).unwrap();
     std::fs::write(&cut, &file[..file.len() - 3]).unwrap();
-    let country = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/countries/fr.toml"
-    );
-    let output = run_ok(
-        cdrflow()
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--country-file", country])
-            .args(["process", "--format", "ber-file", "--complete"])
-            .arg(&whole)
-            .arg(&cut),
-    );
-    let report = String::from_utf8_lossy(&output.stderr);
+    let report = process_french(&dir, "ber-file", &[&whole, &cut]);
     // Two CDRs in each file; the cut file's second is refused, the
     // whole file's two and the cut one's first (the same call again) leave
     // one call and one session.
