@@ -10,12 +10,6 @@ pub type EpochMillis = i64;
 
 /// Milliseconds from 1970-01-01T00:00 to the given wall-clock reading
 /// counted as UTC; `None` for no such date or time.
-///
-/// Hand-written (Howard Hinnant's `days_from_civil`, exact for the
-/// proleptic Gregorian calendar) rather than jiff's civil date-time, which
-/// validates and converts through its own types: a record holds up to
-/// three timestamps on the decoder's hot path (see BENCHMARKS.md, "3GPP
-/// BER decoding", for the two measured side by side).
 pub(crate) fn civil_millis(
     year: i32,
     month: u32,
@@ -24,26 +18,22 @@ pub(crate) fn civil_millis(
     minute: u32,
     second: u32,
 ) -> Option<EpochMillis> {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        1..=12 => 31,
-        _ => return None,
-    };
-    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let y = i64::from(if month <= 2 { year - 1 } else { year });
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * i64::from((month + 9) % 12) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
+    let narrow = |v: u32| i8::try_from(v).ok();
+    let reading = jiff::civil::DateTime::new(
+        i16::try_from(year).ok()?,
+        narrow(month)?,
+        narrow(day)?,
+        narrow(hour)?,
+        narrow(minute)?,
+        narrow(second)?,
+        0,
+    )
+    .ok()?;
     Some(
-        ((days * 24 + i64::from(hour)) * 60 + i64::from(minute)) * 60_000
-            + i64::from(second) * 1000,
+        jiff::tz::TimeZone::UTC
+            .to_timestamp(reading)
+            .ok()?
+            .as_millisecond(),
     )
 }
 
