@@ -131,7 +131,6 @@ pub fn bcd_directory_number(value: &[u8]) -> Result<Number, Asn1Error> {
             "a party number without its type octet",
         )),
         [kind, _presentation, digits @ ..] if kind & 0x80 == 0 => Number::new(*kind, digits),
-        [kind, _presentation] if kind & 0x80 == 0 => Number::new(*kind, &[]),
         [kind] if kind & 0x80 == 0 => Err(Asn1Error::BadDigits(
             "a party number whose octet 3a is missing",
         )),

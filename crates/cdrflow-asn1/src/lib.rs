@@ -66,10 +66,18 @@ pub enum Asn1Error {
 }
 
 impl Asn1Error {
+    /// What went wrong, inside the fields it happened in.
+    pub fn cause(&self) -> &Asn1Error {
+        match self {
+            Asn1Error::InField { error, .. } => error.cause(),
+            other => other,
+        }
+    }
+
     /// A short name for the rejects table and metrics.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Asn1Error::InField { error, .. } => error.reason(),
+        match self.cause() {
+            Asn1Error::InField { .. } => unreachable!("cause() looks inside fields"),
             Asn1Error::Truncated(_) => "ber_truncated",
             Asn1Error::BadLength | Asn1Error::BadTag | Asn1Error::IndefinitePrimitive(_) => {
                 "ber_malformed"

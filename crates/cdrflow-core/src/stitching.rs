@@ -322,7 +322,7 @@ impl Operator for Stitcher {
             return;
         }
         out.state.push(StateWrite {
-            operator: "stitching",
+            operator: self.name(),
             table: SESSIONS.name,
             change: StateChange::Put {
                 key: SESSIONS_KEY.into(),

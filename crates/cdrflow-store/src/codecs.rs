@@ -409,8 +409,8 @@ pub(crate) struct CellHour<'a> {
     pub records: i64,
     pub first_event_time: i64,
     pub last_event_time: i64,
-    pub first_period: String,
-    pub last_period: String,
+    pub first_period: cdrflow_core::reference::BillingPeriod,
+    pub last_period: cdrflow_core::reference::BillingPeriod,
 }
 
 /// The `cell_usage` rows a commit adds to, each (cell, hour) once.
@@ -425,24 +425,22 @@ pub(crate) fn cell_hours<'a>(commit: &crate::Commit<'a>) -> Vec<CellHour<'a>> {
             continue;
         };
         let hour = r.event_time.div_euclid(3_600_000);
-        let period = r.billing_period.to_string();
+        let period = r.billing_period;
         let entry = hours.entry((cell_id, hour)).or_insert_with(|| CellHour {
             cell_id,
             hour,
             records: 0,
             first_event_time: r.event_time,
             last_event_time: r.event_time,
-            first_period: period.clone(),
-            last_period: period.clone(),
+            first_period: period,
+            last_period: period,
         });
         entry.records += 1;
         entry.first_event_time = entry.first_event_time.min(r.event_time);
         entry.last_event_time = entry.last_event_time.max(r.event_time);
-        if period < entry.first_period {
-            entry.first_period = period;
-        } else if period > entry.last_period {
-            entry.last_period = period;
-        }
+        // Periods order as their stored text does (`2024-03`, zero-padded).
+        entry.first_period = entry.first_period.min(period);
+        entry.last_period = entry.last_period.max(period);
     }
     hours.into_values().collect()
 }

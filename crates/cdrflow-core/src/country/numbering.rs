@@ -161,6 +161,13 @@ struct Rewrite {
     rules: Vec<(DigitString, DigitString)>,
 }
 
+impl Rewrite {
+    /// Whether it rewrites national numbers of `len` digits written at `at`.
+    fn applies(&self, len: u8, at: EpochMillis) -> bool {
+        self.length == len && self.before.is_none_or(|before| at < before)
+    }
+}
+
 /// A country's plan, ready to normalise with.
 #[derive(Clone, Debug)]
 pub struct NumberingPlan {
@@ -310,24 +317,19 @@ impl NumberingPlan {
     /// Whether `nsn` is a national number's length then (today's, or one a
     /// rewrite in force at `at` takes).
     fn is_national(&self, nsn: DigitString, at: EpochMillis) -> bool {
-        self.lengths & (1 << nsn.len) != 0
-            || self
-                .rewrites
-                .iter()
-                .any(|r| r.length == nsn.len && r.before.is_none_or(|b| at < b))
+        self.lengths & (1 << nsn.len) != 0 || self.rewrites.iter().any(|r| r.applies(nsn.len, at))
     }
 
     fn own(&self, mut nsn: DigitString, at: EpochMillis) -> Result<Normalized, NumberError> {
-        for rewrite in &self.rewrites {
-            if rewrite.length != nsn.len || rewrite.before.is_some_and(|b| at >= b) {
-                continue;
-            }
+        for rewrite in self.rewrites.iter().filter(|r| r.applies(nsn.len, at)) {
             if let Some((prefix, with)) = rewrite.rules.iter().find(|(p, _)| nsn.starts_with(*p)) {
                 nsn = with.then(nsn.drop_front(prefix.len));
                 break;
             }
         }
-        if nsn.len >= 32 || self.lengths & (1 << nsn.len) == 0 {
+        // At most 15 digits: the scan stops there, and rewrites were
+        // checked to land on a national length.
+        if self.lengths & (1 << nsn.len) == 0 {
             return Err(NumberError::InvalidLength(usize::from(nsn.len)));
         }
         Ok(Normalized {

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use cdrflow_asn1::digits::{NatureOfAddress, Number};
-use cdrflow_asn1::{decode_message, ChargingRecord, RecordKind};
+use cdrflow_asn1::{decode_message, Asn1Error, ChargingRecord, RecordKind};
 
 use super::{DecodeOptions, Decoder};
 use crate::framing::{BerRecords, Framing, Ts32297};
@@ -23,45 +23,38 @@ use crate::model::{Cdr, Direction, IdSpace, Kind, SourcePosition};
 use crate::normalize::{normalize_msisdn, EpochMillis, Msisdn};
 use crate::reject::{RejectReason, Rejection};
 
-pub struct Ber;
-
-/// The same records in TS 32.297 CDR files (`--format ber-file`).
-pub struct BerFile;
-
-impl Decoder for BerFile {
-    fn name(&self) -> &'static str {
-        "ber-file"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["ts32297"]
-    }
-
-    fn framing(&self) -> &'static dyn Framing {
-        &Ts32297
-    }
-
-    fn decode<'a>(
-        &self,
-        payload: &'a [u8],
-        position: SourcePosition,
-        options: &DecodeOptions,
-    ) -> Result<Cdr<'a>, Rejection> {
-        Ber.decode(payload, position, options)
-    }
+/// The BER format in one framing: records one after another (`ber`), or
+/// inside TS 32.297 CDR files (`ber-file`). One decoder: the frames differ,
+/// not the records.
+pub struct Ber {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    framing: &'static dyn Framing,
 }
+
+pub const BER: Ber = Ber {
+    name: "ber",
+    aliases: &["3gpp-ber", "ts32298"],
+    framing: &BerRecords,
+};
+
+pub const BER_FILE: Ber = Ber {
+    name: "ber-file",
+    aliases: &["ts32297"],
+    framing: &Ts32297,
+};
 
 impl Decoder for Ber {
     fn name(&self) -> &'static str {
-        "ber"
+        self.name
     }
 
     fn aliases(&self) -> &'static [&'static str] {
-        &["3gpp-ber", "ts32298"]
+        self.aliases
     }
 
     fn framing(&self) -> &'static dyn Framing {
-        &BerRecords
+        self.framing
     }
 
     fn decode<'a>(
@@ -71,10 +64,10 @@ impl Decoder for Ber {
         options: &DecodeOptions,
     ) -> Result<Cdr<'a>, Rejection> {
         let record = decode_message(payload).map_err(|e| {
-            let reason = match e.reason() {
-                "ber_unknown_record" => RejectReason::UnknownRecordType,
-                "ber_bad_timestamp" => RejectReason::ImpossibleTime,
-                "ber_bad_number" => RejectReason::InvalidMsisdn,
+            let reason = match e.cause() {
+                Asn1Error::UnknownRecord(_) => RejectReason::UnknownRecordType,
+                Asn1Error::BadTimestamp(_) => RejectReason::ImpossibleTime,
+                Asn1Error::BadDigits(_) => RejectReason::InvalidMsisdn,
                 _ => RejectReason::MalformedBer,
             };
             Rejection::new(reason, e.to_string())
@@ -230,7 +223,7 @@ mod tests {
             line: 1,
             byte_offset: 0,
         };
-        let cdr = Ber.decode(MO_CALL, position, &france()).unwrap();
+        let cdr = BER.decode(MO_CALL, position, &france()).unwrap();
         assert_eq!(
             (cdr.kind, cdr.direction),
             (Kind::Voice, Direction::Outgoing)
@@ -250,13 +243,13 @@ mod tests {
             default_country_code: CountryCode::parse("212").unwrap(),
             ..DecodeOptions::default()
         };
-        let cdr = Ber.decode(MO_CALL, position, &morocco).unwrap();
+        let cdr = BER.decode(MO_CALL, position, &morocco).unwrap();
         assert_eq!(cdr.other_party.as_deref(), Some("+212612345678"));
     }
 
     #[test]
     fn a_pgw_record_is_a_data_session_with_its_volumes() {
-        let cdr = Ber
+        let cdr = BER
             .decode(
                 PGW,
                 SourcePosition::Kafka {
@@ -284,7 +277,7 @@ mod tests {
             line: 1,
             byte_offset: 0,
         };
-        let reason = |bytes: &[u8]| Ber.decode(bytes, position, &france()).unwrap_err().reason;
+        let reason = |bytes: &[u8]| BER.decode(bytes, position, &france()).unwrap_err().reason;
         assert_eq!(
             reason(&MO_CALL[..MO_CALL.len() - 3]),
             RejectReason::MalformedBer
@@ -299,12 +292,12 @@ mod tests {
             0xA0, 0x11, 0x83, 0x07, 0x91, 0x33, 0x16, 0x32, 0x54, 0x76, 0xF8, 0x97, 0x06, 0x24,
             0x03, 0x05, 0x14, 0x30, 0x00,
         ];
-        let read = Ber.decode(&local, position, &france()).unwrap();
+        let read = BER.decode(&local, position, &france()).unwrap();
         assert_eq!(
             read.start_time,
             parse_timestamp("2024-03-05T13:30:00Z").unwrap()
         );
-        let without = Ber
+        let without = BER
             .decode(&local, position, &DecodeOptions::default())
             .unwrap_err();
         assert_eq!(without.reason, RejectReason::TimeWithoutOffset);

@@ -75,8 +75,8 @@ pub fn registry() -> &'static [&'static dyn Decoder] {
         &telecom_events::TelecomEvents,
         &cdr_data::CdrData,
         &cdr_voice::CdrVoice,
-        &ber::Ber,
-        &ber::BerFile,
+        &ber::BER,
+        &ber::BER_FILE,
     ]
 }
 

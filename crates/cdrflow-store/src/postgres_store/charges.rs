@@ -71,8 +71,8 @@ pub(super) fn write_charges(tx: &mut Transaction<'_>, commit: &Commit<'_>) -> Re
         let records: Vec<i64> = cells.iter().map(|c| c.records).collect();
         let firsts: Vec<i64> = cells.iter().map(|c| c.first_event_time).collect();
         let lasts: Vec<i64> = cells.iter().map(|c| c.last_event_time).collect();
-        let first_periods: Vec<&str> = cells.iter().map(|c| c.first_period.as_str()).collect();
-        let last_periods: Vec<&str> = cells.iter().map(|c| c.last_period.as_str()).collect();
+        let first_periods: Vec<String> = cells.iter().map(|c| c.first_period.to_string()).collect();
+        let last_periods: Vec<String> = cells.iter().map(|c| c.last_period.to_string()).collect();
         tx.execute(
             &crate::codecs::upsert_cell_hours_sql(
                 "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],

@@ -62,8 +62,8 @@ pub(super) fn write_charges(tx: &Transaction<'_>, commit: &Commit<'_>) -> Result
             c.records,
             c.first_event_time,
             c.last_event_time,
-            c.first_period,
-            c.last_period
+            c.first_period.to_string(),
+            c.last_period.to_string()
         ])?;
     }
     let mut upsert = tx.prepare_cached(
